@@ -1,0 +1,119 @@
+// Shared helpers for the ferrogate benches: dependency resolution, free ports, /proc readers,
+// child-process bookkeeping. Linux only (/proc), loopback only.
+import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const REPO_DIR = path.dirname(BENCH_DIR);
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// express / openai are devDependencies of the repo. When they are not installed there, the
+// bench also looks in $BENCH_NODE_DIR and in the shared peers cache ($PEERS_NODE_DIR, or
+// $PEERS_CACHE/node, which /work/shared/bench/peers/run.sh exports).
+const searchDirs = () => [
+  BENCH_DIR,
+  process.env.BENCH_NODE_DIR,
+  process.env.PEERS_NODE_DIR,
+  process.env.PEERS_CACHE && path.join(process.env.PEERS_CACHE, 'node'),
+].filter(Boolean);
+
+export function requireDep(name) {
+  const errors = [];
+  for (const dir of searchDirs()) {
+    try {
+      return createRequire(path.join(dir, 'noop.js'))(name);
+    } catch (e) {
+      if (e.code !== 'MODULE_NOT_FOUND') throw e;
+      errors.push(dir);
+    }
+  }
+  throw new Error(`cannot find '${name}': run \`npm install\` in ${REPO_DIR}, or set BENCH_NODE_DIR to a folder whose node_modules has it (searched ${errors.join(', ')})`);
+}
+
+export function depVersion(name) {
+  for (const dir of searchDirs()) {
+    try {
+      // resolve the entry point (package.json is not always in "exports"), then walk up to it
+      let d = path.dirname(createRequire(path.join(dir, 'noop.js')).resolve(name));
+      for (; d !== path.dirname(d); d = path.dirname(d)) {
+        const f = path.join(d, 'package.json');
+        if (!fs.existsSync(f)) continue;
+        const pkg = JSON.parse(fs.readFileSync(f, 'utf8'));
+        if (pkg.name === name) return pkg.version;
+      }
+    } catch {}
+  }
+  return null;
+}
+
+// The addon under test: the repo itself (`require('ferrogate')` for users), or $FERROGATE_MODULE.
+export function requireFerrogate() {
+  return createRequire(import.meta.url)(process.env.FERROGATE_MODULE || REPO_DIR);
+}
+
+export function loadOpenAI() {
+  const mod = requireDep('openai');
+  return mod.OpenAI || mod.default || mod;
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim() || 100);
+
+function statTicks(file) {
+  try {
+    const s = fs.readFileSync(file, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // f[0] = field 3 (state)
+    return { ticks: Number(f[11]) + Number(f[12]), threads: Number(f[17]) }; // utime + stime, num_threads
+  } catch { return null; }
+}
+
+// CPU seconds of the whole process (all threads: JS main thread, libuv pool, V8 GC, tokio
+// workers…) and of the main thread alone (/proc/<pid>/task/<pid>/stat), plus RSS and peak RSS.
+export function procUsage(pid) {
+  const all = statTicks(`/proc/${pid}/stat`);
+  if (!all) return null;
+  const main = statTicks(`/proc/${pid}/task/${pid}/stat`);
+  // main thread: schedstat has ns resolution (stat has clock ticks, usually 10 ms)
+  let mainNs = NaN;
+  try { mainNs = Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]); } catch {}
+  let rssKb = NaN, hwmKb = NaN;
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    rssKb = Number(/VmRSS:\s+(\d+)/.exec(st)?.[1]);
+    hwmKb = Number(/VmHWM:\s+(\d+)/.exec(st)?.[1]);
+  } catch {}
+  return {
+    cpuS: all.ticks / CLK_TCK,
+    mainCpuS: Number.isFinite(mainNs) ? mainNs / 1e9 : main ? main.ticks / CLK_TCK : NaN,
+    threads: all.threads,
+    rssMb: rssKb / 1024,
+    peakRssMb: hwmKb / 1024,
+  };
+}
+
+// Resets VmHWM (peak RSS) of a process we own, so the next read is the peak since now.
+export function resetPeakRss(pid) {
+  try { fs.writeFileSync(`/proc/${pid}/clear_refs`, '5'); return true; } catch { return false; }
+}
+
+export function which(bin) {
+  const r = spawnSync('bash', ['-c', `command -v ${bin}`], { encoding: 'utf8' });
+  return (r.stdout || '').trim() || null;
+}
+
+export const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');

@@ -1,0 +1,276 @@
+//! JS shapes ↔ core types, with the validation messages a caller needs to fix a request.
+
+use napi::bindgen_prelude::Either;
+
+use super::types as js;
+use super::millis_option;
+use crate::error::{GatewayError, Result};
+use crate::gateway::{CallOptions, GatewayConfig, ProviderConfig};
+use crate::types::{
+  ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent,
+  ToolCall, ToolChoice, ToolDefinition,
+};
+
+pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
+  let mut config = GatewayConfig::default();
+  if let Some(timeout) = options.timeout_ms {
+    config.timeout = millis_option(Some(timeout))
+      .filter(|d| !d.is_zero())
+      .ok_or_else(|| GatewayError::config("timeoutMs must be a positive number"))?;
+  }
+  if let Some(retries) = options.max_retries {
+    config.max_retries = retries;
+  }
+  if let Some(base) = options.retry_base_delay_ms {
+    config.retry_base = millis_option(Some(base))
+      .ok_or_else(|| GatewayError::config("retryBaseDelayMs must be a number >= 0"))?;
+  }
+  if options.providers.is_empty() {
+    return Err(GatewayError::config("providers must name at least one provider"));
+  }
+  let mut names: Vec<String> = options.providers.keys().cloned().collect();
+  names.sort();
+  let mut providers = options.providers;
+  for name in names {
+    let Some(provider) = providers.remove(&name) else {
+      continue;
+    };
+    let mut headers: Vec<(String, String)> = provider.headers.unwrap_or_default().into_iter().collect();
+    headers.sort();
+    config.providers.push(ProviderConfig {
+      timeout: millis_option(provider.timeout_ms),
+      max_retries: provider.max_retries,
+      mock_chunk_delay: millis_option(provider.mock_chunk_delay_ms),
+      kind: provider.kind,
+      api_key: provider.api_key,
+      base_url: provider.base_url,
+      models: provider.models.unwrap_or_default(),
+      headers,
+      organization: provider.organization,
+      name,
+    });
+  }
+  Ok(config)
+}
+
+pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, CallOptions)> {
+  if request.messages.is_empty() {
+    return Err(GatewayError::invalid_request("messages must not be empty"));
+  }
+  let tools = request
+    .tools
+    .unwrap_or_default()
+    .into_iter()
+    .map(|tool| {
+      if tool.name.is_empty() {
+        return Err(GatewayError::invalid_request("every tool needs a name"));
+      }
+      Ok(ToolDefinition {
+        name: tool.name,
+        description: tool.description,
+        parameters: tool
+          .parameters
+          .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+      })
+    })
+    .collect::<Result<Vec<_>>>()?;
+  let tool_choice = match request.tool_choice {
+    None => None,
+    Some(Either::B(named)) => Some(ToolChoice::Named(named.name)),
+    Some(Either::A(choice)) => Some(match choice.as_str() {
+      "auto" => ToolChoice::Auto,
+      "none" => ToolChoice::None,
+      "required" => ToolChoice::Required,
+      other => {
+        return Err(GatewayError::invalid_request(format!(
+          "toolChoice must be 'auto', 'none', 'required' or {{ name }}, not '{other}'"
+        )))
+      }
+    }),
+  };
+  let response_format = match request.response_format {
+    None => None,
+    Some(format) => Some(match format.r#type.as_str() {
+      "text" => ResponseFormat::Text,
+      "json_object" => ResponseFormat::JsonObject,
+      "json_schema" => ResponseFormat::JsonSchema {
+        name: format.name.unwrap_or_else(|| "response".to_string()),
+        schema: format.schema.ok_or_else(|| {
+          GatewayError::invalid_request("responseFormat json_schema needs a schema")
+        })?,
+      },
+      other => {
+        return Err(GatewayError::invalid_request(format!(
+          "responseFormat.type must be 'text', 'json_object' or 'json_schema', not '{other}'"
+        )))
+      }
+    }),
+  };
+  let core = ChatRequest {
+    model: String::new(),
+    messages: messages(request.messages)?,
+    temperature: request.temperature,
+    top_p: request.top_p,
+    max_tokens: request.max_tokens,
+    stop: request.stop.unwrap_or_default(),
+    response_format,
+    tools,
+    tool_choice,
+    user: request.user,
+  };
+  let options = CallOptions {
+    timeout: millis_option(request.timeout_ms).filter(|d| !d.is_zero()),
+    max_retries: request.max_retries,
+  };
+  Ok((request.model, core, options))
+}
+
+pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
+  messages
+    .into_iter()
+    .enumerate()
+    .map(|(i, message)| {
+      let role = Role::parse(&message.role).ok_or_else(|| {
+        GatewayError::invalid_request(format!(
+          "messages[{i}].role must be system, user, assistant or tool, not '{}'",
+          message.role
+        ))
+      })?;
+      let content = match message.content {
+        None => Vec::new(),
+        Some(Either::A(text)) => vec![ContentPart::Text(text)],
+        Some(Either::B(parts)) => parts
+          .into_iter()
+          .enumerate()
+          .map(|(j, part)| content_part(part).map_err(|e| at(i, j, e)))
+          .collect::<Result<Vec<_>>>()?,
+      };
+      if role == Role::Tool && message.tool_call_id.is_none() {
+        return Err(GatewayError::invalid_request(format!(
+          "messages[{i}] has role 'tool' but no toolCallId"
+        )));
+      }
+      Ok(Message {
+        role,
+        content,
+        tool_call_id: message.tool_call_id,
+        tool_calls: message
+          .tool_calls
+          .unwrap_or_default()
+          .into_iter()
+          .map(|call| ToolCall {
+            id: call.id,
+            name: call.name,
+            arguments: call.arguments,
+          })
+          .collect(),
+      })
+    })
+    .collect()
+}
+
+fn at(message: usize, part: usize, error: GatewayError) -> GatewayError {
+  GatewayError::invalid_request(format!(
+    "messages[{message}].content[{part}]: {}",
+    error.message
+  ))
+}
+
+fn content_part(part: js::ContentPart) -> Result<ContentPart> {
+  let missing = |field: &str| GatewayError::invalid_request(format!("'{}' part needs {field}", part.r#type));
+  match part.r#type.as_str() {
+    "text" => Ok(ContentPart::Text(part.text.clone().ok_or_else(|| missing("text"))?)),
+    "image" => Ok(ContentPart::Image {
+      data: part.data.clone().ok_or_else(|| missing("data"))?,
+      mime_type: part.mime_type.clone().ok_or_else(|| missing("mimeType"))?,
+    }),
+    "image_url" => Ok(ContentPart::ImageUrl(part.url.clone().ok_or_else(|| missing("url"))?)),
+    other => Err(GatewayError::invalid_request(format!(
+      "type must be 'text', 'image' or 'image_url', not '{other}'"
+    ))),
+  }
+}
+
+pub fn error_info(error: GatewayError, request_id: &str) -> js::ErrorInfo {
+  js::ErrorInfo {
+    code: error.code.as_str().to_string(),
+    status: u32::from(error.status),
+    message: error.message,
+    provider: error.provider,
+    retry_after_ms: error.retry_after.map(|d| d.as_secs_f64() * 1000.0),
+    request_id: request_id.to_string(),
+    upstream_request_id: error.upstream_request_id,
+    cause: error.cause,
+  }
+}
+
+fn tool_call(call: ToolCall) -> js::ToolCall {
+  js::ToolCall {
+    id: call.id,
+    name: call.name,
+    arguments: call.arguments,
+  }
+}
+
+pub fn response(response: ChatResponse) -> js::ChatResponse {
+  let usage = response.usage;
+  js::ChatResponse {
+    id: response.id,
+    provider: response.provider,
+    model: response.model,
+    content: response.content,
+    refusal: response.refusal,
+    tool_calls: response.tool_calls.into_iter().map(tool_call).collect(),
+    finish_reason: response.finish_reason.as_str().to_string(),
+    usage: js::Usage {
+      prompt_tokens: usage.prompt_tokens as f64,
+      completion_tokens: usage.completion_tokens as f64,
+      total_tokens: usage.total_tokens as f64,
+      estimated: usage.estimated,
+      cached_prompt_tokens: usage.cached_prompt_tokens as f64,
+      cache_write_prompt_tokens: usage.cache_write_prompt_tokens as f64,
+      reasoning_tokens: usage.reasoning_tokens as f64,
+    },
+    cost_usd: response.cost_usd,
+    cached: response.cached,
+    latency_ms: response.latency_ms,
+    ttft_ms: response.ttft_ms,
+    attempts: response.attempts,
+    request_id: response.request_id,
+  }
+}
+
+pub fn stream_event(event: StreamEvent) -> js::NativeStreamEvent {
+  let mut out = js::NativeStreamEvent {
+    r#type: String::new(),
+    text: None,
+    index: None,
+    id: None,
+    name: None,
+    arguments_delta: None,
+    response: None,
+  };
+  match event {
+    StreamEvent::Text(text) => {
+      out.r#type = "text".into();
+      out.text = Some(text);
+    }
+    StreamEvent::ToolCall {
+      index,
+      id,
+      name,
+      arguments_delta,
+    } => {
+      out.r#type = "tool_call".into();
+      out.index = Some(index);
+      out.id = id;
+      out.name = name;
+      out.arguments_delta = Some(arguments_delta);
+    }
+    StreamEvent::Done(done) => {
+      out.r#type = "done".into();
+      out.response = Some(response(*done));
+    }
+  }
+  out
+}

@@ -1,0 +1,205 @@
+//! napi shims over the core: convert, spawn, hand results back. No gateway logic here.
+
+mod convert;
+mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::Either;
+use napi_derive::napi;
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::types::StreamEvent;
+
+pub use types::*;
+
+/// Events buffered between the upstream reader and JS. Bounded so a slow consumer
+/// slows the upstream read instead of growing memory.
+const CHANNEL_CAPACITY: usize = 256;
+/// Most events handed to JS per `next()`: one Promise settles a batch, not an event.
+const MAX_BATCH: usize = 64;
+
+/// The native gateway. Use `Gateway` from the package, which wraps this with
+/// AbortSignal support, async iteration and typed errors.
+#[napi]
+pub struct NativeGateway {
+  inner: Result<Arc<Gateway>, GatewayError>,
+  closed: CancellationToken,
+}
+
+#[napi]
+impl NativeGateway {
+  /// Never throws: a bad configuration is reported by `configError()`, so the JS layer
+  /// can throw it with the same error shape as every other failure.
+  #[napi(constructor)]
+  pub fn new(options: GatewayOptions) -> Self {
+    NativeGateway {
+      inner: convert::gateway_config(options)
+        .and_then(Gateway::new)
+        .map(Arc::new),
+      closed: CancellationToken::new(),
+    }
+  }
+
+  #[napi]
+  pub fn config_error(&self) -> Option<ErrorInfo> {
+    self
+      .inner
+      .as_ref()
+      .err()
+      .map(|e| convert::error_info(e.clone(), &new_request_id()))
+  }
+
+  /// Starts a call; `stream` decides whether text events are delivered as they arrive.
+  #[napi]
+  pub fn start(&self, request: ChatRequest, stream: bool) -> NativeCall {
+    let request_id = new_request_id();
+    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let cancel = self.closed.child_token();
+    let call = NativeCall {
+      receiver: Mutex::new(receiver),
+      cancel: cancel.clone(),
+      request_id: request_id.clone(),
+    };
+    let gateway = match &self.inner {
+      Ok(gateway) => gateway.clone(),
+      Err(error) => {
+        let _ = sender.try_send(Err(error.clone()));
+        return call;
+      }
+    };
+    let (model, core_request, options) = match convert::chat_request(request) {
+      Ok(parts) => parts,
+      Err(error) => {
+        let _ = sender.try_send(Err(error));
+        return call;
+      }
+    };
+    napi::bindgen_prelude::spawn(async move {
+      let sink = stream.then(|| sender.clone());
+      let result = gateway
+        .execute(&model, core_request, options, sink, cancel, &request_id)
+        .await;
+      let last = match result {
+        Ok(response) => Ok(StreamEvent::Done(Box::new(response))),
+        Err(error) => Err(gateway.redact_error(error)),
+      };
+      // The receiver is gone when JS dropped the call; nobody is left to tell.
+      let _ = sender.send(last).await;
+    });
+    call
+  }
+
+  /// "provider/model" for every model a provider advertises.
+  #[napi]
+  pub fn models(&self) -> Vec<String> {
+    match &self.inner {
+      Ok(gateway) => gateway.models(),
+      Err(_) => Vec::new(),
+    }
+  }
+
+  /// Cancels every call in flight; later calls fail with ABORTED.
+  #[napi]
+  pub fn close(&self) {
+    self.closed.cancel();
+  }
+
+  #[napi]
+  pub fn is_open(&self) -> bool {
+    !self.closed.is_cancelled()
+  }
+}
+
+/// One call in flight. Dropping it (or `cancel()`) aborts the upstream request.
+#[napi]
+pub struct NativeCall {
+  receiver: Mutex<mpsc::Receiver<crate::error::Result<StreamEvent>>>,
+  cancel: CancellationToken,
+  request_id: String,
+}
+
+#[napi]
+impl NativeCall {
+  /// Waits for at least one event (or the end) and returns everything available.
+  #[napi]
+  pub async fn next(&self) -> CallBatch {
+    let mut receiver = self.receiver.lock().await;
+    let mut batch = CallBatch {
+      events: Vec::new(),
+      error: None,
+    };
+    let Some(first) = receiver.recv().await else {
+      batch.error = Some(convert::error_info(
+        GatewayError::aborted(),
+        &self.request_id,
+      ));
+      return batch;
+    };
+    let mut item = Some(first);
+    while let Some(current) = item.take() {
+      match current {
+        Ok(event) => {
+          let done = matches!(event, StreamEvent::Done(_));
+          batch.events.push(convert::stream_event(event));
+          if done || batch.events.len() >= MAX_BATCH {
+            break;
+          }
+        }
+        Err(error) => {
+          batch.error = Some(convert::error_info(error, &self.request_id));
+          break;
+        }
+      }
+      item = receiver.try_recv().ok();
+    }
+    batch
+  }
+
+  /// Aborts the call: the upstream connection is closed and the call ends with ABORTED.
+  #[napi]
+  pub fn cancel(&self) {
+    self.cancel.cancel();
+  }
+
+  #[napi(getter)]
+  pub fn request_id(&self) -> String {
+    self.request_id.clone()
+  }
+}
+
+impl Drop for NativeCall {
+  fn drop(&mut self) {
+    self.cancel.cancel();
+  }
+}
+
+/// Tokens in a text or a message list: exact for OpenAI models (tiktoken encodings), an
+/// o200k_base estimate for other vendors, whose tokenizers are not public.
+#[napi]
+pub fn count_tokens(model: String, input: Either<String, Vec<Message>>) -> napi::Result<u32> {
+  let encoding = crate::tokens::encoding_for(&model);
+  let count = match input {
+    Either::A(text) => encoding.count_text(&text),
+    Either::B(messages) => {
+      let messages = convert::messages(messages)
+        .map_err(|e| napi::Error::new(napi::Status::InvalidArg, e.message))?;
+      encoding.count_messages(&messages)
+    }
+  };
+  Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+fn new_request_id() -> String {
+  format!("fg_{:016x}", fastrand::u64(..))
+}
+
+pub(crate) fn millis_option(value: Option<f64>) -> Option<Duration> {
+  value
+    .filter(|ms| ms.is_finite() && *ms >= 0.0)
+    .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+}

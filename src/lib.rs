@@ -1,0 +1,15 @@
+#![deny(clippy::all)]
+//! ferrogate: an in-process AI gateway for Node.js. The core (everything but `binding`)
+//! is plain Rust, tested with `cargo test`; `binding` is the thin napi layer.
+
+pub mod assembler;
+pub mod error;
+pub mod gateway;
+pub mod providers;
+pub mod retry;
+pub mod secret;
+pub mod sse;
+pub mod tokens;
+pub mod types;
+
+mod binding;

@@ -1,0 +1,265 @@
+//! Anthropic Messages: `POST {baseUrl}/v1/messages`.
+//!
+//! JSON output has no native switch on the stable API, so `responseFormat` becomes a
+//! forced tool whose input is the JSON document; its input is returned (and streamed) as
+//! the answer's text, and no tool call is reported.
+
+mod stream;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use reqwest::header::HeaderMap;
+use serde_json::{json, Map, Value};
+
+use super::{arguments_value, join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder};
+use crate::error::{ErrorCode, GatewayError, Result};
+use crate::secret::Secret;
+use crate::types::{
+  ChatRequest, Completion, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolChoice,
+};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub const API_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; this is the default when the caller gives none.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+/// The forced tool that carries JSON output.
+pub const JSON_TOOL_NAME: &str = "json_output";
+
+pub struct Anthropic {
+  pub base_url: String,
+  pub api_key: Option<Secret>,
+  pub headers: Vec<(String, String)>,
+}
+
+impl Adapter for Anthropic {
+  fn vendor(&self) -> &'static str {
+    "anthropic"
+  }
+
+  fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
+    let mut headers = self.headers.clone();
+    if let Some(key) = &self.api_key {
+      headers.push(("x-api-key".into(), key.expose().to_string()));
+    }
+    headers.push(("anthropic-version".into(), API_VERSION.into()));
+    Ok(HttpCall {
+      url: join_url(&self.base_url, "v1/messages"),
+      headers,
+      body: request_body(req, stream)?,
+    })
+  }
+
+  fn parse_response(&self, req: &ChatRequest, body: &[u8]) -> Result<Completion> {
+    let message: wire::MessageResponse = parse_json("anthropic", body)?;
+    Ok(message.into_completion(json_mode(req)))
+  }
+
+  fn stream_decoder(&self, req: &ChatRequest) -> Box<dyn StreamDecoder> {
+    Box::new(stream::AnthropicStream::new(json_mode(req)))
+  }
+
+  fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError {
+    let envelope = serde_json::from_slice::<wire::ErrorEnvelope>(body).ok();
+    let message = envelope.as_ref().map(|e| e.error.message.clone());
+    let mut error = vendor_error("anthropic", status, headers, message, body);
+    if let Some(envelope) = envelope {
+      error = error.with_upstream_request_id(envelope.request_id.clone());
+      apply_error_type(&mut error, &envelope.error.kind);
+      error.cause = Some(format!("anthropic {}", envelope.error.kind));
+    }
+    error
+  }
+}
+
+/// The body's error type decides where the status alone would mislead (an
+/// `overloaded_error` can come with any 5xx, or inside a 200 stream).
+pub fn apply_error_type(error: &mut GatewayError, kind: &str) {
+  match kind {
+    "overloaded_error" => {
+      error.code = ErrorCode::UpstreamUnavailable;
+      error.status = 503;
+      error.retryable = true;
+    }
+    "rate_limit_error" => {
+      error.code = ErrorCode::RateLimited;
+      error.status = 429;
+      error.retryable = true;
+    }
+    "api_error" => {
+      error.code = ErrorCode::ProviderError;
+      error.status = 502;
+      error.retryable = true;
+    }
+    _ => {}
+  }
+}
+
+fn json_mode(req: &ChatRequest) -> bool {
+  matches!(
+    req.response_format,
+    Some(ResponseFormat::JsonObject) | Some(ResponseFormat::JsonSchema { .. })
+  )
+}
+
+pub fn request_body(req: &ChatRequest, stream: bool) -> Result<Value> {
+  let mut body = Map::new();
+  body.insert("model".into(), json!(req.model));
+  body.insert(
+    "max_tokens".into(),
+    json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+  );
+  let system: Vec<String> = req
+    .messages
+    .iter()
+    .filter(|m| m.role == Role::System)
+    .map(Message::joined_text)
+    .collect();
+  if !system.is_empty() {
+    body.insert("system".into(), json!(system.join("\n\n")));
+  }
+  body.insert("messages".into(), Value::Array(turns(&req.messages)?));
+  if let Some(temperature) = req.temperature {
+    body.insert("temperature".into(), json!(temperature));
+  }
+  if let Some(top_p) = req.top_p {
+    body.insert("top_p".into(), json!(top_p));
+  }
+  if !req.stop.is_empty() {
+    body.insert("stop_sequences".into(), json!(req.stop));
+  }
+  let mut tools: Vec<Value> = req
+    .tools
+    .iter()
+    .map(|tool| {
+      let mut out = Map::new();
+      out.insert("name".into(), json!(tool.name));
+      if let Some(description) = &tool.description {
+        out.insert("description".into(), json!(description));
+      }
+      out.insert("input_schema".into(), tool.parameters.clone());
+      Value::Object(out)
+    })
+    .collect();
+  let mut tool_choice = req.tool_choice.as_ref().map(|choice| match choice {
+    ToolChoice::Auto => json!({"type": "auto"}),
+    ToolChoice::None => json!({"type": "none"}),
+    ToolChoice::Required => json!({"type": "any"}),
+    ToolChoice::Named(name) => json!({"type": "tool", "name": name}),
+  });
+  let json_schema = match &req.response_format {
+    Some(ResponseFormat::JsonObject) => Some(json!({"type": "object"})),
+    Some(ResponseFormat::JsonSchema { schema, .. }) => Some(schema.clone()),
+    _ => None,
+  };
+  if let Some(schema) = json_schema {
+    tools.push(json!({
+      "name": JSON_TOOL_NAME,
+      "description": "Respond with the answer as this JSON document.",
+      "input_schema": schema,
+    }));
+    tool_choice = Some(json!({"type": "tool", "name": JSON_TOOL_NAME}));
+  }
+  if !tools.is_empty() {
+    body.insert("tools".into(), Value::Array(tools));
+  }
+  if let Some(choice) = tool_choice {
+    body.insert("tool_choice".into(), choice);
+  }
+  if let Some(user) = &req.user {
+    body.insert("metadata".into(), json!({"user_id": user}));
+  }
+  if stream {
+    body.insert("stream".into(), json!(true));
+  }
+  Ok(Value::Object(body))
+}
+
+/// Anthropic wants strictly alternating user/assistant turns: tool results become user
+/// turns of `tool_result` blocks, and consecutive turns of one role are merged.
+fn turns(messages: &[Message]) -> Result<Vec<Value>> {
+  let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+  for message in messages {
+    let (role, blocks) = match message.role {
+      Role::System => continue,
+      Role::User => ("user", content_blocks(&message.content)),
+      Role::Tool => {
+        let id = message.tool_call_id.clone().ok_or_else(|| {
+          GatewayError::invalid_request("a message with role 'tool' needs toolCallId")
+        })?;
+        (
+          "user",
+          vec![json!({
+            "type": "tool_result",
+            "tool_use_id": id,
+            "content": message.joined_text(),
+          })],
+        )
+      }
+      Role::Assistant => {
+        let mut blocks = content_blocks(&message.content);
+        for call in &message.tool_calls {
+          blocks.push(json!({
+            "type": "tool_use",
+            "id": call.id,
+            "name": call.name,
+            "input": arguments_value(&call.arguments)?,
+          }));
+        }
+        ("assistant", blocks)
+      }
+    };
+    if blocks.is_empty() {
+      continue;
+    }
+    match turns.last_mut() {
+      Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
+      _ => turns.push((role, blocks)),
+    }
+  }
+  Ok(
+    turns
+      .into_iter()
+      .map(|(role, content)| json!({"role": role, "content": content}))
+      .collect(),
+  )
+}
+
+fn content_blocks(parts: &[ContentPart]) -> Vec<Value> {
+  parts
+    .iter()
+    .filter(|part| !matches!(part, ContentPart::Text(text) if text.is_empty()))
+    .map(|part| match part {
+      ContentPart::Text(text) => json!({"type": "text", "text": text}),
+      ContentPart::Image { data, mime_type } => json!({
+        "type": "image",
+        "source": {"type": "base64", "media_type": mime_type, "data": data},
+      }),
+      ContentPart::ImageUrl(url) => match parse_data_url(url) {
+        Some((mime_type, data)) => json!({
+          "type": "image",
+          "source": {"type": "base64", "media_type": mime_type, "data": data},
+        }),
+        None => json!({"type": "image", "source": {"type": "url", "url": url}}),
+      },
+    })
+    .collect()
+}
+
+/// `data:image/png;base64,AAAA` → ("image/png", "AAAA").
+pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+  let rest = url.strip_prefix("data:")?;
+  let (meta, data) = rest.split_once(',')?;
+  let mime_type = meta.strip_suffix(";base64")?;
+  Some((mime_type, data))
+}
+
+pub fn finish_reason(raw: &str) -> FinishReason {
+  match raw {
+    "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+    "tool_use" => FinishReason::ToolCalls,
+    "refusal" => FinishReason::ContentFilter,
+    _ => FinishReason::Stop,
+  }
+}

@@ -1,0 +1,298 @@
+//! Google Gemini (Developer API): `POST {baseUrl}/v1beta/models/{model}:generateContent`
+//! and `:streamGenerateContent?alt=sse`, key in the `x-goog-api-key` header (never in
+//! the URL, where proxies and logs would keep it).
+//!
+//! Schemas go out as `parametersJsonSchema` / `responseJsonSchema`: callers write plain
+//! JSON Schema (as for OpenAI), which the older `parameters` / `responseSchema` fields
+//! (an OpenAPI subset) reject as soon as it uses `additionalProperties` or `$ref`.
+
+mod stream;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use reqwest::header::HeaderMap;
+use serde_json::{json, Map, Value};
+
+use super::{arguments_value, join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder};
+use crate::error::{ErrorCode, GatewayError, Result};
+use crate::retry::parse_proto_duration;
+use crate::secret::Secret;
+use crate::types::{
+  ChatRequest, Completion, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolChoice,
+};
+
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+pub struct Gemini {
+  pub base_url: String,
+  pub api_key: Option<Secret>,
+  pub headers: Vec<(String, String)>,
+}
+
+impl Adapter for Gemini {
+  fn vendor(&self) -> &'static str {
+    "gemini"
+  }
+
+  fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
+    let mut headers = self.headers.clone();
+    if let Some(key) = &self.api_key {
+      headers.push(("x-goog-api-key".into(), key.expose().to_string()));
+    }
+    let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
+    let method = if stream {
+      "streamGenerateContent?alt=sse"
+    } else {
+      "generateContent"
+    };
+    Ok(HttpCall {
+      url: join_url(&self.base_url, &format!("v1beta/models/{model}:{method}")),
+      headers,
+      body: request_body(req)?,
+    })
+  }
+
+  fn parse_response(&self, _req: &ChatRequest, body: &[u8]) -> Result<Completion> {
+    let response: wire::GenerateResponse = parse_json("gemini", body)?;
+    if let Some(error) = response.error {
+      return Err(error.into_gateway_error());
+    }
+    let mut assembler = crate::assembler::StreamAssembler::new();
+    stream::apply_chunk(&mut assembler, response, &mut 0);
+    stream::settle_finish(&mut assembler);
+    Ok(assembler.into_completion())
+  }
+
+  fn stream_decoder(&self, _req: &ChatRequest) -> Box<dyn StreamDecoder> {
+    Box::new(stream::GeminiStream::default())
+  }
+
+  fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError {
+    let envelope = serde_json::from_slice::<wire::ErrorEnvelope>(body).ok();
+    let message = envelope.as_ref().map(|e| e.error.message.clone());
+    let mut error = vendor_error("gemini", status, headers, message, body);
+    if let Some(envelope) = envelope {
+      envelope.error.refine(&mut error);
+    }
+    error
+  }
+}
+
+impl wire::ErrorStatus {
+  /// Applies what the body knows beyond the HTTP status: the retry delay of a
+  /// RetryInfo detail, and that a 400 API_KEY_INVALID is an authentication failure.
+  pub fn refine(&self, error: &mut GatewayError) {
+    let mut retry_delay = None;
+    for detail in &self.details {
+      if let Some(delay) = detail.get("retryDelay").and_then(Value::as_str) {
+        retry_delay = parse_proto_duration(delay);
+      }
+      if detail.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID") {
+        error.code = ErrorCode::Authentication;
+        error.status = 401;
+        error.retryable = false;
+      }
+    }
+    if retry_delay.is_some() {
+      error.retry_after = retry_delay;
+    }
+    if self.status.as_deref() == Some("PERMISSION_DENIED") {
+      error.code = ErrorCode::Authentication;
+      error.status = 403;
+    }
+    if let Some(status) = &self.status {
+      error.cause = Some(format!("gemini {status}"));
+    }
+  }
+
+  pub fn into_gateway_error(self) -> GatewayError {
+    let status = u16::try_from(self.code).unwrap_or(500);
+    let (code, retryable) = match status {
+      // 499 CANCELLED mid-stream: the server gave up on this call; not ours to retry.
+      400..=599 if status != 499 => crate::providers::classify_status(status),
+      _ => (ErrorCode::ProviderError, false),
+    };
+    let mut error = GatewayError::new(code, format!("gemini: {}", self.message)).retryable(retryable);
+    if code != ErrorCode::Authentication {
+      error.status = code.default_status();
+    }
+    self.refine(&mut error);
+    error
+  }
+}
+
+pub fn request_body(req: &ChatRequest) -> Result<Value> {
+  let mut body = Map::new();
+  let system: Vec<String> = req
+    .messages
+    .iter()
+    .filter(|m| m.role == Role::System)
+    .map(Message::joined_text)
+    .collect();
+  if !system.is_empty() {
+    body.insert(
+      "systemInstruction".into(),
+      json!({"parts": [{"text": system.join("\n\n")}]}),
+    );
+  }
+  body.insert("contents".into(), Value::Array(contents(&req.messages)?));
+  let mut config = Map::new();
+  if let Some(temperature) = req.temperature {
+    config.insert("temperature".into(), json!(temperature));
+  }
+  if let Some(top_p) = req.top_p {
+    config.insert("topP".into(), json!(top_p));
+  }
+  if let Some(max_tokens) = req.max_tokens {
+    config.insert("maxOutputTokens".into(), json!(max_tokens));
+  }
+  if !req.stop.is_empty() {
+    config.insert("stopSequences".into(), json!(req.stop));
+  }
+  match &req.response_format {
+    None | Some(ResponseFormat::Text) => {}
+    Some(ResponseFormat::JsonObject) => {
+      config.insert("responseMimeType".into(), json!("application/json"));
+    }
+    Some(ResponseFormat::JsonSchema { schema, .. }) => {
+      config.insert("responseMimeType".into(), json!("application/json"));
+      config.insert("responseJsonSchema".into(), schema.clone());
+    }
+  }
+  if !config.is_empty() {
+    body.insert("generationConfig".into(), Value::Object(config));
+  }
+  if !req.tools.is_empty() {
+    let declarations: Vec<Value> = req
+      .tools
+      .iter()
+      .map(|tool| {
+        let mut out = Map::new();
+        out.insert("name".into(), json!(tool.name));
+        if let Some(description) = &tool.description {
+          out.insert("description".into(), json!(description));
+        }
+        out.insert("parametersJsonSchema".into(), tool.parameters.clone());
+        Value::Object(out)
+      })
+      .collect();
+    body.insert(
+      "tools".into(),
+      json!([{ "functionDeclarations": declarations }]),
+    );
+  }
+  if let Some(choice) = &req.tool_choice {
+    let config = match choice {
+      ToolChoice::Auto => json!({"mode": "AUTO"}),
+      ToolChoice::None => json!({"mode": "NONE"}),
+      ToolChoice::Required => json!({"mode": "ANY"}),
+      ToolChoice::Named(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+    };
+    body.insert(
+      "toolConfig".into(),
+      json!({ "functionCallingConfig": config }),
+    );
+  }
+  Ok(Value::Object(body))
+}
+
+/// Turns of `user` and `model`. Tool results are `functionResponse` parts of a user turn,
+/// named after the call they answer (Gemini matches by name; ids are ours).
+fn contents(messages: &[Message]) -> Result<Vec<Value>> {
+  let mut call_names: HashMap<&str, &str> = HashMap::new();
+  let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+  for message in messages {
+    let (role, parts) = match message.role {
+      Role::System => continue,
+      Role::User => ("user", parts(&message.content)),
+      Role::Assistant => {
+        let mut parts = parts(&message.content);
+        for call in &message.tool_calls {
+          call_names.insert(&call.id, &call.name);
+          parts.push(json!({
+            "functionCall": {"name": call.name, "args": arguments_value(&call.arguments)?},
+          }));
+        }
+        ("model", parts)
+      }
+      Role::Tool => {
+        let id = message.tool_call_id.as_deref().ok_or_else(|| {
+          GatewayError::invalid_request("a message with role 'tool' needs toolCallId")
+        })?;
+        let name = call_names.get(id).ok_or_else(|| {
+          GatewayError::invalid_request(format!(
+            "tool result '{id}' answers no tool call of an earlier assistant message"
+          ))
+        })?;
+        let text = message.joined_text();
+        // Gemini wants an object; a JSON object result goes as is, anything else wrapped.
+        let response = match serde_json::from_str::<Value>(&text) {
+          Ok(object @ Value::Object(_)) => object,
+          Ok(other) => json!({ "result": other }),
+          Err(_) => json!({ "result": text }),
+        };
+        (
+          "user",
+          vec![json!({"functionResponse": {"name": name, "response": response}})],
+        )
+      }
+    };
+    if parts.is_empty() {
+      continue;
+    }
+    match turns.last_mut() {
+      Some((last_role, last_parts)) if *last_role == role => last_parts.extend(parts),
+      _ => turns.push((role, parts)),
+    }
+  }
+  Ok(
+    turns
+      .into_iter()
+      .map(|(role, parts)| json!({"role": role, "parts": parts}))
+      .collect(),
+  )
+}
+
+fn parts(content: &[ContentPart]) -> Vec<Value> {
+  content
+    .iter()
+    .filter(|part| !matches!(part, ContentPart::Text(text) if text.is_empty()))
+    .map(|part| match part {
+      ContentPart::Text(text) => json!({"text": text}),
+      ContentPart::Image { data, mime_type } => {
+        json!({"inlineData": {"mimeType": mime_type, "data": data}})
+      }
+      ContentPart::ImageUrl(url) => match crate::providers::anthropic::parse_data_url(url) {
+        Some((mime_type, data)) => json!({"inlineData": {"mimeType": mime_type, "data": data}}),
+        None => json!({"fileData": {"mimeType": mime_from_url(url), "fileUri": url}}),
+      },
+    })
+    .collect()
+}
+
+fn mime_from_url(url: &str) -> &'static str {
+  let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+  if path.ends_with(".png") {
+    "image/png"
+  } else if path.ends_with(".webp") {
+    "image/webp"
+  } else if path.ends_with(".gif") {
+    "image/gif"
+  } else {
+    "image/jpeg"
+  }
+}
+
+pub fn finish_reason(raw: &str) -> FinishReason {
+  match raw {
+    "MAX_TOKENS" => FinishReason::Length,
+    "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+      FinishReason::ContentFilter
+    }
+    _ => FinishReason::Stop,
+  }
+}

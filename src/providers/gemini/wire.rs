@@ -1,0 +1,80 @@
+//! Gemini's GenerateContentResponse and google.rpc.Status errors, fields we read only.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateResponse {
+  #[serde(default)]
+  pub candidates: Vec<Candidate>,
+  pub prompt_feedback: Option<PromptFeedback>,
+  pub usage_metadata: Option<UsageMetadata>,
+  pub model_version: Option<String>,
+  pub response_id: Option<String>,
+  /// A stream can carry an error object instead of a response.
+  pub error: Option<ErrorStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+  pub content: Option<Content>,
+  pub finish_reason: Option<String>,
+  #[serde(default)]
+  pub index: u32,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Content {
+  #[serde(default)]
+  pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Part {
+  pub text: Option<String>,
+  #[serde(default)]
+  pub thought: bool,
+  pub function_call: Option<FunctionCall>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FunctionCall {
+  pub id: Option<String>,
+  pub name: String,
+  #[serde(default)]
+  pub args: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptFeedback {
+  pub block_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageMetadata {
+  pub prompt_token_count: Option<u64>,
+  pub candidates_token_count: Option<u64>,
+  pub thoughts_token_count: Option<u64>,
+  pub cached_content_token_count: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorEnvelope {
+  pub error: ErrorStatus,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorStatus {
+  #[serde(default)]
+  pub code: i64,
+  #[serde(default)]
+  pub message: String,
+  pub status: Option<String>,
+  #[serde(default)]
+  pub details: Vec<Value>,
+}

@@ -1,0 +1,111 @@
+//! The built-in offline provider for tests and demos (like LiteLLM's `mock_response`):
+//! a deterministic answer derived from the prompt, streamed word by word with a small
+//! delay, usage filled in. With tools and a forced tool choice it calls the tool.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::tokens::encoding_for;
+use crate::types::{ChatRequest, Completion, FinishReason, ResponseFormat, Role, ToolCall, ToolChoice, Usage};
+
+pub const DEFAULT_CHUNK_DELAY: Duration = Duration::from_millis(15);
+
+#[derive(Debug, Clone, Copy)]
+pub struct MockConfig {
+  pub chunk_delay: Duration,
+}
+
+/// The answer as the chunks it streams in, and the whole completion.
+pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
+  let prompt = req
+    .messages
+    .iter()
+    .rev()
+    .find(|m| m.role == Role::User)
+    .map(|m| m.joined_text())
+    .unwrap_or_default();
+  let excerpt: String = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
+  let excerpt: String = excerpt.chars().take(80).collect();
+  let forced_tool = match &req.tool_choice {
+    Some(ToolChoice::Named(name)) => req.tools.iter().find(|t| &t.name == name),
+    Some(ToolChoice::Required) => req.tools.first(),
+    _ => None,
+  };
+  let (text, tool_calls, finish_reason) = if let Some(tool) = forced_tool {
+    let call = ToolCall {
+      id: format!("call_mock_{}", fnv1a(&excerpt) % 1_000_000),
+      name: tool.name.clone(),
+      arguments: json!({ "input": excerpt }).to_string(),
+    };
+    (String::new(), vec![call], FinishReason::ToolCalls)
+  } else if matches!(
+    req.response_format,
+    Some(ResponseFormat::JsonObject) | Some(ResponseFormat::JsonSchema { .. })
+  ) {
+    (json!({ "mock": true, "echo": excerpt }).to_string(), vec![], FinishReason::Stop)
+  } else {
+    let text = format!(
+      "This is the ferrogate mock provider answering \"{excerpt}\". It streams one word at a time, so you can watch tokens arrive without an API key."
+    );
+    (text, vec![], FinishReason::Stop)
+  };
+  let mut chunks = Vec::new();
+  let mut start = 0;
+  for (i, c) in text.char_indices() {
+    if c == ' ' && i > start {
+      chunks.push(text[start..i].to_string());
+      start = i;
+    }
+  }
+  if start < text.len() {
+    chunks.push(text[start..].to_string());
+  }
+  let encoding = encoding_for(&req.model);
+  let completion_tokens = encoding.count_text(&text) as u64
+    + tool_calls
+      .iter()
+      .map(|c| encoding.count_text(&c.arguments) as u64)
+      .sum::<u64>();
+  let usage = Usage::new(
+    encoding.count_messages(&req.messages) as u64,
+    completion_tokens,
+  );
+  let completion = Completion {
+    id: format!("mock-{:016x}", fnv1a(&prompt)),
+    model: req.model.clone(),
+    content: text,
+    refusal: None,
+    tool_calls,
+    finish_reason,
+    usage: Some(usage),
+  };
+  (chunks, completion)
+}
+
+/// A stable hash so the same prompt always gets the same ids.
+fn fnv1a(text: &str) -> u64 {
+  text.bytes().fold(0xcbf29ce484222325, |hash, byte| {
+    (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3)
+  })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::types::Message;
+
+  #[test]
+  fn answer_is_deterministic_and_chunks_rebuild_it() {
+    let req = ChatRequest {
+      model: "demo".into(),
+      messages: vec![Message::text(Role::User, "hi there")],
+      ..ChatRequest::default()
+    };
+    let (chunks, completion) = respond(&req);
+    assert_eq!(chunks.concat(), completion.content);
+    assert!(completion.content.contains("\"hi there\""));
+    assert_eq!(respond(&req).1, completion);
+    assert!(completion.usage.expect("usage").completion_tokens > 10);
+  }
+}

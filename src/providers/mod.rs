@@ -1,0 +1,123 @@
+//! Vendor adapters behind one trait. Each adapter is pure: it builds the HTTP request
+//! for a normalized [`ChatRequest`] and decodes the vendor's response, stream or error
+//! into normalized types. The gateway owns transport, retries and timing.
+
+pub mod anthropic;
+pub mod gemini;
+pub mod mock;
+pub mod openai;
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use crate::assembler::StreamAssembler;
+use crate::error::{ErrorCode, GatewayError, Result};
+use crate::retry::retry_after_from_headers;
+use crate::sse::SseFrame;
+use crate::types::{ChatRequest, Completion};
+
+/// One HTTP request to a vendor.
+#[derive(Debug)]
+pub struct HttpCall {
+  pub url: String,
+  pub headers: Vec<(String, String)>,
+  pub body: Value,
+}
+
+pub trait Adapter: Send + Sync {
+  /// The vendor's name for messages ("openai", "anthropic", "gemini").
+  fn vendor(&self) -> &'static str;
+  fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall>;
+  fn parse_response(&self, req: &ChatRequest, body: &[u8]) -> Result<Completion>;
+  fn stream_decoder(&self, req: &ChatRequest) -> Box<dyn StreamDecoder>;
+  /// A non-2xx answer, as one of API.md's errors.
+  fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStep {
+  Continue,
+  /// The vendor's end marker (`[DONE]`, `message_stop`); nothing after it matters.
+  Done,
+}
+
+pub trait StreamDecoder: Send {
+  fn on_frame(&mut self, frame: SseFrame, out: &mut StreamAssembler) -> Result<StreamStep>;
+  /// The byte stream is over: fail if the vendor stopped before finishing its answer.
+  fn on_end(&mut self, out: &mut StreamAssembler) -> Result<()>;
+}
+
+/// The HTTP error taxonomy shared by every vendor: which code, and whether to retry.
+pub fn classify_status(status: u16) -> (ErrorCode, bool) {
+  match status {
+    400 | 413 | 422 => (ErrorCode::InvalidRequest, false),
+    401 | 403 => (ErrorCode::Authentication, false),
+    404 => (ErrorCode::NotFound, false),
+    408 => (ErrorCode::Timeout, true),
+    409 => (ErrorCode::ProviderError, true),
+    429 => (ErrorCode::RateLimited, true),
+    503 | 529 => (ErrorCode::UpstreamUnavailable, true),
+    500..=599 => (ErrorCode::ProviderError, true),
+    _ => (ErrorCode::ProviderError, false),
+  }
+}
+
+/// A vendor error with the status taxonomy, headers (retry hints, request id) applied.
+pub fn vendor_error(
+  vendor: &str,
+  status: u16,
+  headers: &HeaderMap,
+  message: Option<String>,
+  body: &[u8],
+) -> GatewayError {
+  let (code, retryable) = classify_status(status);
+  let message = message.unwrap_or_else(|| {
+    let snippet: String = String::from_utf8_lossy(body).chars().take(300).collect();
+    if snippet.trim().is_empty() {
+      format!("{vendor} answered HTTP {status}")
+    } else {
+      format!("{vendor} answered HTTP {status}: {}", snippet.trim())
+    }
+  });
+  let status_for_caller = match code {
+    ErrorCode::Authentication => status,
+    _ => code.default_status(),
+  };
+  let request_id = ["x-request-id", "request-id"]
+    .iter()
+    .find_map(|name| headers.get(*name)?.to_str().ok().map(str::to_string));
+  GatewayError::new(code, message)
+    .with_status(status_for_caller)
+    .retryable(retryable)
+    .with_retry_after(retry_after_from_headers(headers))
+    .with_upstream_request_id(request_id)
+}
+
+/// Parses a JSON document, naming the vendor in the error.
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(vendor: &str, body: &'a [u8]) -> Result<T> {
+  serde_json::from_slice(body)
+    .map_err(|e| GatewayError::protocol(format!("{vendor} sent a response we could not parse: {e}")))
+}
+
+/// `base` joined with `path`, without doubled or missing slashes.
+pub fn join_url(base: &str, path: &str) -> String {
+  format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+}
+
+/// JSON text for a tool call's arguments object, as OpenAI would send it.
+pub fn arguments_text(value: &Value) -> String {
+  match value {
+    Value::Null => "{}".to_string(),
+    other => other.to_string(),
+  }
+}
+
+/// Parses the JSON text of tool arguments back into an object for vendors that want one.
+pub fn arguments_value(arguments: &str) -> Result<Value> {
+  if arguments.trim().is_empty() {
+    return Ok(Value::Object(Default::default()));
+  }
+  serde_json::from_str(arguments).map_err(|e| {
+    GatewayError::invalid_request(format!("tool call arguments are not valid JSON: {e}"))
+  })
+}

@@ -1,0 +1,212 @@
+//! Incremental Server-Sent Events decoder (WHATWG rules) that yields the same frames for
+//! every split of the byte stream: lines are cut on raw bytes (`\n`, `\r`, `\r\n`, all
+//! ASCII, so a multi-byte UTF-8 character is never cut) and decoded only once whole.
+
+use crate::error::{GatewayError, Result};
+
+/// A longer line means a broken or hostile upstream; refusing it keeps memory bounded.
+pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseFrame {
+  Event {
+    /// The `event:` field; `None` means the default type, "message".
+    event: Option<String>,
+    data: String,
+  },
+  /// Lines that are not SSE fields at all, joined with `\n`. Some vendors (Gemini) write a
+  /// bare JSON error object into the stream this way; a strict parser would drop it.
+  Stray(String),
+}
+
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+  line: Vec<u8>,
+  /// The previous chunk ended in `\r`: a `\n` opening the next chunk belongs to it.
+  pending_cr: bool,
+  event: Option<String>,
+  data: String,
+  has_data: bool,
+  stray: String,
+}
+
+impl SseDecoder {
+  pub fn new() -> Self {
+    Self::default()
+  }
+
+  /// Feeds bytes; complete frames are appended to `out`.
+  pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<SseFrame>) -> Result<()> {
+    if self.pending_cr {
+      self.pending_cr = false;
+      if let Some((&b'\n', rest)) = bytes.split_first() {
+        bytes = rest;
+      }
+    }
+    while let Some(pos) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+      self.extend_line(&bytes[..pos])?;
+      let terminator = bytes[pos];
+      bytes = &bytes[pos + 1..];
+      if terminator == b'\r' {
+        match bytes.first() {
+          Some(b'\n') => bytes = &bytes[1..],
+          None => self.pending_cr = true,
+          Some(_) => {}
+        }
+      }
+      let line = std::mem::take(&mut self.line);
+      self.process_line(&line, out)?;
+    }
+    self.extend_line(bytes)
+  }
+
+  /// The stream ended: a trailing line without terminator still counts (vendors do end
+  /// on a bare `data: …`), an unterminated event is dispatched, stray text is flushed.
+  pub fn finish(&mut self, out: &mut Vec<SseFrame>) -> Result<()> {
+    if !self.line.is_empty() {
+      let line = std::mem::take(&mut self.line);
+      self.process_line(&line, out)?;
+    }
+    self.dispatch(out);
+    self.flush_stray(out);
+    Ok(())
+  }
+
+  fn extend_line(&mut self, bytes: &[u8]) -> Result<()> {
+    if self.line.len() + bytes.len() > MAX_LINE_BYTES {
+      return Err(GatewayError::protocol(format!(
+        "stream line longer than {MAX_LINE_BYTES} bytes"
+      )));
+    }
+    self.line.extend_from_slice(bytes);
+    Ok(())
+  }
+
+  fn process_line(&mut self, raw: &[u8], out: &mut Vec<SseFrame>) -> Result<()> {
+    let line = std::str::from_utf8(raw)
+      .map_err(|e| GatewayError::protocol(format!("stream is not valid UTF-8: {e}")))?;
+    if line.is_empty() {
+      self.dispatch(out);
+      self.flush_stray(out);
+      return Ok(());
+    }
+    if line.starts_with(':') {
+      return Ok(());
+    }
+    let (field, value) = match line.find(':') {
+      Some(i) => {
+        let value = &line[i + 1..];
+        (&line[..i], value.strip_prefix(' ').unwrap_or(value))
+      }
+      None => (line, ""),
+    };
+    match field {
+      "data" => {
+        self.flush_stray(out);
+        if self.has_data {
+          self.data.push('\n');
+        }
+        self.data.push_str(value);
+        self.has_data = true;
+      }
+      "event" => {
+        self.flush_stray(out);
+        self.event = Some(value.to_string());
+      }
+      "id" | "retry" => {}
+      _ => {
+        if !self.stray.is_empty() {
+          self.stray.push('\n');
+        }
+        self.stray.push_str(line);
+      }
+    }
+    Ok(())
+  }
+
+  fn dispatch(&mut self, out: &mut Vec<SseFrame>) {
+    let event = self.event.take();
+    if self.has_data {
+      self.has_data = false;
+      out.push(SseFrame::Event {
+        event,
+        data: std::mem::take(&mut self.data),
+      });
+    }
+  }
+
+  fn flush_stray(&mut self, out: &mut Vec<SseFrame>) {
+    if !self.stray.is_empty() {
+      out.push(SseFrame::Stray(std::mem::take(&mut self.stray)));
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn decode_split(input: &[u8], splits: &[usize]) -> Result<Vec<SseFrame>> {
+    let mut decoder = SseDecoder::new();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &at in splits {
+      decoder.push(&input[start..at], &mut out)?;
+      start = at;
+    }
+    decoder.push(&input[start..], &mut out)?;
+    decoder.finish(&mut out)?;
+    Ok(out)
+  }
+
+  fn data(event: Option<&str>, data: &str) -> SseFrame {
+    SseFrame::Event {
+      event: event.map(str::to_string),
+      data: data.to_string(),
+    }
+  }
+
+  #[test]
+  fn every_two_way_split_gives_the_same_frames() {
+    let input = "event: a\r\ndata: h\u{e9}llo \u{1F4E6}\r\n\r\n: keep-alive\n\ndata:x\rdata:y\r\rdata: [DONE]\n\n"
+      .as_bytes();
+    let whole = decode_split(input, &[]).expect("whole");
+    assert_eq!(
+      whole,
+      vec![
+        data(Some("a"), "h\u{e9}llo \u{1F4E6}"),
+        data(None, "x\ny"),
+        data(None, "[DONE]")
+      ]
+    );
+    for at in 0..=input.len() {
+      assert_eq!(decode_split(input, &[at]).expect("split"), whole, "split at {at}");
+    }
+    let every_byte: Vec<usize> = (1..input.len()).collect();
+    assert_eq!(decode_split(input, &every_byte).expect("bytes"), whole);
+  }
+
+  #[test]
+  fn invalid_utf8_is_an_error_not_a_replacement() {
+    let err = decode_split(b"data: \xff\xfe\n\n", &[]).expect_err("invalid");
+    assert_eq!(err.code, crate::error::ErrorCode::ProviderError);
+    assert!(err.message.contains("UTF-8"));
+  }
+
+  #[test]
+  fn bare_json_lines_become_a_stray_frame() {
+    let input = b"data: {\"a\":1}\r\n\r\n{\n  \"error\": {\"code\": 499}\n}\n";
+    let frames = decode_split(input, &[]).expect("frames");
+    assert_eq!(frames[0], data(None, "{\"a\":1}"));
+    assert_eq!(
+      frames[1],
+      SseFrame::Stray("{\n  \"error\": {\"code\": 499}\n}".to_string())
+    );
+  }
+
+  #[test]
+  fn event_without_data_is_not_dispatched_and_unterminated_tail_is() {
+    let frames = decode_split(b"event: ping\n\ndata: tail", &[]).expect("frames");
+    assert_eq!(frames, vec![data(None, "tail")]);
+  }
+}

@@ -1,0 +1,202 @@
+//! The normalized model every provider maps to and from. Shapes follow OpenAI's chat
+//! completions semantics (API.md); nothing here knows about napi.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+  System,
+  User,
+  Assistant,
+  Tool,
+}
+
+impl Role {
+  pub fn parse(role: &str) -> Option<Role> {
+    match role {
+      "system" | "developer" => Some(Role::System),
+      "user" => Some(Role::User),
+      "assistant" => Some(Role::Assistant),
+      "tool" => Some(Role::Tool),
+      _ => None,
+    }
+  }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContentPart {
+  Text(String),
+  /// Inline image: base64 `data` with its MIME type.
+  Image { data: String, mime_type: String },
+  /// An image by URL (`data:` URLs included).
+  ImageUrl(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+  pub role: Role,
+  pub content: Vec<ContentPart>,
+  pub tool_call_id: Option<String>,
+  pub tool_calls: Vec<ToolCall>,
+}
+
+impl Message {
+  pub fn text(role: Role, text: impl Into<String>) -> Self {
+    Message {
+      role,
+      content: vec![ContentPart::Text(text.into())],
+      tool_call_id: None,
+      tool_calls: Vec::new(),
+    }
+  }
+
+  /// All text parts joined; images are skipped.
+  pub fn joined_text(&self) -> String {
+    let mut out = String::new();
+    for part in &self.content {
+      if let ContentPart::Text(text) = part {
+        out.push_str(text);
+      }
+    }
+    out
+  }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+  pub id: String,
+  pub name: String,
+  /// JSON text, exactly as the model produced it.
+  pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDefinition {
+  pub name: String,
+  pub description: Option<String>,
+  /// JSON Schema of the arguments.
+  pub parameters: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+  Auto,
+  None,
+  Required,
+  Named(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+  Text,
+  JsonObject,
+  JsonSchema { name: String, schema: Value },
+}
+
+/// A request after validation, with `model` already split from its provider name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChatRequest {
+  /// The vendor's model name (no provider prefix).
+  pub model: String,
+  pub messages: Vec<Message>,
+  pub temperature: Option<f64>,
+  pub top_p: Option<f64>,
+  pub max_tokens: Option<u32>,
+  pub stop: Vec<String>,
+  pub response_format: Option<ResponseFormat>,
+  pub tools: Vec<ToolDefinition>,
+  pub tool_choice: Option<ToolChoice>,
+  pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+  Stop,
+  Length,
+  ToolCalls,
+  ContentFilter,
+}
+
+impl FinishReason {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      FinishReason::Stop => "stop",
+      FinishReason::Length => "length",
+      FinishReason::ToolCalls => "tool_calls",
+      FinishReason::ContentFilter => "content_filter",
+    }
+  }
+}
+
+/// Billable token counts. `None` in the vendor-facing decoders means "not reported";
+/// here every field is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+  /// Includes cached and cache-write prompt tokens.
+  pub prompt_tokens: u64,
+  /// Includes reasoning / thinking tokens.
+  pub completion_tokens: u64,
+  pub total_tokens: u64,
+  /// Of `prompt_tokens`, read from the vendor's prompt cache.
+  pub cached_prompt_tokens: u64,
+  /// Of `prompt_tokens`, written to the vendor's prompt cache (Anthropic).
+  pub cache_write_prompt_tokens: u64,
+  /// Of `completion_tokens`, spent on reasoning.
+  pub reasoning_tokens: u64,
+  /// Counted here with a tokenizer because the vendor sent no usage.
+  pub estimated: bool,
+}
+
+impl Usage {
+  pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+    Usage {
+      prompt_tokens,
+      completion_tokens,
+      total_tokens: prompt_tokens + completion_tokens,
+      ..Usage::default()
+    }
+  }
+}
+
+/// What a provider hands back for one completed call, before the gateway adds timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+  pub id: String,
+  pub model: String,
+  pub content: String,
+  pub refusal: Option<String>,
+  pub tool_calls: Vec<ToolCall>,
+  pub finish_reason: FinishReason,
+  pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+  pub id: String,
+  pub provider: String,
+  pub model: String,
+  pub content: String,
+  pub refusal: Option<String>,
+  pub tool_calls: Vec<ToolCall>,
+  pub finish_reason: FinishReason,
+  pub usage: Usage,
+  pub cost_usd: f64,
+  pub cached: bool,
+  pub latency_ms: f64,
+  pub ttft_ms: Option<f64>,
+  pub attempts: u32,
+  pub request_id: String,
+}
+
+/// What a stream delivers to the caller, in order; `Done` is always last.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+  Text(String),
+  ToolCall {
+    index: u32,
+    id: Option<String>,
+    name: Option<String>,
+    arguments_delta: String,
+  },
+  Done(Box<ChatResponse>),
+}
