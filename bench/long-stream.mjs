@@ -118,7 +118,7 @@ async function runCase(api, mode) {
       samples,
     });
   } catch (e) {
-    out({ api, mode, error: `${e.code ? `${e.code}: ` : ''}${e.message || e}` });
+    out({ api, mode, error: `${e.code ? `${e.code}: ` : ''}${String(e.message || e).split('\n')[0]}` });
   }
   process.exit(0); // do not wait for keep-alive sockets or the gateway's runtime
 }
@@ -177,7 +177,7 @@ async function orchestrate() {
   lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const apiName = (a) => (a === 'openai-sdk' ? 'openai SDK (reference)' : `gw.${a}()`);
   for (const r of rows) {
-    if (r.error) { lines.push(`| ${apiName(r.api)} | ${r.mode} | FAILED: ${String(r.error).replace(/\|/g, '/').slice(0, 160)} | | | | | | | | | | |`); continue; }
+    if (r.error) { lines.push(`| ${apiName(r.api)} | ${r.mode} | FAILED: ${String(r.error).replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, 160)} | | | | | | | | | | |`); continue; }
     lines.push(`| ${apiName(r.api)} | ${r.mode} | ${r.complete ? 'yes' : `NO (${r.events} events)`} | ${fmt(r.elapsedS, 2)} | ${fmt(r.chunksPerS)} | ${fmt(r.cpuUsPerChunk, 1)} | ${fmt(r.mainCpuUsPerChunk, 1)} | ${fmt(r.peakRssDeltaMb, 1)} | ${fmt(r.endRssDeltaMb, 1)} | ${fmt(r.peakHeapDeltaMb, 1)} | ${fmt(r.loopDelayP99Ms, 1)} | ${fmt(r.loopDelayMaxMs, 1)} | ${r.samples.length} |`);
   }
   const md = lines.join('\n');

@@ -1,0 +1,254 @@
+/* ferrogate — types of the public API. The part below the generated marker comes from
+   the Rust doc comments (napi-rs); this header declares the JS layer over it. */
+
+export type ErrorCode =
+  | 'RATE_LIMITED' | 'BUDGET_EXCEEDED' | 'AUTHENTICATION' | 'INVALID_REQUEST' | 'NOT_FOUND'
+  | 'PROVIDER_ERROR' | 'UPSTREAM_UNAVAILABLE' | 'TIMEOUT' | 'ABORTED' | 'CONFIG' | 'CALLBACK_ERROR'
+
+/** Every rejection from ferrogate. */
+export declare class FerrogateError extends Error {
+  name: 'FerrogateError'
+  code: ErrorCode
+  /** The HTTP status a server should answer with. */
+  status: number
+  /** ferrogate's id for the call. */
+  requestId: string
+  /** The configured provider name, when a provider was involved. */
+  provider?: string
+  /** How long the vendor (or our limiter) asked to wait. */
+  retryAfterMs?: number
+  /** The vendor's own request id. */
+  upstreamRequestId?: string
+  cause?: unknown
+}
+
+export interface ChatRequest {
+  /** Aborts the call, the upstream request included; the call rejects with ABORTED. */
+  signal?: AbortSignal
+}
+
+export type StreamEvent =
+  | { type: 'text'; text: string }
+  | { type: 'tool_call'; index: number; id?: string; name?: string; argumentsDelta: string }
+  | { type: 'done'; response: ChatResponse }
+
+export declare class Gateway {
+  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  constructor(options: GatewayOptions)
+  chat(request: ChatRequest): Promise<ChatResponse>
+  /** Calls onChunk with each piece of text as it arrives; resolves with the whole response. */
+  stream(request: ChatRequest, onChunk: (text: string) => void): Promise<ChatResponse>
+  /** Breaking out of the loop aborts the upstream request. */
+  streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
+  /** "provider/model" for every model a provider advertises. */
+  models(): string[]
+  /** Aborts every call in flight; later calls reject with ABORTED. */
+  close(): Promise<void>
+}
+
+// ---- generated from src/binding (napi-rs) ----
+
+/**
+ * Which binding artifact the generated loader actually loaded: `'native'` for
+ * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
+ * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
+ * can point the loader at a WASI artifact this package does not build itself.
+ */
+export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/** One call in flight. Dropping it (or `cancel()`) aborts the upstream request. */
+export declare class NativeCall {
+  /** Waits for at least one event (or the end) and returns everything available. */
+  next(): Promise<CallBatch>
+  /** Aborts the call: the upstream connection is closed and the call ends with ABORTED. */
+  cancel(): void
+  get requestId(): string
+}
+
+/**
+ * The native gateway. Use `Gateway` from the package, which wraps this with
+ * AbortSignal support, async iteration and typed errors.
+ */
+export declare class NativeGateway {
+  /**
+   * Never throws: a bad configuration is reported by `configError()`, so the JS layer
+   * can throw it with the same error shape as every other failure.
+   */
+  constructor(options: GatewayOptions)
+  configError(): ErrorInfo | null
+  /** Starts a call; `stream` decides whether text events are delivered as they arrive. */
+  start(request: ChatRequest, stream: boolean): NativeCall
+  /** "provider/model" for every model a provider advertises. */
+  models(): Array<string>
+  /** Cancels every call in flight; later calls fail with ABORTED. */
+  close(): void
+  isOpen(): boolean
+}
+
+/** Events available now; `error` ends the call, as does a `done` event. */
+export interface CallBatch {
+  events: Array<NativeStreamEvent>
+  error?: ErrorInfo
+}
+
+export interface ChatRequest {
+  /** "provider/model", e.g. "openai/gpt-4o-mini". */
+  model: string
+  messages: Array<Message>
+  temperature?: number
+  topP?: number
+  maxTokens?: number
+  stop?: Array<string>
+  responseFormat?: ResponseFormat
+  tools?: Array<ToolDefinition>
+  toolChoice?: 'auto' | 'none' | 'required' | { name: string }
+  /** Key for rate limits, budgets and cost reports; sent to the vendor as its user id. */
+  user?: string
+  metadata?: Record<string, string>
+  /** Deadline for this call, retries included. */
+  timeoutMs?: number
+  maxRetries?: number
+}
+
+export interface ChatResponse {
+  id: string
+  /** The configured provider name (the key in `providers`). */
+  provider: string
+  model: string
+  content: string
+  /** OpenAI's refusal text, when the model refused. */
+  refusal?: string
+  toolCalls: Array<ToolCall>
+  finishReason: 'stop' | 'length' | 'tool_calls' | 'content_filter'
+  usage: Usage
+  costUsd: number
+  /** No upstream call was made for this request. */
+  cached: boolean
+  latencyMs: number
+  /** Time to the first streamed event. */
+  ttftMs?: number
+  attempts: number
+  /** ferrogate's id for this call (also on errors). */
+  requestId: string
+}
+
+/** `{ type: 'text', text }`, `{ type: 'image', data, mimeType }` (base64) or `{ type: 'image_url', url }`. */
+export interface ContentPart {
+  type: 'text' | 'image' | 'image_url'
+  text?: string
+  /** Base64 image bytes (type 'image'). */
+  data?: string
+  mimeType?: string
+  /** type 'image_url': an https or data: URL. */
+  url?: string
+}
+
+/**
+ * Tokens in a text or a message list: exact for OpenAI models (tiktoken encodings), an
+ * o200k_base estimate for other vendors, whose tokenizers are not public.
+ */
+export declare function countTokens(model: string, input: string | Array<Message>): number
+
+/** The fields of a rejected call; the JS layer throws them as a `FerrogateError`. */
+export interface ErrorInfo {
+  code: ErrorCode
+  /** The HTTP status a server should answer with. */
+  status: number
+  message: string
+  provider?: string
+  retryAfterMs?: number
+  requestId: string
+  /** The vendor's request id, when it sent one. */
+  upstreamRequestId?: string
+  /** Lower-level detail (transport error, vendor error type). */
+  cause?: string
+}
+
+export interface GatewayOptions {
+  providers: Record<string, ProviderConfig>
+  /** Deadline for a whole call, retries included (default 60000). */
+  timeoutMs?: number
+  /** Further attempts after a retryable failure (default 3). */
+  maxRetries?: number
+  /** First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter). */
+  retryBaseDelayMs?: number
+}
+
+export interface Message {
+  role: 'system' | 'user' | 'assistant' | 'tool'
+  content?: string | Array<ContentPart>
+  /** For role 'tool': the id of the call this message answers. */
+  toolCallId?: string
+  /** For role 'assistant': the calls the model made. */
+  toolCalls?: Array<ToolCall>
+}
+
+export interface NamedToolChoice {
+  name: string
+}
+
+/** A streamed event as the native layer delivers it; see `StreamEvent` for the union. */
+export interface NativeStreamEvent {
+  type: 'text' | 'tool_call' | 'done'
+  text?: string
+  index?: number
+  id?: string
+  name?: string
+  argumentsDelta?: string
+  response?: ChatResponse
+}
+
+/** One configured provider; its key in `providers` is the name used in "provider/model". */
+export interface ProviderConfig {
+  /** 'openai' (any OpenAI-compatible server with `baseUrl`), 'anthropic', 'gemini' or 'mock'. */
+  kind: 'openai' | 'anthropic' | 'gemini' | 'mock'
+  /** Else OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY (or GOOGLE_API_KEY). */
+  apiKey?: string
+  /** As the official SDKs take it: OpenAI's includes `/v1`, Anthropic's and Gemini's do not. */
+  baseUrl?: string
+  /** Models this provider advertises in `models()`. */
+  models?: Array<string>
+  /** Extra headers sent with every request. */
+  headers?: Record<string, string>
+  /** OpenAI organization id (`OpenAI-Organization` header). */
+  organization?: string
+  timeoutMs?: number
+  maxRetries?: number
+  /** `mock` only: delay before each streamed chunk (default 15 ms). */
+  mockChunkDelayMs?: number
+}
+
+export interface ResponseFormat {
+  type: 'text' | 'json_object' | 'json_schema'
+  /** json_schema: the schema's name. */
+  name?: string
+  /** json_schema: the JSON Schema the answer must follow. */
+  schema?: Record<string, unknown>
+}
+
+export interface ToolCall {
+  id: string
+  name: string
+  /** JSON text of the arguments, as the model produced it. */
+  arguments: string
+}
+
+export interface ToolDefinition {
+  name: string
+  description?: string
+  /** JSON Schema of the arguments. */
+  parameters?: Record<string, unknown>
+}
+
+export interface Usage {
+  /** Includes cached and cache-write prompt tokens. */
+  promptTokens: number
+  /** Includes reasoning / thinking tokens. */
+  completionTokens: number
+  totalTokens: number
+  /** Counted here (tiktoken) because the vendor sent no usage. */
+  estimated: boolean
+  cachedPromptTokens: number
+  cacheWritePromptTokens: number
+  reasoningTokens: number
+}

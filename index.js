@@ -1,0 +1,150 @@
+'use strict'
+// The public entry point: thin JS over the native gateway, only for what belongs in JS —
+// AbortSignal wiring, async iteration, the caller's onChunk, and throwing typed errors.
+
+const { inspect } = require('node:util')
+const native = require('./binding.js')
+
+class FerrogateError extends Error {
+  constructor(info, cause) {
+    super(info.message, cause === undefined ? undefined : { cause })
+    this.name = 'FerrogateError'
+    this.code = info.code
+    this.status = info.status
+    this.requestId = info.requestId
+    if (info.provider != null) this.provider = info.provider
+    if (info.retryAfterMs != null) this.retryAfterMs = Math.ceil(info.retryAfterMs)
+    if (info.upstreamRequestId != null) this.upstreamRequestId = info.upstreamRequestId
+    if (cause === undefined && info.cause != null) this.cause = new Error(info.cause)
+  }
+}
+
+const invalid = (error, requestId = '') =>
+  new FerrogateError(
+    { code: 'INVALID_REQUEST', status: 400, message: `invalid request: ${error.message}`, requestId },
+    error,
+  )
+
+class Gateway {
+  #native
+  #providerNames
+
+  constructor(options) {
+    if (options == null || typeof options !== 'object') {
+      throw new FerrogateError({ code: 'CONFIG', status: 500, message: 'Gateway needs an options object', requestId: '' })
+    }
+    try {
+      this.#native = new native.NativeGateway(options)
+    } catch (error) {
+      // napi's own type check of the options (e.g. a number where a string belongs).
+      throw new FerrogateError({ code: 'CONFIG', status: 500, message: `invalid Gateway options: ${error.message}`, requestId: '' }, error)
+    }
+    const configError = this.#native.configError()
+    if (configError) throw new FerrogateError(configError)
+    this.#providerNames = Object.keys(options.providers ?? {})
+  }
+
+  /** Resolves with the whole response. */
+  async chat(request) {
+    for await (const event of this.#events(request, false)) {
+      if (event.type === 'done') return event.response
+    }
+    throw new Error('unreachable: a call ended without a response')
+  }
+
+  /** Streams text to `onChunk`; resolves with the whole response when the stream ends. */
+  async stream(request, onChunk) {
+    if (typeof onChunk !== 'function') throw invalid(new TypeError('stream(request, onChunk) needs an onChunk function'))
+    const call = {}
+    for await (const event of this.#events(request, true, call)) {
+      if (event.type === 'text') {
+        try {
+          onChunk(event.text)
+        } catch (error) {
+          // Leaving the loop cancels the native call, which closes the upstream request.
+          throw new FerrogateError(
+            { code: 'CALLBACK_ERROR', status: 500, message: `onChunk threw: ${error?.message ?? String(error)}`, requestId: call.requestId },
+            error,
+          )
+        }
+      } else if (event.type === 'done') {
+        return event.response
+      }
+    }
+    throw new Error('unreachable: a stream ended without a response')
+  }
+
+  /** `for await` over text, tool_call and done events. Breaking out aborts the upstream request. */
+  streamEvents(request) {
+    return this.#events(request, true)
+  }
+
+  models() {
+    return this.#native.models()
+  }
+
+  async close() {
+    this.#native.close()
+  }
+
+  async *#events(request, stream, callInfo = {}) {
+    if (request == null || typeof request !== 'object') throw invalid(new TypeError('a request object is required'))
+    const { signal, ...body } = request
+    if (signal != null && typeof signal.addEventListener !== 'function') {
+      throw invalid(new TypeError('signal must be an AbortSignal'))
+    }
+    let call
+    try {
+      call = this.#native.start(body, stream)
+    } catch (error) {
+      throw invalid(error)
+    }
+    callInfo.requestId = call.requestId
+    const onAbort = () => call.cancel()
+    if (signal) {
+      if (signal.aborted) call.cancel()
+      else signal.addEventListener('abort', onAbort, { once: true })
+    }
+    let finished = false
+    try {
+      for (;;) {
+        const batch = await call.next()
+        for (const event of batch.events) {
+          if (event.type === 'done') finished = true
+          yield event
+          if (finished) return
+        }
+        if (batch.error) {
+          finished = true
+          const abortedBySignal = batch.error.code === 'ABORTED' && signal?.aborted
+          throw new FerrogateError(batch.error, abortedBySignal ? signal.reason : undefined)
+        }
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      // The consumer left early (break, throw in onChunk): stop the upstream work now
+      // rather than when the native call is garbage-collected.
+      if (!finished) call.cancel()
+    }
+  }
+
+  [inspect.custom]() {
+    return `Gateway { providers: ${inspect(this.#providerNames)} }`
+  }
+}
+
+function countTokens(model, input) {
+  try {
+    return native.countTokens(model, input)
+  } catch (error) {
+    throw invalid(error)
+  }
+}
+
+module.exports = {
+  Gateway,
+  FerrogateError,
+  countTokens,
+  NativeGateway: native.NativeGateway,
+  NativeCall: native.NativeCall,
+}
