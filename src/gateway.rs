@@ -11,16 +11,14 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::assembler::StreamAssembler;
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::providers::anthropic::{self, Anthropic};
 use crate::providers::gemini::{self, Gemini};
 use crate::providers::mock::{self, MockConfig};
 use crate::providers::openai::{self, OpenAi};
-use crate::providers::{Adapter, StreamStep};
+use crate::providers::{Adapter, StreamSession};
 use crate::retry::backoff;
 use crate::secret::{redact, Secret};
-use crate::sse::{SseDecoder, SseFrame};
 use crate::tokens::encoding_for;
 use crate::types::{ChatRequest, ChatResponse, Completion, StreamEvent, Usage};
 
@@ -358,44 +356,28 @@ impl Gateway {
     let Some(sink) = sink else {
       return Err(GatewayError::protocol("internal: stream without a sink"));
     };
-    let mut decoder = adapter.stream_decoder(req);
-    let mut sse = SseDecoder::new();
-    let mut assembler = StreamAssembler::new();
-    let mut frames: Vec<SseFrame> = Vec::new();
+    let mut session = StreamSession::new(adapter.stream_decoder(req));
     let mut bytes = response.bytes_stream();
-    let mut finished = false;
-    while !finished {
+    while !session.is_done() {
       match bytes.next().await {
-        Some(Ok(chunk)) => sse.push(&chunk, &mut frames)?,
+        Some(Ok(chunk)) => {
+          let events = session.push(&chunk)?;
+          forward(events, sink, progress).await?;
+        }
         Some(Err(e)) => return Err(stream_broken(vendor, &e)),
-        None => {
-          sse.finish(&mut frames)?;
-          finished = true;
-        }
-      }
-      for frame in frames.drain(..) {
-        let step = decoder.on_frame(frame, &mut assembler)?;
-        forward(&mut assembler, sink, progress).await?;
-        if step == StreamStep::Done {
-          finished = true;
-          break;
-        }
+        None => break,
       }
     }
-    decoder.on_end(&mut assembler)?;
-    forward(&mut assembler, sink, progress).await?;
-    Ok(assembler.into_completion())
+    let (events, completion) = session.finish()?;
+    forward(events, sink, progress).await?;
+    Ok(completion)
   }
 }
 
 /// Sends queued events; the bounded channel makes a slow consumer slow the upstream read
 /// instead of growing memory.
-async fn forward(
-  assembler: &mut StreamAssembler,
-  sink: &EventSender,
-  progress: &Progress,
-) -> Result<()> {
-  for event in assembler.take_events() {
+async fn forward(events: Vec<StreamEvent>, sink: &EventSender, progress: &Progress) -> Result<()> {
+  for event in events {
     send(sink, event, progress).await?;
   }
   Ok(())

@@ -13,3 +13,6 @@ pub mod tokens;
 pub mod types;
 
 mod binding;
+
+#[cfg(test)]
+mod conformance_tests;

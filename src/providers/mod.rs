@@ -121,3 +121,61 @@ pub fn arguments_value(arguments: &str) -> Result<Value> {
     GatewayError::invalid_request(format!("tool call arguments are not valid JSON: {e}"))
   })
 }
+
+/// One streamed answer being decoded: bytes in, caller-facing events out. Pure, so the
+/// gateway and the fixture tests drive exactly the same code.
+pub struct StreamSession {
+  sse: crate::sse::SseDecoder,
+  decoder: Box<dyn StreamDecoder>,
+  assembler: StreamAssembler,
+  frames: Vec<SseFrame>,
+  done: bool,
+}
+
+impl StreamSession {
+  pub fn new(decoder: Box<dyn StreamDecoder>) -> Self {
+    StreamSession {
+      sse: crate::sse::SseDecoder::new(),
+      decoder,
+      assembler: StreamAssembler::new(),
+      frames: Vec::new(),
+      done: false,
+    }
+  }
+
+  /// Feeds the next bytes; returns the events they completed. Bytes after the
+  /// vendor's end marker are ignored.
+  pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<crate::types::StreamEvent>> {
+    if !self.done {
+      self.sse.push(bytes, &mut self.frames)?;
+      self.decode_frames()?;
+    }
+    Ok(self.assembler.take_events())
+  }
+
+  /// The vendor sent its end marker: nothing more needs to be read.
+  pub fn is_done(&self) -> bool {
+    self.done
+  }
+
+  /// The byte stream ended: the last events, and the whole answer (or why it is not whole).
+  pub fn finish(mut self) -> Result<(Vec<crate::types::StreamEvent>, Completion)> {
+    if !self.done {
+      self.sse.finish(&mut self.frames)?;
+      self.decode_frames()?;
+    }
+    self.decoder.on_end(&mut self.assembler)?;
+    let events = self.assembler.take_events();
+    Ok((events, self.assembler.into_completion()))
+  }
+
+  fn decode_frames(&mut self) -> Result<()> {
+    for frame in self.frames.drain(..) {
+      if self.decoder.on_frame(frame, &mut self.assembler)? == StreamStep::Done {
+        self.done = true;
+        break;
+      }
+    }
+    Ok(())
+  }
+}
