@@ -2,6 +2,7 @@
 // The public entry point: thin JS over the native gateway, only for what belongs in JS —
 // AbortSignal wiring, async iteration, the caller's onChunk, and throwing typed errors.
 
+const { randomBytes } = require('node:crypto')
 const { inspect } = require('node:util')
 const native = require('./binding.js')
 
@@ -19,7 +20,10 @@ class FerrogateError extends Error {
   }
 }
 
-const invalid = (error, requestId = '') =>
+// Same shape as the native layer's ids, for calls rejected before they reach it.
+const newRequestId = () => `fg_${randomBytes(8).toString('hex')}`
+
+const invalid = (error, requestId = newRequestId()) =>
   new FerrogateError(
     { code: 'INVALID_REQUEST', status: 400, message: `invalid request: ${error.message}`, requestId },
     error,
@@ -31,13 +35,13 @@ class Gateway {
 
   constructor(options) {
     if (options == null || typeof options !== 'object') {
-      throw new FerrogateError({ code: 'CONFIG', status: 500, message: 'Gateway needs an options object', requestId: '' })
+      throw new FerrogateError({ code: 'CONFIG', status: 500, message: 'Gateway needs an options object', requestId: newRequestId() })
     }
     try {
       this.#native = new native.NativeGateway(options)
     } catch (error) {
       // napi's own type check of the options (e.g. a number where a string belongs).
-      throw new FerrogateError({ code: 'CONFIG', status: 500, message: `invalid Gateway options: ${error.message}`, requestId: '' }, error)
+      throw new FerrogateError({ code: 'CONFIG', status: 500, message: `invalid Gateway options: ${error.message}`, requestId: newRequestId() }, error)
     }
     const configError = this.#native.configError()
     if (configError) throw new FerrogateError(configError)
