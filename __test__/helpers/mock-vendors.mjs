@@ -541,7 +541,9 @@ function validateGeminiSchema(schema, at) {
   rejectUnknown(schema, GEMINI_SCHEMA_KEYS, at);
   for (const [name, sub] of Object.entries(schema.properties ?? {})) validateGeminiSchema(sub, `${at}.properties[${JSON.stringify(name)}].value`);
   if (schema.items !== undefined) validateGeminiSchema(schema.items, `${at}.items`);
-  (field(schema, 'anyOf') ?? []).forEach((sub, k) => validateGeminiSchema(sub, `${at}.any_of[${k}]`));
+  const anyOf = field(schema, 'anyOf');
+  if (anyOf !== undefined && !Array.isArray(anyOf)) throw invalidValue(`${at}.any_of`, 'type.googleapis.com/google.ai.generativelanguage.v1beta.Schema', anyOf);
+  anyOf?.forEach((sub, k) => validateGeminiSchema(sub, `${at}.any_of[${k}]`));
 }
 
 function validateGeminiPart(p, at) {
@@ -619,7 +621,9 @@ function validateGemini(b) {
       const tat = `tools[${k}]`;
       if (!isObj(t)) throw invalidValue(tat, 'type.googleapis.com/google.ai.generativelanguage.v1beta.Tool', t);
       rejectUnknown(t, GEMINI_TOOL_KEYS, tat);
-      (field(t, 'functionDeclarations') ?? []).forEach((d, j) => {
+      const declarations = field(t, 'functionDeclarations') ?? [];
+      if (!Array.isArray(declarations)) throw invalidValue(`${tat}.function_declarations`, 'type.googleapis.com/google.ai.generativelanguage.v1beta.FunctionDeclaration', declarations);
+      declarations.forEach((d, j) => {
         const dat = `${tat}.function_declarations[${j}]`;
         if (!isObj(d)) throw invalidValue(dat, 'type.googleapis.com/google.ai.generativelanguage.v1beta.FunctionDeclaration', d);
         rejectUnknown(d, GEMINI_DECLARATION_KEYS, dat);
@@ -679,7 +683,7 @@ function matchRoute(method, pathname) {
   if (pathname === '/v1/chat/completions') return { vendor: 'openai' };
   if (pathname === '/v1/messages') return { vendor: 'anthropic' };
   const m = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(pathname);
-  return m ? { vendor: 'gemini', model: decodeURIComponent(m[1]), stream: m[2] === 'streamGenerateContent' } : null;
+  return m ? { vendor: 'gemini', model: m[1], stream: m[2] === 'streamGenerateContent' } : null;
 }
 
 function notFound(method, pathname) {
@@ -709,9 +713,18 @@ function planReply(vendor, reply) {
   if (!(split === 'whole' || split === 'bytes' || (Array.isArray(split?.at) && split.at.every(Number.isInteger)))) {
     throw new TypeError(`mock-vendors: split must be 'whole', 'bytes' or { at: [offsets] }, got ${JSON.stringify(split)}`);
   }
+  if (reply.status !== undefined && !(Number.isInteger(reply.status) && reply.status >= 100 && reply.status <= 999)) {
+    throw new TypeError(`mock-vendors: invalid status ${JSON.stringify(reply.status)}`);
+  }
+  if (reply.delayMs !== undefined && !(Number.isFinite(reply.delayMs) && reply.delayMs >= 0)) throw new TypeError('mock-vendors: delayMs must be a number >= 0');
+  if (reply.destroyAfter !== undefined && !(Number.isInteger(reply.destroyAfter) && reply.destroyAfter >= 0)) {
+    throw new TypeError('mock-vendors: destroyAfter must be an integer >= 0');
+  }
   const headers = lowerKeys(reply.headers);
   if (reply.sse) {
-    if (!Array.isArray(reply.sse)) throw new TypeError('mock-vendors: sse must be an array of chunks');
+    if (!Array.isArray(reply.sse) || !reply.sse.every((c) => typeof c === 'string' || Buffer.isBuffer(c))) {
+      throw new TypeError('mock-vendors: sse must be an array of strings or Buffers');
+    }
     return {
       delayMs: 0,
       status: reply.status ?? 200,
@@ -751,7 +764,7 @@ async function writeBody(res, plan, signal) {
     return;
   }
   res.writeHead(plan.status, plan.headers);
-  res.socket.setNoDelay(true);
+  res.socket?.setNoDelay(true);
   res.flushHeaders();
   const ends = split === 'bytes'
     ? Array.from({ length: body.length }, (_, i) => i + 1)
@@ -853,7 +866,7 @@ export async function startMockVendors(opts = {}) {
       if (aborter.signal.aborted || req.socket.destroyed) return;
       if (err instanceof Rejection) return sendJson(res, err.status, err.body);
       errors.push(err);
-      if (res.headersSent) res.destroy();
+      if (res.headersSent) reset();
       else sendJson(res, 500, { error: { message: `mock-vendors internal error: ${err.message}`, type: 'mock_error' } });
     }
   }

@@ -65,36 +65,39 @@ const ok = (cond, msg) => {
 }
 
 // Valid multi-turn tool conversations
+const oaTools = {
+  model: 'gpt-4o', tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }], tool_choice: 'auto',
+  messages: [
+    { role: 'system', content: 'be brief' },
+    user([{ type: 'text', text: 'weather?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }]),
+    { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+    { role: 'tool', tool_call_id: 'call_1', content: '{"temp":20}' },
+  ],
+};
+const anTools = {
+  ...anBody, system: 'be brief', tools: [{ name: 'get_weather', input_schema: { type: 'object' } }], tool_choice: { type: 'auto' },
+  messages: [
+    user([{ type: 'text', text: 'weather?' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } }]),
+    { role: 'assistant', content: [{ type: 'text', text: 'checking' }, { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } }] },
+    user([{ type: 'tool_result', tool_use_id: 'toolu_1', content: [{ type: 'text', text: '{"temp":20}' }] }]),
+  ],
+};
+const geTools = {
+  systemInstruction: { parts: [{ text: 'be brief' }] },
+  tools: [{ functionDeclarations: [{ name: 'get_weather', parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } }, anyOf: [{ type: 'OBJECT' }] } }] }],
+  generationConfig: { maxOutputTokens: 100, temperature: 0.2, responseSchema: { type: 'OBJECT', items: { type: 'STRING' } } },
+  contents: [
+    { role: 'user', parts: [{ text: 'weather?' }, { inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgo=' } }, { fileData: { fileUri: 'gs://b/f.png' } }] },
+    { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { city: 'Paris' } } }] },
+    { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { temp: 20 } } }] },
+  ],
+};
 {
-  const r = await oa({
-    model: 'gpt-4o', tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }], tool_choice: 'auto',
-    messages: [
-      { role: 'system', content: 'be brief' },
-      user([{ type: 'text', text: 'weather?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }]),
-      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
-      { role: 'tool', tool_call_id: 'call_1', content: '{"temp":20}' },
-    ],
-  });
+  const r = await oa(oaTools);
   ok(r.status === 200, `openai tool conversation: ${r.text}`);
-  const a = await an({
-    ...anBody, system: 'be brief', tools: [{ name: 'get_weather', input_schema: { type: 'object' } }], tool_choice: { type: 'auto' },
-    messages: [
-      user([{ type: 'text', text: 'weather?' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } }]),
-      { role: 'assistant', content: [{ type: 'text', text: 'checking' }, { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } }] },
-      user([{ type: 'tool_result', tool_use_id: 'toolu_1', content: '{"temp":20}' }]),
-    ],
-  });
+  const a = await an(anTools);
   ok(a.status === 200, `anthropic tool conversation: ${a.text}`);
-  const g = await ge({
-    systemInstruction: { parts: [{ text: 'be brief' }] },
-    tools: [{ functionDeclarations: [{ name: 'get_weather', parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } } } }] }],
-    generationConfig: { maxOutputTokens: 100, temperature: 0.2 },
-    contents: [
-      { role: 'user', parts: [{ text: 'weather?' }, { inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgo=' } }] },
-      { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { city: 'Paris' } } }] },
-      { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { temp: 20 } } }] },
-    ],
-  });
+  const g = await ge(geTools);
   ok(g.status === 200, `gemini tool conversation: ${g.text}`);
 }
 
@@ -265,21 +268,23 @@ const ok = (cond, msg) => {
 
 // Robustness: mangled bodies never produce a 500 or an internal error
 {
-  const mangle = (v, depth = 0) => {
-    if (Array.isArray(v)) return v.map((x) => mangle(x, depth + 1)).filter(() => Math.random() > 0.1);
-    if (v && typeof v === 'object') {
-      return Object.fromEntries(Object.entries(v).filter(() => Math.random() > 0.1).map(([k, x]) => [k, mangle(x, depth + 1)]));
-    }
-    return Math.random() < 0.15 ? [null, 1, 'x', [], {}, true][Math.floor(Math.random() * 6)] : v;
+  const mangle = (v) => {
+    if (Math.random() < 0.05) return [null, 1, 'x', [], {}, true, [1], { a: 1 }][Math.floor(Math.random() * 8)];
+    if (Array.isArray(v)) return v.map(mangle).filter(() => Math.random() > 0.1);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(() => Math.random() > 0.1).map(([k, x]) => [k, mangle(x)]));
+    return v;
   };
   const seeds = [
     [oa, JSON.parse(readFixture('openai/request-chat-completions-tools.json')).body],
     [an, JSON.parse(readFixture('anthropic/request-messages-stream-tools.json')).body],
     [(b) => ge(b), JSON.parse(readFixture('gemini/request-stream-generate-content.json')).body],
+    [oa, oaTools],
+    [an, anTools],
+    [(b) => ge(b), geTools],
   ];
   const statuses = new Set();
-  for (let i = 0; i < 600; i++) {
-    const [send, seed] = seeds[i % 3];
+  for (let i = 0; i < 3000; i++) {
+    const [send, seed] = seeds[i % seeds.length];
     const r = await send(mangle(seed));
     statuses.add(r.status);
     ok(r.status !== 500, `500 for a mangled body: ${r.text}`);
