@@ -19,7 +19,9 @@ use crate::types::{ChatRequest, Completion, StreamEvent};
 fn fixtures_dir() -> PathBuf {
   std::env::var_os("FIXTURES_DIR")
     .map(PathBuf::from)
-    .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/providers"))
+    .unwrap_or_else(|| {
+      PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/providers")
+    })
 }
 
 fn manifest() -> Vec<Value> {
@@ -79,27 +81,54 @@ fn check_completion(file: &str, expected: &Value, completion: &Completion) {
   let text = expected["text"].as_str().unwrap_or("");
   assert_eq!(completion.content, text, "{file}: text");
   if let Some(reason) = expected["finish_reason"].as_str() {
-    assert_eq!(completion.finish_reason.as_str(), reason, "{file}: finish reason");
+    assert_eq!(
+      completion.finish_reason.as_str(),
+      reason,
+      "{file}: finish reason"
+    );
   }
   match (expected["prompt_tokens"].as_u64(), completion.usage) {
     (Some(prompt), Some(usage)) => {
       assert_eq!(usage.prompt_tokens, prompt, "{file}: prompt tokens");
-      let completion_tokens = expected["completion_tokens"].as_u64().expect("completion tokens");
-      assert_eq!(usage.completion_tokens, completion_tokens, "{file}: completion tokens");
+      let completion_tokens = expected["completion_tokens"]
+        .as_u64()
+        .expect("completion tokens");
+      assert_eq!(
+        usage.completion_tokens, completion_tokens,
+        "{file}: completion tokens"
+      );
       if let Some(reasoning) = expected["reasoning_tokens"].as_u64() {
-        assert_eq!(usage.reasoning_tokens, reasoning, "{file}: reasoning tokens");
+        assert_eq!(
+          usage.reasoning_tokens, reasoning,
+          "{file}: reasoning tokens"
+        );
       }
     }
     (None, None) => {}
     (prompt, usage) => panic!("{file}: expected prompt tokens {prompt:?}, got usage {usage:?}"),
   }
   if let Some(refusal) = expected["refusal"].as_str() {
-    assert_eq!(completion.refusal.as_deref(), Some(refusal), "{file}: refusal");
+    assert_eq!(
+      completion.refusal.as_deref(),
+      Some(refusal),
+      "{file}: refusal"
+    );
   }
-  let expected_calls = expected["tool_calls"].as_array().cloned().unwrap_or_default();
-  assert_eq!(completion.tool_calls.len(), expected_calls.len(), "{file}: tool call count");
+  let expected_calls = expected["tool_calls"]
+    .as_array()
+    .cloned()
+    .unwrap_or_default();
+  assert_eq!(
+    completion.tool_calls.len(),
+    expected_calls.len(),
+    "{file}: tool call count"
+  );
   for (call, want) in completion.tool_calls.iter().zip(&expected_calls) {
-    assert_eq!(call.name, want["name"].as_str().expect("name"), "{file}: tool name");
+    assert_eq!(
+      call.name,
+      want["name"].as_str().expect("name"),
+      "{file}: tool name"
+    );
     if let Some(id) = want["id"].as_str() {
       assert_eq!(call.id, id, "{file}: tool call id");
     } else {
@@ -135,7 +164,11 @@ fn check_events_rebuild(file: &str, events: &[StreamEvent], completion: &Complet
     }
   }
   assert_eq!(text, completion.content, "{file}: streamed text");
-  let whole: Vec<&str> = completion.tool_calls.iter().map(|c| c.arguments.as_str()).collect();
+  let whole: Vec<&str> = completion
+    .tool_calls
+    .iter()
+    .map(|c| c.arguments.as_str())
+    .collect();
   assert_eq!(arguments, whole, "{file}: streamed tool arguments");
 }
 
@@ -158,7 +191,10 @@ fn header_map(file: &str) -> HeaderMap {
   let parsed: Value = serde_json::from_str(&text).expect("headers parse");
   if let Some(headers) = parsed["headers"].as_object() {
     for (name, value) in headers {
-      let value = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+      let value = value
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| value.to_string());
       if let (Ok(name), Ok(value)) = (
         HeaderName::from_bytes(name.as_bytes()),
         HeaderValue::from_str(&value),
@@ -220,15 +256,28 @@ fn every_recorded_stream_decodes_the_same_for_every_split() {
     let every_byte: Vec<usize> = (1..bytes.len()).collect();
     let (byte_events, byte_completion) =
       decode(adapter.as_ref(), &bytes, &every_byte).unwrap_or_else(|e| panic!("{file}: {e}"));
-    assert_eq!(byte_completion.content, completion.content, "{file}: byte at a time");
+    assert_eq!(
+      byte_completion.content, completion.content,
+      "{file}: byte at a time"
+    );
     check_events_rebuild(file, &byte_events, &byte_completion);
     for at in split_points(bytes.len()) {
-      let (_, split) =
-        decode(adapter.as_ref(), &bytes, &[at]).unwrap_or_else(|e| panic!("{file} split {at}: {e}"));
+      let (_, split) = decode(adapter.as_ref(), &bytes, &[at])
+        .unwrap_or_else(|e| panic!("{file} split {at}: {e}"));
       assert_eq!(split.content, completion.content, "{file}: split at {at}");
-      assert_eq!(split.usage, completion.usage, "{file}: usage, split at {at}");
-      assert_eq!(split.finish_reason, completion.finish_reason, "{file}: split at {at}");
-      assert_eq!(split.tool_calls.len(), completion.tool_calls.len(), "{file}: split at {at}");
+      assert_eq!(
+        split.usage, completion.usage,
+        "{file}: usage, split at {at}"
+      );
+      assert_eq!(
+        split.finish_reason, completion.finish_reason,
+        "{file}: split at {at}"
+      );
+      assert_eq!(
+        split.tool_calls.len(),
+        completion.tool_calls.len(),
+        "{file}: split at {at}"
+      );
     }
     checked += 1;
   }
@@ -262,26 +311,94 @@ fn partial_text(adapter: &dyn Adapter, bytes: &[u8]) -> String {
 #[test]
 fn every_recorded_error_maps_to_its_code_and_retry_policy() {
   let expected_codes = [
-    ("openai/error-400-unsupported-parameter.json", ErrorCode::InvalidRequest, 400),
-    ("openai/error-401-invalid-api-key.json", ErrorCode::Authentication, 401),
-    ("openai/error-404-model-not-found.json", ErrorCode::NotFound, 404),
-    ("openai/error-429-rate-limit.json", ErrorCode::RateLimited, 429),
-    ("openai/error-500-server-error.json", ErrorCode::ProviderError, 502),
-    ("anthropic/error-400-invalid-request.json", ErrorCode::InvalidRequest, 400),
-    ("anthropic/error-401-authentication.json", ErrorCode::Authentication, 401),
-    ("anthropic/error-429-rate-limit.json", ErrorCode::RateLimited, 429),
-    ("anthropic/error-500-api-error.json", ErrorCode::ProviderError, 502),
-    ("anthropic/error-529-overloaded.json", ErrorCode::UpstreamUnavailable, 503),
-    ("gemini/error-400-api-key-invalid.json", ErrorCode::Authentication, 401),
-    ("gemini/error-404-model-not-found.json", ErrorCode::NotFound, 404),
-    ("gemini/error-429-resource-exhausted.json", ErrorCode::RateLimited, 429),
-    ("gemini/error-429-retry-info.json", ErrorCode::RateLimited, 429),
-    ("gemini/error-500-internal.json", ErrorCode::ProviderError, 502),
-    ("gemini/error-503-unavailable.json", ErrorCode::UpstreamUnavailable, 503),
+    (
+      "openai/error-400-unsupported-parameter.json",
+      ErrorCode::InvalidRequest,
+      400,
+    ),
+    (
+      "openai/error-401-invalid-api-key.json",
+      ErrorCode::Authentication,
+      401,
+    ),
+    (
+      "openai/error-404-model-not-found.json",
+      ErrorCode::NotFound,
+      404,
+    ),
+    (
+      "openai/error-429-rate-limit.json",
+      ErrorCode::RateLimited,
+      429,
+    ),
+    (
+      "openai/error-500-server-error.json",
+      ErrorCode::ProviderError,
+      502,
+    ),
+    (
+      "anthropic/error-400-invalid-request.json",
+      ErrorCode::InvalidRequest,
+      400,
+    ),
+    (
+      "anthropic/error-401-authentication.json",
+      ErrorCode::Authentication,
+      401,
+    ),
+    (
+      "anthropic/error-429-rate-limit.json",
+      ErrorCode::RateLimited,
+      429,
+    ),
+    (
+      "anthropic/error-500-api-error.json",
+      ErrorCode::ProviderError,
+      502,
+    ),
+    (
+      "anthropic/error-529-overloaded.json",
+      ErrorCode::UpstreamUnavailable,
+      503,
+    ),
+    (
+      "gemini/error-400-api-key-invalid.json",
+      ErrorCode::Authentication,
+      401,
+    ),
+    (
+      "gemini/error-404-model-not-found.json",
+      ErrorCode::NotFound,
+      404,
+    ),
+    (
+      "gemini/error-429-resource-exhausted.json",
+      ErrorCode::RateLimited,
+      429,
+    ),
+    (
+      "gemini/error-429-retry-info.json",
+      ErrorCode::RateLimited,
+      429,
+    ),
+    (
+      "gemini/error-500-internal.json",
+      ErrorCode::ProviderError,
+      502,
+    ),
+    (
+      "gemini/error-503-unavailable.json",
+      ErrorCode::UpstreamUnavailable,
+      503,
+    ),
   ];
   let entries = manifest();
   let errors: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "error").collect();
-  assert_eq!(errors.len(), expected_codes.len(), "every error fixture has an expectation");
+  assert_eq!(
+    errors.len(),
+    expected_codes.len(),
+    "every error fixture has an expectation"
+  );
   for entry in errors {
     let file = entry["file"].as_str().expect("file");
     let (_, code, status) = expected_codes
@@ -295,7 +412,11 @@ fn every_recorded_error_maps_to_its_code_and_retry_policy() {
     let expected = &entry["expected"];
     assert_eq!(error.code, *code, "{file}: code");
     assert_eq!(error.status, *status, "{file}: status");
-    assert_eq!(error.retryable, expected["retryable"].as_bool().expect("retryable"), "{file}: retryable");
+    assert_eq!(
+      error.retryable,
+      expected["retryable"].as_bool().expect("retryable"),
+      "{file}: retryable"
+    );
     assert_eq!(
       error.message,
       expected["error_message"].as_str().expect("message"),
@@ -305,8 +426,13 @@ fn every_recorded_error_maps_to_its_code_and_retry_policy() {
       .as_f64()
       .or(expected["retry_after_seconds_from_message"].as_f64());
     if let Some(seconds) = hint {
-      let wait = error.retry_after.unwrap_or_else(|| panic!("{file}: retry hint"));
-      assert!((wait.as_secs_f64() - seconds).abs() < 0.001, "{file}: {wait:?}");
+      let wait = error
+        .retry_after
+        .unwrap_or_else(|| panic!("{file}: retry hint"));
+      assert!(
+        (wait.as_secs_f64() - seconds).abs() < 0.001,
+        "{file}: {wait:?}"
+      );
     }
   }
 }

@@ -192,10 +192,7 @@ impl Gateway {
     let started = Instant::now();
     let (provider, vendor_model) = self.resolve(model)?;
     req.model = vendor_model;
-    let timeout = options
-      .timeout
-      .or(provider.timeout)
-      .unwrap_or(self.timeout);
+    let timeout = options.timeout.or(provider.timeout).unwrap_or(self.timeout);
     let max_retries = options
       .max_retries
       .or(provider.max_retries)
@@ -211,9 +208,8 @@ impl Gateway {
           Ok(completion) => return Ok(completion),
           Err(error) => error,
         };
-        let may_retry = error.retryable
-          && attempt <= max_retries
-          && !progress.delivered.load(Ordering::SeqCst);
+        let may_retry =
+          error.retryable && attempt <= max_retries && !progress.delivered.load(Ordering::SeqCst);
         if !may_retry {
           return Err(error);
         }
@@ -242,7 +238,15 @@ impl Gateway {
       .ok()
       .and_then(|first| *first)
       .map(|at| millis(at - started));
-    Ok(self.response(&provider.name, &req, completion, started, ttft_ms, attempts, request_id))
+    Ok(self.response(
+      &provider.name,
+      &req,
+      completion,
+      started,
+      ttft_ms,
+      attempts,
+      request_id,
+    ))
   }
 
   #[allow(clippy::too_many_arguments)]
@@ -302,7 +306,11 @@ impl Gateway {
   ) -> Result<Completion> {
     match &provider.backend {
       Backend::Mock(config) => mock_attempt(*config, req, sink, progress).await,
-      Backend::Http(adapter) => self.http_attempt(adapter.as_ref(), req, sink, progress).await,
+      Backend::Http(adapter) => {
+        self
+          .http_attempt(adapter.as_ref(), req, sink, progress)
+          .await
+      }
     }
   }
 
@@ -397,7 +405,12 @@ async fn forward_whole(
   progress: &Progress,
 ) -> Result<()> {
   if !completion.content.is_empty() {
-    send(sink, StreamEvent::Text(completion.content.clone()), progress).await?;
+    send(
+      sink,
+      StreamEvent::Text(completion.content.clone()),
+      progress,
+    )
+    .await?;
   }
   for (index, call) in completion.tool_calls.iter().enumerate() {
     let event = StreamEvent::ToolCall {

@@ -12,7 +12,7 @@ pub mod sse;
 pub mod tokens;
 pub mod types;
 
-mod binding;
+pub mod binding;
 
 #[cfg(test)]
 mod conformance_tests;

@@ -74,19 +74,31 @@ mod tests {
   fn retry_after_forms() {
     let mut headers = HeaderMap::new();
     headers.insert("retry-after", HeaderValue::from_static("2"));
-    assert_eq!(retry_after_from_headers(&headers), Some(Duration::from_secs(2)));
+    assert_eq!(
+      retry_after_from_headers(&headers),
+      Some(Duration::from_secs(2))
+    );
     headers.insert("retry-after-ms", HeaderValue::from_static("150"));
-    assert_eq!(retry_after_from_headers(&headers), Some(Duration::from_millis(150)));
+    assert_eq!(
+      retry_after_from_headers(&headers),
+      Some(Duration::from_millis(150))
+    );
     let mut dated = HeaderMap::new();
     let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-    dated.insert("retry-after", HeaderValue::from_str(&later).expect("header"));
+    dated.insert(
+      "retry-after",
+      HeaderValue::from_str(&later).expect("header"),
+    );
     let wait = retry_after_from_headers(&dated).expect("date");
     assert!(wait > Duration::from_secs(28) && wait <= Duration::from_secs(30));
   }
 
   #[test]
   fn hints_in_bodies() {
-    assert_eq!(parse_proto_duration("34.4s"), Some(Duration::from_millis(34_400)));
+    assert_eq!(
+      parse_proto_duration("34.4s"),
+      Some(Duration::from_millis(34_400))
+    );
     assert_eq!(
       retry_hint_in_message("Limit 30000. Please try again in 18.642s. Visit"),
       Some(Duration::from_millis(18_642))
@@ -104,7 +116,10 @@ mod tests {
     for attempt in 0..20 {
       let wait = backoff(base, attempt);
       let ceiling = (base * 2u32.pow(attempt.min(10))).min(MAX_BACKOFF);
-      assert!(wait >= ceiling / 2 && wait <= ceiling, "attempt {attempt}: {wait:?}");
+      assert!(
+        wait >= ceiling / 2 && wait <= ceiling,
+        "attempt {attempt}: {wait:?}"
+      );
     }
   }
 }

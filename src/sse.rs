@@ -180,7 +180,11 @@ mod tests {
       ]
     );
     for at in 0..=input.len() {
-      assert_eq!(decode_split(input, &[at]).expect("split"), whole, "split at {at}");
+      assert_eq!(
+        decode_split(input, &[at]).expect("split"),
+        whole,
+        "split at {at}"
+      );
     }
     let every_byte: Vec<usize> = (1..input.len()).collect();
     assert_eq!(decode_split(input, &every_byte).expect("bytes"), whole);

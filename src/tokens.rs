@@ -64,7 +64,8 @@ impl Encoding {
         };
       }
       for call in &message.tool_calls {
-        total += TOKENS_PER_TOOL_CALL + self.count_text(&call.name) + self.count_text(&call.arguments);
+        total +=
+          TOKENS_PER_TOOL_CALL + self.count_text(&call.name) + self.count_text(&call.arguments);
       }
     }
     total

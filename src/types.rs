@@ -27,7 +27,10 @@ impl Role {
 pub enum ContentPart {
   Text(String),
   /// Inline image: base64 `data` with its MIME type.
-  Image { data: String, mime_type: String },
+  Image {
+    data: String,
+    mime_type: String,
+  },
   /// An image by URL (`data:` URLs included).
   ImageUrl(String),
 }

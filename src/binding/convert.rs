@@ -2,13 +2,13 @@
 
 use napi::bindgen_prelude::Either;
 
-use super::types as js;
 use super::millis_option;
+use super::types as js;
 use crate::error::{GatewayError, Result};
 use crate::gateway::{CallOptions, GatewayConfig, ProviderConfig};
 use crate::types::{
-  ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent,
-  ToolCall, ToolChoice, ToolDefinition,
+  ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, ToolCall,
+  ToolChoice, ToolDefinition,
 };
 
 pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
@@ -26,7 +26,9 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
       .ok_or_else(|| GatewayError::config("retryBaseDelayMs must be a number >= 0"))?;
   }
   if options.providers.is_empty() {
-    return Err(GatewayError::config("providers must name at least one provider"));
+    return Err(GatewayError::config(
+      "providers must name at least one provider",
+    ));
   }
   let mut names: Vec<String> = options.providers.keys().cloned().collect();
   names.sort();
@@ -35,7 +37,8 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
     let Some(provider) = providers.remove(&name) else {
       continue;
     };
-    let mut headers: Vec<(String, String)> = provider.headers.unwrap_or_default().into_iter().collect();
+    let mut headers: Vec<(String, String)> =
+      provider.headers.unwrap_or_default().into_iter().collect();
     headers.sort();
     config.providers.push(ProviderConfig {
       timeout: millis_option(provider.timeout_ms),
@@ -177,14 +180,19 @@ fn at(message: usize, part: usize, error: GatewayError) -> GatewayError {
 }
 
 fn content_part(part: js::ContentPart) -> Result<ContentPart> {
-  let missing = |field: &str| GatewayError::invalid_request(format!("'{}' part needs {field}", part.r#type));
+  let missing =
+    |field: &str| GatewayError::invalid_request(format!("'{}' part needs {field}", part.r#type));
   match part.r#type.as_str() {
-    "text" => Ok(ContentPart::Text(part.text.clone().ok_or_else(|| missing("text"))?)),
+    "text" => Ok(ContentPart::Text(
+      part.text.clone().ok_or_else(|| missing("text"))?,
+    )),
     "image" => Ok(ContentPart::Image {
       data: part.data.clone().ok_or_else(|| missing("data"))?,
       mime_type: part.mime_type.clone().ok_or_else(|| missing("mimeType"))?,
     }),
-    "image_url" => Ok(ContentPart::ImageUrl(part.url.clone().ok_or_else(|| missing("url"))?)),
+    "image_url" => Ok(ContentPart::ImageUrl(
+      part.url.clone().ok_or_else(|| missing("url"))?,
+    )),
     other => Err(GatewayError::invalid_request(format!(
       "type must be 'text', 'image' or 'image_url', not '{other}'"
     ))),

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::tokens::encoding_for;
-use crate::types::{ChatRequest, Completion, FinishReason, ResponseFormat, Role, ToolCall, ToolChoice, Usage};
+use crate::types::{
+  ChatRequest, Completion, FinishReason, ResponseFormat, Role, ToolCall, ToolChoice, Usage,
+};
 
 pub const DEFAULT_CHUNK_DELAY: Duration = Duration::from_millis(15);
 
@@ -43,7 +45,11 @@ pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
     req.response_format,
     Some(ResponseFormat::JsonObject) | Some(ResponseFormat::JsonSchema { .. })
   ) {
-    (json!({ "mock": true, "echo": excerpt }).to_string(), vec![], FinishReason::Stop)
+    (
+      json!({ "mock": true, "echo": excerpt }).to_string(),
+      vec![],
+      FinishReason::Stop,
+    )
   } else {
     let text = format!(
       "This is the ferrogate mock provider answering \"{excerpt}\". It streams one word at a time, so you can watch tokens arrive without an API key."

@@ -95,13 +95,18 @@ pub fn vendor_error(
 
 /// Parses a JSON document, naming the vendor in the error.
 pub fn parse_json<'a, T: serde::Deserialize<'a>>(vendor: &str, body: &'a [u8]) -> Result<T> {
-  serde_json::from_slice(body)
-    .map_err(|e| GatewayError::protocol(format!("{vendor} sent a response we could not parse: {e}")))
+  serde_json::from_slice(body).map_err(|e| {
+    GatewayError::protocol(format!("{vendor} sent a response we could not parse: {e}"))
+  })
 }
 
 /// `base` joined with `path`, without doubled or missing slashes.
 pub fn join_url(base: &str, path: &str) -> String {
-  format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+  format!(
+    "{}/{}",
+    base.trim_end_matches('/'),
+    path.trim_start_matches('/')
+  )
 }
 
 /// JSON text for a tool call's arguments object, as OpenAI would send it.

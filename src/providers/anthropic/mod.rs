@@ -13,7 +13,9 @@ mod tests;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use super::{arguments_value, join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder};
+use super::{
+  arguments_value, join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder,
+};
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::secret::Secret;
 use crate::types::{

@@ -87,12 +87,10 @@ struct StartBlock {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta {
-  TextDelta {
-    text: String,
-  },
-  InputJsonDelta {
-    partial_json: String,
-  },
+  #[serde(rename = "text_delta")]
+  Text { text: String },
+  #[serde(rename = "input_json_delta")]
+  InputJson { partial_json: String },
   #[serde(other)]
   Other,
 }
@@ -148,13 +146,11 @@ impl StreamDecoder for AnthropicStream {
         self.blocks.insert(index, kind);
       }
       Event::ContentBlockDelta { index, delta } => match (self.blocks.get(&index), delta) {
-        (Some(BlockKind::Text), Delta::TextDelta { text }) => out.text(&text),
-        (Some(BlockKind::Tool), Delta::InputJsonDelta { partial_json }) => {
+        (Some(BlockKind::Text), Delta::Text { text }) => out.text(&text),
+        (Some(BlockKind::Tool), Delta::InputJson { partial_json }) => {
           out.tool_call_delta(index, None, None, &partial_json)
         }
-        (Some(BlockKind::JsonOutput), Delta::InputJsonDelta { partial_json }) => {
-          out.text(&partial_json)
-        }
+        (Some(BlockKind::JsonOutput), Delta::InputJson { partial_json }) => out.text(&partial_json),
         _ => {}
       },
       Event::MessageDelta { delta, usage } => {
@@ -175,8 +171,9 @@ impl StreamDecoder for AnthropicStream {
         return Ok(StreamStep::Done);
       }
       Event::Error { error } => {
-        let mut failure = GatewayError::protocol(format!("anthropic stream failed: {}", error.message))
-          .with_cause(format!("anthropic {}", error.kind));
+        let mut failure =
+          GatewayError::protocol(format!("anthropic stream failed: {}", error.message))
+            .with_cause(format!("anthropic {}", error.kind));
         apply_error_type(&mut failure, &error.kind);
         return Err(failure);
       }

@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use super::{arguments_value, join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder};
+use super::{
+  arguments_value, join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder,
+};
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::retry::parse_proto_duration;
 use crate::secret::Secret;
@@ -116,7 +118,8 @@ impl wire::ErrorStatus {
       400..=599 if status != 499 => crate::providers::classify_status(status),
       _ => (ErrorCode::ProviderError, false),
     };
-    let mut error = GatewayError::new(code, format!("gemini: {}", self.message)).retryable(retryable);
+    let mut error =
+      GatewayError::new(code, format!("gemini: {}", self.message)).retryable(retryable);
     if code != ErrorCode::Authentication {
       error.status = code.default_status();
     }
@@ -275,7 +278,11 @@ fn parts(content: &[ContentPart]) -> Vec<Value> {
 }
 
 fn mime_from_url(url: &str) -> &'static str {
-  let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+  let path = url
+    .split(['?', '#'])
+    .next()
+    .unwrap_or(url)
+    .to_ascii_lowercase();
   if path.ends_with(".png") {
     "image/png"
   } else if path.ends_with(".webp") {

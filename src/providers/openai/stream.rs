@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 
-use super::wire::{ErrorEnvelope, WireUsage};
 use super::finish_reason;
+use super::wire::{ErrorEnvelope, WireUsage};
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
 use crate::providers::{parse_json, StreamDecoder, StreamStep};
