@@ -11,7 +11,7 @@ const express = require('express')
 const { Gateway } = require('..') // in your app: require('ferrogate')
 
 const { OPENAI_API_KEY, OPENAI_BASE_URL } = process.env
-const PORT = Number(process.env.PORT) || 3000
+const PORT = process.env.PORT ? Number(process.env.PORT) : 3000 // PORT=0 picks a free port
 
 let gateway, defaultModel
 if (OPENAI_API_KEY) {
@@ -109,7 +109,7 @@ app.use((err, req, res, next) => {
 
 const server = app.listen(PORT, (err) => {
   if (err) throw err // e.g. EADDRINUSE
-  console.log(`listening on http://localhost:${PORT}`)
+  console.log(`listening on http://localhost:${server.address().port}`)
 })
 
 for (const sig of ['SIGINT', 'SIGTERM']) {
