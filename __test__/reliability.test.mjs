@@ -244,6 +244,72 @@ describe('callback errors', () => {
   })
 })
 
+describe('SSE framing', () => {
+  const chunk = (content) => JSON.stringify({ id: 'c', choices: [{ index: 0, delta: { content } }] })
+  const finish = JSON.stringify({ id: 'c', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })
+  const usage = JSON.stringify({ id: 'c', choices: [], usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } })
+
+  test('CRLF and CR line endings, comments, "data:" without a space, multi-line data, [DONE]', async () => {
+    const wire = [
+      ': keep-alive\r\n\r\n',
+      `data: ${chunk('Hé')}\r\n\r\n`,
+      `data:${chunk('llo')}\r\r`,
+      // One JSON document split over two data lines is joined with a newline, as SSE says.
+      `data: {"id":"c","choices":\ndata: [{"index":0,"delta":{"content":" wörld"}}]}\n\n`,
+      `: ping\n\ndata: ${finish}\n\n`,
+      `data: ${usage}\n\n`,
+      'data: [DONE]\n\n',
+    ]
+    vendors.enqueue('openai', { sse: wire, split: 'bytes' })
+    const pieces = []
+    const response = await gateway().stream(ask(), (t) => pieces.push(t))
+    assert.equal(pieces.join(''), 'Héllo wörld')
+    assert.equal(response.content, 'Héllo wörld')
+    assert.deepEqual([response.usage.promptTokens, response.usage.completionTokens, response.usage.estimated], [7, 3, false])
+  })
+
+  test('a multi-byte character split across reads arrives whole', async () => {
+    const bytes = Buffer.from(`data: ${chunk('🧠→')}\n\ndata: ${finish}\n\ndata: [DONE]\n\n`)
+    const cut = bytes.indexOf(Buffer.from('🧠')) + 2
+    vendors.enqueue('openai', { sse: [bytes.subarray(0, cut), bytes.subarray(cut)], delayMs: 5 })
+    const response = await gateway().stream(ask(), () => {})
+    assert.equal(response.content, '🧠→')
+  })
+
+  test('tool-call argument deltas are assembled per index', async () => {
+    const call = (index, fn) => JSON.stringify({ id: 'c', choices: [{ index: 0, delta: { tool_calls: [{ index, ...fn }] } }] })
+    const wire = [
+      call(0, { id: 'a', type: 'function', function: { name: 'one', arguments: '' } }),
+      call(1, { id: 'b', type: 'function', function: { name: 'two', arguments: '{"y"' } }),
+      call(0, { function: { arguments: '{"x":' } }),
+      call(1, { function: { arguments: ':2}' } }),
+      call(0, { function: { arguments: '1}' } }),
+      JSON.stringify({ id: 'c', choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] }),
+    ].map((d) => `data: ${d}\n\n`)
+    vendors.enqueue('openai', { sse: wire })
+    const deltas = []
+    let response
+    for await (const event of gateway().streamEvents(ask())) {
+      if (event.type === 'tool_call') deltas.push([event.index, event.argumentsDelta])
+      if (event.type === 'done') response = event.response
+    }
+    assert.deepEqual(response.toolCalls, [
+      { id: 'a', name: 'one', arguments: '{"x":1}' },
+      { id: 'b', name: 'two', arguments: '{"y":2}' },
+    ])
+    assert.equal(response.finishReason, 'tool_calls')
+    assert.deepEqual(deltas.filter(([i]) => i === 1).map(([, d]) => d).join(''), '{"y":2}')
+  })
+
+  test('a stream without usage is counted with tiktoken and marked estimated', async () => {
+    vendors.enqueue('openai', { sse: [`data: ${chunk('hello world')}\n\n`, `data: ${finish}\n\n`] })
+    const response = await gateway().stream(ask(), () => {})
+    // "hello world" is 2 tokens in o200k_base; the prompt is framed as OpenAI's cookbook says.
+    assert.deepEqual([response.usage.completionTokens, response.usage.estimated], [2, true])
+    assert.equal(response.usage.promptTokens, 8)
+  })
+})
+
 describe('bad input from the vendor', () => {
   const streamOf = (chunks) => ({ sse: chunks, endWithoutTerminator: true })
 

@@ -1,10 +1,10 @@
 // Loopback mock of the three upstream vendor APIs (OpenAI Chat Completions, Anthropic Messages, Gemini
 // generateContent) for node:test suites.
 //
-// Every request is recorded, then validated the way the real vendor would validate it (same HTTP status and
-// error body shape), so a malformed request from the gateway fails the test that sent it. A request rejected
-// by validation does not consume a queued reply. Valid requests get the next reply queued for that vendor with
-// enqueue(), or else a default success: the text `echo: <text of the last user message>` with usage
+// Every request is recorded in `requests`, then validated the way the real vendor would validate it (same HTTP
+// status and error body shape), so a malformed request from the gateway fails the test that sent it. A request
+// refused by validation does not consume a queued reply. A valid request gets the next reply queued for its
+// vendor with enqueue(), or else a default success: the text `echo: <text of the last user message>` with usage
 // DEFAULT_USAGE, streamed when the request asked for a stream (OpenAI sends the usage chunk only when
 // stream_options.include_usage is set, as the real API does).
 //
@@ -13,17 +13,21 @@
 //       manifest's http_status and the headers of its sibling <name>.headers.json (framing headers dropped)
 //   { status?, headers?, body? }      raw reply; body string | Buffer | object (sent as JSON)
 //   { delayMs?, headers? }            the default reply, delayed and/or with extra headers
-//   { sse: [chunk, ...], status?, headers?, delayMs?, endWithoutTerminator?, destroyAfter?, hang? }
-//       write the chunks (strings or Buffers) one by one, waiting delayMs before each. The vendor's end of
-//       stream (OpenAI `data: [DONE]`, Anthropic `message_stop`) is appended unless endWithoutTerminator is set,
-//       the chunks already contain it, or (Anthropic) they contain an `event: error`. destroyAfter: n resets
-//       the connection (TCP RST) after n chunks; hang: true keeps the stream open after the chunks.
 //   { hang: true }                    never send a status line
-// startMockVendors({ apiKeys: { openai?, anthropic?, gemini? } }): when a vendor's key is given, any other key is
-// refused the way that vendor refuses a wrong key; otherwise any non-empty key is accepted.
+//   these take split: 'whole' (default) | 'bytes' (one write per byte) | { at: [byteOffset, ...] }, and
+//   delayMs: wait before the status line.
+//   { sse: [chunk, ...], status?, headers?, delayMs?, endWithoutTerminator?, destroyAfter?, hang? }
+//       headers at once, then the chunks (strings or Buffers) one by one, waiting delayMs before each. The
+//       vendor's end of stream (OpenAI `data: [DONE]`, Anthropic `message_stop`) is appended unless
+//       endWithoutTerminator is set, the chunks already contain it, or (Anthropic) they contain an
+//       `event: error`. destroyAfter: n resets the connection (TCP RST) after n chunks; hang: true keeps the
+//       stream open after the chunks.
 //
-// Options on body replies: split 'whole' (default) | 'bytes' | { at: [byteOffset, ...] }, and delayMs (wait
-// before the status line). On sse replies delayMs is the pause before each chunk (headers go out at once).
+// startMockVendors({ apiKeys: { openai?, anthropic?, gemini? } }): a vendor given a key refuses any other key the
+// way it refuses a wrong key; otherwise any non-empty key is accepted. Besides the documented fields the mock
+// exposes `errors`, the exceptions its own handlers threw (each answered 500, or a reset once streaming).
+// waitForClose() resolves with closedConnections() once a disconnect not yet claimed by an earlier
+// waitForClose() has been seen, so a disconnect that happened before the call counts.
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -78,7 +82,7 @@ const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const typeName = (v) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`);
 const lowerKeys = (h = {}) => Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), v]));
 const toBuffer = (b) => (Buffer.isBuffer(b) ? b : Buffer.from(typeof b === 'string' ? b : JSON.stringify(b)));
-const words = (text) => text.match(/\S+\s*|\s+/g) ?? [''];
+const words = (text) => text.match(/\S+\s*|\s+/g);
 const echo = (text) => `echo: ${text}`;
 const json = (obj) => ({ status: 200, headers: { 'content-type': 'application/json' }, body: toBuffer(obj) });
 const eventStream = (text) => ({ status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8' }, body: Buffer.from(text) });
