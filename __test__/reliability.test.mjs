@@ -223,6 +223,20 @@ describe('cancellation', () => {
     }
     await vendors.waitForClose(2000)
   })
+
+  test('close() aborts calls in flight and refuses new ones', async () => {
+    vendors.enqueue('openai', { hang: true })
+    const gw = gateway()
+    const pending = gw.chat(ask())
+    setTimeout(() => gw.close(), 50)
+    assertErrorShape(await rejection(pending), 'ABORTED')
+    await vendors.waitForClose(2000)
+    const before = sent()
+    const late = await rejection(gw.chat(ask()))
+    assertErrorShape(late, 'ABORTED')
+    assert.match(late.message, /closed/)
+    assert.equal(sent(), before)
+  })
 })
 
 describe('callback errors', () => {
@@ -406,6 +420,20 @@ describe('secrets', () => {
       assert.ok(!text.includes(SECRET), `leaked in: ${text}`)
     }
     assert.match(error.message, /\[REDACTED\]/)
+  })
+
+  test('credentials given as plain headers are redacted too', async () => {
+    const token = 'proxy-token-0123456789abcdef'
+    const proxied = new Gateway({
+      maxRetries: 0,
+      providers: { proxy: { kind: 'openai', baseUrl: vendors.openaiBaseUrl, headers: { Authorization: `Bearer ${token}` } } },
+    })
+    vendors.enqueue('openai', openaiError(403, `token ${token} may not use this model`, { type: 'permission_error' }))
+    const error = await rejection(proxied.chat({ ...ask(), model: 'proxy/m' }))
+    assertErrorShape(error, 'AUTHENTICATION')
+    assert.equal(error.status, 403)
+    assert.ok(!error.message.includes(token), error.message)
+    assert.equal(vendors.requests.at(-1).headers.authorization, `Bearer ${token}`)
   })
 
   test('the key is sent upstream as a header, never in the URL', async () => {

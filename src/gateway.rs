@@ -603,6 +603,15 @@ fn build_provider(config: &ProviderConfig, secrets: &mut Vec<Secret>) -> Result<
       )));
     }
   }
+  // Credentials given as plain headers (Azure's `api-key`, a proxy's bearer token) are
+  // secrets too: they must not come back in an echoed error.
+  for (header, value) in &config.headers {
+    let header = header.to_ascii_lowercase();
+    if header.contains("key") || header.contains("auth") || header.contains("token") {
+      let token = value.strip_prefix("Bearer ").unwrap_or(value);
+      secrets.push(Secret::new(token.to_string()));
+    }
+  }
   let headers = config.headers.clone();
   let backend = match config.kind.as_str() {
     "openai" => Backend::Http(Box::new(OpenAi {

@@ -65,6 +65,11 @@ impl NativeGateway {
       cancel: cancel.clone(),
       request_id: request_id.clone(),
     };
+    if self.closed.is_cancelled() {
+      let closed = GatewayError::new(crate::error::ErrorCode::Aborted, "the gateway is closed");
+      let _ = sender.try_send(Err(closed));
+      return call;
+    }
     let gateway = match &self.inner {
       Ok(gateway) => gateway.clone(),
       Err(error) => {

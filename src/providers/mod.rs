@@ -100,13 +100,25 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(vendor: &str, body: &'a [u8]) -
   })
 }
 
-/// `base` joined with `path`, without doubled or missing slashes.
+/// `base` joined with `path`, without doubled or missing slashes. Query strings of both
+/// are kept: Azure-style deployments put `?api-version=` in the base URL.
 pub fn join_url(base: &str, path: &str) -> String {
-  format!(
+  let (base_path, base_query) = base.split_once('?').unwrap_or((base, ""));
+  let (path, path_query) = path.split_once('?').unwrap_or((path, ""));
+  let mut url = format!(
     "{}/{}",
-    base.trim_end_matches('/'),
+    base_path.trim_end_matches('/'),
     path.trim_start_matches('/')
-  )
+  );
+  let queries: Vec<&str> = [base_query, path_query]
+    .into_iter()
+    .filter(|q| !q.is_empty())
+    .collect();
+  if !queries.is_empty() {
+    url.push('?');
+    url.push_str(&queries.join("&"));
+  }
+  url
 }
 
 /// JSON text for a tool call's arguments object, as OpenAI would send it.
@@ -182,5 +194,73 @@ impl StreamSession {
       }
     }
     Ok(())
+  }
+}
+
+/// Conversation turns for vendors that demand alternating roles (Anthropic, Gemini):
+/// consecutive turns of one role are merged, empty turns dropped.
+#[derive(Default)]
+pub struct AlternatingTurns {
+  turns: Vec<(&'static str, Vec<Value>)>,
+}
+
+impl AlternatingTurns {
+  pub fn push(&mut self, role: &'static str, items: Vec<Value>) {
+    if items.is_empty() {
+      return;
+    }
+    match self.turns.last_mut() {
+      Some((last_role, last_items)) if *last_role == role => last_items.extend(items),
+      _ => self.turns.push((role, items)),
+    }
+  }
+
+  /// `[{ "role": role, <items_key>: items }, …]`
+  pub fn into_json(self, items_key: &str) -> Vec<Value> {
+    self
+      .turns
+      .into_iter()
+      .map(|(role, items)| {
+        let mut turn = serde_json::Map::new();
+        turn.insert("role".into(), Value::String(role.into()));
+        turn.insert(items_key.into(), Value::Array(items));
+        Value::Object(turn)
+      })
+      .collect()
+  }
+}
+
+/// `data:image/png;base64,AAAA` → ("image/png", "AAAA").
+pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+  let rest = url.strip_prefix("data:")?;
+  let (meta, data) = rest.split_once(',')?;
+  let mime_type = meta.strip_suffix(";base64")?;
+  Some((mime_type, data))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn urls_join_with_one_slash_and_keep_every_query() {
+    assert_eq!(
+      join_url("http://h/v1/", "/chat/completions"),
+      "http://h/v1/chat/completions"
+    );
+    assert_eq!(
+      join_url(
+        "https://x/openai/deployments/d?api-version=2024-10-21",
+        "chat/completions"
+      ),
+      "https://x/openai/deployments/d/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(
+      join_url(
+        "http://h?k=1",
+        "v1beta/models/m:streamGenerateContent?alt=sse"
+      ),
+      "http://h/v1beta/models/m:streamGenerateContent?k=1&alt=sse"
+    );
   }
 }

@@ -14,7 +14,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-  arguments_value, join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder,
+  arguments_value, join_url, parse_data_url, parse_json, vendor_error, Adapter, AlternatingTurns,
+  HttpCall, StreamDecoder,
 };
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::secret::Secret;
@@ -181,7 +182,7 @@ pub fn request_body(req: &ChatRequest, stream: bool) -> Result<Value> {
 /// Anthropic wants strictly alternating user/assistant turns: tool results become user
 /// turns of `tool_result` blocks, and consecutive turns of one role are merged.
 fn turns(messages: &[Message]) -> Result<Vec<Value>> {
-  let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+  let mut turns = AlternatingTurns::default();
   for message in messages {
     let (role, blocks) = match message.role {
       Role::System => continue,
@@ -212,20 +213,9 @@ fn turns(messages: &[Message]) -> Result<Vec<Value>> {
         ("assistant", blocks)
       }
     };
-    if blocks.is_empty() {
-      continue;
-    }
-    match turns.last_mut() {
-      Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
-      _ => turns.push((role, blocks)),
-    }
+    turns.push(role, blocks);
   }
-  Ok(
-    turns
-      .into_iter()
-      .map(|(role, content)| json!({"role": role, "content": content}))
-      .collect(),
-  )
+  Ok(turns.into_json("content"))
 }
 
 fn content_blocks(parts: &[ContentPart]) -> Vec<Value> {
@@ -247,14 +237,6 @@ fn content_blocks(parts: &[ContentPart]) -> Vec<Value> {
       },
     })
     .collect()
-}
-
-/// `data:image/png;base64,AAAA` → ("image/png", "AAAA").
-pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-  let rest = url.strip_prefix("data:")?;
-  let (meta, data) = rest.split_once(',')?;
-  let mime_type = meta.strip_suffix(";base64")?;
-  Some((mime_type, data))
 }
 
 pub fn finish_reason(raw: &str) -> FinishReason {

@@ -18,7 +18,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-  arguments_value, join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder,
+  arguments_value, join_url, parse_data_url, parse_json, vendor_error, Adapter, AlternatingTurns,
+  HttpCall, StreamDecoder,
 };
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::retry::parse_proto_duration;
@@ -207,7 +208,7 @@ pub fn request_body(req: &ChatRequest) -> Result<Value> {
 /// named after the call they answer (Gemini matches by name; ids are ours).
 fn contents(messages: &[Message]) -> Result<Vec<Value>> {
   let mut call_names: HashMap<&str, &str> = HashMap::new();
-  let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+  let mut turns = AlternatingTurns::default();
   for message in messages {
     let (role, parts) = match message.role {
       Role::System => continue,
@@ -244,20 +245,9 @@ fn contents(messages: &[Message]) -> Result<Vec<Value>> {
         )
       }
     };
-    if parts.is_empty() {
-      continue;
-    }
-    match turns.last_mut() {
-      Some((last_role, last_parts)) if *last_role == role => last_parts.extend(parts),
-      _ => turns.push((role, parts)),
-    }
+    turns.push(role, parts);
   }
-  Ok(
-    turns
-      .into_iter()
-      .map(|(role, parts)| json!({"role": role, "parts": parts}))
-      .collect(),
-  )
+  Ok(turns.into_json("parts"))
 }
 
 fn parts(content: &[ContentPart]) -> Vec<Value> {
@@ -269,7 +259,7 @@ fn parts(content: &[ContentPart]) -> Vec<Value> {
       ContentPart::Image { data, mime_type } => {
         json!({"inlineData": {"mimeType": mime_type, "data": data}})
       }
-      ContentPart::ImageUrl(url) => match crate::providers::anthropic::parse_data_url(url) {
+      ContentPart::ImageUrl(url) => match parse_data_url(url) {
         Some((mime_type, data)) => json!({"inlineData": {"mimeType": mime_type, "data": data}}),
         None => json!({"fileData": {"mimeType": mime_from_url(url), "fileUri": url}}),
       },
