@@ -355,6 +355,14 @@ describe('bad input from the vendor', () => {
     assert.match(error.message, /HTTP 502: <html>Bad Gateway<\/html>/)
   })
 
+  test('an oversized response body is refused, not buffered without bound', async () => {
+    const huge = Buffer.alloc(65 * 1024 * 1024, 0x20)
+    vendors.enqueue('openai', { status: 200, headers: { 'content-type': 'application/json' }, body: huge })
+    const error = await rejection(gateway({ maxRetries: 0 }).chat(ask()))
+    assertErrorShape(error, 'PROVIDER_ERROR')
+    assert.match(error.message, /larger than 67108864 bytes/)
+  })
+
   test('a 200 with an unparseable body is a PROVIDER_ERROR', async () => {
     vendors.enqueue('openai', { status: 200, headers: { 'content-type': 'application/json' }, body: '{"choices": [' })
     assertErrorShape(await rejection(gateway({ maxRetries: 0 }).chat(ask())), 'PROVIDER_ERROR')

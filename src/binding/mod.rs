@@ -35,7 +35,7 @@ pub struct NativeGateway {
 impl NativeGateway {
   /// Never throws: a bad configuration is reported by `configError()`, so the JS layer
   /// can throw it with the same error shape as every other failure.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new(options: GatewayOptions) -> Self {
     NativeGateway {
       inner: convert::gateway_config(options)
@@ -55,7 +55,7 @@ impl NativeGateway {
   }
 
   /// Starts a call; `stream` decides whether text events are delivered as they arrive.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn start(&self, request: ChatRequest, stream: bool) -> NativeCall {
     let request_id = new_request_id();
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
@@ -138,11 +138,11 @@ impl NativeCall {
       events: Vec::new(),
       error: None,
     };
+    // The task always ends the channel with a response or an error; a channel closed
+    // without either means the task itself failed.
     let Some(first) = receiver.recv().await else {
-      batch.error = Some(convert::error_info(
-        GatewayError::aborted(),
-        &self.request_id,
-      ));
+      let lost = GatewayError::protocol("internal error: the call ended without a result");
+      batch.error = Some(convert::error_info(lost, &self.request_id));
       return batch;
     };
     let mut item = Some(first);
@@ -185,7 +185,7 @@ impl Drop for NativeCall {
 
 /// Tokens in a text or a message list: exact for OpenAI models (tiktoken encodings), an
 /// o200k_base estimate for other vendors, whose tokenizers are not public.
-#[napi]
+#[napi(catch_unwind)]
 pub fn count_tokens(model: String, input: Either<String, Vec<Message>>) -> napi::Result<u32> {
   let encoding = crate::tokens::encoding_for(&model);
   let count = match input {
