@@ -118,6 +118,14 @@ describe('retries', () => {
     assert.equal(sent() - before, 1)
   })
 
+  test('absurd numbers in a wait hint or a timeout neither crash nor hang', async () => {
+    vendors.enqueue('openai', openaiError(429, 'odd hint', { headers: { 'retry-after': '1e300' }, type: 'requests' }))
+    const error = await rejection(gateway({ timeoutMs: 2000 }).chat(ask()))
+    assertErrorShape(error, 'RATE_LIMITED')
+    const response = await gateway().chat(ask({ timeoutMs: 1e300, maxRetries: 0 }))
+    assert.equal(response.finishReason, 'stop')
+  })
+
   test('insufficient_quota is a 429 that is not retried', async () => {
     vendors.enqueue('openai', openaiError(429, 'You exceeded your current quota', { code: 'insufficient_quota', type: 'insufficient_quota', headers: { 'retry-after-ms': '5' } }))
     const before = sent()

@@ -197,7 +197,11 @@ impl Gateway {
       .max_retries
       .or(provider.max_retries)
       .unwrap_or(self.max_retries);
-    let deadline = tokio::time::Instant::now() + timeout;
+    let now = tokio::time::Instant::now();
+    // A timeout too large to add is no deadline at all.
+    let deadline = now
+      .checked_add(timeout)
+      .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
     let attempts = AtomicU32::new(0);
     let progress = Progress::default();
 
@@ -217,8 +221,9 @@ impl Gateway {
           .retry_after
           .unwrap_or_else(|| backoff(self.retry_base, attempt - 1));
         // Waiting past the deadline only turns a clear vendor error into a timeout.
-        if tokio::time::Instant::now() + wait >= deadline {
-          return Err(error);
+        match tokio::time::Instant::now().checked_add(wait) {
+          Some(resume) if resume < deadline => {}
+          _ => return Err(error),
         }
         tokio::time::sleep(wait).await;
       }

@@ -9,17 +9,23 @@ use reqwest::header::HeaderMap;
 /// Never wait longer than this between attempts, whatever the backoff says.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
+/// A count of seconds from the outside world (a header, a JS number) as a Duration:
+/// `None` for negative, NaN, infinite or absurdly large values instead of a panic.
+pub fn seconds(value: f64) -> Option<Duration> {
+  Duration::try_from_secs_f64(value).ok()
+}
+
 /// The vendor's requested wait, from response headers.
 pub fn retry_after_from_headers(headers: &HeaderMap) -> Option<Duration> {
-  if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
+  if let Some(wait) = header_str(headers, "retry-after-ms")
+    .and_then(|v| v.trim().parse::<f64>().ok())
+    .and_then(|ms| seconds(ms / 1000.0))
   {
-    if ms.is_finite() && ms >= 0.0 {
-      return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
+    return Some(wait);
   }
   let value = header_str(headers, "retry-after")?.trim();
-  if let Ok(seconds) = value.parse::<f64>() {
-    return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+  if let Ok(count) = value.parse::<f64>() {
+    return seconds(count);
   }
   let at = httpdate::parse_http_date(value).ok()?;
   Some(
@@ -30,8 +36,7 @@ pub fn retry_after_from_headers(headers: &HeaderMap) -> Option<Duration> {
 
 /// A protobuf Duration string as Gemini writes it: "34.4s", "2s", "0.5s".
 pub fn parse_proto_duration(value: &str) -> Option<Duration> {
-  let seconds: f64 = value.trim().strip_suffix('s')?.parse().ok()?;
-  (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+  seconds(value.trim().strip_suffix('s')?.parse().ok()?)
 }
 
 /// OpenAI puts the wait only in the message text: "Please try again in 18.642s" or "in 20ms".
@@ -43,9 +48,9 @@ pub fn retry_hint_in_message(message: &str) -> Option<Duration> {
   let number: f64 = rest[..number_end].parse().ok()?;
   let unit = &rest[number_end..];
   if unit.starts_with("ms") {
-    Some(Duration::from_secs_f64(number / 1000.0))
+    seconds(number / 1000.0)
   } else if unit.starts_with('s') {
-    Some(Duration::from_secs_f64(number))
+    seconds(number)
   } else {
     None
   }
@@ -108,6 +113,8 @@ mod tests {
       Some(Duration::from_millis(20))
     );
     assert_eq!(retry_hint_in_message("no hint"), None);
+    assert_eq!(parse_proto_duration("1e300s"), None);
+    assert_eq!(parse_proto_duration("-1s"), None);
   }
 
   #[test]

@@ -203,8 +203,7 @@ fn new_request_id() -> String {
   format!("fg_{:016x}", fastrand::u64(..))
 }
 
+/// Milliseconds from JS; `None` for values no Duration can hold (negative, NaN, ∞, huge).
 pub(crate) fn millis_option(value: Option<f64>) -> Option<Duration> {
-  value
-    .filter(|ms| ms.is_finite() && *ms >= 0.0)
-    .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+  value.and_then(|ms| crate::retry::seconds(ms / 1000.0))
 }
