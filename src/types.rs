@@ -155,7 +155,7 @@ impl Usage {
     Usage {
       prompt_tokens,
       completion_tokens,
-      total_tokens: prompt_tokens + completion_tokens,
+      total_tokens: prompt_tokens.saturating_add(completion_tokens),
       ..Usage::default()
     }
   }

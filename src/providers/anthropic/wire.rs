@@ -78,12 +78,20 @@ impl WireUsage {
     for step in steps {
       let cache_read = step.cache_read_input_tokens.unwrap_or(0);
       let cache_write = step.cache_creation_input_tokens.unwrap_or(0);
-      usage.prompt_tokens += step.input_tokens.unwrap_or(0) + cache_read + cache_write;
-      usage.completion_tokens += step.output_tokens.unwrap_or(0);
-      usage.cached_prompt_tokens += cache_read;
-      usage.cache_write_prompt_tokens += cache_write;
+      // Saturating: counts come from the wire and must not wrap or panic.
+      let prompt = step
+        .input_tokens
+        .unwrap_or(0)
+        .saturating_add(cache_read)
+        .saturating_add(cache_write);
+      usage.prompt_tokens = usage.prompt_tokens.saturating_add(prompt);
+      usage.completion_tokens = usage
+        .completion_tokens
+        .saturating_add(step.output_tokens.unwrap_or(0));
+      usage.cached_prompt_tokens = usage.cached_prompt_tokens.saturating_add(cache_read);
+      usage.cache_write_prompt_tokens = usage.cache_write_prompt_tokens.saturating_add(cache_write);
     }
-    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    usage.total_tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
     usage
   }
 }

@@ -86,7 +86,10 @@ pub fn apply_chunk(out: &mut StreamAssembler, chunk: GenerateResponse, next_tool
     let prompt = metadata.prompt_token_count.unwrap_or(0);
     // Thinking is billed as output, as OpenAI's reasoning tokens are.
     let thoughts = metadata.thoughts_token_count.unwrap_or(0);
-    let completion = metadata.candidates_token_count.unwrap_or(0) + thoughts;
+    let completion = metadata
+      .candidates_token_count
+      .unwrap_or(0)
+      .saturating_add(thoughts);
     let mut usage = Usage::new(prompt, completion);
     usage.reasoning_tokens = thoughts;
     usage.cached_prompt_tokens = metadata.cached_content_token_count.unwrap_or(0);
