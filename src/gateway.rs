@@ -3,8 +3,8 @@
 //! routing, ledger) wrap `execute` without changing the provider layer.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -98,22 +98,28 @@ pub struct Gateway {
 pub type EventSender = mpsc::Sender<Result<StreamEvent>>;
 pub type EventSink = Option<EventSender>;
 
-/// What an attempt did before it failed: once anything reached the caller, a retry
-/// would repeat it, so none happens.
+/// When the first event reached the caller. Once anything did, a retry would repeat
+/// it, so none happens.
 #[derive(Default)]
 struct Progress {
-  delivered: AtomicBool,
-  first_event_at: Mutex<Option<Instant>>,
+  first_event_at: OnceLock<Instant>,
 }
 
 impl Progress {
   fn mark_delivered(&self) {
-    if !self.delivered.swap(true, Ordering::SeqCst) {
-      if let Ok(mut first) = self.first_event_at.lock() {
-        *first = Some(Instant::now());
-      }
-    }
+    let _ = self.first_event_at.set(Instant::now());
   }
+
+  fn delivered(&self) -> bool {
+    self.first_event_at.get().is_some()
+  }
+}
+
+/// How the call went, for the response.
+struct CallRecord {
+  started: Instant,
+  ttft: Option<Duration>,
+  attempts: u32,
 }
 
 impl Gateway {
@@ -212,8 +218,7 @@ impl Gateway {
           Ok(completion) => return Ok(completion),
           Err(error) => error,
         };
-        let may_retry =
-          error.retryable && attempt <= max_retries && !progress.delivered.load(Ordering::SeqCst);
+        let may_retry = error.retryable && attempt <= max_retries && !progress.delivered();
         if !may_retry {
           return Err(error);
         }
@@ -235,64 +240,19 @@ impl Gateway {
         result.unwrap_or_else(|_| Err(GatewayError::timeout(timeout)))
       }
     };
-    let attempts = attempts.load(Ordering::SeqCst);
     let completion = outcome.map_err(|e| e.with_provider(&provider.name))?;
-    let ttft_ms = progress
-      .first_event_at
-      .lock()
-      .ok()
-      .and_then(|first| *first)
-      .map(|at| millis(at - started));
-    Ok(self.response(
+    let record = CallRecord {
+      started,
+      ttft: progress.first_event_at.get().map(|at| *at - started),
+      attempts: attempts.load(Ordering::SeqCst),
+    };
+    Ok(response(
       &provider.name,
       &req,
       completion,
-      started,
-      ttft_ms,
-      attempts,
+      record,
       request_id,
     ))
-  }
-
-  #[allow(clippy::too_many_arguments)]
-  fn response(
-    &self,
-    provider: &str,
-    req: &ChatRequest,
-    completion: Completion,
-    started: Instant,
-    ttft_ms: Option<f64>,
-    attempts: u32,
-    request_id: &str,
-  ) -> ChatResponse {
-    let usage = completion
-      .usage
-      .unwrap_or_else(|| estimate_usage(req, &completion));
-    ChatResponse {
-      id: if completion.id.is_empty() {
-        request_id.to_string()
-      } else {
-        completion.id
-      },
-      provider: provider.to_string(),
-      model: if completion.model.is_empty() {
-        req.model.clone()
-      } else {
-        completion.model
-      },
-      content: completion.content,
-      refusal: completion.refusal,
-      tool_calls: completion.tool_calls,
-      finish_reason: completion.finish_reason,
-      usage,
-      // Pricing arrives with the cost tracker; until then no call is priced.
-      cost_usd: 0.0,
-      cached: false,
-      latency_ms: millis(started.elapsed()),
-      ttft_ms,
-      attempts,
-      request_id: request_id.to_string(),
-    }
   }
 
   /// Removes every configured key (and key-shaped text) from an error bound for JS.
@@ -519,6 +479,43 @@ fn transport_detail(error: &reqwest::Error) -> String {
   }
 }
 
+fn response(
+  provider: &str,
+  req: &ChatRequest,
+  completion: Completion,
+  record: CallRecord,
+  request_id: &str,
+) -> ChatResponse {
+  let usage = completion
+    .usage
+    .unwrap_or_else(|| estimate_usage(req, &completion));
+  ChatResponse {
+    id: if completion.id.is_empty() {
+      request_id.to_string()
+    } else {
+      completion.id
+    },
+    provider: provider.to_string(),
+    model: if completion.model.is_empty() {
+      req.model.clone()
+    } else {
+      completion.model
+    },
+    content: completion.content,
+    refusal: completion.refusal,
+    tool_calls: completion.tool_calls,
+    finish_reason: completion.finish_reason,
+    usage,
+    // Pricing arrives with the cost tracker; until then no call is priced.
+    cost_usd: 0.0,
+    cached: false,
+    latency_ms: millis(record.started.elapsed()),
+    ttft_ms: record.ttft.map(millis),
+    attempts: record.attempts,
+    request_id: request_id.to_string(),
+  }
+}
+
 fn millis(duration: Duration) -> f64 {
   duration.as_secs_f64() * 1000.0
 }
@@ -646,4 +643,151 @@ fn build_provider(config: &ProviderConfig, secrets: &mut Vec<Secret>) -> Result<
     max_retries: config.max_retries,
     models: config.models.clone(),
   })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::types::{Message, Role};
+
+  fn mock_gateway() -> Gateway {
+    Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        mock_chunk_delay: Some(Duration::from_millis(1)),
+        ..ProviderConfig::default()
+      }],
+      ..GatewayConfig::default()
+    })
+    .expect("gateway")
+  }
+
+  fn hello() -> ChatRequest {
+    ChatRequest {
+      messages: vec![Message::text(Role::User, "hello")],
+      ..ChatRequest::default()
+    }
+  }
+
+  #[tokio::test]
+  async fn streamed_events_add_up_to_the_response() {
+    let gateway = mock_gateway();
+    let (sender, mut receiver) = mpsc::channel(4);
+    let run = gateway.execute(
+      "mock/demo",
+      hello(),
+      CallOptions::default(),
+      Some(sender),
+      CancellationToken::new(),
+      "fg_test",
+    );
+    let collect = async {
+      let mut text = String::new();
+      while let Some(Ok(StreamEvent::Text(piece))) = receiver.recv().await {
+        text.push_str(&piece);
+      }
+      text
+    };
+    let (response, text) = tokio::join!(run, collect);
+    let response = response.expect("response");
+    assert_eq!(text, response.content);
+    assert_eq!(
+      (response.provider.as_str(), response.model.as_str()),
+      ("mock", "demo")
+    );
+    assert!(response.ttft_ms.is_some());
+    assert_eq!(response.attempts, 1);
+  }
+
+  #[tokio::test]
+  async fn cancellation_and_deadlines_end_the_call() {
+    let gateway = mock_gateway();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let (sender, _receiver) = mpsc::channel(1);
+    let aborted = gateway
+      .execute(
+        "mock/m",
+        hello(),
+        CallOptions::default(),
+        Some(sender),
+        cancel,
+        "r",
+      )
+      .await
+      .expect_err("aborted");
+    assert_eq!(aborted.code, ErrorCode::Aborted);
+
+    let (sender, _receiver) = mpsc::channel(1);
+    let options = CallOptions {
+      timeout: Some(Duration::from_millis(20)),
+      max_retries: None,
+    };
+    // Nobody reads the one-slot channel, so the stream stalls until the deadline.
+    let timed_out = gateway
+      .execute(
+        "mock/m",
+        hello(),
+        options,
+        Some(sender),
+        CancellationToken::new(),
+        "r",
+      )
+      .await
+      .expect_err("timeout");
+    assert_eq!(timed_out.code, ErrorCode::Timeout);
+  }
+
+  #[tokio::test]
+  async fn models_resolve_by_the_longest_provider_prefix() {
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![
+        ProviderConfig {
+          name: "team".into(),
+          kind: "mock".into(),
+          ..ProviderConfig::default()
+        },
+        ProviderConfig {
+          name: "team/eu".into(),
+          kind: "mock".into(),
+          ..ProviderConfig::default()
+        },
+      ],
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let (provider, model) = gateway
+      .resolve("team/eu/llama-3")
+      .map_err(|e| e.message)
+      .expect("resolved");
+    assert_eq!(
+      (provider.name.as_str(), model.as_str()),
+      ("team/eu", "llama-3")
+    );
+    let (provider, model) = gateway
+      .resolve("team/x/y")
+      .map_err(|e| e.message)
+      .expect("resolved");
+    assert_eq!((provider.name.as_str(), model.as_str()), ("team", "x/y"));
+    let missing = gateway.resolve("other/m").map(|_| ()).expect_err("unknown");
+    assert_eq!(missing.code, ErrorCode::NotFound);
+  }
+
+  #[test]
+  fn configuration_errors_are_config() {
+    for kind in ["openai", "anthropic", "gemini"] {
+      let config = GatewayConfig {
+        providers: vec![ProviderConfig {
+          name: "p".into(),
+          kind: kind.into(),
+          base_url: Some("not a url".into()),
+          ..ProviderConfig::default()
+        }],
+        ..GatewayConfig::default()
+      };
+      let error = Gateway::new(config).map(|_| ()).expect_err(kind);
+      assert_eq!(error.code, ErrorCode::Config);
+    }
+  }
 }
