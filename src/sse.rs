@@ -54,8 +54,11 @@ impl SseDecoder {
           Some(_) => {}
         }
       }
-      let line = std::mem::take(&mut self.line);
+      // Taken and put back so the line buffer's capacity is reused for every line.
+      let mut line = std::mem::take(&mut self.line);
       self.process_line(&line, out)?;
+      line.clear();
+      self.line = line;
     }
     self.extend_line(bytes)
   }
