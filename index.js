@@ -29,22 +29,25 @@ const invalid = (error, requestId = newRequestId()) =>
     error,
   )
 
+const configError = (message, cause) =>
+  new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
+
 class Gateway {
   #native
   #providerNames
 
   constructor(options) {
     if (options == null || typeof options !== 'object') {
-      throw new FerrogateError({ code: 'CONFIG', status: 500, message: 'Gateway needs an options object', requestId: newRequestId() })
+      throw configError('Gateway needs an options object')
     }
     try {
       this.#native = new native.NativeGateway(options)
     } catch (error) {
       // napi's own type check of the options (e.g. a number where a string belongs).
-      throw new FerrogateError({ code: 'CONFIG', status: 500, message: `invalid Gateway options: ${error.message}`, requestId: newRequestId() }, error)
+      throw configError(`invalid Gateway options: ${error.message}`, error)
     }
-    const configError = this.#native.configError()
-    if (configError) throw new FerrogateError(configError)
+    const nativeConfigError = this.#native.configError()
+    if (nativeConfigError) throw new FerrogateError(nativeConfigError)
     this.#providerNames = Object.keys(options.providers ?? {})
   }
 

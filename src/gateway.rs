@@ -20,7 +20,7 @@ use crate::providers::{Adapter, StreamSession};
 use crate::retry::backoff;
 use crate::secret::{redact, Secret};
 use crate::tokens::encoding_for;
-use crate::types::{ChatRequest, ChatResponse, Completion, StreamEvent, Usage};
+use crate::types::{ChatRequest, ChatResponse, Completion, StreamEvent, ToolCall, Usage};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -377,7 +377,16 @@ async fn forward_whole(
     )
     .await?;
   }
-  for (index, call) in completion.tool_calls.iter().enumerate() {
+  forward_tool_calls(&completion.tool_calls, sink, progress).await
+}
+
+/// Whole tool calls as one event each (vendors and the mock that do not stream them).
+async fn forward_tool_calls(
+  calls: &[ToolCall],
+  sink: &EventSender,
+  progress: &Progress,
+) -> Result<()> {
+  for (index, call) in calls.iter().enumerate() {
     let event = StreamEvent::ToolCall {
       index: index as u32,
       id: Some(call.id.clone()),
@@ -401,17 +410,7 @@ async fn mock_attempt(
       tokio::time::sleep(config.chunk_delay).await;
       send(sink, StreamEvent::Text(chunk), progress).await?;
     }
-    if !completion.tool_calls.is_empty() {
-      forward_whole(
-        &Completion {
-          content: String::new(),
-          ..completion.clone()
-        },
-        sink,
-        progress,
-      )
-      .await?;
-    }
+    forward_tool_calls(&completion.tool_calls, sink, progress).await?;
   }
   Ok(completion)
 }

@@ -180,19 +180,21 @@ fn at(message: usize, part: usize, error: GatewayError) -> GatewayError {
 }
 
 fn content_part(part: js::ContentPart) -> Result<ContentPart> {
-  let missing =
-    |field: &str| GatewayError::invalid_request(format!("'{}' part needs {field}", part.r#type));
-  match part.r#type.as_str() {
-    "text" => Ok(ContentPart::Text(
-      part.text.clone().ok_or_else(|| missing("text"))?,
-    )),
+  let js::ContentPart {
+    r#type,
+    text,
+    data,
+    mime_type,
+    url,
+  } = part;
+  let missing = |field: &str| GatewayError::invalid_request(format!("'{type}' part needs {field}"));
+  match r#type.as_str() {
+    "text" => Ok(ContentPart::Text(text.ok_or_else(|| missing("text"))?)),
     "image" => Ok(ContentPart::Image {
-      data: part.data.clone().ok_or_else(|| missing("data"))?,
-      mime_type: part.mime_type.clone().ok_or_else(|| missing("mimeType"))?,
+      data: data.ok_or_else(|| missing("data"))?,
+      mime_type: mime_type.ok_or_else(|| missing("mimeType"))?,
     }),
-    "image_url" => Ok(ContentPart::ImageUrl(
-      part.url.clone().ok_or_else(|| missing("url"))?,
-    )),
+    "image_url" => Ok(ContentPart::ImageUrl(url.ok_or_else(|| missing("url"))?)),
     other => Err(GatewayError::invalid_request(format!(
       "type must be 'text', 'image' or 'image_url', not '{other}'"
     ))),

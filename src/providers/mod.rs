@@ -93,6 +93,14 @@ pub fn vendor_error(
     .with_upstream_request_id(request_id)
 }
 
+/// A stream line that is no SSE field and no error the vendor is known to send that way.
+pub fn non_sse_line(vendor: &str, text: &str) -> GatewayError {
+  let snippet: String = text.chars().take(200).collect();
+  GatewayError::protocol(format!(
+    "{vendor} stream contained a non-SSE line: {snippet}"
+  ))
+}
+
 /// Parses a JSON document, naming the vendor in the error.
 pub fn parse_json<'a, T: serde::Deserialize<'a>>(vendor: &str, body: &'a [u8]) -> Result<T> {
   serde_json::from_slice(body).map_err(|e| {

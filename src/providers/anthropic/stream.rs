@@ -8,7 +8,7 @@ use super::wire::{ErrorBody, WireUsage};
 use super::{apply_error_type, finish_reason, JSON_TOOL_NAME};
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
-use crate::providers::{parse_json, StreamDecoder, StreamStep};
+use crate::providers::{non_sse_line, parse_json, StreamDecoder, StreamStep};
 use crate::sse::SseFrame;
 use crate::types::FinishReason;
 
@@ -104,12 +104,7 @@ impl StreamDecoder for AnthropicStream {
   fn on_frame(&mut self, frame: SseFrame, out: &mut StreamAssembler) -> Result<StreamStep> {
     let data = match frame {
       SseFrame::Event { data, .. } => data,
-      SseFrame::Stray(text) => {
-        let snippet: String = text.chars().take(200).collect();
-        return Err(GatewayError::protocol(format!(
-          "anthropic stream contained a non-SSE line: {snippet}"
-        )));
-      }
+      SseFrame::Stray(text) => return Err(non_sse_line("anthropic", &text)),
     };
     let event: Event = parse_json("anthropic", data.as_bytes())?;
     match event {

@@ -5,7 +5,7 @@ use super::finish_reason;
 use super::wire::{ErrorEnvelope, GenerateResponse};
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
-use crate::providers::{arguments_text, parse_json, StreamDecoder, StreamStep};
+use crate::providers::{arguments_text, non_sse_line, parse_json, StreamDecoder, StreamStep};
 use crate::sse::SseFrame;
 use crate::types::{FinishReason, Usage};
 
@@ -23,10 +23,7 @@ impl StreamDecoder for GeminiStream {
       SseFrame::Stray(text) => {
         return Err(match serde_json::from_str::<ErrorEnvelope>(&text) {
           Ok(envelope) => envelope.error.into_gateway_error(),
-          Err(_) => {
-            let snippet: String = text.chars().take(200).collect();
-            GatewayError::protocol(format!("gemini stream contained a non-SSE line: {snippet}"))
-          }
+          Err(_) => non_sse_line("gemini", &text),
         });
       }
     };

@@ -7,7 +7,7 @@ use super::finish_reason;
 use super::wire::{ErrorEnvelope, WireUsage};
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
-use crate::providers::{parse_json, StreamDecoder, StreamStep};
+use crate::providers::{non_sse_line, parse_json, StreamDecoder, StreamStep};
 use crate::sse::SseFrame;
 
 #[derive(Default)]
@@ -136,9 +136,6 @@ fn stray_error(text: &str) -> GatewayError {
     .and_then(|v| v.get("error").cloned())
   {
     Some(error) => mid_stream_error(error),
-    None => {
-      let snippet: String = text.chars().take(200).collect();
-      GatewayError::protocol(format!("openai stream contained a non-SSE line: {snippet}"))
-    }
+    None => non_sse_line("openai", text),
   }
 }
