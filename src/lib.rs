@@ -4,7 +4,7 @@
 
 pub mod assembler;
 pub mod error;
-pub mod gateway;
+pub mod pipeline;
 pub mod providers;
 pub mod retry;
 pub mod secret;

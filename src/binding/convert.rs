@@ -5,7 +5,7 @@ use napi::bindgen_prelude::Either;
 use super::millis_option;
 use super::types as js;
 use crate::error::{GatewayError, Result};
-use crate::gateway::{CallOptions, GatewayConfig, ProviderConfig};
+use crate::pipeline::{CallOptions, GatewayConfig, ProviderConfig};
 use crate::types::{
   ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, ToolCall,
   ToolChoice, ToolDefinition,

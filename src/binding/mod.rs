@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::pipeline::Gateway;
 use crate::types::StreamEvent;
 
 pub use types::*;

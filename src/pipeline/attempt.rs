@@ -1,0 +1,220 @@
+//! Upstream attempts: one HTTP or mock attempt, body reading, transport errors, and the
+//! retry loop that repeats attempts under one deadline.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::forward::{forward, forward_tool_calls, forward_whole, send, EventSink, Progress};
+use super::providers::{Backend, Provider};
+use crate::error::{ErrorCode, GatewayError, Result};
+use crate::providers::mock::{self, MockConfig};
+use crate::providers::{Adapter, StreamSession};
+use crate::retry::backoff;
+use crate::types::{ChatRequest, Completion, StreamEvent};
+
+/// A non-streamed answer larger than this is refused rather than buffered.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Error bodies are only read this far: enough for any vendor's message.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// When another attempt is allowed.
+pub(crate) struct RetryPolicy {
+  pub max_retries: u32,
+  /// First backoff step; doubles per attempt.
+  pub base: Duration,
+  pub deadline: tokio::time::Instant,
+}
+
+/// Attempts until one succeeds, a failure is final, or waiting would pass the deadline.
+/// `attempts` counts every try, for the response.
+pub(crate) async fn with_retries(
+  http: &reqwest::Client,
+  provider: &Provider,
+  req: &ChatRequest,
+  sink: &EventSink,
+  progress: &Progress,
+  attempts: &AtomicU32,
+  policy: &RetryPolicy,
+) -> Result<Completion> {
+  loop {
+    let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+    let error = match attempt_once(http, provider, req, sink, progress).await {
+      Ok(completion) => return Ok(completion),
+      Err(error) => error,
+    };
+    let may_retry = error.retryable && attempt <= policy.max_retries && !progress.delivered();
+    if !may_retry {
+      return Err(error);
+    }
+    let wait = error
+      .retry_after
+      .unwrap_or_else(|| backoff(policy.base, attempt - 1));
+    // Waiting past the deadline only turns a clear vendor error into a timeout.
+    match tokio::time::Instant::now().checked_add(wait) {
+      Some(resume) if resume < policy.deadline => {}
+      _ => return Err(error),
+    }
+    tokio::time::sleep(wait).await;
+  }
+}
+
+async fn attempt_once(
+  http: &reqwest::Client,
+  provider: &Provider,
+  req: &ChatRequest,
+  sink: &EventSink,
+  progress: &Progress,
+) -> Result<Completion> {
+  match &provider.backend {
+    Backend::Mock(config) => mock_attempt(*config, req, sink, progress).await,
+    Backend::Http(adapter) => http_attempt(http, adapter.as_ref(), req, sink, progress).await,
+  }
+}
+
+async fn http_attempt(
+  http: &reqwest::Client,
+  adapter: &dyn Adapter,
+  req: &ChatRequest,
+  sink: &EventSink,
+  progress: &Progress,
+) -> Result<Completion> {
+  let vendor = adapter.vendor();
+  let stream = sink.is_some();
+  let call = adapter.build(req, stream)?;
+  let body = serde_json::to_vec(&call.body)
+    .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?;
+  let mut builder = http
+    .post(&call.url)
+    .header("content-type", "application/json")
+    .body(body);
+  if stream {
+    builder = builder.header("accept", "text/event-stream");
+  }
+  for (name, value) in &call.headers {
+    builder = builder.header(name.as_str(), value.as_str());
+  }
+  let response = builder
+    .send()
+    .await
+    .map_err(|e| transport_error(vendor, &e))?;
+  let status = response.status().as_u16();
+  if !(200..300).contains(&status) {
+    let headers = response.headers().clone();
+    let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
+    return Err(adapter.parse_error(status, &headers, &body));
+  }
+  let is_event_stream = response
+    .headers()
+    .get("content-type")
+    .and_then(|v| v.to_str().ok())
+    .is_some_and(|v| v.contains("text/event-stream"));
+  if !(stream && is_event_stream) {
+    let body = read_body(vendor, response, MAX_RESPONSE_BYTES, true).await?;
+    let completion = adapter.parse_response(req, &body)?;
+    // A compatible server that ignored `stream: true` still streams, in one piece.
+    if let Some(sink) = sink {
+      forward_whole(&completion, sink, progress).await?;
+    }
+    return Ok(completion);
+  }
+  let Some(sink) = sink else {
+    return Err(GatewayError::protocol("internal: stream without a sink"));
+  };
+  let mut session = StreamSession::new(adapter.stream_decoder(req));
+  let mut bytes = response.bytes_stream();
+  while !session.is_done() {
+    match bytes.next().await {
+      Some(Ok(chunk)) => {
+        let events = session.push(&chunk)?;
+        forward(events, sink, progress).await?;
+      }
+      Some(Err(e)) => return Err(stream_broken(vendor, &e)),
+      None => break,
+    }
+  }
+  let (events, completion) = session.finish()?;
+  forward(events, sink, progress).await?;
+  Ok(completion)
+}
+
+async fn mock_attempt(
+  config: MockConfig,
+  req: &ChatRequest,
+  sink: &EventSink,
+  progress: &Progress,
+) -> Result<Completion> {
+  let (chunks, completion) = mock::respond(req);
+  if let Some(sink) = sink {
+    for chunk in chunks {
+      tokio::time::sleep(config.chunk_delay).await;
+      send(sink, StreamEvent::Text(chunk), progress).await?;
+    }
+    forward_tool_calls(&completion.tool_calls, sink, progress).await?;
+  }
+  Ok(completion)
+}
+
+async fn read_body(
+  vendor: &str,
+  response: reqwest::Response,
+  limit: usize,
+  fail_when_over: bool,
+) -> Result<Vec<u8>> {
+  let mut body = Vec::new();
+  let mut stream = response.bytes_stream();
+  while let Some(chunk) = stream.next().await {
+    let chunk = chunk.map_err(|e| stream_broken(vendor, &e))?;
+    if body.len() + chunk.len() > limit {
+      if fail_when_over {
+        return Err(GatewayError::protocol(format!(
+          "{vendor} response is larger than {limit} bytes"
+        )));
+      }
+      body.extend_from_slice(&chunk[..limit - body.len()]);
+      break;
+    }
+    body.extend_from_slice(&chunk);
+  }
+  Ok(body)
+}
+
+/// The request never got an answer: worth another attempt.
+fn transport_error(vendor: &str, error: &reqwest::Error) -> GatewayError {
+  let detail = transport_detail(error);
+  if error.is_connect() {
+    GatewayError::new(
+      ErrorCode::UpstreamUnavailable,
+      format!("could not connect to {vendor}"),
+    )
+    .retryable(true)
+    .with_cause(detail)
+  } else {
+    GatewayError::protocol(format!("request to {vendor} failed"))
+      .retryable(true)
+      .with_cause(detail)
+  }
+}
+
+fn stream_broken(vendor: &str, error: &reqwest::Error) -> GatewayError {
+  GatewayError::protocol(format!("{vendor} connection broke off mid-response"))
+    .retryable(true)
+    .with_cause(transport_detail(error))
+}
+
+/// The causes under a reqwest error, without its top line: that line names the URL,
+/// and URLs can carry credentials (userinfo, query keys).
+fn transport_detail(error: &reqwest::Error) -> String {
+  let mut parts = Vec::new();
+  let mut source = std::error::Error::source(error);
+  while let Some(cause) = source {
+    parts.push(cause.to_string());
+    source = cause.source();
+  }
+  if parts.is_empty() {
+    "transport error".to_string()
+  } else {
+    parts.join(": ")
+  }
+}

@@ -1,0 +1,95 @@
+//! Delivering events to the caller, and the delivered mark that forbids retries: once
+//! any event reached the caller, a retry would repeat it.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::error::{GatewayError, Result};
+use crate::types::{Completion, StreamEvent, ToolCall};
+
+/// Where streamed events go; `None` for a plain chat call. Items are `Result`s so that
+/// whoever runs the call can end the same channel with its failure.
+pub type EventSender = mpsc::Sender<Result<StreamEvent>>;
+pub type EventSink = Option<EventSender>;
+
+/// When the first event reached the caller.
+#[derive(Default)]
+pub(crate) struct Progress {
+  first_event_at: OnceLock<Instant>,
+}
+
+impl Progress {
+  fn mark_delivered(&self) {
+    let _ = self.first_event_at.set(Instant::now());
+  }
+
+  pub fn delivered(&self) -> bool {
+    self.first_event_at.get().is_some()
+  }
+
+  pub fn first_event_at(&self) -> Option<Instant> {
+    self.first_event_at.get().copied()
+  }
+}
+
+/// Sends queued events; the bounded channel makes a slow consumer slow the upstream read
+/// instead of growing memory.
+pub(crate) async fn forward(
+  events: Vec<StreamEvent>,
+  sink: &EventSender,
+  progress: &Progress,
+) -> Result<()> {
+  for event in events {
+    send(sink, event, progress).await?;
+  }
+  Ok(())
+}
+
+pub(crate) async fn send(
+  sink: &EventSender,
+  event: StreamEvent,
+  progress: &Progress,
+) -> Result<()> {
+  progress.mark_delivered();
+  sink
+    .send(Ok(event))
+    .await
+    .map_err(|_| GatewayError::aborted())
+}
+
+/// A whole completion as events: its text in one piece, then its tool calls.
+pub(crate) async fn forward_whole(
+  completion: &Completion,
+  sink: &EventSender,
+  progress: &Progress,
+) -> Result<()> {
+  if !completion.content.is_empty() {
+    send(
+      sink,
+      StreamEvent::Text(completion.content.clone()),
+      progress,
+    )
+    .await?;
+  }
+  forward_tool_calls(&completion.tool_calls, sink, progress).await
+}
+
+/// Whole tool calls as one event each (vendors and the mock that do not stream them).
+pub(crate) async fn forward_tool_calls(
+  calls: &[ToolCall],
+  sink: &EventSender,
+  progress: &Progress,
+) -> Result<()> {
+  for (index, call) in calls.iter().enumerate() {
+    let event = StreamEvent::ToolCall {
+      index: index as u32,
+      id: Some(call.id.clone()),
+      name: Some(call.name.clone()),
+      arguments_delta: call.arguments.clone(),
+    };
+    send(sink, event, progress).await?;
+  }
+  Ok(())
+}
