@@ -25,6 +25,7 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
     config.retry_base = millis_option(Some(base))
       .ok_or_else(|| GatewayError::config("retryBaseDelayMs must be a number >= 0"))?;
   }
+  config.default_provider = options.default_provider;
   if options.providers.is_empty() {
     return Err(GatewayError::config(
       "providers must name at least one provider",

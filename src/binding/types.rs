@@ -36,6 +36,8 @@ pub struct GatewayOptions {
   pub max_retries: Option<u32>,
   /// First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter).
   pub retry_base_delay_ms: Option<f64>,
+  /// Where a model with no "provider/" prefix goes (a provider name), so OpenAI clients can send plain model names.
+  pub default_provider: Option<String>,
 }
 
 /// `{ type: 'text', text }`, `{ type: 'image', data, mimeType }` (base64) or `{ type: 'image_url', url }`.
