@@ -285,3 +285,15 @@ pub fn stream_event(event: StreamEvent) -> js::NativeStreamEvent {
   }
   out
 }
+
+pub fn anomaly(found: crate::metrics::Anomaly) -> js::LatencyAnomaly {
+  js::LatencyAnomaly {
+    provider: found.provider,
+    model: found.model,
+    latency_ms: found.latency_ms,
+    expected_ms: found.expected_ms,
+    z_score: found.z_score,
+    severity: found.severity.to_string(),
+    at: found.at_ms,
+  }
+}

@@ -192,3 +192,19 @@ pub struct CallBatch {
   pub events: Vec<NativeStreamEvent>,
   pub error: Option<ErrorInfo>,
 }
+
+/// A call whose latency was an outlier for its provider/model (EWMA z-score).
+#[napi(object)]
+pub struct LatencyAnomaly {
+  pub provider: String,
+  pub model: String,
+  pub latency_ms: f64,
+  /// The moving average latency before this call.
+  pub expected_ms: f64,
+  pub z_score: f64,
+  /// 'warning' (z >= 3) or 'critical' (z >= 6).
+  #[napi(ts_type = "'warning' | 'critical'")]
+  pub severity: String,
+  /// Unix ms.
+  pub at: f64,
+}

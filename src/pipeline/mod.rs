@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{GatewayError, Result};
+use crate::metrics::Metrics;
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
 
@@ -73,6 +74,7 @@ pub struct Gateway {
   retry_base: Duration,
   secrets: Vec<Secret>,
   default_provider: Option<Arc<Provider>>,
+  metrics: Metrics,
 }
 
 impl Gateway {
@@ -108,6 +110,7 @@ impl Gateway {
       retry_base: config.retry_base,
       secrets,
       default_provider,
+      metrics: Metrics::default(),
     })
   }
 
@@ -152,6 +155,44 @@ impl Gateway {
 
   /// Runs one call to completion. `model` is "provider/model"; `req.model` is ignored.
   pub async fn execute(
+    &self,
+    model: &str,
+    req: ChatRequest,
+    options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    request_id: &str,
+  ) -> Result<ChatResponse> {
+    let result = self
+      .run_stages(model, req, options, sink, cancel, request_id)
+      .await;
+    self.observe(model, &result);
+    result
+  }
+
+  /// Metrics and the latency anomaly detector see every call once, whatever its outcome.
+  fn observe(&self, model: &str, result: &Result<ChatResponse>) {
+    let resolved = match result {
+      Ok(response) => Some(response.provider.clone()),
+      Err(error) => error.provider.clone(),
+    };
+    let vendor_model = match &resolved {
+      Some(provider) => model
+        .strip_prefix(provider.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(model),
+      None => model,
+    };
+    self
+      .metrics
+      .record_call(resolved.as_deref(), vendor_model, result);
+  }
+
+  pub fn metrics(&self) -> &Metrics {
+    &self.metrics
+  }
+
+  async fn run_stages(
     &self,
     model: &str,
     mut req: ChatRequest,
