@@ -111,6 +111,11 @@ export declare class NativeCall {
  */
 export declare class NativeGateway {
   /**
+   * Serves the OpenAI-compatible endpoint (`POST /v1/chat/completions`, `GET /v1/models`,
+   * `GET /health`) natively; rejects with a CONFIG message when it cannot listen.
+   */
+  serve(options: ServeOptions): Promise<NativeServer>
+  /**
    * Never throws: a bad configuration is reported by `configError()`, so the JS layer
    * can throw it with the same error shape as every other failure.
    */
@@ -161,6 +166,13 @@ export declare class NativeKeyVault {
   verify(key: string): string | null
   checkQuota(id: string, nowMsAt?: number | undefined | null): QuotaInfo
   recordUsage(id: string, tokens: number, nowMsAt?: number | undefined | null): QuotaInfo
+}
+
+/** A running native server; `close()` stops accepting and ends idle connections. */
+export declare class NativeServer {
+  get port(): number
+  get host(): string
+  close(): void
 }
 
 /** Events available now; `error` ends the call, as does a `done` event. */
@@ -341,6 +353,22 @@ export interface ResponseFormat {
   name?: string
   /** json_schema: the JSON Schema the answer must follow. */
   schema?: Record<string, unknown>
+}
+
+export interface ServeKeyOptions {
+  key: string
+  /** The caller's identity (request.user); default `key-N`. */
+  user?: string
+  dailyTokenQuota?: number
+}
+
+export interface ServeOptions {
+  /** Default 127.0.0.1. */
+  host?: string
+  /** 0 picks a free port. */
+  port: number
+  /** Virtual keys; without them, no authentication. */
+  keys?: Array<ServeKeyOptions>
 }
 
 export interface ToolCall {

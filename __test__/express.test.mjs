@@ -11,7 +11,7 @@ import { startMockVendors } from './helpers/mock-vendors.mjs'
 const require = createRequire(import.meta.url)
 const express = require('express')
 const { Gateway, FerrogateError } = require('../index.js')
-const { aiMiddleware, rateLimit, errorHandler, metricsHandler, sse, redact } = require('../express.js')
+const { aiMiddleware, rateLimit, errorHandler, metricsHandler, sse, redact } = require('../lib/express.js')
 
 const UPSTREAM_KEY = 'sk-upstream-secret-abcdef'
 let mock
@@ -292,4 +292,15 @@ test('sse writes events with heartbeats and stops the upstream call when the cli
   await reader.read()
   controller.abort()
   await mock.waitForClose()
+})
+
+test('ferrogate/express loads with import and require (package exports), types beside it', async () => {
+  const esm = await import('ferrogate/express')
+  const cjs = require('ferrogate/express')
+  for (const name of ['aiMiddleware', 'openaiRouter', 'rateLimit', 'errorHandler', 'metricsHandler', 'sse']) {
+    assert.equal(typeof esm[name], 'function', name)
+    assert.equal(esm[name], cjs[name], name)
+  }
+  const { exports } = require('../package.json')
+  assert.ok(require('node:fs').existsSync(new URL(`../${exports['./express'].types}`, import.meta.url)))
 })

@@ -1,6 +1,7 @@
 //! napi shims over the core: convert, spawn, hand results back. No gateway logic here.
 
 mod convert;
+mod serve;
 mod types;
 mod vault;
 
@@ -16,6 +17,7 @@ use crate::error::GatewayError;
 use crate::pipeline::Gateway;
 use crate::types::StreamEvent;
 
+pub use serve::*;
 pub use types::*;
 pub use vault::*;
 
@@ -45,6 +47,10 @@ impl NativeGateway {
         .map(Arc::new),
       closed: CancellationToken::new(),
     }
+  }
+
+  pub(crate) fn gateway(&self) -> Result<Arc<Gateway>, GatewayError> {
+    self.inner.clone()
   }
 
   #[napi]

@@ -4,7 +4,7 @@
 // same OpenAI-compatible handler also serves `ferrogate serve`.
 
 const { randomBytes } = require('node:crypto')
-const { FerrogateError } = require('./index.js')
+const { FerrogateError } = require('../index.js')
 
 // ------------------------------------------------------------------------------ redaction
 
