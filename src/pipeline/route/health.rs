@@ -42,6 +42,10 @@ impl HealthChecks {
     });
   }
 
+  pub fn started(&self) -> bool {
+    self.started.load(Ordering::SeqCst)
+  }
+
   pub fn stop(&self) {
     self.stop.cancel();
   }
