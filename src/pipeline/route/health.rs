@@ -1,6 +1,7 @@
 //! Active health checks: with `routing.healthCheckIntervalMs`, every target that allows
-//! it gets a 1-token request per interval. A success brings an ejected target back at
-//! once; a failure counts like a failed call. Off by default: each check is a billed call.
+//! it is checked once per interval (`GET /models` for the openai kind, else a 1-token
+//! request). A success brings an ejected target back at
+//! once; a failure counts like a failed call. Off by default: a 1-token check is a billed call.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -10,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::Circuit;
 use super::Route;
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, GatewayError, Result};
 use crate::pipeline::attempt::attempt_once;
 use crate::pipeline::forward::Progress;
+use crate::pipeline::providers::{Backend, Provider};
 use crate::types::{ChatRequest, Message, Role};
 
 /// A check never takes longer than this, whatever the interval.
@@ -72,16 +74,45 @@ async fn check_forever(routes: Vec<Weak<Route>>, http: reqwest::Client, interval
   }
 }
 
-async fn check(route: Arc<Route>, index: usize, http: reqwest::Client, interval: Duration) {
-  let target = &route.targets[index];
+/// `GET /models` where the vendor has a free endpoint for it (openai kind), else a
+/// 1-token request.
+async fn probe(http: &reqwest::Client, provider: &Provider, model: &str) -> Result<()> {
+  if let Backend::Http(adapter) = &provider.backend {
+    if let Some(call) = adapter.health_check() {
+      let mut builder = http.get(&call.url);
+      for (name, value) in &call.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+      }
+      let response = builder.send().await.map_err(|_| {
+        GatewayError::new(
+          ErrorCode::UpstreamUnavailable,
+          format!("health check of {} failed", provider.name),
+        )
+      })?;
+      let status = response.status().as_u16();
+      if (200..300).contains(&status) {
+        return Ok(());
+      }
+      let headers = response.headers().clone();
+      let body = response.bytes().await.unwrap_or_default();
+      return Err(adapter.parse_error(status, &headers, &body));
+    }
+  }
   let request = ChatRequest {
-    model: target.model.clone(),
+    model: model.to_string(),
     messages: vec![Message::text(Role::User, "ping")],
     max_tokens: Some(1),
     ..ChatRequest::default()
   };
   let progress = Progress::default();
-  let attempt = attempt_once(&http, &target.provider, &request, &None, &progress);
+  attempt_once(http, provider, &request, &None, &progress)
+    .await
+    .map(|_| ())
+}
+
+async fn check(route: Arc<Route>, index: usize, http: reqwest::Client, interval: Duration) {
+  let target = &route.targets[index];
+  let attempt = probe(&http, &target.provider, &target.model);
   let result = tokio::time::timeout(interval.min(MAX_CHECK_TIME), attempt).await;
   let mut state = route.lock();
   let now = route.env.now();
