@@ -381,6 +381,103 @@ mod tests {
     assert_eq!(missing.code, ErrorCode::NotFound);
   }
 
+  fn routed_gateway(max_concurrent: Option<u32>) -> Gateway {
+    let mock = |name: &str| ProviderConfig {
+      name: name.into(),
+      kind: "mock".into(),
+      mock_chunk_delay: Some(Duration::from_millis(1)),
+      ..ProviderConfig::default()
+    };
+    let target = |provider: &str| RouteTargetConfig {
+      provider: provider.into(),
+      model: format!("{provider}-model"),
+      weight: 1.0,
+      max_concurrent,
+      health_check: false,
+    };
+    Gateway::new(GatewayConfig {
+      providers: vec![mock("east"), mock("west")],
+      routes: vec![RouteConfig {
+        alias: "smart".into(),
+        targets: vec![target("east"), target("west")],
+      }],
+      ..GatewayConfig::default()
+    })
+    .expect("gateway")
+  }
+
+  #[tokio::test]
+  async fn a_route_alias_answers_from_one_of_its_targets() {
+    let gateway = routed_gateway(None);
+    let response = gateway
+      .execute(
+        "smart",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        "r",
+      )
+      .await
+      .map_err(|e| e.message)
+      .expect("response");
+    assert!(["east", "west"].contains(&response.provider.as_str()));
+    assert_eq!(response.model, format!("{}-model", response.provider));
+    assert_eq!(response.attempts, 1);
+    assert_eq!(
+      gateway.models(),
+      ["smart", "east/east-model", "west/west-model"]
+    );
+    assert_eq!(gateway.health().len(), 2);
+  }
+
+  #[tokio::test]
+  async fn a_call_queued_past_its_deadline_is_upstream_unavailable() {
+    let gateway = Arc::new(routed_gateway(Some(1)));
+    // The mock counts tokens; loading the tokenizer blocks the test's only thread for
+    // seconds in a debug build, so do it before any deadline runs.
+    crate::tokens::encoding_for("gpt-4o").count_text("warm up");
+    // Streams nobody reads stall on their one-slot channel and hold both targets' slot.
+    let mut unread = Vec::new();
+    for _ in 0..2 {
+      let (sender, receiver) = mpsc::channel(1);
+      unread.push(receiver);
+      let holder = gateway.clone();
+      tokio::spawn(async move {
+        let options = CallOptions {
+          timeout: Some(Duration::from_secs(60)),
+          ..CallOptions::default()
+        };
+        let cancel = CancellationToken::new();
+        let _ = holder
+          .execute("smart", hello(), options, Some(sender), cancel, "h")
+          .await;
+      });
+    }
+    while gateway.health().iter().any(|h| h.in_flight == 0) {
+      tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let options = CallOptions {
+      timeout: Some(Duration::from_millis(30)),
+      ..CallOptions::default()
+    };
+    let error = gateway
+      .execute(
+        "smart",
+        hello(),
+        options,
+        None,
+        CancellationToken::new(),
+        "q",
+      )
+      .await
+      .map(|_| ())
+      .expect_err("queued");
+    assert_eq!(error.code, ErrorCode::UpstreamUnavailable);
+    assert!(error.retry_after.is_some());
+    assert!(gateway.health().iter().all(|h| h.queued == 0));
+  }
+
   #[test]
   fn configuration_errors_are_config() {
     for kind in ["openai", "anthropic", "gemini"] {
