@@ -110,7 +110,7 @@ impl Gateway {
     })
   }
 
-  /// Route aliases (as configured), then "provider/model" for every model named in a
+  /// Route aliases, then "provider/model" for every model named in a
   /// route or advertised by a provider, sorted.
   pub fn models(&self) -> Vec<String> {
     let mut models: Vec<String> = self
