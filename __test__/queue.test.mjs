@@ -12,6 +12,7 @@ import { Redis } from 'ioredis'
 import { FerrogateError, Gateway } from 'ferrogate'
 import { AIQueue, signCallbackBody, verifyCallbackSignature } from 'ferrogate/queue'
 import { startMockVendors } from './helpers/mock-vendors.mjs'
+import { runScript } from './helpers/examples.mjs'
 import { waitUntil } from './helpers/wait.mjs'
 
 const REDIS_URL = 'redis://127.0.0.1:6379'
@@ -270,6 +271,14 @@ describe('AIQueue', () => {
       await producer.close()
     }
   })
+})
+
+test('the example producer/worker pair (npm run example:queue) completes every job type offline', async () => {
+  const { code, stdout } = await runScript('example:queue', { QUEUE_PREFIX: PREFIX, QUEUE_NAME: 'example', REDIS_URL })
+  assert.equal(code, 0, stdout)
+  assert.match(stdout, /no OPENAI_API_KEY/)
+  assert.equal(stdout.match(/producer: job \S+ completed by mock\/mock-1/g)?.length, 4, stdout)
+  assert.match(stdout, /"completed":4/)
 })
 
 test('ferrogate/queue loads with require as well as import', () => {

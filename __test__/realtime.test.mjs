@@ -15,6 +15,7 @@ import { Gateway } from 'ferrogate'
 import { attachChat, sseChat } from 'ferrogate/realtime'
 import { connectChat, refusedUpgradeStatus } from './helpers/chat-client.mjs'
 import { generateOpenAIStream, startMockVendors } from './helpers/mock-vendors.mjs'
+import { startExample } from './helpers/examples.mjs'
 import { waitUntil } from './helpers/wait.mjs'
 
 const REDIS_URL = 'redis://127.0.0.1:6379'
@@ -473,6 +474,25 @@ describe('sseChat', () => {
     await waitUntil(() => router.clientCount() === 0, 'the SSE client to be cleaned up')
     assert.equal((await post('/leaver', { message: 'hi' })).status, 404)
   })
+})
+
+test('the SSE example (npm run example:sse) streams an answer offline', async () => {
+  const example = await startExample('example:sse', { HEARTBEAT_MS: '100' })
+  try {
+    assert.match(example.output(), /no OPENAI_API_KEY/)
+    const channel = await openEvents(`${example.url}?clientId=demo`)
+    try {
+      await channel.waitFor('connected')
+      await channel.waitFor('heartbeat')
+      const res = await fetch(`${example.url}/demo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message: 'Hi SSE' }) })
+      assert.equal(res.status, 202)
+      assert.match((await channel.waitFor('response_complete')).fullResponse, /answering "Hi SSE"/)
+    } finally {
+      await channel.close()
+    }
+  } finally {
+    assert.equal(await example.stop(), 0)
+  }
 })
 
 test('ferrogate/realtime loads with require as well as import', () => {
