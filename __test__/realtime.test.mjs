@@ -218,6 +218,29 @@ describe('attachChat', () => {
     }
   })
 
+  test('a session belongs to its user: another user asking for its id gets a new session', async () => {
+    const chat = await startChat({ user: (req) => req.headers['x-user'] })
+    try {
+      const ann = await connectChat(chat.url, { headers: { 'x-user': 'ann' } })
+      const { sessionId } = await ann.waitFor('connection_established')
+      await ask(ann, 'my secret plans')
+      await ann.close()
+      const bob = await connectChat(`${chat.url}?sessionId=${sessionId}`, { headers: { 'x-user': 'bob' } })
+      const bobs = await bob.waitFor('connection_established')
+      assert.notEqual(bobs.sessionId, sessionId)
+      assert.deepEqual(bobs.history, [])
+      await ask(bob, 'overwrite?')
+      await bob.close()
+      const again = await connectChat(`${chat.url}?sessionId=${sessionId}`, { headers: { 'x-user': 'ann' } })
+      const resumed = await again.waitFor('connection_established')
+      assert.equal(resumed.sessionId, sessionId)
+      assert.equal(resumed.history[0].content, 'my secret plans')
+      await again.close()
+    } finally {
+      await chat.stop()
+    }
+  })
+
   test('authenticate refuses the upgrade with 401', async () => {
     const chat = await startChat({ authenticate: async (req) => req.headers.authorization === 'Bearer good' })
     try {

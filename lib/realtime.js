@@ -227,16 +227,19 @@ function attachChat(server, opts = {}) {
 
     async #load() {
       let state = null
+      this.sessionId = this.askedSessionId ?? randomUUID()
       if (this.askedSessionId) {
         try {
           state = await store.load(this.askedSessionId)
         } catch {
           state = null // the history store is down: start afresh rather than refuse the chat
         }
-        // A session belongs to the user who started it.
-        if (state && state.userId !== undefined && state.userId !== this.userId) state = null
+        // A session belongs to the user who started it: anyone else gets a new one, not a way to overwrite it.
+        if (state && state.userId !== undefined && state.userId !== this.userId) {
+          state = null
+          this.sessionId = randomUUID()
+        }
       }
-      this.sessionId = state ? this.askedSessionId : (this.askedSessionId ?? randomUUID())
       this.model = state && models.includes(state.model) ? state.model : defaultModel
       this.messages = Array.isArray(state?.messages) ? state.messages : []
       await this.send('connection_established', {
