@@ -157,6 +157,14 @@ describe('AIQueue', () => {
     assert.equal(missing.error.code, 'NOT_FOUND')
     assert.equal(missing.attempts, 1)
 
+    // A job queued around add() that does not fit its type fails at once too.
+    const { Queue } = await import('bullmq')
+    const raw = new Queue('retries', { connection: { host: '127.0.0.1', port: 6379 }, prefix: PREFIX })
+    const malformed = await raw.add('text_generation', { type: 'text_generation', input: {}, userId: 'u' }, { attempts: 3 })
+    await raw.close()
+    const rejected = await queue.result(malformed.id, WAIT)
+    assert.deepEqual([rejected.state, rejected.error.code, rejected.attempts], ['failed', 'INVALID_REQUEST', 1])
+
     vendors.enqueue('openai', { status: 500, body: { error: { message: 'flaky', type: 'server_error', param: null, code: null } } })
     const recovers = await queue.add(job('second time lucky'))
     const recovered = await queue.result(recovers, WAIT)
@@ -165,8 +173,8 @@ describe('AIQueue', () => {
     assert.equal(recovered.result.content, 'echo: second time lucky')
 
     // 'failed' is the job's final outcome, not each attempt's.
-    await waitUntil(() => failures.length === 2, 'two failed events')
-    assert.deepEqual(failures.map((e) => [e.jobId, e.error.code]), [[id, 'PROVIDER_ERROR'], [notFound, 'NOT_FOUND']])
+    await waitUntil(() => failures.length === 3, 'three failed events')
+    assert.deepEqual(failures.map((e) => [e.jobId, e.error.code]), [[id, 'PROVIDER_ERROR'], [notFound, 'NOT_FOUND'], [malformed.id, 'INVALID_REQUEST']])
     await queue.obliterate()
     await queue.close()
   })

@@ -238,6 +238,8 @@ class AIQueue extends EventEmitter {
     await job.updateProgress(10)
     let response
     try {
+      // A job queued by other code than add() may not fit its type: that fails it as INVALID_REQUEST.
+      this.#validate(job.data)
       response = await this.#gateway.chat({ model, messages: messagesFor(type, input), user: userId, signal: this.#closing.signal })
     } catch (error) {
       const code = typeof error?.code === 'string' ? error.code : 'INTERNAL'
@@ -295,11 +297,15 @@ class AIQueue extends EventEmitter {
     this.#events.on('failed', onEvent)
     try {
       for (;;) {
-        const job = await this.#queue.getJob(String(jobId))
-        if (!job) return { state: 'unknown' }
-        const state = await job.getState()
-        if (state === 'completed') return { state, result: job.returnvalue, attempts: job.attemptsMade }
-        if (state === 'failed') return { state, error: failureOf(job.failedReason), attempts: job.attemptsMade }
+        // The state first: a job read before it finished would lack the result its final state promises.
+        const state = await this.#queue.getJobState(String(jobId))
+        if (state === 'unknown') return { state }
+        if (state === 'completed' || state === 'failed') {
+          const job = await this.#queue.getJob(String(jobId))
+          if (!job) return { state: 'unknown' } // removed in between
+          if (state === 'completed') return { state, result: job.returnvalue, attempts: job.attemptsMade }
+          return { state, error: failureOf(job.failedReason), attempts: job.attemptsMade }
+        }
         const left = deadline - Date.now()
         if (left <= 0) return { state }
         // Woken by the job's event; the poll covers an event missed between the read and the wait.
