@@ -203,7 +203,11 @@ function attachChat(server, opts = {}) {
     ping() {
       if (!this.alive) return this.ws.terminate()
       this.alive = false
-      this.ws.ping()
+      try {
+        this.ws.ping()
+      } catch {
+        this.ws.terminate() // not open any more: its 'close' ends the session
+      }
     }
 
     async start() {
