@@ -137,6 +137,28 @@ describe('AIQueue', () => {
     await producer.close()
   })
 
+  test('a worker runs `concurrency` jobs at once', async () => {
+    const ownVendors = await startMockVendors() // closed mid-test to end the calls it holds
+    for (let i = 0; i < 3; i++) ownVendors.enqueue('openai', { hang: true })
+    const gateway = new Gateway({ providers: { vendor: { kind: 'openai', apiKey: 'sk-test', baseUrl: ownVendors.openaiBaseUrl } }, maxRetries: 0 })
+    const queue = newQueue('concurrency', { gateway, concurrency: 2, attempts: 1 })
+    try {
+      await queue.ready()
+      const ids = await queue.addBulk([job('one'), job('two'), job('three')])
+      await waitUntil(() => ownVendors.requests.length === 2, 'two calls in flight')
+      const stats = await queue.stats()
+      assert.equal(stats.active, 2)
+      assert.equal(stats.waiting, 1)
+      assert.equal(ownVendors.requests.length, 2)
+      await ownVendors.close()
+      for (const id of ids) assert.equal((await queue.result(id, WAIT)).state, 'failed')
+      await queue.obliterate()
+    } finally {
+      await ownVendors.close()
+      await queue.close()
+    }
+  })
+
   test('a retryable failure is retried with backoff, then fails with its code; a non-retryable one fails at once', async () => {
     const queue = newQueue('retries', { attempts: 3 })
     const failures = []
