@@ -304,3 +304,11 @@ test('ferrogate/express loads with import and require (package exports), types b
   const { exports } = require('../package.json')
   assert.ok(require('node:fs').existsSync(new URL(`../${exports['./express'].types}`, import.meta.url)))
 })
+
+test('metrics: route targets expose their circuit state, and the route alias labels its calls', async () => {
+  const gateway = newGateway({ routes: { smart: [{ provider: 'openai', model: 'gpt-4o-mini' }] } })
+  await gateway.chat({ model: 'smart', messages: hello })
+  const families = Object.fromEntries(parsePrometheusTextFormat(gateway.metrics()).map((f) => [f.name, f]))
+  assert.deepEqual(families.ferrogate_circuit_state.metrics, [{ labels: { route: 'smart', provider: 'openai', model: 'gpt-4o-mini' }, value: '0' }])
+  assert.equal(families.ferrogate_requests_total.metrics.find((m) => m.labels.outcome === 'ok').labels.provider, 'openai')
+})
