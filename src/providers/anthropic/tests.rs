@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::ErrorCode;
 use crate::types::{ToolCall, ToolDefinition};
 
 fn tool_message(id: &str, text: &str) -> Message {

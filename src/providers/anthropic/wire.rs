@@ -129,17 +129,3 @@ impl MessageResponse {
     }
   }
 }
-
-#[derive(Debug, Deserialize)]
-pub struct ErrorEnvelope {
-  pub error: ErrorBody,
-  pub request_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ErrorBody {
-  #[serde(rename = "type", default)]
-  pub kind: String,
-  #[serde(default)]
-  pub message: String,
-}

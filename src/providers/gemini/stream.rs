@@ -2,10 +2,12 @@
 //! when a finish reason (or a prompt block) arrived. Usage: the last report wins.
 
 use super::finish_reason;
-use super::wire::{ErrorEnvelope, GenerateResponse};
+use super::wire::GenerateResponse;
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
-use crate::providers::{arguments_text, non_sse_line, parse_json, StreamDecoder, StreamStep};
+use crate::providers::{
+  arguments_text, in_band_error, parse_json, stray_line, ErrorBody, StreamDecoder, StreamStep,
+};
 use crate::sse::SseFrame;
 use crate::types::{FinishReason, Usage};
 
@@ -20,16 +22,15 @@ impl StreamDecoder for GeminiStream {
     let data = match frame {
       SseFrame::Event { data, .. } => data,
       // Gemini writes a mid-stream failure as a bare, multi-line JSON error object.
-      SseFrame::Stray(text) => {
-        return Err(match serde_json::from_str::<ErrorEnvelope>(&text) {
-          Ok(envelope) => envelope.error.into_gateway_error(),
-          Err(_) => non_sse_line("gemini", &text),
-        });
-      }
+      SseFrame::Stray(text) => return Err(stray_line("gemini", &text)),
     };
     let chunk: GenerateResponse = parse_json("gemini", data.as_bytes())?;
-    if let Some(error) = chunk.error {
-      return Err(error.into_gateway_error());
+    if chunk.error.is_some() {
+      return Err(in_band_error(
+        "gemini",
+        ErrorBody::parse(data.as_bytes()),
+        data.as_bytes(),
+      ));
     }
     apply_chunk(out, chunk, &mut self.next_tool_index);
     Ok(StreamStep::Continue)

@@ -1,7 +1,9 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::ErrorCode;
 use crate::types::{ContentPart, Message, ToolCall, ToolDefinition};
+use reqwest::header::HeaderMap;
 
 fn base() -> ChatRequest {
   ChatRequest {
