@@ -2,7 +2,7 @@
 
 use napi::bindgen_prelude::Either;
 
-use super::millis_option;
+use super::numbers::{count, finite, millis};
 use super::types as js;
 use crate::error::{GatewayError, Result};
 use crate::pipeline::{CallOptions, GatewayConfig, ProviderConfig};
@@ -13,17 +13,18 @@ use crate::types::{
 
 pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
   let mut config = GatewayConfig::default();
-  if let Some(timeout) = options.timeout_ms {
-    config.timeout = millis_option(Some(timeout))
-      .filter(|d| !d.is_zero())
-      .ok_or_else(|| GatewayError::config("timeoutMs must be a positive number"))?;
+  if let Some(timeout) =
+    millis("timeoutMs", options.timeout_ms, false).map_err(GatewayError::config)?
+  {
+    config.timeout = timeout;
   }
-  if let Some(retries) = options.max_retries {
+  if let Some(retries) = count("maxRetries", options.max_retries).map_err(GatewayError::config)? {
     config.max_retries = retries;
   }
-  if let Some(base) = options.retry_base_delay_ms {
-    config.retry_base = millis_option(Some(base))
-      .ok_or_else(|| GatewayError::config("retryBaseDelayMs must be a number >= 0"))?;
+  if let Some(base) =
+    millis("retryBaseDelayMs", options.retry_base_delay_ms, true).map_err(GatewayError::config)?
+  {
+    config.retry_base = base;
   }
   if options.providers.is_empty() {
     return Err(GatewayError::config(
@@ -37,19 +38,28 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
     let Some(provider) = providers.remove(&name) else {
       continue;
     };
+    let field = |option: &str| format!("providers.{name}.{option}");
     let mut headers: Vec<(String, String)> =
       provider.headers.unwrap_or_default().into_iter().collect();
     headers.sort();
     config.providers.push(ProviderConfig {
-      timeout: millis_option(provider.timeout_ms),
-      max_retries: provider.max_retries,
-      mock_chunk_delay: millis_option(provider.mock_chunk_delay_ms),
+      timeout: millis(&field("timeoutMs"), provider.timeout_ms, false)
+        .map_err(GatewayError::config)?,
+      max_retries: count(&field("maxRetries"), provider.max_retries)
+        .map_err(GatewayError::config)?,
+      mock_chunk_delay: millis(
+        &field("mockChunkDelayMs"),
+        provider.mock_chunk_delay_ms,
+        true,
+      )
+      .map_err(GatewayError::config)?,
       kind: provider.kind,
       api_key: provider.api_key,
       base_url: provider.base_url,
       models: provider.models.unwrap_or_default(),
       headers,
       organization: provider.organization,
+      ca_cert_path: provider.ca_cert_path,
       name,
     });
   }
@@ -112,9 +122,10 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
   let core = ChatRequest {
     model: String::new(),
     messages: messages(request.messages)?,
-    temperature: request.temperature,
-    top_p: request.top_p,
-    max_tokens: request.max_tokens,
+    temperature: finite("temperature", request.temperature)
+      .map_err(GatewayError::invalid_request)?,
+    top_p: finite("topP", request.top_p).map_err(GatewayError::invalid_request)?,
+    max_tokens: count("maxTokens", request.max_tokens).map_err(GatewayError::invalid_request)?,
     stop: request.stop.unwrap_or_default(),
     response_format,
     tools,
@@ -122,8 +133,9 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
     user: request.user,
   };
   let options = CallOptions {
-    timeout: millis_option(request.timeout_ms).filter(|d| !d.is_zero()),
-    max_retries: request.max_retries,
+    timeout: millis("timeoutMs", request.timeout_ms, false)
+      .map_err(GatewayError::invalid_request)?,
+    max_retries: count("maxRetries", request.max_retries).map_err(GatewayError::invalid_request)?,
   };
   Ok((request.model, core, options))
 }
@@ -139,8 +151,16 @@ pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
           message.role
         ))
       })?;
+      let tool_calls = message.tool_calls.unwrap_or_default();
       let content = match message.content {
-        None => Vec::new(),
+        // An assistant turn that only calls tools has nothing to say; any other message
+        // without content is a caller's bug (an absent `req.body.message`), not an empty turn.
+        None if role == Role::Assistant && !tool_calls.is_empty() => Vec::new(),
+        None => {
+          return Err(GatewayError::invalid_request(format!(
+            "messages[{i}].content is missing: give a string or an array of parts (only an assistant message with toolCalls may leave it out)"
+          )))
+        }
         Some(Either::A(text)) => vec![ContentPart::Text(text)],
         Some(Either::B(parts)) => parts
           .into_iter()
@@ -157,14 +177,13 @@ pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
         role,
         content,
         tool_call_id: message.tool_call_id,
-        tool_calls: message
-          .tool_calls
-          .unwrap_or_default()
+        tool_calls: tool_calls
           .into_iter()
           .map(|call| ToolCall {
             id: call.id,
             name: call.name,
             arguments: call.arguments,
+            thought_signature: call.thought_signature,
           })
           .collect(),
       })
@@ -219,6 +238,7 @@ fn tool_call(call: ToolCall) -> js::ToolCall {
     id: call.id,
     name: call.name,
     arguments: call.arguments,
+    thought_signature: call.thought_signature,
   }
 }
 

@@ -1,10 +1,10 @@
 //! napi shims over the core: convert, spawn, hand results back. No gateway logic here.
 
 mod convert;
+mod numbers;
 mod types;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi::bindgen_prelude::Either;
 use napi_derive::napi;
@@ -201,9 +201,4 @@ pub fn count_tokens(model: String, input: Either<String, Vec<Message>>) -> napi:
 
 fn new_request_id() -> String {
   format!("fg_{:016x}", fastrand::u64(..))
-}
-
-/// Milliseconds from JS; `None` for values no Duration can hold (negative, NaN, ∞, huge).
-pub(crate) fn millis_option(value: Option<f64>) -> Option<Duration> {
-  value.and_then(|ms| crate::retry::seconds(ms / 1000.0))
 }

@@ -21,20 +21,26 @@ pub struct ProviderConfig {
   pub headers: Option<HashMap<String, String>>,
   /// OpenAI organization id (`OpenAI-Organization` header).
   pub organization: Option<String>,
+  /// Deadline for a whole call to this provider, retries included (> 0; default: the gateway's).
   pub timeout_ms: Option<f64>,
-  pub max_retries: Option<u32>,
+  /// Further attempts after a retryable failure (a whole number >= 0; default: the gateway's).
+  pub max_retries: Option<f64>,
   /// `mock` only: delay before each streamed chunk (default 15 ms).
   pub mock_chunk_delay_ms: Option<f64>,
+  /// A PEM file of CA certificates to trust for this provider, besides the bundled web
+  /// roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
+  pub ca_cert_path: Option<String>,
 }
 
 #[napi(object, object_to_js = false)]
 pub struct GatewayOptions {
   pub providers: HashMap<String, ProviderConfig>,
-  /// Deadline for a whole call, retries included (default 60000).
+  /// Deadline for a whole call, retries included (> 0; default 60000).
   pub timeout_ms: Option<f64>,
-  /// Further attempts after a retryable failure (default 3).
-  pub max_retries: Option<u32>,
-  /// First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter).
+  /// Further attempts after a retryable failure (a whole number >= 0; default 3).
+  pub max_retries: Option<f64>,
+  /// First backoff step in ms when the vendor gives no Retry-After (default 500). Step n is
+  /// this doubled n times, capped at 8 s; the wait is a random time between half the step and the step.
   pub retry_base_delay_ms: Option<f64>,
 }
 
@@ -57,6 +63,9 @@ pub struct ToolCall {
   pub name: String,
   /// JSON text of the arguments, as the model produced it.
   pub arguments: String,
+  /// Gemini's opaque signature of the model's reasoning behind this call; send the call
+  /// back unchanged (Gemini 3 rejects a later turn without it).
+  pub thought_signature: Option<String>,
 }
 
 #[napi(object, object_to_js = false)]
@@ -102,7 +111,8 @@ pub struct ChatRequest {
   pub messages: Vec<Message>,
   pub temperature: Option<f64>,
   pub top_p: Option<f64>,
-  pub max_tokens: Option<u32>,
+  /// A whole number >= 0.
+  pub max_tokens: Option<f64>,
   pub stop: Option<Vec<String>>,
   pub response_format: Option<ResponseFormat>,
   pub tools: Option<Vec<ToolDefinition>>,
@@ -111,9 +121,10 @@ pub struct ChatRequest {
   /// Key for rate limits, budgets and cost reports; sent to the vendor as its user id.
   pub user: Option<String>,
   pub metadata: Option<HashMap<String, String>>,
-  /// Deadline for this call, retries included.
+  /// Deadline for this call, retries included (> 0).
   pub timeout_ms: Option<f64>,
-  pub max_retries: Option<u32>,
+  /// A whole number >= 0.
+  pub max_retries: Option<f64>,
 }
 
 #[napi(object)]

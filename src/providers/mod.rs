@@ -80,6 +80,27 @@ pub fn join_url(base: &str, path: &str) -> String {
   url
 }
 
+/// `base` plus path segments, each percent-encoded as exactly one segment (so `?`, `#` and
+/// `/` in a model name stay inside it and `..` cannot climb out of the path), plus `query`
+/// after the base's own query.
+pub fn url_with_segments(base: &str, segments: &[&str], query: Option<&str>) -> Result<String> {
+  let invalid = |why: &str| GatewayError::config(format!("baseUrl '{base}' {why}"));
+  let mut url = url::Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
+  url
+    .path_segments_mut()
+    .map_err(|_| invalid("cannot take a path"))?
+    .pop_if_empty()
+    .extend(segments);
+  if let Some(query) = query {
+    let joined = match url.query() {
+      Some(existing) if !existing.is_empty() => format!("{existing}&{query}"),
+      _ => query.to_string(),
+    };
+    url.set_query(Some(&joined));
+  }
+  Ok(url.into())
+}
+
 /// JSON text for a tool call's arguments object, as OpenAI would send it.
 pub fn arguments_text(value: &Value) -> String {
   match value {

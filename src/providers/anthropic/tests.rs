@@ -30,11 +30,13 @@ fn turns_alternate_and_tool_results_merge_into_one_user_turn() {
             id: "t1".into(),
             name: "f".into(),
             arguments: "{\"x\":1}".into(),
+            ..ToolCall::default()
           },
           ToolCall {
             id: "t2".into(),
             name: "g".into(),
             arguments: String::new(),
+            ..ToolCall::default()
           },
         ],
       },

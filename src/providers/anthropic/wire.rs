@@ -110,6 +110,7 @@ impl MessageResponse {
           id,
           name,
           arguments: arguments_text(&input),
+          ..ToolCall::default()
         }),
         Block::Other => {}
       }

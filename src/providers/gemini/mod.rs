@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-  arguments_value, in_band_error, join_url, parse_data_url, parse_json, Adapter, AlternatingTurns,
-  ErrorBody, HttpCall, StreamDecoder,
+  arguments_value, in_band_error, parse_data_url, parse_json, url_with_segments, Adapter,
+  AlternatingTurns, ErrorBody, HttpCall, StreamDecoder,
 };
 use crate::error::{GatewayError, Result};
 use crate::secret::Secret;
@@ -45,13 +45,14 @@ impl Adapter for Gemini {
       headers.push(("x-goog-api-key".into(), key.expose().to_string()));
     }
     let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
-    let method = if stream {
-      "streamGenerateContent?alt=sse"
+    let (method, query) = if stream {
+      ("streamGenerateContent", Some("alt=sse"))
     } else {
-      "generateContent"
+      ("generateContent", None)
     };
+    let resource = format!("{model}:{method}");
     Ok(HttpCall {
-      url: join_url(&self.base_url, &format!("v1beta/models/{model}:{method}")),
+      url: url_with_segments(&self.base_url, &["v1beta", "models", &resource], query)?,
       headers,
       body: request_body(req)?,
     })
@@ -64,7 +65,8 @@ impl Adapter for Gemini {
     }
     let mut assembler = crate::assembler::StreamAssembler::new();
     stream::apply_chunk(&mut assembler, response, &mut 0);
-    stream::settle_finish(&mut assembler);
+    // Like a stream, an answer without a finish reason (no candidates) is not an answer.
+    stream::settle_finish(&mut assembler, "gemini answered without a candidate")?;
     Ok(assembler.into_completion())
   }
 
@@ -161,9 +163,13 @@ fn contents(messages: &[Message]) -> Result<Vec<Value>> {
         let mut parts = parts(&message.content);
         for call in &message.tool_calls {
           call_names.insert(&call.id, &call.name);
-          parts.push(json!({
+          let mut part = json!({
             "functionCall": {"name": call.name, "args": arguments_value(&call.arguments)?},
-          }));
+          });
+          if let Some(signature) = &call.thought_signature {
+            part["thoughtSignature"] = json!(signature);
+          }
+          parts.push(part);
         }
         ("model", parts)
       }

@@ -37,13 +37,7 @@ impl StreamDecoder for GeminiStream {
   }
 
   fn on_end(&mut self, out: &mut StreamAssembler) -> Result<()> {
-    if out.finish_reason().is_none() {
-      return Err(GatewayError::protocol(
-        "gemini stream ended before a finish reason",
-      ));
-    }
-    settle_finish(out);
-    Ok(())
+    settle_finish(out, "gemini stream ended before a finish reason")
   }
 }
 
@@ -62,6 +56,9 @@ pub fn apply_chunk(out: &mut StreamAssembler, chunk: GenerateResponse, next_tool
           Some(&call.name),
           &arguments_text(&call.args),
         );
+        if let Some(signature) = part.thought_signature.as_deref() {
+          out.tool_call_signature(*next_tool_index, signature);
+        }
         *next_tool_index += 1;
       } else if let Some(text) = part.text.as_deref() {
         // Thought summaries are not part of the answer.
@@ -97,10 +94,15 @@ pub fn apply_chunk(out: &mut StreamAssembler, chunk: GenerateResponse, next_tool
   }
 }
 
-/// Gemini has no tool-call finish reason: STOP with a function call means tool_calls.
-pub fn settle_finish(out: &mut StreamAssembler) {
-  if out.finish_reason().unwrap_or(FinishReason::Stop) == FinishReason::Stop && out.has_tool_calls()
-  {
-    out.finish(FinishReason::ToolCalls);
+/// The answer is whole only with a finish reason (or a prompt block); Gemini has no
+/// tool-call finish reason: STOP with a function call means tool_calls.
+pub fn settle_finish(out: &mut StreamAssembler, unfinished: &str) -> Result<()> {
+  match out.finish_reason() {
+    None => Err(GatewayError::protocol(unfinished)),
+    Some(FinishReason::Stop) if out.has_tool_calls() => {
+      out.finish(FinishReason::ToolCalls);
+      Ok(())
+    }
+    Some(_) => Ok(()),
   }
 }

@@ -38,6 +38,8 @@ pub struct Part {
   #[serde(default)]
   pub thought: bool,
   pub function_call: Option<FunctionCall>,
+  /// Gemini 3 signs the reasoning behind a call; the signature must come back with it.
+  pub thought_signature: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

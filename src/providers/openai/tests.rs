@@ -90,6 +90,7 @@ fn images_tool_calls_and_results_keep_openai_shapes() {
           id: "c1".into(),
           name: "f".into(),
           arguments: "{}".into(),
+          ..ToolCall::default()
         }],
       },
       Message {

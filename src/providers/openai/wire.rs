@@ -97,6 +97,7 @@ impl ChatCompletion {
         id: call.id,
         name: call.function.name,
         arguments: call.function.arguments,
+        ..ToolCall::default()
       })
       .collect();
     Ok(Completion {
