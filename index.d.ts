@@ -42,7 +42,7 @@ export declare class Gateway {
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
   /** "provider/model" for every model a provider advertises. */
   models(): string[]
-  /** Aborts every call in flight; later calls reject with ABORTED. */
+  /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }
 
@@ -80,8 +80,11 @@ export declare class NativeGateway {
   start(request: ChatRequest, stream: boolean): NativeCall
   /** "provider/model" for every model a provider advertises. */
   models(): Array<string>
-  /** Cancels every call in flight; later calls fail with ABORTED. */
-  close(): void
+  /**
+   * Refuses new calls, ends calls in flight with ABORTED, and resolves once they have
+   * settled (their results are delivered).
+   */
+  close(): Promise<void>
   isOpen(): boolean
 }
 
@@ -97,6 +100,7 @@ export interface ChatRequest {
   messages: Array<Message>
   temperature?: number
   topP?: number
+  /** A whole number >= 0. */
   maxTokens?: number
   stop?: Array<string>
   responseFormat?: ResponseFormat
@@ -105,8 +109,9 @@ export interface ChatRequest {
   /** Key for rate limits, budgets and cost reports; sent to the vendor as its user id. */
   user?: string
   metadata?: Record<string, string>
-  /** Deadline for this call, retries included. */
+  /** Deadline for this call, retries included (> 0). */
   timeoutMs?: number
+  /** A whole number >= 0. */
   maxRetries?: number
 }
 
@@ -166,17 +171,25 @@ export interface ErrorInfo {
 
 export interface GatewayOptions {
   providers: Record<string, ProviderConfig>
-  /** Deadline for a whole call, retries included (default 60000). */
+  /** Deadline for a whole call, retries included (> 0; default 60000). */
   timeoutMs?: number
-  /** Further attempts after a retryable failure (default 3). */
+  /** Further attempts after a retryable failure (a whole number >= 0; default 3). */
   maxRetries?: number
-  /** First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter). */
+  /**
+   * First backoff step in ms when the vendor gives no wait hint (default 500). Before retry n
+   * (1, 2, …) the step is this × 2^(n-1), capped at 8 s; the wait is a uniformly random time
+   * between half the step and the whole step.
+   */
   retryBaseDelayMs?: number
 }
 
 export interface Message {
   role: 'system' | 'user' | 'assistant' | 'tool'
-  content?: string | Array<ContentPart>
+  /**
+   * Required, except on an assistant message that carries `toolCalls` (then it may be
+   * absent or null, as OpenAI sends it).
+   */
+  content?: string | Array<ContentPart> | null
   /** For role 'tool': the id of the call this message answers. */
   toolCallId?: string
   /** For role 'assistant': the calls the model made. */
@@ -212,10 +225,17 @@ export interface ProviderConfig {
   headers?: Record<string, string>
   /** OpenAI organization id (`OpenAI-Organization` header). */
   organization?: string
+  /** Deadline for a whole call to this provider, retries included (> 0; default: the gateway's). */
   timeoutMs?: number
+  /** Further attempts after a retryable failure (a whole number >= 0; default: the gateway's). */
   maxRetries?: number
   /** `mock` only: delay before each streamed chunk (default 15 ms). */
   mockChunkDelayMs?: number
+  /**
+   * A PEM file of CA certificates to trust for this provider, besides the bundled web
+   * roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
+   */
+  caCertPath?: string
 }
 
 export interface ResponseFormat {
@@ -231,6 +251,11 @@ export interface ToolCall {
   name: string
   /** JSON text of the arguments, as the model produced it. */
   arguments: string
+  /**
+   * Gemini's opaque signature of the model's reasoning behind this call; send the call
+   * back unchanged (Gemini 3 rejects a later turn without it).
+   */
+  thoughtSignature?: string
 }
 
 export interface ToolDefinition {

@@ -242,9 +242,12 @@ describe('4. bad header values', () => {
 
 describe('5. close()', () => {
   test('resolves only after calls in flight have settled, with ABORTED saying the gateway closed', async () => {
-    vendors.enqueue('openai', { hang: true })
-    vendors.enqueue('openai', { sse: ['data: {"id":"c","choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'], hang: true })
+    // Either call may take either reply: both send a first piece of text, then hang.
+    const hanging = { sse: ['data: {"id":"c","choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'], hang: true, endWithoutTerminator: true }
+    vendors.enqueue('openai', hanging)
+    vendors.enqueue('openai', hanging)
     const gw = gateway()
+    const before = sent()
     const outcomes = []
     const track = (promise) => promise.then((v) => outcomes.push(['ok', v]), (e) => outcomes.push(['error', e]))
     track(gw.chat(ask('openai/m')))
@@ -252,7 +255,7 @@ describe('5. close()', () => {
     const streamed = new Promise((resolve) => (first = resolve))
     track(gw.stream(ask('openai/m'), first))
     await streamed
-    while (sent() < 2) await new Promise((r) => setTimeout(r, 5))
+    while (sent() - before < 2) await new Promise((r) => setTimeout(r, 5))
     await gw.close()
     assert.equal(outcomes.length, 2, 'both calls settled before close() resolved')
     for (const [kind, error] of outcomes) {
@@ -364,6 +367,7 @@ describe('9. Gemini tool calls and model names', () => {
   test('a streamed functionCall keeps its thoughtSignature too', async () => {
     const chunk = {
       candidates: [{ content: { role: 'model', parts: [{ functionCall: { name: 'now', args: {} }, thoughtSignature: signature }] }, finishReason: 'STOP', index: 0 }],
+      usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 2, totalTokenCount: 7 },
     }
     vendors.enqueue('gemini', { sse: [`data: ${JSON.stringify(chunk)}\r\n\r\n`] })
     const response = await gateway().stream(ask('gemini/gemini-3-pro'), () => {})
@@ -462,16 +466,18 @@ describe('11. a message without content', () => {
     assert.equal(sent(), before)
   })
 
-  test('an assistant message that carries tool calls may have no content', async () => {
-    const response = await gateway().chat({
-      model: 'openai/m',
-      messages: [
-        { role: 'user', content: 'time?' },
-        { role: 'assistant', toolCalls: [{ id: 'call_1', name: 'now', arguments: '{}' }] },
-        { role: 'tool', toolCallId: 'call_1', content: 'noon' },
-      ],
-    })
-    assert.equal(response.finishReason, 'stop')
+  test('an assistant message that carries tool calls may have no content, or null as OpenAI sends it', async () => {
+    for (const content of [undefined, null]) {
+      const response = await gateway().chat({
+        model: 'openai/m',
+        messages: [
+          { role: 'user', content: 'time?' },
+          { role: 'assistant', content, toolCalls: [{ id: 'call_1', name: 'now', arguments: '{}' }] },
+          { role: 'tool', toolCallId: 'call_1', content: 'noon' },
+        ],
+      })
+      assert.equal(response.finishReason, 'stop')
+    }
   })
 })
 

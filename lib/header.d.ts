@@ -42,7 +42,7 @@ export declare class Gateway {
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
   /** "provider/model" for every model a provider advertises. */
   models(): string[]
-  /** Aborts every call in flight; later calls reject with ABORTED. */
+  /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }
 

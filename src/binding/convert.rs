@@ -1,6 +1,6 @@
 //! JS shapes ↔ core types, with the validation messages a caller needs to fix a request.
 
-use napi::bindgen_prelude::Either;
+use napi::bindgen_prelude::{Either, Either3, Null};
 
 use super::numbers::{count, finite, millis};
 use super::types as js;
@@ -155,14 +155,16 @@ pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
       let content = match message.content {
         // An assistant turn that only calls tools has nothing to say; any other message
         // without content is a caller's bug (an absent `req.body.message`), not an empty turn.
-        None if role == Role::Assistant && !tool_calls.is_empty() => Vec::new(),
-        None => {
+        None | Some(Either3::C(Null)) if role == Role::Assistant && !tool_calls.is_empty() => {
+          Vec::new()
+        }
+        None | Some(Either3::C(Null)) => {
           return Err(GatewayError::invalid_request(format!(
             "messages[{i}].content is missing: give a string or an array of parts (only an assistant message with toolCalls may leave it out)"
           )))
         }
-        Some(Either::A(text)) => vec![ContentPart::Text(text)],
-        Some(Either::B(parts)) => parts
+        Some(Either3::A(text)) => vec![ContentPart::Text(text)],
+        Some(Either3::B(parts)) => parts
           .into_iter()
           .enumerate()
           .map(|(j, part)| content_part(part).map_err(|e| at(i, j, e)))

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use napi::bindgen_prelude::Either;
+use napi::bindgen_prelude::{Either, Either3, Null};
 use napi_derive::napi;
 
 /// One configured provider; its key in `providers` is the name used in "provider/model".
@@ -39,8 +39,9 @@ pub struct GatewayOptions {
   pub timeout_ms: Option<f64>,
   /// Further attempts after a retryable failure (a whole number >= 0; default 3).
   pub max_retries: Option<f64>,
-  /// First backoff step in ms when the vendor gives no Retry-After (default 500). Step n is
-  /// this doubled n times, capped at 8 s; the wait is a random time between half the step and the step.
+  /// First backoff step in ms when the vendor gives no wait hint (default 500). Before retry n
+  /// (1, 2, …) the step is this × 2^(n-1), capped at 8 s; the wait is a uniformly random time
+  /// between half the step and the whole step.
   pub retry_base_delay_ms: Option<f64>,
 }
 
@@ -72,7 +73,10 @@ pub struct ToolCall {
 pub struct Message {
   #[napi(ts_type = "'system' | 'user' | 'assistant' | 'tool'")]
   pub role: String,
-  pub content: Option<Either<String, Vec<ContentPart>>>,
+  /// Required, except on an assistant message that carries `toolCalls` (then it may be
+  /// absent or null, as OpenAI sends it).
+  #[napi(ts_type = "string | Array<ContentPart> | null")]
+  pub content: Option<Either3<String, Vec<ContentPart>, Null>>,
   /// For role 'tool': the id of the call this message answers.
   pub tool_call_id: Option<String>,
   /// For role 'assistant': the calls the model made.

@@ -52,21 +52,27 @@ pub(crate) fn ca_cert_file(provider: &str, path: &str) -> Result<Vec<Certificate
 pub(crate) fn is_tls_failure(error: &reqwest::Error) -> bool {
   let mut source = std::error::Error::source(error);
   while let Some(cause) = source {
-    if cause.is::<rustls::Error>() {
+    if is_rustls_error(cause) {
       return true;
-    }
-    // io::Error hides the error it wraps from `source()`.
-    if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-      if io
-        .get_ref()
-        .is_some_and(|inner| inner.is::<rustls::Error>())
-      {
-        return true;
-      }
     }
     source = cause.source();
   }
   false
+}
+
+/// io::Error hides the error it wraps from `source()`, and hyper-rustls wraps tokio-rustls'
+/// io::Error in another one, so the wrapped errors are unwrapped here.
+fn is_rustls_error(error: &(dyn std::error::Error + 'static)) -> bool {
+  if error.is::<rustls::Error>() {
+    return true;
+  }
+  match error
+    .downcast_ref::<std::io::Error>()
+    .and_then(|io| io.get_ref())
+  {
+    Some(inner) => is_rustls_error(inner),
+    None => false,
+  }
 }
 
 /// Hands each provider its client: one shared by every provider, or a provider's own when
