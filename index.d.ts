@@ -81,10 +81,12 @@ export declare class NativeGateway {
   /** "provider/model" for every model a provider advertises. */
   models(): Array<string>
   /**
-   * Refuses new calls, ends calls in flight with ABORTED, and resolves once they have
-   * settled (their results are delivered).
+   * Refuses new calls at once and ends calls in flight with ABORTED; `waitClosed()` then
+   * resolves once they have settled.
    */
-  close(): Promise<void>
+  close(): void
+  /** After `close()`: resolves once every call in flight has settled (its result handed over). */
+  waitClosed(): Promise<void>
   isOpen(): boolean
 }
 

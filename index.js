@@ -102,7 +102,8 @@ class Gateway {
 
   /** Refuses new calls, ends calls in flight with ABORTED; resolves once they have settled. */
   async close() {
-    await this.#native.close()
+    this.#native.close()
+    await this.#native.waitClosed()
     await Promise.allSettled([...this.#inFlight])
   }
 

@@ -256,7 +256,11 @@ describe('5. close()', () => {
     track(gw.stream(ask('openai/m'), first))
     await streamed
     while (sent() - before < 2) await new Promise((r) => setTimeout(r, 5))
-    await gw.close()
+    const closing = gw.close()
+    const refused = await rejection(gw.chat(ask('openai/m')))
+    assertError(refused, 'ABORTED')
+    assert.match(refused.message, /gateway is closed/, 'a call after close() is refused at once')
+    await closing
     assert.equal(outcomes.length, 2, 'both calls settled before close() resolved')
     for (const [kind, error] of outcomes) {
       assert.equal(kind, 'error')
@@ -265,6 +269,7 @@ describe('5. close()', () => {
       assert.doesNotMatch(error.message, /signal/)
     }
     await gw.close() // closing twice is harmless
+    assert.equal(sent() - before, 2, 'nothing was sent after close()')
   })
 })
 

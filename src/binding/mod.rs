@@ -123,12 +123,17 @@ impl NativeGateway {
     }
   }
 
-  /// Refuses new calls, ends calls in flight with ABORTED, and resolves once they have
-  /// settled (their results are delivered).
+  /// Refuses new calls at once and ends calls in flight with ABORTED; `waitClosed()` then
+  /// resolves once they have settled.
   #[napi]
-  pub async fn close(&self) {
+  pub fn close(&self) {
     self.closed.cancel();
     self.calls.close();
+  }
+
+  /// After `close()`: resolves once every call in flight has settled (its result handed over).
+  #[napi]
+  pub async fn wait_closed(&self) {
     self.calls.wait().await;
   }
 
