@@ -41,6 +41,8 @@ class Gateway {
   #native
   #providerNames
   #onAnomaly
+  // chat() and stream() promises not yet settled: close() resolves after them.
+  #inFlight = new Set()
 
   constructor(options) {
     if (options == null || typeof options !== 'object') {
@@ -62,7 +64,11 @@ class Gateway {
   }
 
   /** Resolves with the whole response. */
-  async chat(request) {
+  chat(request) {
+    return this.#track(this.#chat(request))
+  }
+
+  async #chat(request) {
     for await (const event of this.#events(request, false)) {
       if (event.type === 'done') return event.response
     }
@@ -70,7 +76,11 @@ class Gateway {
   }
 
   /** Streams text to `onChunk`; resolves with the whole response when the stream ends. */
-  async stream(request, onChunk) {
+  stream(request, onChunk) {
+    return this.#track(this.#stream(request, onChunk))
+  }
+
+  async #stream(request, onChunk) {
     if (typeof onChunk !== 'function') throw invalid(new TypeError('stream(request, onChunk) needs an onChunk function'))
     const call = {}
     for await (const event of this.#events(request, true, call)) {
@@ -99,6 +109,12 @@ class Gateway {
   async *[OPENAI_SSE](request, options) {
     if (request == null || typeof request !== 'object') throw invalid(new TypeError('a request object is required'))
     const { signal, ...body } = request
+    if (signal?.aborted) {
+      throw new FerrogateError(
+        { code: 'ABORTED', status: 499, message: "request aborted by the caller's signal", requestId: newRequestId() },
+        signal.reason,
+      )
+    }
     let call
     try {
       call = this.#native.startOpenaiSse(body, options)
@@ -106,10 +122,7 @@ class Gateway {
       throw invalid(error)
     }
     const onAbort = () => call.cancel()
-    if (signal) {
-      if (signal.aborted) call.cancel()
-      else signal.addEventListener('abort', onAbort, { once: true })
-    }
+    signal?.addEventListener('abort', onAbort, { once: true })
     let finished = false
     try {
       for (;;) {
@@ -187,8 +200,18 @@ class Gateway {
     return this.#native.health()
   }
 
+  /** Refuses new calls, ends calls in flight with ABORTED; resolves once they have settled. */
   async close() {
     this.#native.close()
+    await this.#native.waitClosed()
+    await Promise.allSettled([...this.#inFlight])
+  }
+
+  #track(promise) {
+    this.#inFlight.add(promise)
+    const forget = () => this.#inFlight.delete(promise)
+    promise.then(forget, forget)
+    return promise
   }
 
   async *#events(request, stream, callInfo = {}) {
@@ -196,6 +219,13 @@ class Gateway {
     const { signal, ...body } = request
     if (signal != null && typeof signal.addEventListener !== 'function') {
       throw invalid(new TypeError('signal must be an AbortSignal'))
+    }
+    // Already aborted: nothing may reach the vendor, so the native call is never started.
+    if (signal?.aborted) {
+      throw new FerrogateError(
+        { code: 'ABORTED', status: 499, message: "request aborted by the caller's signal", requestId: newRequestId() },
+        signal.reason,
+      )
     }
     let call
     try {
@@ -205,10 +235,7 @@ class Gateway {
     }
     callInfo.requestId = call.requestId
     const onAbort = () => call.cancel()
-    if (signal) {
-      if (signal.aborted) call.cancel()
-      else signal.addEventListener('abort', onAbort, { once: true })
-    }
+    signal?.addEventListener('abort', onAbort, { once: true })
     let finished = false
     try {
       for (;;) {

@@ -273,6 +273,8 @@ fn message(i: usize, raw: OaMessage) -> Result<Message> {
         id: call.id,
         name: call.function.name,
         arguments: call.function.arguments,
+        // Gemini's signature does not travel over the OpenAI wire format.
+        thought_signature: None,
       })
       .collect(),
   })
