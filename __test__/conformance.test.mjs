@@ -1,4 +1,4 @@
-// Every recorded vendor response, stream and error from ../shared/fixtures/providers,
+// Every recorded vendor response, stream and error from __test__/fixtures/providers,
 // replayed by a loopback mock vendor and decoded through the whole addon (HTTP, SSE,
 // adapters, JS layer). Streams are replayed whole, one byte per write (every byte
 // boundary a split) and split at a few chosen offsets.

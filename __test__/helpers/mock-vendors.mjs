@@ -48,7 +48,7 @@ export const DEFAULT_USAGE = Object.freeze({ promptTokens: 10, completionTokens:
 
 const FIXTURES_DIR = process.env.FIXTURES_DIR
   ? path.resolve(process.env.FIXTURES_DIR)
-  : path.resolve(fileURLToPath(new URL('../..', import.meta.url)), '../shared/fixtures/providers');
+  : fileURLToPath(new URL('../fixtures/providers', import.meta.url));
 
 export function fixturePath(rel) {
   return path.join(FIXTURES_DIR, rel);
