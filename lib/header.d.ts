@@ -48,7 +48,7 @@ export declare class Gateway {
   models(): string[]
   /** One entry per route target. */
   health(): DeploymentHealth[]
-  /** Aborts every call in flight; later calls reject with ABORTED. */
+  /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }
 
