@@ -121,9 +121,14 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
     tool_choice,
     user: request.user,
   };
+  let mut metadata: Vec<(String, String)> =
+    request.metadata.unwrap_or_default().into_iter().collect();
+  metadata.sort();
   let options = CallOptions {
     timeout: millis_option(request.timeout_ms).filter(|d| !d.is_zero()),
     max_retries: request.max_retries,
+    bypass_cache: request.cache == Some(false),
+    metadata,
   };
   Ok((request.model, core, options))
 }

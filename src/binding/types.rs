@@ -110,7 +110,10 @@ pub struct ChatRequest {
   pub tool_choice: Option<Either<String, NamedToolChoice>>,
   /// Key for rate limits, budgets and cost reports; sent to the vendor as its user id.
   pub user: Option<String>,
+  /// Not sent to the vendor; handed to `onCall` with the call's record.
   pub metadata: Option<HashMap<String, String>>,
+  /// `false` skips the gateway's cache for this call (no lookup, nothing stored).
+  pub cache: Option<bool>,
   /// Deadline for this call, retries included.
   pub timeout_ms: Option<f64>,
   pub max_retries: Option<u32>,

@@ -1,34 +1,41 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   resolve → attempt (with retries, under one deadline) → stream → response
+//!   resolve → limits → (budget) → cache → attempt (with retries, under one deadline)
+//!   → settle → record
 //!
-//! Each stage lives in the file its name says; limits, budget, cache, route and ledger
-//! join this line as stages of their own without changing the provider layer.
+//! Each stage lives in the file its name says; budget, route and ledger join this line
+//! as stages of their own without changing the provider layer.
 
 mod attempt;
+mod cache;
 mod forward;
+mod limits;
 mod providers;
+mod record;
 mod response;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::ResponseCache;
 use crate::error::{GatewayError, Result};
+use crate::limiter::RateLimiter;
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
+pub use limits::ANONYMOUS;
 pub use providers::ProviderConfig;
+pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
 pub use response::estimate_usage;
 
 use attempt::RetryPolicy;
-use forward::Progress;
 use providers::{build_provider, Provider};
+use record::Trace;
 use response::CallTiming;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,6 +49,9 @@ pub struct GatewayConfig {
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
   pub retry_base: Duration,
+  pub cache: Option<Arc<ResponseCache>>,
+  pub rate_limiter: Option<Arc<RateLimiter>>,
+  pub on_call: Option<CallHook>,
 }
 
 impl Default for GatewayConfig {
@@ -51,15 +61,22 @@ impl Default for GatewayConfig {
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
+      cache: None,
+      rate_limiter: None,
+      on_call: None,
     }
   }
 }
 
-/// Per-call overrides from the request.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-call settings from the request that are not sent to the vendor.
+#[derive(Debug, Clone, Default)]
 pub struct CallOptions {
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
+  /// `cache: false` on the request.
+  pub bypass_cache: bool,
+  /// Passed through to `onCall`.
+  pub metadata: Vec<(String, String)>,
 }
 
 pub struct Gateway {
@@ -69,6 +86,10 @@ pub struct Gateway {
   max_retries: u32,
   retry_base: Duration,
   secrets: Vec<Secret>,
+  cache: Option<Arc<ResponseCache>>,
+  rate_limiter: Option<Arc<RateLimiter>>,
+  on_call: Option<CallHook>,
+  stats: GatewayStats,
 }
 
 impl Gateway {
@@ -95,6 +116,10 @@ impl Gateway {
       max_retries: config.max_retries,
       retry_base: config.retry_base,
       secrets,
+      cache: config.cache,
+      rate_limiter: config.rate_limiter,
+      on_call: config.on_call,
+      stats: GatewayStats::default(),
     })
   }
 
@@ -138,15 +163,65 @@ impl Gateway {
   pub async fn execute(
     &self,
     model: &str,
-    mut req: ChatRequest,
-    options: CallOptions,
+    req: ChatRequest,
+    mut options: CallOptions,
     sink: EventSink,
     cancel: CancellationToken,
     request_id: &str,
   ) -> Result<ChatResponse> {
-    let started = Instant::now();
+    let metadata = std::mem::take(&mut options.metadata);
+    let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
+    let result = self
+      .run(model, req, options, sink, cancel, &mut trace)
+      .await;
+    record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
+    result
+  }
+
+  async fn run(
+    &self,
+    model: &str,
+    mut req: ChatRequest,
+    options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    trace: &mut Trace,
+  ) -> Result<ChatResponse> {
     let (provider, vendor_model) = self.resolve(model)?;
+    trace.provider = Some(provider.name.clone());
+    trace.vendor_model = Some(vendor_model.clone());
     req.model = vendor_model;
+    let trace = &*trace;
+    let (policy, timeout) = self.policy(&provider, &options);
+    let admission = limits::admit(self.rate_limiter.as_deref(), &req, &self.stats).await?;
+    // budget reservation: the CostTracker's stage goes here.
+    let lookup = cache::lookup(self.cache.as_deref(), &provider.name, &req, &options);
+    let caller = cache::Caller {
+      started: trace.started,
+      request_id: &trace.request_id,
+      sink: &sink,
+      progress: &trace.progress,
+    };
+    let served = cache::through(lookup, caller, &self.stats, || {
+      self.upstream(&provider, &req, &sink, &policy, trace)
+    });
+    let outcome = tokio::select! {
+      biased;
+      _ = cancel.cancelled() => Err(GatewayError::aborted()),
+      result = tokio::time::timeout_at(policy.deadline, served) => {
+        result.unwrap_or_else(|_| Err(GatewayError::timeout(timeout)))
+      }
+    };
+    let outcome = outcome.map_err(|e| e.with_provider(&provider.name));
+    if let Some(admission) = admission {
+      admission.settle(&outcome).await;
+    }
+    outcome
+  }
+
+  /// Retries and the deadline for a call to `provider`; the timeout is returned for the
+  /// TIMEOUT message.
+  fn policy(&self, provider: &Provider, options: &CallOptions) -> (RetryPolicy, Duration) {
     let timeout = options.timeout.or(provider.timeout).unwrap_or(self.timeout);
     let now = tokio::time::Instant::now();
     let policy = RetryPolicy {
@@ -160,31 +235,50 @@ impl Gateway {
         .checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
     };
-    let attempts = AtomicU32::new(0);
-    let progress = Progress::default();
-    let work = attempt::with_retries(
-      &self.http, &provider, &req, &sink, &progress, &attempts, &policy,
-    );
-    let outcome = tokio::select! {
-      biased;
-      _ = cancel.cancelled() => Err(GatewayError::aborted()),
-      result = tokio::time::timeout_at(policy.deadline, work) => {
-        result.unwrap_or_else(|_| Err(GatewayError::timeout(timeout)))
-      }
-    };
-    let completion = outcome.map_err(|e| e.with_provider(&provider.name))?;
+    (policy, timeout)
+  }
+
+  /// The provider stage: attempts with retries, then the caller's response.
+  async fn upstream(
+    &self,
+    provider: &Provider,
+    req: &ChatRequest,
+    sink: &EventSink,
+    policy: &RetryPolicy,
+    trace: &Trace,
+  ) -> Result<ChatResponse> {
+    let completion = attempt::with_retries(
+      &self.http,
+      provider,
+      req,
+      sink,
+      &trace.progress,
+      &trace.attempts,
+      policy,
+    )
+    .await?;
     let timing = CallTiming {
-      started,
-      ttft: progress.first_event_at().map(|at| at - started),
-      attempts: attempts.load(Ordering::SeqCst),
+      started: trace.started,
+      ttft: trace.progress.first_event_at().map(|at| at - trace.started),
+      attempts: trace.attempts.load(std::sync::atomic::Ordering::SeqCst),
     };
     Ok(response::response(
       &provider.name,
-      &req,
+      req,
       completion,
       timing,
-      request_id,
+      &trace.request_id,
     ))
+  }
+
+  /// Calls by outcome and error code, cache and limiter counters, hook errors.
+  pub fn stats(&self) -> StatsSnapshot {
+    self.stats.snapshot()
+  }
+
+  /// The `onCall` hook threw: counted in `stats()`, never rethrown.
+  pub fn record_hook_error(&self) {
+    self.stats.hook_error();
   }
 
   /// Removes every configured key (and key-shaped text) from an error bound for JS.
@@ -274,7 +368,7 @@ mod tests {
     let (sender, _receiver) = mpsc::channel(1);
     let options = CallOptions {
       timeout: Some(Duration::from_millis(20)),
-      max_retries: None,
+      ..CallOptions::default()
     };
     // Nobody reads the one-slot channel, so the stream stalls until the deadline.
     let timed_out = gateway
