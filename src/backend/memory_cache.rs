@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{self, BoxFuture, FutureExt};
 use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use moka::Expiry;
 
@@ -69,8 +70,11 @@ impl MemoryCacheStore {
     };
     let bytes = Arc::new(AtomicU64::new(0));
     let removed = bytes.clone();
+    // LRU rather than moka's default TinyLFU admission: a fresh answer is always kept and
+    // the least recently used ones make room, which is what callers expect of a cache.
     let entries = Cache::builder()
       .max_capacity(capacity)
+      .eviction_policy(EvictionPolicy::lru())
       .weigher(move |_key: &String, entry: &Entry| {
         let weight = if unit == 0 { 1 } else { entry.bytes.max(unit) };
         u32::try_from(weight).unwrap_or(u32::MAX)
