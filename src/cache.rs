@@ -376,19 +376,38 @@ mod tests {
   #[test]
   fn every_field_that_changes_the_answer_changes_the_key() {
     let key = key_for(MODEL, &base());
-    let variants: Vec<(&str, Box<dyn Fn(&mut ChatRequest)>)> = vec![
-      ("text", Box::new(|r| r.messages[1] = Message::text(Role::User, "hello!"))),
+    type Change = Box<dyn Fn(&mut ChatRequest)>;
+    let variants: Vec<(&str, Change)> = vec![
+      (
+        "text",
+        Box::new(|r| r.messages[1] = Message::text(Role::User, "hello!")),
+      ),
       ("role", Box::new(|r| r.messages[0].role = Role::User)),
-      ("message added", Box::new(|r| r.messages.push(Message::text(Role::User, "")))),
+      (
+        "message added",
+        Box::new(|r| r.messages.push(Message::text(Role::User, ""))),
+      ),
       ("temperature", Box::new(|r| r.temperature = Some(0.5))),
       ("top_p", Box::new(|r| r.top_p = Some(0.9))),
       ("max_tokens", Box::new(|r| r.max_tokens = Some(10))),
       ("stop", Box::new(|r| r.stop = vec!["\n".into()])),
       ("tool name", Box::new(|r| r.tools[0].name = "find".into())),
-      ("tool schema", Box::new(|r| r.tools[0].parameters = json!({"type": "object"}))),
-      ("tool choice", Box::new(|r| r.tool_choice = Some(ToolChoice::Required))),
-      ("named tool choice", Box::new(|r| r.tool_choice = Some(ToolChoice::Named("lookup".into())))),
-      ("response format", Box::new(|r| r.response_format = Some(ResponseFormat::JsonObject))),
+      (
+        "tool schema",
+        Box::new(|r| r.tools[0].parameters = json!({"type": "object"})),
+      ),
+      (
+        "tool choice",
+        Box::new(|r| r.tool_choice = Some(ToolChoice::Required)),
+      ),
+      (
+        "named tool choice",
+        Box::new(|r| r.tool_choice = Some(ToolChoice::Named("lookup".into()))),
+      ),
+      (
+        "response format",
+        Box::new(|r| r.response_format = Some(ResponseFormat::JsonObject)),
+      ),
       (
         "tool call",
         Box::new(|r| {
@@ -399,7 +418,14 @@ mod tests {
           })
         }),
       ),
-      ("image", Box::new(|r| r.messages[1].content.push(ContentPart::ImageUrl("https://x/y.png".into())))),
+      (
+        "image",
+        Box::new(|r| {
+          r.messages[1]
+            .content
+            .push(ContentPart::ImageUrl("https://x/y.png".into()))
+        }),
+      ),
     ];
     for (name, change) in variants {
       let mut changed = base();

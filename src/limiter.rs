@@ -86,14 +86,11 @@ impl RateLimiter {
 
   /// `acquire` for a store that answers at once (the embedded one): `check()` in JS.
   pub fn check(&self, key: &str, tokens: u64) -> Result<Decision> {
-    self
-      .acquire(key, tokens)
-      .now_or_never()
-      .unwrap_or_else(|| {
-        Err(GatewayError::config(
-          "this limiter backend answers asynchronously; use acquire()",
-        ))
-      })
+    self.acquire(key, tokens).now_or_never().unwrap_or_else(|| {
+      Err(GatewayError::config(
+        "this limiter backend answers asynchronously; use acquire()",
+      ))
+    })
   }
 
   /// Replaces an admitted call's estimated token charge with what it really used.

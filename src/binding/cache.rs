@@ -200,8 +200,10 @@ fn cached_answer(value: CachedAnswer) -> Result<core::ChatResponse, GatewayError
       }
       out.estimated = usage.estimated.unwrap_or(false);
       out.cached_prompt_tokens = count("usage.cachedPromptTokens", usage.cached_prompt_tokens)?;
-      out.cache_write_prompt_tokens =
-        count("usage.cacheWritePromptTokens", usage.cache_write_prompt_tokens)?;
+      out.cache_write_prompt_tokens = count(
+        "usage.cacheWritePromptTokens",
+        usage.cache_write_prompt_tokens,
+      )?;
       out.reasoning_tokens = count("usage.reasoningTokens", usage.reasoning_tokens)?;
       out
     }

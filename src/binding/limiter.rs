@@ -44,7 +44,13 @@ fn parse_tokens(value: Option<f64>) -> napi::Result<u64> {
 }
 
 fn decision(decision: Decision) -> RateLimitDecision {
-  let remaining = |n: u64| if n == u64::MAX { f64::INFINITY } else { n as f64 };
+  let remaining = |n: u64| {
+    if n == u64::MAX {
+      f64::INFINITY
+    } else {
+      n as f64
+    }
+  };
   RateLimitDecision {
     allowed: decision.allowed,
     retry_after_ms: (decision.retry_after.as_secs_f64() * 1000.0).ceil(),
@@ -72,7 +78,11 @@ impl NativeRateLimiter {
   #[napi]
   pub fn check(&self, key: String, tokens: Option<f64>) -> napi::Result<RateLimitDecision> {
     let tokens = parse_tokens(tokens)?;
-    self.inner.check(&key, tokens).map(decision).map_err(js_error)
+    self
+      .inner
+      .check(&key, tokens)
+      .map(decision)
+      .map_err(js_error)
   }
 
   /// `check` for every backend, local or shared.

@@ -65,7 +65,11 @@ where
     let leader = match cache.join_or_lead(&key) {
       InFlight::Leader(leader) => leader,
       InFlight::Follower(mut follower) => {
-        let shared = follower.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
+        let shared = follower
+          .wait_for(Option::is_some)
+          .await
+          .ok()
+          .and_then(|v| v.clone());
         match shared {
           Some(Ok(answer)) => {
             bump(&stats.cache_coalesced);
