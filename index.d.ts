@@ -139,8 +139,11 @@ export declare class NativeRateLimiter {
 /** The native response cache. Use `ResponseCache` from the package. */
 export declare class NativeResponseCache {
   constructor(options?: ResponseCacheOptions | undefined | null)
-  /** The stored answer, or undefined. */
-  get(key: string): ChatResponse | null
+  /**
+   * The stored answer as JSON text (a `ChatResponse`), or null. One string crosses
+   * into JS instead of a property write per field, which is what a hit costs from JS.
+   */
+  getJson(key: string): string | null
   /** `ttlSeconds` overrides the cache's default for this entry. */
   set(key: string, value: CachedAnswer, ttlSeconds?: number | undefined | null): void
   /** True when an entry was removed. */

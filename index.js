@@ -50,7 +50,8 @@ class ResponseCache {
 
   get(key) {
     try {
-      return this.#native.get(key) ?? undefined
+      const json = this.#native.getJson(key)
+      return json == null ? undefined : JSON.parse(json)
     } catch (error) {
       throw invalid(error)
     }

@@ -61,6 +61,7 @@ describe('onCall', () => {
     vendors.enqueue('openai', { status: 400, body: { error: { message: 'bad', type: 'invalid_request_error', param: null, code: null } } })
     await rejection(gw.chat(ask()))
     await rejection(gw.chat(ask({ model: 'nowhere/m' })))
+    await rejection(gw.chat(ask({ messages: [] }))) // refused before it starts: still recorded
     vendors.enqueue('openai', { hang: true })
     const controller = new AbortController()
     const aborted = rejection(gw.chat(ask({ messages: [{ role: 'user', content: 'slow' }], signal: controller.signal })))
@@ -69,21 +70,23 @@ describe('onCall', () => {
     await aborted
     await gw.chat(ask())
     await gw.chat(ask())
-    await until(records, 5)
+    await until(records, 6)
     const byOutcome = records.map((r) => [r.outcome, r.errorCode ?? null, r.cached])
     assert.deepEqual(byOutcome, [
       ['error', 'INVALID_REQUEST', false],
       ['error', 'NOT_FOUND', false],
+      ['error', 'INVALID_REQUEST', false],
       ['aborted', 'ABORTED', false],
       ['ok', null, false],
       ['ok', null, true],
     ])
     assert.equal(records[0].attempts, 1)
     assert.equal(records[1].provider, undefined, 'an unresolved model has no provider')
-    assert.equal(records[4].attempts, 0)
+    assert.equal(records[2].model, 'openai/gpt-4o-mini')
+    assert.equal(records[5].attempts, 0)
     const stats = gw.stats()
-    assert.deepEqual(stats.callsByOutcome, { ok: 2, error: 2, aborted: 1 })
-    assert.deepEqual(stats.callsByErrorCode, { INVALID_REQUEST: 1, NOT_FOUND: 1, ABORTED: 1 })
+    assert.deepEqual(stats.callsByOutcome, { ok: 2, error: 3, aborted: 1 })
+    assert.deepEqual(stats.callsByErrorCode, { INVALID_REQUEST: 2, NOT_FOUND: 1, ABORTED: 1 })
     assert.deepEqual([stats.cacheHits, stats.cacheMisses], [1, 3])
   })
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use napi_derive::napi;
 
 use super::convert;
-use super::types::{ChatRequest, ChatResponse, ToolCall};
+use super::types::{ChatRequest, ToolCall};
 use crate::backend::memory_cache::MemoryCacheLimits;
 use crate::cache::{key_for, ResponseCache};
 use crate::error::GatewayError;
@@ -118,11 +118,12 @@ impl NativeResponseCache {
     })
   }
 
-  /// The stored answer, or undefined.
+  /// The stored answer as JSON text (a `ChatResponse`), or null. One string crosses
+  /// into JS instead of a property write per field, which is what a hit costs from JS.
   #[napi]
-  pub fn get(&self, key: String) -> napi::Result<Option<ChatResponse>> {
+  pub fn get_json(&self, key: String) -> napi::Result<Option<String>> {
     let found = ResponseCache::now(self.inner.get(&key)).map_err(js_error)?;
-    Ok(found.map(|answer| convert::response((*answer).clone())))
+    Ok(found.map(|answer| response_json(&answer)))
   }
 
   /// `ttlSeconds` overrides the cache's default for this entry.
@@ -168,6 +169,44 @@ impl NativeResponseCache {
     let (model, request, _) = convert::chat_request(request).map_err(js_error)?;
     Ok(key_for(&model, &request))
   }
+}
+
+/// The `ChatResponse` shape of `convert::response`, as JSON text.
+fn response_json(answer: &core::ChatResponse) -> String {
+  let usage = &answer.usage;
+  let mut value = serde_json::json!({
+    "id": answer.id,
+    "provider": answer.provider,
+    "model": answer.model,
+    "content": answer.content,
+    "toolCalls": answer.tool_calls.iter().map(|call| serde_json::json!({
+      "id": call.id, "name": call.name, "arguments": call.arguments,
+    })).collect::<Vec<_>>(),
+    "finishReason": answer.finish_reason.as_str(),
+    "usage": {
+      "promptTokens": usage.prompt_tokens,
+      "completionTokens": usage.completion_tokens,
+      "totalTokens": usage.total_tokens,
+      "estimated": usage.estimated,
+      "cachedPromptTokens": usage.cached_prompt_tokens,
+      "cacheWritePromptTokens": usage.cache_write_prompt_tokens,
+      "reasoningTokens": usage.reasoning_tokens,
+    },
+    "costUsd": answer.cost_usd,
+    "cached": answer.cached,
+    "latencyMs": answer.latency_ms,
+    "attempts": answer.attempts,
+    "requestId": answer.request_id,
+  });
+  if let Some(object) = value.as_object_mut() {
+    if let Some(refusal) = &answer.refusal {
+      object.insert("refusal".into(), refusal.clone().into());
+    }
+    if let Some(ttft) = answer.ttft_ms {
+      object.insert("ttftMs".into(), ttft.into());
+    }
+  }
+  value.to_string()
 }
 
 fn count(name: &str, value: Option<f64>) -> Result<u64, GatewayError> {

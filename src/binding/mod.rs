@@ -98,11 +98,6 @@ impl NativeGateway {
       cancel: cancel.clone(),
       request_id: request_id.clone(),
     };
-    if self.closed.is_cancelled() {
-      let closed = GatewayError::new(crate::error::ErrorCode::Aborted, "the gateway is closed");
-      let _ = sender.try_send(Err(closed));
-      return call;
-    }
     let gateway = match &self.inner {
       Ok(gateway) => gateway.clone(),
       Err(error) => {
@@ -110,10 +105,21 @@ impl NativeGateway {
         return call;
       }
     };
+    // Calls refused here still get their onCall record and their count in stats().
+    let refuse = |model: &str, user: Option<&String>, error: GatewayError| {
+      gateway.record_refusal(model, user, &request_id, &error);
+      let _ = sender.try_send(Err(error));
+    };
+    if self.closed.is_cancelled() {
+      let closed = GatewayError::new(crate::error::ErrorCode::Aborted, "the gateway is closed");
+      refuse(&request.model, request.user.as_ref(), closed);
+      return call;
+    }
+    let asked = (request.model.clone(), request.user.clone());
     let (model, core_request, options) = match convert::chat_request(request) {
       Ok(parts) => parts,
       Err(error) => {
-        let _ = sender.try_send(Err(error));
+        refuse(&asked.0, asked.1.as_ref(), error);
         return call;
       }
     };

@@ -271,6 +271,23 @@ impl Gateway {
     ))
   }
 
+  /// Records a call refused before it could start (invalid request, closed gateway).
+  pub fn record_refusal(
+    &self,
+    model: &str,
+    user: Option<&String>,
+    request_id: &str,
+    error: &GatewayError,
+  ) {
+    let trace = Trace::start(model, user, Vec::new(), request_id);
+    record::finish(
+      &self.stats,
+      self.on_call.as_ref(),
+      trace,
+      &Err(error.clone()),
+    );
+  }
+
   /// Calls by outcome and error code, cache and limiter counters, hook errors.
   pub fn stats(&self) -> StatsSnapshot {
     self.stats.snapshot()
@@ -418,6 +435,86 @@ mod tests {
     assert_eq!((provider.name.as_str(), model.as_str()), ("team", "x/y"));
     let missing = gateway.resolve("other/m").map(|_| ()).expect_err("unknown");
     assert_eq!(missing.code, ErrorCode::NotFound);
+  }
+
+  #[tokio::test]
+  async fn identical_concurrent_misses_share_one_upstream_call() {
+    let cache = Arc::new(ResponseCache::in_memory(
+      crate::backend::memory_cache::MemoryCacheLimits::default(),
+      None,
+    ));
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        mock_chunk_delay: Some(Duration::from_millis(2)),
+        ..ProviderConfig::default()
+      }],
+      cache: Some(cache),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let calls = (0..20).map(|i| {
+      gateway.execute(
+        "mock/m",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        if i == 0 { "first" } else { "other" },
+      )
+    });
+    let responses = futures_util::future::join_all(calls).await;
+    let upstream = responses
+      .iter()
+      .filter(|r| matches!(r, Ok(response) if !response.cached))
+      .count();
+    assert_eq!(upstream, 1);
+    assert!(responses.iter().all(Result::is_ok));
+    let stats = gateway.stats();
+    assert_eq!(stats.cache_misses, 1);
+    assert_eq!(stats.cache_coalesced + stats.cache_hits, 19);
+    assert_eq!(stats.ok, 20);
+  }
+
+  #[tokio::test]
+  async fn a_limiter_refusal_is_rate_limited_with_a_wait() {
+    let limiter = RateLimiter::in_memory(crate::limiter::LimiterOptions {
+      requests_per_minute: Some(1.0),
+      ..Default::default()
+    })
+    .expect("limiter");
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        mock_chunk_delay: Some(Duration::ZERO),
+        ..ProviderConfig::default()
+      }],
+      rate_limiter: Some(Arc::new(limiter)),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let run = || {
+      gateway.execute(
+        "mock/m",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        "r",
+      )
+    };
+    let started = std::time::Instant::now();
+    run().await.expect("first call admitted");
+    let refused = run().await.expect_err("second call refused");
+    let elapsed = started.elapsed();
+    assert_eq!(refused.code, ErrorCode::RateLimited);
+    assert_eq!(refused.status, 429);
+    let wait = refused.retry_after.expect("a wait");
+    // One request a minute: the next is due a minute after the first, less what has passed.
+    assert!(wait <= Duration::from_secs(60) && wait + elapsed >= Duration::from_secs(60));
+    assert_eq!(gateway.stats().limiter_refusals, 1);
   }
 
   #[test]
