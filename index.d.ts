@@ -65,6 +65,8 @@ export type StreamEvent =
   | { type: 'tool_call'; index: number; id?: string; name?: string; argumentsDelta: string }
   | { type: 'done'; response: ChatResponse }
 
+export type BatchItem = { ok: true; response: ChatResponse } | { ok: false; error: FerrogateError }
+
 export declare class Gateway {
   /** Throws a FerrogateError with code CONFIG when the options are wrong. */
   constructor(options: GatewayOptions)
@@ -73,8 +75,12 @@ export declare class Gateway {
   stream(request: ChatRequest, onChunk: (text: string) => void): Promise<ChatResponse>
   /** Breaking out of the loop aborts the upstream request. */
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
-  /** "provider/model" for every model a provider advertises. */
+  /** Runs the requests through chat() with at most `concurrency` (default 8) in flight; one item per request, in input order. */
+  batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
+  /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
   models(): string[]
+  /** One entry per route target. */
+  health(): DeploymentHealth[]
   /** Counters since the gateway was created. */
   stats(): GatewayStats
   /** Aborts every call in flight; later calls reject with ABORTED. */
@@ -120,8 +126,13 @@ export declare class NativeGateway {
   configError(): ErrorInfo | null
   /** Starts a call; `stream` decides whether text events are delivered as they arrive. */
   start(request: ChatRequest, stream: boolean): NativeCall
-  /** "provider/model" for every model a provider advertises. */
+  /**
+   * Route aliases, then "provider/model" for every model named in a route or advertised
+   * by a provider.
+   */
   models(): Array<string>
+  /** One entry per route target: breaker state, calls in flight, recent latency and errors. */
+  health(): Array<DeploymentHealth>
   /** Cancels every call in flight; later calls fail with ABORTED. */
   close(): void
   isOpen(): boolean
@@ -218,7 +229,7 @@ export interface CallsByOutcome {
 }
 
 export interface ChatRequest {
-  /** "provider/model", e.g. "openai/gpt-4o-mini". */
+  /** "provider/model", e.g. "openai/gpt-4o-mini", or a route alias. */
   model: string
   messages: Array<Message>
   temperature?: number
@@ -237,6 +248,8 @@ export interface ChatRequest {
   /** Deadline for this call, retries included. */
   timeoutMs?: number
   maxRetries?: number
+  /** Admission order when every target of a route is busy: higher first (default 0). */
+  priority?: number
 }
 
 export interface ChatResponse {
@@ -278,6 +291,25 @@ export interface ContentPart {
  */
 export declare function countTokens(model: string, input: string | Array<Message>): number
 
+/** One route target's state. */
+export interface DeploymentHealth {
+  route: string
+  provider: string
+  model: string
+  state: 'healthy' | 'ejected' | 'half_open'
+  inFlight: number
+  /** Calls waiting in the route's admission queue (the same for every target of a route). */
+  queued: number
+  /** EWMA of whole-call latency (0 before the first success). */
+  ewmaLatencyMs: number
+  /** EWMA of time to first token over streamed calls. */
+  ewmaTtftMs?: number
+  /** Failed share of the recent calls (the error-rate window). */
+  errorRate: number
+  /** Epoch ms until which the target is ejected or cooling down after a 429. */
+  ejectedUntil?: number
+}
+
 /** The fields of a rejected call; the JS layer throws them as a `FerrogateError`. */
 export interface ErrorInfo {
   code: ErrorCode
@@ -295,6 +327,9 @@ export interface ErrorInfo {
 
 export interface GatewayOptions {
   providers: Record<string, ProviderConfig>
+  /** Route alias -> deployments: load balancing, fallbacks, circuit breaking. */
+  routes?: Record<string, Array<RouteTarget>>
+  routing?: RoutingOptions
   /** Deadline for a whole call, retries included (default 60000). */
   timeoutMs?: number
   /** Further attempts after a retryable failure (default 3). */
@@ -415,6 +450,39 @@ export interface ResponseFormat {
   name?: string
   /** json_schema: the JSON Schema the answer must follow. */
   schema?: Record<string, unknown>
+}
+
+/** One deployment behind a route alias. */
+export interface RouteTarget {
+  /** A key of `providers`. */
+  provider: string
+  /** The vendor's model name. */
+  model: string
+  /** Share of traffic relative to the route's other targets (default 1). */
+  weight?: number
+  /** Most calls in flight on this target; more wait in the admission queue. */
+  maxConcurrent?: number
+  /**
+   * Whether active health checks may call this target (default true; checks are off
+   * unless `routing.healthCheckIntervalMs` is set).
+   */
+  healthCheck?: boolean
+}
+
+/** Circuit breaker, health check and admission queue parameters for every route. */
+export interface RoutingOptions {
+  /** A target is ejected after this many failures in a row (default 5). */
+  consecutiveFailures?: number
+  /** ...or when more than this share of its last `errorRateWindow` calls failed (default 0.5). */
+  errorRate?: number
+  /** Calls in the error-rate window (default 20; judged from min(window, 10) calls on). */
+  errorRateWindow?: number
+  /** How long an ejected target sits out before one probe call (default 30000). */
+  cooldownMs?: number
+  /** Active health checks: a 1-token request to every target this often. Off by default. */
+  healthCheckIntervalMs?: number
+  /** Calls that may wait per route when every target is at maxConcurrent (default 1024). */
+  queueLimit?: number
 }
 
 export interface ToolCall {

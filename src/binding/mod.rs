@@ -138,7 +138,8 @@ impl NativeGateway {
     call
   }
 
-  /// "provider/model" for every model a provider advertises.
+  /// Route aliases, then "provider/model" for every model named in a route or advertised
+  /// by a provider.
   #[napi]
   pub fn models(&self) -> Vec<String> {
     match &self.inner {
@@ -147,10 +148,22 @@ impl NativeGateway {
     }
   }
 
+  /// One entry per route target: breaker state, calls in flight, recent latency and errors.
+  #[napi]
+  pub fn health(&self) -> Vec<DeploymentHealth> {
+    match &self.inner {
+      Ok(gateway) => gateway.health().into_iter().map(convert::health).collect(),
+      Err(_) => Vec::new(),
+    }
+  }
+
   /// Cancels every call in flight; later calls fail with ABORTED.
   #[napi]
   pub fn close(&self) {
     self.closed.cancel();
+    if let Ok(gateway) = &self.inner {
+      gateway.close();
+    }
   }
 
   #[napi]

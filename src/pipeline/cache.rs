@@ -20,17 +20,18 @@ pub(crate) struct Lookup<'a> {
   key: String,
 }
 
+/// `model` as the caller asked: "provider/model", or a route alias, whose targets then
+/// share one answer.
 pub(crate) fn lookup<'a>(
   cache: Option<&'a ResponseCache>,
-  provider: &str,
+  model: &str,
   req: &ChatRequest,
   options: &CallOptions,
 ) -> Option<Lookup<'a>> {
   let cache = cache.filter(|_| !options.bypass_cache)?;
-  let model = format!("{provider}/{}", req.model);
   Some(Lookup {
     cache,
-    key: key_for(&model, req),
+    key: key_for(model, req),
   })
 }
 

@@ -18,8 +18,11 @@ pub(crate) struct Admission<'a> {
   estimated: u64,
 }
 
+/// `model` is the model as asked (the vendor's is not known before routing); it picks
+/// the tokenizer for the estimate.
 pub(crate) async fn admit<'a>(
   limiter: Option<&'a RateLimiter>,
+  model: &str,
   req: &ChatRequest,
   stats: &GatewayStats,
 ) -> Result<Option<Admission<'a>>> {
@@ -28,7 +31,7 @@ pub(crate) async fn admit<'a>(
   };
   let key = req.user.as_deref().unwrap_or(ANONYMOUS);
   let estimated = if limiter.counts_tokens() {
-    let prompt = encoding_for(&req.model).count_messages(&req.messages) as u64;
+    let prompt = encoding_for(model).count_messages(&req.messages) as u64;
     prompt + u64::from(req.max_tokens.unwrap_or(0))
   } else {
     0

@@ -1,10 +1,10 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   resolve → limits → (budget) → cache → attempt (with retries, under one deadline)
-//!   → settle → record
+//!   limits → (budget) → cache → route → attempt (with retries, under one deadline)
+//!   → response → settle → record
 //!
-//! Each stage lives in the file its name says; budget, route and ledger join this line
-//! as stages of their own without changing the provider layer.
+//! Each stage lives in the file its name says; budget and ledger join this line as
+//! stages of their own without changing the provider layer.
 
 mod attempt;
 mod cache;
@@ -13,8 +13,10 @@ mod limits;
 mod providers;
 mod record;
 mod response;
+mod route;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +34,13 @@ pub use limits::ANONYMOUS;
 pub use providers::ProviderConfig;
 pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
 pub use response::estimate_usage;
+pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
 use attempt::RetryPolicy;
 use providers::{build_provider, Provider};
 use record::Trace;
 use response::CallTiming;
+use route::{CallTargets, Router};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -45,6 +49,8 @@ pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
   pub providers: Vec<ProviderConfig>,
+  pub routes: Vec<RouteConfig>,
+  pub routing: RoutingConfig,
   pub timeout: Duration,
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
@@ -58,6 +64,8 @@ impl Default for GatewayConfig {
   fn default() -> Self {
     GatewayConfig {
       providers: Vec::new(),
+      routes: Vec::new(),
+      routing: RoutingConfig::default(),
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
@@ -73,6 +81,8 @@ impl Default for GatewayConfig {
 pub struct CallOptions {
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
+  /// Admission order when a route's targets are all busy: higher first.
+  pub priority: i32,
   /// `cache: false` on the request.
   pub bypass_cache: bool,
   /// Passed through to `onCall`.
@@ -81,6 +91,7 @@ pub struct CallOptions {
 
 pub struct Gateway {
   providers: HashMap<String, Arc<Provider>>,
+  router: Router,
   http: reqwest::Client,
   timeout: Duration,
   max_retries: u32,
@@ -103,6 +114,7 @@ impl Gateway {
       let built = build_provider(&provider, &mut secrets)?;
       providers.insert(provider.name.clone(), Arc::new(built));
     }
+    let router = Router::new(config.routes, config.routing, &providers)?;
     let http = reqwest::Client::builder()
       .tcp_nodelay(true)
       .pool_idle_timeout(Duration::from_secs(90))
@@ -111,6 +123,7 @@ impl Gateway {
       .map_err(|e| GatewayError::config(format!("could not create the HTTP client: {e}")))?;
     Ok(Gateway {
       providers,
+      router,
       http,
       timeout: config.timeout,
       max_retries: config.max_retries,
@@ -123,15 +136,49 @@ impl Gateway {
     })
   }
 
-  /// "provider/model" for every model a provider advertises.
+  /// Route aliases, then "provider/model" for every model named in a
+  /// route or advertised by a provider, sorted.
   pub fn models(&self) -> Vec<String> {
     let mut models: Vec<String> = self
       .providers
       .values()
       .flat_map(|p| p.models.iter().map(move |m| format!("{}/{m}", p.name)))
+      .chain(self.router.target_models())
       .collect();
     models.sort();
-    models
+    models.dedup();
+    let aliases = self.router.aliases();
+    models.retain(|m| !aliases.contains(m));
+    aliases.iter().cloned().chain(models).collect()
+  }
+
+  /// One entry per route target.
+  pub fn health(&self) -> Vec<DeploymentHealth> {
+    self.router.health()
+  }
+
+  /// Stops background work (active health checks).
+  pub fn close(&self) {
+    self.router.stop();
+  }
+
+  /// The route stage: a route alias gives its targets; anything else is "provider/model".
+  fn route(
+    &self,
+    model: &str,
+    options: &CallOptions,
+    stream: bool,
+    cancel: &CancellationToken,
+  ) -> Result<CallTargets> {
+    self.router.start_health_checks(&self.http);
+    if let Some(targets) = self
+      .router
+      .targets_for(model, stream, options.priority, cancel)
+    {
+      return Ok(targets);
+    }
+    let (provider, model) = self.resolve(model)?;
+    Ok(CallTargets::Single { provider, model })
   }
 
   /// "provider/model" → the provider and the vendor's model name. Provider names may
@@ -159,7 +206,8 @@ impl Gateway {
     }
   }
 
-  /// Runs one call to completion. `model` is "provider/model"; `req.model` is ignored.
+  /// Runs one call to completion. `model` is a route alias or "provider/model";
+  /// `req.model` is ignored.
   pub async fn execute(
     &self,
     model: &str,
@@ -171,9 +219,10 @@ impl Gateway {
   ) -> Result<ChatResponse> {
     let metadata = std::mem::take(&mut options.metadata);
     let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
-    let result = self
-      .run(model, req, options, sink, cancel, &mut trace)
-      .await;
+    if self.router.aliases().iter().any(|alias| alias == model) {
+      trace.route = Some(model.to_string());
+    }
+    let result = self.run(model, req, options, sink, cancel, &trace).await;
     record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
     result
   }
@@ -181,21 +230,20 @@ impl Gateway {
   async fn run(
     &self,
     model: &str,
-    mut req: ChatRequest,
+    req: ChatRequest,
     options: CallOptions,
     sink: EventSink,
     cancel: CancellationToken,
-    trace: &mut Trace,
+    trace: &Trace,
   ) -> Result<ChatResponse> {
-    let (provider, vendor_model) = self.resolve(model)?;
-    trace.provider = Some(provider.name.clone());
-    trace.vendor_model = Some(vendor_model.clone());
-    req.model = vendor_model;
-    let trace = &*trace;
-    let (policy, timeout) = self.policy(&provider, &options);
-    let admission = limits::admit(self.rate_limiter.as_deref(), &req, &self.stats).await?;
+    let start = tokio::time::Instant::now();
+    // An unknown model is refused before it costs a rate-limit slot or a cache lookup.
+    if trace.route.is_none() {
+      self.resolve(model)?;
+    }
+    let admission = limits::admit(self.rate_limiter.as_deref(), model, &req, &self.stats).await?;
     // budget reservation: the CostTracker's stage goes here.
-    let lookup = cache::lookup(self.cache.as_deref(), &provider.name, &req, &options);
+    let lookup = cache::lookup(self.cache.as_deref(), model, &req, &options);
     let caller = cache::Caller {
       started: trace.started,
       request_id: &trace.request_id,
@@ -203,68 +251,95 @@ impl Gateway {
       progress: &trace.progress,
     };
     let served = cache::through(lookup, caller, &self.stats, || {
-      self.upstream(&provider, &req, &sink, &policy, trace)
+      self.upstream(model, req, &options, &sink, &cancel, start, trace)
     });
-    let outcome = tokio::select! {
-      biased;
-      _ = cancel.cancelled() => Err(GatewayError::aborted()),
-      result = tokio::time::timeout_at(policy.deadline, served) => {
-        result.unwrap_or_else(|_| Err(GatewayError::timeout(timeout)))
-      }
+    // The upstream call keeps its own deadline; this one bounds a caller waiting on an
+    // identical call in flight. Both end at the same instant, and the upstream call's
+    // own (more precise) error wins a tie because it is polled first.
+    let outcome = match options
+      .timeout
+      .and_then(|timeout| start.checked_add(timeout))
+    {
+      Some(deadline) => tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(GatewayError::aborted()),
+        result = tokio::time::timeout_at(deadline, served) => result.unwrap_or_else(|_| {
+          Err(GatewayError::timeout(options.timeout.unwrap_or_default()))
+        }),
+      },
+      None => tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(GatewayError::aborted()),
+        result = served => result,
+      },
     };
-    let outcome = outcome.map_err(|e| e.with_provider(&provider.name));
     if let Some(admission) = admission {
       admission.settle(&outcome).await;
     }
     outcome
   }
 
-  /// Retries and the deadline for a call to `provider`; the timeout is returned for the
-  /// TIMEOUT message.
-  fn policy(&self, provider: &Provider, options: &CallOptions) -> (RetryPolicy, Duration) {
-    let timeout = options.timeout.or(provider.timeout).unwrap_or(self.timeout);
-    let now = tokio::time::Instant::now();
+  /// Route and provider stages: targets, attempts with retries under the call's
+  /// deadline, then the caller's response.
+  #[allow(clippy::too_many_arguments)]
+  async fn upstream(
+    &self,
+    model: &str,
+    mut req: ChatRequest,
+    options: &CallOptions,
+    sink: &EventSink,
+    cancel: &CancellationToken,
+    start: tokio::time::Instant,
+    trace: &Trace,
+  ) -> Result<ChatResponse> {
+    let mut targets = self.route(model, options, sink.is_some(), cancel)?;
+    let timeout = options
+      .timeout
+      .or(targets.provider_timeout())
+      .unwrap_or(self.timeout);
     let policy = RetryPolicy {
       max_retries: options
         .max_retries
-        .or(provider.max_retries)
+        .or(targets.provider_max_retries())
         .unwrap_or(self.max_retries),
       base: self.retry_base,
       // A timeout too large to add is no deadline at all.
-      deadline: now
+      deadline: start
         .checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600)),
     };
-    (policy, timeout)
-  }
-
-  /// The provider stage: attempts with retries, then the caller's response.
-  async fn upstream(
-    &self,
-    provider: &Provider,
-    req: &ChatRequest,
-    sink: &EventSink,
-    policy: &RetryPolicy,
-    trace: &Trace,
-  ) -> Result<ChatResponse> {
-    let completion = attempt::with_retries(
+    let work = attempt::with_retries(
       &self.http,
-      provider,
-      req,
+      &mut targets,
+      &mut req,
       sink,
       &trace.progress,
       &trace.attempts,
-      policy,
-    )
-    .await?;
+      &policy,
+    );
+    let outcome = tokio::select! {
+      biased;
+      _ = cancel.cancelled() => Err(GatewayError::aborted()),
+      result = tokio::time::timeout_at(policy.deadline, work) => {
+        result.unwrap_or_else(|_| Err(targets.deadline_error(timeout)))
+      }
+    };
+    let provider = targets.provider_name().unwrap_or_default();
+    if !provider.is_empty() {
+      trace.resolved(provider, &req.model);
+    }
+    let completion = outcome.map_err(|e| match targets.provider_name() {
+      Some(name) => e.with_provider(name),
+      None => e,
+    })?;
     let timing = CallTiming {
       started: trace.started,
       ttft: trace.progress.first_event_at().map(|at| at - trace.started),
-      attempts: trace.attempts.load(std::sync::atomic::Ordering::SeqCst),
+      attempts: trace.attempts.load(Ordering::SeqCst),
     };
     Ok(response::response(
-      &provider.name,
-      req,
+      provider,
+      &req,
       completion,
       timing,
       &trace.request_id,
@@ -435,6 +510,103 @@ mod tests {
     assert_eq!((provider.name.as_str(), model.as_str()), ("team", "x/y"));
     let missing = gateway.resolve("other/m").map(|_| ()).expect_err("unknown");
     assert_eq!(missing.code, ErrorCode::NotFound);
+  }
+
+  fn routed_gateway(max_concurrent: Option<u32>) -> Gateway {
+    let mock = |name: &str| ProviderConfig {
+      name: name.into(),
+      kind: "mock".into(),
+      mock_chunk_delay: Some(Duration::from_millis(1)),
+      ..ProviderConfig::default()
+    };
+    let target = |provider: &str| RouteTargetConfig {
+      provider: provider.into(),
+      model: format!("{provider}-model"),
+      weight: 1.0,
+      max_concurrent,
+      health_check: false,
+    };
+    Gateway::new(GatewayConfig {
+      providers: vec![mock("east"), mock("west")],
+      routes: vec![RouteConfig {
+        alias: "smart".into(),
+        targets: vec![target("east"), target("west")],
+      }],
+      ..GatewayConfig::default()
+    })
+    .expect("gateway")
+  }
+
+  #[tokio::test]
+  async fn a_route_alias_answers_from_one_of_its_targets() {
+    let gateway = routed_gateway(None);
+    let response = gateway
+      .execute(
+        "smart",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        "r",
+      )
+      .await
+      .map_err(|e| e.message)
+      .expect("response");
+    assert!(["east", "west"].contains(&response.provider.as_str()));
+    assert_eq!(response.model, format!("{}-model", response.provider));
+    assert_eq!(response.attempts, 1);
+    assert_eq!(
+      gateway.models(),
+      ["smart", "east/east-model", "west/west-model"]
+    );
+    assert_eq!(gateway.health().len(), 2);
+  }
+
+  #[tokio::test]
+  async fn a_call_queued_past_its_deadline_is_upstream_unavailable() {
+    let gateway = Arc::new(routed_gateway(Some(1)));
+    // The mock counts tokens; loading the tokenizer blocks the test's only thread for
+    // seconds in a debug build, so do it before any deadline runs.
+    crate::tokens::encoding_for("gpt-4o").count_text("warm up");
+    // Streams nobody reads stall on their one-slot channel and hold both targets' slot.
+    let mut unread = Vec::new();
+    for _ in 0..2 {
+      let (sender, receiver) = mpsc::channel(1);
+      unread.push(receiver);
+      let holder = gateway.clone();
+      tokio::spawn(async move {
+        let options = CallOptions {
+          timeout: Some(Duration::from_secs(60)),
+          ..CallOptions::default()
+        };
+        let cancel = CancellationToken::new();
+        let _ = holder
+          .execute("smart", hello(), options, Some(sender), cancel, "h")
+          .await;
+      });
+    }
+    while gateway.health().iter().any(|h| h.in_flight == 0) {
+      tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let options = CallOptions {
+      timeout: Some(Duration::from_millis(30)),
+      ..CallOptions::default()
+    };
+    let error = gateway
+      .execute(
+        "smart",
+        hello(),
+        options,
+        None,
+        CancellationToken::new(),
+        "q",
+      )
+      .await
+      .map(|_| ())
+      .expect_err("queued");
+    assert_eq!(error.code, ErrorCode::UpstreamUnavailable);
+    assert!(error.retry_after.is_some());
+    assert!(gateway.health().iter().all(|h| h.queued == 0));
   }
 
   #[tokio::test]

@@ -2,7 +2,7 @@
 //! gateway's counters (`stats()`) and the record handed to the `onCall` hook.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::forward::Progress;
@@ -71,8 +71,11 @@ pub(crate) struct Trace {
   pub model: String,
   pub user: Option<String>,
   pub metadata: Vec<(String, String)>,
-  pub provider: Option<String>,
-  pub vendor_model: Option<String>,
+  /// The route alias, when the model asked for is one.
+  pub route: Option<String>,
+  /// Where the upstream call went (its last attempt), once known.
+  provider: OnceLock<String>,
+  vendor_model: OnceLock<String>,
   pub attempts: AtomicU32,
   pub progress: Progress,
 }
@@ -90,11 +93,19 @@ impl Trace {
       model: model.to_string(),
       user: user.cloned(),
       metadata,
-      provider: None,
-      vendor_model: None,
+      route: None,
+      provider: OnceLock::new(),
+      vendor_model: OnceLock::new(),
       attempts: AtomicU32::new(0),
       progress: Progress::default(),
     }
+  }
+}
+
+impl Trace {
+  pub fn resolved(&self, provider: &str, vendor_model: &str) {
+    let _ = self.provider.set(provider.to_string());
+    let _ = self.vendor_model.set(vendor_model.to_string());
   }
 }
 
@@ -192,7 +203,21 @@ pub(crate) fn finish(
   let Some(CallHook(observer)) = hook else {
     return;
   };
+  let Trace {
+    started,
+    request_id,
+    model,
+    user,
+    metadata,
+    route,
+    provider,
+    vendor_model,
+    attempts,
+    progress,
+  } = trace;
+  let (provider, vendor_model) = (provider.into_inner(), vendor_model.into_inner());
   let record = match result {
+    // A cached answer names where it came from.
     Ok(response) => CallRecord {
       usage: response.usage,
       cost_usd: response.cost_usd,
@@ -202,33 +227,30 @@ pub(crate) fn finish(
       attempts: response.attempts,
       outcome,
       error_code: None,
-      request_id: trace.request_id,
-      model: trace.model,
-      provider: trace.provider,
-      vendor_model: trace.vendor_model,
-      route: None,
-      user: trace.user,
-      metadata: trace.metadata,
+      request_id,
+      model,
+      provider: provider.or_else(|| Some(response.provider.clone())),
+      vendor_model: vendor_model.or_else(|| Some(response.model.clone())),
+      route,
+      user,
+      metadata,
     },
     Err(error) => CallRecord {
       usage: Usage::default(),
       cost_usd: 0.0,
       cached: false,
-      latency_ms: millis(trace.started.elapsed()),
-      ttft_ms: trace
-        .progress
-        .first_event_at()
-        .map(|at| millis(at - trace.started)),
-      attempts: trace.attempts.load(Ordering::SeqCst),
+      latency_ms: millis(started.elapsed()),
+      ttft_ms: progress.first_event_at().map(|at| millis(at - started)),
+      attempts: attempts.load(Ordering::SeqCst),
       outcome,
       error_code: Some(error.code),
-      request_id: trace.request_id,
-      model: trace.model,
-      provider: trace.provider,
-      vendor_model: trace.vendor_model,
-      route: None,
-      user: trace.user,
-      metadata: trace.metadata,
+      request_id,
+      model,
+      provider,
+      vendor_model,
+      route,
+      user,
+      metadata,
     },
   };
   if !observer.on_call(record) {
