@@ -203,6 +203,24 @@ describe('cache in the gateway', () => {
     assert.throws(() => gateway({ get() {} }), (e) => e.code === 'CONFIG')
   })
 
+  test('a route alias is cached under the alias, and its record names the route', async () => {
+    const records = []
+    const gw = gateway(new ResponseCache(), {
+      routes: { smart: [{ provider: 'openai', model: 'gpt-4o-mini', healthCheck: false }] },
+      onCall: (record) => records.push(record),
+    })
+    const marker = newMarker()
+    const first = await gw.chat(ask(marker, { model: 'smart' }))
+    const second = await gw.chat(ask(marker, { model: 'smart' }))
+    assert.deepEqual([first.cached, second.cached], [false, true])
+    assert.equal(upstreamCalls(marker), 1)
+    for (let i = 0; i < 200 && records.length < 2; i++) await sleep(10)
+    assert.deepEqual(records.map((r) => [r.route, r.provider, r.vendorModel]), [
+      ['smart', 'openai', 'gpt-4o-mini'],
+      ['smart', 'openai', 'gpt-4o-mini'],
+    ])
+  })
+
   test('answers stored through the class API are served by the gateway, and the other way round', async () => {
     const cache = new ResponseCache()
     const gw = gateway(cache)
