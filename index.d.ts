@@ -83,7 +83,7 @@ export declare class Gateway {
   health(): DeploymentHealth[]
   /** Counters since the gateway was created. */
   stats(): GatewayStats
-  /** Aborts every call in flight; later calls reject with ABORTED. */
+  /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }
 
@@ -133,8 +133,13 @@ export declare class NativeGateway {
   models(): Array<string>
   /** One entry per route target: breaker state, calls in flight, recent latency and errors. */
   health(): Array<DeploymentHealth>
-  /** Cancels every call in flight; later calls fail with ABORTED. */
+  /**
+   * Refuses new calls at once and ends calls in flight with ABORTED; `waitClosed()` then
+   * resolves once they have settled.
+   */
   close(): void
+  /** After `close()`: resolves once every call in flight has settled (its result handed over). */
+  waitClosed(): Promise<void>
   isOpen(): boolean
 }
 
@@ -234,6 +239,7 @@ export interface ChatRequest {
   messages: Array<Message>
   temperature?: number
   topP?: number
+  /** A whole number >= 0. */
   maxTokens?: number
   stop?: Array<string>
   responseFormat?: ResponseFormat
@@ -245,8 +251,9 @@ export interface ChatRequest {
   metadata?: Record<string, string>
   /** `false` skips the gateway's cache for this call (no lookup, nothing stored). */
   cache?: boolean
-  /** Deadline for this call, retries included. */
+  /** Deadline for this call, retries included (> 0). */
   timeoutMs?: number
+  /** Further attempts after a retryable failure (a whole number >= 0). */
   maxRetries?: number
   /** Admission order when every target of a route is busy: higher first (default 0). */
   priority?: number
@@ -330,11 +337,15 @@ export interface GatewayOptions {
   /** Route alias -> deployments: load balancing, fallbacks, circuit breaking. */
   routes?: Record<string, Array<RouteTarget>>
   routing?: RoutingOptions
-  /** Deadline for a whole call, retries included (default 60000). */
+  /** Deadline for a whole call, retries included (> 0; default 60000). */
   timeoutMs?: number
-  /** Further attempts after a retryable failure (default 3). */
+  /** Further attempts after a retryable failure (a whole number >= 0; default 3). */
   maxRetries?: number
-  /** First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter). */
+  /**
+   * First backoff step in ms when the vendor gives no wait hint (default 500). Before retry n
+   * (1, 2, …) the step is this × 2^(n-1), capped at 8 s; the wait is a uniformly random time
+   * between half the step and the whole step.
+   */
   retryBaseDelayMs?: number
 }
 
@@ -363,7 +374,11 @@ export interface GatewayStats {
 
 export interface Message {
   role: 'system' | 'user' | 'assistant' | 'tool'
-  content?: string | Array<ContentPart>
+  /**
+   * Required, except on an assistant message that carries `toolCalls` (then it may be
+   * absent or null, as OpenAI sends it).
+   */
+  content?: string | Array<ContentPart> | null
   /** For role 'tool': the id of the call this message answers. */
   toolCallId?: string
   /** For role 'assistant': the calls the model made. */
@@ -399,10 +414,17 @@ export interface ProviderConfig {
   headers?: Record<string, string>
   /** OpenAI organization id (`OpenAI-Organization` header). */
   organization?: string
+  /** Deadline for a whole call to this provider, retries included (> 0; default: the gateway's). */
   timeoutMs?: number
+  /** Further attempts after a retryable failure (a whole number >= 0; default: the gateway's). */
   maxRetries?: number
   /** `mock` only: delay before each streamed chunk (default 15 ms). */
   mockChunkDelayMs?: number
+  /**
+   * A PEM file of CA certificates to trust for this provider, besides the bundled web
+   * roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
+   */
+  caCertPath?: string
 }
 
 export interface RateLimitDecision {
@@ -490,6 +512,11 @@ export interface ToolCall {
   name: string
   /** JSON text of the arguments, as the model produced it. */
   arguments: string
+  /**
+   * Gemini's opaque signature of the model's reasoning behind this call; send the call
+   * back unchanged (Gemini 3 rejects a later turn without it).
+   */
+  thoughtSignature?: string
 }
 
 export interface ToolDefinition {

@@ -134,6 +134,8 @@ function handleOf(value, Class, name) {
 class Gateway {
   #native
   #providerNames
+  // chat() and stream() promises not yet settled: close() resolves after them.
+  #inFlight = new Set()
 
   constructor(options) {
     if (options == null || typeof options !== 'object') {
@@ -166,7 +168,11 @@ class Gateway {
   }
 
   /** Resolves with the whole response. */
-  async chat(request) {
+  chat(request) {
+    return this.#track(this.#chat(request))
+  }
+
+  async #chat(request) {
     for await (const event of this.#events(request, false)) {
       if (event.type === 'done') return event.response
     }
@@ -174,7 +180,11 @@ class Gateway {
   }
 
   /** Streams text to `onChunk`; resolves with the whole response when the stream ends. */
-  async stream(request, onChunk) {
+  stream(request, onChunk) {
+    return this.#track(this.#stream(request, onChunk))
+  }
+
+  async #stream(request, onChunk) {
     if (typeof onChunk !== 'function') throw invalid(new TypeError('stream(request, onChunk) needs an onChunk function'))
     const call = {}
     for await (const event of this.#events(request, true, call)) {
@@ -240,8 +250,18 @@ class Gateway {
     return this.#native.stats()
   }
 
+  /** Refuses new calls, ends calls in flight with ABORTED; resolves once they have settled. */
   async close() {
     this.#native.close()
+    await this.#native.waitClosed()
+    await Promise.allSettled([...this.#inFlight])
+  }
+
+  #track(promise) {
+    this.#inFlight.add(promise)
+    const forget = () => this.#inFlight.delete(promise)
+    promise.then(forget, forget)
+    return promise
   }
 
   async *#events(request, stream, callInfo = {}) {
@@ -249,6 +269,13 @@ class Gateway {
     const { signal, ...body } = request
     if (signal != null && typeof signal.addEventListener !== 'function') {
       throw invalid(new TypeError('signal must be an AbortSignal'))
+    }
+    // Already aborted: nothing may reach the vendor, so the native call is never started.
+    if (signal?.aborted) {
+      throw new FerrogateError(
+        { code: 'ABORTED', status: 499, message: "request aborted by the caller's signal", requestId: newRequestId() },
+        signal.reason,
+      )
     }
     let call
     try {
@@ -258,10 +285,7 @@ class Gateway {
     }
     callInfo.requestId = call.requestId
     const onAbort = () => call.cancel()
-    if (signal) {
-      if (signal.aborted) call.cancel()
-      else signal.addEventListener('abort', onAbort, { once: true })
-    }
+    signal?.addEventListener('abort', onAbort, { once: true })
     let finished = false
     try {
       for (;;) {

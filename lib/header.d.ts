@@ -83,7 +83,7 @@ export declare class Gateway {
   health(): DeploymentHealth[]
   /** Counters since the gateway was created. */
   stats(): GatewayStats
-  /** Aborts every call in flight; later calls reject with ABORTED. */
+  /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }
 

@@ -415,6 +415,7 @@ mod tests {
             id: "c1".into(),
             name: "lookup".into(),
             arguments: "{}".into(),
+            thought_signature: None,
           })
         }),
       ),

@@ -261,6 +261,7 @@ fn cached_answer(value: CachedAnswer) -> Result<core::ChatResponse, GatewayError
         id: call.id,
         name: call.name,
         arguments: call.arguments,
+        thought_signature: None,
       })
       .collect(),
     finish_reason,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use napi::bindgen_prelude::Either;
+use napi::bindgen_prelude::{Either, Either3, Null};
 use napi_derive::napi;
 
 /// One configured provider; its key in `providers` is the name used in "provider/model".
@@ -21,10 +21,15 @@ pub struct ProviderConfig {
   pub headers: Option<HashMap<String, String>>,
   /// OpenAI organization id (`OpenAI-Organization` header).
   pub organization: Option<String>,
+  /// Deadline for a whole call to this provider, retries included (> 0; default: the gateway's).
   pub timeout_ms: Option<f64>,
-  pub max_retries: Option<u32>,
+  /// Further attempts after a retryable failure (a whole number >= 0; default: the gateway's).
+  pub max_retries: Option<f64>,
   /// `mock` only: delay before each streamed chunk (default 15 ms).
   pub mock_chunk_delay_ms: Option<f64>,
+  /// A PEM file of CA certificates to trust for this provider, besides the bundled web
+  /// roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
+  pub ca_cert_path: Option<String>,
 }
 
 /// One deployment behind a route alias.
@@ -66,11 +71,13 @@ pub struct GatewayOptions {
   /// Route alias -> deployments: load balancing, fallbacks, circuit breaking.
   pub routes: Option<HashMap<String, Vec<RouteTarget>>>,
   pub routing: Option<RoutingOptions>,
-  /// Deadline for a whole call, retries included (default 60000).
+  /// Deadline for a whole call, retries included (> 0; default 60000).
   pub timeout_ms: Option<f64>,
-  /// Further attempts after a retryable failure (default 3).
-  pub max_retries: Option<u32>,
-  /// First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter).
+  /// Further attempts after a retryable failure (a whole number >= 0; default 3).
+  pub max_retries: Option<f64>,
+  /// First backoff step in ms when the vendor gives no wait hint (default 500). Before retry n
+  /// (1, 2, …) the step is this × 2^(n-1), capped at 8 s; the wait is a uniformly random time
+  /// between half the step and the whole step.
   pub retry_base_delay_ms: Option<f64>,
 }
 
@@ -93,13 +100,19 @@ pub struct ToolCall {
   pub name: String,
   /// JSON text of the arguments, as the model produced it.
   pub arguments: String,
+  /// Gemini's opaque signature of the model's reasoning behind this call; send the call
+  /// back unchanged (Gemini 3 rejects a later turn without it).
+  pub thought_signature: Option<String>,
 }
 
 #[napi(object, object_to_js = false)]
 pub struct Message {
   #[napi(ts_type = "'system' | 'user' | 'assistant' | 'tool'")]
   pub role: String,
-  pub content: Option<Either<String, Vec<ContentPart>>>,
+  /// Required, except on an assistant message that carries `toolCalls` (then it may be
+  /// absent or null, as OpenAI sends it).
+  #[napi(ts_type = "string | Array<ContentPart> | null")]
+  pub content: Option<Either3<String, Vec<ContentPart>, Null>>,
   /// For role 'tool': the id of the call this message answers.
   pub tool_call_id: Option<String>,
   /// For role 'assistant': the calls the model made.
@@ -138,7 +151,8 @@ pub struct ChatRequest {
   pub messages: Vec<Message>,
   pub temperature: Option<f64>,
   pub top_p: Option<f64>,
-  pub max_tokens: Option<u32>,
+  /// A whole number >= 0.
+  pub max_tokens: Option<f64>,
   pub stop: Option<Vec<String>>,
   pub response_format: Option<ResponseFormat>,
   pub tools: Option<Vec<ToolDefinition>>,
@@ -150,9 +164,10 @@ pub struct ChatRequest {
   pub metadata: Option<HashMap<String, String>>,
   /// `false` skips the gateway's cache for this call (no lookup, nothing stored).
   pub cache: Option<bool>,
-  /// Deadline for this call, retries included.
+  /// Deadline for this call, retries included (> 0).
   pub timeout_ms: Option<f64>,
-  pub max_retries: Option<u32>,
+  /// Further attempts after a retryable failure (a whole number >= 0).
+  pub max_retries: Option<f64>,
   /// Admission order when every target of a route is busy: higher first (default 0).
   pub priority: Option<f64>,
 }

@@ -9,6 +9,7 @@
 mod attempt;
 mod cache;
 mod forward;
+mod http;
 mod limits;
 mod providers;
 mod record;
@@ -17,13 +18,13 @@ mod route;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::ResponseCache;
-use crate::error::{GatewayError, Result};
+use crate::error::{ErrorCode, GatewayError, Result};
 use crate::limiter::RateLimiter;
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
@@ -92,7 +93,6 @@ pub struct CallOptions {
 pub struct Gateway {
   providers: HashMap<String, Arc<Provider>>,
   router: Router,
-  http: reqwest::Client,
   timeout: Duration,
   max_retries: u32,
   retry_base: Duration,
@@ -107,24 +107,18 @@ impl Gateway {
   pub fn new(config: GatewayConfig) -> Result<Gateway> {
     let mut providers = HashMap::new();
     let mut secrets = Vec::new();
+    let mut clients = http::Clients::new();
     for provider in config.providers {
       if provider.name.is_empty() {
         return Err(GatewayError::config("a provider needs a non-empty name"));
       }
-      let built = build_provider(&provider, &mut secrets)?;
+      let built = build_provider(&provider, &mut secrets, &mut clients)?;
       providers.insert(provider.name.clone(), Arc::new(built));
     }
     let router = Router::new(config.routes, config.routing, &providers)?;
-    let http = reqwest::Client::builder()
-      .tcp_nodelay(true)
-      .pool_idle_timeout(Duration::from_secs(90))
-      .connect_timeout(Duration::from_secs(10))
-      .build()
-      .map_err(|e| GatewayError::config(format!("could not create the HTTP client: {e}")))?;
     Ok(Gateway {
       providers,
       router,
-      http,
       timeout: config.timeout,
       max_retries: config.max_retries,
       retry_base: config.retry_base,
@@ -170,7 +164,7 @@ impl Gateway {
     stream: bool,
     cancel: &CancellationToken,
   ) -> Result<CallTargets> {
-    self.router.start_health_checks(&self.http);
+    self.router.start_health_checks();
     if let Some(targets) = self
       .router
       .targets_for(model, stream, options.priority, cancel)
@@ -308,20 +302,27 @@ impl Gateway {
         .checked_add(timeout)
         .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600)),
     };
+    let last_failure = Mutex::new(None);
     let work = attempt::with_retries(
-      &self.http,
       &mut targets,
       &mut req,
       sink,
       &trace.progress,
       &trace.attempts,
+      &last_failure,
       &policy,
     );
     let outcome = tokio::select! {
       biased;
       _ = cancel.cancelled() => Err(GatewayError::aborted()),
       result = tokio::time::timeout_at(policy.deadline, work) => {
-        result.unwrap_or_else(|_| Err(targets.deadline_error(timeout)))
+        result.unwrap_or_else(|_| {
+          let mut timed_out = targets.deadline_error(timeout);
+          if timed_out.code == ErrorCode::Timeout {
+            timed_out.cause = last_failure.lock().ok().and_then(|mut last| last.take());
+          }
+          Err(timed_out)
+        })
       }
     };
     let provider = targets.provider_name().unwrap_or_default();

@@ -27,7 +27,7 @@ pub(super) struct HealthChecks {
 }
 
 impl HealthChecks {
-  pub fn start(&self, routes: Vec<Arc<Route>>, http: reqwest::Client, interval: Duration) {
+  pub fn start(&self, routes: Vec<Arc<Route>>, interval: Duration) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
       return;
     };
@@ -39,7 +39,7 @@ impl HealthChecks {
     runtime.spawn(async move {
       tokio::select! {
         _ = stop.cancelled() => {}
-        _ = check_forever(routes, http, interval) => {}
+        _ = check_forever(routes, interval) => {}
       }
     });
   }
@@ -53,7 +53,7 @@ impl HealthChecks {
   }
 }
 
-async fn check_forever(routes: Vec<Weak<Route>>, http: reqwest::Client, interval: Duration) {
+async fn check_forever(routes: Vec<Weak<Route>>, interval: Duration) {
   let mut ticker = tokio::time::interval(interval);
   ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
   loop {
@@ -66,7 +66,7 @@ async fn check_forever(routes: Vec<Weak<Route>>, http: reqwest::Client, interval
       };
       for index in 0..route.targets.len() {
         if route.targets[index].health_check {
-          checks.push(check(route.clone(), index, http.clone(), interval));
+          checks.push(check(route.clone(), index, interval));
         }
       }
     }
@@ -75,9 +75,9 @@ async fn check_forever(routes: Vec<Weak<Route>>, http: reqwest::Client, interval
 }
 
 /// `GET /models` where the vendor has a free endpoint for it (openai kind), else a
-/// 1-token request.
-async fn probe(http: &reqwest::Client, provider: &Provider, model: &str) -> Result<()> {
-  if let Backend::Http(adapter) = &provider.backend {
+/// 1-token request. Each goes through the provider's own client (its trusted roots).
+async fn probe(provider: &Provider, model: &str) -> Result<()> {
+  if let Backend::Http { adapter, http } = &provider.backend {
     if let Some(call) = adapter.health_check() {
       let mut builder = http.get(&call.url);
       for (name, value) in &call.headers {
@@ -105,14 +105,14 @@ async fn probe(http: &reqwest::Client, provider: &Provider, model: &str) -> Resu
     ..ChatRequest::default()
   };
   let progress = Progress::default();
-  attempt_once(http, provider, &request, &None, &progress)
+  attempt_once(provider, &request, &None, &progress)
     .await
     .map(|_| ())
 }
 
-async fn check(route: Arc<Route>, index: usize, http: reqwest::Client, interval: Duration) {
+async fn check(route: Arc<Route>, index: usize, interval: Duration) {
   let target = &route.targets[index];
-  let attempt = probe(&http, &target.provider, &target.model);
+  let attempt = probe(&target.provider, &target.model);
   let result = tokio::time::timeout(interval.min(MAX_CHECK_TIME), attempt).await;
   let mut state = route.lock();
   let now = route.env.now();

@@ -735,13 +735,13 @@ impl Router {
   }
 
   /// Starts the active health checks once, from inside the runtime.
-  pub fn start_health_checks(&self, http: &reqwest::Client) {
+  pub fn start_health_checks(&self) {
     if let Some(interval) = self.config.health_check_interval {
       if self.health_checks.started() {
         return;
       }
       let routes: Vec<Arc<Route>> = self.routes.values().cloned().collect();
-      self.health_checks.start(routes, http.clone(), interval);
+      self.health_checks.start(routes, interval);
     }
   }
 

@@ -51,7 +51,12 @@ fn providers(names: &[&str]) -> HashMap<String, Arc<Provider>> {
         kind: "mock".into(),
         ..ProviderConfig::default()
       };
-      let provider = build_provider(&config, &mut Vec::new()).expect("provider");
+      let provider = build_provider(
+        &config,
+        &mut Vec::new(),
+        &mut crate::pipeline::http::Clients::new(),
+      )
+      .expect("provider");
       (name.to_string(), Arc::new(provider))
     })
     .collect()
