@@ -837,4 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeCall = nativeBinding.NativeCall
 module.exports.NativeGateway = nativeBinding.NativeGateway
+module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
+module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
 module.exports.countTokens = nativeBinding.countTokens

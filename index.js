@@ -35,6 +35,103 @@ const DEFAULT_BATCH_CONCURRENCY = 8
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
+// The native handle behind each ResponseCache / RateLimiter, for the Gateway to take.
+const nativeHandles = new WeakMap()
+
+/** Answers by ResponseCache.keyFor(request); see docs/API.md. */
+class ResponseCache {
+  #native
+
+  constructor(options = {}) {
+    try {
+      this.#native = new native.NativeResponseCache(options)
+    } catch (error) {
+      throw configError(`invalid ResponseCache options: ${error.message}`, error)
+    }
+    nativeHandles.set(this, this.#native)
+  }
+
+  get(key) {
+    try {
+      const json = this.#native.getJson(key)
+      return json == null ? undefined : JSON.parse(json)
+    } catch (error) {
+      throw invalid(error)
+    }
+  }
+
+  set(key, value, ttlSeconds) {
+    try {
+      this.#native.set(key, value, ttlSeconds)
+    } catch (error) {
+      throw invalid(error)
+    }
+  }
+
+  delete(key) {
+    try {
+      return this.#native.delete(key)
+    } catch (error) {
+      throw invalid(error)
+    }
+  }
+
+  clear() {
+    this.#native.clear()
+  }
+
+  stats() {
+    return this.#native.stats()
+  }
+
+  static keyFor(request) {
+    if (request == null || typeof request !== 'object') throw invalid(new TypeError('a request object is required'))
+    const { signal, ...body } = request
+    try {
+      return native.NativeResponseCache.keyFor(body)
+    } catch (error) {
+      throw invalid(error)
+    }
+  }
+}
+
+/** Requests and tokens per minute per key (GCRA); see docs/API.md. */
+class RateLimiter {
+  #native
+
+  constructor(options = {}) {
+    try {
+      this.#native = new native.NativeRateLimiter(options)
+    } catch (error) {
+      throw configError(`invalid RateLimiter options: ${error.message}`, error)
+    }
+    nativeHandles.set(this, this.#native)
+  }
+
+  check(key, tokens) {
+    try {
+      return this.#native.check(key, tokens)
+    } catch (error) {
+      throw invalid(error)
+    }
+  }
+
+  async acquire(key, tokens) {
+    try {
+      return await this.#native.acquire(key, tokens)
+    } catch (error) {
+      throw invalid(error)
+    }
+  }
+}
+
+function handleOf(value, Class, name) {
+  if (value == null || value === false) return undefined
+  const handle = value instanceof Class ? nativeHandles.get(value) : undefined
+  if (handle === undefined) throw configError(`${name} must be a ${Class.name} (or ${name === 'cache' ? 'false' : 'absent'})`)
+  return handle
+}
+
 class Gateway {
   #native
   #providerNames
@@ -45,8 +142,23 @@ class Gateway {
     if (options == null || typeof options !== 'object') {
       throw configError('Gateway needs an options object')
     }
+    const { cache, rateLimiter, onCall, ...rest } = options
+    if (onCall != null && typeof onCall !== 'function') throw configError('onCall must be a function')
+    const cacheHandle = handleOf(cache, ResponseCache, 'cache')
+    const limiterHandle = handleOf(rateLimiter, RateLimiter, 'rateLimiter')
+    // The hook runs on its own turn of the event loop, after the call settled; a throw
+    // or a rejected promise is counted in stats(), never rethrown.
+    const countHookError = () => this.#native.recordHookError()
+    const hook = onCall == null ? undefined : (record) => {
+      try {
+        const result = onCall(record)
+        if (result != null && typeof result.then === 'function') result.then(undefined, countHookError)
+      } catch {
+        countHookError()
+      }
+    }
     try {
-      this.#native = new native.NativeGateway(options)
+      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook)
     } catch (error) {
       // napi's own type check of the options (e.g. a number where a string belongs).
       throw configError(`invalid Gateway options: ${error.message}`, error)
@@ -134,6 +246,11 @@ class Gateway {
     return this.#native.health()
   }
 
+  /** Calls by outcome and error code, cache and limiter counters, hook errors. */
+  stats() {
+    return this.#native.stats()
+  }
+
   /** Refuses new calls, ends calls in flight with ABORTED; resolves once they have settled. */
   async close() {
     this.#native.close()
@@ -208,6 +325,8 @@ function countTokens(model, input) {
 
 module.exports = {
   Gateway,
+  ResponseCache,
+  RateLimiter,
   FerrogateError,
   countTokens,
   NativeGateway: native.NativeGateway,
