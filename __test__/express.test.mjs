@@ -285,13 +285,14 @@ test('sse writes events with heartbeats and stops the upstream call when the cli
   assert.match(ticks, /: heartbeat\n\n/)
   assert.match(ticks, /event: tick\ndata: \{"n":2\}\n\n$/)
 
+  const since = mock.mark()
   mock.enqueue('openai', { sse: Array.from({ length: 100 }, (_, i) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: `t${i}` }, finish_reason: null }] })}\n\n`), delayMs: 30 })
   const controller = new AbortController()
   const leaving = await fetch(`${url}/events`, { signal: controller.signal })
   const reader = leaving.body.getReader()
   await reader.read()
   controller.abort()
-  await mock.waitForClose()
+  await mock.waitForClose({ since })
 })
 
 test('ferrogate/express loads with import and require (package exports), types beside it', async () => {
@@ -311,4 +312,21 @@ test('metrics: route targets expose their circuit state, and the route alias lab
   const families = Object.fromEntries(parsePrometheusTextFormat(gateway.metrics()).map((f) => [f.name, f]))
   assert.deepEqual(families.ferrogate_circuit_state.metrics, [{ labels: { route: 'smart', provider: 'openai', model: 'gpt-4o-mini' }, value: '0' }])
   assert.equal(families.ferrogate_requests_total.metrics.find((m) => m.labels.outcome === 'ok').labels.provider, 'openai')
+})
+
+test('rateLimit with the real RateLimiter: headers from its options, 429 once the minute is spent', async () => {
+  const { RateLimiter } = require('../index.js')
+  const app = express()
+  app.use(rateLimit(new RateLimiter({ requestsPerMinute: 2 }), { key: () => 'carol' }))
+  app.get('/', (req, res) => res.send('ok'))
+  const url = await listen(app)
+  const first = await fetch(url)
+  assert.equal(first.status, 200)
+  assert.equal(first.headers.get('x-ratelimit-limit'), '2')
+  assert.equal(first.headers.get('x-ratelimit-remaining'), '1')
+  assert.equal((await fetch(url)).status, 200)
+  const refused = await fetch(url)
+  assert.equal(refused.status, 429)
+  assert.ok(Number(refused.headers.get('retry-after')) >= 1)
+  assert.equal(refused.headers.get('x-ratelimit-remaining'), '0')
 })

@@ -248,6 +248,7 @@ test('GET /models lists the gateway models in OpenAI list shape', async () => {
 })
 
 test('a client that disconnects mid-stream stops the upstream request', async () => {
+  const since = mock.mark()
   mock.enqueue('openai', { sse: Array.from({ length: 200 }, (_, i) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: `t${i} ` }, finish_reason: null }] })}\n\n`), delayMs: 20 })
   const controller = new AbortController()
   const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hello, stream: true }, { signal: controller.signal })
@@ -261,7 +262,7 @@ test('a client that disconnects mid-stream stops the upstream request', async ()
     assert.ok(error instanceof OpenAI.APIUserAbortError || error.name === 'AbortError', String(error))
   }
   // The router saw the client leave and cancelled the gateway call, which closed the upstream.
-  await mock.waitForClose()
+  await mock.waitForClose({ since })
   assert.equal(received, 2)
 })
 

@@ -132,7 +132,8 @@ for (const engine of ['native', 'node']) {
 
     test('a client that disconnects mid-stream stops the upstream request', async () => {
       const client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: running.baseURL, maxRetries: 0 })
-      mock.enqueue('openai', { sse: Array.from({ length: 200 }, (_, i) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: `t${i} ` }, finish_reason: null }] })}\n\n`), delayMs: 20 })
+      const since = mock.mark()
+  mock.enqueue('openai', { sse: Array.from({ length: 200 }, (_, i) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: `t${i} ` }, finish_reason: null }] })}\n\n`), delayMs: 20 })
       const controller = new AbortController()
       const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'long' }], stream: true }, { signal: controller.signal })
       let received = 0
@@ -144,7 +145,7 @@ for (const engine of ['native', 'node']) {
       } catch {
         // the client's own abort
       }
-      await mock.waitForClose()
+      await mock.waitForClose({ since })
       assert.equal(received, 2)
     })
 

@@ -96,23 +96,14 @@ function validatedKeys(keys) {
  * path. Same endpoints and wire format as the node engine (openaiRouter).
  */
 async function startNative(config, overrides) {
-  const { NativeGateway } = require('../binding.js')
-  const options = gatewayOptions(config)
-  let nativeGateway
-  try {
-    nativeGateway = new NativeGateway(options)
-  } catch (error) {
-    throw new ConfigError(`invalid Gateway options: ${error.message}`)
-  }
-  const problem = nativeGateway.configError()
-  if (problem) throw new ConfigError(problem.message)
+  const gateway = new ferrogate.Gateway(gatewayOptions(config))
   const host = overrides.host ?? config.host ?? '127.0.0.1'
   const port = Number(overrides.port ?? config.port ?? 4000)
   let server
   try {
-    server = await nativeGateway.serve({ host, port, keys: validatedKeys(config.keys) })
+    server = await gateway[ferrogate.NATIVE_SERVE]({ host, port, keys: validatedKeys(config.keys) })
   } catch (error) {
-    nativeGateway.close()
+    await gateway.close()
     throw new ConfigError(error.message)
   }
   // The server runs on the addon's threads, which do not keep Node's event loop alive.
@@ -123,8 +114,8 @@ async function startNative(config, overrides) {
     url: `http://${shownHost}:${server.port}`,
     async close() {
       server.close()
-      nativeGateway.close()
       clearInterval(keepAlive)
+      await gateway.close()
     },
   }
 }

@@ -3,8 +3,11 @@
 //! is plain Rust, tested with `cargo test`; `binding` is the thin napi layer.
 
 pub mod assembler;
+pub mod backend;
+pub mod cache;
 pub mod error;
 pub mod keyvault;
+pub mod limiter;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;

@@ -239,6 +239,16 @@ impl Metrics {
     }
   }
 
+  /// The cache / limiter / budget stages' own counters (`Gateway::stats`), copied in at scrape time.
+  pub fn set_stage_counters(&self, cache_hits: u64, cache_misses: u64, limiter: u64, budget: u64) {
+    if let Ok(mut registry) = self.registry.lock() {
+      registry.cache_hits = cache_hits;
+      registry.cache_misses = cache_misses;
+      registry.limiter_refusals = limiter;
+      registry.budget_refusals = budget;
+    }
+  }
+
   /// For the routing stage: 0 healthy, 1 half open, 2 ejected.
   pub fn set_circuit_state(&self, route: &str, provider: &str, model: &str, state: u8) {
     if let Ok(mut registry) = self.registry.lock() {
