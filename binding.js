@@ -837,4 +837,5 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeCall = nativeBinding.NativeCall
 module.exports.NativeGateway = nativeBinding.NativeGateway
+module.exports.NativeKeyVault = nativeBinding.NativeKeyVault
 module.exports.countTokens = nativeBinding.countTokens

@@ -42,8 +42,48 @@ export declare class Gateway {
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
   /** "provider/model" for every model a provider advertises. */
   models(): string[]
+  /** Prometheus text exposition: requests, latency/TTFT histograms, tokens, cost, cache, refusals, circuit state. */
+  metrics(): string
   /** Aborts every call in flight; later calls reject with ABORTED. */
   close(): Promise<void>
+}
+
+export interface GatewayOptions {
+  /** Called with each latency anomaly (EWMA z-score per provider/model) as the call that showed it ends. */
+  onAnomaly?: (anomaly: LatencyAnomaly) => void
+}
+
+export interface KeyVaultQuota {
+  allowed: boolean
+  /** Absent when the id has no quota. */
+  remainingTokens?: number
+  usedTokens: number
+  /** Next UTC midnight (Unix ms). */
+  resetsAtMs: number
+}
+
+/**
+ * Provider keys sealed with AES-256-GCM (key from `secret` via HKDF-SHA256, random 96-bit nonce
+ * per encryption; tokens are `fgv1.<base64url(nonce|ciphertext|tag)>`), virtual API keys stored as
+ * SHA-256 hashes and compared in constant time, per-id daily token quotas (UTC day).
+ * Errors are FerrogateErrors: INVALID_REQUEST for a tampered token or wrong secret, NOT_FOUND for an unknown id.
+ */
+export declare class KeyVault {
+  /** `now`: the clock (Unix ms) used for quota days; for tests. */
+  constructor(options: { secret: string; now?: () => number })
+  static encrypt(plain: string, secret: string): string
+  static decrypt(token: string, secret: string): string
+  add(id: string, entry: { provider: string; key?: string; dailyTokenQuota?: number }): this
+  provider(id: string): string
+  /** The provider key in clear, or null. */
+  getKey(id: string): string | null
+  /** A new random virtual API key for `id` (only its hash is stored). */
+  issueKey(id: string): string
+  addVirtualKey(key: string, id: string): this
+  /** The id a virtual key belongs to, or null. */
+  verify(key: string): string | null
+  checkQuota(id: string): KeyVaultQuota
+  recordUsage(id: string, tokens: number): KeyVaultQuota
 }
 
 // ---- generated from src/binding (napi-rs) ----
@@ -80,9 +120,47 @@ export declare class NativeGateway {
   start(request: ChatRequest, stream: boolean): NativeCall
   /** "provider/model" for every model a provider advertises. */
   models(): Array<string>
+  /** Prometheus text exposition of the gateway's metrics. */
+  metrics(): string
+  /** Latency anomalies found since the last call (the JS layer hands them to `onAnomaly`). */
+  takeAnomalies(): Array<LatencyAnomaly>
   /** Cancels every call in flight; later calls fail with ABORTED. */
   close(): void
   isOpen(): boolean
+}
+
+/**
+ * Provider keys sealed with AES-256-GCM, virtual API keys kept as SHA-256 hashes and
+ * compared in constant time, per-id daily token quotas (UTC day).
+ */
+export declare class NativeKeyVault {
+  /**
+   * An empty secret is refused by the JS wrapper before this runs, and by every
+   * encryption here.
+   */
+  constructor(options: KeyVaultOptions)
+  /**
+   * AES-256-GCM with a key derived from `secret` (HKDF-SHA256) and a random 96-bit nonce;
+   * returns `fgv1.<base64url(nonce ‖ ciphertext ‖ tag)>`.
+   */
+  static encrypt(plain: string, secret: string): string
+  /** Fails with INVALID_REQUEST when the token was altered or the secret is wrong. */
+  static decrypt(token: string, secret: string): string
+  add(id: string, entry: KeyVaultEntry): void
+  provider(id: string): string
+  /** The provider key in clear, or null when the entry has none. */
+  getKey(id: string): string | null
+  /**
+   * Issues a new random virtual API key for `id`; only its hash is stored, so this is
+   * the only time it can be read.
+   */
+  issueKey(id: string): string
+  /** Registers an existing virtual API key for `id` (stored as its SHA-256 hash). */
+  addVirtualKey(key: string, id: string): void
+  /** The id a virtual key belongs to, or null. Constant-time over every stored hash. */
+  verify(key: string): string | null
+  checkQuota(id: string, nowMsAt?: number | undefined | null): QuotaInfo
+  recordUsage(id: string, tokens: number, nowMsAt?: number | undefined | null): QuotaInfo
 }
 
 /** Events available now; `error` ends the call, as does a `done` event. */
@@ -172,6 +250,36 @@ export interface GatewayOptions {
   maxRetries?: number
   /** First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter). */
   retryBaseDelayMs?: number
+  /** Where a model with no "provider/" prefix goes (a provider name), so OpenAI clients can send plain model names. */
+  defaultProvider?: string
+}
+
+export interface KeyVaultEntry {
+  /** The provider this key belongs to (a name in `GatewayOptions.providers`). */
+  provider: string
+  /** The provider API key; kept encrypted in memory. */
+  key?: string
+  /** Tokens this id may use per UTC day. */
+  dailyTokenQuota?: number
+}
+
+export interface KeyVaultOptions {
+  /** High-entropy secret the AES-256-GCM key is derived from (HKDF-SHA256). */
+  secret: string
+}
+
+/** A call whose latency was an outlier for its provider/model (EWMA z-score). */
+export interface LatencyAnomaly {
+  provider: string
+  model: string
+  latencyMs: number
+  /** The moving average latency before this call. */
+  expectedMs: number
+  zScore: number
+  /** 'warning' (z >= 3) or 'critical' (z >= 6). */
+  severity: 'warning' | 'critical'
+  /** Unix ms. */
+  at: number
 }
 
 export interface Message {
@@ -216,6 +324,15 @@ export interface ProviderConfig {
   maxRetries?: number
   /** `mock` only: delay before each streamed chunk (default 15 ms). */
   mockChunkDelayMs?: number
+}
+
+export interface QuotaInfo {
+  allowed: boolean
+  /** Absent when the id has no quota. */
+  remainingTokens?: number
+  usedTokens: number
+  /** Next UTC midnight (Unix ms), when the day's usage resets. */
+  resetsAtMs: number
 }
 
 export interface ResponseFormat {

@@ -35,6 +35,7 @@ const configError = (message, cause) =>
 class Gateway {
   #native
   #providerNames
+  #onAnomaly
 
   constructor(options) {
     if (options == null || typeof options !== 'object') {
@@ -49,6 +50,10 @@ class Gateway {
     const nativeConfigError = this.#native.configError()
     if (nativeConfigError) throw new FerrogateError(nativeConfigError)
     this.#providerNames = Object.keys(options.providers ?? {})
+    if (options.onAnomaly != null && typeof options.onAnomaly !== 'function') {
+      throw configError('onAnomaly must be a function')
+    }
+    this.#onAnomaly = options.onAnomaly
   }
 
   /** Resolves with the whole response. */
@@ -88,6 +93,24 @@ class Gateway {
 
   models() {
     return this.#native.models()
+  }
+
+  /** Prometheus text exposition of this gateway's metrics. */
+  metrics() {
+    return this.#native.metrics()
+  }
+
+  // The core's anomaly detector queues what it finds; hand it to onAnomaly as each call
+  // ends. A throwing callback never fails the call.
+  #reportAnomalies() {
+    if (!this.#onAnomaly) return
+    for (const anomaly of this.#native.takeAnomalies()) {
+      try {
+        this.#onAnomaly(anomaly)
+      } catch {
+        // the call's outcome does not depend on the callback
+      }
+    }
   }
 
   async close() {
@@ -132,11 +155,96 @@ class Gateway {
       // The consumer left early (break, throw in onChunk): stop the upstream work now
       // rather than when the native call is garbage-collected.
       if (!finished) call.cancel()
+      this.#reportAnomalies()
     }
   }
 
   [inspect.custom]() {
     return `Gateway { providers: ${inspect(this.#providerNames)} }`
+  }
+}
+
+const STATUS_BY_CODE = { INVALID_REQUEST: 400, NOT_FOUND: 404, CONFIG: 500 }
+
+// Native KeyVault errors arrive as "CODE|message"; napi's own argument checks as plain text.
+function vaultError(error) {
+  const match = /^([A-Z_]+)\|(.*)$/s.exec(error?.message ?? '')
+  const code = match ? match[1] : 'INVALID_REQUEST'
+  const message = match ? match[2] : `KeyVault: invalid argument: ${error?.message ?? error}`
+  return new FerrogateError({ code, status: STATUS_BY_CODE[code] ?? 500, message, requestId: newRequestId() })
+}
+
+function vaultCall(fn) {
+  try {
+    return fn()
+  } catch (error) {
+    throw vaultError(error)
+  }
+}
+
+/**
+ * Provider keys sealed with AES-256-GCM (key derived from `secret` with HKDF-SHA256, a random
+ * 96-bit nonce per encryption), virtual API keys stored as SHA-256 hashes and compared in
+ * constant time, and per-id daily token quotas that reset at UTC midnight.
+ */
+class KeyVault {
+  #native
+  #now
+
+  constructor(options) {
+    if (options == null || typeof options.secret !== 'string' || options.secret === '') {
+      throw configError('KeyVault needs { secret }: a non-empty string')
+    }
+    if (options.now != null && typeof options.now !== 'function') throw configError('KeyVault now must be a function')
+    this.#native = new native.NativeKeyVault({ secret: options.secret })
+    this.#now = options.now ?? Date.now
+  }
+
+  static encrypt(plain, secret) {
+    return vaultCall(() => native.NativeKeyVault.encrypt(plain, secret))
+  }
+
+  static decrypt(token, secret) {
+    return vaultCall(() => native.NativeKeyVault.decrypt(token, secret))
+  }
+
+  add(id, entry) {
+    vaultCall(() => this.#native.add(id, entry))
+    return this
+  }
+
+  provider(id) {
+    return vaultCall(() => this.#native.provider(id))
+  }
+
+  getKey(id) {
+    return vaultCall(() => this.#native.getKey(id))
+  }
+
+  issueKey(id) {
+    return vaultCall(() => this.#native.issueKey(id))
+  }
+
+  addVirtualKey(key, id) {
+    vaultCall(() => this.#native.addVirtualKey(key, id))
+    return this
+  }
+
+  verify(key) {
+    if (typeof key !== 'string') return null
+    return this.#native.verify(key)
+  }
+
+  checkQuota(id) {
+    return vaultCall(() => this.#native.checkQuota(id, this.#now()))
+  }
+
+  recordUsage(id, tokens) {
+    return vaultCall(() => this.#native.recordUsage(id, tokens, this.#now()))
+  }
+
+  [inspect.custom]() {
+    return 'KeyVault { [secret] }'
   }
 }
 
@@ -151,6 +259,7 @@ function countTokens(model, input) {
 module.exports = {
   Gateway,
   FerrogateError,
+  KeyVault,
   countTokens,
   NativeGateway: native.NativeGateway,
   NativeCall: native.NativeCall,

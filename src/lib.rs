@@ -4,6 +4,8 @@
 
 pub mod assembler;
 pub mod error;
+pub mod keyvault;
+pub mod metrics;
 pub mod pipeline;
 pub mod providers;
 pub mod retry;

@@ -25,6 +25,7 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
     config.retry_base = millis_option(Some(base))
       .ok_or_else(|| GatewayError::config("retryBaseDelayMs must be a number >= 0"))?;
   }
+  config.default_provider = options.default_provider;
   if options.providers.is_empty() {
     return Err(GatewayError::config(
       "providers must name at least one provider",
@@ -283,4 +284,16 @@ pub fn stream_event(event: StreamEvent) -> js::NativeStreamEvent {
     }
   }
   out
+}
+
+pub fn anomaly(found: crate::metrics::Anomaly) -> js::LatencyAnomaly {
+  js::LatencyAnomaly {
+    provider: found.provider,
+    model: found.model,
+    latency_ms: found.latency_ms,
+    expected_ms: found.expected_ms,
+    z_score: found.z_score,
+    severity: found.severity.to_string(),
+    at: found.at_ms,
+  }
 }

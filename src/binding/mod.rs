@@ -2,6 +2,7 @@
 
 mod convert;
 mod types;
+mod vault;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::pipeline::Gateway;
 use crate::types::StreamEvent;
 
 pub use types::*;
+pub use vault::*;
 
 /// Events buffered between the upstream reader and JS. Bounded so a slow consumer
 /// slows the upstream read instead of growing memory.
@@ -104,6 +106,29 @@ impl NativeGateway {
   pub fn models(&self) -> Vec<String> {
     match &self.inner {
       Ok(gateway) => gateway.models(),
+      Err(_) => Vec::new(),
+    }
+  }
+
+  /// Prometheus text exposition of the gateway's metrics.
+  #[napi]
+  pub fn metrics(&self) -> String {
+    match &self.inner {
+      Ok(gateway) => gateway.metrics().render(),
+      Err(_) => String::new(),
+    }
+  }
+
+  /// Latency anomalies found since the last call (the JS layer hands them to `onAnomaly`).
+  #[napi]
+  pub fn take_anomalies(&self) -> Vec<LatencyAnomaly> {
+    match &self.inner {
+      Ok(gateway) => gateway
+        .metrics()
+        .take_anomalies()
+        .into_iter()
+        .map(convert::anomaly)
+        .collect(),
       Err(_) => Vec::new(),
     }
   }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{GatewayError, Result};
+use crate::metrics::Metrics;
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
 
@@ -42,6 +43,8 @@ pub struct GatewayConfig {
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
   pub retry_base: Duration,
+  /// Provider for models with no configured "provider/" prefix.
+  pub default_provider: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +54,7 @@ impl Default for GatewayConfig {
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
+      default_provider: None,
     }
   }
 }
@@ -69,6 +73,8 @@ pub struct Gateway {
   max_retries: u32,
   retry_base: Duration,
   secrets: Vec<Secret>,
+  default_provider: Option<Arc<Provider>>,
+  metrics: Metrics,
 }
 
 impl Gateway {
@@ -82,6 +88,14 @@ impl Gateway {
       let built = build_provider(&provider, &mut secrets)?;
       providers.insert(provider.name.clone(), Arc::new(built));
     }
+    let default_provider = match &config.default_provider {
+      None => None,
+      Some(name) => Some(providers.get(name).cloned().ok_or_else(|| {
+        GatewayError::config(format!(
+          "defaultProvider '{name}' is not one of the configured providers"
+        ))
+      })?),
+    };
     let http = reqwest::Client::builder()
       .tcp_nodelay(true)
       .pool_idle_timeout(Duration::from_secs(90))
@@ -95,6 +109,8 @@ impl Gateway {
       max_retries: config.max_retries,
       retry_base: config.retry_base,
       secrets,
+      default_provider,
+      metrics: Metrics::default(),
     })
   }
 
@@ -123,19 +139,60 @@ impl Gateway {
       .max_by_key(|(name, _)| name.len());
     match best {
       Some((name, provider)) => Ok((provider.clone(), model[name.len() + 1..].to_string())),
-      None => {
-        let mut names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
-        names.sort();
-        Err(GatewayError::not_found(format!(
-          "no provider for model '{model}': use \"provider/model\" with one of [{}]",
-          names.join(", ")
-        )))
-      }
+      None => match &self.default_provider {
+        Some(provider) if !model.is_empty() => Ok((provider.clone(), model.to_string())),
+        _ => {
+          let mut names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+          names.sort();
+          Err(GatewayError::not_found(format!(
+            "no provider for model '{model}': use \"provider/model\" with one of [{}]",
+            names.join(", ")
+          )))
+        }
+      },
     }
   }
 
   /// Runs one call to completion. `model` is "provider/model"; `req.model` is ignored.
   pub async fn execute(
+    &self,
+    model: &str,
+    req: ChatRequest,
+    options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    request_id: &str,
+  ) -> Result<ChatResponse> {
+    let result = self
+      .run_stages(model, req, options, sink, cancel, request_id)
+      .await;
+    self.observe(model, &result);
+    result
+  }
+
+  /// Metrics and the latency anomaly detector see every call once, whatever its outcome.
+  fn observe(&self, model: &str, result: &Result<ChatResponse>) {
+    let resolved = match result {
+      Ok(response) => Some(response.provider.clone()),
+      Err(error) => error.provider.clone(),
+    };
+    let vendor_model = match &resolved {
+      Some(provider) => model
+        .strip_prefix(provider.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(model),
+      None => model,
+    };
+    self
+      .metrics
+      .record_call(resolved.as_deref(), vendor_model, result);
+  }
+
+  pub fn metrics(&self) -> &Metrics {
+    &self.metrics
+  }
+
+  async fn run_stages(
     &self,
     model: &str,
     mut req: ChatRequest,
@@ -324,6 +381,39 @@ mod tests {
     assert_eq!((provider.name.as_str(), model.as_str()), ("team", "x/y"));
     let missing = gateway.resolve("other/m").map(|_| ()).expect_err("unknown");
     assert_eq!(missing.code, ErrorCode::NotFound);
+  }
+
+  #[test]
+  fn unprefixed_models_go_to_the_default_provider() {
+    let config = |default: &str| GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "local".into(),
+        kind: "mock".into(),
+        ..ProviderConfig::default()
+      }],
+      default_provider: Some(default.into()),
+      ..GatewayConfig::default()
+    };
+    let gateway = Gateway::new(config("local")).expect("gateway");
+    for (asked, vendor_model) in [
+      ("gpt-4o-mini", "gpt-4o-mini"),
+      ("meta/llama-3", "meta/llama-3"),
+      ("local/x", "x"),
+    ] {
+      let (provider, model) = gateway
+        .resolve(asked)
+        .map_err(|e| e.message)
+        .expect("resolved");
+      assert_eq!(
+        (provider.name.as_str(), model.as_str()),
+        ("local", vendor_model)
+      );
+    }
+    let unknown = Gateway::new(config("nope"))
+      .map(|_| ())
+      .expect_err("unknown");
+    assert_eq!(unknown.code, ErrorCode::Config);
+    assert!(unknown.message.contains("defaultProvider 'nope'"));
   }
 
   #[test]
