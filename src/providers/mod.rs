@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod schema_instance;
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
