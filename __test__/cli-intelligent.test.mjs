@@ -128,6 +128,28 @@ describe('ferrogate chat', () => {
 })
 
 describe('ferrogate codegen', () => {
+  test('on a terminal a spinner runs while the model works (util-linux script gives the pty)', async (t) => {
+    if (!fs.existsSync('/usr/bin/script')) {
+      t.skip('/usr/bin/script (util-linux) is absent')
+      return
+    }
+    const spec = write('tty-spec.json', SPEC)
+    const out = path.join(work, 'tty-route.ts')
+    const command = [process.execPath, BIN, 'codegen', 'route', spec, '--out', out].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
+    const { code, output } = await new Promise((resolve, reject) => {
+      const child = spawn('/usr/bin/script', ['-qec', command, '/dev/null'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] })
+      let output = ''
+      child.stdout.on('data', (d) => (output += d))
+      child.stderr.on('data', (d) => (output += d))
+      child.on('error', reject)
+      child.on('close', (code) => resolve({ code, output }))
+    })
+    assert.equal(code, 0, output)
+    assert.match(output, /\r\x1b\[K. generating route with mock\/ferrogate-mock/)
+    // The spinner line is cleared once, and the file is plain code.
+    assert.ok(await prettier.check(fs.readFileSync(out, 'utf8'), { parser: 'typescript' }))
+  })
+
   test('route: a TypeScript Express route that Prettier accepts as formatted', async () => {
     const { code, stdout, stderr } = await run(['codegen', 'route', write('spec.json', SPEC)])
     assert.equal(code, 0, stderr)

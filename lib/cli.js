@@ -89,8 +89,11 @@ function progress(stream, label) {
   const draw = () => stream.write(`\r\x1b[K${frames[i++ % frames.length]} ${label}`)
   draw()
   const timer = setInterval(draw, 80)
+  let running = true
   return {
     stop() {
+      if (!running) return
+      running = false
       clearInterval(timer)
       stream.write('\r\x1b[K')
     },
