@@ -838,4 +838,5 @@ module.exports = nativeBinding
 module.exports.NativeCall = nativeBinding.NativeCall
 module.exports.NativeGateway = nativeBinding.NativeGateway
 module.exports.NativeKeyVault = nativeBinding.NativeKeyVault
+module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.countTokens = nativeBinding.countTokens

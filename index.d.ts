@@ -32,6 +32,8 @@ export type StreamEvent =
   | { type: 'tool_call'; index: number; id?: string; name?: string; argumentsDelta: string }
   | { type: 'done'; response: ChatResponse }
 
+export type BatchItem = { ok: true; response: ChatResponse } | { ok: false; error: FerrogateError }
+
 export declare class Gateway {
   /** Throws a FerrogateError with code CONFIG when the options are wrong. */
   constructor(options: GatewayOptions)
@@ -40,10 +42,14 @@ export declare class Gateway {
   stream(request: ChatRequest, onChunk: (text: string) => void): Promise<ChatResponse>
   /** Breaking out of the loop aborts the upstream request. */
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
-  /** "provider/model" for every model a provider advertises. */
+  /** Runs the requests through chat() with at most `concurrency` (default 8) in flight; one item per request, in input order. */
+  batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
+  /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
   models(): string[]
   /** Prometheus text exposition: requests, latency/TTFT histograms, tokens, cost, cache, refusals, circuit state. */
   metrics(): string
+  /** One entry per route target. */
+  health(): DeploymentHealth[]
   /** Aborts every call in flight; later calls reject with ABORTED. */
   close(): Promise<void>
 }
@@ -111,6 +117,11 @@ export declare class NativeCall {
  */
 export declare class NativeGateway {
   /**
+   * Serves the OpenAI-compatible endpoint (`POST /v1/chat/completions`, `GET /v1/models`,
+   * `GET /health`) natively; rejects with a CONFIG message when it cannot listen.
+   */
+  serve(options: ServeOptions): Promise<NativeServer>
+  /**
    * Never throws: a bad configuration is reported by `configError()`, so the JS layer
    * can throw it with the same error shape as every other failure.
    */
@@ -118,12 +129,17 @@ export declare class NativeGateway {
   configError(): ErrorInfo | null
   /** Starts a call; `stream` decides whether text events are delivered as they arrive. */
   start(request: ChatRequest, stream: boolean): NativeCall
-  /** "provider/model" for every model a provider advertises. */
+  /**
+   * Route aliases, then "provider/model" for every model named in a route or advertised
+   * by a provider.
+   */
   models(): Array<string>
   /** Prometheus text exposition of the gateway's metrics. */
   metrics(): string
   /** Latency anomalies found since the last call (the JS layer hands them to `onAnomaly`). */
   takeAnomalies(): Array<LatencyAnomaly>
+  /** One entry per route target: breaker state, calls in flight, recent latency and errors. */
+  health(): Array<DeploymentHealth>
   /** Cancels every call in flight; later calls fail with ABORTED. */
   close(): void
   isOpen(): boolean
@@ -163,6 +179,13 @@ export declare class NativeKeyVault {
   recordUsage(id: string, tokens: number, nowMsAt?: number | undefined | null): QuotaInfo
 }
 
+/** A running native server; `close()` stops accepting and ends idle connections. */
+export declare class NativeServer {
+  get port(): number
+  get host(): string
+  close(): void
+}
+
 /** Events available now; `error` ends the call, as does a `done` event. */
 export interface CallBatch {
   events: Array<NativeStreamEvent>
@@ -170,7 +193,7 @@ export interface CallBatch {
 }
 
 export interface ChatRequest {
-  /** "provider/model", e.g. "openai/gpt-4o-mini". */
+  /** "provider/model", e.g. "openai/gpt-4o-mini", or a route alias. */
   model: string
   messages: Array<Message>
   temperature?: number
@@ -186,6 +209,8 @@ export interface ChatRequest {
   /** Deadline for this call, retries included. */
   timeoutMs?: number
   maxRetries?: number
+  /** Admission order when every target of a route is busy: higher first (default 0). */
+  priority?: number
 }
 
 export interface ChatResponse {
@@ -227,6 +252,25 @@ export interface ContentPart {
  */
 export declare function countTokens(model: string, input: string | Array<Message>): number
 
+/** One route target's state. */
+export interface DeploymentHealth {
+  route: string
+  provider: string
+  model: string
+  state: 'healthy' | 'ejected' | 'half_open'
+  inFlight: number
+  /** Calls waiting in the route's admission queue (the same for every target of a route). */
+  queued: number
+  /** EWMA of whole-call latency (0 before the first success). */
+  ewmaLatencyMs: number
+  /** EWMA of time to first token over streamed calls. */
+  ewmaTtftMs?: number
+  /** Failed share of the recent calls (the error-rate window). */
+  errorRate: number
+  /** Epoch ms until which the target is ejected or cooling down after a 429. */
+  ejectedUntil?: number
+}
+
 /** The fields of a rejected call; the JS layer throws them as a `FerrogateError`. */
 export interface ErrorInfo {
   code: ErrorCode
@@ -244,6 +288,9 @@ export interface ErrorInfo {
 
 export interface GatewayOptions {
   providers: Record<string, ProviderConfig>
+  /** Route alias -> deployments: load balancing, fallbacks, circuit breaking. */
+  routes?: Record<string, Array<RouteTarget>>
+  routing?: RoutingOptions
   /** Deadline for a whole call, retries included (default 60000). */
   timeoutMs?: number
   /** Further attempts after a retryable failure (default 3). */
@@ -341,6 +388,55 @@ export interface ResponseFormat {
   name?: string
   /** json_schema: the JSON Schema the answer must follow. */
   schema?: Record<string, unknown>
+}
+
+/** One deployment behind a route alias. */
+export interface RouteTarget {
+  /** A key of `providers`. */
+  provider: string
+  /** The vendor's model name. */
+  model: string
+  /** Share of traffic relative to the route's other targets (default 1). */
+  weight?: number
+  /** Most calls in flight on this target; more wait in the admission queue. */
+  maxConcurrent?: number
+  /**
+   * Whether active health checks may call this target (default true; checks are off
+   * unless `routing.healthCheckIntervalMs` is set).
+   */
+  healthCheck?: boolean
+}
+
+/** Circuit breaker, health check and admission queue parameters for every route. */
+export interface RoutingOptions {
+  /** A target is ejected after this many failures in a row (default 5). */
+  consecutiveFailures?: number
+  /** ...or when more than this share of its last `errorRateWindow` calls failed (default 0.5). */
+  errorRate?: number
+  /** Calls in the error-rate window (default 20; judged from min(window, 10) calls on). */
+  errorRateWindow?: number
+  /** How long an ejected target sits out before one probe call (default 30000). */
+  cooldownMs?: number
+  /** Active health checks: a 1-token request to every target this often. Off by default. */
+  healthCheckIntervalMs?: number
+  /** Calls that may wait per route when every target is at maxConcurrent (default 1024). */
+  queueLimit?: number
+}
+
+export interface ServeKeyOptions {
+  key: string
+  /** The caller's identity (request.user); default `key-N`. */
+  user?: string
+  dailyTokenQuota?: number
+}
+
+export interface ServeOptions {
+  /** Default 127.0.0.1. */
+  host?: string
+  /** 0 picks a free port. */
+  port: number
+  /** Virtual keys; without them, no authentication. */
+  keys?: Array<ServeKeyOptions>
 }
 
 export interface ToolCall {

@@ -29,6 +29,8 @@ const invalid = (error, requestId = newRequestId()) =>
     error,
   )
 
+const DEFAULT_BATCH_CONCURRENCY = 8
+
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
@@ -91,6 +93,32 @@ class Gateway {
     return this.#events(request, true)
   }
 
+  /**
+   * Runs `requests` through chat() with at most `concurrency` in flight. Resolves with one
+   * item per request, in input order: `{ ok: true, response }` or `{ ok: false, error }`.
+   */
+  async batch(requests, options = {}) {
+    if (!Array.isArray(requests)) throw invalid(new TypeError('batch(requests) needs an array of requests'))
+    const concurrency = options?.concurrency ?? DEFAULT_BATCH_CONCURRENCY
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw invalid(new TypeError(`batch concurrency must be a whole number >= 1, not ${concurrency}`))
+    }
+    const results = new Array(requests.length)
+    let next = 0
+    const worker = async () => {
+      while (next < requests.length) {
+        const index = next++
+        try {
+          results[index] = { ok: true, response: await this.chat(requests[index]) }
+        } catch (error) {
+          results[index] = { ok: false, error }
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(concurrency, requests.length) }, worker))
+    return results
+  }
+
   models() {
     return this.#native.models()
   }
@@ -111,6 +139,11 @@ class Gateway {
         // the call's outcome does not depend on the callback
       }
     }
+  }
+
+  /** One entry per route target: state, calls in flight, recent latency and error rate. */
+  health() {
+    return this.#native.health()
   }
 
   async close() {

@@ -11,7 +11,7 @@ import { startMockVendors } from './helpers/mock-vendors.mjs'
 const require = createRequire(import.meta.url)
 const express = require('express')
 const { Gateway, FerrogateError } = require('../index.js')
-const { aiMiddleware, rateLimit, errorHandler, metricsHandler, sse, redact } = require('../express.js')
+const { aiMiddleware, rateLimit, errorHandler, metricsHandler, sse, redact } = require('../lib/express.js')
 
 const UPSTREAM_KEY = 'sk-upstream-secret-abcdef'
 let mock
@@ -292,4 +292,23 @@ test('sse writes events with heartbeats and stops the upstream call when the cli
   await reader.read()
   controller.abort()
   await mock.waitForClose()
+})
+
+test('ferrogate/express loads with import and require (package exports), types beside it', async () => {
+  const esm = await import('ferrogate/express')
+  const cjs = require('ferrogate/express')
+  for (const name of ['aiMiddleware', 'openaiRouter', 'rateLimit', 'errorHandler', 'metricsHandler', 'sse']) {
+    assert.equal(typeof esm[name], 'function', name)
+    assert.equal(esm[name], cjs[name], name)
+  }
+  const { exports } = require('../package.json')
+  assert.ok(require('node:fs').existsSync(new URL(`../${exports['./express'].types}`, import.meta.url)))
+})
+
+test('metrics: route targets expose their circuit state, and the route alias labels its calls', async () => {
+  const gateway = newGateway({ routes: { smart: [{ provider: 'openai', model: 'gpt-4o-mini' }] } })
+  await gateway.chat({ model: 'smart', messages: hello })
+  const families = Object.fromEntries(parsePrometheusTextFormat(gateway.metrics()).map((f) => [f.name, f]))
+  assert.deepEqual(families.ferrogate_circuit_state.metrics, [{ labels: { route: 'smart', provider: 'openai', model: 'gpt-4o-mini' }, value: '0' }])
+  assert.equal(families.ferrogate_requests_total.metrics.find((m) => m.labels.outcome === 'ok').labels.provider, 'openai')
 })

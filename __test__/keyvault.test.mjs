@@ -11,7 +11,7 @@ import { startMockVendors } from './helpers/mock-vendors.mjs'
 const require = createRequire(import.meta.url)
 const express = require('express')
 const { Gateway, KeyVault, FerrogateError } = require('../index.js')
-const { openaiRouter } = require('../express.js')
+const { openaiRouter } = require('../lib/express.js')
 
 const SECRET = 'vault-secret-0123456789abcdef0123456789'
 const PROVIDER_KEY = 'sk-proj-provider-key-XYZ987654321'

@@ -12,7 +12,7 @@ import { startMockVendors } from './helpers/mock-vendors.mjs'
 const require = createRequire(import.meta.url)
 const express = require('express')
 const { Gateway } = require('../index.js')
-const { openaiRouter } = require('../express.js')
+const { openaiRouter } = require('../lib/express.js')
 
 const CLIENT_KEY = 'client-key-123'
 const UPSTREAM_KEY = 'sk-upstream-secret-abcdef'

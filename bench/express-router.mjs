@@ -8,7 +8,7 @@ import { REPO_DIR, requireDep, requireFerrogate } from './lib.mjs';
 
 const express = requireDep('express');
 const { Gateway } = requireFerrogate();
-const { openaiRouter } = createRequire(path.join(REPO_DIR, 'noop.js'))(path.join(process.env.FERROGATE_MODULE || REPO_DIR, 'express.js'));
+const { openaiRouter } = createRequire(path.join(REPO_DIR, 'noop.js'))(path.join(process.env.FERROGATE_MODULE || REPO_DIR, 'lib', 'express.js'));
 
 const PORT = Number(process.env.PORT || 18302);
 const gateway = new Gateway({

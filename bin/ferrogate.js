@@ -7,10 +7,11 @@ const { parseArgs } = require('node:util')
 const USAGE = `Usage: ferrogate <command> [options]
 
 Commands:
-  serve --config <file> [--port <port>] [--host <address>]
+  serve --config <file> [--port <port>] [--host <address>] [--engine native|node]
       An OpenAI-compatible proxy: POST /v1/chat/completions (JSON and SSE), GET /v1/models.
       The config is GatewayOptions as JSON plus host, port and keys; \${ENV_VAR} is replaced
-      from the environment.
+      from the environment. --engine node serves from Node (openaiRouter) instead of the
+      native (Rust) server.
   chat [--model <model>] [--config <file>]
       A streaming chat REPL (reads standard input; works piped). Offline on the mock
       provider without --config.
@@ -37,6 +38,7 @@ async function serve(args) {
         config: { type: 'string', short: 'c' },
         port: { type: 'string', short: 'p' },
         host: { type: 'string' },
+        engine: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -52,16 +54,17 @@ async function serve(args) {
     port = Number(values.port)
     if (!Number.isInteger(port) || port < 0 || port > 65535) return fail(`--port must be a port number, not '${values.port}'`)
   }
+  if (values.engine != null && !['native', 'node'].includes(values.engine)) return fail(`--engine must be native or node, not '${values.engine}'`)
   const { startServe, readConfig } = require('../lib/serve.js')
-  const { redact } = require('../express.js')
+  const { redact } = require('../lib/express.js')
   let running
   try {
-    running = await startServe(readConfig(values.config), { port, host: values.host })
+    running = await startServe(readConfig(values.config), { port, host: values.host, engine: values.engine })
   } catch (error) {
     process.stderr.write(`ferrogate serve: ${redact(error.message)}\n`)
     process.exit(1)
   }
-  process.stdout.write(`ferrogate serve listening on ${running.url}\n`)
+  process.stdout.write(`ferrogate serve listening on ${running.url} (${running.engine})\n`)
   const stop = () => {
     running.close().then(() => process.exit(0), () => process.exit(1))
   }
@@ -82,7 +85,7 @@ function fromCli(name) {
         process.exitCode = 2
         return
       }
-      const { redact } = require('../express.js')
+      const { redact } = require('../lib/express.js')
       process.stderr.write(`ferrogate ${name}: ${redact(error.message)}\n`)
       process.exitCode = 1
     }

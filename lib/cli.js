@@ -174,7 +174,7 @@ async function chat(args, io = process) {
         spinner.stop()
         if (started) io.stdout.write('\n')
         failures++
-        const { redact } = require('../express.js')
+        const { redact } = require('./express.js')
         io.stderr.write(`error: ${error.code ?? 'ERROR'}: ${redact(error.message)}\n`)
       } finally {
         current = undefined

@@ -6,7 +6,7 @@
 // is refused (budget, rate limit), the request goes on exactly as it would without AI, and a
 // miss is counted.
 
-const { describeError, sendError } = require('../express.js')
+const { describeError, sendError } = require('./express.js')
 const {
   configError,
   duration,

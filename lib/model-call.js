@@ -5,7 +5,7 @@
 
 const { randomBytes } = require('node:crypto')
 const { FerrogateError } = require('../index.js')
-const { redact } = require('../express.js')
+const { redact } = require('./express.js')
 
 const newId = () => `fg_${randomBytes(8).toString('hex')}`
 

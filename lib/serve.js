@@ -7,7 +7,7 @@ const fs = require('node:fs')
 const http = require('node:http')
 const { randomBytes } = require('node:crypto')
 const ferrogate = require('../index.js')
-const { openaiRouter, redact } = require('../express.js')
+const { openaiRouter, redact } = require('./express.js')
 
 class ConfigError extends Error {}
 
@@ -51,7 +51,7 @@ function readConfig(path, env = process.env) {
 const INSTANCE_FIELDS = { cache: 'ResponseCache', rateLimiter: 'RateLimiter', costs: 'CostTracker' }
 
 function gatewayOptions(config) {
-  const { host, port, keys, ...options } = config
+  const { host, port, keys, engine, ...options } = config
   for (const [field, className] of Object.entries(INSTANCE_FIELDS)) {
     const value = options[field]
     if (value == null || value === false) continue
@@ -80,8 +80,60 @@ function keyVault(keys) {
   return vault
 }
 
-/** Starts the proxy; resolves with `{ server, url, close() }`. */
+function validatedKeys(keys) {
+  if (keys == null) return undefined
+  if (!Array.isArray(keys)) throw new ConfigError('config keys must be an array of { key, user?, dailyTokenQuota? }')
+  return keys.map((entry, i) => {
+    if (entry == null || typeof entry.key !== 'string' || entry.key === '') throw new ConfigError(`config keys[${i}].key must be a non-empty string`)
+    const quota = entry.dailyTokenQuota
+    if (quota != null && !(Number.isInteger(quota) && quota >= 0)) throw new ConfigError(`config keys[${i}].dailyTokenQuota must be a whole number >= 0`)
+    return { key: entry.key, user: entry.user == null ? undefined : String(entry.user), dailyTokenQuota: quota ?? undefined }
+  })
+}
+
+/**
+ * The native engine: a Rust HTTP server (hyper) over the native gateway; no JS on the request
+ * path. Same endpoints and wire format as the node engine (openaiRouter).
+ */
+async function startNative(config, overrides) {
+  const { NativeGateway } = require('../binding.js')
+  const options = gatewayOptions(config)
+  let nativeGateway
+  try {
+    nativeGateway = new NativeGateway(options)
+  } catch (error) {
+    throw new ConfigError(`invalid Gateway options: ${error.message}`)
+  }
+  const problem = nativeGateway.configError()
+  if (problem) throw new ConfigError(problem.message)
+  const host = overrides.host ?? config.host ?? '127.0.0.1'
+  const port = Number(overrides.port ?? config.port ?? 4000)
+  let server
+  try {
+    server = await nativeGateway.serve({ host, port, keys: validatedKeys(config.keys) })
+  } catch (error) {
+    nativeGateway.close()
+    throw new ConfigError(error.message)
+  }
+  // The server runs on the addon's threads, which do not keep Node's event loop alive.
+  const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
+  const shownHost = server.host.includes(':') ? `[${server.host}]` : server.host
+  return {
+    engine: 'native',
+    url: `http://${shownHost}:${server.port}`,
+    async close() {
+      server.close()
+      nativeGateway.close()
+      clearInterval(keepAlive)
+    },
+  }
+}
+
+/** Starts the proxy; resolves with `{ url, close() }`. `overrides.engine`: 'native' (default) or 'node'. */
 async function startServe(config, overrides = {}) {
+  const engine = overrides.engine ?? config.engine ?? 'native'
+  if (engine === 'native') return startNative(config, overrides)
+  if (engine !== 'node') throw new ConfigError(`engine must be 'native' or 'node', not '${engine}'`)
   const gateway = new ferrogate.Gateway(gatewayOptions(config))
   const log = overrides.log ?? ((line) => process.stderr.write(`${redact(line)}\n`))
   const router = openaiRouter(gateway, { keys: keyVault(config.keys), log })
@@ -109,6 +161,7 @@ async function startServe(config, overrides = {}) {
   const address = server.address()
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
   return {
+    engine: 'node',
     server,
     gateway,
     url: `http://${shownHost}:${address.port}`,

@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod providers;
 pub mod retry;
 pub mod secret;
+pub mod serve;
 pub mod sse;
 pub mod tokens;
 pub mod types;

@@ -5,7 +5,10 @@ use napi::bindgen_prelude::Either;
 use super::millis_option;
 use super::types as js;
 use crate::error::{GatewayError, Result};
-use crate::pipeline::{CallOptions, GatewayConfig, ProviderConfig};
+use crate::pipeline::{
+  CallOptions, DeploymentHealth, GatewayConfig, ProviderConfig, RouteConfig, RouteTargetConfig,
+  RoutingConfig,
+};
 use crate::types::{
   ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, ToolCall,
   ToolChoice, ToolDefinition,
@@ -26,6 +29,10 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
       .ok_or_else(|| GatewayError::config("retryBaseDelayMs must be a number >= 0"))?;
   }
   config.default_provider = options.default_provider;
+  config.routes = routes(options.routes.unwrap_or_default())?;
+  if let Some(routing) = options.routing {
+    config.routing = routing_config(routing)?;
+  }
   if options.providers.is_empty() {
     return Err(GatewayError::config(
       "providers must name at least one provider",
@@ -55,6 +62,100 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
     });
   }
   Ok(config)
+}
+
+/// A whole number >= `min` from JS, or a CONFIG error naming `field`.
+fn count(value: f64, min: u32, field: &str) -> Result<u32> {
+  if value.is_finite()
+    && value.fract() == 0.0
+    && value >= f64::from(min)
+    && value <= f64::from(u32::MAX)
+  {
+    Ok(value as u32)
+  } else {
+    Err(GatewayError::config(format!(
+      "{field} must be a whole number >= {min}"
+    )))
+  }
+}
+
+fn routes(
+  routes: std::collections::HashMap<String, Vec<js::RouteTarget>>,
+) -> Result<Vec<RouteConfig>> {
+  let mut aliases: Vec<String> = routes.keys().cloned().collect();
+  aliases.sort();
+  let mut routes = routes;
+  let mut out = Vec::new();
+  for alias in aliases {
+    let targets = routes.remove(&alias).unwrap_or_default();
+    let targets = targets
+      .into_iter()
+      .enumerate()
+      .map(|(i, target)| {
+        Ok(RouteTargetConfig {
+          max_concurrent: target
+            .max_concurrent
+            .map(|m| count(m, 1, &format!("routes.{alias}[{i}].maxConcurrent")))
+            .transpose()?,
+          weight: target.weight.unwrap_or(1.0),
+          health_check: target.health_check.unwrap_or(true),
+          provider: target.provider,
+          model: target.model,
+        })
+      })
+      .collect::<Result<Vec<_>>>()?;
+    out.push(RouteConfig { alias, targets });
+  }
+  Ok(out)
+}
+
+fn routing_config(options: js::RoutingOptions) -> Result<RoutingConfig> {
+  let mut config = RoutingConfig::default();
+  if let Some(n) = options.consecutive_failures {
+    config.consecutive_failures = count(n, 1, "routing.consecutiveFailures")?;
+  }
+  if let Some(rate) = options.error_rate {
+    config.error_rate = rate;
+  }
+  if let Some(n) = options.error_rate_window {
+    config.error_rate_window = count(n, 1, "routing.errorRateWindow")? as usize;
+  }
+  if let Some(ms) = options.cooldown_ms {
+    config.cooldown = millis_option(Some(ms))
+      .ok_or_else(|| GatewayError::config("routing.cooldownMs must be a number >= 0"))?;
+  }
+  if let Some(ms) = options.health_check_interval_ms {
+    config.health_check_interval = Some(
+      millis_option(Some(ms))
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+          GatewayError::config("routing.healthCheckIntervalMs must be a positive number")
+        })?,
+    );
+  }
+  if let Some(n) = options.queue_limit {
+    config.queue_limit = count(n, 0, "routing.queueLimit")? as usize;
+  }
+  Ok(config)
+}
+
+pub fn health(entry: DeploymentHealth) -> js::DeploymentHealth {
+  js::DeploymentHealth {
+    route: entry.route,
+    provider: entry.provider,
+    model: entry.model,
+    state: entry.state.to_string(),
+    in_flight: entry.in_flight,
+    queued: u32::try_from(entry.queued).unwrap_or(u32::MAX),
+    ewma_latency_ms: entry.ewma_latency_ms.unwrap_or(0.0),
+    ewma_ttft_ms: entry.ewma_ttft_ms,
+    error_rate: entry.error_rate,
+    ejected_until: entry.ejected_until.map(|at| {
+      at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+    }),
+  }
 }
 
 pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, CallOptions)> {
@@ -125,6 +226,15 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
   let options = CallOptions {
     timeout: millis_option(request.timeout_ms).filter(|d| !d.is_zero()),
     max_retries: request.max_retries,
+    priority: match request.priority {
+      None => 0,
+      Some(p) if p.is_finite() && p.fract() == 0.0 && p.abs() <= f64::from(i32::MAX) => p as i32,
+      Some(_) => {
+        return Err(GatewayError::invalid_request(
+          "priority must be a whole number",
+        ))
+      }
+    },
   };
   Ok((request.model, core, options))
 }

@@ -1,6 +1,7 @@
 //! napi shims over the core: convert, spawn, hand results back. No gateway logic here.
 
 mod convert;
+mod serve;
 mod types;
 mod vault;
 
@@ -16,6 +17,7 @@ use crate::error::GatewayError;
 use crate::pipeline::Gateway;
 use crate::types::StreamEvent;
 
+pub use serve::*;
 pub use types::*;
 pub use vault::*;
 
@@ -45,6 +47,10 @@ impl NativeGateway {
         .map(Arc::new),
       closed: CancellationToken::new(),
     }
+  }
+
+  pub(crate) fn gateway(&self) -> Result<Arc<Gateway>, GatewayError> {
+    self.inner.clone()
   }
 
   #[napi]
@@ -101,7 +107,8 @@ impl NativeGateway {
     call
   }
 
-  /// "provider/model" for every model a provider advertises.
+  /// Route aliases, then "provider/model" for every model named in a route or advertised
+  /// by a provider.
   #[napi]
   pub fn models(&self) -> Vec<String> {
     match &self.inner {
@@ -114,7 +121,7 @@ impl NativeGateway {
   #[napi]
   pub fn metrics(&self) -> String {
     match &self.inner {
-      Ok(gateway) => gateway.metrics().render(),
+      Ok(gateway) => gateway.render_metrics(),
       Err(_) => String::new(),
     }
   }
@@ -133,10 +140,22 @@ impl NativeGateway {
     }
   }
 
+  /// One entry per route target: breaker state, calls in flight, recent latency and errors.
+  #[napi]
+  pub fn health(&self) -> Vec<DeploymentHealth> {
+    match &self.inner {
+      Ok(gateway) => gateway.health().into_iter().map(convert::health).collect(),
+      Err(_) => Vec::new(),
+    }
+  }
+
   /// Cancels every call in flight; later calls fail with ABORTED.
   #[napi]
   pub fn close(&self) {
     self.closed.cancel();
+    if let Ok(gateway) = &self.inner {
+      gateway.close();
+    }
   }
 
   #[napi]

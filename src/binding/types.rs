@@ -27,9 +27,45 @@ pub struct ProviderConfig {
   pub mock_chunk_delay_ms: Option<f64>,
 }
 
+/// One deployment behind a route alias.
+#[napi(object, object_to_js = false)]
+pub struct RouteTarget {
+  /// A key of `providers`.
+  pub provider: String,
+  /// The vendor's model name.
+  pub model: String,
+  /// Share of traffic relative to the route's other targets (default 1).
+  pub weight: Option<f64>,
+  /// Most calls in flight on this target; more wait in the admission queue.
+  pub max_concurrent: Option<f64>,
+  /// Whether active health checks may call this target (default true; checks are off
+  /// unless `routing.healthCheckIntervalMs` is set).
+  pub health_check: Option<bool>,
+}
+
+/// Circuit breaker, health check and admission queue parameters for every route.
+#[napi(object, object_to_js = false)]
+pub struct RoutingOptions {
+  /// A target is ejected after this many failures in a row (default 5).
+  pub consecutive_failures: Option<f64>,
+  /// ...or when more than this share of its last `errorRateWindow` calls failed (default 0.5).
+  pub error_rate: Option<f64>,
+  /// Calls in the error-rate window (default 20; judged from min(window, 10) calls on).
+  pub error_rate_window: Option<f64>,
+  /// How long an ejected target sits out before one probe call (default 30000).
+  pub cooldown_ms: Option<f64>,
+  /// Active health checks: a 1-token request to every target this often. Off by default.
+  pub health_check_interval_ms: Option<f64>,
+  /// Calls that may wait per route when every target is at maxConcurrent (default 1024).
+  pub queue_limit: Option<f64>,
+}
+
 #[napi(object, object_to_js = false)]
 pub struct GatewayOptions {
   pub providers: HashMap<String, ProviderConfig>,
+  /// Route alias -> deployments: load balancing, fallbacks, circuit breaking.
+  pub routes: Option<HashMap<String, Vec<RouteTarget>>>,
+  pub routing: Option<RoutingOptions>,
   /// Deadline for a whole call, retries included (default 60000).
   pub timeout_ms: Option<f64>,
   /// Further attempts after a retryable failure (default 3).
@@ -99,7 +135,7 @@ pub struct NamedToolChoice {
 
 #[napi(object, object_to_js = false)]
 pub struct ChatRequest {
-  /// "provider/model", e.g. "openai/gpt-4o-mini".
+  /// "provider/model", e.g. "openai/gpt-4o-mini", or a route alias.
   pub model: String,
   pub messages: Vec<Message>,
   pub temperature: Option<f64>,
@@ -116,6 +152,8 @@ pub struct ChatRequest {
   /// Deadline for this call, retries included.
   pub timeout_ms: Option<f64>,
   pub max_retries: Option<u32>,
+  /// Admission order when every target of a route is busy: higher first (default 0).
+  pub priority: Option<f64>,
 }
 
 #[napi(object)]
@@ -207,4 +245,25 @@ pub struct LatencyAnomaly {
   pub severity: String,
   /// Unix ms.
   pub at: f64,
+}
+
+/// One route target's state.
+#[napi(object)]
+pub struct DeploymentHealth {
+  pub route: String,
+  pub provider: String,
+  pub model: String,
+  #[napi(ts_type = "'healthy' | 'ejected' | 'half_open'")]
+  pub state: String,
+  pub in_flight: u32,
+  /// Calls waiting in the route's admission queue (the same for every target of a route).
+  pub queued: u32,
+  /// EWMA of whole-call latency (0 before the first success).
+  pub ewma_latency_ms: f64,
+  /// EWMA of time to first token over streamed calls.
+  pub ewma_ttft_ms: Option<f64>,
+  /// Failed share of the recent calls (the error-rate window).
+  pub error_rate: f64,
+  /// Epoch ms until which the target is ejected or cooling down after a 429.
+  pub ejected_until: Option<f64>,
 }

@@ -2,12 +2,13 @@
 //! retry loop that repeats attempts under one deadline.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
 use super::forward::{forward, forward_tool_calls, forward_whole, send, EventSink, Progress};
 use super::providers::{Backend, Provider};
+use super::route::CallTargets;
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::providers::mock::{self, MockConfig};
 use crate::providers::{Adapter, StreamSession};
@@ -28,25 +29,52 @@ pub(crate) struct RetryPolicy {
 }
 
 /// Attempts until one succeeds, a failure is final, or waiting would pass the deadline.
-/// `attempts` counts every try, for the response.
+/// Each attempt may go to another target: after a retryable failure the call moves at
+/// once to a target it has not tried, else waits (the vendor's hint or a backoff) and
+/// takes the best target again. `attempts` counts every try, for the response; each
+/// attempt sets `req.model` to its target's model.
 pub(crate) async fn with_retries(
   http: &reqwest::Client,
-  provider: &Provider,
-  req: &ChatRequest,
+  targets: &mut CallTargets,
+  req: &mut ChatRequest,
   sink: &EventSink,
   progress: &Progress,
   attempts: &AtomicU32,
   policy: &RetryPolicy,
 ) -> Result<Completion> {
+  let mut lease = targets.acquire().await?;
   loop {
     let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
-    let error = match attempt_once(http, provider, req, sink, progress).await {
-      Ok(completion) => return Ok(completion),
+    req.model.clone_from(&lease.model);
+    lease.begin();
+    let started = Instant::now();
+    let result = match lease.attempt_timeout {
+      Some(limit) => tokio::time::timeout(
+        limit,
+        attempt_once(http, &lease.provider, req, sink, progress),
+      )
+      .await
+      .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true))),
+      None => attempt_once(http, &lease.provider, req, sink, progress).await,
+    };
+    let error = match result {
+      Ok(completion) => {
+        let ttft = progress
+          .first_event_at()
+          .map(|at| at.saturating_duration_since(started));
+        lease.succeeded(started.elapsed(), ttft);
+        return Ok(completion);
+      }
       Err(error) => error,
     };
+    lease.failed(&error);
     let may_retry = error.retryable && attempt <= policy.max_retries && !progress.delivered();
     if !may_retry {
       return Err(error);
+    }
+    if let Some(next) = targets.alternative().await {
+      lease = next;
+      continue;
     }
     let wait = error
       .retry_after
@@ -57,10 +85,15 @@ pub(crate) async fn with_retries(
       _ => return Err(error),
     }
     tokio::time::sleep(wait).await;
+    lease = match targets.acquire().await {
+      Ok(next) => next,
+      // Nothing can take the retry: the failure that caused it says more.
+      Err(_) => return Err(error),
+    };
   }
 }
 
-async fn attempt_once(
+pub(crate) async fn attempt_once(
   http: &reqwest::Client,
   provider: &Provider,
   req: &ChatRequest,

@@ -1,6 +1,6 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   resolve → attempt (with retries, under one deadline) → stream → response
+//!   route → attempt (with retries, under one deadline) → stream → response
 //!
 //! Each stage lives in the file its name says; limits, budget, cache, route and ledger
 //! join this line as stages of their own without changing the provider layer.
@@ -9,6 +9,7 @@ mod attempt;
 mod forward;
 mod providers;
 mod response;
+mod route;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,11 +27,13 @@ pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
 pub use providers::ProviderConfig;
 pub use response::estimate_usage;
+pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
 use attempt::RetryPolicy;
 use forward::Progress;
 use providers::{build_provider, Provider};
 use response::CallTiming;
+use route::{CallTargets, Router};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -39,6 +42,8 @@ pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
   pub providers: Vec<ProviderConfig>,
+  pub routes: Vec<RouteConfig>,
+  pub routing: RoutingConfig,
   pub timeout: Duration,
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
@@ -51,6 +56,8 @@ impl Default for GatewayConfig {
   fn default() -> Self {
     GatewayConfig {
       providers: Vec::new(),
+      routes: Vec::new(),
+      routing: RoutingConfig::default(),
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
@@ -64,10 +71,13 @@ impl Default for GatewayConfig {
 pub struct CallOptions {
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
+  /// Admission order when a route's targets are all busy: higher first.
+  pub priority: i32,
 }
 
 pub struct Gateway {
   providers: HashMap<String, Arc<Provider>>,
+  router: Router,
   http: reqwest::Client,
   timeout: Duration,
   max_retries: u32,
@@ -96,6 +106,7 @@ impl Gateway {
         ))
       })?),
     };
+    let router = Router::new(config.routes, config.routing, &providers)?;
     let http = reqwest::Client::builder()
       .tcp_nodelay(true)
       .pool_idle_timeout(Duration::from_secs(90))
@@ -104,6 +115,7 @@ impl Gateway {
       .map_err(|e| GatewayError::config(format!("could not create the HTTP client: {e}")))?;
     Ok(Gateway {
       providers,
+      router,
       http,
       timeout: config.timeout,
       max_retries: config.max_retries,
@@ -114,15 +126,49 @@ impl Gateway {
     })
   }
 
-  /// "provider/model" for every model a provider advertises.
+  /// Route aliases, then "provider/model" for every model named in a
+  /// route or advertised by a provider, sorted.
   pub fn models(&self) -> Vec<String> {
     let mut models: Vec<String> = self
       .providers
       .values()
       .flat_map(|p| p.models.iter().map(move |m| format!("{}/{m}", p.name)))
+      .chain(self.router.target_models())
       .collect();
     models.sort();
-    models
+    models.dedup();
+    let aliases = self.router.aliases();
+    models.retain(|m| !aliases.contains(m));
+    aliases.iter().cloned().chain(models).collect()
+  }
+
+  /// One entry per route target.
+  pub fn health(&self) -> Vec<DeploymentHealth> {
+    self.router.health()
+  }
+
+  /// Stops background work (active health checks).
+  pub fn close(&self) {
+    self.router.stop();
+  }
+
+  /// The route stage: a route alias gives its targets; anything else is "provider/model".
+  fn route(
+    &self,
+    model: &str,
+    options: &CallOptions,
+    stream: bool,
+    cancel: &CancellationToken,
+  ) -> Result<CallTargets> {
+    self.router.start_health_checks(&self.http);
+    if let Some(targets) = self
+      .router
+      .targets_for(model, stream, options.priority, cancel)
+    {
+      return Ok(targets);
+    }
+    let (provider, model) = self.resolve(model)?;
+    Ok(CallTargets::Single { provider, model })
   }
 
   /// "provider/model" → the provider and the vendor's model name. Provider names may
@@ -153,7 +199,8 @@ impl Gateway {
     }
   }
 
-  /// Runs one call to completion. `model` is "provider/model"; `req.model` is ignored.
+  /// Runs one call to completion. `model` is a route alias or "provider/model";
+  /// `req.model` is ignored.
   pub async fn execute(
     &self,
     model: &str,
@@ -192,6 +239,21 @@ impl Gateway {
     &self.metrics
   }
 
+  /// Prometheus text; the circuit state of every route target is read at scrape time.
+  pub fn render_metrics(&self) -> String {
+    for target in self.health() {
+      let state = match target.state {
+        "healthy" => 0,
+        "half_open" => 1,
+        _ => 2,
+      };
+      self
+        .metrics
+        .set_circuit_state(&target.route, &target.provider, &target.model, state);
+    }
+    self.metrics.render()
+  }
+
   async fn run_stages(
     &self,
     model: &str,
@@ -202,14 +264,16 @@ impl Gateway {
     request_id: &str,
   ) -> Result<ChatResponse> {
     let started = Instant::now();
-    let (provider, vendor_model) = self.resolve(model)?;
-    req.model = vendor_model;
-    let timeout = options.timeout.or(provider.timeout).unwrap_or(self.timeout);
+    let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
+    let timeout = options
+      .timeout
+      .or(targets.provider_timeout())
+      .unwrap_or(self.timeout);
     let now = tokio::time::Instant::now();
     let policy = RetryPolicy {
       max_retries: options
         .max_retries
-        .or(provider.max_retries)
+        .or(targets.provider_max_retries())
         .unwrap_or(self.max_retries),
       base: self.retry_base,
       // A timeout too large to add is no deadline at all.
@@ -220,27 +284,33 @@ impl Gateway {
     let attempts = AtomicU32::new(0);
     let progress = Progress::default();
     let work = attempt::with_retries(
-      &self.http, &provider, &req, &sink, &progress, &attempts, &policy,
+      &self.http,
+      &mut targets,
+      &mut req,
+      &sink,
+      &progress,
+      &attempts,
+      &policy,
     );
     let outcome = tokio::select! {
       biased;
       _ = cancel.cancelled() => Err(GatewayError::aborted()),
       result = tokio::time::timeout_at(policy.deadline, work) => {
-        result.unwrap_or_else(|_| Err(GatewayError::timeout(timeout)))
+        result.unwrap_or_else(|_| Err(targets.deadline_error(timeout)))
       }
     };
-    let completion = outcome.map_err(|e| e.with_provider(&provider.name))?;
+    let provider = targets.provider_name().unwrap_or_default();
+    let completion = outcome.map_err(|e| match targets.provider_name() {
+      Some(name) => e.with_provider(name),
+      None => e,
+    })?;
     let timing = CallTiming {
       started,
       ttft: progress.first_event_at().map(|at| at - started),
       attempts: attempts.load(Ordering::SeqCst),
     };
     Ok(response::response(
-      &provider.name,
-      &req,
-      completion,
-      timing,
-      request_id,
+      provider, &req, completion, timing, request_id,
     ))
   }
 
@@ -331,7 +401,7 @@ mod tests {
     let (sender, _receiver) = mpsc::channel(1);
     let options = CallOptions {
       timeout: Some(Duration::from_millis(20)),
-      max_retries: None,
+      ..CallOptions::default()
     };
     // Nobody reads the one-slot channel, so the stream stalls until the deadline.
     let timed_out = gateway
@@ -381,6 +451,103 @@ mod tests {
     assert_eq!((provider.name.as_str(), model.as_str()), ("team", "x/y"));
     let missing = gateway.resolve("other/m").map(|_| ()).expect_err("unknown");
     assert_eq!(missing.code, ErrorCode::NotFound);
+  }
+
+  fn routed_gateway(max_concurrent: Option<u32>) -> Gateway {
+    let mock = |name: &str| ProviderConfig {
+      name: name.into(),
+      kind: "mock".into(),
+      mock_chunk_delay: Some(Duration::from_millis(1)),
+      ..ProviderConfig::default()
+    };
+    let target = |provider: &str| RouteTargetConfig {
+      provider: provider.into(),
+      model: format!("{provider}-model"),
+      weight: 1.0,
+      max_concurrent,
+      health_check: false,
+    };
+    Gateway::new(GatewayConfig {
+      providers: vec![mock("east"), mock("west")],
+      routes: vec![RouteConfig {
+        alias: "smart".into(),
+        targets: vec![target("east"), target("west")],
+      }],
+      ..GatewayConfig::default()
+    })
+    .expect("gateway")
+  }
+
+  #[tokio::test]
+  async fn a_route_alias_answers_from_one_of_its_targets() {
+    let gateway = routed_gateway(None);
+    let response = gateway
+      .execute(
+        "smart",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        "r",
+      )
+      .await
+      .map_err(|e| e.message)
+      .expect("response");
+    assert!(["east", "west"].contains(&response.provider.as_str()));
+    assert_eq!(response.model, format!("{}-model", response.provider));
+    assert_eq!(response.attempts, 1);
+    assert_eq!(
+      gateway.models(),
+      ["smart", "east/east-model", "west/west-model"]
+    );
+    assert_eq!(gateway.health().len(), 2);
+  }
+
+  #[tokio::test]
+  async fn a_call_queued_past_its_deadline_is_upstream_unavailable() {
+    let gateway = Arc::new(routed_gateway(Some(1)));
+    // The mock counts tokens; loading the tokenizer blocks the test's only thread for
+    // seconds in a debug build, so do it before any deadline runs.
+    crate::tokens::encoding_for("gpt-4o").count_text("warm up");
+    // Streams nobody reads stall on their one-slot channel and hold both targets' slot.
+    let mut unread = Vec::new();
+    for _ in 0..2 {
+      let (sender, receiver) = mpsc::channel(1);
+      unread.push(receiver);
+      let holder = gateway.clone();
+      tokio::spawn(async move {
+        let options = CallOptions {
+          timeout: Some(Duration::from_secs(60)),
+          ..CallOptions::default()
+        };
+        let cancel = CancellationToken::new();
+        let _ = holder
+          .execute("smart", hello(), options, Some(sender), cancel, "h")
+          .await;
+      });
+    }
+    while gateway.health().iter().any(|h| h.in_flight == 0) {
+      tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let options = CallOptions {
+      timeout: Some(Duration::from_millis(30)),
+      ..CallOptions::default()
+    };
+    let error = gateway
+      .execute(
+        "smart",
+        hello(),
+        options,
+        None,
+        CancellationToken::new(),
+        "q",
+      )
+      .await
+      .map(|_| ())
+      .expect_err("queued");
+    assert_eq!(error.code, ErrorCode::UpstreamUnavailable);
+    assert!(error.retry_after.is_some());
+    assert!(gateway.health().iter().all(|h| h.queued == 0));
   }
 
   #[test]

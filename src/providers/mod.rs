@@ -33,6 +33,11 @@ pub trait Adapter: Send + Sync {
   fn stream_decoder(&self, req: &ChatRequest) -> Box<dyn StreamDecoder>;
   /// A non-2xx answer, as one of API.md's errors.
   fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError;
+  /// A free GET that answers 2xx when the deployment is up, for active health checks;
+  /// `None` where only a real (1-token) call tells.
+  fn health_check(&self) -> Option<HttpCall> {
+    None
+  }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

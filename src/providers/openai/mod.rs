@@ -27,12 +27,8 @@ pub struct OpenAi {
   pub headers: Vec<(String, String)>,
 }
 
-impl Adapter for OpenAi {
-  fn vendor(&self) -> &'static str {
-    "openai"
-  }
-
-  fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
+impl OpenAi {
+  fn request_headers(&self) -> Vec<(String, String)> {
     let mut headers = self.headers.clone();
     if let Some(key) = &self.api_key {
       headers.push(("authorization".into(), format!("Bearer {}", key.expose())));
@@ -40,10 +36,29 @@ impl Adapter for OpenAi {
     if let Some(organization) = &self.organization {
       headers.push(("openai-organization".into(), organization.clone()));
     }
+    headers
+  }
+}
+
+impl Adapter for OpenAi {
+  fn vendor(&self) -> &'static str {
+    "openai"
+  }
+
+  fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
     Ok(HttpCall {
       url: join_url(&self.base_url, "chat/completions"),
-      headers,
+      headers: self.request_headers(),
       body: request_body(req, stream),
+    })
+  }
+
+  /// `GET /models`: costs nothing, and needs the same key and base URL as a call.
+  fn health_check(&self) -> Option<HttpCall> {
+    Some(HttpCall {
+      url: join_url(&self.base_url, "models"),
+      headers: self.request_headers(),
+      body: serde_json::Value::Null,
     })
   }
 

@@ -4,7 +4,7 @@
 // same OpenAI-compatible handler also serves `ferrogate serve`.
 
 const { randomBytes } = require('node:crypto')
-const { FerrogateError } = require('./index.js')
+const { FerrogateError } = require('../index.js')
 
 // ------------------------------------------------------------------------------ redaction
 
@@ -732,7 +732,7 @@ async function sse(res, source, options = {}) {
   }
 }
 
-const { dashboardHandler } = require('./lib/dashboard.js')
+const { dashboardHandler } = require('./dashboard.js')
 
 module.exports = {
   aiMiddleware,

@@ -1,6 +1,6 @@
 // Types of ferrogate/express (hand-written).
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { ChatRequest, ChatResponse, Gateway, KeyVault, StreamEvent } from './index'
+import type { ChatRequest, ChatResponse, Gateway, KeyVault, StreamEvent } from '../index'
 
 type Req = IncomingMessage & Record<string, any>
 type Res = ServerResponse
