@@ -52,7 +52,7 @@ before(async () => {
   dashboard = dashboardHandler(gateway, { costs, refreshMs: 0 })
 
   const latencies = []
-  const ask = async (content, user = 'alice') => {
+  const ask = async (content, user) => {
     try {
       const response = await gateway.chat({ model: 'mock/mock-1', messages: [{ role: 'user', content }], user })
       if (!response.cached) latencies.push(response.latencyMs)
@@ -61,7 +61,8 @@ before(async () => {
       return error
     }
   }
-  for (const content of ['one', 'two', 'one', 'three', 'one']) await ask(content)
+  // One user per call here, so the limiter (2 a minute per user) refuses only bob's third call below.
+  for (const [i, content] of ['one', 'two', 'one', 'three', 'one'].entries()) await ask(content, `alice-${i}`)
   const refused = []
   for (const content of ['x', 'y', 'z']) refused.push(await ask(`limited ${content}`, 'bob'))
 
@@ -118,7 +119,10 @@ test('/data holds the recorded figures', async () => {
     assert.equal(data.cache.hits, 2)
     assert.ok(data.cache.hitRate > 0 && data.cache.hitRate < 1)
   }
-  if (has('RateLimiter')) assert.equal(data.refusals.rateLimited, traffic.refused.filter((r) => r?.code === 'RATE_LIMITED').length)
+  if (has('RateLimiter')) {
+    assert.equal(traffic.refused.filter((r) => r?.code === 'RATE_LIMITED').length, 1)
+    assert.equal(data.refusals.rateLimited, 1)
+  }
   else assert.equal(data.refusals.total, 0)
 })
 
