@@ -839,4 +839,5 @@ module.exports.NativeCall = nativeBinding.NativeCall
 module.exports.NativeGateway = nativeBinding.NativeGateway
 module.exports.NativeKeyVault = nativeBinding.NativeKeyVault
 module.exports.NativeServer = nativeBinding.NativeServer
+module.exports.NativeSseCall = nativeBinding.NativeSseCall
 module.exports.countTokens = nativeBinding.countTokens

@@ -59,6 +59,9 @@ export interface GatewayOptions {
   onAnomaly?: (anomaly: LatencyAnomaly) => void
 }
 
+/** Symbol.for('ferrogate.openaiSse'): the Gateway method ferrogate/express streams OpenAI SSE bytes through (internal). */
+export declare const OPENAI_SSE: unique symbol
+
 export interface KeyVaultQuota {
   allowed: boolean
   /** Absent when the id has no quota. */
@@ -121,6 +124,8 @@ export declare class NativeGateway {
    * `GET /health`) natively; rejects with a CONFIG message when it cannot listen.
    */
   serve(options: ServeOptions): Promise<NativeServer>
+  /** Starts a streamed call whose events are encoded as OpenAI `chat.completion.chunk` SSE. */
+  startOpenaiSse(request: ChatRequest, options: OpenAiSseOptions): NativeSseCall
   /**
    * Never throws: a bad configuration is reported by `configError()`, so the JS layer
    * can throw it with the same error shape as every other failure.
@@ -184,6 +189,15 @@ export declare class NativeServer {
   get port(): number
   get host(): string
   close(): void
+}
+
+/** A streamed call whose events come back as OpenAI SSE bytes. */
+export declare class NativeSseCall {
+  /** Waits for at least one event (or the end) and encodes everything available. */
+  next(): Promise<SseBatch>
+  /** Aborts the call: the upstream connection is closed. */
+  cancel(): void
+  get requestId(): string
 }
 
 /** Events available now; `error` ends the call, as does a `done` event. */
@@ -353,6 +367,17 @@ export interface NativeStreamEvent {
   response?: ChatResponse
 }
 
+export interface OpenAiSseOptions {
+  /** The `chatcmpl-…` id every chunk carries. */
+  id: string
+  /** Unix seconds. */
+  created: number
+  /** The model name as the client sent it. */
+  model: string
+  /** `stream_options.include_usage`: `"usage": null` on every chunk, then a usage chunk. */
+  includeUsage: boolean
+}
+
 /** One configured provider; its key in `providers` is the name used in "provider/model". */
 export interface ProviderConfig {
   /** 'openai' (any OpenAI-compatible server with `baseUrl`), 'anthropic', 'gemini' or 'mock'. */
@@ -437,6 +462,17 @@ export interface ServeOptions {
   port: number
   /** Virtual keys; without them, no authentication. */
   keys?: Array<ServeKeyOptions>
+}
+
+export interface SseBatch {
+  /** Encoded `data: …\n\n` events (the role delta first, `data: [DONE]` last). */
+  data?: Buffer
+  /** The stream ended (with `[DONE]`, or with an error event in `data`). */
+  done: boolean
+  /** The call failed before any byte was encoded: answer with its status instead. */
+  error?: ErrorInfo
+  /** usage.totalTokens of the finished call (quotas). */
+  totalTokens?: number
 }
 
 export interface ToolCall {

@@ -34,6 +34,9 @@ const DEFAULT_BATCH_CONCURRENCY = 8
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
+// ferrogate/express's openaiRouter streams through this: OpenAI SSE bytes encoded natively.
+const OPENAI_SSE = Symbol.for('ferrogate.openaiSse')
+
 class Gateway {
   #native
   #providerNames
@@ -86,6 +89,44 @@ class Gateway {
       }
     }
     throw new Error('unreachable: a stream ended without a response')
+  }
+
+  /**
+   * For ferrogate/express: `for await` over `{ data: Buffer, done, totalTokens? }` batches of OpenAI
+   * `chat.completion.chunk` SSE events, encoded natively. A failure before any byte rejects (so the
+   * caller can answer with its status); one after is an error event in `data`.
+   */
+  async *[OPENAI_SSE](request, options) {
+    if (request == null || typeof request !== 'object') throw invalid(new TypeError('a request object is required'))
+    const { signal, ...body } = request
+    let call
+    try {
+      call = this.#native.startOpenaiSse(body, options)
+    } catch (error) {
+      throw invalid(error)
+    }
+    const onAbort = () => call.cancel()
+    if (signal) {
+      if (signal.aborted) call.cancel()
+      else signal.addEventListener('abort', onAbort, { once: true })
+    }
+    let finished = false
+    try {
+      for (;;) {
+        const batch = await call.next()
+        if (batch.error) {
+          finished = true
+          throw new FerrogateError(batch.error, batch.error.code === 'ABORTED' && signal?.aborted ? signal.reason : undefined)
+        }
+        if (batch.done) finished = true
+        yield batch
+        if (finished) return
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      if (!finished) call.cancel()
+      this.#reportAnomalies()
+    }
   }
 
   /** `for await` over text, tool_call and done events. Breaking out aborts the upstream request. */
@@ -293,6 +334,7 @@ module.exports = {
   Gateway,
   FerrogateError,
   KeyVault,
+  OPENAI_SSE,
   countTokens,
   NativeGateway: native.NativeGateway,
   NativeCall: native.NativeCall,

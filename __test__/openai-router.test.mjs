@@ -264,3 +264,37 @@ test('a client that disconnects mid-stream stops the upstream request', async ()
   await mock.waitForClose()
   assert.equal(received, 2)
 })
+
+test('a gateway-like object without the native encoder streams the same chunks (JS encoder)', async () => {
+  const wrapper = {
+    chat: (r) => gateway.chat(r),
+    streamEvents: (r) => gateway.streamEvents(r),
+    models: () => gateway.models(),
+  }
+  const app = express()
+  app.use('/v1', openaiRouter(wrapper, { log: false }))
+  const local = app.listen(0, '127.0.0.1')
+  await once(local, 'listening')
+  const read = async (url) => {
+    const res = await fetch(`${url}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: hello, stream: true, stream_options: { include_usage: true } }),
+    })
+    // ids and timestamps differ per call; everything else must be the same JSON, event by event
+    return (await res.text())
+      .split('\n\n')
+      .filter(Boolean)
+      .map((event) => (event === 'data: [DONE]' ? event : { ...JSON.parse(event.slice(6)), id: 'x', created: 0 }))
+  }
+  try {
+    const viaJs = await read(`http://127.0.0.1:${local.address().port}/v1`)
+    const viaNative = await read(baseURL)
+    assert.deepEqual(viaJs, viaNative)
+    assert.equal(viaJs[1].usage, null)
+    assert.equal(viaJs.at(-1), 'data: [DONE]')
+  } finally {
+    local.closeAllConnections()
+    local.close()
+  }
+})

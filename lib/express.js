@@ -4,7 +4,7 @@
 // same OpenAI-compatible handler also serves `ferrogate serve`.
 
 const { randomBytes } = require('node:crypto')
-const { FerrogateError } = require('../index.js')
+const { FerrogateError, OPENAI_SSE } = require('../index.js')
 
 // ------------------------------------------------------------------------------ redaction
 
@@ -482,6 +482,9 @@ function openaiRouter(gateway, options = {}) {
     }
 
     const includeUsage = body.stream_options?.include_usage === true
+    if (typeof gateway[OPENAI_SSE] === 'function') {
+      return streamNative(res, signal, gateway[OPENAI_SSE](request, { id, created, model, includeUsage }), identity)
+    }
     const iterator = gateway.streamEvents(request)[Symbol.asyncIterator]()
     let first
     try {
@@ -515,6 +518,36 @@ function openaiRouter(gateway, options = {}) {
       writer.error(described)
     }
     writer.end()
+  }
+
+  // The gateway encodes the chunks natively; JS only writes each batch's bytes.
+  async function streamNative(res, signal, batches, identity) {
+    const iterator = batches[Symbol.asyncIterator]()
+    let step
+    try {
+      step = await iterator.next()
+    } catch (error) {
+      if (!signal.aborted) sendOpenAIError(res, error, log)
+      return
+    }
+    res.statusCode = 200
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8')
+    res.setHeader('Cache-Control', 'no-cache')
+    res.setHeader('Connection', 'keep-alive')
+    res.setHeader('X-Accel-Buffering', 'no')
+    try {
+      for (; !step.done; step = await iterator.next()) {
+        const batch = step.value
+        if (batch.totalTokens != null) recordUsage(keys, identity.vaultId, { usage: { totalTokens: batch.totalTokens } })
+        if (batch.data && batch.data.length) res.write(batch.data)
+      }
+    } catch (error) {
+      if (signal.aborted) return
+      const described = describeError(error)
+      logError(log, described, error)
+      res.write(`data: ${JSON.stringify(openaiErrorBody(described))}\n\n`)
+    }
+    res.end()
   }
 
   function models(req, res) {

@@ -59,6 +59,9 @@ export interface GatewayOptions {
   onAnomaly?: (anomaly: LatencyAnomaly) => void
 }
 
+/** Symbol.for('ferrogate.openaiSse'): the Gateway method ferrogate/express streams OpenAI SSE bytes through (internal). */
+export declare const OPENAI_SSE: unique symbol
+
 export interface KeyVaultQuota {
   allowed: boolean
   /** Absent when the id has no quota. */

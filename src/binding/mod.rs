@@ -2,6 +2,7 @@
 
 mod convert;
 mod serve;
+mod sse;
 mod types;
 mod vault;
 
@@ -18,6 +19,7 @@ use crate::pipeline::Gateway;
 use crate::types::StreamEvent;
 
 pub use serve::*;
+pub use sse::*;
 pub use types::*;
 pub use vault::*;
 
