@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 'use strict'
-// The ferrogate command line: a dispatcher over subcommands (only `serve` so far).
+// The ferrogate command line: a dispatcher over subcommands (serve, chat, codegen).
 
 const { parseArgs } = require('node:util')
 
@@ -12,6 +12,14 @@ Commands:
       The config is GatewayOptions as JSON plus host, port and keys; \${ENV_VAR} is replaced
       from the environment. --engine node serves from Node (openaiRouter) instead of the
       native (Rust) server.
+  chat [--model <model>] [--config <file>]
+      A streaming chat REPL (reads standard input; works piped). Offline on the mock
+      provider without --config.
+  codegen route <spec.json> | test <file> | docs <file> [--model <model>] [--config <file>] [--out <file>]
+      A TypeScript Express route, a node:test suite, or an OpenAPI 3 document (YAML).
+
+Run ferrogate <command> --help for a command's options.
+Exit codes: 0 done, 1 failed (config, model or input), 2 bad command line.
 
 Options:
   -h, --help  Show this help.`
@@ -64,7 +72,27 @@ async function serve(args) {
   process.once('SIGTERM', stop)
 }
 
-const COMMANDS = { serve }
+/** chat and codegen live in lib/cli.js; a UsageError there is a bad command line (exit 2). */
+function fromCli(name) {
+  return async (args) => {
+    const cli = require('../lib/cli.js')
+    const usage = name === 'chat' ? cli.CHAT_USAGE : cli.CODEGEN_USAGE
+    try {
+      process.exitCode = await cli[name](args)
+    } catch (error) {
+      if (error instanceof cli.UsageError || error.exitCode === 2) {
+        process.stderr.write(`ferrogate ${name}: ${error.message}\n${usage}\n`)
+        process.exitCode = 2
+        return
+      }
+      const { redact } = require('../lib/express.js')
+      process.stderr.write(`ferrogate ${name}: ${redact(error.message)}\n`)
+      process.exitCode = 1
+    }
+  }
+}
+
+const COMMANDS = { serve, chat: fromCli('chat'), codegen: fromCli('codegen') }
 
 async function main(argv) {
   const [command, ...rest] = argv

@@ -61,6 +61,80 @@ export function errorHandler(options?: { log?: ((line: string) => void) | false 
 /** Prometheus text exposition of `gateway.metrics()`. */
 export function metricsHandler(gateway: Gateway): Middleware
 
+/** The public description of an error, as errorHandler() answers it. */
+export interface DescribedError {
+  status: number
+  id: string
+  code: string
+  message: string
+  type: string
+  retryAfterMs?: number
+}
+export function describeError(error: unknown): DescribedError
+/** errorHandler()'s answer to `error`, with `extra` fields next to `error` in the body. */
+export function sendError(
+  res: Res,
+  error: unknown,
+  options?: { log?: ((line: string) => void) | false; extra?: Record<string, unknown>; described?: DescribedError },
+): void
+
+/** What a cost tracker needs to offer the dashboard (CostTracker.summary). */
+export interface CostSummarySource {
+  summary(
+    user: string | null,
+    options?: { days?: number },
+  ): {
+    totalCost: number
+    totalRequests: number
+    costByModel: Record<string, number> | { model: string; cost: number; requests?: number }[]
+    costTrend: { date: string; cost: number; requests: number }[]
+    requestsByModel?: Record<string, number>
+  }
+}
+
+export interface DashboardOptions {
+  /** Cost per day and cost by model come from its summary(null, { days }). */
+  costs?: CostSummarySource
+  /** Days of cost history (default 30). */
+  days?: number
+  title?: string
+  /** How often the page reloads its data (default 10000; 0 never). */
+  refreshMs?: number
+  /** Calls kept for exact latency percentiles (default 10000). */
+  maxRecords?: number
+}
+
+export interface DashboardData {
+  generatedAt: string
+  days: number
+  sources: { costs: boolean; stats: boolean; metrics: boolean }
+  totals: { cost: number; requests: number; errors: number }
+  costPerDay: { date: string; cost: number; requests: number }[]
+  costByModel: { model: string; cost: number; requests?: number }[]
+  latency: {
+    source: 'calls' | 'histogram' | 'none'
+    count: number
+    p50Ms: number | null
+    p99Ms: number | null
+    byModel: { model: string; count: number; p50Ms: number | null; p99Ms: number | null }[]
+  }
+  cache: { hits: number; misses: number; hitRate: number | null }
+  refusals: { rateLimited: number; budget: number; total: number }
+}
+
+/**
+ * `GET /` → one self-contained HTML page (SVG charts: cost per day, cost by model, latency
+ * p50/p99, cache hit rate, refusals); `GET /data` → its JSON. Mount it behind your own auth.
+ */
+export function dashboardHandler(
+  gateway: Gateway,
+  options?: DashboardOptions,
+): Middleware & {
+  /** Give it the gateway's onCall records for exact latency percentiles. */
+  record(record: { latencyMs: number; model?: string; provider?: string; vendorModel?: string; outcome?: string }): void
+  data(): DashboardData
+}
+
 export type SSEItem = string | { event?: string; id?: string; data: unknown } | object
 export function sse(
   res: Res,

@@ -114,18 +114,27 @@ function logError(log, described, error) {
 function errorHandler(options = {}) {
   const log = options.log === undefined ? (line) => console.error(line) : options.log
   return function ferrogateErrorHandler(error, req, res, next) {
-    const described = describeError(error)
-    if (described.status >= 500 || !isFerrogateError(error)) logError(log, described, error)
-    if (res.headersSent) {
-      // Too late for a status: end what was started so the client is not left hanging.
-      res.end()
-      return
-    }
-    setRetryAfter(res, described.retryAfterMs)
-    sendJson(res, described.status, {
-      error: { id: described.id, code: described.code, message: described.message, type: described.type },
-    })
+    sendError(res, error, { log })
   }
+}
+
+/**
+ * errorHandler()'s answer to `error`, with `extra` fields next to `error` in the body
+ * (aiErrorHandler adds `analysis`). `described` is describeError(error) when the caller
+ * already has it, so the id stays the same.
+ */
+function sendError(res, error, { log, extra, described = describeError(error) } = {}) {
+  if (described.status >= 500 || !isFerrogateError(error)) logError(log, described, error)
+  if (res.headersSent) {
+    // Too late for a status: end what was started so the client is not left hanging.
+    res.end()
+    return
+  }
+  setRetryAfter(res, described.retryAfterMs)
+  sendJson(res, described.status, {
+    error: { id: described.id, code: described.code, message: described.message, type: described.type },
+    ...extra,
+  })
 }
 
 function openaiErrorBody(described) {
@@ -756,13 +765,18 @@ async function sse(res, source, options = {}) {
   }
 }
 
+const { dashboardHandler } = require('./dashboard.js')
+
 module.exports = {
   aiMiddleware,
   openaiRouter,
   rateLimit,
   errorHandler,
   metricsHandler,
+  dashboardHandler,
   sse,
   redact,
   toChatRequest,
+  describeError,
+  sendError,
 }

@@ -164,4 +164,4 @@ async function startServe(config, overrides = {}) {
   }
 }
 
-module.exports = { startServe, readConfig, expandEnv, ConfigError }
+module.exports = { startServe, readConfig, expandEnv, gatewayOptions, ConfigError }
