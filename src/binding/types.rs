@@ -183,10 +183,3 @@ pub struct ErrorInfo {
   /// Lower-level detail (transport error, vendor error type).
   pub cause: Option<String>,
 }
-
-/// Events available now; `error` ends the call, as does a `done` event.
-#[napi(object)]
-pub struct CallBatch {
-  pub events: Vec<NativeStreamEvent>,
-  pub error: Option<ErrorInfo>,
-}
