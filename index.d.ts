@@ -69,11 +69,11 @@ export declare class NativeGateway {
   configError(): ErrorInfo | null
   /**
    * Sets the function every call delivers to, once, before the first call. It receives
-   * a flat array `[callId, kind, payload, …]` holding whatever was ready at once: kind 0 =
-   * text (a string), 1 = tool call (an event object), 2 = done (the ChatResponse),
-   * 3 = failed (an ErrorInfo). Kinds 2 and 3 end their call.
+   * the JSON text of a flat array `[callId, kind, payload, …]` holding whatever was ready
+   * at once: kind 0 = text (a string), 1 = tool call (an event object), 2 = done (the
+   * ChatResponse), 3 = failed (an ErrorInfo). Kinds 2 and 3 end their call.
    */
-  listen(dispatch: (batch: unknown[]) => void): void
+  listen(dispatch: (batchJson: string) => void): void
   /**
    * Starts call `callId` (chosen by the caller, unique among its calls in flight) and
    * returns its request id. `stream` decides whether text events are delivered as they

@@ -29,12 +29,19 @@ const invalid = (error, requestId = newRequestId()) =>
     error,
   )
 
+// A signal aborted before the call: nothing is sent upstream.
+const abortedBefore = (signal) =>
+  new FerrogateError(
+    { code: 'ABORTED', status: 499, message: "request aborted by the caller's signal", requestId: newRequestId() },
+    signal.reason,
+  )
+
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
 // Every call of every gateway is delivered through `dispatch`: the native side wakes the JS
 // thread once for whatever is ready (events of many streams, responses of many chats) and
-// hands it over as one flat array [callId, kind, payload, ...]. The kinds match
+// hands it over as the JSON text of one flat array [callId, kind, payload, ...]. The kinds match
 // src/binding/pump.rs.
 const TEXT = 0
 const TOOL_CALL = 1
@@ -47,7 +54,8 @@ const ACK_STEP = 64
 const calls = new Map()
 let lastCallId = 0
 
-function dispatch(batch) {
+function dispatch(batchJson) {
+  const batch = JSON.parse(batchJson)
   for (let i = 0; i < batch.length; i += 3) {
     const call = calls.get(batch[i])
     if (call !== undefined) call.deliver(batch[i + 1], batch[i + 2])
@@ -65,12 +73,8 @@ class Call {
     this.requestId = native.begin(this.id, body, stream)
     calls.set(this.id, this)
     if (signal) {
-      if (signal.aborted) {
-        native.cancel(this.id)
-      } else {
-        this.onAbort = () => native.cancel(this.id)
-        signal.addEventListener('abort', this.onAbort, { once: true })
-      }
+      this.onAbort = () => native.cancel(this.id)
+      signal.addEventListener('abort', this.onAbort, { once: true })
     }
   }
 
@@ -226,6 +230,7 @@ class Gateway {
   chat(request) {
     return new Promise((resolve, reject) => {
       const [body, signal] = split(request)
+      if (signal?.aborted) throw abortedBefore(signal)
       try {
         new ChatCall(this.#native, body, signal, resolve, reject)
       } catch (error) {
@@ -239,6 +244,7 @@ class Gateway {
     return new Promise((resolve, reject) => {
       if (typeof onChunk !== 'function') throw invalid(new TypeError('stream(request, onChunk) needs an onChunk function'))
       const [body, signal] = split(request)
+      if (signal?.aborted) throw abortedBefore(signal)
       try {
         new CallbackCall(this.#native, body, signal, onChunk, resolve, reject)
       } catch (error) {
@@ -257,6 +263,7 @@ class Gateway {
 
   async *#events(request, holder) {
     const [body, signal] = split(request)
+    if (signal?.aborted) throw abortedBefore(signal)
     let call
     try {
       call = holder.call = new EventsCall(this.#native, body, signal)

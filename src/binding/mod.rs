@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{ErrorCode, GatewayError};
 use crate::pipeline::{CallOptions, Gateway};
 use crate::types::{ChatRequest as CoreRequest, StreamEvent};
-use pump::{Batch, Delivery, Pump};
+use pump::{Delivery, Pump};
 
 pub use types::*;
 
@@ -81,11 +81,11 @@ impl NativeGateway {
   }
 
   /// Sets the function every call delivers to, once, before the first call. It receives
-  /// a flat array `[callId, kind, payload, …]` holding whatever was ready at once: kind 0 =
-  /// text (a string), 1 = tool call (an event object), 2 = done (the ChatResponse),
-  /// 3 = failed (an ErrorInfo). Kinds 2 and 3 end their call.
-  #[napi(ts_args_type = "dispatch: (batch: unknown[]) => void")]
-  pub fn listen(&mut self, dispatch: Function<'_, Batch, Unknown<'static>>) -> napi::Result<()> {
+  /// the JSON text of a flat array `[callId, kind, payload, …]` holding whatever was ready
+  /// at once: kind 0 = text (a string), 1 = tool call (an event object), 2 = done (the
+  /// ChatResponse), 3 = failed (an ErrorInfo). Kinds 2 and 3 end their call.
+  #[napi(ts_args_type = "dispatch: (batchJson: string) => void")]
+  pub fn listen(&mut self, dispatch: Function<'_, String, Unknown<'static>>) -> napi::Result<()> {
     if self.pump.is_some() {
       return Err(napi::Error::new(
         napi::Status::GenericFailure,

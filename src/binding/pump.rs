@@ -1,13 +1,13 @@
 //! Handing call results to JS. Every call of a gateway delivers through one threadsafe
 //! function: whatever is ready when the JS thread wakes up (events of many streams, the
-//! responses of many chats) goes over in one callback, as one flat array. A wake-up of the
+//! responses of many chats) goes over in one callback, as one flat JSON array. A wake-up of the
 //! JS thread and the crossing into JS are the costly part of a delivery, so they are shared
 //! by everything that is ready rather than paid per call, per event or per promise.
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use napi::bindgen_prelude::{Env, Function, ToNapiValue, Unknown};
+use napi::bindgen_prelude::{Env, Function, Unknown};
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 
@@ -39,7 +39,12 @@ impl Delivery {
 
 #[derive(Default)]
 struct Queue {
-  items: Vec<(u32, Delivery)>,
+  /// The deliveries so far, as JSON array elements without the brackets: building JS
+  /// objects through napi one property at a time costs several times what `JSON.parse`
+  /// does, and the text is written here, on the thread that delivers, not on the JS thread.
+  json: String,
+  /// How many of them end their call.
+  ended: u32,
   /// A wake-up of the JS thread is on its way; later deliveries ride along with it.
   wake_pending: bool,
 }
@@ -57,8 +62,8 @@ struct Shared {
 
 impl Shared {
   fn queue(&self) -> MutexGuard<'_, Queue> {
-    // A panic while the lock was held cannot leave the queue half-changed (push and swap
-    // are single operations), so a poisoned lock is still a good queue.
+    // A panic while the lock was held cannot leave the queue half-changed (appending and
+    // taking are single operations), so a poisoned lock is still a good queue.
     self
       .queue
       .lock()
@@ -66,7 +71,7 @@ impl Shared {
   }
 }
 
-type WakeFn = ThreadsafeFunction<(), Unknown<'static>, Batch, napi::Status, false, true>;
+type WakeFn = ThreadsafeFunction<(), Unknown<'static>, String, napi::Status, false, true>;
 
 pub(crate) struct Pump {
   shared: Arc<Shared>,
@@ -74,8 +79,8 @@ pub(crate) struct Pump {
 }
 
 impl Pump {
-  /// `dispatch` is called on the JS thread with the flat delivery array.
-  pub fn new(dispatch: Function<'_, Batch, Unknown<'static>>) -> napi::Result<Pump> {
+  /// `dispatch` is called on the JS thread with the JSON text of the delivery array.
+  pub fn new(dispatch: Function<'_, String, Unknown<'static>>) -> napi::Result<Pump> {
     let shared = Arc::new(Shared::default());
     let for_js = shared.clone();
     let wake = dispatch
@@ -84,12 +89,14 @@ impl Pump {
       // Unreferenced while no call is in flight: an idle gateway must not keep Node running.
       .weak::<true>()
       .build_callback(move |ctx| {
-        let items = {
+        let (json, ended) = {
           let mut queue = for_js.queue();
           queue.wake_pending = false;
-          std::mem::take(&mut queue.items)
+          (
+            std::mem::take(&mut queue.json),
+            std::mem::take(&mut queue.ended),
+          )
         };
-        let ended = items.iter().filter(|(_, d)| d.ends_call()).count() as u32;
         if ended > 0 {
           let before = for_js.in_flight.load(Ordering::Relaxed);
           let after = before.saturating_sub(ended);
@@ -98,7 +105,7 @@ impl Pump {
             set_referenced(&ctx.env, for_js.wake.load(Ordering::Relaxed), false);
           }
         }
-        Ok(Batch(items))
+        Ok(format!("[{json}]"))
       })?;
     shared.wake.store(wake.raw(), Ordering::Relaxed);
     Ok(Pump { shared, wake })
@@ -115,9 +122,15 @@ impl Pump {
 
   /// From any thread.
   pub fn deliver(&self, call_id: u32, delivery: Delivery) {
+    let ends_call = delivery.ends_call();
+    let element = delivery.to_json(call_id);
     let wake = {
       let mut queue = self.shared.queue();
-      queue.items.push((call_id, delivery));
+      if !queue.json.is_empty() {
+        queue.json.push(',');
+      }
+      queue.json.push_str(&element);
+      queue.ended += u32::from(ends_call);
       !std::mem::replace(&mut queue.wake_pending, true)
     };
     if wake {
@@ -141,40 +154,32 @@ fn set_referenced(env: &Env, raw: sys::napi_threadsafe_function, referenced: boo
   }
 }
 
-/// The deliveries of one wake-up, converted on the JS thread.
-pub struct Batch(Vec<(u32, Delivery)>);
-
-impl ToNapiValue for Batch {
-  unsafe fn to_napi_value(env: sys::napi_env, batch: Self) -> napi::Result<sys::napi_value> {
-    let mut array = std::ptr::null_mut();
-    napi::check_status!(sys::napi_create_array_with_length(
-      env,
-      batch.0.len() * 3,
-      &mut array
-    ))?;
-    let mut index = 0u32;
-    let mut put = |value: sys::napi_value| -> napi::Result<()> {
-      napi::check_status!(sys::napi_set_element(env, array, index, value))?;
-      index += 1;
-      Ok(())
+impl Delivery {
+  /// `callId,kind,payload`: three elements of the delivery array.
+  fn to_json(self, call_id: u32) -> String {
+    let (kind, payload) = match self {
+      Delivery::Event(StreamEvent::Text(text)) => (TEXT, serde_json::to_string(&text)),
+      Delivery::Event(StreamEvent::Done(response)) => {
+        (DONE, serde_json::to_string(&convert::response(*response)))
+      }
+      Delivery::Event(event @ StreamEvent::ToolCall { .. }) => (
+        TOOL_CALL,
+        serde_json::to_string(&convert::stream_event(event)),
+      ),
+      Delivery::Failed(info) => (FAILED, serde_json::to_string(&info)),
     };
-    for (call_id, delivery) in batch.0 {
-      put(u32::to_napi_value(env, call_id)?)?;
-      let (kind, payload) = match delivery {
-        Delivery::Event(StreamEvent::Text(text)) => (TEXT, String::to_napi_value(env, text)?),
-        Delivery::Event(StreamEvent::Done(response)) => (
-          DONE,
-          js::ChatResponse::to_napi_value(env, convert::response(*response))?,
-        ),
-        Delivery::Event(event @ StreamEvent::ToolCall { .. }) => (
-          TOOL_CALL,
-          js::NativeStreamEvent::to_napi_value(env, convert::stream_event(event))?,
-        ),
-        Delivery::Failed(info) => (FAILED, js::ErrorInfo::to_napi_value(env, info)?),
-      };
-      put(u32::to_napi_value(env, kind)?)?;
-      put(payload)?;
+    match payload {
+      Ok(payload) => format!("{call_id},{kind},{payload}"),
+      // Plain structs of strings and numbers always serialize; still, the call must end.
+      Err(error) => format!(
+        "{call_id},{FAILED},{}",
+        serde_json::json!({
+          "code": "PROVIDER_ERROR",
+          "status": 502,
+          "message": format!("internal error: the result could not be encoded: {error}"),
+          "requestId": "",
+        })
+      ),
     }
-    Ok(array)
   }
 }

@@ -1,10 +1,10 @@
 //! The tokio runtime every call runs on. napi's default is a multi-thread runtime with a
 //! worker per CPU; a call's work is a few short bursts (write the request, parse what
-//! arrives), and spreading those over several workers mostly adds wake-ups and hand-offs
-//! between threads. One worker does the I/O and the parsing of many calls in a row.
-//! `FERROGATE_WORKER_THREADS` sets another count.
+//! arrives), and dozens of workers on a large machine mostly add idle threads and hand-offs
+//! between them. Two workers keep I/O moving while one is busy with a long piece of CPU work
+//! (counting the tokens of a large prompt). `FERROGATE_WORKER_THREADS` sets another count.
 
-const DEFAULT_WORKER_THREADS: usize = 1;
+const MAX_DEFAULT_WORKER_THREADS: usize = 2;
 
 #[napi_derive::module_init]
 fn init_runtime() {
@@ -12,7 +12,11 @@ fn init_runtime() {
     .ok()
     .and_then(|value| value.trim().parse::<usize>().ok())
     .filter(|count| *count > 0)
-    .unwrap_or(DEFAULT_WORKER_THREADS);
+    .unwrap_or_else(|| {
+      std::thread::available_parallelism()
+        .map_or(1, |cpus| cpus.get())
+        .min(MAX_DEFAULT_WORKER_THREADS)
+    });
   let built = tokio::runtime::Builder::new_multi_thread()
     .worker_threads(workers)
     .thread_name("ferrogate-io")
