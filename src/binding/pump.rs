@@ -123,7 +123,7 @@ impl Pump {
   /// From any thread.
   pub fn deliver(&self, call_id: u32, delivery: Delivery) {
     let ends_call = delivery.ends_call();
-    let element = delivery.to_json(call_id);
+    let element = delivery.into_json(call_id);
     let wake = {
       let mut queue = self.shared.queue();
       if !queue.json.is_empty() {
@@ -156,7 +156,7 @@ fn set_referenced(env: &Env, raw: sys::napi_threadsafe_function, referenced: boo
 
 impl Delivery {
   /// `callId,kind,payload`: three elements of the delivery array.
-  fn to_json(self, call_id: u32) -> String {
+  fn into_json(self, call_id: u32) -> String {
     let (kind, payload) = match self {
       Delivery::Event(StreamEvent::Text(text)) => (TEXT, serde_json::to_string(&text)),
       Delivery::Event(StreamEvent::Done(response)) => {
