@@ -36,6 +36,8 @@ const abortedBefore = (signal) =>
     signal.reason,
   )
 
+const DEFAULT_BATCH_CONCURRENCY = 8
+
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
@@ -209,6 +211,8 @@ const abandoned = new FinalizationRegistry((holder) => {
 class Gateway {
   #native
   #providerNames
+  // chat() and stream() promises not yet settled: close() resolves after them.
+  #inFlight = new Set()
 
   constructor(options) {
     if (options == null || typeof options !== 'object') {
@@ -228,29 +232,33 @@ class Gateway {
 
   /** Resolves with the whole response. */
   chat(request) {
-    return new Promise((resolve, reject) => {
-      const [body, signal] = split(request)
-      if (signal?.aborted) throw abortedBefore(signal)
-      try {
-        new ChatCall(this.#native, body, signal, resolve, reject)
-      } catch (error) {
-        throw invalid(error)
-      }
-    })
+    return this.#track(
+      new Promise((resolve, reject) => {
+        const [body, signal] = split(request)
+        if (signal?.aborted) throw abortedBefore(signal)
+        try {
+          new ChatCall(this.#native, body, signal, resolve, reject)
+        } catch (error) {
+          throw invalid(error)
+        }
+      }),
+    )
   }
 
   /** Streams text to `onChunk`; resolves with the whole response when the stream ends. */
   stream(request, onChunk) {
-    return new Promise((resolve, reject) => {
-      if (typeof onChunk !== 'function') throw invalid(new TypeError('stream(request, onChunk) needs an onChunk function'))
-      const [body, signal] = split(request)
-      if (signal?.aborted) throw abortedBefore(signal)
-      try {
-        new CallbackCall(this.#native, body, signal, onChunk, resolve, reject)
-      } catch (error) {
-        throw invalid(error)
-      }
-    })
+    return this.#track(
+      new Promise((resolve, reject) => {
+        if (typeof onChunk !== 'function') throw invalid(new TypeError('stream(request, onChunk) needs an onChunk function'))
+        const [body, signal] = split(request)
+        if (signal?.aborted) throw abortedBefore(signal)
+        try {
+          new CallbackCall(this.#native, body, signal, onChunk, resolve, reject)
+        } catch (error) {
+          throw invalid(error)
+        }
+      }),
+    )
   }
 
   /** `for await` over text, tool_call and done events. Breaking out aborts the upstream request. */
@@ -287,12 +295,53 @@ class Gateway {
     }
   }
 
+  /**
+   * Runs `requests` through chat() with at most `concurrency` in flight. Resolves with one
+   * item per request, in input order: `{ ok: true, response }` or `{ ok: false, error }`.
+   */
+  async batch(requests, options = {}) {
+    if (!Array.isArray(requests)) throw invalid(new TypeError('batch(requests) needs an array of requests'))
+    const concurrency = options?.concurrency ?? DEFAULT_BATCH_CONCURRENCY
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw invalid(new TypeError(`batch concurrency must be a whole number >= 1, not ${concurrency}`))
+    }
+    const results = new Array(requests.length)
+    let next = 0
+    const worker = async () => {
+      while (next < requests.length) {
+        const index = next++
+        try {
+          results[index] = { ok: true, response: await this.chat(requests[index]) }
+        } catch (error) {
+          results[index] = { ok: false, error }
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(concurrency, requests.length) }, worker))
+    return results
+  }
+
   models() {
     return this.#native.models()
   }
 
+  /** One entry per route target: state, calls in flight, recent latency and error rate. */
+  health() {
+    return this.#native.health()
+  }
+
+  /** Refuses new calls, ends calls in flight with ABORTED; resolves once they have settled. */
   async close() {
     this.#native.close()
+    await this.#native.waitClosed()
+    await Promise.allSettled([...this.#inFlight])
+  }
+
+  #track(promise) {
+    this.#inFlight.add(promise)
+    const forget = () => this.#inFlight.delete(promise)
+    promise.then(forget, forget)
+    return promise
   }
 
   [inspect.custom]() {

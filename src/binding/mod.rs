@@ -1,6 +1,7 @@
 //! napi shims over the core: convert, spawn, hand results back. No gateway logic here.
 
 mod convert;
+mod numbers;
 mod pump;
 mod runtime;
 mod types;
@@ -14,6 +15,7 @@ use napi::bindgen_prelude::{Either, Env, Function, Unknown};
 use napi_derive::napi;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{ErrorCode, GatewayError};
 use crate::pipeline::{CallOptions, Gateway};
@@ -53,6 +55,8 @@ pub struct NativeGateway {
   closed: CancellationToken,
   pump: Option<Arc<Pump>>,
   controls: Controls,
+  /// Calls in flight, so that `close()` can wait for them to settle.
+  calls: TaskTracker,
 }
 
 #[napi]
@@ -68,6 +72,7 @@ impl NativeGateway {
       closed: CancellationToken::new(),
       pump: None,
       controls: Arc::default(),
+      calls: TaskTracker::new(),
     }
   }
 
@@ -159,8 +164,13 @@ impl NativeGateway {
       pump: pump.clone(),
       controls: self.controls.clone(),
       cancel,
+      closed: self.closed.clone(),
     };
-    napi::bindgen_prelude::spawn(call.run(model, core_request, options, credits));
+    napi::bindgen_prelude::spawn(
+      self
+        .calls
+        .track_future(call.run(model, core_request, options, credits)),
+    );
     Ok(request_id)
   }
 
@@ -183,7 +193,8 @@ impl NativeGateway {
     }
   }
 
-  /// "provider/model" for every model a provider advertises.
+  /// Route aliases, then "provider/model" for every model named in a route or advertised
+  /// by a provider.
   #[napi]
   pub fn models(&self) -> Vec<String> {
     match &self.inner {
@@ -192,10 +203,30 @@ impl NativeGateway {
     }
   }
 
-  /// Cancels every call in flight; later calls fail with ABORTED.
+  /// One entry per route target: breaker state, calls in flight, recent latency and errors.
+  #[napi]
+  pub fn health(&self) -> Vec<DeploymentHealth> {
+    match &self.inner {
+      Ok(gateway) => gateway.health().into_iter().map(convert::health).collect(),
+      Err(_) => Vec::new(),
+    }
+  }
+
+  /// Refuses new calls at once and ends calls in flight with ABORTED; `waitClosed()` then
+  /// resolves once they have settled.
   #[napi]
   pub fn close(&self) {
     self.closed.cancel();
+    self.calls.close();
+    if let Ok(gateway) = &self.inner {
+      gateway.close();
+    }
+  }
+
+  /// After `close()`: resolves once every call in flight has settled (its result handed over).
+  #[napi]
+  pub async fn wait_closed(&self) {
+    self.calls.wait().await;
   }
 
   #[napi]
@@ -212,6 +243,7 @@ struct Call {
   pump: Arc<Pump>,
   controls: Controls,
   cancel: CancellationToken,
+  closed: CancellationToken,
 }
 
 impl Call {
@@ -260,6 +292,9 @@ impl Call {
     lock(&self.controls).remove(&self.id);
     let last = match result {
       Ok(response) => Delivery::Event(StreamEvent::Done(Box::new(response))),
+      Err(error) if error.code == ErrorCode::Aborted && self.closed.is_cancelled() => {
+        Delivery::Failed(convert::error_info(closed_in_flight(), &self.request_id))
+      }
       Err(error) => Delivery::Failed(convert::error_info(
         gateway.redact_error(error),
         &self.request_id,
@@ -309,11 +344,14 @@ pub fn count_tokens(model: String, input: Either<String, Vec<Message>>) -> napi:
   Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-fn new_request_id() -> String {
-  format!("fg_{:016x}", fastrand::u64(..))
+/// How a call ends when `close()` cut it short (distinct from the caller's own abort).
+fn closed_in_flight() -> GatewayError {
+  GatewayError::new(
+    ErrorCode::Aborted,
+    "the gateway was closed while the call was in flight",
+  )
 }
 
-/// Milliseconds from JS; `None` for values no Duration can hold (negative, NaN, ∞, huge).
-pub(crate) fn millis_option(value: Option<f64>) -> Option<Duration> {
-  value.and_then(|ms| crate::retry::seconds(ms / 1000.0))
+fn new_request_id() -> String {
+  format!("fg_{:016x}", fastrand::u64(..))
 }
