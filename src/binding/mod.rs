@@ -9,7 +9,6 @@ mod types;
 use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use napi::bindgen_prelude::{Either, Env, Function, Unknown};
 use napi_derive::napi;
@@ -166,11 +165,12 @@ impl NativeGateway {
       cancel,
       closed: self.closed.clone(),
     };
-    napi::bindgen_prelude::spawn(
-      self
-        .calls
-        .track_future(call.run(model, core_request, options, credits)),
-    );
+    napi::bindgen_prelude::spawn(self.calls.track_future(call.run(
+      model,
+      core_request,
+      options,
+      credits,
+    )));
     Ok(request_id)
   }
 
@@ -281,9 +281,10 @@ impl Call {
             () = &mut relay, if !relayed => relayed = true,
           }
         };
-        // A finished pipeline closed the channel: what it still holds precedes the end.
-        // After a failure it is dropped; the failure is what the caller needs.
-        if result.is_ok() && !relayed {
+        // A finished pipeline closed the channel: what it still holds precedes the end,
+        // whatever the end is (text delivered before a broken connection included). The
+        // relay stops early only when the call is cancelled or the gateway closed.
+        if !relayed {
           relay.await;
         }
         result

@@ -104,6 +104,7 @@ pub struct ToolCall {
   pub arguments: String,
   /// Gemini's opaque signature of the model's reasoning behind this call; send the call
   /// back unchanged (Gemini 3 rejects a later turn without it).
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub thought_signature: Option<String>,
 }
 
