@@ -836,4 +836,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeGateway = nativeBinding.NativeGateway
+module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
+module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
 module.exports.countTokens = nativeBinding.countTokens

@@ -52,6 +52,8 @@ const ALL_CONTENDERS = [
   { name: 'express+openai', script: 'express-openai.mjs', baseline: true },
   { name: 'express+bare', script: 'express-bare.mjs' }, // forwards the body with node:http, pipes the answer back
   { name: 'express+ferrogate', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events' } },
+  // same app with a ResponseCache (every request unique: all misses) and a RateLimiter that never refuses
+  { name: 'express+ferrogate+cache+limiter', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events', FERROGATE_CACHE: 'miss', FERROGATE_LIMITER: '1' } },
   // same app, gw.stream(req, onChunk) instead of `for await (gw.streamEvents())`; streaming only
   { name: 'express+ferrogate-cb', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'callback' }, scenarios: ['stream', 'paced'] },
 ];
@@ -182,7 +184,8 @@ const meta = {
   loadgen: LOADGEN === 'wrk' ? (spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout || '').split('\n')[0].split(' [')[0] || 'wrk' : 'node loadgen.mjs',
   express: depVersion('express'), openai: depVersion('openai'), ferrogate: pkgVersion, gitRev,
   durationS: DURATION, warmupS: WARMUP, chatConc: CHAT_CONC, streamConc: STREAM_CONC, streamChunks: STREAM_CHUNKS,
-  pacedConc: PACED_CONC, pacedChunks: PACED_CHUNKS, pacedDelayMs: PACED_DELAY_MS, loadavg: os.loadavg(),
+  pacedConc: PACED_CONC, pacedChunks: PACED_CHUNKS, pacedDelayMs: PACED_DELAY_MS,
+  loadAvgBefore: os.loadavg(),
 };
 log(JSON.stringify(meta));
 
@@ -260,7 +263,7 @@ await stopApp(mock);
 // ---------------------------------------------------------------- report
 const clean = (s, n) => String(s).replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, n);
 const lines = [];
-lines.push(`ferrogate ${meta.ferrogate ?? '?'}${meta.gitRev ? ` (${meta.gitRev})` : ''} vs express ${meta.express} + openai ${meta.openai}; Node ${meta.node}; ${meta.cpus} CPUs shared by load generator (${meta.loadgen}), app and mock upstream; loopback; ${DURATION}s per run after ${WARMUP}s warm-up; load average ${meta.loadavg.map((l) => l.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end.`);
+lines.push(`ferrogate ${meta.ferrogate ?? '?'}${meta.gitRev ? ` (${meta.gitRev})` : ''} vs express ${meta.express} + openai ${meta.openai}; Node ${meta.node}; ${meta.cpus} CPUs shared by load generator (${meta.loadgen}), app and mock upstream; loopback; ${DURATION}s per run after ${WARMUP}s warm-up; load average ${meta.loadAvgBefore.map((l) => l.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end.`);
 lines.push(`Scenarios: chat = non-stream, c=${CHAT_CONC}; stream = SSE of ${STREAM_CHUNKS} content chunks (no delay), c=${STREAM_CONC}; paced = SSE of ${PACED_CHUNKS} chunks ${PACED_DELAY_MS} ms apart, c=${PACED_CONC}; latency = whole stream. CPU = app process (all threads) / main thread only, from /proc during the measured run.`);
 lines.push('');
 lines.push('| contender | scenario | conc | req/s | p50 ms | p99 ms | errors / non-2xx | CPU ms/req | CPU µs/chunk | main-thread ms/req | main-thread µs/chunk | RSS idle MB | RSS peak MB |');
@@ -333,6 +336,8 @@ if (env.LONG_STREAM !== '0') {
   lines.push(r.out.trim() || `long-stream: failed (exit ${r.code}), see the log above`);
 }
 
+meta.loadAvgAfter = os.loadavg();
+lines.push('', `Load average (1/5/15 min) before: ${meta.loadAvgBefore.map((l) => l.toFixed(2)).join(' ')}, after: ${meta.loadAvgAfter.map((l) => l.toFixed(2)).join(' ')} on ${meta.cpus} CPUs.`);
 const md = lines.join('\n');
 fs.writeFileSync(path.join(RESULTS_DIR, 'latest.md'), md + '\n');
 fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), JSON.stringify({ meta, results, ratios, longStream }, null, 2) + '\n');

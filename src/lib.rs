@@ -3,7 +3,10 @@
 //! is plain Rust, tested with `cargo test`; `binding` is the thin napi layer.
 
 pub mod assembler;
+pub mod backend;
+pub mod cache;
 pub mod error;
+pub mod limiter;
 pub mod pipeline;
 pub mod providers;
 pub mod retry;

@@ -1,6 +1,9 @@
 //! napi shims over the core: convert, spawn, hand results back. No gateway logic here.
 
+mod cache;
 mod convert;
+mod hook;
+mod limiter;
 mod numbers;
 mod pump;
 mod runtime;
@@ -21,6 +24,8 @@ use crate::pipeline::{CallOptions, Gateway};
 use crate::types::{ChatRequest as CoreRequest, StreamEvent};
 use pump::{Delivery, Pump};
 
+pub use cache::*;
+pub use limiter::*;
 pub use types::*;
 
 /// Events a stream may hand to JS before JS acknowledges having consumed them: a slow
@@ -62,16 +67,44 @@ pub struct NativeGateway {
 impl NativeGateway {
   /// Never throws: a bad configuration is reported by `configError()`, so the JS layer
   /// can throw it with the same error shape as every other failure.
+  ///
+  /// `cache`, `rateLimiter` and `onCall` arrive apart from the options: the JS layer
+  /// unwraps its classes to their native handles and guards the hook against throws.
   #[napi(constructor, catch_unwind)]
-  pub fn new(options: GatewayOptions) -> Self {
-    NativeGateway {
-      inner: convert::gateway_config(options)
-        .and_then(Gateway::new)
-        .map(Arc::new),
+  pub fn new(
+    options: GatewayOptions,
+    cache: Option<&NativeResponseCache>,
+    rate_limiter: Option<&NativeRateLimiter>,
+    on_call: Option<Function<'_, CallRecord, ()>>,
+  ) -> napi::Result<Self> {
+    let hook = on_call.map(hook::JsHook::new).transpose()?;
+    let inner = convert::gateway_config(options).and_then(|mut config| {
+      config.cache = cache.map(|cache| cache.inner.clone());
+      config.rate_limiter = rate_limiter.map(|limiter| limiter.inner.clone());
+      config.on_call = hook.map(|hook| crate::pipeline::CallHook(Arc::new(hook)));
+      Gateway::new(config)
+    });
+    Ok(NativeGateway {
+      inner: inner.map(Arc::new),
       closed: CancellationToken::new(),
       pump: None,
       controls: Arc::default(),
       calls: TaskTracker::new(),
+    })
+  }
+
+  /// Calls by outcome and error code, cache and limiter counters, hook errors.
+  #[napi]
+  pub fn stats(&self) -> Option<GatewayStats> {
+    let gateway = self.inner.as_ref().ok()?;
+    Some(convert::stats(gateway.stats()))
+  }
+
+  /// Counts an `onCall` hook that threw (called by the JS guard around the hook).
+  #[napi]
+  pub fn record_hook_error(&self) {
+    if let Ok(gateway) = &self.inner {
+      gateway.record_hook_error();
     }
   }
 
@@ -126,13 +159,6 @@ impl NativeGateway {
         Delivery::Failed(convert::error_info(error, &request_id)),
       );
     };
-    if self.closed.is_cancelled() {
-      fail(GatewayError::new(
-        ErrorCode::Aborted,
-        "the gateway is closed",
-      ));
-      return Ok(request_id);
-    }
     let gateway = match &self.inner {
       Ok(gateway) => gateway.clone(),
       Err(error) => {
@@ -140,10 +166,21 @@ impl NativeGateway {
         return Ok(request_id);
       }
     };
+    // Calls refused here still get their onCall record and their count in stats().
+    let refuse = |model: &str, user: Option<&String>, error: GatewayError| {
+      gateway.record_refusal(model, user, &request_id, &error);
+      fail(error);
+    };
+    if self.closed.is_cancelled() {
+      let closed = GatewayError::new(ErrorCode::Aborted, "the gateway is closed");
+      refuse(&request.model, request.user.as_ref(), closed);
+      return Ok(request_id);
+    }
+    let asked = (request.model.clone(), request.user.clone());
     let (model, core_request, options) = match convert::chat_request(request) {
       Ok(parts) => parts,
       Err(error) => {
-        fail(error);
+        refuse(&asked.0, asked.1.as_ref(), error);
         return Ok(request_id);
       }
     };

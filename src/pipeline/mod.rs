@@ -1,37 +1,45 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   route → attempt (with retries, under one deadline) → stream → response
+//!   limits → (budget) → cache → route → attempt (with retries, under one deadline)
+//!   → response → settle → record
 //!
-//! Each stage lives in the file its name says; limits, budget, cache, route and ledger
-//! join this line as stages of their own without changing the provider layer.
+//! Each stage lives in the file its name says; budget and ledger join this line as
+//! stages of their own without changing the provider layer.
 
 mod attempt;
+mod cache;
 mod forward;
 mod http;
+mod limits;
 mod providers;
+mod record;
 mod response;
 mod route;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::ResponseCache;
 use crate::error::{ErrorCode, GatewayError, Result};
+use crate::limiter::RateLimiter;
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
+pub use limits::ANONYMOUS;
 pub use providers::ProviderConfig;
+pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
 pub use response::estimate_usage;
 pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
 use attempt::RetryPolicy;
-use forward::Progress;
 use providers::{build_provider, Provider};
+use record::Trace;
 use response::CallTiming;
 use route::{CallTargets, Router};
 
@@ -48,6 +56,9 @@ pub struct GatewayConfig {
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
   pub retry_base: Duration,
+  pub cache: Option<Arc<ResponseCache>>,
+  pub rate_limiter: Option<Arc<RateLimiter>>,
+  pub on_call: Option<CallHook>,
 }
 
 impl Default for GatewayConfig {
@@ -59,17 +70,24 @@ impl Default for GatewayConfig {
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
+      cache: None,
+      rate_limiter: None,
+      on_call: None,
     }
   }
 }
 
-/// Per-call overrides from the request.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-call settings from the request that are not sent to the vendor.
+#[derive(Debug, Clone, Default)]
 pub struct CallOptions {
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
   /// Admission order when a route's targets are all busy: higher first.
   pub priority: i32,
+  /// `cache: false` on the request.
+  pub bypass_cache: bool,
+  /// Passed through to `onCall`.
+  pub metadata: Vec<(String, String)>,
 }
 
 pub struct Gateway {
@@ -79,6 +97,10 @@ pub struct Gateway {
   max_retries: u32,
   retry_base: Duration,
   secrets: Vec<Secret>,
+  cache: Option<Arc<ResponseCache>>,
+  rate_limiter: Option<Arc<RateLimiter>>,
+  on_call: Option<CallHook>,
+  stats: GatewayStats,
 }
 
 impl Gateway {
@@ -101,6 +123,10 @@ impl Gateway {
       max_retries: config.max_retries,
       retry_base: config.retry_base,
       secrets,
+      cache: config.cache,
+      rate_limiter: config.rate_limiter,
+      on_call: config.on_call,
+      stats: GatewayStats::default(),
     })
   }
 
@@ -179,19 +205,92 @@ impl Gateway {
   pub async fn execute(
     &self,
     model: &str,
-    mut req: ChatRequest,
-    options: CallOptions,
+    req: ChatRequest,
+    mut options: CallOptions,
     sink: EventSink,
     cancel: CancellationToken,
     request_id: &str,
   ) -> Result<ChatResponse> {
-    let started = Instant::now();
-    let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
+    let metadata = std::mem::take(&mut options.metadata);
+    let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
+    if self.router.aliases().iter().any(|alias| alias == model) {
+      trace.route = Some(model.to_string());
+    }
+    let result = self.run(model, req, options, sink, cancel, &trace).await;
+    record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
+    result
+  }
+
+  async fn run(
+    &self,
+    model: &str,
+    req: ChatRequest,
+    options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    trace: &Trace,
+  ) -> Result<ChatResponse> {
+    let start = tokio::time::Instant::now();
+    // An unknown model is refused before it costs a rate-limit slot or a cache lookup.
+    if trace.route.is_none() {
+      self.resolve(model)?;
+    }
+    let admission = limits::admit(self.rate_limiter.as_deref(), model, &req, &self.stats).await?;
+    // budget reservation: the CostTracker's stage goes here.
+    let lookup = cache::lookup(self.cache.as_deref(), model, &req, &options);
+    let caller = cache::Caller {
+      started: trace.started,
+      request_id: &trace.request_id,
+      sink: &sink,
+      progress: &trace.progress,
+    };
+    let served = cache::through(lookup, caller, &self.stats, || {
+      self.upstream(model, req, &options, &sink, &cancel, start, trace)
+    });
+    // The upstream call keeps its own deadline; this one bounds a caller waiting on an
+    // identical call in flight. Both end at the same instant, and the upstream call's
+    // own (more precise) error wins a tie because it is polled first.
+    let outcome = match options
+      .timeout
+      .and_then(|timeout| start.checked_add(timeout))
+    {
+      Some(deadline) => tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(GatewayError::aborted()),
+        result = tokio::time::timeout_at(deadline, served) => result.unwrap_or_else(|_| {
+          Err(GatewayError::timeout(options.timeout.unwrap_or_default()))
+        }),
+      },
+      None => tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(GatewayError::aborted()),
+        result = served => result,
+      },
+    };
+    if let Some(admission) = admission {
+      admission.settle(&outcome).await;
+    }
+    outcome
+  }
+
+  /// Route and provider stages: targets, attempts with retries under the call's
+  /// deadline, then the caller's response.
+  #[allow(clippy::too_many_arguments)]
+  async fn upstream(
+    &self,
+    model: &str,
+    mut req: ChatRequest,
+    options: &CallOptions,
+    sink: &EventSink,
+    cancel: &CancellationToken,
+    start: tokio::time::Instant,
+    trace: &Trace,
+  ) -> Result<ChatResponse> {
+    let mut targets = self.route(model, options, sink.is_some(), cancel)?;
     let timeout = options
       .timeout
       .or(targets.provider_timeout())
       .unwrap_or(self.timeout);
-    let now = tokio::time::Instant::now();
     let policy = RetryPolicy {
       max_retries: options
         .max_retries
@@ -199,19 +298,17 @@ impl Gateway {
         .unwrap_or(self.max_retries),
       base: self.retry_base,
       // A timeout too large to add is no deadline at all.
-      deadline: now
+      deadline: start
         .checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600)),
     };
-    let attempts = AtomicU32::new(0);
-    let progress = Progress::default();
     let last_failure = Mutex::new(None);
     let work = attempt::with_retries(
       &mut targets,
       &mut req,
-      &sink,
-      &progress,
-      &attempts,
+      sink,
+      &trace.progress,
+      &trace.attempts,
       &last_failure,
       &policy,
     );
@@ -229,18 +326,52 @@ impl Gateway {
       }
     };
     let provider = targets.provider_name().unwrap_or_default();
+    if !provider.is_empty() {
+      trace.resolved(provider, &req.model);
+    }
     let completion = outcome.map_err(|e| match targets.provider_name() {
       Some(name) => e.with_provider(name),
       None => e,
     })?;
     let timing = CallTiming {
-      started,
-      ttft: progress.first_event_at().map(|at| at - started),
-      attempts: attempts.load(Ordering::SeqCst),
+      started: trace.started,
+      ttft: trace.progress.first_event_at().map(|at| at - trace.started),
+      attempts: trace.attempts.load(Ordering::SeqCst),
     };
     Ok(response::response(
-      provider, &req, completion, timing, request_id,
+      provider,
+      &req,
+      completion,
+      timing,
+      &trace.request_id,
     ))
+  }
+
+  /// Records a call refused before it could start (invalid request, closed gateway).
+  pub fn record_refusal(
+    &self,
+    model: &str,
+    user: Option<&String>,
+    request_id: &str,
+    error: &GatewayError,
+  ) {
+    let trace = Trace::start(model, user, Vec::new(), request_id);
+    record::finish(
+      &self.stats,
+      self.on_call.as_ref(),
+      trace,
+      &Err(error.clone()),
+    );
+  }
+
+  /// Calls by outcome and error code, cache and limiter counters, hook errors.
+  pub fn stats(&self) -> StatsSnapshot {
+    self.stats.snapshot()
+  }
+
+  /// The `onCall` hook threw: counted in `stats()`, never rethrown.
+  pub fn record_hook_error(&self) {
+    self.stats.hook_error();
   }
 
   /// Removes every configured key (and key-shaped text) from an error bound for JS.
@@ -477,6 +608,86 @@ mod tests {
     assert_eq!(error.code, ErrorCode::UpstreamUnavailable);
     assert!(error.retry_after.is_some());
     assert!(gateway.health().iter().all(|h| h.queued == 0));
+  }
+
+  #[tokio::test]
+  async fn identical_concurrent_misses_share_one_upstream_call() {
+    let cache = Arc::new(ResponseCache::in_memory(
+      crate::backend::memory_cache::MemoryCacheLimits::default(),
+      None,
+    ));
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        mock_chunk_delay: Some(Duration::from_millis(2)),
+        ..ProviderConfig::default()
+      }],
+      cache: Some(cache),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let calls = (0..20).map(|i| {
+      gateway.execute(
+        "mock/m",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        if i == 0 { "first" } else { "other" },
+      )
+    });
+    let responses = futures_util::future::join_all(calls).await;
+    let upstream = responses
+      .iter()
+      .filter(|r| matches!(r, Ok(response) if !response.cached))
+      .count();
+    assert_eq!(upstream, 1);
+    assert!(responses.iter().all(Result::is_ok));
+    let stats = gateway.stats();
+    assert_eq!(stats.cache_misses, 1);
+    assert_eq!(stats.cache_coalesced + stats.cache_hits, 19);
+    assert_eq!(stats.ok, 20);
+  }
+
+  #[tokio::test]
+  async fn a_limiter_refusal_is_rate_limited_with_a_wait() {
+    let limiter = RateLimiter::in_memory(crate::limiter::LimiterOptions {
+      requests_per_minute: Some(1.0),
+      ..Default::default()
+    })
+    .expect("limiter");
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        mock_chunk_delay: Some(Duration::ZERO),
+        ..ProviderConfig::default()
+      }],
+      rate_limiter: Some(Arc::new(limiter)),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let run = || {
+      gateway.execute(
+        "mock/m",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        "r",
+      )
+    };
+    let started = std::time::Instant::now();
+    run().await.expect("first call admitted");
+    let refused = run().await.expect_err("second call refused");
+    let elapsed = started.elapsed();
+    assert_eq!(refused.code, ErrorCode::RateLimited);
+    assert_eq!(refused.status, 429);
+    let wait = refused.retry_after.expect("a wait");
+    // One request a minute: the next is due a minute after the first, less what has passed.
+    assert!(wait <= Duration::from_secs(60) && wait + elapsed >= Duration::from_secs(60));
+    assert_eq!(gateway.stats().limiter_refusals, 1);
   }
 
   #[test]
