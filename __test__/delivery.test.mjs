@@ -107,6 +107,7 @@ describe('delivery', { timeout: 60_000 }, () => {
 
   test('an iterator dropped without being closed cancels its upstream request once collected', async () => {
     vendors.enqueue('openai', { sse: generateOpenAIStream({ chunks: 500 }).split(/(?<=\n\n)/), delayMs: 20 })
+    const since = vendors.mark()
     const gw = gateway()
     await (async () => {
       const iterator = gw.streamEvents(ask())[Symbol.asyncIterator]()
@@ -114,7 +115,7 @@ describe('delivery', { timeout: 60_000 }, () => {
     })()
     setFlagsFromString('--expose-gc')
     const gc = runInNewContext('gc')
-    const closed = vendors.waitForClose(10_000)
+    const closed = vendors.waitForClose({ since, timeoutMs: 10_000 })
     for (let i = 0; i < 20; i++) {
       gc()
       await new Promise((resolve) => setTimeout(resolve, 20))
