@@ -140,15 +140,6 @@ export declare class KeyVault {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** One call in flight. Dropping it (or `cancel()`) aborts the upstream request. */
-export declare class NativeCall {
-  /** Waits for at least one event (or the end) and returns everything available. */
-  next(): Promise<CallBatch>
-  /** Aborts the call: the upstream connection is closed and the call ends with ABORTED. */
-  cancel(): void
-  get requestId(): string
-}
-
 /**
  * The native gateway. Use `Gateway` from the package, which wraps this with
  * AbortSignal support, async iteration and typed errors.
@@ -174,8 +165,27 @@ export declare class NativeGateway {
   /** Counts an `onCall` hook that threw (called by the JS guard around the hook). */
   recordHookError(): void
   configError(): ErrorInfo | null
-  /** Starts a call; `stream` decides whether text events are delivered as they arrive. */
-  start(request: ChatRequest, stream: boolean): NativeCall
+  /**
+   * Sets the function every call delivers to, once, before the first call. It receives
+   * the JSON text of a flat array `[callId, kind, payload, …]` holding whatever was ready
+   * at once: kind 0 = text (a string), 1 = tool call (an event object), 2 = done (the
+   * ChatResponse), 3 = failed (an ErrorInfo). Kinds 2 and 3 end their call.
+   */
+  listen(dispatch: (batchJson: string) => void): void
+  /**
+   * Starts call `callId` (chosen by the caller, unique among its calls in flight) and
+   * returns its request id. `stream` decides whether text events are delivered as they
+   * arrive; the end (done or failed) is always delivered, also for a request that is
+   * invalid or a gateway that is closed.
+   */
+  begin(callId: number, request: ChatRequest, stream: boolean): string
+  /**
+   * Aborts a call: the upstream connection is closed and the call ends with ABORTED.
+   * A call that already ended is left alone.
+   */
+  cancel(callId: number): void
+  /** JS consumed `count` more events of a stream: that many more may come. */
+  ack(callId: number, count: number): void
   /**
    * Route aliases, then "provider/model" for every model named in a route or advertised
    * by a provider.
@@ -298,12 +308,6 @@ export interface CachedUsage {
   cachedPromptTokens?: number
   cacheWritePromptTokens?: number
   reasoningTokens?: number
-}
-
-/** Events available now; `error` ends the call, as does a `done` event. */
-export interface CallBatch {
-  events: Array<NativeStreamEvent>
-  error?: ErrorInfo
 }
 
 /** One finished call, handed to `onCall`. */

@@ -22,7 +22,10 @@ const WARMUP = num(env.WARMUP, 2);
 const CHAT_CONC = num(env.CHAT_CONC, 32);
 const STREAM_CONC = num(env.STREAM_CONC, 16);
 const STREAM_CHUNKS = num(env.STREAM_CHUNKS, 100);
-const SCENARIO_NAMES = (env.SCENARIOS || 'chat,stream').split(',').map((s) => s.trim()).filter(Boolean);
+const PACED_CONC = num(env.PACED_CONC, 200);
+const PACED_CHUNKS = num(env.PACED_CHUNKS, 50);
+const PACED_DELAY_MS = num(env.PACED_DELAY_MS, 20);
+const SCENARIO_NAMES = (env.SCENARIOS || 'chat,stream,paced').split(',').map((s) => s.trim()).filter(Boolean);
 const LOADGEN = env.LOADGEN || (which('wrk') ? 'wrk' : 'node');
 const APP_NODE = env.BENCH_APP_NODE || process.execPath;
 const RESULTS_DIR = env.RESULTS_DIR || path.join(BENCH_DIR, 'results');
@@ -36,19 +39,25 @@ const prompt = [{ role: 'user', content: 'Say hello to the benchmark.' }];
 const SCENARIOS = {
   chat: { conc: CHAT_CONC, chunks: STREAM_CHUNKS, body: { model: MODEL, messages: prompt } },
   stream: { conc: STREAM_CONC, chunks: STREAM_CHUNKS, streamed: true, body: { model: MODEL, messages: prompt, stream: true } },
+  // Real model traffic: many concurrent answers, each a token every PACED_DELAY_MS. The mock
+  // waits the delay before every content chunk, so a stream cannot end sooner than idealMs.
+  paced: {
+    conc: PACED_CONC, chunks: PACED_CHUNKS, delayMs: PACED_DELAY_MS, idealMs: PACED_CHUNKS * PACED_DELAY_MS, streamed: true,
+    body: { model: MODEL, messages: prompt, stream: true },
+  },
 };
 for (const s of SCENARIO_NAMES) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${s} (have ${Object.keys(SCENARIOS)})`);
 
 const ALL_CONTENDERS = [
   { name: 'express+openai', script: 'express-openai.mjs', baseline: true },
+  { name: 'express+bare', script: 'express-bare.mjs' }, // forwards the body with node:http, pipes the answer back
   { name: 'express+ferrogate', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events' } },
   // same app with a ResponseCache (every request unique: all misses) and a RateLimiter that never refuses
   { name: 'express+ferrogate+cache+limiter', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events', FERROGATE_CACHE: 'miss', FERROGATE_LIMITER: '1' } },
   // same app, gw.stream(req, onChunk) instead of `for await (gw.streamEvents())`; streaming only
-  { name: 'express+ferrogate-cb', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'callback' }, scenarios: ['stream'] },
-  // ferrogate/express's openaiRouter, and the floor it is measured against: an app that only pipes bytes
+  { name: 'express+ferrogate-cb', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'callback' }, scenarios: ['stream', 'paced'] },
+  // ferrogate/express's openaiRouter (measured against express+bare, the app that only pipes bytes)
   { name: 'express+openaiRouter', script: 'express-router.mjs' },
-  { name: 'pipe-forward', script: 'pipe-forward.mjs' },
 ];
 const wanted = env.CONTENDERS ? env.CONTENDERS.split(',').map((s) => s.trim()) : ALL_CONTENDERS.map((c) => c.name);
 for (const w of wanted) if (!ALL_CONTENDERS.some((c) => c.name === w)) throw new Error(`unknown contender ${w} (have ${ALL_CONTENDERS.map((c) => c.name)})`);
@@ -177,6 +186,7 @@ const meta = {
   loadgen: LOADGEN === 'wrk' ? (spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout || '').split('\n')[0].split(' [')[0] || 'wrk' : 'node loadgen.mjs',
   express: depVersion('express'), openai: depVersion('openai'), ferrogate: pkgVersion, gitRev,
   durationS: DURATION, warmupS: WARMUP, chatConc: CHAT_CONC, streamConc: STREAM_CONC, streamChunks: STREAM_CHUNKS,
+  pacedConc: PACED_CONC, pacedChunks: PACED_CHUNKS, pacedDelayMs: PACED_DELAY_MS,
   loadAvgBefore: os.loadavg(),
 };
 log(JSON.stringify(meta));
@@ -208,7 +218,7 @@ for (const c of contenders) {
     for (const s of c.scenarios || SCENARIO_NAMES) {
       if (!SCENARIO_NAMES.includes(s)) continue;
       const scen = SCENARIOS[s];
-      await mockConfig({ chunks: scen.chunks, delay: 0, latency: 0 });
+      await mockConfig({ chunks: scen.chunks, delay: scen.delayMs ?? 0, latency: 0 });
       if (WARMUP > 0) await runLoad(port, scen, WARMUP);
       const peakReset = resetPeakRss(rec.pid);
       const u0 = procUsage(rec.pid);
@@ -227,6 +237,12 @@ for (const c of contenders) {
           r.chunks = r.requests * scen.chunks;
           r.cpuUsPerChunk = r.chunks ? (r.cpuS * 1e6) / r.chunks : NaN;
           r.mainCpuUsPerChunk = r.chunks ? (r.mainCpuS * 1e6) / r.chunks : NaN;
+          r.chunksPerS = r.chunks / (r.requests / r.rps);
+        }
+        if (scen.idealMs) {
+          r.idealMs = scen.idealMs;
+          r.overIdealP50 = r.p50 - scen.idealMs;
+          r.overIdealP99 = r.p99 - scen.idealMs;
         }
         r.threads = u1.threads;
         r.rssAfterMb = u1.rssMb;
@@ -249,8 +265,8 @@ await stopApp(mock);
 // ---------------------------------------------------------------- report
 const clean = (s, n) => String(s).replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, n);
 const lines = [];
-lines.push(`ferrogate ${meta.ferrogate ?? '?'}${meta.gitRev ? ` (${meta.gitRev})` : ''} vs express ${meta.express} + openai ${meta.openai}; Node ${meta.node}; ${meta.cpus} CPUs shared by load generator (${meta.loadgen}), app and mock upstream; loopback; ${DURATION}s per run after ${WARMUP}s warm-up.`);
-lines.push(`Scenarios: chat = non-stream, c=${CHAT_CONC}; stream = SSE of ${STREAM_CHUNKS} content chunks (no delay), c=${STREAM_CONC}, latency = whole stream. CPU = app process (all threads) / main thread only, from /proc during the measured run.`);
+lines.push(`ferrogate ${meta.ferrogate ?? '?'}${meta.gitRev ? ` (${meta.gitRev})` : ''} vs express ${meta.express} + openai ${meta.openai}; Node ${meta.node}; ${meta.cpus} CPUs shared by load generator (${meta.loadgen}), app and mock upstream; loopback; ${DURATION}s per run after ${WARMUP}s warm-up; load average ${meta.loadAvgBefore.map((l) => l.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end.`);
+lines.push(`Scenarios: chat = non-stream, c=${CHAT_CONC}; stream = SSE of ${STREAM_CHUNKS} content chunks (no delay), c=${STREAM_CONC}; paced = SSE of ${PACED_CHUNKS} chunks ${PACED_DELAY_MS} ms apart, c=${PACED_CONC}; latency = whole stream. CPU = app process (all threads) / main thread only, from /proc during the measured run.`);
 lines.push('');
 lines.push('| contender | scenario | conc | req/s | p50 ms | p99 ms | errors / non-2xx | CPU ms/req | CPU µs/chunk | main-thread ms/req | main-thread µs/chunk | RSS idle MB | RSS peak MB |');
 lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -266,19 +282,20 @@ for (const row of results) {
   if (row.error) lines.push(`| ${row.name} | ERROR after runs: ${clean(row.error, 200)} | | | | | | | | | | | |`);
 }
 
-// ratios against the baseline measured in this same run
-const base = results.find((r) => r.name === baselineName && !r.error);
+// ratios against the baseline (and against the bare forwarding app) measured in this same run
 const ratios = [];
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
 const x = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : 'n/a');
-if (base) {
+for (const refName of [baselineName, 'express+bare']) {
+  const base = results.find((r) => r.name === refName && !r.error);
+  if (!base) continue;
   for (const row of results) {
-    if (row === base) continue;
+    if (row === base || row.baseline || row.name === 'express+bare') continue;
     for (const [s, r] of Object.entries(row.scen)) {
       const b = base.scen[s];
       if (!b || r.error || b.error) continue;
       ratios.push({
-        contender: row.name, scenario: s,
+        contender: row.name, vs: refName, scenario: s,
         rps: ratio(r.rps, b.rps), p50: ratio(r.p50, b.p50), p99: ratio(r.p99, b.p99),
         cpuPerReq: ratio(r.cpuMsPerReq, b.cpuMsPerReq), mainCpuPerReq: ratio(r.mainCpuMsPerReq, b.mainCpuMsPerReq),
         rssPeak: ratio(r.rssPeakMb ?? r.rssAfterMb, b.rssPeakMb ?? b.rssAfterMb),
@@ -288,11 +305,25 @@ if (base) {
 }
 if (ratios.length) {
   lines.push('');
-  lines.push(`Ratios vs ${baselineName} (same run; contender ÷ baseline: req/s higher is better, the rest lower is better):`);
+  lines.push('Ratios (same run; contender ÷ reference: req/s higher is better, the rest lower is better):');
   lines.push('');
-  lines.push('| contender | scenario | req/s | p50 | p99 | CPU/req (= CPU/chunk) | main-thread CPU/req | RSS peak |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|');
-  for (const q of ratios) lines.push(`| ${q.contender} | ${q.scenario} | ${x(q.rps)} | ${x(q.p50)} | ${x(q.p99)} | ${x(q.cpuPerReq)} | ${x(q.mainCpuPerReq)} | ${x(q.rssPeak)} |`);
+  lines.push('| contender | vs | scenario | req/s | p50 | p99 | CPU/req (= CPU/chunk) | main-thread CPU/req | RSS peak |');
+  lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|');
+  for (const q of ratios) lines.push(`| ${q.contender} | ${q.vs} | ${q.scenario} | ${x(q.rps)} | ${x(q.p50)} | ${x(q.p99)} | ${x(q.cpuPerReq)} | ${x(q.mainCpuPerReq)} | ${x(q.rssPeak)} |`);
+}
+
+// the paced scenario: what matters is CPU per stream and how late streams end
+const pacedRows = results.flatMap((row) => (row.scen.paced && !row.scen.paced.error ? [[row.name, row.scen.paced]] : []));
+if (pacedRows.length) {
+  const basePaced = results.find((r) => r.name === baselineName)?.scen.paced;
+  lines.push('');
+  lines.push(`Paced: ${PACED_CONC} concurrent streams of ${PACED_CHUNKS} chunks ${PACED_DELAY_MS} ms apart (ideal ${PACED_CHUNKS * PACED_DELAY_MS} ms per stream).`);
+  lines.push('');
+  lines.push('| contender | streams/s | chunks/s | CPU ms/stream | CPU µs/chunk | CPU/stream vs openai | p50 over ideal ms | p99 over ideal ms | RSS peak MB |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const [name, r] of pacedRows) {
+    lines.push(`| ${name} | ${fmt(r.rps, 1)} | ${fmt(r.chunksPerS)} | ${fmt(r.cpuMsPerReq, 3)} | ${fmt(r.cpuUsPerChunk, 1)} | ${x(ratio(r.cpuMsPerReq, basePaced?.cpuMsPerReq))} | ${fmt(r.overIdealP50, 1)} | ${fmt(r.overIdealP99, 1)} | ${fmt(r.rssPeakMb ?? r.rssAfterMb)} |`);
+  }
 }
 
 // ---------------------------------------------------------------- long stream (in-process)

@@ -5,22 +5,27 @@ mod convert;
 mod hook;
 mod limiter;
 mod numbers;
+mod pump;
+mod runtime;
 mod serve;
 mod sse;
 mod types;
 mod vault;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use napi::bindgen_prelude::{Either, Function};
+use napi::bindgen_prelude::{Either, Env, Function, Unknown};
 use napi_derive::napi;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ErrorCode, GatewayError};
-use crate::pipeline::Gateway;
-use crate::types::StreamEvent;
+use crate::pipeline::{CallOptions, Gateway};
+use crate::types::{ChatRequest as CoreRequest, StreamEvent};
+use pump::{Delivery, Pump};
 
 pub use cache::*;
 pub use limiter::*;
@@ -29,11 +34,28 @@ pub use sse::*;
 pub use types::*;
 pub use vault::*;
 
-/// Events buffered between the upstream reader and JS. Bounded so a slow consumer
-/// slows the upstream read instead of growing memory.
-const CHANNEL_CAPACITY: usize = 256;
-/// Most events handed to JS per `next()`: one Promise settles a batch, not an event.
-const MAX_BATCH: usize = 64;
+/// Events a stream may hand to JS before JS acknowledges having consumed them: a slow
+/// consumer slows the upstream read instead of growing memory. index.js acknowledges in
+/// steps of at most this much.
+const STREAM_CREDITS: usize = 256;
+/// Events buffered between the pipeline and the relay that hands them to the pump.
+const RELAY_CAPACITY: usize = 32;
+
+/// What JS can still do to a call in flight.
+struct CallControl {
+  cancel: CancellationToken,
+  /// Streams only: the events JS may still receive unacknowledged.
+  credits: Option<Arc<Semaphore>>,
+}
+
+type Controls = Arc<Mutex<HashMap<u32, CallControl>>>;
+
+fn lock(controls: &Controls) -> MutexGuard<'_, HashMap<u32, CallControl>> {
+  // Every change under this lock is a single insert or remove: a poisoned map is intact.
+  controls
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The native gateway. Use `Gateway` from the package, which wraps this with
 /// AbortSignal support, async iteration and typed errors.
@@ -41,6 +63,8 @@ const MAX_BATCH: usize = 64;
 pub struct NativeGateway {
   inner: Result<Arc<Gateway>, GatewayError>,
   closed: CancellationToken,
+  pump: Option<Arc<Pump>>,
+  controls: Controls,
   /// Calls in flight, so that `close()` can wait for them to settle.
   calls: TaskTracker,
 }
@@ -69,6 +93,8 @@ impl NativeGateway {
     Ok(NativeGateway {
       inner: inner.map(Arc::new),
       closed: CancellationToken::new(),
+      pump: None,
+      controls: Arc::default(),
       calls: TaskTracker::new(),
     })
   }
@@ -101,66 +127,117 @@ impl NativeGateway {
       .map(|e| convert::error_info(e.clone(), &new_request_id()))
   }
 
-  /// Starts a call; `stream` decides whether text events are delivered as they arrive.
+  /// Sets the function every call delivers to, once, before the first call. It receives
+  /// the JSON text of a flat array `[callId, kind, payload, …]` holding whatever was ready
+  /// at once: kind 0 = text (a string), 1 = tool call (an event object), 2 = done (the
+  /// ChatResponse), 3 = failed (an ErrorInfo). Kinds 2 and 3 end their call.
+  #[napi(ts_args_type = "dispatch: (batchJson: string) => void")]
+  pub fn listen(&mut self, dispatch: Function<'_, String, Unknown<'static>>) -> napi::Result<()> {
+    if self.pump.is_some() {
+      return Err(napi::Error::new(
+        napi::Status::GenericFailure,
+        "listen() was already called",
+      ));
+    }
+    self.pump = Some(Arc::new(Pump::new(dispatch)?));
+    Ok(())
+  }
+
+  /// Starts call `callId` (chosen by the caller, unique among its calls in flight) and
+  /// returns its request id. `stream` decides whether text events are delivered as they
+  /// arrive; the end (done or failed) is always delivered, also for a request that is
+  /// invalid or a gateway that is closed.
   #[napi(catch_unwind)]
-  pub fn start(&self, request: ChatRequest, stream: bool) -> NativeCall {
+  pub fn begin(
+    &self,
+    env: Env,
+    call_id: u32,
+    request: ChatRequest,
+    stream: bool,
+  ) -> napi::Result<String> {
+    let Some(pump) = &self.pump else {
+      return Err(napi::Error::new(
+        napi::Status::GenericFailure,
+        "listen() must be called before the first call",
+      ));
+    };
     let request_id = new_request_id();
-    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-    let cancel = self.closed.child_token();
-    let call = NativeCall {
-      receiver: Mutex::new(receiver),
-      cancel: cancel.clone(),
-      request_id: request_id.clone(),
-      gateway_closed: self.closed.clone(),
+    pump.call_started(&env);
+    let fail = |error: GatewayError| {
+      pump.deliver(
+        call_id,
+        Delivery::Failed(convert::error_info(error, &request_id)),
+      );
     };
     let gateway = match &self.inner {
       Ok(gateway) => gateway.clone(),
       Err(error) => {
-        let _ = sender.try_send(Err(error.clone()));
-        return call;
+        fail(error.clone());
+        return Ok(request_id);
       }
     };
     // Calls refused here still get their onCall record and their count in stats().
     let refuse = |model: &str, user: Option<&String>, error: GatewayError| {
       gateway.record_refusal(model, user, &request_id, &error);
-      let _ = sender.try_send(Err(error));
+      fail(error);
     };
     if self.closed.is_cancelled() {
-      let closed = GatewayError::new(crate::error::ErrorCode::Aborted, "the gateway is closed");
+      let closed = GatewayError::new(ErrorCode::Aborted, "the gateway is closed");
       refuse(&request.model, request.user.as_ref(), closed);
-      return call;
+      return Ok(request_id);
     }
     let asked = (request.model.clone(), request.user.clone());
     let (model, core_request, options) = match convert::chat_request(request) {
       Ok(parts) => parts,
       Err(error) => {
         refuse(&asked.0, asked.1.as_ref(), error);
-        return call;
+        return Ok(request_id);
       }
     };
-    let closed = self.closed.clone();
-    napi::bindgen_prelude::spawn(self.calls.track_future(async move {
-      let sink = stream.then(|| sender.clone());
-      let result = gateway
-        .execute(&model, core_request, options, sink, cancel, &request_id)
-        .await;
-      let last = match result {
-        Ok(response) => Ok(StreamEvent::Done(Box::new(response))),
-        Err(error) if error.code == ErrorCode::Aborted && closed.is_cancelled() => {
-          Err(closed_in_flight())
-        }
-        Err(error) => Err(gateway.redact_error(error)),
-      };
-      if closed.is_cancelled() {
-        // close() waits for this task: a consumer that stopped reading must not hold it.
-        // A result that does not fit is reported by `next()` from the closed gateway.
-        let _ = sender.try_send(last);
-      } else {
-        // The receiver is gone when JS dropped the call; nobody is left to tell.
-        let _ = sender.send(last).await;
+    let cancel = self.closed.child_token();
+    let credits = stream.then(|| Arc::new(Semaphore::new(STREAM_CREDITS)));
+    lock(&self.controls).insert(
+      call_id,
+      CallControl {
+        cancel: cancel.clone(),
+        credits: credits.clone(),
+      },
+    );
+    let call = Call {
+      id: call_id,
+      request_id: request_id.clone(),
+      gateway,
+      pump: pump.clone(),
+      controls: self.controls.clone(),
+      cancel,
+      closed: self.closed.clone(),
+    };
+    napi::bindgen_prelude::spawn(self.calls.track_future(call.run(
+      model,
+      core_request,
+      options,
+      credits,
+    )));
+    Ok(request_id)
+  }
+
+  /// Aborts a call: the upstream connection is closed and the call ends with ABORTED.
+  /// A call that already ended is left alone.
+  #[napi]
+  pub fn cancel(&self, call_id: u32) {
+    if let Some(control) = lock(&self.controls).get(&call_id) {
+      control.cancel.cancel();
+    }
+  }
+
+  /// JS consumed `count` more events of a stream: that many more may come.
+  #[napi]
+  pub fn ack(&self, call_id: u32, count: u32) {
+    if let Some(control) = lock(&self.controls).get(&call_id) {
+      if let Some(credits) = &control.credits {
+        credits.add_permits((count as usize).min(STREAM_CREDITS));
       }
-    }));
-    call
+    }
   }
 
   /// Route aliases, then "provider/model" for every model named in a route or advertised
@@ -228,71 +305,97 @@ impl NativeGateway {
   }
 }
 
-/// One call in flight. Dropping it (or `cancel()`) aborts the upstream request.
-#[napi]
-pub struct NativeCall {
-  receiver: Mutex<mpsc::Receiver<crate::error::Result<StreamEvent>>>,
-  cancel: CancellationToken,
+/// One call in flight, on the runtime.
+struct Call {
+  id: u32,
   request_id: String,
-  gateway_closed: CancellationToken,
+  gateway: Arc<Gateway>,
+  pump: Arc<Pump>,
+  controls: Controls,
+  cancel: CancellationToken,
+  closed: CancellationToken,
 }
 
-#[napi]
-impl NativeCall {
-  /// Waits for at least one event (or the end) and returns everything available.
-  #[napi]
-  pub async fn next(&self) -> CallBatch {
-    let mut receiver = self.receiver.lock().await;
-    let mut batch = CallBatch {
-      events: Vec::new(),
-      error: None,
+impl Call {
+  async fn run(
+    self,
+    model: String,
+    request: CoreRequest,
+    options: CallOptions,
+    credits: Option<Arc<Semaphore>>,
+  ) {
+    let gateway = &self.gateway;
+    let result = match credits {
+      None => {
+        let cancel = self.cancel.clone();
+        gateway
+          .execute(&model, request, options, None, cancel, &self.request_id)
+          .await
+      }
+      Some(credits) => {
+        let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
+        let cancel = self.cancel.clone();
+        let mut run = pin!(gateway.execute(
+          &model,
+          request,
+          options,
+          Some(sender),
+          cancel,
+          &self.request_id
+        ));
+        let mut relay = pin!(self.relay(receiver, &credits));
+        let mut relayed = false;
+        let result = loop {
+          tokio::select! {
+            result = &mut run => break result,
+            () = &mut relay, if !relayed => relayed = true,
+          }
+        };
+        // A finished pipeline closed the channel: what it still holds precedes the end,
+        // whatever the end is (text delivered before a broken connection included). The
+        // relay stops early only when the call is cancelled or the gateway closed.
+        if !relayed {
+          relay.await;
+        }
+        result
+      }
     };
-    // The task always ends the channel with a response or an error; a channel closed
-    // without either means the task itself failed.
-    let Some(first) = receiver.recv().await else {
-      let lost = if self.gateway_closed.is_cancelled() {
-        closed_in_flight()
-      } else {
-        GatewayError::protocol("internal error: the call ended without a result")
-      };
-      batch.error = Some(convert::error_info(lost, &self.request_id));
-      return batch;
+    lock(&self.controls).remove(&self.id);
+    let last = match result {
+      Ok(response) => Delivery::Event(StreamEvent::Done(Box::new(response))),
+      Err(error) if error.code == ErrorCode::Aborted && self.closed.is_cancelled() => {
+        Delivery::Failed(convert::error_info(closed_in_flight(), &self.request_id))
+      }
+      Err(error) => Delivery::Failed(convert::error_info(
+        gateway.redact_error(error),
+        &self.request_id,
+      )),
     };
-    let mut item = Some(first);
-    while let Some(current) = item.take() {
-      match current {
-        Ok(event) => {
-          let done = matches!(event, StreamEvent::Done(_));
-          batch.events.push(convert::stream_event(event));
-          if done || batch.events.len() >= MAX_BATCH {
-            break;
+    self.pump.deliver(self.id, last);
+  }
+
+  /// Hands streamed events to the pump, each once JS has room for it.
+  async fn relay(
+    &self,
+    mut receiver: mpsc::Receiver<crate::error::Result<StreamEvent>>,
+    credits: &Semaphore,
+  ) {
+    while let Some(Ok(event)) = receiver.recv().await {
+      match credits.try_acquire() {
+        Ok(permit) => permit.forget(),
+        Err(_) => {
+          tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return,
+            permit = credits.acquire() => match permit {
+              Ok(permit) => permit.forget(),
+              Err(_) => return,
+            },
           }
         }
-        Err(error) => {
-          batch.error = Some(convert::error_info(error, &self.request_id));
-          break;
-        }
       }
-      item = receiver.try_recv().ok();
+      self.pump.deliver(self.id, Delivery::Event(event));
     }
-    batch
-  }
-
-  /// Aborts the call: the upstream connection is closed and the call ends with ABORTED.
-  #[napi]
-  pub fn cancel(&self) {
-    self.cancel.cancel();
-  }
-
-  #[napi(getter)]
-  pub fn request_id(&self) -> String {
-    self.request_id.clone()
-  }
-}
-
-impl Drop for NativeCall {
-  fn drop(&mut self) {
-    self.cancel.cancel();
   }
 }
 

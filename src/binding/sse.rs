@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
 
-use super::{convert, ChatRequest, ErrorInfo, NativeCall, NativeGateway, MAX_BATCH};
-use crate::error::GatewayError;
+use super::{closed_in_flight, convert, new_request_id, ChatRequest, ErrorInfo, NativeGateway};
+use crate::error::{ErrorCode, GatewayError};
 use crate::serve::wire::{self, ChunkEncoder};
 use crate::types::StreamEvent;
 
@@ -38,10 +40,104 @@ pub struct SseBatch {
 /// A streamed call whose events come back as OpenAI SSE bytes.
 #[napi]
 pub struct NativeSseCall {
-  call: NativeCall,
+  call: ChannelCall,
   encoder: ChunkEncoder,
   include_usage: bool,
   emitted: AtomicBool,
+}
+
+/// Events buffered between the upstream reader and the encoder. Bounded so a slow client
+/// slows the upstream read instead of growing memory.
+const CHANNEL_CAPACITY: usize = 256;
+/// Most events encoded into one Buffer: one Promise settles a batch, not an event.
+const MAX_BATCH: usize = 64;
+
+/// A streamed call read through its own channel. Unlike the gateway's pump, which hands
+/// decoded events to JS, this hands the encoder raw events so only bytes cross to JS.
+struct ChannelCall {
+  receiver: Mutex<mpsc::Receiver<crate::error::Result<StreamEvent>>>,
+  cancel: CancellationToken,
+  request_id: String,
+}
+
+impl ChannelCall {
+  fn cancel(&self) {
+    self.cancel.cancel();
+  }
+}
+
+impl Drop for ChannelCall {
+  fn drop(&mut self) {
+    self.cancel.cancel();
+  }
+}
+
+impl NativeGateway {
+  /// Starts a streamed call whose events and end (a response or an error) arrive on one
+  /// channel; refusals (closed gateway, invalid request) arrive there too.
+  fn start_channel(&self, request: ChatRequest) -> ChannelCall {
+    let request_id = new_request_id();
+    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let cancel = self.closed.child_token();
+    let call = ChannelCall {
+      receiver: Mutex::new(receiver),
+      cancel: cancel.clone(),
+      request_id: request_id.clone(),
+    };
+    let gateway = match &self.inner {
+      Ok(gateway) => gateway.clone(),
+      Err(error) => {
+        let _ = sender.try_send(Err(error.clone()));
+        return call;
+      }
+    };
+    // Calls refused here still get their onCall record and their count in stats().
+    let refuse = |model: &str, user: Option<&String>, error: GatewayError| {
+      gateway.record_refusal(model, user, &request_id, &error);
+      let _ = sender.try_send(Err(error));
+    };
+    if self.closed.is_cancelled() {
+      let closed = GatewayError::new(ErrorCode::Aborted, "the gateway is closed");
+      refuse(&request.model, request.user.as_ref(), closed);
+      return call;
+    }
+    let asked = (request.model.clone(), request.user.clone());
+    let (model, core_request, options) = match convert::chat_request(request) {
+      Ok(parts) => parts,
+      Err(error) => {
+        refuse(&asked.0, asked.1.as_ref(), error);
+        return call;
+      }
+    };
+    let closed = self.closed.clone();
+    napi::bindgen_prelude::spawn(self.calls.track_future(async move {
+      let result = gateway
+        .execute(
+          &model,
+          core_request,
+          options,
+          Some(sender.clone()),
+          cancel,
+          &request_id,
+        )
+        .await;
+      let last = match result {
+        Ok(response) => Ok(StreamEvent::Done(Box::new(response))),
+        Err(error) if error.code == ErrorCode::Aborted && closed.is_cancelled() => {
+          Err(closed_in_flight())
+        }
+        Err(error) => Err(gateway.redact_error(error)),
+      };
+      if closed.is_cancelled() {
+        // close() waits for this task: a client that stopped reading must not hold it.
+        let _ = sender.try_send(last);
+      } else {
+        // The receiver is gone when JS dropped the call; nobody is left to tell.
+        let _ = sender.send(last).await;
+      }
+    }));
+    call
+  }
 }
 
 #[napi]
@@ -55,7 +151,7 @@ impl NativeGateway {
       0
     };
     NativeSseCall {
-      call: self.start(request, true),
+      call: self.start_channel(request),
       encoder: ChunkEncoder::new(&options.id, created, &options.model, options.include_usage),
       include_usage: options.include_usage,
       emitted: AtomicBool::new(false),

@@ -97,6 +97,8 @@ pub struct ContentPart {
 }
 
 #[napi(object)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ToolCall {
   pub id: String,
   pub name: String,
@@ -104,6 +106,7 @@ pub struct ToolCall {
   pub arguments: String,
   /// Gemini's opaque signature of the model's reasoning behind this call; send the call
   /// back unchanged (Gemini 3 rejects a later turn without it).
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub thought_signature: Option<String>,
 }
 
@@ -175,6 +178,8 @@ pub struct ChatRequest {
 }
 
 #[napi(object)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Usage {
   /// Includes cached and cache-write prompt tokens.
   pub prompt_tokens: f64,
@@ -189,6 +194,8 @@ pub struct Usage {
 }
 
 #[napi(object)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChatResponse {
   pub id: String,
   /// The configured provider name (the key in `providers`).
@@ -196,6 +203,7 @@ pub struct ChatResponse {
   pub model: String,
   pub content: String,
   /// OpenAI's refusal text, when the model refused.
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub refusal: Option<String>,
   pub tool_calls: Vec<ToolCall>,
   #[napi(ts_type = "'stop' | 'length' | 'tool_calls' | 'content_filter'")]
@@ -206,6 +214,7 @@ pub struct ChatResponse {
   pub cached: bool,
   pub latency_ms: f64,
   /// Time to the first streamed event.
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub ttft_ms: Option<f64>,
   pub attempts: u32,
   /// ferrogate's id for this call (also on errors).
@@ -214,39 +223,46 @@ pub struct ChatResponse {
 
 /// A streamed event as the native layer delivers it; see `StreamEvent` for the union.
 #[napi(object)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NativeStreamEvent {
   #[napi(ts_type = "'text' | 'tool_call' | 'done'")]
   pub r#type: String,
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub text: Option<String>,
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub index: Option<u32>,
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub id: Option<String>,
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub name: Option<String>,
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub arguments_delta: Option<String>,
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub response: Option<ChatResponse>,
 }
 
 /// The fields of a rejected call; the JS layer throws them as a `FerrogateError`.
 #[napi(object)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorInfo {
   #[napi(ts_type = "ErrorCode")]
   pub code: String,
   /// The HTTP status a server should answer with.
   pub status: u32,
   pub message: String,
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub provider: Option<String>,
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub retry_after_ms: Option<f64>,
   pub request_id: String,
   /// The vendor's request id, when it sent one.
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub upstream_request_id: Option<String>,
   /// Lower-level detail (transport error, vendor error type).
+  #[serde(skip_serializing_if = "Option::is_none")]
   pub cause: Option<String>,
-}
-
-/// Events available now; `error` ends the call, as does a `done` event.
-#[napi(object)]
-pub struct CallBatch {
-  pub events: Vec<NativeStreamEvent>,
-  pub error: Option<ErrorInfo>,
 }
 
 /// A call whose latency was an outlier for its provider/model (EWMA z-score).

@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// CPU per call, in-process, by thread: N calls at a fixed concurrency through one client
+// (ferrogate chat/stream/streamEvents, the openai SDK, or plain node:http), against the mock
+// upstream in a separate process (its work is not counted). Prints the process CPU per call
+// (process.cpuUsage: all threads) and each thread's share (/proc/self/task/*/schedstat, ns),
+// grouped by thread name: the JS main thread, ferrogate-io (the addon's tokio worker), V8 and
+// libuv helpers. No Express, no load generator: less noise than `npm run bench` on a busy box.
+//
+// Usage: node bench/cpu-per-call.mjs [client ...]   clients: ferrogate-chat, ferrogate-stream,
+//   ferrogate-events, openai-chat, openai-stream, http-chat (default: all)
+// Env: CALLS (2000), CONC (32), CHUNKS (20, per stream), DELAY_MS (0, between chunks), ROUNDS (3)
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BENCH_DIR, sleep, freePort, requireFerrogate, loadOpenAI, fmt } from './lib.mjs';
+
+const env = process.env;
+const CALLS = Number(env.CALLS || 2000);
+const CONC = Number(env.CONC || 32);
+const CHUNKS = Number(env.CHUNKS || 20);
+const DELAY_MS = Number(env.DELAY_MS || 0);
+const ROUNDS = Number(env.ROUNDS || 3);
+const ALL = ['ferrogate-chat', 'ferrogate-stream', 'ferrogate-events', 'openai-chat', 'openai-stream', 'http-chat'];
+const messages = [{ role: 'user', content: 'Say hello to the benchmark.' }];
+
+if (process.argv[2] === '--client') await runClient(process.argv[3]);
+else await orchestrate(process.argv.slice(2).length ? process.argv.slice(2) : ALL);
+
+function threadTimes() {
+  const out = new Map();
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      const ns = Number(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const name = fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      out.set(tid, { name: tid === String(process.pid) ? 'main (JS)' : name, ns });
+    } catch {}
+  }
+  return out;
+}
+
+async function runClient(client) {
+  const upstream = `http://127.0.0.1:${env.MOCK_PORT}/v1`;
+  let once;
+  if (client.startsWith('ferrogate')) {
+    const { Gateway } = requireFerrogate();
+    const gw = new Gateway({ providers: { openai: { kind: 'openai', baseUrl: upstream, apiKey: 'bench' } }, maxRetries: 0 });
+    const req = { model: 'openai/gpt-4o-mini', messages };
+    if (client === 'ferrogate-chat') once = () => gw.chat(req);
+    else if (client === 'ferrogate-stream') once = () => gw.stream(req, () => {});
+    else once = async () => { for await (const ev of gw.streamEvents(req)) if (ev.type === 'done') return; };
+  } else if (client.startsWith('openai')) {
+    const OpenAI = loadOpenAI();
+    const sdk = new OpenAI({ baseURL: upstream, apiKey: 'bench', maxRetries: 0 });
+    if (client === 'openai-chat') once = () => sdk.chat.completions.create({ model: 'gpt-4o-mini', messages });
+    else once = async () => { for await (const c of await sdk.chat.completions.create({ model: 'gpt-4o-mini', messages, stream: true })) void c; };
+  } else if (client === 'http-chat') {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: CONC });
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages });
+    once = () => new Promise((resolve, reject) => {
+      const r = http.request(`${upstream}/chat/completions`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        const parts = [];
+        res.on('data', (c) => parts.push(c));
+        res.on('end', () => { JSON.parse(Buffer.concat(parts).toString()); resolve(); });
+      });
+      r.on('error', reject);
+      r.end(body);
+    });
+  } else throw new Error(`unknown client ${client}`);
+  const run = async (n) => {
+    let next = 0;
+    await Promise.all(Array.from({ length: CONC }, async () => { while (next++ < n) await once(); }));
+  };
+  await run(Number(env.WARMUP_CALLS || Math.min(500, CALLS))); // warm-up: JIT, connections
+  const rounds = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const t0 = threadTimes();
+    const c0 = process.cpuUsage();
+    const w0 = performance.now();
+    await run(CALLS);
+    const wall = performance.now() - w0;
+    const c = process.cpuUsage(c0);
+    const t1 = threadTimes();
+    const byName = {};
+    for (const [tid, { name, ns }] of t1) {
+      const key = /^(ferrogate-io|tokio-r)/.test(name) ? 'tokio' : name === 'main (JS)' ? 'main' : /^V8|^node$/.test(name) ? 'V8/node' : name;
+      byName[key] = (byName[key] || 0) + (ns - (t0.get(tid)?.ns || 0)) / 1000 / CALLS;
+    }
+    rounds.push({ cpuUsPerCall: (c.user + c.system) / CALLS, callsPerS: CALLS / (wall / 1000), threadsUsPerCall: byName });
+  }
+  console.log(`CLIENTJSON ${JSON.stringify({ client, rounds })}`);
+  process.exit(0);
+}
+
+async function orchestrate(clients) {
+  const mockPort = await freePort();
+  const mock = spawn(process.execPath, [path.join(BENCH_DIR, 'mock-upstream.mjs')], { stdio: 'ignore', env: { ...env, PORT: String(mockPort), MOCK_CHUNKS: String(CHUNKS), MOCK_CHUNK_DELAY_MS: String(DELAY_MS) } });
+  process.on('exit', () => mock.kill());
+  for (let i = 0; ; i++) {
+    try { await fetch(`http://127.0.0.1:${mockPort}/health`); break; } catch { if (i > 50) throw new Error('mock did not start'); await sleep(100); }
+  }
+  console.log(`CPU per call: ${CALLS} calls at concurrency ${CONC}, ${ROUNDS} rounds (median shown); streams of ${CHUNKS} chunks ${DELAY_MS} ms apart. load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+  console.log('');
+  console.log('| client | calls/s | CPU µs/call | main (JS) | tokio | V8/node + other |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  for (const client of clients) {
+    const out = await new Promise((resolve) => {
+      const ch = spawn(process.execPath, [fileURLToPath(import.meta.url), '--client', client], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...env, MOCK_PORT: String(mockPort) } });
+      let s = '';
+      ch.stdout.on('data', (d) => { s += d; });
+      ch.on('close', () => resolve(s));
+    });
+    const m = /CLIENTJSON (\{.*\})/.exec(out);
+    if (!m) { console.log(`| ${client} | failed | | | | |`); continue; }
+    const { rounds } = JSON.parse(m[1]);
+    rounds.sort((a, b) => a.cpuUsPerCall - b.cpuUsPerCall);
+    const r = rounds[Math.floor(rounds.length / 2)];
+    const t = r.threadsUsPerCall;
+    const other = Object.entries(t).filter(([k]) => k !== 'main' && k !== 'tokio').reduce((a, [, v]) => a + v, 0);
+    console.log(`| ${client} | ${fmt(r.callsPerS)} | ${fmt(r.cpuUsPerCall, 1)} | ${fmt(t.main, 1)} | ${fmt(t.tokio ?? 0, 1)} | ${fmt(other, 1)} |`);
+  }
+  console.log(`\nload average at the end ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+  mock.kill();
+}
