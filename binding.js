@@ -836,5 +836,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeCall = nativeBinding.NativeCall
+module.exports.NativeCostTracker = nativeBinding.NativeCostTracker
 module.exports.NativeGateway = nativeBinding.NativeGateway
 module.exports.countTokens = nativeBinding.countTokens

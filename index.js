@@ -40,8 +40,10 @@ class Gateway {
     if (options == null || typeof options !== 'object') {
       throw configError('Gateway needs an options object')
     }
+    const { costs, ...nativeOptions } = options
+    if (costs != null && !nativeTrackers.has(costs)) throw configError('costs must be a CostTracker')
     try {
-      this.#native = new native.NativeGateway(options)
+      this.#native = new native.NativeGateway(nativeOptions, costs == null ? undefined : nativeTrackers.get(costs))
     } catch (error) {
       // napi's own type check of the options (e.g. a number where a string belongs).
       throw configError(`invalid Gateway options: ${error.message}`, error)
@@ -140,6 +142,121 @@ class Gateway {
   }
 }
 
+// CostTracker → its native tracker, for the Gateway that is handed one.
+const nativeTrackers = new WeakMap()
+// Trackers still open, flushed when the process exits normally (a SIGKILL loses nothing
+// older than 100 ms either way: the ledger commits continuously).
+const openTrackers = new Set()
+let flushOnExit = false
+
+// Native errors from tracker methods: bad arguments are INVALID_REQUEST, the rest CONFIG.
+function trackerCall(work) {
+  try {
+    return work()
+  } catch (error) {
+    if (error instanceof FerrogateError) throw error
+    if (error?.code === 'InvalidArg') throw invalid(error)
+    throw configError(error?.message ?? String(error), error)
+  }
+}
+
+class CostTracker {
+  #native
+  #ref
+  #alertCallbackErrors = 0
+
+  constructor(options = {}) {
+    if (options === null || typeof options !== 'object') throw configError('CostTracker options must be an object')
+    try {
+      this.#native = new native.NativeCostTracker(options)
+    } catch (error) {
+      throw configError(`invalid CostTracker options: ${error.message}`, error)
+    }
+    nativeTrackers.set(this, this.#native)
+    this.#ref = new WeakRef(this)
+    openTrackers.add(this.#ref)
+    if (!flushOnExit) {
+      flushOnExit = true
+      process.once('exit', () => {
+        for (const ref of openTrackers) {
+          try {
+            ref.deref()?.flush()
+          } catch {}
+        }
+      })
+    }
+  }
+
+  /** The date of the built-in price table. */
+  get pricingDate() {
+    return this.#native.pricingDate
+  }
+
+  priceOf(model) {
+    if (typeof model !== 'string') throw invalid(new TypeError('priceOf(model) needs a model name'))
+    return this.#native.priceOf(model)
+  }
+
+  /** Records a call; returns its cost in USD. */
+  record(usage) {
+    if (usage == null || typeof usage !== 'object') throw invalid(new TypeError('record(usage) needs a usage object'))
+    return trackerCall(() => this.#native.record(usage))
+  }
+
+  summary(user, options) {
+    if (user != null && typeof user !== 'string') throw invalid(new TypeError('summary(user) needs a user id or null'))
+    return trackerCall(() => this.#native.summary(user ?? undefined, options ?? undefined))
+  }
+
+  setBudget(user, budget) {
+    if (typeof user !== 'string') throw invalid(new TypeError('setBudget(user, budget) needs a user id'))
+    trackerCall(() => this.#native.setBudget(user, budget ?? undefined))
+  }
+
+  budget(user) {
+    return this.#native.budget(String(user))
+  }
+
+  alerts(user) {
+    return this.#native.alerts(String(user))
+  }
+
+  /** `callback(alert)` runs on the event loop after the call that raised the alert; a throw is counted in stats(). */
+  onAlert(callback) {
+    if (typeof callback !== 'function') throw invalid(new TypeError('onAlert(callback) needs a function'))
+    this.#native.onAlert((alert) => {
+      try {
+        const result = callback(alert)
+        if (result != null && typeof result.then === 'function') {
+          result.then(undefined, () => {
+            this.#alertCallbackErrors++
+          })
+        }
+      } catch {
+        this.#alertCallbackErrors++
+      }
+    })
+  }
+
+  stats() {
+    return { ...this.#native.stats(), alertCallbackErrors: this.#alertCallbackErrors }
+  }
+
+  /** Returns once every recorded call is durable in the ledger. */
+  flush() {
+    trackerCall(() => this.#native.flush())
+  }
+
+  close() {
+    openTrackers.delete(this.#ref)
+    trackerCall(() => this.#native.close())
+  }
+
+  [inspect.custom]() {
+    return `CostTracker { pricingDate: '${this.pricingDate}' }`
+  }
+}
+
 function countTokens(model, input) {
   try {
     return native.countTokens(model, input)
@@ -150,8 +267,10 @@ function countTokens(model, input) {
 
 module.exports = {
   Gateway,
+  CostTracker,
   FerrogateError,
   countTokens,
   NativeGateway: native.NativeGateway,
   NativeCall: native.NativeCall,
+  NativeCostTracker: native.NativeCostTracker,
 }

@@ -3,6 +3,8 @@
 //! is plain Rust, tested with `cargo test`; `binding` is the thin napi layer.
 
 pub mod assembler;
+pub mod backend;
+pub mod costs;
 pub mod error;
 pub mod pipeline;
 pub mod providers;

@@ -1,6 +1,7 @@
 //! napi shims over the core: convert, spawn, hand results back. No gateway logic here.
 
 mod convert;
+mod costs;
 mod types;
 
 use std::sync::Arc;
@@ -12,9 +13,10 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
-use crate::pipeline::Gateway;
+use crate::pipeline::{Gateway, GatewayConfig};
 use crate::types::StreamEvent;
 
+pub use costs::*;
 pub use types::*;
 
 /// Events buffered between the upstream reader and JS. Bounded so a slow consumer
@@ -36,9 +38,11 @@ impl NativeGateway {
   /// Never throws: a bad configuration is reported by `configError()`, so the JS layer
   /// can throw it with the same error shape as every other failure.
   #[napi(constructor, catch_unwind)]
-  pub fn new(options: GatewayOptions) -> Self {
+  pub fn new(options: GatewayOptions, costs: Option<&NativeCostTracker>) -> Self {
+    let costs = costs.map(|tracker| tracker.inner.clone());
     NativeGateway {
       inner: convert::gateway_config(options)
+        .map(|config| GatewayConfig { costs, ..config })
         .and_then(Gateway::new)
         .map(Arc::new),
       closed: CancellationToken::new(),

@@ -1,12 +1,15 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   resolve → attempt (with retries, under one deadline) → stream → response
+//!   resolve → budget reservation → attempt (with retries, under one deadline) → stream
+//!   → response → ledger (price, record, settle the reservation)
 //!
-//! Each stage lives in the file its name says; limits, budget, cache, route and ledger
-//! join this line as stages of their own without changing the provider layer.
+//! Each stage lives in the file its name says; limits, cache and route join this line as
+//! stages of their own without changing the provider layer.
 
 mod attempt;
+mod budget;
 mod forward;
+mod ledger;
 mod providers;
 mod response;
 
@@ -17,17 +20,20 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::costs::CostTracker;
 use crate::error::{GatewayError, Result};
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
+pub use ledger::CostCounters;
 pub use providers::ProviderConfig;
 pub use response::estimate_usage;
 
 use attempt::RetryPolicy;
 use forward::Progress;
+use ledger::Accounting;
 use providers::{build_provider, Provider};
 use response::CallTiming;
 
@@ -42,6 +48,8 @@ pub struct GatewayConfig {
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
   pub retry_base: Duration,
+  /// Prices, records and budgets every call; without it `costUsd` uses the built-in prices.
+  pub costs: Option<Arc<CostTracker>>,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +59,7 @@ impl Default for GatewayConfig {
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
+      costs: None,
     }
   }
 }
@@ -69,6 +78,7 @@ pub struct Gateway {
   max_retries: u32,
   retry_base: Duration,
   secrets: Vec<Secret>,
+  accounting: Accounting,
 }
 
 impl Gateway {
@@ -95,7 +105,13 @@ impl Gateway {
       max_retries: config.max_retries,
       retry_base: config.retry_base,
       secrets,
+      accounting: Accounting::new(config.costs),
     })
+  }
+
+  /// Unpriced calls and budget refusals, for `stats()`.
+  pub fn cost_counters(&self) -> CostCounters {
+    self.accounting.counters()
   }
 
   /// "provider/model" for every model a provider advertises.
@@ -147,6 +163,8 @@ impl Gateway {
     let started = Instant::now();
     let (provider, vendor_model) = self.resolve(model)?;
     req.model = vendor_model;
+    let deployment = format!("{}/{}", provider.name, req.model);
+    let reservation = budget::reserve(&self.accounting, &deployment, &req)?;
     let timeout = options.timeout.or(provider.timeout).unwrap_or(self.timeout);
     let now = tokio::time::Instant::now();
     let policy = RetryPolicy {
@@ -172,19 +190,26 @@ impl Gateway {
         result.unwrap_or_else(|_| Err(GatewayError::timeout(timeout)))
       }
     };
-    let completion = outcome.map_err(|e| e.with_provider(&provider.name))?;
-    let timing = CallTiming {
-      started,
-      ttft: progress.first_event_at().map(|at| at - started),
-      attempts: attempts.load(Ordering::SeqCst),
-    };
-    Ok(response::response(
-      &provider.name,
-      &req,
-      completion,
-      timing,
+    let attempts = attempts.load(Ordering::SeqCst);
+    let result = outcome
+      .map_err(|e| e.with_provider(&provider.name))
+      .map(|completion| {
+        let timing = CallTiming {
+          started,
+          ttft: progress.first_event_at().map(|at| at - started),
+          attempts,
+        };
+        response::response(&provider.name, &req, completion, timing, request_id)
+      });
+    let call = ledger::Call {
+      model: &deployment,
+      provider: &provider.name,
       request_id,
-    ))
+      started,
+      attempts,
+      progress: &progress,
+    };
+    ledger::settle(&self.accounting, &call, &req, reservation, result).result
   }
 
   /// Removes every configured key (and key-shaped text) from an error bound for JS.
