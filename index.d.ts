@@ -115,7 +115,7 @@ export declare class NativeCostTracker {
   /** Alerts raised for a user, oldest first. */
   alerts(user: string): Array<CostAlert>
   /** Calls `callback` with every alert, on the event loop, after the call that raised it. */
-  onAlert(callback: AlertCallback): void
+  onAlert(callback: (alert: CostAlert) => void): void
   stats(): CostTrackerStats
   /** Returns once every recorded call is durable in the ledger. */
   flush(): void
