@@ -104,8 +104,12 @@ export declare class NativeCostTracker {
   /** The date of the built-in price table. */
   get pricingDate(): string
   priceOf(model: string): ModelPriceInfo | null
-  /** Records a call and returns its cost in USD. */
-  record(usage: UsageRecord): number
+  /**
+   * Records a call and returns its cost in USD. The fields of `UsageRecord` as arguments:
+   * reading them off an object costs a property lookup each, several times the work of
+   * recording.
+   */
+  recordCall(user: string | undefined | null, model: string, promptTokens: number, completionTokens: number, cachedPromptTokens?: number | undefined | null, cacheWritePromptTokens?: number | undefined | null, reasoningTokens?: number | undefined | null, latencyMs?: number | undefined | null, success?: boolean | undefined | null, provider?: string | undefined | null, timestamp?: number | undefined | null): number
   /** Spend of one user over the last `days` UTC days; every user's with no `user`. */
   summary(user?: string | undefined | null, options?: SummaryOptions | undefined | null): CostSummary
   /** Sets a user's budget; `null` removes it. */
@@ -415,6 +419,7 @@ export interface Usage {
   reasoningTokens: number
 }
 
+/** What `CostTracker.record()` takes. */
 export interface UsageRecord {
   /** Default 'anonymous'. */
   user?: string

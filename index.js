@@ -149,13 +149,14 @@ const nativeTrackers = new WeakMap()
 const openTrackers = new Set()
 let flushOnExit = false
 
-// Native errors from tracker methods: bad arguments are INVALID_REQUEST, the rest CONFIG.
+// Native errors from tracker methods: bad arguments (napi's type checks, InvalidArg) are
+// INVALID_REQUEST; the tracker's own failures (GenericFailure) are CONFIG.
 function trackerCall(work) {
   try {
     return work()
   } catch (error) {
     if (error instanceof FerrogateError) throw error
-    if (error?.code === 'InvalidArg') throw invalid(error)
+    if (error?.code !== 'GenericFailure') throw invalid(error)
     throw configError(error?.message ?? String(error), error)
   }
 }
@@ -200,7 +201,22 @@ class CostTracker {
   /** Records a call; returns its cost in USD. */
   record(usage) {
     if (usage == null || typeof usage !== 'object') throw invalid(new TypeError('record(usage) needs a usage object'))
-    return trackerCall(() => this.#native.record(usage))
+    const u = usage
+    return trackerCall(() =>
+      this.#native.recordCall(
+        u.user ?? undefined,
+        u.model,
+        u.promptTokens,
+        u.completionTokens,
+        u.cachedPromptTokens ?? undefined,
+        u.cacheWritePromptTokens ?? undefined,
+        u.reasoningTokens ?? undefined,
+        u.latencyMs ?? undefined,
+        u.success ?? undefined,
+        u.provider ?? undefined,
+        u.timestamp ?? undefined,
+      ),
+    )
   }
 
   summary(user, options) {

@@ -53,6 +53,7 @@ pub struct ModelPriceInfo {
   pub source: String,
 }
 
+/// What `CostTracker.record()` takes.
 #[napi(object, object_to_js = false)]
 pub struct UsageRecord {
   /// Default 'anonymous'.
@@ -265,56 +266,67 @@ impl NativeCostTracker {
     self.inner.price_of(&model).map(price_info)
   }
 
-  /// Records a call and returns its cost in USD.
+  /// Records a call and returns its cost in USD. The fields of `UsageRecord` as arguments:
+  /// reading them off an object costs a property lookup each, several times the work of
+  /// recording.
   #[napi(catch_unwind)]
-  pub fn record(&self, usage: UsageRecord) -> napi::Result<f64> {
+  #[allow(clippy::too_many_arguments)]
+  pub fn record_call(
+    &self,
+    user: Option<String>,
+    model: String,
+    prompt_tokens: f64,
+    completion_tokens: f64,
+    cached_prompt_tokens: Option<f64>,
+    cache_write_prompt_tokens: Option<f64>,
+    reasoning_tokens: Option<f64>,
+    latency_ms: Option<f64>,
+    success: Option<bool>,
+    provider: Option<String>,
+    timestamp: Option<f64>,
+  ) -> napi::Result<f64> {
     if self.inner.is_closed() {
       return Err(to_napi(GatewayError::config("the cost tracker is closed")));
     }
-    let prompt_tokens = count(usage.prompt_tokens, "promptTokens")?;
-    let completion_tokens = count(usage.completion_tokens, "completionTokens")?;
-    let mut counted = Usage::new(prompt_tokens, completion_tokens);
-    counted.cached_prompt_tokens =
-      optional_count(usage.cached_prompt_tokens, "cachedPromptTokens")?;
-    counted.cache_write_prompt_tokens =
-      optional_count(usage.cache_write_prompt_tokens, "cacheWritePromptTokens")?;
-    counted.reasoning_tokens = optional_count(usage.reasoning_tokens, "reasoningTokens")?;
-    if counted.cached_prompt_tokens + counted.cache_write_prompt_tokens > prompt_tokens {
+    let prompt = count(prompt_tokens, "promptTokens")?;
+    let completion = count(completion_tokens, "completionTokens")?;
+    let mut usage = Usage::new(prompt, completion);
+    usage.cached_prompt_tokens = optional_count(cached_prompt_tokens, "cachedPromptTokens")?;
+    usage.cache_write_prompt_tokens =
+      optional_count(cache_write_prompt_tokens, "cacheWritePromptTokens")?;
+    usage.reasoning_tokens = optional_count(reasoning_tokens, "reasoningTokens")?;
+    if usage.cached_prompt_tokens + usage.cache_write_prompt_tokens > prompt {
       return Err(invalid(
         "cachedPromptTokens + cacheWritePromptTokens are part of promptTokens and cannot exceed it"
           .into(),
       ));
     }
-    if counted.reasoning_tokens > completion_tokens {
+    if usage.reasoning_tokens > completion {
       return Err(invalid(
         "reasoningTokens are part of completionTokens and cannot exceed it".into(),
       ));
     }
-    if usage.model.is_empty() {
+    if model.is_empty() {
       return Err(invalid("model must be a non-empty string".into()));
     }
-    let latency_ms = match usage.latency_ms {
-      Some(ms) if !ms.is_finite() || ms < 0.0 => {
-        return Err(invalid(format!(
-          "latencyMs must be a number >= 0, not {ms}"
-        )))
-      }
-      other => other,
-    };
-    let at_ms = usage
-      .timestamp
+    if let Some(ms) = latency_ms.filter(|ms| !ms.is_finite() || *ms < 0.0) {
+      return Err(invalid(format!(
+        "latencyMs must be a number >= 0, not {ms}"
+      )));
+    }
+    let at_ms = timestamp
       .map(|ms| count(ms, "timestamp").map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
       .transpose()?;
     let entry = CallEntry {
-      user: usage.user,
-      model: usage.model,
-      provider: usage.provider,
-      outcome: Some(if usage.success == Some(false) {
+      user,
+      model,
+      provider,
+      outcome: Some(if success == Some(false) {
         CallOutcome::Error
       } else {
         CallOutcome::Ok
       }),
-      usage: counted,
+      usage,
       latency_ms,
       at_ms,
       ..CallEntry::default()
