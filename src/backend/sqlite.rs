@@ -1,16 +1,17 @@
 //! The embedded ledger: SQLite in WAL mode, on disk at `ledgerPath` or in memory.
 //!
-//! One writer thread owns the connection. `append` only queues a row; the thread commits
-//! whatever has queued in one transaction as soon as it wakes (group commit), so a row is
-//! committed within a few milliseconds of `append` under any load, far inside the 100 ms
-//! promise. In WAL mode with `synchronous = NORMAL` a commit is a write into the WAL file:
-//! it survives the process being killed (SIGKILL) though not a power cut, which would need
-//! an fsync per commit. Reads run on the same thread after the rows queued before them,
-//! so a read sees every earlier append.
+//! One writer thread owns the connection. `append` only pushes the row onto a queue under
+//! a mutex, waking the writer only when it sleeps; the writer commits everything queued in
+//! one transaction each time round (group commit), so batches grow with the load and a row
+//! is committed within milliseconds of `append` as long as the writer keeps up (it inserts
+//! a few hundred thousand rows a second). In WAL mode with `synchronous = NORMAL` a commit
+//! is a write into the WAL file: it survives the process being killed (SIGKILL) though not
+//! a power cut, which would need an fsync per commit. Reads run on the writer thread after
+//! committing every row queued before them, so a read sees every earlier append.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -20,29 +21,48 @@ use crate::costs::clock::MS_PER_DAY;
 use crate::costs::money::Nanos;
 use crate::error::{GatewayError, Result};
 
-/// Most commands handled per wake-up, so a flood of appends cannot starve a waiting read.
-const MAX_BATCH: usize = 8_192;
-
 type Job = Box<dyn FnOnce(&Connection) + Send>;
 
-enum Command {
-  Append(Box<LedgerRow>),
-  Run(Job),
-  Close(mpsc::SyncSender<()>),
+/// Work waiting for the writer.
+#[derive(Default)]
+struct Queue {
+  rows: Vec<LedgerRow>,
+  jobs: VecDeque<Job>,
+  /// Set by `close()`: the writer commits, checkpoints and answers here.
+  closing: Option<mpsc::SyncSender<()>>,
+  /// The writer is blocked waiting for work: the next push must wake it.
+  writer_waiting: bool,
+  /// The writer has exited; nothing queued now would ever run.
+  writer_gone: bool,
 }
 
 #[derive(Default)]
-struct Counters {
+struct Shared {
+  queue: Mutex<Queue>,
+  wake: Condvar,
   written: AtomicU64,
   failed: AtomicU64,
   dropped: AtomicU64,
 }
 
+impl Shared {
+  fn queue(&self) -> MutexGuard<'_, Queue> {
+    self.queue.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  /// Wakes the writer if it sleeps; called with the queue locked, after queueing work.
+  fn wake_writer(&self, queue: &mut Queue) {
+    if queue.writer_waiting {
+      queue.writer_waiting = false;
+      self.wake.notify_one();
+    }
+  }
+}
+
 pub struct SqliteLedger {
-  commands: mpsc::Sender<Command>,
+  shared: Arc<Shared>,
   writer: Mutex<Option<JoinHandle<()>>>,
   closed: AtomicBool,
-  counters: Arc<Counters>,
   opened_empty: bool,
 }
 
@@ -113,18 +133,16 @@ impl SqliteLedger {
       .optional()
       .map_err(|e| sql_error("could not read", e))?
       .is_none();
-    let (commands, receiver) = mpsc::channel();
-    let counters = Arc::new(Counters::default());
-    let thread_counters = counters.clone();
+    let shared = Arc::new(Shared::default());
+    let writer_shared = shared.clone();
     let writer = std::thread::Builder::new()
       .name("ferrogate-ledger".into())
-      .spawn(move || write_loop(connection, receiver, &thread_counters))
+      .spawn(move || write_loop(connection, &writer_shared))
       .map_err(|e| GatewayError::config(format!("cost ledger: could not start its writer: {e}")))?;
     Ok(SqliteLedger {
-      commands,
+      shared,
       writer: Mutex::new(Some(writer)),
       closed: AtomicBool::new(false),
-      counters,
       opened_empty,
     })
   }
@@ -138,10 +156,15 @@ impl SqliteLedger {
     let job: Job = Box::new(move |connection| {
       let _ = reply.send(read(connection));
     });
-    self
-      .commands
-      .send(Command::Run(job))
-      .map_err(|_| closed_error())?;
+    {
+      let mut queue = self.shared.queue();
+      if queue.writer_gone || queue.closing.is_some() {
+        return Err(closed_error());
+      }
+      queue.jobs.push_back(job);
+      self.shared.wake_writer(&mut queue);
+    }
+    // A job the writer drops unrun (it exited) drops `reply`, which ends this wait.
     answer
       .recv()
       .map_err(|_| closed_error())?
@@ -155,11 +178,18 @@ fn closed_error() -> GatewayError {
 
 impl LedgerBackend for SqliteLedger {
   fn append(&self, row: LedgerRow) {
-    if self.closed.load(Ordering::Acquire)
-      || self.commands.send(Command::Append(Box::new(row))).is_err()
-    {
-      self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    if self.closed.load(Ordering::Acquire) {
+      self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+      return;
     }
+    let mut queue = self.shared.queue();
+    if queue.writer_gone {
+      drop(queue);
+      self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+      return;
+    }
+    queue.rows.push(row);
+    self.shared.wake_writer(&mut queue);
   }
 
   fn flush(&self) -> Result<()> {
@@ -231,9 +261,9 @@ impl LedgerBackend for SqliteLedger {
 
   fn stats(&self) -> LedgerStats {
     LedgerStats {
-      written: self.counters.written.load(Ordering::Relaxed),
-      failed: self.counters.failed.load(Ordering::Relaxed),
-      dropped: self.counters.dropped.load(Ordering::Relaxed),
+      written: self.shared.written.load(Ordering::Relaxed),
+      failed: self.shared.failed.load(Ordering::Relaxed),
+      dropped: self.shared.dropped.load(Ordering::Relaxed),
     }
   }
 
@@ -242,9 +272,14 @@ impl LedgerBackend for SqliteLedger {
       return Ok(());
     }
     let (reply, done) = mpsc::sync_channel(1);
-    if self.commands.send(Command::Close(reply)).is_ok() {
-      let _ = done.recv();
+    {
+      let mut queue = self.shared.queue();
+      if !queue.writer_gone {
+        queue.closing = Some(reply);
+        self.shared.wake_writer(&mut queue);
+      }
     }
+    let _ = done.recv();
     let writer = self.writer.lock().ok().and_then(|mut slot| slot.take());
     if let Some(writer) = writer {
       let _ = writer.join();
@@ -259,44 +294,57 @@ impl Drop for SqliteLedger {
   }
 }
 
-fn write_loop(mut connection: Connection, commands: mpsc::Receiver<Command>, counters: &Counters) {
-  let mut rows: Vec<LedgerRow> = Vec::new();
-  while let Ok(first) = commands.recv() {
-    let mut next = Some(first);
-    let mut handled = 0;
-    while let Some(command) = next.take() {
-      match command {
-        Command::Append(row) => rows.push(*row),
-        Command::Run(job) => {
-          commit(&mut connection, &mut rows, counters);
-          job(&connection);
-        }
-        Command::Close(reply) => {
-          commit(&mut connection, &mut rows, counters);
-          // Folds the WAL back into the database file so it is self-contained.
-          let _ = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-          drop(connection);
-          let _ = reply.send(());
-          return;
-        }
+fn write_loop(mut connection: Connection, shared: &Shared) {
+  loop {
+    let (mut rows, jobs, closing) = {
+      let mut queue = shared.queue();
+      while queue.rows.is_empty() && queue.jobs.is_empty() && queue.closing.is_none() {
+        queue.writer_waiting = true;
+        queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
       }
-      handled += 1;
-      if handled < MAX_BATCH {
-        next = commands.try_recv().ok();
-      }
+      queue.writer_waiting = false;
+      (
+        std::mem::take(&mut queue.rows),
+        std::mem::take(&mut queue.jobs),
+        queue.closing.take(),
+      )
+    };
+    // Rows first: a job (a read) queued after a row must see it.
+    commit(&mut connection, &mut rows, shared);
+    for job in jobs {
+      job(&connection);
     }
-    commit(&mut connection, &mut rows, counters);
+    if let Some(reply) = closing {
+      // Work queued while this round ran: it came before close() returned, so it runs.
+      let (mut rows, jobs) = {
+        let mut queue = shared.queue();
+        queue.writer_gone = true;
+        (
+          std::mem::take(&mut queue.rows),
+          std::mem::take(&mut queue.jobs),
+        )
+      };
+      commit(&mut connection, &mut rows, shared);
+      for job in jobs {
+        job(&connection);
+      }
+      // Folds the WAL back into the database file so it is self-contained.
+      let _ = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+      drop(connection);
+      let _ = reply.send(());
+      return;
+    }
   }
 }
 
-fn commit(connection: &mut Connection, rows: &mut Vec<LedgerRow>, counters: &Counters) {
+fn commit(connection: &mut Connection, rows: &mut Vec<LedgerRow>, shared: &Shared) {
   if rows.is_empty() {
     return;
   }
-  let written = rows.len() as u64;
+  let count = rows.len() as u64;
   match insert_all(connection, rows) {
-    Ok(()) => counters.written.fetch_add(written, Ordering::Relaxed),
-    Err(_) => counters.failed.fetch_add(written, Ordering::Relaxed),
+    Ok(()) => shared.written.fetch_add(count, Ordering::Relaxed),
+    Err(_) => shared.failed.fetch_add(count, Ordering::Relaxed),
   };
   rows.clear();
 }

@@ -25,24 +25,18 @@ pub(crate) struct Progress {
 impl Progress {
   fn mark_delivered(&self, event: &StreamEvent) {
     let _ = self.first_event_at.set(Instant::now());
-    let piece = match event {
-      StreamEvent::Text(text) => text,
+    let (name, piece) = match event {
+      StreamEvent::Text(text) => (None, text),
       StreamEvent::ToolCall {
         name,
         arguments_delta,
         ..
-      } => {
-        let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
-        delivered.push_str(name.as_deref().unwrap_or_default());
-        arguments_delta
-      }
+      } => (name.as_deref(), arguments_delta),
       StreamEvent::Done(_) => return,
     };
-    self
-      .delivered
-      .lock()
-      .unwrap_or_else(|e| e.into_inner())
-      .push_str(piece);
+    let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+    delivered.push_str(name.unwrap_or_default());
+    delivered.push_str(piece);
   }
 
   /// The text and tool-call text delivered so far.
