@@ -62,6 +62,8 @@ export declare class CostTracker {
   close(): void
 }
 
+export type BatchItem = { ok: true; response: ChatResponse } | { ok: false; error: FerrogateError }
+
 export declare class Gateway {
   /** Throws a FerrogateError with code CONFIG when the options are wrong. */
   constructor(options: GatewayOptions)
@@ -70,9 +72,13 @@ export declare class Gateway {
   stream(request: ChatRequest, onChunk: (text: string) => void): Promise<ChatResponse>
   /** Breaking out of the loop aborts the upstream request. */
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
-  /** "provider/model" for every model a provider advertises. */
+  /** Runs the requests through chat() with at most `concurrency` (default 8) in flight; one item per request, in input order. */
+  batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
+  /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
   models(): string[]
-  /** Aborts every call in flight; later calls reject with ABORTED. */
+  /** One entry per route target. */
+  health(): DeploymentHealth[]
+  /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }
 
@@ -140,10 +146,20 @@ export declare class NativeGateway {
   configError(): ErrorInfo | null
   /** Starts a call; `stream` decides whether text events are delivered as they arrive. */
   start(request: ChatRequest, stream: boolean): NativeCall
-  /** "provider/model" for every model a provider advertises. */
+  /**
+   * Route aliases, then "provider/model" for every model named in a route or advertised
+   * by a provider.
+   */
   models(): Array<string>
-  /** Cancels every call in flight; later calls fail with ABORTED. */
+  /** One entry per route target: breaker state, calls in flight, recent latency and errors. */
+  health(): Array<DeploymentHealth>
+  /**
+   * Refuses new calls at once and ends calls in flight with ABORTED; `waitClosed()` then
+   * resolves once they have settled.
+   */
   close(): void
+  /** After `close()`: resolves once every call in flight has settled (its result handed over). */
+  waitClosed(): Promise<void>
   isOpen(): boolean
 }
 
@@ -173,11 +189,12 @@ export interface CallBatch {
 }
 
 export interface ChatRequest {
-  /** "provider/model", e.g. "openai/gpt-4o-mini". */
+  /** "provider/model", e.g. "openai/gpt-4o-mini", or a route alias. */
   model: string
   messages: Array<Message>
   temperature?: number
   topP?: number
+  /** A whole number >= 0. */
   maxTokens?: number
   stop?: Array<string>
   responseFormat?: ResponseFormat
@@ -186,9 +203,12 @@ export interface ChatRequest {
   /** Key for rate limits, budgets and cost reports; sent to the vendor as its user id. */
   user?: string
   metadata?: Record<string, string>
-  /** Deadline for this call, retries included. */
+  /** Deadline for this call, retries included (> 0). */
   timeoutMs?: number
+  /** Further attempts after a retryable failure (a whole number >= 0). */
   maxRetries?: number
+  /** Admission order when every target of a route is busy: higher first (default 0). */
+  priority?: number
 }
 
 export interface ChatResponse {
@@ -291,6 +311,25 @@ export interface CostTrendPoint {
  */
 export declare function countTokens(model: string, input: string | Array<Message>): number
 
+/** One route target's state. */
+export interface DeploymentHealth {
+  route: string
+  provider: string
+  model: string
+  state: 'healthy' | 'ejected' | 'half_open'
+  inFlight: number
+  /** Calls waiting in the route's admission queue (the same for every target of a route). */
+  queued: number
+  /** EWMA of whole-call latency (0 before the first success). */
+  ewmaLatencyMs: number
+  /** EWMA of time to first token over streamed calls. */
+  ewmaTtftMs?: number
+  /** Failed share of the recent calls (the error-rate window). */
+  errorRate: number
+  /** Epoch ms until which the target is ejected or cooling down after a 429. */
+  ejectedUntil?: number
+}
+
 /** The fields of a rejected call; the JS layer throws them as a `FerrogateError`. */
 export interface ErrorInfo {
   code: ErrorCode
@@ -308,11 +347,18 @@ export interface ErrorInfo {
 
 export interface GatewayOptions {
   providers: Record<string, ProviderConfig>
-  /** Deadline for a whole call, retries included (default 60000). */
+  /** Route alias -> deployments: load balancing, fallbacks, circuit breaking. */
+  routes?: Record<string, Array<RouteTarget>>
+  routing?: RoutingOptions
+  /** Deadline for a whole call, retries included (> 0; default 60000). */
   timeoutMs?: number
-  /** Further attempts after a retryable failure (default 3). */
+  /** Further attempts after a retryable failure (a whole number >= 0; default 3). */
   maxRetries?: number
-  /** First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter). */
+  /**
+   * First backoff step in ms when the vendor gives no wait hint (default 500). Before retry n
+   * (1, 2, …) the step is this × 2^(n-1), capped at 8 s; the wait is a uniformly random time
+   * between half the step and the whole step.
+   */
   retryBaseDelayMs?: number
 }
 
@@ -327,7 +373,11 @@ export interface LiteLlmModelPrice {
 
 export interface Message {
   role: 'system' | 'user' | 'assistant' | 'tool'
-  content?: string | Array<ContentPart>
+  /**
+   * Required, except on an assistant message that carries `toolCalls` (then it may be
+   * absent or null, as OpenAI sends it).
+   */
+  content?: string | Array<ContentPart> | null
   /** For role 'tool': the id of the call this message answers. */
   toolCallId?: string
   /** For role 'assistant': the calls the model made. */
@@ -373,10 +423,17 @@ export interface ProviderConfig {
   headers?: Record<string, string>
   /** OpenAI organization id (`OpenAI-Organization` header). */
   organization?: string
+  /** Deadline for a whole call to this provider, retries included (> 0; default: the gateway's). */
   timeoutMs?: number
+  /** Further attempts after a retryable failure (a whole number >= 0; default: the gateway's). */
   maxRetries?: number
   /** `mock` only: delay before each streamed chunk (default 15 ms). */
   mockChunkDelayMs?: number
+  /**
+   * A PEM file of CA certificates to trust for this provider, besides the bundled web
+   * roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
+   */
+  caCertPath?: string
 }
 
 export interface ResponseFormat {
@@ -385,6 +442,39 @@ export interface ResponseFormat {
   name?: string
   /** json_schema: the JSON Schema the answer must follow. */
   schema?: Record<string, unknown>
+}
+
+/** One deployment behind a route alias. */
+export interface RouteTarget {
+  /** A key of `providers`. */
+  provider: string
+  /** The vendor's model name. */
+  model: string
+  /** Share of traffic relative to the route's other targets (default 1). */
+  weight?: number
+  /** Most calls in flight on this target; more wait in the admission queue. */
+  maxConcurrent?: number
+  /**
+   * Whether active health checks may call this target (default true; checks are off
+   * unless `routing.healthCheckIntervalMs` is set).
+   */
+  healthCheck?: boolean
+}
+
+/** Circuit breaker, health check and admission queue parameters for every route. */
+export interface RoutingOptions {
+  /** A target is ejected after this many failures in a row (default 5). */
+  consecutiveFailures?: number
+  /** ...or when more than this share of its last `errorRateWindow` calls failed (default 0.5). */
+  errorRate?: number
+  /** Calls in the error-rate window (default 20; judged from min(window, 10) calls on). */
+  errorRateWindow?: number
+  /** How long an ejected target sits out before one probe call (default 30000). */
+  cooldownMs?: number
+  /** Active health checks: a 1-token request to every target this often. Off by default. */
+  healthCheckIntervalMs?: number
+  /** Calls that may wait per route when every target is at maxConcurrent (default 1024). */
+  queueLimit?: number
 }
 
 export interface SummaryOptions {
@@ -397,6 +487,11 @@ export interface ToolCall {
   name: string
   /** JSON text of the arguments, as the model produced it. */
   arguments: string
+  /**
+   * Gemini's opaque signature of the model's reasoning behind this call; send the call
+   * back unchanged (Gemini 3 rejects a later turn without it).
+   */
+  thoughtSignature?: string
 }
 
 export interface ToolDefinition {

@@ -29,12 +29,16 @@ const invalid = (error, requestId = newRequestId()) =>
     error,
   )
 
+const DEFAULT_BATCH_CONCURRENCY = 8
+
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
 class Gateway {
   #native
   #providerNames
+  // chat() and stream() promises not yet settled: close() resolves after them.
+  #inFlight = new Set()
 
   constructor(options) {
     if (options == null || typeof options !== 'object') {
@@ -54,7 +58,11 @@ class Gateway {
   }
 
   /** Resolves with the whole response. */
-  async chat(request) {
+  chat(request) {
+    return this.#track(this.#chat(request))
+  }
+
+  async #chat(request) {
     for await (const event of this.#events(request, false)) {
       if (event.type === 'done') return event.response
     }
@@ -62,7 +70,11 @@ class Gateway {
   }
 
   /** Streams text to `onChunk`; resolves with the whole response when the stream ends. */
-  async stream(request, onChunk) {
+  stream(request, onChunk) {
+    return this.#track(this.#stream(request, onChunk))
+  }
+
+  async #stream(request, onChunk) {
     if (typeof onChunk !== 'function') throw invalid(new TypeError('stream(request, onChunk) needs an onChunk function'))
     const call = {}
     for await (const event of this.#events(request, true, call)) {
@@ -88,12 +100,53 @@ class Gateway {
     return this.#events(request, true)
   }
 
+  /**
+   * Runs `requests` through chat() with at most `concurrency` in flight. Resolves with one
+   * item per request, in input order: `{ ok: true, response }` or `{ ok: false, error }`.
+   */
+  async batch(requests, options = {}) {
+    if (!Array.isArray(requests)) throw invalid(new TypeError('batch(requests) needs an array of requests'))
+    const concurrency = options?.concurrency ?? DEFAULT_BATCH_CONCURRENCY
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw invalid(new TypeError(`batch concurrency must be a whole number >= 1, not ${concurrency}`))
+    }
+    const results = new Array(requests.length)
+    let next = 0
+    const worker = async () => {
+      while (next < requests.length) {
+        const index = next++
+        try {
+          results[index] = { ok: true, response: await this.chat(requests[index]) }
+        } catch (error) {
+          results[index] = { ok: false, error }
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(concurrency, requests.length) }, worker))
+    return results
+  }
+
   models() {
     return this.#native.models()
   }
 
+  /** One entry per route target: state, calls in flight, recent latency and error rate. */
+  health() {
+    return this.#native.health()
+  }
+
+  /** Refuses new calls, ends calls in flight with ABORTED; resolves once they have settled. */
   async close() {
     this.#native.close()
+    await this.#native.waitClosed()
+    await Promise.allSettled([...this.#inFlight])
+  }
+
+  #track(promise) {
+    this.#inFlight.add(promise)
+    const forget = () => this.#inFlight.delete(promise)
+    promise.then(forget, forget)
+    return promise
   }
 
   async *#events(request, stream, callInfo = {}) {
@@ -101,6 +154,13 @@ class Gateway {
     const { signal, ...body } = request
     if (signal != null && typeof signal.addEventListener !== 'function') {
       throw invalid(new TypeError('signal must be an AbortSignal'))
+    }
+    // Already aborted: nothing may reach the vendor, so the native call is never started.
+    if (signal?.aborted) {
+      throw new FerrogateError(
+        { code: 'ABORTED', status: 499, message: "request aborted by the caller's signal", requestId: newRequestId() },
+        signal.reason,
+      )
     }
     let call
     try {
@@ -110,10 +170,7 @@ class Gateway {
     }
     callInfo.requestId = call.requestId
     const onAbort = () => call.cancel()
-    if (signal) {
-      if (signal.aborted) call.cancel()
-      else signal.addEventListener('abort', onAbort, { once: true })
-    }
+    signal?.addEventListener('abort', onAbort, { once: true })
     let finished = false
     try {
       for (;;) {

@@ -248,6 +248,23 @@ describe('budgets', () => {
     close(status.spentUsd, spent)
   })
 
+  test('a route alias reserves at its dearest target and bills the target that served it', async () => {
+    const tracker = new CostTracker()
+    const routes = { smart: [{ provider: 'openai', model: 'gpt-4o-mini', weight: 1e6 }, { provider: 'openai', model: 'gpt-4o', weight: 1e-6 }] }
+    const gateway = new Gateway({ providers: openai(), routes, costs: tracker })
+    const request = ask('smart', { user: 'routed', maxTokens: 100 })
+    const prompt = countTokens('gpt-4o', request.messages)
+    const atMini = perMillion(prompt, 0.15) + perMillion(100, 0.6)
+    const atGpt4o = perMillion(prompt, 2.5) + perMillion(100, 10)
+    tracker.setBudget('routed', { usd: (atMini + atGpt4o) / 2, period: 'day', hard: true })
+    assert.equal((await rejection(gateway.chat(request))).code, 'BUDGET_EXCEEDED', 'gpt-4o may serve it: reserved at its price')
+    tracker.setBudget('routed', { usd: atGpt4o * 1.01, period: 'day', hard: true })
+    const response = await gateway.chat(request)
+    assert.equal(response.model, 'gpt-4o-mini')
+    close(response.costUsd, perMillion(10, 0.15) + perMillion(5, 0.6), 'billed at gpt-4o-mini')
+    assert.deepEqual(Object.keys(tracker.summary('routed').costByModel), ['openai/gpt-4o-mini'])
+  })
+
   test('without maxTokens the model\'s longest answer is reserved', async () => {
     const tracker = new CostTracker()
     const gateway = new Gateway({ providers: openai(), costs: tracker })

@@ -62,6 +62,8 @@ export declare class CostTracker {
   close(): void
 }
 
+export type BatchItem = { ok: true; response: ChatResponse } | { ok: false; error: FerrogateError }
+
 export declare class Gateway {
   /** Throws a FerrogateError with code CONFIG when the options are wrong. */
   constructor(options: GatewayOptions)
@@ -70,9 +72,13 @@ export declare class Gateway {
   stream(request: ChatRequest, onChunk: (text: string) => void): Promise<ChatResponse>
   /** Breaking out of the loop aborts the upstream request. */
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
-  /** "provider/model" for every model a provider advertises. */
+  /** Runs the requests through chat() with at most `concurrency` (default 8) in flight; one item per request, in input order. */
+  batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
+  /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
   models(): string[]
-  /** Aborts every call in flight; later calls reject with ABORTED. */
+  /** One entry per route target. */
+  health(): DeploymentHealth[]
+  /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }
 

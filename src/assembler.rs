@@ -55,14 +55,7 @@ impl StreamAssembler {
     let position = match self.tool_calls.iter().position(|(i, _)| *i == vendor_index) {
       Some(position) => position,
       None => {
-        self.tool_calls.push((
-          vendor_index,
-          ToolCall {
-            id: String::new(),
-            name: String::new(),
-            arguments: String::new(),
-          },
-        ));
+        self.tool_calls.push((vendor_index, ToolCall::default()));
         self.tool_calls.len() - 1
       }
     };
@@ -82,6 +75,14 @@ impl StreamAssembler {
       name: name.map(str::to_string),
       arguments_delta: arguments_delta.to_string(),
     });
+  }
+
+  /// The opaque signature (Gemini's `thoughtSignature`) of the call the vendor numbers
+  /// `vendor_index`; it travels with the call and goes back to the vendor with it.
+  pub fn tool_call_signature(&mut self, vendor_index: u32, signature: &str) {
+    if let Some((_, call)) = self.tool_calls.iter_mut().find(|(i, _)| *i == vendor_index) {
+      call.thought_signature = Some(signature.to_string());
+    }
   }
 
   pub fn finish(&mut self, reason: FinishReason) {

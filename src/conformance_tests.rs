@@ -1,8 +1,9 @@
 //! Replays every recorded vendor response, stream and error in
 //! `../shared/fixtures/providers/manifest.json` through the adapters, and checks the
 //! normalized result against the manifest's expectations. Streams are decoded whole,
-//! one byte at a time (every byte boundary is a split), and split in two at every
-//! boundary (at evenly spread boundaries for the few fixtures over 6 KiB).
+//! one byte at a time (every byte boundary is a split), and split in two with an empty
+//! piece between the halves at every boundary (at evenly spread boundaries for the few
+//! fixtures over 6 KiB).
 
 use std::path::PathBuf;
 
@@ -261,8 +262,10 @@ fn every_recorded_stream_decodes_the_same_for_every_split() {
       "{file}: byte at a time"
     );
     check_events_rebuild(file, &byte_events, &byte_completion);
+    // Split in two with an empty read between the halves: an empty read (say between a
+    // `\r` and its `\n`) must change nothing.
     for at in split_points(bytes.len()) {
-      let (_, split) = decode(adapter.as_ref(), &bytes, &[at])
+      let (_, split) = decode(adapter.as_ref(), &bytes, &[at, at])
         .unwrap_or_else(|e| panic!("{file} split {at}: {e}"));
       assert_eq!(split.content, completion.content, "{file}: split at {at}");
       assert_eq!(

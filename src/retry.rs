@@ -56,8 +56,9 @@ pub fn retry_hint_in_message(message: &str) -> Option<Duration> {
   }
 }
 
-/// Full-jitter exponential backoff: a random wait in [base·2ⁿ/2, base·2ⁿ], capped, so
-/// many clients that failed together do not retry together.
+/// Exponential backoff with "equal jitter": the step base·2ⁿ (capped at 8 s), and a wait
+/// drawn uniformly from [step/2, step], so clients that failed together do not retry
+/// together, yet never retry sooner than half the step.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {
   let ceiling = base
     .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))

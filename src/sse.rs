@@ -4,8 +4,10 @@
 
 use crate::error::{GatewayError, Result};
 
-/// A longer line means a broken or hostile upstream; refusing it keeps memory bounded.
-pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
+/// One event (its data lines, stray text and the line being read, together) larger than
+/// this means a broken or hostile upstream; refusing it keeps memory bounded however the
+/// bytes are spread over lines.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseFrame {
@@ -37,7 +39,8 @@ impl SseDecoder {
 
   /// Feeds bytes; complete frames are appended to `out`.
   pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<SseFrame>) -> Result<()> {
-    if self.pending_cr {
+    // An empty read says nothing about whether a `\n` follows the pending `\r`.
+    if self.pending_cr && !bytes.is_empty() {
       self.pending_cr = false;
       if let Some((&b'\n', rest)) = bytes.split_first() {
         bytes = rest;
@@ -76,12 +79,21 @@ impl SseDecoder {
   }
 
   fn extend_line(&mut self, bytes: &[u8]) -> Result<()> {
-    if self.line.len() + bytes.len() > MAX_LINE_BYTES {
+    self.check_event_size(bytes.len())?;
+    self.line.extend_from_slice(bytes);
+    Ok(())
+  }
+
+  /// Fails when the event being read would grow past [`MAX_EVENT_BYTES`] with `more` bytes.
+  fn check_event_size(&self, more: usize) -> Result<()> {
+    let event_name = self.event.as_ref().map_or(0, String::len);
+    let held = self.line.len() + self.data.len() + self.stray.len() + event_name;
+    if held + more > MAX_EVENT_BYTES {
       return Err(GatewayError::protocol(format!(
-        "stream line longer than {MAX_LINE_BYTES} bytes"
+        "stream event larger than {} MiB",
+        MAX_EVENT_BYTES / (1024 * 1024)
       )));
     }
-    self.line.extend_from_slice(bytes);
     Ok(())
   }
 
@@ -191,6 +203,41 @@ mod tests {
     }
     let every_byte: Vec<usize> = (1..input.len()).collect();
     assert_eq!(decode_split(input, &every_byte).expect("bytes"), whole);
+    // A read may be empty (between a `\r` and its `\n` too): it changes nothing.
+    for at in 0..=input.len() {
+      assert_eq!(
+        decode_split(input, &[at, at]).expect("empty piece"),
+        whole,
+        "empty piece at {at}"
+      );
+    }
+  }
+
+  #[test]
+  fn one_event_is_bounded_however_it_is_spread() {
+    let mib = "x".repeat(1024 * 1024);
+    let many_data_lines: String = (0..17).map(|_| format!("data: {mib}\n")).collect();
+    let many_stray_lines: String = (0..17).map(|_| format!("{mib}\n")).collect();
+    let one_long_line = format!("data: {}", "x".repeat(MAX_EVENT_BYTES + 1));
+    for input in [many_data_lines, many_stray_lines, one_long_line] {
+      let mut decoder = SseDecoder::new();
+      let mut out = Vec::new();
+      let result = input
+        .as_bytes()
+        .chunks(64 * 1024)
+        .try_for_each(|piece| decoder.push(piece, &mut out));
+      let error = result.expect_err("bounded");
+      assert_eq!(error.code, crate::error::ErrorCode::ProviderError);
+      assert!(error.message.contains("16 MiB"), "{}", error.message);
+    }
+    // Many events of the same total size are fine: the bound is per event.
+    let many_events: String = (0..17).map(|_| format!("data: {mib}\n\n")).collect();
+    assert_eq!(
+      decode_split(many_events.as_bytes(), &[])
+        .expect("events")
+        .len(),
+      17
+    );
   }
 
   #[test]

@@ -65,12 +65,14 @@ impl Message {
   }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ToolCall {
   pub id: String,
   pub name: String,
   /// JSON text, exactly as the model produced it.
   pub arguments: String,
+  /// Gemini's opaque signature of the reasoning behind the call, sent back with it.
+  pub thought_signature: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

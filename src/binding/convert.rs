@@ -1,11 +1,14 @@
 //! JS shapes ↔ core types, with the validation messages a caller needs to fix a request.
 
-use napi::bindgen_prelude::Either;
+use napi::bindgen_prelude::{Either, Either3, Null};
 
-use super::millis_option;
+use super::numbers::{count, finite, millis};
 use super::types as js;
 use crate::error::{GatewayError, Result};
-use crate::pipeline::{CallOptions, GatewayConfig, ProviderConfig};
+use crate::pipeline::{
+  CallOptions, DeploymentHealth, GatewayConfig, ProviderConfig, RouteConfig, RouteTargetConfig,
+  RoutingConfig,
+};
 use crate::types::{
   ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, ToolCall,
   ToolChoice, ToolDefinition,
@@ -13,17 +16,22 @@ use crate::types::{
 
 pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
   let mut config = GatewayConfig::default();
-  if let Some(timeout) = options.timeout_ms {
-    config.timeout = millis_option(Some(timeout))
-      .filter(|d| !d.is_zero())
-      .ok_or_else(|| GatewayError::config("timeoutMs must be a positive number"))?;
+  if let Some(timeout) =
+    millis("timeoutMs", options.timeout_ms, false).map_err(GatewayError::config)?
+  {
+    config.timeout = timeout;
   }
-  if let Some(retries) = options.max_retries {
+  if let Some(retries) = count("maxRetries", options.max_retries).map_err(GatewayError::config)? {
     config.max_retries = retries;
   }
-  if let Some(base) = options.retry_base_delay_ms {
-    config.retry_base = millis_option(Some(base))
-      .ok_or_else(|| GatewayError::config("retryBaseDelayMs must be a number >= 0"))?;
+  if let Some(base) =
+    millis("retryBaseDelayMs", options.retry_base_delay_ms, true).map_err(GatewayError::config)?
+  {
+    config.retry_base = base;
+  }
+  config.routes = routes(options.routes.unwrap_or_default())?;
+  if let Some(routing) = options.routing {
+    config.routing = routing_config(routing)?;
   }
   if options.providers.is_empty() {
     return Err(GatewayError::config(
@@ -37,23 +45,124 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
     let Some(provider) = providers.remove(&name) else {
       continue;
     };
+    let field = |option: &str| format!("providers.{name}.{option}");
     let mut headers: Vec<(String, String)> =
       provider.headers.unwrap_or_default().into_iter().collect();
     headers.sort();
     config.providers.push(ProviderConfig {
-      timeout: millis_option(provider.timeout_ms),
-      max_retries: provider.max_retries,
-      mock_chunk_delay: millis_option(provider.mock_chunk_delay_ms),
+      timeout: millis(&field("timeoutMs"), provider.timeout_ms, false)
+        .map_err(GatewayError::config)?,
+      max_retries: count(&field("maxRetries"), provider.max_retries)
+        .map_err(GatewayError::config)?,
+      mock_chunk_delay: millis(
+        &field("mockChunkDelayMs"),
+        provider.mock_chunk_delay_ms,
+        true,
+      )
+      .map_err(GatewayError::config)?,
       kind: provider.kind,
       api_key: provider.api_key,
       base_url: provider.base_url,
       models: provider.models.unwrap_or_default(),
       headers,
       organization: provider.organization,
+      ca_cert_path: provider.ca_cert_path,
       name,
     });
   }
   Ok(config)
+}
+
+/// A whole number >= `min` in the options, or a CONFIG error naming `field`.
+fn config_count(value: f64, min: u32, field: &str) -> Result<u32> {
+  match count(field, Some(value)).map_err(GatewayError::config)? {
+    Some(n) if n >= min => Ok(n),
+    _ => Err(GatewayError::config(format!(
+      "{field} must be a whole number >= {min}, not {value}"
+    ))),
+  }
+}
+
+fn routes(
+  routes: std::collections::HashMap<String, Vec<js::RouteTarget>>,
+) -> Result<Vec<RouteConfig>> {
+  let mut aliases: Vec<String> = routes.keys().cloned().collect();
+  aliases.sort();
+  let mut routes = routes;
+  let mut out = Vec::new();
+  for alias in aliases {
+    let targets = routes.remove(&alias).unwrap_or_default();
+    let targets = targets
+      .into_iter()
+      .enumerate()
+      .map(|(i, target)| {
+        Ok(RouteTargetConfig {
+          max_concurrent: target
+            .max_concurrent
+            .map(|m| config_count(m, 1, &format!("routes.{alias}[{i}].maxConcurrent")))
+            .transpose()?,
+          weight: target.weight.unwrap_or(1.0),
+          health_check: target.health_check.unwrap_or(true),
+          provider: target.provider,
+          model: target.model,
+        })
+      })
+      .collect::<Result<Vec<_>>>()?;
+    out.push(RouteConfig { alias, targets });
+  }
+  Ok(out)
+}
+
+fn routing_config(options: js::RoutingOptions) -> Result<RoutingConfig> {
+  let mut config = RoutingConfig::default();
+  if let Some(n) = options.consecutive_failures {
+    config.consecutive_failures = config_count(n, 1, "routing.consecutiveFailures")?;
+  }
+  if let Some(rate) = options.error_rate {
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1.0) {
+      return Err(GatewayError::config(format!(
+        "routing.errorRate must be a share in (0, 1], not {rate}"
+      )));
+    }
+    config.error_rate = rate;
+  }
+  if let Some(n) = options.error_rate_window {
+    config.error_rate_window = config_count(n, 1, "routing.errorRateWindow")? as usize;
+  }
+  if let Some(cooldown) =
+    millis("routing.cooldownMs", options.cooldown_ms, true).map_err(GatewayError::config)?
+  {
+    config.cooldown = cooldown;
+  }
+  config.health_check_interval = millis(
+    "routing.healthCheckIntervalMs",
+    options.health_check_interval_ms,
+    false,
+  )
+  .map_err(GatewayError::config)?;
+  if let Some(n) = options.queue_limit {
+    config.queue_limit = config_count(n, 0, "routing.queueLimit")? as usize;
+  }
+  Ok(config)
+}
+
+pub fn health(entry: DeploymentHealth) -> js::DeploymentHealth {
+  js::DeploymentHealth {
+    route: entry.route,
+    provider: entry.provider,
+    model: entry.model,
+    state: entry.state.to_string(),
+    in_flight: entry.in_flight,
+    queued: u32::try_from(entry.queued).unwrap_or(u32::MAX),
+    ewma_latency_ms: entry.ewma_latency_ms.unwrap_or(0.0),
+    ewma_ttft_ms: entry.ewma_ttft_ms,
+    error_rate: entry.error_rate,
+    ejected_until: entry.ejected_until.map(|at| {
+      at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+    }),
+  }
 }
 
 pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, CallOptions)> {
@@ -112,9 +221,10 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
   let core = ChatRequest {
     model: String::new(),
     messages: messages(request.messages)?,
-    temperature: request.temperature,
-    top_p: request.top_p,
-    max_tokens: request.max_tokens,
+    temperature: finite("temperature", request.temperature)
+      .map_err(GatewayError::invalid_request)?,
+    top_p: finite("topP", request.top_p).map_err(GatewayError::invalid_request)?,
+    max_tokens: count("maxTokens", request.max_tokens).map_err(GatewayError::invalid_request)?,
     stop: request.stop.unwrap_or_default(),
     response_format,
     tools,
@@ -122,8 +232,18 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
     user: request.user,
   };
   let options = CallOptions {
-    timeout: millis_option(request.timeout_ms).filter(|d| !d.is_zero()),
-    max_retries: request.max_retries,
+    timeout: millis("timeoutMs", request.timeout_ms, false)
+      .map_err(GatewayError::invalid_request)?,
+    max_retries: count("maxRetries", request.max_retries).map_err(GatewayError::invalid_request)?,
+    priority: match request.priority {
+      None => 0,
+      Some(p) if p.is_finite() && p.fract() == 0.0 && p.abs() <= f64::from(i32::MAX) => p as i32,
+      Some(_) => {
+        return Err(GatewayError::invalid_request(
+          "priority must be a whole number",
+        ))
+      }
+    },
   };
   Ok((request.model, core, options))
 }
@@ -139,10 +259,20 @@ pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
           message.role
         ))
       })?;
+      let tool_calls = message.tool_calls.unwrap_or_default();
       let content = match message.content {
-        None => Vec::new(),
-        Some(Either::A(text)) => vec![ContentPart::Text(text)],
-        Some(Either::B(parts)) => parts
+        // An assistant turn that only calls tools has nothing to say; any other message
+        // without content is a caller's bug (an absent `req.body.message`), not an empty turn.
+        None | Some(Either3::C(Null)) if role == Role::Assistant && !tool_calls.is_empty() => {
+          Vec::new()
+        }
+        None | Some(Either3::C(Null)) => {
+          return Err(GatewayError::invalid_request(format!(
+            "messages[{i}].content is missing: give a string or an array of parts (only an assistant message with toolCalls may leave it out)"
+          )))
+        }
+        Some(Either3::A(text)) => vec![ContentPart::Text(text)],
+        Some(Either3::B(parts)) => parts
           .into_iter()
           .enumerate()
           .map(|(j, part)| content_part(part).map_err(|e| at(i, j, e)))
@@ -157,14 +287,13 @@ pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
         role,
         content,
         tool_call_id: message.tool_call_id,
-        tool_calls: message
-          .tool_calls
-          .unwrap_or_default()
+        tool_calls: tool_calls
           .into_iter()
           .map(|call| ToolCall {
             id: call.id,
             name: call.name,
             arguments: call.arguments,
+            thought_signature: call.thought_signature,
           })
           .collect(),
       })
@@ -219,6 +348,7 @@ fn tool_call(call: ToolCall) -> js::ToolCall {
     id: call.id,
     name: call.name,
     arguments: call.arguments,
+    thought_signature: call.thought_signature,
   }
 }
 

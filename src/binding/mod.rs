@@ -2,17 +2,18 @@
 
 mod convert;
 mod costs;
+mod numbers;
 mod types;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi::bindgen_prelude::Either;
 use napi_derive::napi;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::error::GatewayError;
+use crate::error::{ErrorCode, GatewayError};
 use crate::pipeline::{Gateway, GatewayConfig};
 use crate::types::StreamEvent;
 
@@ -31,6 +32,8 @@ const MAX_BATCH: usize = 64;
 pub struct NativeGateway {
   inner: Result<Arc<Gateway>, GatewayError>,
   closed: CancellationToken,
+  /// Calls in flight, so that `close()` can wait for them to settle.
+  calls: TaskTracker,
 }
 
 #[napi]
@@ -46,6 +49,7 @@ impl NativeGateway {
         .and_then(Gateway::new)
         .map(Arc::new),
       closed: CancellationToken::new(),
+      calls: TaskTracker::new(),
     }
   }
 
@@ -68,9 +72,10 @@ impl NativeGateway {
       receiver: Mutex::new(receiver),
       cancel: cancel.clone(),
       request_id: request_id.clone(),
+      gateway_closed: self.closed.clone(),
     };
     if self.closed.is_cancelled() {
-      let closed = GatewayError::new(crate::error::ErrorCode::Aborted, "the gateway is closed");
+      let closed = GatewayError::new(ErrorCode::Aborted, "the gateway is closed");
       let _ = sender.try_send(Err(closed));
       return call;
     }
@@ -88,22 +93,33 @@ impl NativeGateway {
         return call;
       }
     };
-    napi::bindgen_prelude::spawn(async move {
+    let closed = self.closed.clone();
+    napi::bindgen_prelude::spawn(self.calls.track_future(async move {
       let sink = stream.then(|| sender.clone());
       let result = gateway
         .execute(&model, core_request, options, sink, cancel, &request_id)
         .await;
       let last = match result {
         Ok(response) => Ok(StreamEvent::Done(Box::new(response))),
+        Err(error) if error.code == ErrorCode::Aborted && closed.is_cancelled() => {
+          Err(closed_in_flight())
+        }
         Err(error) => Err(gateway.redact_error(error)),
       };
-      // The receiver is gone when JS dropped the call; nobody is left to tell.
-      let _ = sender.send(last).await;
-    });
+      if closed.is_cancelled() {
+        // close() waits for this task: a consumer that stopped reading must not hold it.
+        // A result that does not fit is reported by `next()` from the closed gateway.
+        let _ = sender.try_send(last);
+      } else {
+        // The receiver is gone when JS dropped the call; nobody is left to tell.
+        let _ = sender.send(last).await;
+      }
+    }));
     call
   }
 
-  /// "provider/model" for every model a provider advertises.
+  /// Route aliases, then "provider/model" for every model named in a route or advertised
+  /// by a provider.
   #[napi]
   pub fn models(&self) -> Vec<String> {
     match &self.inner {
@@ -112,10 +128,30 @@ impl NativeGateway {
     }
   }
 
-  /// Cancels every call in flight; later calls fail with ABORTED.
+  /// One entry per route target: breaker state, calls in flight, recent latency and errors.
+  #[napi]
+  pub fn health(&self) -> Vec<DeploymentHealth> {
+    match &self.inner {
+      Ok(gateway) => gateway.health().into_iter().map(convert::health).collect(),
+      Err(_) => Vec::new(),
+    }
+  }
+
+  /// Refuses new calls at once and ends calls in flight with ABORTED; `waitClosed()` then
+  /// resolves once they have settled.
   #[napi]
   pub fn close(&self) {
     self.closed.cancel();
+    self.calls.close();
+    if let Ok(gateway) = &self.inner {
+      gateway.close();
+    }
+  }
+
+  /// After `close()`: resolves once every call in flight has settled (its result handed over).
+  #[napi]
+  pub async fn wait_closed(&self) {
+    self.calls.wait().await;
   }
 
   #[napi]
@@ -130,6 +166,7 @@ pub struct NativeCall {
   receiver: Mutex<mpsc::Receiver<crate::error::Result<StreamEvent>>>,
   cancel: CancellationToken,
   request_id: String,
+  gateway_closed: CancellationToken,
 }
 
 #[napi]
@@ -145,7 +182,11 @@ impl NativeCall {
     // The task always ends the channel with a response or an error; a channel closed
     // without either means the task itself failed.
     let Some(first) = receiver.recv().await else {
-      let lost = GatewayError::protocol("internal error: the call ended without a result");
+      let lost = if self.gateway_closed.is_cancelled() {
+        closed_in_flight()
+      } else {
+        GatewayError::protocol("internal error: the call ended without a result")
+      };
       batch.error = Some(convert::error_info(lost, &self.request_id));
       return batch;
     };
@@ -203,11 +244,14 @@ pub fn count_tokens(model: String, input: Either<String, Vec<Message>>) -> napi:
   Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-fn new_request_id() -> String {
-  format!("fg_{:016x}", fastrand::u64(..))
+/// How a call ends when `close()` cut it short (distinct from the caller's own abort).
+fn closed_in_flight() -> GatewayError {
+  GatewayError::new(
+    ErrorCode::Aborted,
+    "the gateway was closed while the call was in flight",
+  )
 }
 
-/// Milliseconds from JS; `None` for values no Duration can hold (negative, NaN, ∞, huge).
-pub(crate) fn millis_option(value: Option<f64>) -> Option<Duration> {
-  value.and_then(|ms| crate::retry::seconds(ms / 1000.0))
+fn new_request_id() -> String {
+  format!("fg_{:016x}", fastrand::u64(..))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use napi::bindgen_prelude::Either;
+use napi::bindgen_prelude::{Either, Either3, Null};
 use napi_derive::napi;
 
 /// One configured provider; its key in `providers` is the name used in "provider/model".
@@ -21,20 +21,63 @@ pub struct ProviderConfig {
   pub headers: Option<HashMap<String, String>>,
   /// OpenAI organization id (`OpenAI-Organization` header).
   pub organization: Option<String>,
+  /// Deadline for a whole call to this provider, retries included (> 0; default: the gateway's).
   pub timeout_ms: Option<f64>,
-  pub max_retries: Option<u32>,
+  /// Further attempts after a retryable failure (a whole number >= 0; default: the gateway's).
+  pub max_retries: Option<f64>,
   /// `mock` only: delay before each streamed chunk (default 15 ms).
   pub mock_chunk_delay_ms: Option<f64>,
+  /// A PEM file of CA certificates to trust for this provider, besides the bundled web
+  /// roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
+  pub ca_cert_path: Option<String>,
+}
+
+/// One deployment behind a route alias.
+#[napi(object, object_to_js = false)]
+pub struct RouteTarget {
+  /// A key of `providers`.
+  pub provider: String,
+  /// The vendor's model name.
+  pub model: String,
+  /// Share of traffic relative to the route's other targets (default 1).
+  pub weight: Option<f64>,
+  /// Most calls in flight on this target; more wait in the admission queue.
+  pub max_concurrent: Option<f64>,
+  /// Whether active health checks may call this target (default true; checks are off
+  /// unless `routing.healthCheckIntervalMs` is set).
+  pub health_check: Option<bool>,
+}
+
+/// Circuit breaker, health check and admission queue parameters for every route.
+#[napi(object, object_to_js = false)]
+pub struct RoutingOptions {
+  /// A target is ejected after this many failures in a row (default 5).
+  pub consecutive_failures: Option<f64>,
+  /// ...or when more than this share of its last `errorRateWindow` calls failed (default 0.5).
+  pub error_rate: Option<f64>,
+  /// Calls in the error-rate window (default 20; judged from min(window, 10) calls on).
+  pub error_rate_window: Option<f64>,
+  /// How long an ejected target sits out before one probe call (default 30000).
+  pub cooldown_ms: Option<f64>,
+  /// Active health checks: a 1-token request to every target this often. Off by default.
+  pub health_check_interval_ms: Option<f64>,
+  /// Calls that may wait per route when every target is at maxConcurrent (default 1024).
+  pub queue_limit: Option<f64>,
 }
 
 #[napi(object, object_to_js = false)]
 pub struct GatewayOptions {
   pub providers: HashMap<String, ProviderConfig>,
-  /// Deadline for a whole call, retries included (default 60000).
+  /// Route alias -> deployments: load balancing, fallbacks, circuit breaking.
+  pub routes: Option<HashMap<String, Vec<RouteTarget>>>,
+  pub routing: Option<RoutingOptions>,
+  /// Deadline for a whole call, retries included (> 0; default 60000).
   pub timeout_ms: Option<f64>,
-  /// Further attempts after a retryable failure (default 3).
-  pub max_retries: Option<u32>,
-  /// First backoff step in ms when the vendor gives no Retry-After (default 500; doubles per attempt, with jitter).
+  /// Further attempts after a retryable failure (a whole number >= 0; default 3).
+  pub max_retries: Option<f64>,
+  /// First backoff step in ms when the vendor gives no wait hint (default 500). Before retry n
+  /// (1, 2, …) the step is this × 2^(n-1), capped at 8 s; the wait is a uniformly random time
+  /// between half the step and the whole step.
   pub retry_base_delay_ms: Option<f64>,
 }
 
@@ -57,13 +100,19 @@ pub struct ToolCall {
   pub name: String,
   /// JSON text of the arguments, as the model produced it.
   pub arguments: String,
+  /// Gemini's opaque signature of the model's reasoning behind this call; send the call
+  /// back unchanged (Gemini 3 rejects a later turn without it).
+  pub thought_signature: Option<String>,
 }
 
 #[napi(object, object_to_js = false)]
 pub struct Message {
   #[napi(ts_type = "'system' | 'user' | 'assistant' | 'tool'")]
   pub role: String,
-  pub content: Option<Either<String, Vec<ContentPart>>>,
+  /// Required, except on an assistant message that carries `toolCalls` (then it may be
+  /// absent or null, as OpenAI sends it).
+  #[napi(ts_type = "string | Array<ContentPart> | null")]
+  pub content: Option<Either3<String, Vec<ContentPart>, Null>>,
   /// For role 'tool': the id of the call this message answers.
   pub tool_call_id: Option<String>,
   /// For role 'assistant': the calls the model made.
@@ -97,12 +146,13 @@ pub struct NamedToolChoice {
 
 #[napi(object, object_to_js = false)]
 pub struct ChatRequest {
-  /// "provider/model", e.g. "openai/gpt-4o-mini".
+  /// "provider/model", e.g. "openai/gpt-4o-mini", or a route alias.
   pub model: String,
   pub messages: Vec<Message>,
   pub temperature: Option<f64>,
   pub top_p: Option<f64>,
-  pub max_tokens: Option<u32>,
+  /// A whole number >= 0.
+  pub max_tokens: Option<f64>,
   pub stop: Option<Vec<String>>,
   pub response_format: Option<ResponseFormat>,
   pub tools: Option<Vec<ToolDefinition>>,
@@ -111,9 +161,12 @@ pub struct ChatRequest {
   /// Key for rate limits, budgets and cost reports; sent to the vendor as its user id.
   pub user: Option<String>,
   pub metadata: Option<HashMap<String, String>>,
-  /// Deadline for this call, retries included.
+  /// Deadline for this call, retries included (> 0).
   pub timeout_ms: Option<f64>,
-  pub max_retries: Option<u32>,
+  /// Further attempts after a retryable failure (a whole number >= 0).
+  pub max_retries: Option<f64>,
+  /// Admission order when every target of a route is busy: higher first (default 0).
+  pub priority: Option<f64>,
 }
 
 #[napi(object)]
@@ -189,4 +242,25 @@ pub struct ErrorInfo {
 pub struct CallBatch {
   pub events: Vec<NativeStreamEvent>,
   pub error: Option<ErrorInfo>,
+}
+
+/// One route target's state.
+#[napi(object)]
+pub struct DeploymentHealth {
+  pub route: String,
+  pub provider: String,
+  pub model: String,
+  #[napi(ts_type = "'healthy' | 'ejected' | 'half_open'")]
+  pub state: String,
+  pub in_flight: u32,
+  /// Calls waiting in the route's admission queue (the same for every target of a route).
+  pub queued: u32,
+  /// EWMA of whole-call latency (0 before the first success).
+  pub ewma_latency_ms: f64,
+  /// EWMA of time to first token over streamed calls.
+  pub ewma_ttft_ms: Option<f64>,
+  /// Failed share of the recent calls (the error-rate window).
+  pub error_rate: f64,
+  /// Epoch ms until which the target is ejected or cooling down after a 429.
+  pub ejected_until: Option<f64>,
 }

@@ -92,13 +92,13 @@ fn a_hard_budget_refuses_what_could_pass_it_and_releases_unused_holds() {
   // Each call may cost up to (100 + 900) tokens × $1/M = $0.001.
   tracker.set_budget("ann", budget(0.0025, Period::Day, true));
   let first = tracker
-    .reserve("ann", "t/cheap", 100, Some(900))
+    .reserve("ann", &["t/cheap"], 100, Some(900))
     .expect("first");
   let second = tracker
-    .reserve("ann", "t/cheap", 100, Some(900))
+    .reserve("ann", &["t/cheap"], 100, Some(900))
     .expect("second");
   let refused = tracker
-    .reserve("ann", "t/cheap", 100, Some(900))
+    .reserve("ann", &["t/cheap"], 100, Some(900))
     .expect_err("third would pass $0.0025");
   assert_eq!(refused.code, ErrorCode::BudgetExceeded);
   assert_eq!(refused.status, 402);
@@ -108,29 +108,29 @@ fn a_hard_budget_refuses_what_could_pass_it_and_releases_unused_holds() {
   let status = tracker.budget("ann").expect("status");
   assert_eq!((status.spent.usd(), status.reserved), (0.0002, Nanos::ZERO));
   assert!(tracker
-    .reserve("ann", "t/cheap", 100, Some(900))
+    .reserve("ann", &["t/cheap"], 100, Some(900))
     .expect("room again")
     .is_some());
   // Without maxTokens the model's longest answer (1000 tokens) is reserved.
   let held = tracker
-    .reserve("bob", "t/cheap", 0, None)
+    .reserve("bob", &["t/cheap"], 0, None)
     .expect("no budget");
   assert!(held.is_none());
   tracker.set_budget("bob", budget(1.0, Period::Day, true));
   let held = tracker
-    .reserve("bob", "t/cheap", 0, None)
+    .reserve("bob", &["t/cheap"], 0, None)
     .expect("held")
     .expect("some");
   assert_eq!(held.amount().usd(), 0.001);
   // Soft budgets and unpriced models reserve nothing.
   tracker.set_budget("cat", budget(0.0, Period::Day, false));
   assert!(tracker
-    .reserve("cat", "t/cheap", 100, None)
+    .reserve("cat", &["t/cheap"], 100, None)
     .expect("soft")
     .is_none());
   tracker.set_budget("dan", budget(0.0, Period::Day, true));
   assert!(tracker
-    .reserve("dan", "x/unpriced", 100, None)
+    .reserve("dan", &["x/unpriced"], 100, None)
     .expect("unpriced")
     .is_none());
   assert_eq!(tracker.stats().budget_refusals, 1);
@@ -147,7 +147,7 @@ fn concurrent_reservations_never_pass_the_budget() {
       let tracker = tracker.clone();
       let admitted = admitted.clone();
       std::thread::spawn(
-        move || match tracker.reserve("ann", "t/cheap", 100, Some(900)) {
+        move || match tracker.reserve("ann", &["t/cheap"], 100, Some(900)) {
           Ok(hold) => {
             *admitted.lock().expect("lock") += 1;
             tracker.record(call("ann", "t/cheap", 100, 900), hold);
@@ -180,19 +180,23 @@ fn budgets_reset_at_the_start_of_each_utc_day_and_month() {
   tracker.set_budget("month", budget(0.0015, Period::Month, true));
   for user in ["day", "month"] {
     let hold = tracker
-      .reserve(user, "t/cheap", 0, Some(1000))
+      .reserve(user, &["t/cheap"], 0, Some(1000))
       .expect("first");
     tracker.record(call(user, "t/cheap", 0, 1000), hold);
-    assert!(tracker.reserve(user, "t/cheap", 0, Some(1000)).is_err());
+    assert!(tracker.reserve(user, &["t/cheap"], 0, Some(1000)).is_err());
   }
   // 2026-03-11 00:00: a new day, the same month.
   clock.set(day_from_civil(2026, 3, 11) * MS_PER_DAY);
-  assert!(tracker.reserve("day", "t/cheap", 0, Some(1000)).is_ok());
-  assert!(tracker.reserve("month", "t/cheap", 0, Some(1000)).is_err());
+  assert!(tracker.reserve("day", &["t/cheap"], 0, Some(1000)).is_ok());
+  assert!(tracker
+    .reserve("month", &["t/cheap"], 0, Some(1000))
+    .is_err());
   assert_eq!(tracker.budget("month").expect("month").spent.usd(), 0.001);
   // 2026-04-01 00:00: a new month.
   clock.set(day_from_civil(2026, 4, 1) * MS_PER_DAY);
-  assert!(tracker.reserve("month", "t/cheap", 0, Some(1000)).is_ok());
+  assert!(tracker
+    .reserve("month", &["t/cheap"], 0, Some(1000))
+    .is_ok());
   assert_eq!(tracker.budget("month").expect("month").spent, Nanos::ZERO);
 }
 
@@ -250,7 +254,7 @@ fn a_refused_hard_budget_call_raises_the_critical_alert_once() {
   let tracker = tracker_at(Arc::new(ManualClock::at(noon())));
   tracker.set_budget("ann", budget(0.0005, Period::Day, true));
   for _ in 0..3 {
-    assert!(tracker.reserve("ann", "t/cheap", 0, Some(1000)).is_err());
+    assert!(tracker.reserve("ann", &["t/cheap"], 0, Some(1000)).is_err());
   }
   assert_eq!(
     kinds(&tracker.alerts("ann")),
@@ -382,4 +386,25 @@ fn summaries_fill_every_day_and_split_by_model() {
       .total_requests,
     1
   );
+}
+
+#[test]
+fn a_call_that_may_go_to_several_deployments_reserves_at_the_dearest() {
+  let tracker = tracker_at(Arc::new(ManualClock::at(noon())));
+  tracker.set_budget("ann", budget(1.0, Period::Day, true));
+  let held = tracker
+    .reserve(
+      "ann",
+      &["x/unpriced", "t/cheap", "openai/gpt-4o"],
+      0,
+      Some(1000),
+    )
+    .expect("reserved")
+    .expect("held");
+  // gpt-4o: 1000 output tokens at $10 per million.
+  assert_eq!(held.amount().usd(), 0.01);
+  assert!(tracker
+    .reserve("ann", &["x/unpriced"], 0, None)
+    .expect("unpriced")
+    .is_none());
 }

@@ -342,20 +342,27 @@ impl CostTracker {
   }
 
   /// Reserves the most a call can cost against the user's hard budget: `prompt_tokens`
-  /// plus `max_tokens` (else the model's longest answer) at the model's prices. Refused
-  /// with BUDGET_EXCEEDED when spent + reserved + this call would pass the budget. `None`
-  /// when nothing needs reserving: no hard budget, or a model with no price.
+  /// plus `max_tokens` (else the model's longest answer) at the prices of the dearest of
+  /// `models` (the deployments that may serve the call). Refused with BUDGET_EXCEEDED when
+  /// spent + reserved + this call would pass the budget. `None` when nothing needs
+  /// reserving: no hard budget, or no model with a price.
   pub fn reserve(
     &self,
     user: &str,
-    model: &str,
+    models: &[&str],
     prompt_tokens: u64,
     max_tokens: Option<u32>,
   ) -> Result<Option<Reservation>> {
-    let Some(price) = self.pricing.lookup(model) else {
+    let dearest = models
+      .iter()
+      .filter_map(|model| {
+        let price = self.pricing.lookup(model)?;
+        Some((price.max_cost(prompt_tokens, max_tokens), *model, price))
+      })
+      .max_by_key(|(amount, _, _)| *amount);
+    let Some((amount, model, price)) = dearest else {
       return Ok(None);
     };
-    let amount = price.max_cost(prompt_tokens, max_tokens);
     let shared = self.book(user);
     let mut book = lock(&shared);
     let today = self.today();

@@ -2,12 +2,15 @@
 //! retry loop that repeats attempts under one deadline.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
 use super::forward::{forward, forward_tool_calls, forward_whole, send, EventSink, Progress};
+use super::http::is_tls_failure;
 use super::providers::{Backend, Provider};
+use super::route::CallTargets;
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::providers::mock::{self, MockConfig};
 use crate::providers::{Adapter, StreamSession};
@@ -28,25 +31,55 @@ pub(crate) struct RetryPolicy {
 }
 
 /// Attempts until one succeeds, a failure is final, or waiting would pass the deadline.
-/// `attempts` counts every try, for the response.
+/// Each attempt may go to another target: after a retryable failure the call moves at
+/// once to a target it has not tried, else waits (the vendor's hint or a backoff) and
+/// takes the best target again. `attempts` counts every try, for the response; each
+/// attempt sets `req.model` to its target's model. `last_failure` keeps the latest
+/// failed attempt, the cause of a TIMEOUT that cuts the retries short.
 pub(crate) async fn with_retries(
-  http: &reqwest::Client,
-  provider: &Provider,
-  req: &ChatRequest,
+  targets: &mut CallTargets,
+  req: &mut ChatRequest,
   sink: &EventSink,
   progress: &Progress,
   attempts: &AtomicU32,
+  last_failure: &Mutex<Option<String>>,
   policy: &RetryPolicy,
 ) -> Result<Completion> {
+  let mut lease = targets.acquire().await?;
   loop {
     let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
-    let error = match attempt_once(http, provider, req, sink, progress).await {
-      Ok(completion) => return Ok(completion),
+    req.model.clone_from(&lease.model);
+    lease.begin();
+    let started = Instant::now();
+    let result = match lease.attempt_timeout {
+      Some(limit) => {
+        tokio::time::timeout(limit, attempt_once(&lease.provider, req, sink, progress))
+          .await
+          .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true)))
+      }
+      None => attempt_once(&lease.provider, req, sink, progress).await,
+    };
+    let error = match result {
+      Ok(completion) => {
+        let ttft = progress
+          .first_event_at()
+          .map(|at| at.saturating_duration_since(started));
+        lease.succeeded(started.elapsed(), ttft);
+        return Ok(completion);
+      }
       Err(error) => error,
     };
+    lease.failed(&error);
     let may_retry = error.retryable && attempt <= policy.max_retries && !progress.delivered();
     if !may_retry {
       return Err(error);
+    }
+    if let Ok(mut last) = last_failure.lock() {
+      *last = Some(format!("{}: {}", error.code.as_str(), error.message));
+    }
+    if let Some(next) = targets.alternative().await {
+      lease = next;
+      continue;
     }
     let wait = error
       .retry_after
@@ -57,11 +90,15 @@ pub(crate) async fn with_retries(
       _ => return Err(error),
     }
     tokio::time::sleep(wait).await;
+    lease = match targets.acquire().await {
+      Ok(next) => next,
+      // Nothing can take the retry: the failure that caused it says more.
+      Err(_) => return Err(error),
+    };
   }
 }
 
-async fn attempt_once(
-  http: &reqwest::Client,
+pub(crate) async fn attempt_once(
   provider: &Provider,
   req: &ChatRequest,
   sink: &EventSink,
@@ -69,7 +106,9 @@ async fn attempt_once(
 ) -> Result<Completion> {
   match &provider.backend {
     Backend::Mock(config) => mock_attempt(*config, req, sink, progress).await,
-    Backend::Http(adapter) => http_attempt(http, adapter.as_ref(), req, sink, progress).await,
+    Backend::Http { adapter, http } => {
+      http_attempt(http, adapter.as_ref(), req, sink, progress).await
+    }
   }
 }
 
@@ -100,6 +139,9 @@ async fn http_attempt(
     .await
     .map_err(|e| transport_error(vendor, &e))?;
   let status = response.status().as_u16();
+  if (300..400).contains(&status) {
+    return Err(redirect_refused(vendor, status, response.headers()));
+  }
   if !(200..300).contains(&status) {
     let headers = response.headers().clone();
     let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
@@ -180,9 +222,37 @@ async fn read_body(
   Ok(body)
 }
 
-/// The request never got an answer: worth another attempt.
+/// Redirects are not followed (see `http`): the caller learns where the vendor points, to
+/// fix its baseUrl.
+fn redirect_refused(
+  vendor: &str,
+  status: u16,
+  headers: &reqwest::header::HeaderMap,
+) -> GatewayError {
+  let location = headers
+    .get("location")
+    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+    .unwrap_or_else(|| "nowhere (no Location header)".to_string());
+  GatewayError::protocol(format!(
+    "{vendor} answered HTTP {status} redirecting to {location}; redirects are not followed, so that a key never reaches another host: point baseUrl at the final address"
+  ))
+}
+
+/// The request never got an answer: worth another attempt, unless it could not be built
+/// (our side: another attempt builds it the same way) or the TLS handshake refused the
+/// server (its certificate will not change either).
 fn transport_error(vendor: &str, error: &reqwest::Error) -> GatewayError {
   let detail = transport_detail(error);
+  if error.is_builder() {
+    return GatewayError::config(format!("could not build the request to {vendor}"))
+      .with_cause(detail);
+  }
+  if is_tls_failure(error) {
+    return GatewayError::protocol(format!(
+      "TLS handshake with {vendor} failed: {detail}. If its certificate comes from a private CA, name the CA in caCertPath or NODE_EXTRA_CA_CERTS"
+    ))
+    .with_cause(detail);
+  }
   if error.is_connect() {
     GatewayError::new(
       ErrorCode::UpstreamUnavailable,
@@ -216,5 +286,22 @@ fn transport_detail(error: &reqwest::Error) -> String {
     "transport error".to_string()
   } else {
     parts.join(": ")
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_request_that_cannot_be_built_is_never_retried() {
+    let unbuildable = reqwest::Client::new()
+      .post("http://127.0.0.1:9/")
+      .header("x-team", "a\nb")
+      .build()
+      .expect_err("a newline in a header value");
+    let error = transport_error("openai", &unbuildable);
+    assert!(!error.retryable);
+    assert_eq!(error.code, ErrorCode::Config);
   }
 }

@@ -3,16 +3,18 @@
 //! unsettled (the call never reached the vendor) is released.
 
 use super::ledger::Accounting;
+use super::route::CallTargets;
 use crate::costs::{Reservation, ANONYMOUS};
 use crate::error::Result;
 use crate::tokens::encoding_for;
 use crate::types::ChatRequest;
 
-/// Reserves for `model` ("provider/model") when the request's user has a hard budget;
-/// BUDGET_EXCEEDED (402) when the call could pass it.
+/// Reserves when the request's user has a hard budget, at the dearest deployment the
+/// call may be served by (a route's targets can differ in price); BUDGET_EXCEEDED (402)
+/// when the call could pass the budget.
 pub(crate) fn reserve(
   accounting: &Accounting,
-  model: &str,
+  targets: &CallTargets,
   req: &ChatRequest,
 ) -> Result<Option<Reservation>> {
   let Some(tracker) = accounting.tracker() else {
@@ -23,7 +25,14 @@ pub(crate) fn reserve(
   if !tracker.has_hard_budget(user) {
     return Ok(None);
   }
-  let reserved = tracker.reserve(user, model, prompt_tokens_bound(req), req.max_tokens);
+  let deployments = targets.deployments();
+  let prompt_tokens = deployments
+    .iter()
+    .map(|(_, vendor_model)| prompt_tokens_bound(vendor_model, req))
+    .max()
+    .unwrap_or(0);
+  let models: Vec<&str> = deployments.iter().map(|(name, _)| name.as_str()).collect();
+  let reserved = tracker.reserve(user, &models, prompt_tokens, req.max_tokens);
   if reserved.is_err() {
     accounting.count_budget_refusal();
   }
@@ -33,8 +42,8 @@ pub(crate) fn reserve(
 /// An upper estimate of what the vendor will bill as prompt tokens: messages and tool
 /// definitions, exact for OpenAI models; for vendors whose tokenizers are not public the
 /// o200k_base count is raised by a quarter so the reservation stays an upper bound.
-fn prompt_tokens_bound(req: &ChatRequest) -> u64 {
-  let encoding = encoding_for(&req.model);
+fn prompt_tokens_bound(vendor_model: &str, req: &ChatRequest) -> u64 {
+  let encoding = encoding_for(vendor_model);
   let mut tokens = encoding.count_messages(&req.messages);
   for tool in &req.tools {
     tokens += encoding.count_text(&tool.name)

@@ -1,6 +1,6 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   resolve → budget reservation → attempt (with retries, under one deadline) → stream
+//!   route → budget reservation → attempt (with retries, under one deadline) → stream
 //!   → response → ledger (price, record, settle the reservation)
 //!
 //! Each stage lives in the file its name says; limits, cache and route join this line as
@@ -9,19 +9,21 @@
 mod attempt;
 mod budget;
 mod forward;
+mod http;
 mod ledger;
 mod providers;
 mod response;
+mod route;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::costs::CostTracker;
-use crate::error::{GatewayError, Result};
+use crate::error::{ErrorCode, GatewayError, Result};
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
 
@@ -30,12 +32,14 @@ pub use forward::{EventSender, EventSink};
 pub use ledger::CostCounters;
 pub use providers::ProviderConfig;
 pub use response::estimate_usage;
+pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
 use attempt::RetryPolicy;
 use forward::Progress;
 use ledger::Accounting;
 use providers::{build_provider, Provider};
 use response::CallTiming;
+use route::{CallTargets, Router};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -44,6 +48,8 @@ pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
   pub providers: Vec<ProviderConfig>,
+  pub routes: Vec<RouteConfig>,
+  pub routing: RoutingConfig,
   pub timeout: Duration,
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
@@ -56,6 +62,8 @@ impl Default for GatewayConfig {
   fn default() -> Self {
     GatewayConfig {
       providers: Vec::new(),
+      routes: Vec::new(),
+      routing: RoutingConfig::default(),
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
@@ -69,11 +77,13 @@ impl Default for GatewayConfig {
 pub struct CallOptions {
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
+  /// Admission order when a route's targets are all busy: higher first.
+  pub priority: i32,
 }
 
 pub struct Gateway {
   providers: HashMap<String, Arc<Provider>>,
-  http: reqwest::Client,
+  router: Router,
   timeout: Duration,
   max_retries: u32,
   retry_base: Duration,
@@ -85,22 +95,18 @@ impl Gateway {
   pub fn new(config: GatewayConfig) -> Result<Gateway> {
     let mut providers = HashMap::new();
     let mut secrets = Vec::new();
+    let mut clients = http::Clients::new();
     for provider in config.providers {
       if provider.name.is_empty() {
         return Err(GatewayError::config("a provider needs a non-empty name"));
       }
-      let built = build_provider(&provider, &mut secrets)?;
+      let built = build_provider(&provider, &mut secrets, &mut clients)?;
       providers.insert(provider.name.clone(), Arc::new(built));
     }
-    let http = reqwest::Client::builder()
-      .tcp_nodelay(true)
-      .pool_idle_timeout(Duration::from_secs(90))
-      .connect_timeout(Duration::from_secs(10))
-      .build()
-      .map_err(|e| GatewayError::config(format!("could not create the HTTP client: {e}")))?;
+    let router = Router::new(config.routes, config.routing, &providers)?;
     Ok(Gateway {
       providers,
-      http,
+      router,
       timeout: config.timeout,
       max_retries: config.max_retries,
       retry_base: config.retry_base,
@@ -114,15 +120,49 @@ impl Gateway {
     self.accounting.counters()
   }
 
-  /// "provider/model" for every model a provider advertises.
+  /// Route aliases, then "provider/model" for every model named in a
+  /// route or advertised by a provider, sorted.
   pub fn models(&self) -> Vec<String> {
     let mut models: Vec<String> = self
       .providers
       .values()
       .flat_map(|p| p.models.iter().map(move |m| format!("{}/{m}", p.name)))
+      .chain(self.router.target_models())
       .collect();
     models.sort();
-    models
+    models.dedup();
+    let aliases = self.router.aliases();
+    models.retain(|m| !aliases.contains(m));
+    aliases.iter().cloned().chain(models).collect()
+  }
+
+  /// One entry per route target.
+  pub fn health(&self) -> Vec<DeploymentHealth> {
+    self.router.health()
+  }
+
+  /// Stops background work (active health checks).
+  pub fn close(&self) {
+    self.router.stop();
+  }
+
+  /// The route stage: a route alias gives its targets; anything else is "provider/model".
+  fn route(
+    &self,
+    model: &str,
+    options: &CallOptions,
+    stream: bool,
+    cancel: &CancellationToken,
+  ) -> Result<CallTargets> {
+    self.router.start_health_checks();
+    if let Some(targets) = self
+      .router
+      .targets_for(model, stream, options.priority, cancel)
+    {
+      return Ok(targets);
+    }
+    let (provider, model) = self.resolve(model)?;
+    Ok(CallTargets::Single { provider, model })
   }
 
   /// "provider/model" → the provider and the vendor's model name. Provider names may
@@ -150,7 +190,8 @@ impl Gateway {
     }
   }
 
-  /// Runs one call to completion. `model` is "provider/model"; `req.model` is ignored.
+  /// Runs one call to completion. `model` is a route alias or "provider/model";
+  /// `req.model` is ignored.
   pub async fn execute(
     &self,
     model: &str,
@@ -161,16 +202,17 @@ impl Gateway {
     request_id: &str,
   ) -> Result<ChatResponse> {
     let started = Instant::now();
-    let (provider, vendor_model) = self.resolve(model)?;
-    req.model = vendor_model;
-    let deployment = format!("{}/{}", provider.name, req.model);
-    let reservation = budget::reserve(&self.accounting, &deployment, &req)?;
-    let timeout = options.timeout.or(provider.timeout).unwrap_or(self.timeout);
+    let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
+    let reservation = budget::reserve(&self.accounting, &targets, &req)?;
+    let timeout = options
+      .timeout
+      .or(targets.provider_timeout())
+      .unwrap_or(self.timeout);
     let now = tokio::time::Instant::now();
     let policy = RetryPolicy {
       max_retries: options
         .max_retries
-        .or(provider.max_retries)
+        .or(targets.provider_max_retries())
         .unwrap_or(self.max_retries),
       base: self.retry_base,
       // A timeout too large to add is no deadline at all.
@@ -180,30 +222,49 @@ impl Gateway {
     };
     let attempts = AtomicU32::new(0);
     let progress = Progress::default();
+    let last_failure = Mutex::new(None);
     let work = attempt::with_retries(
-      &self.http, &provider, &req, &sink, &progress, &attempts, &policy,
+      &mut targets,
+      &mut req,
+      &sink,
+      &progress,
+      &attempts,
+      &last_failure,
+      &policy,
     );
     let outcome = tokio::select! {
       biased;
       _ = cancel.cancelled() => Err(GatewayError::aborted()),
       result = tokio::time::timeout_at(policy.deadline, work) => {
-        result.unwrap_or_else(|_| Err(GatewayError::timeout(timeout)))
+        result.unwrap_or_else(|_| {
+          let mut timed_out = targets.deadline_error(timeout);
+          if timed_out.code == ErrorCode::Timeout {
+            timed_out.cause = last_failure.lock().ok().and_then(|mut last| last.take());
+          }
+          Err(timed_out)
+        })
       }
     };
     let attempts = attempts.load(Ordering::SeqCst);
+    let provider = targets.provider_name().unwrap_or_default();
     let result = outcome
-      .map_err(|e| e.with_provider(&provider.name))
+      .map_err(|e| match targets.provider_name() {
+        Some(name) => e.with_provider(name),
+        None => e,
+      })
       .map(|completion| {
         let timing = CallTiming {
           started,
           ttft: progress.first_event_at().map(|at| at - started),
           attempts,
         };
-        response::response(&provider.name, &req, completion, timing, request_id)
+        response::response(provider, &req, completion, timing, request_id)
       });
+    // The deployment that served the call (the last one tried) is what is billed.
+    let deployment = format!("{provider}/{}", req.model);
     let call = ledger::Call {
       model: &deployment,
-      provider: &provider.name,
+      provider,
       request_id,
       started,
       attempts,
@@ -299,7 +360,7 @@ mod tests {
     let (sender, _receiver) = mpsc::channel(1);
     let options = CallOptions {
       timeout: Some(Duration::from_millis(20)),
-      max_retries: None,
+      ..CallOptions::default()
     };
     // Nobody reads the one-slot channel, so the stream stalls until the deadline.
     let timed_out = gateway
@@ -349,6 +410,103 @@ mod tests {
     assert_eq!((provider.name.as_str(), model.as_str()), ("team", "x/y"));
     let missing = gateway.resolve("other/m").map(|_| ()).expect_err("unknown");
     assert_eq!(missing.code, ErrorCode::NotFound);
+  }
+
+  fn routed_gateway(max_concurrent: Option<u32>) -> Gateway {
+    let mock = |name: &str| ProviderConfig {
+      name: name.into(),
+      kind: "mock".into(),
+      mock_chunk_delay: Some(Duration::from_millis(1)),
+      ..ProviderConfig::default()
+    };
+    let target = |provider: &str| RouteTargetConfig {
+      provider: provider.into(),
+      model: format!("{provider}-model"),
+      weight: 1.0,
+      max_concurrent,
+      health_check: false,
+    };
+    Gateway::new(GatewayConfig {
+      providers: vec![mock("east"), mock("west")],
+      routes: vec![RouteConfig {
+        alias: "smart".into(),
+        targets: vec![target("east"), target("west")],
+      }],
+      ..GatewayConfig::default()
+    })
+    .expect("gateway")
+  }
+
+  #[tokio::test]
+  async fn a_route_alias_answers_from_one_of_its_targets() {
+    let gateway = routed_gateway(None);
+    let response = gateway
+      .execute(
+        "smart",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        "r",
+      )
+      .await
+      .map_err(|e| e.message)
+      .expect("response");
+    assert!(["east", "west"].contains(&response.provider.as_str()));
+    assert_eq!(response.model, format!("{}-model", response.provider));
+    assert_eq!(response.attempts, 1);
+    assert_eq!(
+      gateway.models(),
+      ["smart", "east/east-model", "west/west-model"]
+    );
+    assert_eq!(gateway.health().len(), 2);
+  }
+
+  #[tokio::test]
+  async fn a_call_queued_past_its_deadline_is_upstream_unavailable() {
+    let gateway = Arc::new(routed_gateway(Some(1)));
+    // The mock counts tokens; loading the tokenizer blocks the test's only thread for
+    // seconds in a debug build, so do it before any deadline runs.
+    crate::tokens::encoding_for("gpt-4o").count_text("warm up");
+    // Streams nobody reads stall on their one-slot channel and hold both targets' slot.
+    let mut unread = Vec::new();
+    for _ in 0..2 {
+      let (sender, receiver) = mpsc::channel(1);
+      unread.push(receiver);
+      let holder = gateway.clone();
+      tokio::spawn(async move {
+        let options = CallOptions {
+          timeout: Some(Duration::from_secs(60)),
+          ..CallOptions::default()
+        };
+        let cancel = CancellationToken::new();
+        let _ = holder
+          .execute("smart", hello(), options, Some(sender), cancel, "h")
+          .await;
+      });
+    }
+    while gateway.health().iter().any(|h| h.in_flight == 0) {
+      tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let options = CallOptions {
+      timeout: Some(Duration::from_millis(30)),
+      ..CallOptions::default()
+    };
+    let error = gateway
+      .execute(
+        "smart",
+        hello(),
+        options,
+        None,
+        CancellationToken::new(),
+        "q",
+      )
+      .await
+      .map(|_| ())
+      .expect_err("queued");
+    assert_eq!(error.code, ErrorCode::UpstreamUnavailable);
+    assert!(error.retry_after.is_some());
+    assert!(gateway.health().iter().all(|h| h.queued == 0));
   }
 
   #[test]

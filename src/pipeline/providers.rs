@@ -9,7 +9,9 @@ use crate::providers::gemini::{self, Gemini};
 use crate::providers::mock::{self, MockConfig};
 use crate::providers::openai::{self, OpenAi};
 use crate::providers::Adapter;
-use crate::secret::Secret;
+use crate::secret::{header_secrets, Secret};
+
+use super::http::Clients;
 
 #[derive(Debug, Clone, Default)]
 pub struct ProviderConfig {
@@ -23,10 +25,15 @@ pub struct ProviderConfig {
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
   pub mock_chunk_delay: Option<Duration>,
+  /// A PEM file of CA certificates this provider's server may be signed by.
+  pub ca_cert_path: Option<String>,
 }
 
 pub(crate) enum Backend {
-  Http(Box<dyn Adapter>),
+  Http {
+    adapter: Box<dyn Adapter>,
+    http: reqwest::Client,
+  },
   Mock(MockConfig),
 }
 
@@ -41,6 +48,7 @@ pub(crate) struct Provider {
 pub(crate) fn build_provider(
   config: &ProviderConfig,
   secrets: &mut Vec<Secret>,
+  clients: &mut Clients,
 ) -> Result<Provider> {
   let name = &config.name;
   let env_names: &[&str] = match config.kind.as_str() {
@@ -94,50 +102,46 @@ pub(crate) fn build_provider(
       )));
     }
   }
+  // Checked here so that a bad value is a CONFIG error now, not a failed (and retried)
+  // request later.
   for (header, value) in &config.headers {
-    let valid = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok()
-      && reqwest::header::HeaderValue::from_str(value).is_ok();
-    if !valid {
-      return Err(GatewayError::config(format!(
-        "provider '{name}' has an invalid header '{header}'"
-      )));
-    }
+    check_header(name, header, value, &format!("header '{header}'"))?;
+    // Credentials given as plain headers (Azure's `api-key`, a proxy's bearer token) are
+    // secrets too: they must not come back in an echoed error.
+    secrets.extend(header_secrets(header, value));
   }
   if let Some(key) = &api_key {
-    if reqwest::header::HeaderValue::from_str(key.expose()).is_err() {
-      return Err(GatewayError::config(format!(
-        "provider '{name}' apiKey contains characters not allowed in an HTTP header"
-      )));
-    }
+    check_header(name, "x-api-key", key.expose(), "apiKey")?;
   }
-  // Credentials given as plain headers (Azure's `api-key`, a proxy's bearer token) are
-  // secrets too: they must not come back in an echoed error.
-  for (header, value) in &config.headers {
-    let header = header.to_ascii_lowercase();
-    if header.contains("key") || header.contains("auth") || header.contains("token") {
-      let token = value.strip_prefix("Bearer ").unwrap_or(value);
-      secrets.push(Secret::new(token.to_string()));
-    }
+  if let Some(organization) = &config.organization {
+    check_header(name, "openai-organization", organization, "organization")?;
   }
   let headers = config.headers.clone();
-  let backend = match config.kind.as_str() {
-    "openai" => Backend::Http(Box::new(OpenAi {
+  let adapter: Option<Box<dyn Adapter>> = match config.kind.as_str() {
+    "openai" => Some(Box::new(OpenAi {
       base_url,
       api_key,
       organization: config.organization.clone(),
       headers,
     })),
-    "anthropic" => Backend::Http(Box::new(Anthropic {
+    "anthropic" => Some(Box::new(Anthropic {
       base_url,
       api_key,
       headers,
     })),
-    "gemini" => Backend::Http(Box::new(Gemini {
+    "gemini" => Some(Box::new(Gemini {
       base_url,
       api_key,
       headers,
     })),
-    _ => Backend::Mock(MockConfig {
+    _ => None,
+  };
+  let backend = match adapter {
+    Some(adapter) => Backend::Http {
+      adapter,
+      http: clients.for_provider(name, config.ca_cert_path.as_deref())?,
+    },
+    None => Backend::Mock(MockConfig {
       chunk_delay: config.mock_chunk_delay.unwrap_or(mock::DEFAULT_CHUNK_DELAY),
     }),
   };
@@ -148,4 +152,17 @@ pub(crate) fn build_provider(
     max_retries: config.max_retries,
     models: config.models.clone(),
   })
+}
+
+/// A header name and value reqwest will accept, else CONFIG naming the option.
+fn check_header(provider: &str, name: &str, value: &str, option: &str) -> Result<()> {
+  let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+    && reqwest::header::HeaderValue::from_str(value).is_ok();
+  if valid {
+    Ok(())
+  } else {
+    Err(GatewayError::config(format!(
+      "provider '{provider}' {option} is not a valid HTTP header (no control characters such as newlines)"
+    )))
+  }
 }

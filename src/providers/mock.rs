@@ -39,6 +39,7 @@ pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
       id: format!("call_mock_{}", fnv1a(&excerpt) % 1_000_000),
       name: tool.name.clone(),
       arguments: json!({ "input": excerpt }).to_string(),
+      ..ToolCall::default()
     };
     (String::new(), vec![call], FinishReason::ToolCalls)
   } else if matches!(

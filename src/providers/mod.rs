@@ -3,16 +3,18 @@
 //! into normalized types. The gateway owns transport, retries and timing.
 
 pub mod anthropic;
+mod errors;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+
+pub use errors::{classify_status, http_error, in_band_error, stray_line, vendor_error, ErrorBody};
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::assembler::StreamAssembler;
-use crate::error::{ErrorCode, GatewayError, Result};
-use crate::retry::retry_after_from_headers;
+use crate::error::{GatewayError, Result};
 use crate::sse::SseFrame;
 use crate::types::{ChatRequest, Completion};
 
@@ -30,8 +32,16 @@ pub trait Adapter: Send + Sync {
   fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall>;
   fn parse_response(&self, req: &ChatRequest, body: &[u8]) -> Result<Completion>;
   fn stream_decoder(&self, req: &ChatRequest) -> Box<dyn StreamDecoder>;
-  /// A non-2xx answer, as one of API.md's errors.
-  fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError;
+  /// A non-2xx answer, as one of API.md's errors. Bodies come in every vendor's shape
+  /// (gateways answer in each other's), so one parser serves every kind.
+  fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError {
+    http_error(self.vendor(), status, headers, body)
+  }
+  /// A free GET that answers 2xx when the deployment is up, for active health checks;
+  /// `None` where only a real (1-token) call tells.
+  fn health_check(&self) -> Option<HttpCall> {
+    None
+  }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,60 +55,6 @@ pub trait StreamDecoder: Send {
   fn on_frame(&mut self, frame: SseFrame, out: &mut StreamAssembler) -> Result<StreamStep>;
   /// The byte stream is over: fail if the vendor stopped before finishing its answer.
   fn on_end(&mut self, out: &mut StreamAssembler) -> Result<()>;
-}
-
-/// The HTTP error taxonomy shared by every vendor: which code, and whether to retry.
-pub fn classify_status(status: u16) -> (ErrorCode, bool) {
-  match status {
-    400 | 413 | 422 => (ErrorCode::InvalidRequest, false),
-    401 | 403 => (ErrorCode::Authentication, false),
-    404 => (ErrorCode::NotFound, false),
-    408 => (ErrorCode::Timeout, true),
-    409 => (ErrorCode::ProviderError, true),
-    429 => (ErrorCode::RateLimited, true),
-    503 | 529 => (ErrorCode::UpstreamUnavailable, true),
-    500..=599 => (ErrorCode::ProviderError, true),
-    _ => (ErrorCode::ProviderError, false),
-  }
-}
-
-/// A vendor error with the status taxonomy, headers (retry hints, request id) applied.
-pub fn vendor_error(
-  vendor: &str,
-  status: u16,
-  headers: &HeaderMap,
-  message: Option<String>,
-  body: &[u8],
-) -> GatewayError {
-  let (code, retryable) = classify_status(status);
-  let message = message.unwrap_or_else(|| {
-    let snippet: String = String::from_utf8_lossy(body).chars().take(300).collect();
-    if snippet.trim().is_empty() {
-      format!("{vendor} answered HTTP {status}")
-    } else {
-      format!("{vendor} answered HTTP {status}: {}", snippet.trim())
-    }
-  });
-  let status_for_caller = match code {
-    ErrorCode::Authentication => status,
-    _ => code.default_status(),
-  };
-  let request_id = ["x-request-id", "request-id"]
-    .iter()
-    .find_map(|name| headers.get(*name)?.to_str().ok().map(str::to_string));
-  GatewayError::new(code, message)
-    .with_status(status_for_caller)
-    .retryable(retryable)
-    .with_retry_after(retry_after_from_headers(headers))
-    .with_upstream_request_id(request_id)
-}
-
-/// A stream line that is no SSE field and no error the vendor is known to send that way.
-pub fn non_sse_line(vendor: &str, text: &str) -> GatewayError {
-  let snippet: String = text.chars().take(200).collect();
-  GatewayError::protocol(format!(
-    "{vendor} stream contained a non-SSE line: {snippet}"
-  ))
 }
 
 /// Parses a JSON document, naming the vendor in the error.
@@ -127,6 +83,27 @@ pub fn join_url(base: &str, path: &str) -> String {
     url.push_str(&queries.join("&"));
   }
   url
+}
+
+/// `base` plus path segments, each percent-encoded as exactly one segment (so `?`, `#` and
+/// `/` in a model name stay inside it and `..` cannot climb out of the path), plus `query`
+/// after the base's own query.
+pub fn url_with_segments(base: &str, segments: &[&str], query: Option<&str>) -> Result<String> {
+  let invalid = |why: &str| GatewayError::config(format!("baseUrl '{base}' {why}"));
+  let mut url = url::Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
+  url
+    .path_segments_mut()
+    .map_err(|_| invalid("cannot take a path"))?
+    .pop_if_empty()
+    .extend(segments);
+  if let Some(query) = query {
+    let joined = match url.query() {
+      Some(existing) if !existing.is_empty() => format!("{existing}&{query}"),
+      _ => query.to_string(),
+    };
+    url.set_query(Some(&joined));
+  }
+  Ok(url.into())
 }
 
 /// JSON text for a tool call's arguments object, as OpenAI would send it.

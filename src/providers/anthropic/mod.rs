@@ -10,14 +10,13 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-  arguments_value, join_url, parse_data_url, parse_json, vendor_error, Adapter, AlternatingTurns,
-  HttpCall, StreamDecoder,
+  arguments_value, join_url, parse_data_url, parse_json, Adapter, AlternatingTurns, HttpCall,
+  StreamDecoder,
 };
-use crate::error::{ErrorCode, GatewayError, Result};
+use crate::error::{GatewayError, Result};
 use crate::secret::Secret;
 use crate::types::{
   ChatRequest, Completion, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolChoice,
@@ -61,41 +60,6 @@ impl Adapter for Anthropic {
 
   fn stream_decoder(&self, req: &ChatRequest) -> Box<dyn StreamDecoder> {
     Box::new(stream::AnthropicStream::new(json_mode(req)))
-  }
-
-  fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError {
-    let envelope = serde_json::from_slice::<wire::ErrorEnvelope>(body).ok();
-    let message = envelope.as_ref().map(|e| e.error.message.clone());
-    let mut error = vendor_error("anthropic", status, headers, message, body);
-    if let Some(envelope) = envelope {
-      error = error.with_upstream_request_id(envelope.request_id.clone());
-      apply_error_type(&mut error, &envelope.error.kind);
-      error.cause = Some(format!("anthropic {}", envelope.error.kind));
-    }
-    error
-  }
-}
-
-/// The body's error type decides where the status alone would mislead (an
-/// `overloaded_error` can come with any 5xx, or inside a 200 stream).
-pub fn apply_error_type(error: &mut GatewayError, kind: &str) {
-  match kind {
-    "overloaded_error" => {
-      error.code = ErrorCode::UpstreamUnavailable;
-      error.status = 503;
-      error.retryable = true;
-    }
-    "rate_limit_error" => {
-      error.code = ErrorCode::RateLimited;
-      error.status = 429;
-      error.retryable = true;
-    }
-    "api_error" => {
-      error.code = ErrorCode::ProviderError;
-      error.status = 502;
-      error.retryable = true;
-    }
-    _ => {}
   }
 }
 

@@ -4,11 +4,13 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::wire::{ErrorBody, WireUsage};
-use super::{apply_error_type, finish_reason, JSON_TOOL_NAME};
+use super::wire::WireUsage;
+use super::{finish_reason, JSON_TOOL_NAME};
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
-use crate::providers::{non_sse_line, parse_json, StreamDecoder, StreamStep};
+use crate::providers::{
+  in_band_error, parse_json, stray_line, ErrorBody, StreamDecoder, StreamStep,
+};
 use crate::sse::SseFrame;
 use crate::types::FinishReason;
 
@@ -59,9 +61,7 @@ enum Event {
   },
   MessageStop {},
   Ping {},
-  Error {
-    error: ErrorBody,
-  },
+  Error {},
   #[serde(other)]
   Unknown,
 }
@@ -104,7 +104,7 @@ impl StreamDecoder for AnthropicStream {
   fn on_frame(&mut self, frame: SseFrame, out: &mut StreamAssembler) -> Result<StreamStep> {
     let data = match frame {
       SseFrame::Event { data, .. } => data,
-      SseFrame::Stray(text) => return Err(non_sse_line("anthropic", &text)),
+      SseFrame::Stray(text) => return Err(stray_line("anthropic", &text)),
     };
     let event: Event = parse_json("anthropic", data.as_bytes())?;
     match event {
@@ -165,12 +165,12 @@ impl StreamDecoder for AnthropicStream {
         self.stopped = true;
         return Ok(StreamStep::Done);
       }
-      Event::Error { error } => {
-        let mut failure =
-          GatewayError::protocol(format!("anthropic stream failed: {}", error.message))
-            .with_cause(format!("anthropic {}", error.kind));
-        apply_error_type(&mut failure, &error.kind);
-        return Err(failure);
+      Event::Error {} => {
+        return Err(in_band_error(
+          "anthropic",
+          ErrorBody::parse(data.as_bytes()),
+          data.as_bytes(),
+        ));
       }
       Event::ContentBlockStop {} | Event::Ping {} | Event::Unknown => {}
     }

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::ErrorCode;
 use crate::types::{ToolCall, ToolDefinition};
 
 fn tool_message(id: &str, text: &str) -> Message {
@@ -29,11 +30,13 @@ fn turns_alternate_and_tool_results_merge_into_one_user_turn() {
             id: "t1".into(),
             name: "f".into(),
             arguments: "{\"x\":1}".into(),
+            ..ToolCall::default()
           },
           ToolCall {
             id: "t2".into(),
             name: "g".into(),
             arguments: String::new(),
+            ..ToolCall::default()
           },
         ],
       },

@@ -110,6 +110,7 @@ impl MessageResponse {
           id,
           name,
           arguments: arguments_text(&input),
+          ..ToolCall::default()
         }),
         Block::Other => {}
       }
@@ -128,18 +129,4 @@ impl MessageResponse {
       usage: self.usage.as_ref().map(WireUsage::normalize),
     }
   }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ErrorEnvelope {
-  pub error: ErrorBody,
-  pub request_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ErrorBody {
-  #[serde(rename = "type", default)]
-  pub kind: String,
-  #[serde(default)]
-  pub message: String,
 }

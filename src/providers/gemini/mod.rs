@@ -14,15 +14,13 @@ mod tests;
 
 use std::collections::HashMap;
 
-use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-  arguments_value, join_url, parse_data_url, parse_json, vendor_error, Adapter, AlternatingTurns,
-  HttpCall, StreamDecoder,
+  arguments_value, in_band_error, parse_data_url, parse_json, url_with_segments, Adapter,
+  AlternatingTurns, ErrorBody, HttpCall, StreamDecoder,
 };
-use crate::error::{ErrorCode, GatewayError, Result};
-use crate::retry::parse_proto_duration;
+use crate::error::{GatewayError, Result};
 use crate::secret::Secret;
 use crate::types::{
   ChatRequest, Completion, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolChoice,
@@ -47,13 +45,14 @@ impl Adapter for Gemini {
       headers.push(("x-goog-api-key".into(), key.expose().to_string()));
     }
     let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
-    let method = if stream {
-      "streamGenerateContent?alt=sse"
+    let (method, query) = if stream {
+      ("streamGenerateContent", Some("alt=sse"))
     } else {
-      "generateContent"
+      ("generateContent", None)
     };
+    let resource = format!("{model}:{method}");
     Ok(HttpCall {
-      url: join_url(&self.base_url, &format!("v1beta/models/{model}:{method}")),
+      url: url_with_segments(&self.base_url, &["v1beta", "models", &resource], query)?,
       headers,
       body: request_body(req)?,
     })
@@ -61,71 +60,18 @@ impl Adapter for Gemini {
 
   fn parse_response(&self, _req: &ChatRequest, body: &[u8]) -> Result<Completion> {
     let response: wire::GenerateResponse = parse_json("gemini", body)?;
-    if let Some(error) = response.error {
-      return Err(error.into_gateway_error());
+    if response.error.is_some() {
+      return Err(in_band_error("gemini", ErrorBody::parse(body), body));
     }
     let mut assembler = crate::assembler::StreamAssembler::new();
     stream::apply_chunk(&mut assembler, response, &mut 0);
-    stream::settle_finish(&mut assembler);
+    // Like a stream, an answer without a finish reason (no candidates) is not an answer.
+    stream::settle_finish(&mut assembler, "gemini answered without a candidate")?;
     Ok(assembler.into_completion())
   }
 
   fn stream_decoder(&self, _req: &ChatRequest) -> Box<dyn StreamDecoder> {
     Box::new(stream::GeminiStream::default())
-  }
-
-  fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError {
-    let envelope = serde_json::from_slice::<wire::ErrorEnvelope>(body).ok();
-    let message = envelope.as_ref().map(|e| e.error.message.clone());
-    let mut error = vendor_error("gemini", status, headers, message, body);
-    if let Some(envelope) = envelope {
-      envelope.error.refine(&mut error);
-    }
-    error
-  }
-}
-
-impl wire::ErrorStatus {
-  /// Applies what the body knows beyond the HTTP status: the retry delay of a
-  /// RetryInfo detail, and that a 400 API_KEY_INVALID is an authentication failure.
-  pub fn refine(&self, error: &mut GatewayError) {
-    let mut retry_delay = None;
-    for detail in &self.details {
-      if let Some(delay) = detail.get("retryDelay").and_then(Value::as_str) {
-        retry_delay = parse_proto_duration(delay);
-      }
-      if detail.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID") {
-        error.code = ErrorCode::Authentication;
-        error.status = 401;
-        error.retryable = false;
-      }
-    }
-    if retry_delay.is_some() {
-      error.retry_after = retry_delay;
-    }
-    if self.status.as_deref() == Some("PERMISSION_DENIED") {
-      error.code = ErrorCode::Authentication;
-      error.status = 403;
-    }
-    if let Some(status) = &self.status {
-      error.cause = Some(format!("gemini {status}"));
-    }
-  }
-
-  pub fn into_gateway_error(self) -> GatewayError {
-    let status = u16::try_from(self.code).unwrap_or(500);
-    let (code, retryable) = match status {
-      // 499 CANCELLED mid-stream: the server gave up on this call; not ours to retry.
-      400..=599 if status != 499 => crate::providers::classify_status(status),
-      _ => (ErrorCode::ProviderError, false),
-    };
-    let mut error =
-      GatewayError::new(code, format!("gemini: {}", self.message)).retryable(retryable);
-    if code != ErrorCode::Authentication {
-      error.status = code.default_status();
-    }
-    self.refine(&mut error);
-    error
   }
 }
 
@@ -217,9 +163,13 @@ fn contents(messages: &[Message]) -> Result<Vec<Value>> {
         let mut parts = parts(&message.content);
         for call in &message.tool_calls {
           call_names.insert(&call.id, &call.name);
-          parts.push(json!({
+          let mut part = json!({
             "functionCall": {"name": call.name, "args": arguments_value(&call.arguments)?},
-          }));
+          });
+          if let Some(signature) = &call.thought_signature {
+            part["thoughtSignature"] = json!(signature);
+          }
+          parts.push(part);
         }
         ("model", parts)
       }

@@ -2,10 +2,12 @@
 //! when a finish reason (or a prompt block) arrived. Usage: the last report wins.
 
 use super::finish_reason;
-use super::wire::{ErrorEnvelope, GenerateResponse};
+use super::wire::GenerateResponse;
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
-use crate::providers::{arguments_text, non_sse_line, parse_json, StreamDecoder, StreamStep};
+use crate::providers::{
+  arguments_text, in_band_error, parse_json, stray_line, ErrorBody, StreamDecoder, StreamStep,
+};
 use crate::sse::SseFrame;
 use crate::types::{FinishReason, Usage};
 
@@ -20,29 +22,22 @@ impl StreamDecoder for GeminiStream {
     let data = match frame {
       SseFrame::Event { data, .. } => data,
       // Gemini writes a mid-stream failure as a bare, multi-line JSON error object.
-      SseFrame::Stray(text) => {
-        return Err(match serde_json::from_str::<ErrorEnvelope>(&text) {
-          Ok(envelope) => envelope.error.into_gateway_error(),
-          Err(_) => non_sse_line("gemini", &text),
-        });
-      }
+      SseFrame::Stray(text) => return Err(stray_line("gemini", &text)),
     };
     let chunk: GenerateResponse = parse_json("gemini", data.as_bytes())?;
-    if let Some(error) = chunk.error {
-      return Err(error.into_gateway_error());
+    if chunk.error.is_some() {
+      return Err(in_band_error(
+        "gemini",
+        ErrorBody::parse(data.as_bytes()),
+        data.as_bytes(),
+      ));
     }
     apply_chunk(out, chunk, &mut self.next_tool_index);
     Ok(StreamStep::Continue)
   }
 
   fn on_end(&mut self, out: &mut StreamAssembler) -> Result<()> {
-    if out.finish_reason().is_none() {
-      return Err(GatewayError::protocol(
-        "gemini stream ended before a finish reason",
-      ));
-    }
-    settle_finish(out);
-    Ok(())
+    settle_finish(out, "gemini stream ended before a finish reason")
   }
 }
 
@@ -61,6 +56,9 @@ pub fn apply_chunk(out: &mut StreamAssembler, chunk: GenerateResponse, next_tool
           Some(&call.name),
           &arguments_text(&call.args),
         );
+        if let Some(signature) = part.thought_signature.as_deref() {
+          out.tool_call_signature(*next_tool_index, signature);
+        }
         *next_tool_index += 1;
       } else if let Some(text) = part.text.as_deref() {
         // Thought summaries are not part of the answer.
@@ -96,10 +94,15 @@ pub fn apply_chunk(out: &mut StreamAssembler, chunk: GenerateResponse, next_tool
   }
 }
 
-/// Gemini has no tool-call finish reason: STOP with a function call means tool_calls.
-pub fn settle_finish(out: &mut StreamAssembler) {
-  if out.finish_reason().unwrap_or(FinishReason::Stop) == FinishReason::Stop && out.has_tool_calls()
-  {
-    out.finish(FinishReason::ToolCalls);
+/// The answer is whole only with a finish reason (or a prompt block); Gemini has no
+/// tool-call finish reason: STOP with a function call means tool_calls.
+pub fn settle_finish(out: &mut StreamAssembler, unfinished: &str) -> Result<()> {
+  match out.finish_reason() {
+    None => Err(GatewayError::protocol(unfinished)),
+    Some(FinishReason::Stop) if out.has_tool_calls() => {
+      out.finish(FinishReason::ToolCalls);
+      Ok(())
+    }
+    Some(_) => Ok(()),
   }
 }

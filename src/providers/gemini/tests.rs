@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::ErrorCode;
 use crate::types::ToolCall;
 
 #[test]
@@ -43,6 +44,7 @@ fn tool_results_are_named_after_their_call_and_wrapped_when_not_objects() {
           id: "call_1".into(),
           name: "add".into(),
           arguments: "{\"x\":1}".into(),
+          ..ToolCall::default()
         }],
       },
       Message {
@@ -85,4 +87,82 @@ fn url_and_key_header() {
   assert!(call
     .headers
     .contains(&("x-goog-api-key".to_string(), "k".to_string())));
+}
+
+#[test]
+fn model_names_stay_one_path_segment() {
+  let adapter = Gemini {
+    base_url: "http://h/prefix/?k=1".into(),
+    api_key: None,
+    headers: vec![],
+  };
+  for (model, path) in [
+    ("a?b#c", "a%3Fb%23c"),
+    (
+      "../../v1/chat/completions",
+      "..%2F..%2Fv1%2Fchat%2Fcompletions",
+    ),
+    ("..", ".."),
+    ("100%", "100%25"),
+  ] {
+    let req = ChatRequest {
+      model: model.into(),
+      messages: vec![Message::text(Role::User, "a")],
+      ..ChatRequest::default()
+    };
+    let call = adapter.build(&req, true).expect("call");
+    assert_eq!(
+      call.url,
+      format!("http://h/prefix/v1beta/models/{path}:streamGenerateContent?k=1&alt=sse")
+    );
+  }
+}
+
+#[test]
+fn thought_signatures_travel_with_tool_calls() {
+  let adapter = Gemini {
+    base_url: "http://h".into(),
+    api_key: None,
+    headers: vec![],
+  };
+  let body = json!({"candidates": [{"content": {"parts": [
+    {"functionCall": {"name": "now", "args": {}}, "thoughtSignature": "sig=="}
+  ]}, "finishReason": "STOP", "index": 0}]});
+  let req = ChatRequest::default();
+  let completion = adapter
+    .parse_response(&req, body.to_string().as_bytes())
+    .expect("completion");
+  assert_eq!(
+    completion.tool_calls[0].thought_signature.as_deref(),
+    Some("sig==")
+  );
+  let next = ChatRequest {
+    model: "m".into(),
+    messages: vec![
+      Message::text(Role::User, "a"),
+      Message {
+        role: Role::Assistant,
+        content: vec![],
+        tool_call_id: None,
+        tool_calls: completion.tool_calls.clone(),
+      },
+    ],
+    ..ChatRequest::default()
+  };
+  let sent = request_body(&next).expect("body");
+  assert_eq!(sent["contents"][1]["parts"][0]["thoughtSignature"], "sig==");
+}
+
+#[test]
+fn an_answer_without_candidates_is_an_error_streamed_or_not() {
+  let adapter = Gemini {
+    base_url: "http://h".into(),
+    api_key: None,
+    headers: vec![],
+  };
+  let empty = br#"{"usageMetadata": {"promptTokenCount": 3}, "modelVersion": "g"}"#;
+  let error = adapter
+    .parse_response(&ChatRequest::default(), empty)
+    .expect_err("no candidates");
+  assert_eq!(error.code, ErrorCode::ProviderError);
 }

@@ -1,4 +1,4 @@
-//! Gemini's GenerateContentResponse and google.rpc.Status errors, fields we read only.
+//! Gemini's GenerateContentResponse, fields we read only.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -12,8 +12,8 @@ pub struct GenerateResponse {
   pub usage_metadata: Option<UsageMetadata>,
   pub model_version: Option<String>,
   pub response_id: Option<String>,
-  /// A stream can carry an error object instead of a response.
-  pub error: Option<ErrorStatus>,
+  /// A stream (or a compatible server's 200) can carry an error object instead of a response.
+  pub error: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +38,8 @@ pub struct Part {
   #[serde(default)]
   pub thought: bool,
   pub function_call: Option<FunctionCall>,
+  /// Gemini 3 signs the reasoning behind a call; the signature must come back with it.
+  pub thought_signature: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,20 +63,4 @@ pub struct UsageMetadata {
   pub candidates_token_count: Option<u64>,
   pub thoughts_token_count: Option<u64>,
   pub cached_content_token_count: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ErrorEnvelope {
-  pub error: ErrorStatus,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ErrorStatus {
-  #[serde(default)]
-  pub code: i64,
-  #[serde(default)]
-  pub message: String,
-  pub status: Option<String>,
-  #[serde(default)]
-  pub details: Vec<Value>,
 }

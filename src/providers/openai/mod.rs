@@ -7,12 +7,10 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use super::{join_url, parse_json, vendor_error, Adapter, HttpCall, StreamDecoder};
-use crate::error::{ErrorCode, GatewayError, Result};
-use crate::retry::retry_hint_in_message;
+use super::{join_url, parse_json, Adapter, HttpCall, StreamDecoder};
+use crate::error::Result;
 use crate::secret::Secret;
 use crate::types::{
   ChatRequest, Completion, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolChoice,
@@ -27,12 +25,8 @@ pub struct OpenAi {
   pub headers: Vec<(String, String)>,
 }
 
-impl Adapter for OpenAi {
-  fn vendor(&self) -> &'static str {
-    "openai"
-  }
-
-  fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
+impl OpenAi {
+  fn request_headers(&self) -> Vec<(String, String)> {
     let mut headers = self.headers.clone();
     if let Some(key) = &self.api_key {
       headers.push(("authorization".into(), format!("Bearer {}", key.expose())));
@@ -40,10 +34,29 @@ impl Adapter for OpenAi {
     if let Some(organization) = &self.organization {
       headers.push(("openai-organization".into(), organization.clone()));
     }
+    headers
+  }
+}
+
+impl Adapter for OpenAi {
+  fn vendor(&self) -> &'static str {
+    "openai"
+  }
+
+  fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
     Ok(HttpCall {
       url: join_url(&self.base_url, "chat/completions"),
-      headers,
+      headers: self.request_headers(),
       body: request_body(req, stream),
+    })
+  }
+
+  /// `GET /models`: costs nothing, and needs the same key and base URL as a call.
+  fn health_check(&self) -> Option<HttpCall> {
+    Some(HttpCall {
+      url: join_url(&self.base_url, "models"),
+      headers: self.request_headers(),
+      body: serde_json::Value::Null,
     })
   }
 
@@ -54,25 +67,6 @@ impl Adapter for OpenAi {
 
   fn stream_decoder(&self, _req: &ChatRequest) -> Box<dyn StreamDecoder> {
     Box::new(stream::OpenAiStream::default())
-  }
-
-  fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError {
-    let detail = serde_json::from_slice::<wire::ErrorEnvelope>(body)
-      .ok()
-      .and_then(|envelope| envelope.into_detail());
-    let message = detail.as_ref().map(|d| d.message.clone());
-    let mut error = vendor_error("openai", status, headers, message, body);
-    if let Some(detail) = detail {
-      // Quota exhaustion is a 429 that no amount of waiting fixes.
-      if detail.code.as_deref() == Some("insufficient_quota") {
-        error.retryable = false;
-      }
-      if error.code == ErrorCode::RateLimited && error.retry_after.is_none() {
-        error.retry_after = retry_hint_in_message(&detail.message);
-      }
-      error.cause = Some(detail.describe());
-    }
-    error
   }
 }
 

@@ -4,10 +4,12 @@
 use serde::Deserialize;
 
 use super::finish_reason;
-use super::wire::{ErrorEnvelope, WireUsage};
+use super::wire::WireUsage;
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
-use crate::providers::{non_sse_line, parse_json, StreamDecoder, StreamStep};
+use crate::providers::{
+  in_band_error, parse_json, stray_line, ErrorBody, StreamDecoder, StreamStep,
+};
 use crate::sse::SseFrame;
 
 #[derive(Default)]
@@ -61,15 +63,20 @@ impl StreamDecoder for OpenAiStream {
   fn on_frame(&mut self, frame: SseFrame, out: &mut StreamAssembler) -> Result<StreamStep> {
     let data = match frame {
       SseFrame::Event { data, .. } => data,
-      SseFrame::Stray(text) => return Err(stray_error(&text)),
+      SseFrame::Stray(text) => return Err(stray_line("openai", &text)),
     };
     if data.trim() == "[DONE]" {
       self.done = true;
       return Ok(StreamStep::Done);
     }
     let chunk: Chunk = parse_json("openai", data.as_bytes())?;
-    if let Some(error) = chunk.error {
-      return Err(mid_stream_error(error));
+    // vLLM, LiteLLM and other compatible servers report failures as a chunk `{"error": …}`.
+    if chunk.error.is_some() {
+      return Err(in_band_error(
+        "openai",
+        ErrorBody::parse(data.as_bytes()),
+        data.as_bytes(),
+      ));
     }
     out.set_identity(&chunk.id, &chunk.model);
     for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
@@ -112,30 +119,5 @@ impl StreamDecoder for OpenAiStream {
         "openai stream ended before the answer was complete",
       ))
     }
-  }
-}
-
-fn mid_stream_error(error: serde_json::Value) -> GatewayError {
-  let envelope = ErrorEnvelope {
-    error: Some(error),
-    detail: None,
-    message: None,
-  };
-  let message = envelope
-    .into_detail()
-    .map(|d| d.message)
-    .unwrap_or_else(|| "openai stream reported an error".to_string());
-  GatewayError::protocol(format!("openai stream failed: {message}")).retryable(true)
-}
-
-/// A bare JSON error written into the stream without `data:` (seen from compatible
-/// servers); anything else that is not SSE is a protocol error.
-fn stray_error(text: &str) -> GatewayError {
-  match serde_json::from_str::<serde_json::Value>(text)
-    .ok()
-    .and_then(|v| v.get("error").cloned())
-  {
-    Some(error) => mid_stream_error(error),
-    None => non_sse_line("openai", text),
   }
 }

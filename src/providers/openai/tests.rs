@@ -1,7 +1,9 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::ErrorCode;
 use crate::types::{ContentPart, Message, ToolCall, ToolDefinition};
+use reqwest::header::HeaderMap;
 
 fn base() -> ChatRequest {
   ChatRequest {
@@ -88,6 +90,7 @@ fn images_tool_calls_and_results_keep_openai_shapes() {
           id: "c1".into(),
           name: "f".into(),
           arguments: "{}".into(),
+          ..ToolCall::default()
         }],
       },
       Message {

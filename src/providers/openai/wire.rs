@@ -97,6 +97,7 @@ impl ChatCompletion {
         id: call.id,
         name: call.function.name,
         arguments: call.function.arguments,
+        ..ToolCall::default()
       })
       .collect();
     Ok(Completion {
@@ -108,73 +109,5 @@ impl ChatCompletion {
       finish_reason: finish_reason(choice.finish_reason.as_deref().unwrap_or("stop")),
       usage: self.usage.map(WireUsage::normalize),
     })
-  }
-}
-
-/// `{"error": {...}}`, OpenAI's shape; compatible servers also send `{"detail": "..."}`
-/// or `{"message": "..."}` or `{"error": "text"}`.
-#[derive(Debug, Deserialize)]
-pub struct ErrorEnvelope {
-  pub error: Option<serde_json::Value>,
-  pub detail: Option<serde_json::Value>,
-  pub message: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ErrorDetail {
-  #[serde(default)]
-  pub message: String,
-  #[serde(rename = "type")]
-  pub kind: Option<String>,
-  pub code: Option<String>,
-  pub param: Option<String>,
-}
-
-impl ErrorDetail {
-  pub fn describe(&self) -> String {
-    let mut parts = vec![];
-    if let Some(kind) = &self.kind {
-      parts.push(format!("type={kind}"));
-    }
-    if let Some(code) = &self.code {
-      parts.push(format!("code={code}"));
-    }
-    if let Some(param) = &self.param {
-      parts.push(format!("param={param}"));
-    }
-    format!("openai error {}", parts.join(" "))
-  }
-}
-
-impl ErrorEnvelope {
-  pub fn into_detail(self) -> Option<ErrorDetail> {
-    let text_detail = |message: String| ErrorDetail {
-      message,
-      kind: None,
-      code: None,
-      param: None,
-    };
-    match self.error {
-      Some(serde_json::Value::String(message)) => return Some(text_detail(message)),
-      Some(value @ serde_json::Value::Object(_)) => {
-        // `code` may be a number at some compatible servers.
-        let mut value = value;
-        if let Some(code) = value.get_mut("code") {
-          if !code.is_string() && !code.is_null() {
-            *code = serde_json::Value::String(code.to_string());
-          }
-        }
-        return serde_json::from_value(value).ok();
-      }
-      _ => {}
-    }
-    if let Some(detail) = self.detail {
-      let message = match detail {
-        serde_json::Value::String(text) => text,
-        other => other.to_string(),
-      };
-      return Some(text_detail(message));
-    }
-    self.message.map(text_detail)
   }
 }
