@@ -838,4 +838,6 @@ module.exports = nativeBinding
 module.exports.NativeCall = nativeBinding.NativeCall
 module.exports.NativeCostTracker = nativeBinding.NativeCostTracker
 module.exports.NativeGateway = nativeBinding.NativeGateway
+module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
+module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
 module.exports.countTokens = nativeBinding.countTokens

@@ -27,6 +27,39 @@ export interface ChatRequest {
   signal?: AbortSignal
 }
 
+export interface GatewayOptions {
+  /** Answers identical requests from here; `cache: false` on a request skips it. */
+  cache?: ResponseCache | false
+  /** Keyed by `request.user` (or "anonymous"); a refusal is RATE_LIMITED (429) with retryAfterMs. */
+  rateLimiter?: RateLimiter
+  /** Called once after every call, whatever its outcome, off the call's path. A throw (or a
+   *  rejected promise) is counted in `stats().hookErrors`, never rethrown. */
+  onCall?: (record: CallRecord) => void | Promise<void>
+}
+
+/** Answers kept by a hash of everything that changes them (see `keyFor`). */
+export declare class ResponseCache {
+  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  constructor(options?: ResponseCacheOptions)
+  get(key: string): ChatResponse | undefined
+  /** `value`: a ChatResponse, or any object with at least `content`. */
+  set(key: string, value: CachedAnswer, ttlSeconds?: number): void
+  delete(key: string): boolean
+  clear(): void
+  stats(): ResponseCacheStats
+  /** The key the gateway uses for this request. */
+  static keyFor(request: ChatRequest): string
+}
+
+/** Requests and tokens per minute per key (GCRA). */
+export declare class RateLimiter {
+  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  constructor(options: RateLimiterOptions)
+  /** Admits one request costing `tokens` for `key` now, or refuses it (consuming nothing). */
+  check(key: string, tokens?: number): RateLimitDecision
+  acquire(key: string, tokens?: number): Promise<RateLimitDecision>
+}
+
 export type StreamEvent =
   | { type: 'text'; text: string }
   | { type: 'tool_call'; index: number; id?: string; name?: string; argumentsDelta: string }
@@ -78,6 +111,8 @@ export declare class Gateway {
   models(): string[]
   /** One entry per route target. */
   health(): DeploymentHealth[]
+  /** Counters since the gateway was created. */
+  stats(): GatewayStats
   /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }
@@ -141,8 +176,15 @@ export declare class NativeGateway {
   /**
    * Never throws: a bad configuration is reported by `configError()`, so the JS layer
    * can throw it with the same error shape as every other failure.
+   *
+   * `cache`, `rateLimiter`, `onCall` and `costs` arrive apart from the options: the JS layer
+   * unwraps its classes to their native handles and guards the hook against throws.
    */
-  constructor(options: GatewayOptions, costs?: NativeCostTracker | undefined | null)
+  constructor(options: GatewayOptions, cache?: NativeResponseCache | undefined | null, rateLimiter?: NativeRateLimiter | undefined | null, onCall?: ((arg: CallRecord) => void) | undefined | null, costs?: NativeCostTracker | undefined | null)
+  /** Calls by outcome and error code, cache and limiter counters, hook errors. */
+  stats(): GatewayStats | null
+  /** Counts an `onCall` hook that threw (called by the JS guard around the hook). */
+  recordHookError(): void
   configError(): ErrorInfo | null
   /** Starts a call; `stream` decides whether text events are delivered as they arrive. */
   start(request: ChatRequest, stream: boolean): NativeCall
@@ -161,6 +203,37 @@ export declare class NativeGateway {
   /** After `close()`: resolves once every call in flight has settled (its result handed over). */
   waitClosed(): Promise<void>
   isOpen(): boolean
+}
+
+/** The native rate limiter. Use `RateLimiter` from the package. */
+export declare class NativeRateLimiter {
+  constructor(options: RateLimiterOptions)
+  /** Admits one request costing `tokens` for `key`, or refuses it (consuming nothing). */
+  check(key: string, tokens?: number | undefined | null): RateLimitDecision
+  /** `check` for every backend, local or shared. */
+  acquire(key: string, tokens?: number | undefined | null): Promise<RateLimitDecision>
+}
+
+/** The native response cache. Use `ResponseCache` from the package. */
+export declare class NativeResponseCache {
+  constructor(options?: ResponseCacheOptions | undefined | null)
+  /**
+   * The stored answer as JSON text (a `ChatResponse`), or null. One string crosses
+   * into JS instead of a property write per field, which is what a hit costs from JS.
+   */
+  getJson(key: string): string | null
+  /** `ttlSeconds` overrides the cache's default for this entry. */
+  set(key: string, value: CachedAnswer, ttlSeconds?: number | undefined | null): void
+  /** True when an entry was removed. */
+  delete(key: string): boolean
+  clear(): void
+  stats(): ResponseCacheStats
+  /**
+   * The key the gateway uses for `request`: a BLAKE3 hash of everything that changes the
+   * answer (model, messages, sampling, max tokens, stop, tools, tool choice, response
+   * format) and nothing that does not (user, metadata, signal, timeouts, retries).
+   */
+  static keyFor(request: ChatRequest): string
 }
 
 export interface BudgetInfo {
@@ -182,10 +255,63 @@ export interface BudgetOptions {
   hard?: boolean
 }
 
+/** What `set()` takes: a `ChatResponse`, or any object with at least `content`. */
+export interface CachedAnswer {
+  content: string
+  id?: string
+  provider?: string
+  model?: string
+  refusal?: string
+  toolCalls?: Array<ToolCall>
+  finishReason?: 'stop' | 'length' | 'tool_calls' | 'content_filter'
+  usage?: CachedUsage
+}
+
+export interface CachedUsage {
+  promptTokens?: number
+  completionTokens?: number
+  totalTokens?: number
+  estimated?: boolean
+  cachedPromptTokens?: number
+  cacheWritePromptTokens?: number
+  reasoningTokens?: number
+}
+
 /** Events available now; `error` ends the call, as does a `done` event. */
 export interface CallBatch {
   events: Array<NativeStreamEvent>
   error?: ErrorInfo
+}
+
+/** One finished call, handed to `onCall`. */
+export interface CallRecord {
+  requestId: string
+  /** The model as the caller asked for it. */
+  model: string
+  /** The configured provider name; absent when the model did not resolve. */
+  provider?: string
+  /** The vendor's model name. */
+  vendorModel?: string
+  route?: string
+  user?: string
+  metadata?: Record<string, string>
+  outcome: 'ok' | 'error' | 'aborted'
+  errorCode?: ErrorCode
+  /** Zero for a failed call. */
+  usage: Usage
+  costUsd: number
+  /** No upstream call was made (a cache hit, or joined onto an identical call). */
+  cached: boolean
+  latencyMs: number
+  ttftMs?: number
+  /** Upstream tries (0 for a cached answer). */
+  attempts: number
+}
+
+export interface CallsByOutcome {
+  ok: number
+  error: number
+  aborted: number
 }
 
 export interface ChatRequest {
@@ -202,7 +328,10 @@ export interface ChatRequest {
   toolChoice?: 'auto' | 'none' | 'required' | { name: string }
   /** Key for rate limits, budgets and cost reports; sent to the vendor as its user id. */
   user?: string
+  /** Not sent to the vendor; handed to `onCall` with the call's record. */
   metadata?: Record<string, string>
+  /** `false` skips the gateway's cache for this call (no lookup, nothing stored). */
+  cache?: boolean
   /** Deadline for this call, retries included (> 0). */
   timeoutMs?: number
   /** Further attempts after a retryable failure (a whole number >= 0). */
@@ -362,6 +491,29 @@ export interface GatewayOptions {
   retryBaseDelayMs?: number
 }
 
+/** `gateway.stats()`: counters since the gateway was created. */
+export interface GatewayStats {
+  callsByOutcome: CallsByOutcome
+  /** Failed and aborted calls by error code (codes seen at least once). */
+  callsByErrorCode: Partial<Record<ErrorCode, number>>
+  /** Calls answered from the cache. */
+  cacheHits: number
+  /** Calls that went upstream through the cache. */
+  cacheMisses: number
+  /** Calls that joined an identical call already in flight. */
+  cacheCoalesced: number
+  /** Calls our RateLimiter refused (vendor 429s are in callsByErrorCode only). */
+  limiterRefusals: number
+  /** Calls refused by a hard budget (BUDGET_EXCEEDED). */
+  budgetRefusals: number
+  /** Calls the cost tracker had no price for. */
+  unpricedCalls: number
+  /** `onCall` threw or its promise rejected. */
+  hookErrors: number
+  /** Records not delivered to `onCall` because its queue was full. */
+  hookDropped: number
+}
+
 /** One entry of a LiteLLM price file (USD per token). */
 export interface LiteLlmModelPrice {
   inputCostPerToken?: number
@@ -434,6 +586,45 @@ export interface ProviderConfig {
    * roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
    */
   caCertPath?: string
+}
+
+export interface RateLimitDecision {
+  allowed: boolean
+  /** 0 when allowed; else how long until the same request would be. */
+  retryAfterMs: number
+  /** Infinity when there is no request limit. */
+  remainingRequests: number
+  /** Infinity when there is no token limit. */
+  remainingTokens: number
+}
+
+export interface RateLimiterOptions {
+  requestsPerMinute?: number
+  tokensPerMinute?: number
+  /**
+   * How much of a minute a key may spend at once (default: all of it). In requests when
+   * `requestsPerMinute` is set (the token bucket then holds the same share of its
+   * minute), else in tokens.
+   */
+  burst?: number
+}
+
+export interface ResponseCacheOptions {
+  /** Most answers kept (default 10000 when `maxBytes` is not set either). */
+  maxEntries?: number
+  /** Most bytes of answers kept (text, tool calls, key and a fixed overhead per entry). */
+  maxBytes?: number
+  /** Default time to live; entries never expire without it. */
+  ttlSeconds?: number
+  /** Prefixed to every key, so tenants sharing a store never share answers. */
+  namespace?: string
+}
+
+export interface ResponseCacheStats {
+  hits: number
+  misses: number
+  entries: number
+  bytes: number
 }
 
 export interface ResponseFormat {

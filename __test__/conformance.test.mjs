@@ -1,4 +1,4 @@
-// Every recorded vendor response, stream and error from ../shared/fixtures/providers,
+// Every recorded vendor response, stream and error from __test__/fixtures/providers,
 // replayed by a loopback mock vendor and decoded through the whole addon (HTTP, SSE,
 // adapters, JS layer). Streams are replayed whole, one byte per write (every byte
 // boundary a split) and split at a few chosen offsets.
@@ -11,17 +11,19 @@ import { loadManifest, readFixture, startMockVendors } from './helpers/mock-vend
 const KEY = 'test-key-conformance'
 let vendors
 let gateway
+// Retries on, with a short backoff: for the checks that a failure is NOT retried, which
+// could not fail with retries off. A wrong retry would get the mock's default answer.
+let retrying
 
 before(async () => {
   vendors = await startMockVendors()
-  gateway = new Gateway({
-    maxRetries: 0,
-    providers: {
-      openai: { kind: 'openai', apiKey: KEY, baseUrl: vendors.openaiBaseUrl },
-      anthropic: { kind: 'anthropic', apiKey: KEY, baseUrl: vendors.anthropicBaseUrl },
-      gemini: { kind: 'gemini', apiKey: KEY, baseUrl: vendors.geminiBaseUrl },
-    },
-  })
+  const providers = {
+    openai: { kind: 'openai', apiKey: KEY, baseUrl: vendors.openaiBaseUrl },
+    anthropic: { kind: 'anthropic', apiKey: KEY, baseUrl: vendors.anthropicBaseUrl },
+    gemini: { kind: 'gemini', apiKey: KEY, baseUrl: vendors.geminiBaseUrl },
+  }
+  gateway = new Gateway({ maxRetries: 0, providers })
+  retrying = new Gateway({ maxRetries: 3, retryBaseDelayMs: 1, providers })
 })
 after(() => vendors.close())
 
@@ -103,7 +105,7 @@ describe('recorded streams', () => {
       vendors.enqueue(entry.provider, { fixture: entry.file, split: 'bytes' })
       const pieces = []
       const before = vendors.requests.length
-      const error = await gateway.stream(request(entry.provider), (t) => pieces.push(t)).then(
+      const error = await retrying.stream(request(entry.provider), (t) => pieces.push(t)).then(
         () => assert.fail('the stream must fail'),
         (e) => e,
       )

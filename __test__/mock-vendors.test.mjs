@@ -239,23 +239,28 @@ const geTools = {
   ok(before === 0, `no disconnects counted so far (${before})`);
   mock.enqueue('openai', { hang: true });
   const ac = new AbortController();
+  const hangMark = mock.mark();
   const seen = mock.requests.length;
   const pending = fetch(`${mock.openaiBaseUrl}/chat/completions`, { method: 'POST', headers: OA, body: JSON.stringify(oaBody), signal: ac.signal }).catch((e) => e);
   await received(seen + 1);
   ac.abort();
   ok((await pending).name === 'AbortError', 'hang aborted by client');
-  ok((await mock.waitForClose(1000)) === 1 && mock.closedConnections() === 1, 'disconnect during hang observed');
+  ok((await mock.waitForClose({ since: hangMark, timeoutMs: 1000 })) === 1 && mock.closedConnections() === 1, 'disconnect during hang observed');
 
   mock.enqueue('anthropic', { sse: ['event: ping\ndata: {"type":"ping"}\n\n'], hang: true });
   const ac2 = new AbortController();
+  const streamMark = mock.mark();
   const res2 = await fetch(`${mock.anthropicBaseUrl}/v1/messages`, { method: 'POST', headers: AN, body: JSON.stringify(anBody), signal: ac2.signal });
   const reader = res2.body.getReader();
   ok(Buffer.from((await reader.read()).value).toString().includes('ping'), 'stalled stream delivered its chunks');
-  const waiting = mock.waitForClose(1000);
+  const waiting = mock.waitForClose({ since: streamMark, timeoutMs: 1000 });
   ac2.abort();
-  ok((await waiting) === 2, 'disconnect mid-stream observed');
-  await assert.rejects(mock.waitForClose(50), /no client disconnect/);
-  checks++;
+  ok((await waiting) === 1 && mock.closedConnections() === 2, 'disconnect mid-stream observed');
+  // An earlier request's disconnect never satisfies a wait for a later one.
+  await assert.rejects(mock.waitForClose({ since: mock.mark(), timeoutMs: 50 }), /no client disconnect/);
+  ok((await mock.waitForClose({ since: hangMark, timeoutMs: 50 })) === 2, 'both disconnects counted since the first mark');
+  assert.throws(() => mock.waitForClose(1000), /since/);
+  checks += 2;
 }
 
 // generateOpenAIStream

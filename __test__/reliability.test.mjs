@@ -47,21 +47,24 @@ const openaiError = (status, message, extra = {}) => ({
 
 describe('timeouts', () => {
   test('timeoutMs bounds the whole call and rejects with TIMEOUT', async () => {
+    const mark = vendors.mark()
     vendors.enqueue('openai', { hang: true })
     const error = await rejection(gateway({ timeoutMs: 200 }).chat(ask()))
     assertErrorShape(error, 'TIMEOUT')
     assert.equal(error.status, 504)
-    await vendors.waitForClose(2000) // the hung request was closed, not leaked
+    await vendors.waitForClose({ since: mark, timeoutMs: 2000 }) // the hung request was closed, not leaked
   })
 
   test('a per-request timeoutMs overrides the gateway default', async () => {
+    const mark = vendors.mark()
     vendors.enqueue('openai', { hang: true })
     const error = await rejection(gateway({ timeoutMs: 60_000 }).chat(ask({ timeoutMs: 150 })))
     assertErrorShape(error, 'TIMEOUT')
-    await vendors.waitForClose(2000)
+    await vendors.waitForClose({ since: mark, timeoutMs: 2000 })
   })
 
   test('a stream that stalls mid-way times out too', async () => {
+    const mark = vendors.mark()
     vendors.enqueue('openai', {
       sse: ['data: {"id":"c","choices":[{"index":0,"delta":{"content":"partial"}}]}\n\n'],
       hang: true,
@@ -71,6 +74,7 @@ describe('timeouts', () => {
     const error = await rejection(gateway({ timeoutMs: 300 }).stream(ask(), (t) => pieces.push(t)))
     assertErrorShape(error, 'TIMEOUT')
     assert.deepEqual(pieces, ['partial'])
+    await vendors.waitForClose({ since: mark, timeoutMs: 2000 })
   })
 })
 
@@ -193,6 +197,7 @@ describe('retries', () => {
 
 describe('cancellation', () => {
   test('an AbortSignal aborts a streaming call: the upstream sees its connection closed', async () => {
+    const mark = vendors.mark()
     vendors.enqueue('openai', { sse: generateOpenAIStream({ chunks: 200 }).split(/(?<=\n\n)/), delayMs: 20 })
     const controller = new AbortController()
     const pieces = []
@@ -204,16 +209,17 @@ describe('cancellation', () => {
     assertErrorShape(error, 'ABORTED')
     assert.equal(error.status, 499)
     assert.equal(error.cause?.name, 'AbortError', "the signal's reason is the cause")
-    await vendors.waitForClose(2000)
+    await vendors.waitForClose({ since: mark, timeoutMs: 2000 })
   })
 
   test('an AbortSignal aborts a non-streaming call waiting for headers', async () => {
+    const mark = vendors.mark()
     vendors.enqueue('openai', { hang: true })
     const controller = new AbortController()
     const call = gateway().chat(ask({ signal: controller.signal }))
     setTimeout(() => controller.abort(), 50)
     assertErrorShape(await rejection(call), 'ABORTED')
-    await vendors.waitForClose(2000)
+    await vendors.waitForClose({ since: mark, timeoutMs: 2000 })
   })
 
   test('an already-aborted signal sends nothing upstream', async () => {
@@ -224,21 +230,23 @@ describe('cancellation', () => {
   })
 
   test('breaking out of streamEvents() closes the upstream connection', async () => {
+    const mark = vendors.mark()
     vendors.enqueue('openai', { sse: generateOpenAIStream({ chunks: 200 }).split(/(?<=\n\n)/), delayMs: 20 })
     let seen = 0
     for await (const event of gateway().streamEvents(ask())) {
       if (event.type === 'text' && ++seen === 2) break
     }
-    await vendors.waitForClose(2000)
+    await vendors.waitForClose({ since: mark, timeoutMs: 2000 })
   })
 
   test('close() aborts calls in flight and refuses new ones', async () => {
+    const mark = vendors.mark()
     vendors.enqueue('openai', { hang: true })
     const gw = gateway()
     const pending = gw.chat(ask())
     setTimeout(() => gw.close(), 50)
     assertErrorShape(await rejection(pending), 'ABORTED')
-    await vendors.waitForClose(2000)
+    await vendors.waitForClose({ since: mark, timeoutMs: 2000 })
     const before = sent()
     const late = await rejection(gw.chat(ask()))
     assertErrorShape(late, 'ABORTED')
@@ -249,6 +257,7 @@ describe('cancellation', () => {
 
 describe('callback errors', () => {
   test('an exception in onChunk stops the stream and rejects with CALLBACK_ERROR carrying it as cause', async () => {
+    const mark = vendors.mark()
     vendors.enqueue('openai', { sse: generateOpenAIStream({ chunks: 200 }).split(/(?<=\n\n)/), delayMs: 20 })
     const thrown = new RangeError('consumer exploded')
     let calls = 0
@@ -262,7 +271,7 @@ describe('callback errors', () => {
     assert.equal(error.status, 500)
     assert.equal(error.cause, thrown)
     assert.equal(calls, 1, 'onChunk is not called again after it threw')
-    await vendors.waitForClose(2000)
+    await vendors.waitForClose({ since: mark, timeoutMs: 2000 })
   })
 })
 

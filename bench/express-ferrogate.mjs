@@ -9,11 +9,16 @@
 // Env: PORT (default 18301), UPSTREAM_BASE_URL (default http://127.0.0.1:18080/v1; OpenAI-style,
 //      version included), FERROGATE_STREAM_API = events (default: `for await` over
 //      gw.streamEvents()) | callback (gw.stream(req, onChunk); text only, no tool-call deltas).
+//      FERROGATE_CACHE=miss: a ResponseCache on the gateway, and every request made unique (a
+//      counter appended to its last message) so every call is a miss: lookup, coalescing
+//      table, upstream call and insert, the cache's whole cost. FERROGATE_LIMITER=1: a
+//      RateLimiter (requests and tokens per minute, so tokens are counted before each call and
+//      settled after) whose limits are never reached.
 import { randomBytes } from 'node:crypto';
 import { requireDep, requireFerrogate } from './lib.mjs';
 
 const express = requireDep('express');
-const { Gateway } = requireFerrogate();
+const { Gateway, ResponseCache, RateLimiter } = requireFerrogate();
 
 const PORT = Number(process.env.PORT || 18301);
 const PROVIDER = 'openai';
@@ -25,7 +30,11 @@ const gw = new Gateway({
   },
   timeoutMs: 60_000,
   maxRetries: 0, // same as the express+openai baseline
+  cache: process.env.FERROGATE_CACHE === 'miss' ? new ResponseCache({ maxEntries: 10_000 }) : undefined,
+  rateLimiter: process.env.FERROGATE_LIMITER === '1' ? new RateLimiter({ requestsPerMinute: 1e9, tokensPerMinute: 1e12 }) : undefined,
 });
+const UNIQUE = process.env.FERROGATE_CACHE === 'miss';
+let served = 0;
 
 // ---------------------------------------------------------------- OpenAI wire format -> ChatRequest
 function toPart(p) {
@@ -96,6 +105,10 @@ app.post('/v1/chat/completions', async (req, res) => {
   const ac = new AbortController();
   res.on('close', () => { if (!res.writableFinished) ac.abort(); }); // client left: stop the upstream call
   const chatReq = toChatRequest(body, ac.signal);
+  if (UNIQUE) {
+    const last = chatReq.messages.at(-1);
+    if (last && typeof last.content === 'string') last.content += ` #${++served}`;
+  }
   if (!body.stream) {
     try {
       res.json(completion(await gw.chat(chatReq)));

@@ -42,6 +42,8 @@ for (const s of SCENARIO_NAMES) if (!SCENARIOS[s]) throw new Error(`unknown scen
 const ALL_CONTENDERS = [
   { name: 'express+openai', script: 'express-openai.mjs', baseline: true },
   { name: 'express+ferrogate', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events' } },
+  // same app with a ResponseCache (every request unique: all misses) and a RateLimiter that never refuses
+  { name: 'express+ferrogate+cache+limiter', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events', FERROGATE_CACHE: 'miss', FERROGATE_LIMITER: '1' } },
   // same app, gw.stream(req, onChunk) instead of `for await (gw.streamEvents())`; streaming only
   { name: 'express+ferrogate-cb', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'callback' }, scenarios: ['stream'] },
 ];
@@ -172,6 +174,7 @@ const meta = {
   loadgen: LOADGEN === 'wrk' ? (spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout || '').split('\n')[0].split(' [')[0] || 'wrk' : 'node loadgen.mjs',
   express: depVersion('express'), openai: depVersion('openai'), ferrogate: pkgVersion, gitRev,
   durationS: DURATION, warmupS: WARMUP, chatConc: CHAT_CONC, streamConc: STREAM_CONC, streamChunks: STREAM_CHUNKS,
+  loadAvgBefore: os.loadavg(),
 };
 log(JSON.stringify(meta));
 
@@ -301,6 +304,8 @@ if (env.LONG_STREAM !== '0') {
   lines.push(r.out.trim() || `long-stream: failed (exit ${r.code}), see the log above`);
 }
 
+meta.loadAvgAfter = os.loadavg();
+lines.push('', `Load average (1/5/15 min) before: ${meta.loadAvgBefore.map((l) => l.toFixed(2)).join(' ')}, after: ${meta.loadAvgAfter.map((l) => l.toFixed(2)).join(' ')} on ${meta.cpus} CPUs.`);
 const md = lines.join('\n');
 fs.writeFileSync(path.join(RESULTS_DIR, 'latest.md'), md + '\n');
 fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), JSON.stringify({ meta, results, ratios, longStream }, null, 2) + '\n');

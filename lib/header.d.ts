@@ -27,6 +27,39 @@ export interface ChatRequest {
   signal?: AbortSignal
 }
 
+export interface GatewayOptions {
+  /** Answers identical requests from here; `cache: false` on a request skips it. */
+  cache?: ResponseCache | false
+  /** Keyed by `request.user` (or "anonymous"); a refusal is RATE_LIMITED (429) with retryAfterMs. */
+  rateLimiter?: RateLimiter
+  /** Called once after every call, whatever its outcome, off the call's path. A throw (or a
+   *  rejected promise) is counted in `stats().hookErrors`, never rethrown. */
+  onCall?: (record: CallRecord) => void | Promise<void>
+}
+
+/** Answers kept by a hash of everything that changes them (see `keyFor`). */
+export declare class ResponseCache {
+  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  constructor(options?: ResponseCacheOptions)
+  get(key: string): ChatResponse | undefined
+  /** `value`: a ChatResponse, or any object with at least `content`. */
+  set(key: string, value: CachedAnswer, ttlSeconds?: number): void
+  delete(key: string): boolean
+  clear(): void
+  stats(): ResponseCacheStats
+  /** The key the gateway uses for this request. */
+  static keyFor(request: ChatRequest): string
+}
+
+/** Requests and tokens per minute per key (GCRA). */
+export declare class RateLimiter {
+  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  constructor(options: RateLimiterOptions)
+  /** Admits one request costing `tokens` for `key` now, or refuses it (consuming nothing). */
+  check(key: string, tokens?: number): RateLimitDecision
+  acquire(key: string, tokens?: number): Promise<RateLimitDecision>
+}
+
 export type StreamEvent =
   | { type: 'text'; text: string }
   | { type: 'tool_call'; index: number; id?: string; name?: string; argumentsDelta: string }
@@ -78,6 +111,8 @@ export declare class Gateway {
   models(): string[]
   /** One entry per route target. */
   health(): DeploymentHealth[]
+  /** Counters since the gateway was created. */
+  stats(): GatewayStats
   /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
 }

@@ -1,5 +1,5 @@
 //! Replays every recorded vendor response, stream and error in
-//! `../shared/fixtures/providers/manifest.json` through the adapters, and checks the
+//! `__test__/fixtures/providers/manifest.json` (in this repository) through the adapters, and checks the
 //! normalized result against the manifest's expectations. Streams are decoded whole,
 //! one byte at a time (every byte boundary is a split), and split in two with an empty
 //! piece between the halves at every boundary (at evenly spread boundaries for the few
@@ -21,7 +21,7 @@ fn fixtures_dir() -> PathBuf {
   std::env::var_os("FIXTURES_DIR")
     .map(PathBuf::from)
     .unwrap_or_else(|| {
-      PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/providers")
+      PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("__test__/fixtures/providers")
     })
 }
 

@@ -21,6 +21,25 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+  /// Every code, in a fixed order (`index()` is the position here).
+  pub const ALL: [ErrorCode; 11] = [
+    ErrorCode::RateLimited,
+    ErrorCode::BudgetExceeded,
+    ErrorCode::Authentication,
+    ErrorCode::InvalidRequest,
+    ErrorCode::NotFound,
+    ErrorCode::ProviderError,
+    ErrorCode::UpstreamUnavailable,
+    ErrorCode::Timeout,
+    ErrorCode::Aborted,
+    ErrorCode::Config,
+    ErrorCode::CallbackError,
+  ];
+
+  pub fn index(self) -> usize {
+    self as usize
+  }
+
   pub fn as_str(self) -> &'static str {
     match self {
       ErrorCode::RateLimited => "RATE_LIMITED",

@@ -4,8 +4,10 @@
 
 pub mod assembler;
 pub mod backend;
+pub mod cache;
 pub mod costs;
 pub mod error;
+pub mod limiter;
 pub mod pipeline;
 pub mod providers;
 pub mod retry;

@@ -26,8 +26,9 @@
 // startMockVendors({ apiKeys: { openai?, anthropic?, gemini? } }): a vendor given a key refuses any other key the
 // way it refuses a wrong key; otherwise any non-empty key is accepted. Besides the documented fields the mock
 // exposes `errors`, the exceptions its own handlers threw (each answered 500, or a reset once streaming).
-// waitForClose() resolves with closedConnections() once a disconnect not yet claimed by an earlier
-// waitForClose() has been seen, so a disconnect that happened before the call counts.
+// mark() numbers the next request to arrive. waitForClose({ since: mark, timeoutMs }) resolves with how many
+// requests that arrived at or after `mark` the client disconnected (at least one; a disconnect that happened
+// before the call counts), so a test waits for its own request's disconnect, never for one an earlier test left.
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -48,7 +49,7 @@ export const DEFAULT_USAGE = Object.freeze({ promptTokens: 10, completionTokens:
 
 const FIXTURES_DIR = process.env.FIXTURES_DIR
   ? path.resolve(process.env.FIXTURES_DIR)
-  : path.resolve(fileURLToPath(new URL('../..', import.meta.url)), '../shared/fixtures/providers');
+  : fileURLToPath(new URL('../fixtures/providers', import.meta.url));
 
 export function fixturePath(rel) {
   return path.join(FIXTURES_DIR, rel);
@@ -809,26 +810,29 @@ export async function startMockVendors(opts = {}) {
   let closing = false;
   let closePromise;
   let served = 0;
-  let disconnects = 0;
-  let claimed = 0; // disconnects already handed to a waitForClose() caller
+  let arrived = 0; // requests numbered in order of arrival, for mark() and waitForClose()
+  const disconnected = []; // arrival numbers of the requests the client disconnected
+
+  const disconnectsSince = (since) => disconnected.filter((n) => n >= since).length;
 
   function settleWaiters() {
     for (const w of waiters) {
-      if (claimed >= disconnects) return;
-      claimed++;
+      const count = disconnectsSince(w.since);
+      if (count === 0) continue;
       waiters.delete(w);
       clearTimeout(w.timer);
-      w.resolve(disconnects);
+      w.resolve(count);
     }
   }
 
   async function handle(req, res) {
+    const arrival = arrived++;
     const aborter = new AbortController();
     let serverCut = false;
     res.on('close', () => {
       aborter.abort();
       if (!res.writableEnded && !serverCut && !closing) {
-        disconnects++;
+        disconnected.push(arrival);
         settleWaiters();
       }
     });
@@ -899,15 +903,20 @@ export async function startMockVendors(opts = {}) {
       const plan = planReply(vendor, reply);
       queues[vendor].push(plan);
     },
-    closedConnections: () => disconnects,
-    waitForClose(timeoutMs = 5000) {
+    closedConnections: () => disconnected.length,
+    mark: () => arrived,
+    waitForClose({ since, timeoutMs = 5000 } = {}) {
+      if (!Number.isInteger(since)) {
+        throw new TypeError('waitForClose({ since: mock.mark() }): say from which request on, so an earlier disconnect cannot count');
+      }
       return new Promise((resolve, reject) => {
         const waiter = {
+          since,
           resolve,
           reject,
           timer: setTimeout(() => {
             waiters.delete(waiter);
-            reject(new Error(`mock-vendors: no client disconnect within ${timeoutMs}ms`));
+            reject(new Error(`mock-vendors: no client disconnect of a request since #${since} within ${timeoutMs}ms`));
           }, timeoutMs),
         };
         waiters.add(waiter);

@@ -1,5 +1,69 @@
-//! The seam for shared state: each stateful piece sits behind a small trait with an
-//! embedded implementation here; Redis and PostgreSQL implementations slot in later.
+//! The seam for shared state. Each stateful piece talks to a small store trait; the
+//! embedded stores here (moka, in-memory GCRA, the SQLite cost ledger) are the defaults, and shared backends
+//! (Redis, issue 10) implement the same traits.
+//!
+//! Store methods return boxed futures so a networked store fits the same trait. The
+//! embedded stores answer at once (their futures are ready on the first poll), which is
+//! what lets `RateLimiter.check()` and `ResponseCache.get()` stay synchronous in JS.
 
+pub mod gcra;
 pub mod ledger;
+pub mod memory_cache;
+pub mod memory_limiter;
 pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::error::Result;
+use crate::types::ChatResponse;
+
+pub use memory_cache::MemoryCacheStore;
+pub use memory_limiter::MemoryLimiterStore;
+
+/// What a cache store holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+  pub entries: u64,
+  /// The approximate size of the stored answers (text, tool calls, key).
+  pub bytes: u64,
+}
+
+/// Cached answers by key. Keys arrive already namespaced.
+pub trait CacheStore: Send + Sync {
+  fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<ChatResponse>>>>;
+  /// `ttl` overrides the store's default time to live for this entry.
+  fn set(
+    &self,
+    key: String,
+    value: Arc<ChatResponse>,
+    ttl: Option<Duration>,
+  ) -> BoxFuture<'_, Result<()>>;
+  /// True when an entry was removed.
+  fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+  /// Removes every entry whose key starts with `prefix` (the namespace).
+  fn clear<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>>;
+  fn usage(&self) -> StoreUsage;
+}
+
+/// Per-key counters for the rate limiter, applied atomically by the store.
+pub trait LimiterStore: Send + Sync {
+  /// Admits one request costing `tokens` under `quota`, or refuses it and consumes
+  /// nothing.
+  fn acquire<'a>(
+    &'a self,
+    key: &'a str,
+    tokens: u64,
+    quota: &'a gcra::Quota,
+  ) -> BoxFuture<'a, Result<gcra::Decision>>;
+  /// Corrects an admitted request's token charge once its real usage is known:
+  /// `delta` = real - estimated (negative gives tokens back).
+  fn adjust_tokens<'a>(
+    &'a self,
+    key: &'a str,
+    delta: i64,
+    quota: &'a gcra::Quota,
+  ) -> BoxFuture<'a, Result<()>>;
+}

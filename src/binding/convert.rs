@@ -6,8 +6,8 @@ use super::numbers::{count, finite, millis};
 use super::types as js;
 use crate::error::{GatewayError, Result};
 use crate::pipeline::{
-  CallOptions, DeploymentHealth, GatewayConfig, ProviderConfig, RouteConfig, RouteTargetConfig,
-  RoutingConfig,
+  CallOptions, CallRecord, DeploymentHealth, GatewayConfig, ProviderConfig, RouteConfig,
+  RouteTargetConfig, RoutingConfig, StatsSnapshot,
 };
 use crate::types::{
   ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, ToolCall,
@@ -231,6 +231,9 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
     tool_choice,
     user: request.user,
   };
+  let mut metadata: Vec<(String, String)> =
+    request.metadata.unwrap_or_default().into_iter().collect();
+  metadata.sort();
   let options = CallOptions {
     timeout: millis("timeoutMs", request.timeout_ms, false)
       .map_err(GatewayError::invalid_request)?,
@@ -244,6 +247,8 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
         ))
       }
     },
+    bypass_cache: request.cache == Some(false),
+    metadata,
   };
   Ok((request.model, core, options))
 }
@@ -352,8 +357,62 @@ fn tool_call(call: ToolCall) -> js::ToolCall {
   }
 }
 
+fn usage(usage: crate::types::Usage) -> js::Usage {
+  js::Usage {
+    prompt_tokens: usage.prompt_tokens as f64,
+    completion_tokens: usage.completion_tokens as f64,
+    total_tokens: usage.total_tokens as f64,
+    estimated: usage.estimated,
+    cached_prompt_tokens: usage.cached_prompt_tokens as f64,
+    cache_write_prompt_tokens: usage.cache_write_prompt_tokens as f64,
+    reasoning_tokens: usage.reasoning_tokens as f64,
+  }
+}
+
+pub fn call_record(record: CallRecord) -> js::CallRecord {
+  js::CallRecord {
+    request_id: record.request_id,
+    model: record.model,
+    provider: record.provider,
+    vendor_model: record.vendor_model,
+    route: record.route,
+    user: record.user,
+    metadata: (!record.metadata.is_empty()).then(|| record.metadata.into_iter().collect()),
+    outcome: record.outcome.as_str().to_string(),
+    error_code: record.error_code.map(|code| code.as_str().to_string()),
+    usage: usage(record.usage),
+    cost_usd: record.cost_usd,
+    cached: record.cached,
+    latency_ms: record.latency_ms,
+    ttft_ms: record.ttft_ms,
+    attempts: record.attempts,
+  }
+}
+
+pub fn stats(stats: StatsSnapshot) -> js::GatewayStats {
+  js::GatewayStats {
+    calls_by_outcome: js::CallsByOutcome {
+      ok: stats.ok as f64,
+      error: stats.errors as f64,
+      aborted: stats.aborted as f64,
+    },
+    calls_by_error_code: stats
+      .by_error_code
+      .into_iter()
+      .map(|(code, count)| (code.as_str().to_string(), count as f64))
+      .collect(),
+    cache_hits: stats.cache_hits as f64,
+    cache_misses: stats.cache_misses as f64,
+    cache_coalesced: stats.cache_coalesced as f64,
+    limiter_refusals: stats.limiter_refusals as f64,
+    budget_refusals: stats.budget_refusals as f64,
+    unpriced_calls: stats.unpriced_calls as f64,
+    hook_errors: stats.hook_errors as f64,
+    hook_dropped: stats.hook_dropped as f64,
+  }
+}
+
 pub fn response(response: ChatResponse) -> js::ChatResponse {
-  let usage = response.usage;
   js::ChatResponse {
     id: response.id,
     provider: response.provider,
@@ -362,15 +421,7 @@ pub fn response(response: ChatResponse) -> js::ChatResponse {
     refusal: response.refusal,
     tool_calls: response.tool_calls.into_iter().map(tool_call).collect(),
     finish_reason: response.finish_reason.as_str().to_string(),
-    usage: js::Usage {
-      prompt_tokens: usage.prompt_tokens as f64,
-      completion_tokens: usage.completion_tokens as f64,
-      total_tokens: usage.total_tokens as f64,
-      estimated: usage.estimated,
-      cached_prompt_tokens: usage.cached_prompt_tokens as f64,
-      cache_write_prompt_tokens: usage.cache_write_prompt_tokens as f64,
-      reasoning_tokens: usage.reasoning_tokens as f64,
-    },
+    usage: usage(response.usage),
     cost_usd: response.cost_usd,
     cached: response.cached,
     latency_ms: response.latency_ms,

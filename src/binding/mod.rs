@@ -1,23 +1,28 @@
 //! napi shims over the core: convert, spawn, hand results back. No gateway logic here.
 
+mod cache;
 mod convert;
 mod costs;
+mod hook;
+mod limiter;
 mod numbers;
 mod types;
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::Either;
+use napi::bindgen_prelude::{Either, Function};
 use napi_derive::napi;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ErrorCode, GatewayError};
-use crate::pipeline::{Gateway, GatewayConfig};
+use crate::pipeline::Gateway;
 use crate::types::StreamEvent;
 
+pub use cache::*;
 pub use costs::*;
+pub use limiter::*;
 pub use types::*;
 
 /// Events buffered between the upstream reader and JS. Bounded so a slow consumer
@@ -40,16 +45,44 @@ pub struct NativeGateway {
 impl NativeGateway {
   /// Never throws: a bad configuration is reported by `configError()`, so the JS layer
   /// can throw it with the same error shape as every other failure.
+  ///
+  /// `cache`, `rateLimiter`, `onCall` and `costs` arrive apart from the options: the JS layer
+  /// unwraps its classes to their native handles and guards the hook against throws.
   #[napi(constructor, catch_unwind)]
-  pub fn new(options: GatewayOptions, costs: Option<&NativeCostTracker>) -> Self {
-    let costs = costs.map(|tracker| tracker.inner.clone());
-    NativeGateway {
-      inner: convert::gateway_config(options)
-        .map(|config| GatewayConfig { costs, ..config })
-        .and_then(Gateway::new)
-        .map(Arc::new),
+  pub fn new(
+    options: GatewayOptions,
+    cache: Option<&NativeResponseCache>,
+    rate_limiter: Option<&NativeRateLimiter>,
+    on_call: Option<Function<'_, CallRecord, ()>>,
+    costs: Option<&NativeCostTracker>,
+  ) -> napi::Result<Self> {
+    let hook = on_call.map(hook::JsHook::new).transpose()?;
+    let inner = convert::gateway_config(options).and_then(|mut config| {
+      config.cache = cache.map(|cache| cache.inner.clone());
+      config.rate_limiter = rate_limiter.map(|limiter| limiter.inner.clone());
+      config.on_call = hook.map(|hook| crate::pipeline::CallHook(Arc::new(hook)));
+      config.costs = costs.map(|tracker| tracker.inner.clone());
+      Gateway::new(config)
+    });
+    Ok(NativeGateway {
+      inner: inner.map(Arc::new),
       closed: CancellationToken::new(),
       calls: TaskTracker::new(),
+    })
+  }
+
+  /// Calls by outcome and error code, cache and limiter counters, hook errors.
+  #[napi]
+  pub fn stats(&self) -> Option<GatewayStats> {
+    let gateway = self.inner.as_ref().ok()?;
+    Some(convert::stats(gateway.stats()))
+  }
+
+  /// Counts an `onCall` hook that threw (called by the JS guard around the hook).
+  #[napi]
+  pub fn record_hook_error(&self) {
+    if let Ok(gateway) = &self.inner {
+      gateway.record_hook_error();
     }
   }
 
@@ -74,11 +107,6 @@ impl NativeGateway {
       request_id: request_id.clone(),
       gateway_closed: self.closed.clone(),
     };
-    if self.closed.is_cancelled() {
-      let closed = GatewayError::new(ErrorCode::Aborted, "the gateway is closed");
-      let _ = sender.try_send(Err(closed));
-      return call;
-    }
     let gateway = match &self.inner {
       Ok(gateway) => gateway.clone(),
       Err(error) => {
@@ -86,10 +114,21 @@ impl NativeGateway {
         return call;
       }
     };
+    // Calls refused here still get their onCall record and their count in stats().
+    let refuse = |model: &str, user: Option<&String>, error: GatewayError| {
+      gateway.record_refusal(model, user, &request_id, &error);
+      let _ = sender.try_send(Err(error));
+    };
+    if self.closed.is_cancelled() {
+      let closed = GatewayError::new(crate::error::ErrorCode::Aborted, "the gateway is closed");
+      refuse(&request.model, request.user.as_ref(), closed);
+      return call;
+    }
+    let asked = (request.model.clone(), request.user.clone());
     let (model, core_request, options) = match convert::chat_request(request) {
       Ok(parts) => parts,
       Err(error) => {
-        let _ = sender.try_send(Err(error));
+        refuse(&asked.0, asked.1.as_ref(), error);
         return call;
       }
     };

@@ -160,7 +160,10 @@ pub struct ChatRequest {
   pub tool_choice: Option<Either<String, NamedToolChoice>>,
   /// Key for rate limits, budgets and cost reports; sent to the vendor as its user id.
   pub user: Option<String>,
+  /// Not sent to the vendor; handed to `onCall` with the call's record.
   pub metadata: Option<HashMap<String, String>>,
+  /// `false` skips the gateway's cache for this call (no lookup, nothing stored).
+  pub cache: Option<bool>,
   /// Deadline for this call, retries included (> 0).
   pub timeout_ms: Option<f64>,
   /// Further attempts after a retryable failure (a whole number >= 0).
@@ -242,6 +245,66 @@ pub struct ErrorInfo {
 pub struct CallBatch {
   pub events: Vec<NativeStreamEvent>,
   pub error: Option<ErrorInfo>,
+}
+
+/// One finished call, handed to `onCall`.
+#[napi(object)]
+pub struct CallRecord {
+  pub request_id: String,
+  /// The model as the caller asked for it.
+  pub model: String,
+  /// The configured provider name; absent when the model did not resolve.
+  pub provider: Option<String>,
+  /// The vendor's model name.
+  pub vendor_model: Option<String>,
+  pub route: Option<String>,
+  pub user: Option<String>,
+  pub metadata: Option<HashMap<String, String>>,
+  #[napi(ts_type = "'ok' | 'error' | 'aborted'")]
+  pub outcome: String,
+  #[napi(ts_type = "ErrorCode")]
+  pub error_code: Option<String>,
+  /// Zero for a failed call.
+  pub usage: Usage,
+  pub cost_usd: f64,
+  /// No upstream call was made (a cache hit, or joined onto an identical call).
+  pub cached: bool,
+  pub latency_ms: f64,
+  pub ttft_ms: Option<f64>,
+  /// Upstream tries (0 for a cached answer).
+  pub attempts: u32,
+}
+
+#[napi(object)]
+pub struct CallsByOutcome {
+  pub ok: f64,
+  pub error: f64,
+  pub aborted: f64,
+}
+
+/// `gateway.stats()`: counters since the gateway was created.
+#[napi(object)]
+pub struct GatewayStats {
+  pub calls_by_outcome: CallsByOutcome,
+  /// Failed and aborted calls by error code (codes seen at least once).
+  #[napi(ts_type = "Partial<Record<ErrorCode, number>>")]
+  pub calls_by_error_code: HashMap<String, f64>,
+  /// Calls answered from the cache.
+  pub cache_hits: f64,
+  /// Calls that went upstream through the cache.
+  pub cache_misses: f64,
+  /// Calls that joined an identical call already in flight.
+  pub cache_coalesced: f64,
+  /// Calls our RateLimiter refused (vendor 429s are in callsByErrorCode only).
+  pub limiter_refusals: f64,
+  /// Calls refused by a hard budget (BUDGET_EXCEEDED).
+  pub budget_refusals: f64,
+  /// Calls the cost tracker had no price for.
+  pub unpriced_calls: f64,
+  /// `onCall` threw or its promise rejected.
+  pub hook_errors: f64,
+  /// Records not delivered to `onCall` because its queue was full.
+  pub hook_dropped: f64,
 }
 
 /// One route target's state.

@@ -32,11 +32,8 @@ pub(crate) fn reserve(
     .max()
     .unwrap_or(0);
   let models: Vec<&str> = deployments.iter().map(|(name, _)| name.as_str()).collect();
-  let reserved = tracker.reserve(user, &models, prompt_tokens, req.max_tokens);
-  if reserved.is_err() {
-    accounting.count_budget_refusal();
-  }
-  reserved
+  // A refusal is counted by its error code (`stats().budgetRefusals`).
+  tracker.reserve(user, &models, prompt_tokens, req.max_tokens)
 }
 
 /// An upper estimate of what the vendor will bill as prompt tokens: messages and tool

@@ -9,11 +9,11 @@
 //! failed before delivering anything is recorded at zero cost. Without a tracker the
 //! built-in price table still prices `costUsd`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::forward::Progress;
+use super::record::{bump, GatewayStats};
 use super::response::millis;
 use crate::backend::ledger::CallOutcome;
 use crate::costs::{CallEntry, CostTracker, Nanos, Pricing, Reservation};
@@ -21,44 +21,19 @@ use crate::error::{ErrorCode, Result};
 use crate::tokens::encoding_for;
 use crate::types::{ChatRequest, ChatResponse, Usage};
 
-/// The gateway's cost accounting: its tracker, if any, and the counters `stats()` reports.
+/// The gateway's cost accounting: its tracker, if any.
 #[derive(Debug, Default)]
 pub(crate) struct Accounting {
   tracker: Option<Arc<CostTracker>>,
-  unpriced_calls: AtomicU64,
-  budget_refusals: AtomicU64,
-}
-
-/// Counts for `gateway.stats()`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CostCounters {
-  /// Calls priced 0 because their model is in no price table.
-  pub unpriced_calls: u64,
-  /// Calls refused with BUDGET_EXCEEDED.
-  pub budget_refusals: u64,
 }
 
 impl Accounting {
   pub fn new(tracker: Option<Arc<CostTracker>>) -> Accounting {
-    Accounting {
-      tracker,
-      ..Accounting::default()
-    }
+    Accounting { tracker }
   }
 
   pub fn tracker(&self) -> Option<&CostTracker> {
     self.tracker.as_deref()
-  }
-
-  pub fn count_budget_refusal(&self) {
-    self.budget_refusals.fetch_add(1, Ordering::Relaxed);
-  }
-
-  pub fn counters(&self) -> CostCounters {
-    CostCounters {
-      unpriced_calls: self.unpriced_calls.load(Ordering::Relaxed),
-      budget_refusals: self.budget_refusals.load(Ordering::Relaxed),
-    }
   }
 }
 
@@ -75,16 +50,16 @@ pub(crate) struct Call<'a> {
 }
 
 /// A settled call: the caller's result, and what was billed (for the call hook).
-#[allow(dead_code)] // outcome, usage and cost are for the onCall stage
 pub(crate) struct Settled {
   pub result: Result<ChatResponse>,
-  pub outcome: CallOutcome,
   pub usage: Usage,
   pub cost: Nanos,
 }
 
+/// Unpriced calls are counted in `stats`.
 pub(crate) fn settle(
   accounting: &Accounting,
+  stats: &GatewayStats,
   call: &Call<'_>,
   req: &ChatRequest,
   reservation: Option<Reservation>,
@@ -108,7 +83,6 @@ pub(crate) fn settle(
   };
   let mut settled = Settled {
     result,
-    outcome,
     usage,
     cost: Nanos::ZERO,
   };
@@ -140,7 +114,7 @@ pub(crate) fn settle(
     },
   };
   if !priced {
-    accounting.unpriced_calls.fetch_add(1, Ordering::Relaxed);
+    bump(&stats.unpriced_calls);
   }
   settled.cost = cost;
   if let Ok(response) = &mut settled.result {
@@ -245,7 +219,7 @@ mod tests {
       .await
       .expect("response");
     assert_eq!(unknown.cost_usd, 0.0);
-    assert_eq!(gateway.cost_counters().unpriced_calls, 1);
+    assert_eq!(gateway.stats().unpriced_calls, 1);
     assert_eq!(tracker.stats().unpriced, 1);
   }
 
@@ -264,7 +238,7 @@ mod tests {
     run(&gateway, "mock/demo", CancellationToken::new())
       .await
       .expect("response");
-    assert_eq!(gateway.cost_counters().unpriced_calls, 1);
+    assert_eq!(gateway.stats().unpriced_calls, 1);
   }
 
   #[tokio::test]
@@ -330,5 +304,140 @@ mod tests {
     let at_least = (prompt + 2.0 * encoding.count_text(&text) as f64) / 1e6;
     assert!(billed >= at_least - 1e-12, "{billed} >= {at_least}");
     assert!(billed > prompt / 1e6);
+  }
+
+  /// Keeps every record the gateway hands its `onCall` hook.
+  #[derive(Default)]
+  struct Records(std::sync::Mutex<Vec<crate::pipeline::CallRecord>>);
+
+  impl crate::pipeline::CallObserver for Records {
+    fn on_call(&self, record: crate::pipeline::CallRecord) -> bool {
+      self.0.lock().expect("records").push(record);
+      true
+    }
+  }
+
+  impl Records {
+    fn take(&self) -> Vec<crate::pipeline::CallRecord> {
+      std::mem::take(&mut *self.0.lock().expect("records"))
+    }
+  }
+
+  fn observed_gateway(tracker: Arc<CostTracker>, records: Arc<Records>, cached: bool) -> Gateway {
+    let cache = cached.then(|| {
+      Arc::new(crate::cache::ResponseCache::in_memory(
+        crate::backend::memory_cache::MemoryCacheLimits::default(),
+        None,
+      ))
+    });
+    Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        mock_chunk_delay: Some(Duration::from_millis(1)),
+        ..ProviderConfig::default()
+      }],
+      costs: Some(tracker),
+      cache,
+      on_call: Some(crate::pipeline::CallHook(records)),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway")
+  }
+
+  #[tokio::test]
+  async fn a_cache_hit_is_recorded_at_zero_cost_and_the_hook_gets_what_was_billed() {
+    let tracker = tracker();
+    let records = Arc::new(Records::default());
+    let gateway = observed_gateway(tracker.clone(), records.clone(), true);
+    let first = run(&gateway, "mock/demo", CancellationToken::new())
+      .await
+      .expect("first");
+    let hit = run(&gateway, "mock/demo", CancellationToken::new())
+      .await
+      .expect("hit");
+    assert!(!first.cached && first.cost_usd > 0.0);
+    assert!(hit.cached);
+    assert_eq!(hit.cost_usd, 0.0);
+    let summary = tracker.summary(Some("ann"), 1).expect("summary");
+    assert_eq!(summary.total_requests, 2);
+    assert_eq!(summary.total_cost.usd(), first.cost_usd);
+    let billed: Vec<(f64, bool)> = records
+      .take()
+      .iter()
+      .map(|record| (record.cost_usd, record.cached))
+      .collect();
+    assert_eq!(billed, [(first.cost_usd, false), (0.0, true)]);
+    assert_eq!(gateway.stats().cache_hits, 1);
+  }
+
+  #[tokio::test]
+  async fn an_aborted_stream_s_record_carries_its_delivered_usage_and_cost() {
+    let tracker = tracker();
+    let records = Arc::new(Records::default());
+    let gateway = observed_gateway(tracker.clone(), records.clone(), false);
+    let (sender, mut receiver) = mpsc::channel(1);
+    let cancel = CancellationToken::new();
+    let call = gateway.execute(
+      "mock/demo",
+      request("cut"),
+      CallOptions::default(),
+      Some(sender),
+      cancel.clone(),
+      "fg_t",
+    );
+    let reader = async {
+      for _ in 0..3 {
+        receiver.recv().await;
+      }
+      cancel.cancel();
+    };
+    let (result, ()) = tokio::join!(call, reader);
+    assert_eq!(result.expect_err("aborted").code, ErrorCode::Aborted);
+    let billed = tracker
+      .summary(Some("cut"), 1)
+      .expect("summary")
+      .total_cost
+      .usd();
+    let [record] = records.take().try_into().expect("one record");
+    assert_eq!(record.outcome, crate::pipeline::Outcome::Aborted);
+    assert!(record.usage.estimated && record.usage.completion_tokens > 0);
+    assert!(billed > 0.0);
+    assert_eq!(record.cost_usd, billed);
+    assert_eq!(
+      (record.provider.as_deref(), record.vendor_model.as_deref()),
+      (Some("mock"), Some("demo"))
+    );
+  }
+
+  #[tokio::test]
+  async fn a_budget_refusal_is_counted_by_its_code_and_bills_nothing() {
+    let tracker = tracker();
+    tracker.set_budget(
+      "ann",
+      Some(crate::costs::Budget {
+        limit: Nanos::from_usd(0.000_001).expect("usd"),
+        period: crate::costs::Period::Day,
+        hard: true,
+      }),
+    );
+    let records = Arc::new(Records::default());
+    let gateway = observed_gateway(tracker.clone(), records.clone(), true);
+    let refused = run(&gateway, "mock/demo", CancellationToken::new())
+      .await
+      .expect_err("refused");
+    assert_eq!(refused.code, ErrorCode::BudgetExceeded);
+    let stats = gateway.stats();
+    assert_eq!((stats.budget_refusals, stats.cache_misses), (1, 0));
+    let [record] = records.take().try_into().expect("one record");
+    assert_eq!(record.error_code, Some(ErrorCode::BudgetExceeded));
+    assert_eq!((record.cost_usd, record.attempts), (0.0, 0));
+    assert_eq!(
+      tracker
+        .summary(Some("ann"), 1)
+        .expect("summary")
+        .total_requests,
+      0
+    );
   }
 }

@@ -1,43 +1,48 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   route → budget reservation → attempt (with retries, under one deadline) → stream
-//!   → response → ledger (price, record, settle the reservation)
+//!   route (the targets the call may use) → limits → budget → cache → attempt (a target
+//!   chosen, retries, under one deadline) → response → settle (price, ledger) → record
 //!
-//! Each stage lives in the file its name says; limits, cache and route join this line as
-//! stages of their own without changing the provider layer.
+//! Each stage lives in the file its name says; the provider layer knows none of them.
 
 mod attempt;
 mod budget;
+mod cache;
 mod forward;
 mod http;
 mod ledger;
+mod limits;
 mod providers;
+mod record;
 mod response;
 mod route;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::costs::CostTracker;
+use crate::cache::ResponseCache;
+use crate::costs::{CostTracker, Reservation};
 use crate::error::{ErrorCode, GatewayError, Result};
+use crate::limiter::RateLimiter;
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
-pub use ledger::CostCounters;
+pub use limits::ANONYMOUS;
 pub use providers::ProviderConfig;
+pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
 pub use response::estimate_usage;
 pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
 use attempt::RetryPolicy;
-use forward::Progress;
 use ledger::Accounting;
 use providers::{build_provider, Provider};
+use record::Trace;
 use response::CallTiming;
 use route::{CallTargets, Router};
 
@@ -54,6 +59,9 @@ pub struct GatewayConfig {
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
   pub retry_base: Duration,
+  pub cache: Option<Arc<ResponseCache>>,
+  pub rate_limiter: Option<Arc<RateLimiter>>,
+  pub on_call: Option<CallHook>,
   /// Prices, records and budgets every call; without it `costUsd` uses the built-in prices.
   pub costs: Option<Arc<CostTracker>>,
 }
@@ -67,18 +75,25 @@ impl Default for GatewayConfig {
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
+      cache: None,
+      rate_limiter: None,
+      on_call: None,
       costs: None,
     }
   }
 }
 
-/// Per-call overrides from the request.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-call settings from the request that are not sent to the vendor.
+#[derive(Debug, Clone, Default)]
 pub struct CallOptions {
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
   /// Admission order when a route's targets are all busy: higher first.
   pub priority: i32,
+  /// `cache: false` on the request.
+  pub bypass_cache: bool,
+  /// Passed through to `onCall`.
+  pub metadata: Vec<(String, String)>,
 }
 
 pub struct Gateway {
@@ -88,7 +103,11 @@ pub struct Gateway {
   max_retries: u32,
   retry_base: Duration,
   secrets: Vec<Secret>,
+  cache: Option<Arc<ResponseCache>>,
+  rate_limiter: Option<Arc<RateLimiter>>,
+  on_call: Option<CallHook>,
   accounting: Accounting,
+  stats: GatewayStats,
 }
 
 impl Gateway {
@@ -111,13 +130,12 @@ impl Gateway {
       max_retries: config.max_retries,
       retry_base: config.retry_base,
       secrets,
+      cache: config.cache,
+      rate_limiter: config.rate_limiter,
+      on_call: config.on_call,
       accounting: Accounting::new(config.costs),
+      stats: GatewayStats::default(),
     })
-  }
-
-  /// Unpriced calls and budget refusals, for `stats()`.
-  pub fn cost_counters(&self) -> CostCounters {
-    self.accounting.counters()
   }
 
   /// Route aliases, then "provider/model" for every model named in a
@@ -195,20 +213,153 @@ impl Gateway {
   pub async fn execute(
     &self,
     model: &str,
-    mut req: ChatRequest,
-    options: CallOptions,
+    req: ChatRequest,
+    mut options: CallOptions,
     sink: EventSink,
     cancel: CancellationToken,
     request_id: &str,
   ) -> Result<ChatResponse> {
-    let started = Instant::now();
+    let metadata = std::mem::take(&mut options.metadata);
+    let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
+    if self.router.aliases().iter().any(|alias| alias == model) {
+      trace.route = Some(model.to_string());
+    }
+    let result = self.run(model, req, options, sink, cancel, &trace).await;
+    record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
+    result
+  }
+
+  async fn run(
+    &self,
+    model: &str,
+    mut req: ChatRequest,
+    options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    trace: &Trace,
+  ) -> Result<ChatResponse> {
+    let start = tokio::time::Instant::now();
+    // The targets the call may use, without choosing one yet (that, and taking a slot,
+    // is the attempt stage's): an unknown model is refused here, before it costs a
+    // rate-limit slot or a cache lookup, and the budget stage prices every target.
     let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
-    let reservation = budget::reserve(&self.accounting, &targets, &req)?;
+    let admission = limits::admit(self.rate_limiter.as_deref(), model, &req, &self.stats).await?;
+    let reservation = match budget::reserve(&self.accounting, &targets, &req) {
+      Ok(reservation) => reservation,
+      Err(refused) => {
+        let refused = Err(refused);
+        if let Some(admission) = admission {
+          admission.settle(&refused).await;
+        }
+        return refused;
+      }
+    };
+    let lookup = cache::lookup(self.cache.as_deref(), model, &req, &options);
+    let caller = cache::Caller {
+      started: trace.started,
+      request_id: &trace.request_id,
+      sink: &sink,
+      progress: &trace.progress,
+    };
+    let served = cache::through(lookup, caller, &self.stats, || {
+      self.upstream(
+        &mut targets,
+        &mut req,
+        &options,
+        &sink,
+        &cancel,
+        start,
+        trace,
+      )
+    });
+    // The upstream call keeps its own deadline; this one bounds a caller waiting on an
+    // identical call in flight. Both end at the same instant, and the upstream call's
+    // own (more precise) error wins a tie because it is polled first.
+    let outcome = match options
+      .timeout
+      .and_then(|timeout| start.checked_add(timeout))
+    {
+      Some(deadline) => tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(GatewayError::aborted()),
+        result = tokio::time::timeout_at(deadline, served) => result.unwrap_or_else(|_| {
+          Err(GatewayError::timeout(options.timeout.unwrap_or_default()))
+        }),
+      },
+      None => tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(GatewayError::aborted()),
+        result = served => result,
+      },
+    };
+    let settled = self.settle(trace, &targets, &req, reservation, outcome);
+    trace.billed(settled.usage, settled.cost.usd());
+    if let Some(admission) = admission {
+      admission.settle(&settled.result).await;
+    }
+    settled.result
+  }
+
+  /// The settle stage: price the call at the deployment that served it, record it in the
+  /// ledger and replace its budget reservation with the real cost.
+  fn settle(
+    &self,
+    trace: &Trace,
+    targets: &CallTargets,
+    req: &ChatRequest,
+    reservation: Option<Reservation>,
+    outcome: Result<ChatResponse>,
+  ) -> ledger::Settled {
+    // Where the upstream call went (its last attempt sets `req.model`), known here even
+    // when the call was cut off mid-attempt.
+    let attempts = trace.attempts.load(Ordering::SeqCst);
+    if attempts > 0 {
+      if let Some(provider) = targets.provider_name() {
+        trace.resolved(provider, &req.model);
+      }
+    }
+    // A cached answer names the deployment it came from.
+    let (provider, vendor_model) = match (trace.provider(), trace.vendor_model(), &outcome) {
+      (Some(provider), Some(vendor_model), _) => (provider.to_string(), vendor_model.to_string()),
+      (_, _, Ok(response)) => (response.provider.clone(), response.model.clone()),
+      _ => (String::new(), String::new()),
+    };
+    let deployment = format!("{provider}/{vendor_model}");
+    let call = ledger::Call {
+      model: &deployment,
+      provider: &provider,
+      request_id: &trace.request_id,
+      started: trace.started,
+      attempts,
+      progress: &trace.progress,
+    };
+    ledger::settle(
+      &self.accounting,
+      &self.stats,
+      &call,
+      req,
+      reservation,
+      outcome,
+    )
+  }
+
+  /// The provider stage: attempts with retries under the call's deadline, then the
+  /// caller's response.
+  #[allow(clippy::too_many_arguments)]
+  async fn upstream(
+    &self,
+    targets: &mut CallTargets,
+    req: &mut ChatRequest,
+    options: &CallOptions,
+    sink: &EventSink,
+    cancel: &CancellationToken,
+    start: tokio::time::Instant,
+    trace: &Trace,
+  ) -> Result<ChatResponse> {
     let timeout = options
       .timeout
       .or(targets.provider_timeout())
       .unwrap_or(self.timeout);
-    let now = tokio::time::Instant::now();
     let policy = RetryPolicy {
       max_retries: options
         .max_retries
@@ -216,19 +367,17 @@ impl Gateway {
         .unwrap_or(self.max_retries),
       base: self.retry_base,
       // A timeout too large to add is no deadline at all.
-      deadline: now
+      deadline: start
         .checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600)),
     };
-    let attempts = AtomicU32::new(0);
-    let progress = Progress::default();
     let last_failure = Mutex::new(None);
     let work = attempt::with_retries(
-      &mut targets,
-      &mut req,
-      &sink,
-      &progress,
-      &attempts,
+      targets,
+      req,
+      sink,
+      &trace.progress,
+      &trace.attempts,
       &last_failure,
       &policy,
     );
@@ -245,32 +394,50 @@ impl Gateway {
         })
       }
     };
-    let attempts = attempts.load(Ordering::SeqCst);
     let provider = targets.provider_name().unwrap_or_default();
-    let result = outcome
-      .map_err(|e| match targets.provider_name() {
-        Some(name) => e.with_provider(name),
-        None => e,
-      })
-      .map(|completion| {
-        let timing = CallTiming {
-          started,
-          ttft: progress.first_event_at().map(|at| at - started),
-          attempts,
-        };
-        response::response(provider, &req, completion, timing, request_id)
-      });
-    // The deployment that served the call (the last one tried) is what is billed.
-    let deployment = format!("{provider}/{}", req.model);
-    let call = ledger::Call {
-      model: &deployment,
-      provider,
-      request_id,
-      started,
-      attempts,
-      progress: &progress,
+    let completion = outcome.map_err(|e| match targets.provider_name() {
+      Some(name) => e.with_provider(name),
+      None => e,
+    })?;
+    let timing = CallTiming {
+      started: trace.started,
+      ttft: trace.progress.first_event_at().map(|at| at - trace.started),
+      attempts: trace.attempts.load(Ordering::SeqCst),
     };
-    ledger::settle(&self.accounting, &call, &req, reservation, result).result
+    Ok(response::response(
+      provider,
+      req,
+      completion,
+      timing,
+      &trace.request_id,
+    ))
+  }
+
+  /// Records a call refused before it could start (invalid request, closed gateway).
+  pub fn record_refusal(
+    &self,
+    model: &str,
+    user: Option<&String>,
+    request_id: &str,
+    error: &GatewayError,
+  ) {
+    let trace = Trace::start(model, user, Vec::new(), request_id);
+    record::finish(
+      &self.stats,
+      self.on_call.as_ref(),
+      trace,
+      &Err(error.clone()),
+    );
+  }
+
+  /// Calls by outcome and error code, cache and limiter counters, hook errors.
+  pub fn stats(&self) -> StatsSnapshot {
+    self.stats.snapshot()
+  }
+
+  /// The `onCall` hook threw: counted in `stats()`, never rethrown.
+  pub fn record_hook_error(&self) {
+    self.stats.hook_error();
   }
 
   /// Removes every configured key (and key-shaped text) from an error bound for JS.
@@ -507,6 +674,86 @@ mod tests {
     assert_eq!(error.code, ErrorCode::UpstreamUnavailable);
     assert!(error.retry_after.is_some());
     assert!(gateway.health().iter().all(|h| h.queued == 0));
+  }
+
+  #[tokio::test]
+  async fn identical_concurrent_misses_share_one_upstream_call() {
+    let cache = Arc::new(ResponseCache::in_memory(
+      crate::backend::memory_cache::MemoryCacheLimits::default(),
+      None,
+    ));
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        mock_chunk_delay: Some(Duration::from_millis(2)),
+        ..ProviderConfig::default()
+      }],
+      cache: Some(cache),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let calls = (0..20).map(|i| {
+      gateway.execute(
+        "mock/m",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        if i == 0 { "first" } else { "other" },
+      )
+    });
+    let responses = futures_util::future::join_all(calls).await;
+    let upstream = responses
+      .iter()
+      .filter(|r| matches!(r, Ok(response) if !response.cached))
+      .count();
+    assert_eq!(upstream, 1);
+    assert!(responses.iter().all(Result::is_ok));
+    let stats = gateway.stats();
+    assert_eq!(stats.cache_misses, 1);
+    assert_eq!(stats.cache_coalesced + stats.cache_hits, 19);
+    assert_eq!(stats.ok, 20);
+  }
+
+  #[tokio::test]
+  async fn a_limiter_refusal_is_rate_limited_with_a_wait() {
+    let limiter = RateLimiter::in_memory(crate::limiter::LimiterOptions {
+      requests_per_minute: Some(1.0),
+      ..Default::default()
+    })
+    .expect("limiter");
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        mock_chunk_delay: Some(Duration::ZERO),
+        ..ProviderConfig::default()
+      }],
+      rate_limiter: Some(Arc::new(limiter)),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let run = || {
+      gateway.execute(
+        "mock/m",
+        hello(),
+        CallOptions::default(),
+        None,
+        CancellationToken::new(),
+        "r",
+      )
+    };
+    let started = std::time::Instant::now();
+    run().await.expect("first call admitted");
+    let refused = run().await.expect_err("second call refused");
+    let elapsed = started.elapsed();
+    assert_eq!(refused.code, ErrorCode::RateLimited);
+    assert_eq!(refused.status, 429);
+    let wait = refused.retry_after.expect("a wait");
+    // One request a minute: the next is due a minute after the first, less what has passed.
+    assert!(wait <= Duration::from_secs(60) && wait + elapsed >= Duration::from_secs(60));
+    assert_eq!(gateway.stats().limiter_refusals, 1);
   }
 
   #[test]

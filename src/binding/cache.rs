@@ -1,0 +1,276 @@
+//! `ResponseCache` for JS: a thin shim over [`crate::cache::ResponseCache`].
+
+use std::sync::Arc;
+
+use napi_derive::napi;
+
+use super::convert;
+use super::types::{ChatRequest, ToolCall};
+use crate::backend::memory_cache::MemoryCacheLimits;
+use crate::cache::{key_for, ResponseCache};
+use crate::error::GatewayError;
+use crate::types::{self as core, FinishReason, Usage};
+
+#[napi(object, object_to_js = false)]
+pub struct ResponseCacheOptions {
+  /// Most answers kept (default 10000 when `maxBytes` is not set either).
+  pub max_entries: Option<f64>,
+  /// Most bytes of answers kept (text, tool calls, key and a fixed overhead per entry).
+  pub max_bytes: Option<f64>,
+  /// Default time to live; entries never expire without it.
+  pub ttl_seconds: Option<f64>,
+  /// Prefixed to every key, so tenants sharing a store never share answers.
+  pub namespace: Option<String>,
+}
+
+#[napi(object)]
+pub struct ResponseCacheStats {
+  pub hits: f64,
+  pub misses: f64,
+  pub entries: f64,
+  pub bytes: f64,
+}
+
+#[napi(object, object_to_js = false)]
+pub struct CachedUsage {
+  pub prompt_tokens: Option<f64>,
+  pub completion_tokens: Option<f64>,
+  pub total_tokens: Option<f64>,
+  pub estimated: Option<bool>,
+  pub cached_prompt_tokens: Option<f64>,
+  pub cache_write_prompt_tokens: Option<f64>,
+  pub reasoning_tokens: Option<f64>,
+}
+
+/// What `set()` takes: a `ChatResponse`, or any object with at least `content`.
+#[napi(object, object_to_js = false)]
+pub struct CachedAnswer {
+  pub content: String,
+  pub id: Option<String>,
+  pub provider: Option<String>,
+  pub model: Option<String>,
+  pub refusal: Option<String>,
+  pub tool_calls: Option<Vec<ToolCall>>,
+  #[napi(ts_type = "'stop' | 'length' | 'tool_calls' | 'content_filter'")]
+  pub finish_reason: Option<String>,
+  pub usage: Option<CachedUsage>,
+}
+
+/// The native response cache. Use `ResponseCache` from the package.
+#[napi]
+pub struct NativeResponseCache {
+  pub(crate) inner: Arc<ResponseCache>,
+}
+
+fn js_error(error: GatewayError) -> napi::Error {
+  napi::Error::new(napi::Status::InvalidArg, error.message)
+}
+
+/// A count from JS: a whole number ≥ `min`.
+pub(crate) fn whole(name: &str, value: f64, min: f64) -> Result<u64, GatewayError> {
+  if value.is_finite() && value >= min && value.fract() == 0.0 && value <= 2f64.powi(53) {
+    Ok(value as u64)
+  } else {
+    Err(GatewayError::config(format!(
+      "{name} must be a whole number >= {min}, not {value}"
+    )))
+  }
+}
+
+fn seconds(name: &str, value: Option<f64>) -> Result<Option<std::time::Duration>, GatewayError> {
+  match value {
+    None => Ok(None),
+    Some(seconds) => crate::retry::seconds(seconds)
+      .filter(|d| !d.is_zero())
+      .map(Some)
+      .ok_or_else(|| GatewayError::config(format!("{name} must be a positive number of seconds"))),
+  }
+}
+
+#[napi]
+impl NativeResponseCache {
+  #[napi(constructor, catch_unwind)]
+  pub fn new(options: Option<ResponseCacheOptions>) -> napi::Result<Self> {
+    let options = options.unwrap_or(ResponseCacheOptions {
+      max_entries: None,
+      max_bytes: None,
+      ttl_seconds: None,
+      namespace: None,
+    });
+    let limits = MemoryCacheLimits {
+      max_entries: options
+        .max_entries
+        .map(|n| whole("maxEntries", n, 1.0))
+        .transpose()
+        .map_err(js_error)?,
+      max_bytes: options
+        .max_bytes
+        .map(|n| whole("maxBytes", n, 1.0))
+        .transpose()
+        .map_err(js_error)?,
+      ttl: seconds("ttlSeconds", options.ttl_seconds).map_err(js_error)?,
+    };
+    Ok(NativeResponseCache {
+      inner: Arc::new(ResponseCache::in_memory(
+        limits,
+        options.namespace.as_deref(),
+      )),
+    })
+  }
+
+  /// The stored answer as JSON text (a `ChatResponse`), or null. One string crosses
+  /// into JS instead of a property write per field, which is what a hit costs from JS.
+  #[napi]
+  pub fn get_json(&self, key: String) -> napi::Result<Option<String>> {
+    let found = ResponseCache::now(self.inner.get(&key)).map_err(js_error)?;
+    Ok(found.map(|answer| response_json(&answer)))
+  }
+
+  /// `ttlSeconds` overrides the cache's default for this entry.
+  #[napi]
+  pub fn set(
+    &self,
+    key: String,
+    value: CachedAnswer,
+    ttl_seconds: Option<f64>,
+  ) -> napi::Result<()> {
+    let ttl = seconds("ttlSeconds", ttl_seconds).map_err(js_error)?;
+    let answer = cached_answer(value).map_err(js_error)?;
+    ResponseCache::now(self.inner.set(&key, Arc::new(answer), ttl)).map_err(js_error)
+  }
+
+  /// True when an entry was removed.
+  #[napi]
+  pub fn delete(&self, key: String) -> napi::Result<bool> {
+    ResponseCache::now(self.inner.delete(&key)).map_err(js_error)
+  }
+
+  #[napi]
+  pub fn clear(&self) -> napi::Result<()> {
+    ResponseCache::now(self.inner.clear()).map_err(js_error)
+  }
+
+  #[napi]
+  pub fn stats(&self) -> ResponseCacheStats {
+    let stats = self.inner.stats();
+    ResponseCacheStats {
+      hits: stats.hits as f64,
+      misses: stats.misses as f64,
+      entries: stats.entries as f64,
+      bytes: stats.bytes as f64,
+    }
+  }
+
+  /// The key the gateway uses for `request`: a BLAKE3 hash of everything that changes the
+  /// answer (model, messages, sampling, max tokens, stop, tools, tool choice, response
+  /// format) and nothing that does not (user, metadata, signal, timeouts, retries).
+  #[napi(catch_unwind)]
+  pub fn key_for(request: ChatRequest) -> napi::Result<String> {
+    let (model, request, _) = convert::chat_request(request).map_err(js_error)?;
+    Ok(key_for(&model, &request))
+  }
+}
+
+/// The `ChatResponse` shape of `convert::response`, as JSON text.
+fn response_json(answer: &core::ChatResponse) -> String {
+  let usage = &answer.usage;
+  let mut value = serde_json::json!({
+    "id": answer.id,
+    "provider": answer.provider,
+    "model": answer.model,
+    "content": answer.content,
+    "toolCalls": answer.tool_calls.iter().map(|call| serde_json::json!({
+      "id": call.id, "name": call.name, "arguments": call.arguments,
+    })).collect::<Vec<_>>(),
+    "finishReason": answer.finish_reason.as_str(),
+    "usage": {
+      "promptTokens": usage.prompt_tokens,
+      "completionTokens": usage.completion_tokens,
+      "totalTokens": usage.total_tokens,
+      "estimated": usage.estimated,
+      "cachedPromptTokens": usage.cached_prompt_tokens,
+      "cacheWritePromptTokens": usage.cache_write_prompt_tokens,
+      "reasoningTokens": usage.reasoning_tokens,
+    },
+    "costUsd": answer.cost_usd,
+    "cached": answer.cached,
+    "latencyMs": answer.latency_ms,
+    "attempts": answer.attempts,
+    "requestId": answer.request_id,
+  });
+  if let Some(object) = value.as_object_mut() {
+    if let Some(refusal) = &answer.refusal {
+      object.insert("refusal".into(), refusal.clone().into());
+    }
+    if let Some(ttft) = answer.ttft_ms {
+      object.insert("ttftMs".into(), ttft.into());
+    }
+  }
+  value.to_string()
+}
+
+fn count(name: &str, value: Option<f64>) -> Result<u64, GatewayError> {
+  value.map_or(Ok(0), |n| {
+    whole(name, n, 0.0).map_err(|e| GatewayError::invalid_request(e.message))
+  })
+}
+
+fn cached_answer(value: CachedAnswer) -> Result<core::ChatResponse, GatewayError> {
+  let finish_reason = match value.finish_reason.as_deref() {
+    None | Some("stop") => FinishReason::Stop,
+    Some("length") => FinishReason::Length,
+    Some("tool_calls") => FinishReason::ToolCalls,
+    Some("content_filter") => FinishReason::ContentFilter,
+    Some(other) => {
+      return Err(GatewayError::invalid_request(format!(
+        "finishReason must be 'stop', 'length', 'tool_calls' or 'content_filter', not '{other}'"
+      )))
+    }
+  };
+  let usage = match value.usage {
+    None => Usage::default(),
+    Some(usage) => {
+      let mut out = Usage::new(
+        count("usage.promptTokens", usage.prompt_tokens)?,
+        count("usage.completionTokens", usage.completion_tokens)?,
+      );
+      if usage.total_tokens.is_some() {
+        out.total_tokens = count("usage.totalTokens", usage.total_tokens)?;
+      }
+      out.estimated = usage.estimated.unwrap_or(false);
+      out.cached_prompt_tokens = count("usage.cachedPromptTokens", usage.cached_prompt_tokens)?;
+      out.cache_write_prompt_tokens = count(
+        "usage.cacheWritePromptTokens",
+        usage.cache_write_prompt_tokens,
+      )?;
+      out.reasoning_tokens = count("usage.reasoningTokens", usage.reasoning_tokens)?;
+      out
+    }
+  };
+  Ok(core::ChatResponse {
+    id: value.id.unwrap_or_default(),
+    provider: value.provider.unwrap_or_default(),
+    model: value.model.unwrap_or_default(),
+    content: value.content,
+    refusal: value.refusal,
+    tool_calls: value
+      .tool_calls
+      .unwrap_or_default()
+      .into_iter()
+      .map(|call| core::ToolCall {
+        id: call.id,
+        name: call.name,
+        arguments: call.arguments,
+        thought_signature: None,
+      })
+      .collect(),
+    finish_reason,
+    usage,
+    cost_usd: 0.0,
+    cached: false,
+    latency_ms: 0.0,
+    ttft_ms: None,
+    attempts: 0,
+    request_id: String::new(),
+  })
+}

@@ -1,0 +1,99 @@
+//! `RateLimiter` for JS: a thin shim over [`crate::limiter::RateLimiter`].
+
+use std::sync::Arc;
+
+use napi_derive::napi;
+
+use super::cache::whole;
+use crate::error::GatewayError;
+use crate::limiter::{Decision, LimiterOptions, RateLimiter};
+
+#[napi(object, object_to_js = false)]
+pub struct RateLimiterOptions {
+  pub requests_per_minute: Option<f64>,
+  pub tokens_per_minute: Option<f64>,
+  /// How much of a minute a key may spend at once (default: all of it). In requests when
+  /// `requestsPerMinute` is set (the token bucket then holds the same share of its
+  /// minute), else in tokens.
+  pub burst: Option<f64>,
+}
+
+#[napi(object)]
+pub struct RateLimitDecision {
+  pub allowed: bool,
+  /// 0 when allowed; else how long until the same request would be.
+  pub retry_after_ms: f64,
+  /// Infinity when there is no request limit.
+  pub remaining_requests: f64,
+  /// Infinity when there is no token limit.
+  pub remaining_tokens: f64,
+}
+
+/// The native rate limiter. Use `RateLimiter` from the package.
+#[napi]
+pub struct NativeRateLimiter {
+  pub(crate) inner: Arc<RateLimiter>,
+}
+
+fn js_error(error: GatewayError) -> napi::Error {
+  napi::Error::new(napi::Status::InvalidArg, error.message)
+}
+
+fn parse_tokens(value: Option<f64>) -> napi::Result<u64> {
+  value.map_or(Ok(0), |n| whole("tokens", n, 0.0).map_err(js_error))
+}
+
+fn decision(decision: Decision) -> RateLimitDecision {
+  let remaining = |n: u64| {
+    if n == u64::MAX {
+      f64::INFINITY
+    } else {
+      n as f64
+    }
+  };
+  RateLimitDecision {
+    allowed: decision.allowed,
+    retry_after_ms: (decision.retry_after.as_secs_f64() * 1000.0).ceil(),
+    remaining_requests: remaining(decision.remaining_requests),
+    remaining_tokens: remaining(decision.remaining_tokens),
+  }
+}
+
+#[napi]
+impl NativeRateLimiter {
+  #[napi(constructor, catch_unwind)]
+  pub fn new(options: RateLimiterOptions) -> napi::Result<Self> {
+    let limiter = RateLimiter::in_memory(LimiterOptions {
+      requests_per_minute: options.requests_per_minute,
+      tokens_per_minute: options.tokens_per_minute,
+      burst: options.burst,
+    })
+    .map_err(js_error)?;
+    Ok(NativeRateLimiter {
+      inner: Arc::new(limiter),
+    })
+  }
+
+  /// Admits one request costing `tokens` for `key`, or refuses it (consuming nothing).
+  #[napi]
+  pub fn check(&self, key: String, tokens: Option<f64>) -> napi::Result<RateLimitDecision> {
+    let tokens = parse_tokens(tokens)?;
+    self
+      .inner
+      .check(&key, tokens)
+      .map(decision)
+      .map_err(js_error)
+  }
+
+  /// `check` for every backend, local or shared.
+  #[napi]
+  pub async fn acquire(&self, key: String, tokens: Option<f64>) -> napi::Result<RateLimitDecision> {
+    let tokens = parse_tokens(tokens)?;
+    self
+      .inner
+      .acquire(&key, tokens)
+      .await
+      .map(decision)
+      .map_err(js_error)
+  }
+}

@@ -1,0 +1,133 @@
+//! Stage: the response cache. A hit answers at once (replayed as events to a stream);
+//! identical concurrent misses share one upstream call, and every caller gets its answer
+//! or its error. Only successes are stored.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::forward::{forward_tool_calls, send, EventSink, Progress};
+use super::record::{bump, GatewayStats};
+use super::response::millis;
+use super::CallOptions;
+use crate::cache::{key_for, InFlight, ResponseCache};
+use crate::error::{ErrorCode, Result};
+use crate::types::{ChatRequest, ChatResponse, StreamEvent};
+
+/// A call that goes through the cache: which cache, under which key.
+pub(crate) struct Lookup<'a> {
+  cache: &'a ResponseCache,
+  key: String,
+}
+
+/// `model` as the caller asked: "provider/model", or a route alias, whose targets then
+/// share one answer.
+pub(crate) fn lookup<'a>(
+  cache: Option<&'a ResponseCache>,
+  model: &str,
+  req: &ChatRequest,
+  options: &CallOptions,
+) -> Option<Lookup<'a>> {
+  let cache = cache.filter(|_| !options.bypass_cache)?;
+  Some(Lookup {
+    cache,
+    key: key_for(model, req),
+  })
+}
+
+/// Who is asking, for the response a hit builds.
+pub(crate) struct Caller<'a> {
+  pub started: Instant,
+  pub request_id: &'a str,
+  pub sink: &'a EventSink,
+  pub progress: &'a Progress,
+}
+
+pub(crate) async fn through<Upstream, Call>(
+  lookup: Option<Lookup<'_>>,
+  caller: Caller<'_>,
+  stats: &GatewayStats,
+  upstream: Upstream,
+) -> Result<ChatResponse>
+where
+  Upstream: FnOnce() -> Call,
+  Call: Future<Output = Result<ChatResponse>>,
+{
+  let Some(Lookup { cache, key }) = lookup else {
+    return upstream().await;
+  };
+  let mut upstream = Some(upstream);
+  loop {
+    // A store that cannot answer is a miss, never a failed call.
+    if let Ok(Some(hit)) = cache.get(&key).await {
+      bump(&stats.cache_hits);
+      return serve(&hit, &caller).await;
+    }
+    let leader = match cache.join_or_lead(&key) {
+      InFlight::Leader(leader) => leader,
+      InFlight::Follower(mut follower) => {
+        let shared = follower
+          .wait_for(Option::is_some)
+          .await
+          .ok()
+          .and_then(|v| v.clone());
+        match shared {
+          Some(Ok(answer)) => {
+            bump(&stats.cache_coalesced);
+            return serve(&answer, &caller).await;
+          }
+          Some(Err(error)) => {
+            bump(&stats.cache_coalesced);
+            return Err(error);
+          }
+          // The leader's caller went away before an answer: ask again.
+          None => continue,
+        }
+      }
+    };
+    // The previous leader may have stored its answer between our lookup and now.
+    if let Ok(Some(hit)) = cache.peek(&key).await {
+      leader.finish(&Ok(hit.clone())).await;
+      bump(&stats.cache_hits);
+      return serve(&hit, &caller).await;
+    }
+    bump(&stats.cache_misses);
+    let Some(upstream) = upstream.take() else {
+      continue;
+    };
+    let result = upstream().await;
+    match &result {
+      // The leader's own caller left; its followers did not, so they ask again.
+      Err(error) if error.code == ErrorCode::Aborted => drop(leader),
+      Ok(response) => leader.finish(&Ok(Arc::new(response.clone()))).await,
+      Err(error) => leader.finish(&Err(error.clone())).await,
+    }
+    return result;
+  }
+}
+
+/// A stored answer as this caller's response, replayed as events when it streams.
+async fn serve(answer: &ChatResponse, caller: &Caller<'_>) -> Result<ChatResponse> {
+  if let Some(sink) = caller.sink {
+    if !answer.content.is_empty() {
+      send(
+        sink,
+        StreamEvent::Text(answer.content.clone()),
+        caller.progress,
+      )
+      .await?;
+    }
+    forward_tool_calls(&answer.tool_calls, sink, caller.progress).await?;
+  }
+  let mut response = answer.clone();
+  response.cached = true;
+  response.cost_usd = 0.0;
+  response.attempts = 0;
+  response.request_id = caller.request_id.to_string();
+  response.latency_ms = millis(caller.started.elapsed());
+  response.ttft_ms = caller
+    .progress
+    .first_event_at()
+    .map(|at| millis(at - caller.started));
+  Ok(response)
+}
