@@ -109,12 +109,55 @@ export declare class Gateway {
   batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
   /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
   models(): string[]
+  /** Prometheus text exposition: requests, latency/TTFT histograms, tokens, cost, cache, refusals, circuit state. */
+  metrics(): string
   /** One entry per route target. */
   health(): DeploymentHealth[]
   /** Counters since the gateway was created. */
   stats(): GatewayStats
   /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
+}
+
+export interface GatewayOptions {
+  /** Called with each latency anomaly (EWMA z-score per provider/model) as the call that showed it ends. */
+  onAnomaly?: (anomaly: LatencyAnomaly) => void
+}
+
+/** Symbol.for('ferrogate.openaiSse'): the Gateway method ferrogate/express streams OpenAI SSE bytes through (internal). */
+export declare const OPENAI_SSE: unique symbol
+
+export interface KeyVaultQuota {
+  allowed: boolean
+  /** Absent when the id has no quota. */
+  remainingTokens?: number
+  usedTokens: number
+  /** Next UTC midnight (Unix ms). */
+  resetsAtMs: number
+}
+
+/**
+ * Provider keys sealed with AES-256-GCM (key from `secret` via HKDF-SHA256, random 96-bit nonce
+ * per encryption; tokens are `fgv1.<base64url(nonce|ciphertext|tag)>`), virtual API keys stored as
+ * SHA-256 hashes and compared in constant time, per-id daily token quotas (UTC day).
+ * Errors are FerrogateErrors: INVALID_REQUEST for a tampered token or wrong secret, NOT_FOUND for an unknown id.
+ */
+export declare class KeyVault {
+  /** `now`: the clock (Unix ms) used for quota days; for tests. */
+  constructor(options: { secret: string; now?: () => number })
+  static encrypt(plain: string, secret: string): string
+  static decrypt(token: string, secret: string): string
+  add(id: string, entry: { provider: string; key?: string; dailyTokenQuota?: number }): this
+  provider(id: string): string
+  /** The provider key in clear, or null. */
+  getKey(id: string): string | null
+  /** A new random virtual API key for `id` (only its hash is stored). */
+  issueKey(id: string): string
+  addVirtualKey(key: string, id: string): this
+  /** The id a virtual key belongs to, or null. */
+  verify(key: string): string | null
+  checkQuota(id: string): KeyVaultQuota
+  recordUsage(id: string, tokens: number): KeyVaultQuota
 }
 
 // ---- generated from src/binding (napi-rs) ----
@@ -174,6 +217,13 @@ export declare class NativeCostTracker {
  */
 export declare class NativeGateway {
   /**
+   * Serves the OpenAI-compatible endpoint (`POST /v1/chat/completions`, `GET /v1/models`,
+   * `GET /health`) natively; rejects with a CONFIG message when it cannot listen.
+   */
+  serve(options: ServeOptions): Promise<NativeServer>
+  /** Starts a streamed call whose events are encoded as OpenAI `chat.completion.chunk` SSE. */
+  startOpenaiSse(request: ChatRequest, options: OpenAiSseOptions): NativeSseCall
+  /**
    * Never throws: a bad configuration is reported by `configError()`, so the JS layer
    * can throw it with the same error shape as every other failure.
    *
@@ -193,6 +243,10 @@ export declare class NativeGateway {
    * by a provider.
    */
   models(): Array<string>
+  /** Prometheus text exposition of the gateway's metrics. */
+  metrics(): string
+  /** Latency anomalies found since the last call (the JS layer hands them to `onAnomaly`). */
+  takeAnomalies(): Array<LatencyAnomaly>
   /** One entry per route target: breaker state, calls in flight, recent latency and errors. */
   health(): Array<DeploymentHealth>
   /**
@@ -203,6 +257,40 @@ export declare class NativeGateway {
   /** After `close()`: resolves once every call in flight has settled (its result handed over). */
   waitClosed(): Promise<void>
   isOpen(): boolean
+}
+
+/**
+ * Provider keys sealed with AES-256-GCM, virtual API keys kept as SHA-256 hashes and
+ * compared in constant time, per-id daily token quotas (UTC day).
+ */
+export declare class NativeKeyVault {
+  /**
+   * An empty secret is refused by the JS wrapper before this runs, and by every
+   * encryption here.
+   */
+  constructor(options: KeyVaultOptions)
+  /**
+   * AES-256-GCM with a key derived from `secret` (HKDF-SHA256) and a random 96-bit nonce;
+   * returns `fgv1.<base64url(nonce ‖ ciphertext ‖ tag)>`.
+   */
+  static encrypt(plain: string, secret: string): string
+  /** Fails with INVALID_REQUEST when the token was altered or the secret is wrong. */
+  static decrypt(token: string, secret: string): string
+  add(id: string, entry: KeyVaultEntry): void
+  provider(id: string): string
+  /** The provider key in clear, or null when the entry has none. */
+  getKey(id: string): string | null
+  /**
+   * Issues a new random virtual API key for `id`; only its hash is stored, so this is
+   * the only time it can be read.
+   */
+  issueKey(id: string): string
+  /** Registers an existing virtual API key for `id` (stored as its SHA-256 hash). */
+  addVirtualKey(key: string, id: string): void
+  /** The id a virtual key belongs to, or null. Constant-time over every stored hash. */
+  verify(key: string): string | null
+  checkQuota(id: string, nowMsAt?: number | undefined | null): QuotaInfo
+  recordUsage(id: string, tokens: number, nowMsAt?: number | undefined | null): QuotaInfo
 }
 
 /** The native rate limiter. Use `RateLimiter` from the package. */
@@ -234,6 +322,22 @@ export declare class NativeResponseCache {
    * format) and nothing that does not (user, metadata, signal, timeouts, retries).
    */
   static keyFor(request: ChatRequest): string
+}
+
+/** A running native server; `close()` stops accepting and ends idle connections. */
+export declare class NativeServer {
+  get port(): number
+  get host(): string
+  close(): void
+}
+
+/** A streamed call whose events come back as OpenAI SSE bytes. */
+export declare class NativeSseCall {
+  /** Waits for at least one event (or the end) and encodes everything available. */
+  next(): Promise<SseBatch>
+  /** Aborts the call: the upstream connection is closed. */
+  cancel(): void
+  get requestId(): string
 }
 
 export interface BudgetInfo {
@@ -489,6 +593,8 @@ export interface GatewayOptions {
    * between half the step and the whole step.
    */
   retryBaseDelayMs?: number
+  /** Where a model with no "provider/" prefix goes (a provider name), so OpenAI clients can send plain model names. */
+  defaultProvider?: string
 }
 
 /** `gateway.stats()`: counters since the gateway was created. */
@@ -512,6 +618,34 @@ export interface GatewayStats {
   hookErrors: number
   /** Records not delivered to `onCall` because its queue was full. */
   hookDropped: number
+}
+
+export interface KeyVaultEntry {
+  /** The provider this key belongs to (a name in `GatewayOptions.providers`). */
+  provider: string
+  /** The provider API key; kept encrypted in memory. */
+  key?: string
+  /** Tokens this id may use per UTC day. */
+  dailyTokenQuota?: number
+}
+
+export interface KeyVaultOptions {
+  /** High-entropy secret the AES-256-GCM key is derived from (HKDF-SHA256). */
+  secret: string
+}
+
+/** A call whose latency was an outlier for its provider/model (EWMA z-score). */
+export interface LatencyAnomaly {
+  provider: string
+  model: string
+  latencyMs: number
+  /** The moving average latency before this call. */
+  expectedMs: number
+  zScore: number
+  /** 'warning' (z >= 3) or 'critical' (z >= 6). */
+  severity: 'warning' | 'critical'
+  /** Unix ms. */
+  at: number
 }
 
 /** One entry of a LiteLLM price file (USD per token). */
@@ -561,6 +695,17 @@ export interface NativeStreamEvent {
   response?: ChatResponse
 }
 
+export interface OpenAiSseOptions {
+  /** The `chatcmpl-…` id every chunk carries. */
+  id: string
+  /** Unix seconds. */
+  created: number
+  /** The model name as the client sent it. */
+  model: string
+  /** `stream_options.include_usage`: `"usage": null` on every chunk, then a usage chunk. */
+  includeUsage: boolean
+}
+
 /** One configured provider; its key in `providers` is the name used in "provider/model". */
 export interface ProviderConfig {
   /** 'openai' (any OpenAI-compatible server with `baseUrl`), 'anthropic', 'gemini' or 'mock'. */
@@ -586,6 +731,15 @@ export interface ProviderConfig {
    * roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
    */
   caCertPath?: string
+}
+
+export interface QuotaInfo {
+  allowed: boolean
+  /** Absent when the id has no quota. */
+  remainingTokens?: number
+  usedTokens: number
+  /** Next UTC midnight (Unix ms), when the day's usage resets. */
+  resetsAtMs: number
 }
 
 export interface RateLimitDecision {
@@ -666,6 +820,33 @@ export interface RoutingOptions {
   healthCheckIntervalMs?: number
   /** Calls that may wait per route when every target is at maxConcurrent (default 1024). */
   queueLimit?: number
+}
+
+export interface ServeKeyOptions {
+  key: string
+  /** The caller's identity (request.user); default `key-N`. */
+  user?: string
+  dailyTokenQuota?: number
+}
+
+export interface ServeOptions {
+  /** Default 127.0.0.1. */
+  host?: string
+  /** 0 picks a free port. */
+  port: number
+  /** Virtual keys; without them, no authentication. */
+  keys?: Array<ServeKeyOptions>
+}
+
+export interface SseBatch {
+  /** Encoded `data: …\n\n` events (the role delta first, `data: [DONE]` last). */
+  data?: Buffer
+  /** The stream ended (with `[DONE]`, or with an error event in `data`). */
+  done: boolean
+  /** The call failed before any byte was encoded: answer with its status instead. */
+  error?: ErrorInfo
+  /** usage.totalTokens of the finished call (quotas). */
+  totalTokens?: number
 }
 
 export interface SummaryOptions {

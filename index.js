@@ -35,6 +35,11 @@ const DEFAULT_BATCH_CONCURRENCY = 8
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
+// ferrogate/express's openaiRouter streams through this: OpenAI SSE bytes encoded natively.
+const OPENAI_SSE = Symbol.for('ferrogate.openaiSse')
+// `ferrogate serve` (native engine) serves the OpenAI-compatible endpoint over a Gateway through this.
+const NATIVE_SERVE = Symbol.for('ferrogate.serve')
+
 // The native handle behind each ResponseCache / RateLimiter / CostTracker, for the Gateway to take.
 const nativeHandles = new WeakMap()
 
@@ -98,6 +103,7 @@ class ResponseCache {
 /** Requests and tokens per minute per key (GCRA); see docs/API.md. */
 class RateLimiter {
   #native
+  #options
 
   constructor(options = {}) {
     try {
@@ -106,6 +112,12 @@ class RateLimiter {
       throw configError(`invalid RateLimiter options: ${error.message}`, error)
     }
     nativeHandles.set(this, this.#native)
+    this.#options = { ...options }
+  }
+
+  /** The options it was created with (ferrogate/express's rateLimit reads requestsPerMinute for X-RateLimit-Limit). */
+  get options() {
+    return { ...this.#options }
   }
 
   check(key, tokens) {
@@ -135,6 +147,7 @@ function handleOf(value, Class, name) {
 class Gateway {
   #native
   #providerNames
+  #onAnomaly
   // chat() and stream() promises not yet settled: close() resolves after them.
   #inFlight = new Set()
 
@@ -167,6 +180,10 @@ class Gateway {
     const nativeConfigError = this.#native.configError()
     if (nativeConfigError) throw new FerrogateError(nativeConfigError)
     this.#providerNames = Object.keys(options.providers ?? {})
+    if (options.onAnomaly != null && typeof options.onAnomaly !== 'function') {
+      throw configError('onAnomaly must be a function')
+    }
+    this.#onAnomaly = options.onAnomaly
   }
 
   /** Resolves with the whole response. */
@@ -207,6 +224,52 @@ class Gateway {
     throw new Error('unreachable: a stream ended without a response')
   }
 
+  /** For `ferrogate serve`: `{ host?, port, keys? }` → a native server over this gateway (`port`, `host`, `close()`). */
+  [NATIVE_SERVE](options) {
+    return this.#native.serve(options)
+  }
+
+  /**
+   * For ferrogate/express: `for await` over `{ data: Buffer, done, totalTokens? }` batches of OpenAI
+   * `chat.completion.chunk` SSE events, encoded natively. A failure before any byte rejects (so the
+   * caller can answer with its status); one after is an error event in `data`.
+   */
+  async *[OPENAI_SSE](request, options) {
+    if (request == null || typeof request !== 'object') throw invalid(new TypeError('a request object is required'))
+    const { signal, ...body } = request
+    if (signal?.aborted) {
+      throw new FerrogateError(
+        { code: 'ABORTED', status: 499, message: "request aborted by the caller's signal", requestId: newRequestId() },
+        signal.reason,
+      )
+    }
+    let call
+    try {
+      call = this.#native.startOpenaiSse(body, options)
+    } catch (error) {
+      throw invalid(error)
+    }
+    const onAbort = () => call.cancel()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    let finished = false
+    try {
+      for (;;) {
+        const batch = await call.next()
+        if (batch.error) {
+          finished = true
+          throw new FerrogateError(batch.error, batch.error.code === 'ABORTED' && signal?.aborted ? signal.reason : undefined)
+        }
+        if (batch.done) finished = true
+        yield batch
+        if (finished) return
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      if (!finished) call.cancel()
+      this.#reportAnomalies()
+    }
+  }
+
   /** `for await` over text, tool_call and done events. Breaking out aborts the upstream request. */
   streamEvents(request) {
     return this.#events(request, true)
@@ -240,6 +303,24 @@ class Gateway {
 
   models() {
     return this.#native.models()
+  }
+
+  /** Prometheus text exposition of this gateway's metrics. */
+  metrics() {
+    return this.#native.metrics()
+  }
+
+  // The core's anomaly detector queues what it finds; hand it to onAnomaly as each call
+  // ends. A throwing callback never fails the call.
+  #reportAnomalies() {
+    if (!this.#onAnomaly) return
+    for (const anomaly of this.#native.takeAnomalies()) {
+      try {
+        this.#onAnomaly(anomaly)
+      } catch {
+        // the call's outcome does not depend on the callback
+      }
+    }
   }
 
   /** One entry per route target: state, calls in flight, recent latency and error rate. */
@@ -308,6 +389,7 @@ class Gateway {
       // The consumer left early (break, throw in onChunk): stop the upstream work now
       // rather than when the native call is garbage-collected.
       if (!finished) call.cancel()
+      this.#reportAnomalies()
     }
   }
 
@@ -445,6 +527,90 @@ class CostTracker {
   }
 }
 
+const STATUS_BY_CODE = { INVALID_REQUEST: 400, NOT_FOUND: 404, CONFIG: 500 }
+
+// Native KeyVault errors arrive as "CODE|message"; napi's own argument checks as plain text.
+function vaultError(error) {
+  const match = /^([A-Z_]+)\|(.*)$/s.exec(error?.message ?? '')
+  const code = match ? match[1] : 'INVALID_REQUEST'
+  const message = match ? match[2] : `KeyVault: invalid argument: ${error?.message ?? error}`
+  return new FerrogateError({ code, status: STATUS_BY_CODE[code] ?? 500, message, requestId: newRequestId() })
+}
+
+function vaultCall(fn) {
+  try {
+    return fn()
+  } catch (error) {
+    throw vaultError(error)
+  }
+}
+
+/**
+ * Provider keys sealed with AES-256-GCM (key derived from `secret` with HKDF-SHA256, a random
+ * 96-bit nonce per encryption), virtual API keys stored as SHA-256 hashes and compared in
+ * constant time, and per-id daily token quotas that reset at UTC midnight.
+ */
+class KeyVault {
+  #native
+  #now
+
+  constructor(options) {
+    if (options == null || typeof options.secret !== 'string' || options.secret === '') {
+      throw configError('KeyVault needs { secret }: a non-empty string')
+    }
+    if (options.now != null && typeof options.now !== 'function') throw configError('KeyVault now must be a function')
+    this.#native = new native.NativeKeyVault({ secret: options.secret })
+    this.#now = options.now ?? Date.now
+  }
+
+  static encrypt(plain, secret) {
+    return vaultCall(() => native.NativeKeyVault.encrypt(plain, secret))
+  }
+
+  static decrypt(token, secret) {
+    return vaultCall(() => native.NativeKeyVault.decrypt(token, secret))
+  }
+
+  add(id, entry) {
+    vaultCall(() => this.#native.add(id, entry))
+    return this
+  }
+
+  provider(id) {
+    return vaultCall(() => this.#native.provider(id))
+  }
+
+  getKey(id) {
+    return vaultCall(() => this.#native.getKey(id))
+  }
+
+  issueKey(id) {
+    return vaultCall(() => this.#native.issueKey(id))
+  }
+
+  addVirtualKey(key, id) {
+    vaultCall(() => this.#native.addVirtualKey(key, id))
+    return this
+  }
+
+  verify(key) {
+    if (typeof key !== 'string') return null
+    return this.#native.verify(key)
+  }
+
+  checkQuota(id) {
+    return vaultCall(() => this.#native.checkQuota(id, this.#now()))
+  }
+
+  recordUsage(id, tokens) {
+    return vaultCall(() => this.#native.recordUsage(id, tokens, this.#now()))
+  }
+
+  [inspect.custom]() {
+    return 'KeyVault { [secret] }'
+  }
+}
+
 function countTokens(model, input) {
   try {
     return native.countTokens(model, input)
@@ -459,6 +625,9 @@ module.exports = {
   RateLimiter,
   CostTracker,
   FerrogateError,
+  KeyVault,
+  OPENAI_SSE,
+  NATIVE_SERVE,
   countTokens,
   NativeGateway: native.NativeGateway,
   NativeCall: native.NativeCall,

@@ -46,6 +46,9 @@ const ALL_CONTENDERS = [
   { name: 'express+ferrogate+cache+limiter', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events', FERROGATE_CACHE: 'miss', FERROGATE_LIMITER: '1' } },
   // same app, gw.stream(req, onChunk) instead of `for await (gw.streamEvents())`; streaming only
   { name: 'express+ferrogate-cb', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'callback' }, scenarios: ['stream'] },
+  // ferrogate/express's openaiRouter, and the floor it is measured against: an app that only pipes bytes
+  { name: 'express+openaiRouter', script: 'express-router.mjs' },
+  { name: 'pipe-forward', script: 'pipe-forward.mjs' },
 ];
 const wanted = env.CONTENDERS ? env.CONTENDERS.split(',').map((s) => s.trim()) : ALL_CONTENDERS.map((c) => c.name);
 for (const w of wanted) if (!ALL_CONTENDERS.some((c) => c.name === w)) throw new Error(`unknown contender ${w} (have ${ALL_CONTENDERS.map((c) => c.name)})`);

@@ -109,12 +109,55 @@ export declare class Gateway {
   batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
   /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
   models(): string[]
+  /** Prometheus text exposition: requests, latency/TTFT histograms, tokens, cost, cache, refusals, circuit state. */
+  metrics(): string
   /** One entry per route target. */
   health(): DeploymentHealth[]
   /** Counters since the gateway was created. */
   stats(): GatewayStats
   /** Refuses new calls and ends calls in flight with ABORTED; resolves once they have settled. */
   close(): Promise<void>
+}
+
+export interface GatewayOptions {
+  /** Called with each latency anomaly (EWMA z-score per provider/model) as the call that showed it ends. */
+  onAnomaly?: (anomaly: LatencyAnomaly) => void
+}
+
+/** Symbol.for('ferrogate.openaiSse'): the Gateway method ferrogate/express streams OpenAI SSE bytes through (internal). */
+export declare const OPENAI_SSE: unique symbol
+
+export interface KeyVaultQuota {
+  allowed: boolean
+  /** Absent when the id has no quota. */
+  remainingTokens?: number
+  usedTokens: number
+  /** Next UTC midnight (Unix ms). */
+  resetsAtMs: number
+}
+
+/**
+ * Provider keys sealed with AES-256-GCM (key from `secret` via HKDF-SHA256, random 96-bit nonce
+ * per encryption; tokens are `fgv1.<base64url(nonce|ciphertext|tag)>`), virtual API keys stored as
+ * SHA-256 hashes and compared in constant time, per-id daily token quotas (UTC day).
+ * Errors are FerrogateErrors: INVALID_REQUEST for a tampered token or wrong secret, NOT_FOUND for an unknown id.
+ */
+export declare class KeyVault {
+  /** `now`: the clock (Unix ms) used for quota days; for tests. */
+  constructor(options: { secret: string; now?: () => number })
+  static encrypt(plain: string, secret: string): string
+  static decrypt(token: string, secret: string): string
+  add(id: string, entry: { provider: string; key?: string; dailyTokenQuota?: number }): this
+  provider(id: string): string
+  /** The provider key in clear, or null. */
+  getKey(id: string): string | null
+  /** A new random virtual API key for `id` (only its hash is stored). */
+  issueKey(id: string): string
+  addVirtualKey(key: string, id: string): this
+  /** The id a virtual key belongs to, or null. */
+  verify(key: string): string | null
+  checkQuota(id: string): KeyVaultQuota
+  recordUsage(id: string, tokens: number): KeyVaultQuota
 }
 
 // ---- generated from src/binding (napi-rs) ----

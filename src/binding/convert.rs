@@ -29,6 +29,7 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
   {
     config.retry_base = base;
   }
+  config.default_provider = options.default_provider;
   config.routes = routes(options.routes.unwrap_or_default())?;
   if let Some(routing) = options.routing {
     config.routing = routing_config(routing)?;
@@ -464,4 +465,16 @@ pub fn stream_event(event: StreamEvent) -> js::NativeStreamEvent {
     }
   }
   out
+}
+
+pub fn anomaly(found: crate::metrics::Anomaly) -> js::LatencyAnomaly {
+  js::LatencyAnomaly {
+    provider: found.provider,
+    model: found.model,
+    latency_ms: found.latency_ms,
+    expected_ms: found.expected_ms,
+    z_score: found.z_score,
+    severity: found.severity.to_string(),
+    at: found.at_ms,
+  }
 }

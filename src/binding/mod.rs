@@ -6,7 +6,10 @@ mod costs;
 mod hook;
 mod limiter;
 mod numbers;
+mod serve;
+mod sse;
 mod types;
+mod vault;
 
 use std::sync::Arc;
 
@@ -23,7 +26,10 @@ use crate::types::StreamEvent;
 pub use cache::*;
 pub use costs::*;
 pub use limiter::*;
+pub use serve::*;
+pub use sse::*;
 pub use types::*;
+pub use vault::*;
 
 /// Events buffered between the upstream reader and JS. Bounded so a slow consumer
 /// slows the upstream read instead of growing memory.
@@ -84,6 +90,10 @@ impl NativeGateway {
     if let Ok(gateway) = &self.inner {
       gateway.record_hook_error();
     }
+  }
+
+  pub(crate) fn gateway(&self) -> Result<Arc<Gateway>, GatewayError> {
+    self.inner.clone()
   }
 
   #[napi]
@@ -163,6 +173,29 @@ impl NativeGateway {
   pub fn models(&self) -> Vec<String> {
     match &self.inner {
       Ok(gateway) => gateway.models(),
+      Err(_) => Vec::new(),
+    }
+  }
+
+  /// Prometheus text exposition of the gateway's metrics.
+  #[napi]
+  pub fn metrics(&self) -> String {
+    match &self.inner {
+      Ok(gateway) => gateway.render_metrics(),
+      Err(_) => String::new(),
+    }
+  }
+
+  /// Latency anomalies found since the last call (the JS layer hands them to `onAnomaly`).
+  #[napi]
+  pub fn take_anomalies(&self) -> Vec<LatencyAnomaly> {
+    match &self.inner {
+      Ok(gateway) => gateway
+        .metrics()
+        .take_anomalies()
+        .into_iter()
+        .map(convert::anomaly)
+        .collect(),
       Err(_) => Vec::new(),
     }
   }

@@ -79,6 +79,8 @@ pub struct GatewayOptions {
   /// (1, 2, …) the step is this × 2^(n-1), capped at 8 s; the wait is a uniformly random time
   /// between half the step and the whole step.
   pub retry_base_delay_ms: Option<f64>,
+  /// Where a model with no "provider/" prefix goes (a provider name), so OpenAI clients can send plain model names.
+  pub default_provider: Option<String>,
 }
 
 /// `{ type: 'text', text }`, `{ type: 'image', data, mimeType }` (base64) or `{ type: 'image_url', url }`.
@@ -245,6 +247,22 @@ pub struct ErrorInfo {
 pub struct CallBatch {
   pub events: Vec<NativeStreamEvent>,
   pub error: Option<ErrorInfo>,
+}
+
+/// A call whose latency was an outlier for its provider/model (EWMA z-score).
+#[napi(object)]
+pub struct LatencyAnomaly {
+  pub provider: String,
+  pub model: String,
+  pub latency_ms: f64,
+  /// The moving average latency before this call.
+  pub expected_ms: f64,
+  pub z_score: f64,
+  /// 'warning' (z >= 3) or 'critical' (z >= 6).
+  #[napi(ts_type = "'warning' | 'critical'")]
+  pub severity: String,
+  /// Unix ms.
+  pub at: f64,
 }
 
 /// One finished call, handed to `onCall`.

@@ -28,6 +28,7 @@ use crate::cache::ResponseCache;
 use crate::costs::{CostTracker, Reservation};
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::limiter::RateLimiter;
+use crate::metrics::Metrics;
 use crate::secret::{redact, Secret};
 use crate::types::{ChatRequest, ChatResponse};
 
@@ -59,6 +60,8 @@ pub struct GatewayConfig {
   pub max_retries: u32,
   /// First backoff step; doubles per attempt.
   pub retry_base: Duration,
+  /// Provider for models with no configured "provider/" prefix.
+  pub default_provider: Option<String>,
   pub cache: Option<Arc<ResponseCache>>,
   pub rate_limiter: Option<Arc<RateLimiter>>,
   pub on_call: Option<CallHook>,
@@ -75,6 +78,7 @@ impl Default for GatewayConfig {
       timeout: DEFAULT_TIMEOUT,
       max_retries: DEFAULT_MAX_RETRIES,
       retry_base: DEFAULT_RETRY_BASE,
+      default_provider: None,
       cache: None,
       rate_limiter: None,
       on_call: None,
@@ -103,6 +107,8 @@ pub struct Gateway {
   max_retries: u32,
   retry_base: Duration,
   secrets: Vec<Secret>,
+  default_provider: Option<Arc<Provider>>,
+  metrics: Metrics,
   cache: Option<Arc<ResponseCache>>,
   rate_limiter: Option<Arc<RateLimiter>>,
   on_call: Option<CallHook>,
@@ -122,6 +128,14 @@ impl Gateway {
       let built = build_provider(&provider, &mut secrets, &mut clients)?;
       providers.insert(provider.name.clone(), Arc::new(built));
     }
+    let default_provider = match &config.default_provider {
+      None => None,
+      Some(name) => Some(providers.get(name).cloned().ok_or_else(|| {
+        GatewayError::config(format!(
+          "defaultProvider '{name}' is not one of the configured providers"
+        ))
+      })?),
+    };
     let router = Router::new(config.routes, config.routing, &providers)?;
     Ok(Gateway {
       providers,
@@ -130,6 +144,8 @@ impl Gateway {
       max_retries: config.max_retries,
       retry_base: config.retry_base,
       secrets,
+      default_provider,
+      metrics: Metrics::default(),
       cache: config.cache,
       rate_limiter: config.rate_limiter,
       on_call: config.on_call,
@@ -197,15 +213,63 @@ impl Gateway {
       .max_by_key(|(name, _)| name.len());
     match best {
       Some((name, provider)) => Ok((provider.clone(), model[name.len() + 1..].to_string())),
-      None => {
-        let mut names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
-        names.sort();
-        Err(GatewayError::not_found(format!(
-          "no provider for model '{model}': use \"provider/model\" with one of [{}]",
-          names.join(", ")
-        )))
-      }
+      None => match &self.default_provider {
+        Some(provider) if !model.is_empty() => Ok((provider.clone(), model.to_string())),
+        _ => {
+          let mut names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+          names.sort();
+          Err(GatewayError::not_found(format!(
+            "no provider for model '{model}': use \"provider/model\" with one of [{}]",
+            names.join(", ")
+          )))
+        }
+      },
     }
+  }
+
+  /// Metrics and the latency anomaly detector see every call once, whatever its outcome.
+  fn observe(&self, model: &str, result: &Result<ChatResponse>) {
+    let resolved = match result {
+      Ok(response) => Some(response.provider.clone()),
+      Err(error) => error.provider.clone(),
+    };
+    let vendor_model = match &resolved {
+      Some(provider) => model
+        .strip_prefix(provider.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(model),
+      None => model,
+    };
+    self
+      .metrics
+      .record_call(resolved.as_deref(), vendor_model, result);
+  }
+
+  pub fn metrics(&self) -> &Metrics {
+    &self.metrics
+  }
+
+  /// Prometheus text; the circuit state of every route target is read at scrape time.
+  pub fn render_metrics(&self) -> String {
+    for target in self.health() {
+      let state = match target.state {
+        "healthy" => 0,
+        "half_open" => 1,
+        _ => 2,
+      };
+      self
+        .metrics
+        .set_circuit_state(&target.route, &target.provider, &target.model, state);
+    }
+    // The cache, limiter and budget stages count into `stats`; the exposition shows the same numbers.
+    let stats = self.stats();
+    self.metrics.set_stage_counters(
+      stats.cache_hits,
+      stats.cache_misses,
+      stats.limiter_refusals,
+      stats.budget_refusals,
+    );
+    self.metrics.render()
   }
 
   /// Runs one call to completion. `model` is a route alias or "provider/model";
@@ -225,6 +289,7 @@ impl Gateway {
       trace.route = Some(model.to_string());
     }
     let result = self.run(model, req, options, sink, cancel, &trace).await;
+    self.observe(model, &result);
     record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
     result
   }
@@ -754,6 +819,39 @@ mod tests {
     // One request a minute: the next is due a minute after the first, less what has passed.
     assert!(wait <= Duration::from_secs(60) && wait + elapsed >= Duration::from_secs(60));
     assert_eq!(gateway.stats().limiter_refusals, 1);
+  }
+
+  #[test]
+  fn unprefixed_models_go_to_the_default_provider() {
+    let config = |default: &str| GatewayConfig {
+      providers: vec![ProviderConfig {
+        name: "local".into(),
+        kind: "mock".into(),
+        ..ProviderConfig::default()
+      }],
+      default_provider: Some(default.into()),
+      ..GatewayConfig::default()
+    };
+    let gateway = Gateway::new(config("local")).expect("gateway");
+    for (asked, vendor_model) in [
+      ("gpt-4o-mini", "gpt-4o-mini"),
+      ("meta/llama-3", "meta/llama-3"),
+      ("local/x", "x"),
+    ] {
+      let (provider, model) = gateway
+        .resolve(asked)
+        .map_err(|e| e.message)
+        .expect("resolved");
+      assert_eq!(
+        (provider.name.as_str(), model.as_str()),
+        ("local", vendor_model)
+      );
+    }
+    let unknown = Gateway::new(config("nope"))
+      .map(|_| ())
+      .expect_err("unknown");
+    assert_eq!(unknown.code, ErrorCode::Config);
+    assert!(unknown.message.contains("defaultProvider 'nope'"));
   }
 
   #[test]

@@ -1,11 +1,14 @@
 //! The built-in offline provider for tests and demos (like LiteLLM's `mock_response`):
 //! a deterministic answer derived from the prompt, streamed word by word with a small
-//! delay, usage filled in. With tools and a forced tool choice it calls the tool.
+//! delay, usage filled in. With tools and a forced tool choice it calls the tool; a
+//! `json_schema` request gets a deterministic instance of the schema (see
+//! [`schema_instance`]), a `json_object` one a small object echoing the prompt.
 
 use std::time::Duration;
 
 use serde_json::json;
 
+use super::schema_instance;
 use crate::tokens::encoding_for;
 use crate::types::{
   ChatRequest, Completion, FinishReason, ResponseFormat, Role, ToolCall, ToolChoice, Usage,
@@ -42,10 +45,13 @@ pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
       ..ToolCall::default()
     };
     (String::new(), vec![call], FinishReason::ToolCalls)
-  } else if matches!(
-    req.response_format,
-    Some(ResponseFormat::JsonObject) | Some(ResponseFormat::JsonSchema { .. })
-  ) {
+  } else if let Some(ResponseFormat::JsonSchema { schema, .. }) = &req.response_format {
+    (
+      schema_instance::instance_of(schema).to_string(),
+      vec![],
+      FinishReason::Stop,
+    )
+  } else if matches!(req.response_format, Some(ResponseFormat::JsonObject)) {
     (
       json!({ "mock": true, "echo": excerpt }).to_string(),
       vec![],
@@ -57,17 +63,11 @@ pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
     );
     (text, vec![], FinishReason::Stop)
   };
-  let mut chunks = Vec::new();
-  let mut start = 0;
-  for (i, c) in text.char_indices() {
-    if c == ' ' && i > start {
-      chunks.push(text[start..i].to_string());
-      start = i;
-    }
-  }
-  if start < text.len() {
-    chunks.push(text[start..].to_string());
-  }
+  let chunks = if req.response_format.is_some() && tool_calls.is_empty() && text.starts_with('{') {
+    json_chunks(&text)
+  } else {
+    word_chunks(&text)
+  };
   let encoding = encoding_for(&req.model);
   let completion_tokens = encoding.count_text(&text) as u64
     + tool_calls
@@ -88,6 +88,33 @@ pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
     usage: Some(usage),
   };
   (chunks, completion)
+}
+
+/// Words with the space before them, so prose streams a word at a time.
+fn word_chunks(text: &str) -> Vec<String> {
+  let mut chunks = Vec::new();
+  let mut start = 0;
+  for (i, c) in text.char_indices() {
+    if c == ' ' && i > start {
+      chunks.push(text[start..i].to_string());
+      start = i;
+    }
+  }
+  if start < text.len() {
+    chunks.push(text[start..].to_string());
+  }
+  chunks
+}
+
+/// Compact JSON has no spaces to split at: pieces of a few characters instead, cut on
+/// character boundaries, so a JSON answer streams like prose does.
+fn json_chunks(text: &str) -> Vec<String> {
+  const CHUNK_CHARS: usize = 12;
+  let chars: Vec<char> = text.chars().collect();
+  chars
+    .chunks(CHUNK_CHARS)
+    .map(|piece| piece.iter().collect())
+    .collect()
 }
 
 /// A stable hash so the same prompt always gets the same ids.
@@ -114,5 +141,43 @@ mod tests {
     assert!(completion.content.contains("\"hi there\""));
     assert_eq!(respond(&req).1, completion);
     assert!(completion.usage.expect("usage").completion_tokens > 10);
+  }
+
+  #[test]
+  fn json_schema_answer_is_the_schema_instance_streamed_in_pieces() {
+    let schema = json!({
+      "type": "object",
+      "properties": { "intent": { "enum": ["order", "refund"] }, "summary": { "type": "string", "minLength": 40 } },
+      "required": ["intent", "summary"]
+    });
+    let req = ChatRequest {
+      model: "demo".into(),
+      messages: vec![Message::text(Role::User, "I want my money back")],
+      response_format: Some(ResponseFormat::JsonSchema {
+        name: "intent".into(),
+        schema: schema.clone(),
+      }),
+      ..ChatRequest::default()
+    };
+    let (chunks, completion) = respond(&req);
+    let answer: serde_json::Value = serde_json::from_str(&completion.content).expect("JSON answer");
+    assert_eq!(answer, schema_instance::instance_of(&schema));
+    assert!(chunks.len() > 3, "{chunks:?}");
+    assert_eq!(chunks.concat(), completion.content);
+    assert_eq!(completion.finish_reason, FinishReason::Stop);
+  }
+
+  #[test]
+  fn json_object_answer_is_an_object() {
+    let req = ChatRequest {
+      model: "demo".into(),
+      messages: vec![Message::text(Role::User, "say \"hi\" é")],
+      response_format: Some(ResponseFormat::JsonObject),
+      ..ChatRequest::default()
+    };
+    let (chunks, completion) = respond(&req);
+    let answer: serde_json::Value = serde_json::from_str(&completion.content).expect("JSON answer");
+    assert_eq!(answer["echo"], "say \"hi\" é");
+    assert_eq!(chunks.concat(), completion.content);
   }
 }

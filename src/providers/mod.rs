@@ -7,6 +7,7 @@ mod errors;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod schema_instance;
 
 pub use errors::{classify_status, http_error, in_band_error, stray_line, vendor_error, ErrorBody};
 

@@ -1,0 +1,167 @@
+'use strict'
+// `ferrogate serve`: the OpenAI-compatible endpoint of ferrogate/express as a standalone proxy
+// on node:http (no Express). Config = GatewayOptions as JSON (class instances replaced by their
+// options objects) plus host, port and keys, with ${ENV_VAR} references for secrets.
+
+const fs = require('node:fs')
+const http = require('node:http')
+const { randomBytes } = require('node:crypto')
+const ferrogate = require('../index.js')
+const { openaiRouter, redact } = require('./express.js')
+
+class ConfigError extends Error {}
+
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+/** Replaces `${VAR}` (and `${VAR:-default}`) in every string of the config. */
+function expandEnv(value, env, at = '') {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REFERENCE, (_, name, fallback) => {
+      const found = env[name]
+      if (found != null && found !== '') return found
+      if (fallback !== undefined) return fallback
+      throw new ConfigError(`config at ${at || '(root)'} needs environment variable ${name}, which is not set`)
+    })
+  }
+  if (Array.isArray(value)) return value.map((item, i) => expandEnv(item, env, `${at}[${i}]`))
+  if (value != null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, at ? `${at}.${k}` : k)]))
+  }
+  return value
+}
+
+function readConfig(path, env = process.env) {
+  let text
+  try {
+    text = fs.readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new ConfigError(`cannot read the config file: ${error.code ?? error.message}`)
+  }
+  let parsed
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    throw new ConfigError(`the config file is not valid JSON: ${error.message}`)
+  }
+  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError('the config must be a JSON object')
+  return expandEnv(parsed, env)
+}
+
+// GatewayOptions fields that take a class instance in JS, given here as its options object.
+const INSTANCE_FIELDS = { cache: 'ResponseCache', rateLimiter: 'RateLimiter', costs: 'CostTracker' }
+
+function gatewayOptions(config) {
+  const { host, port, keys, engine, ...options } = config
+  for (const [field, className] of Object.entries(INSTANCE_FIELDS)) {
+    const value = options[field]
+    if (value == null || value === false) continue
+    const Class = ferrogate[className]
+    if (typeof Class !== 'function') throw new ConfigError(`config ${field}: this ferrogate build has no ${className}`)
+    options[field] = new Class(value)
+  }
+  return options
+}
+
+function keyVault(keys) {
+  if (keys == null) return undefined
+  if (!Array.isArray(keys)) throw new ConfigError('config keys must be an array of { key, user?, dailyTokenQuota? }')
+  // Only hashes of the keys are kept; the secret only seals provider keys, which serve does not store.
+  const vault = new ferrogate.KeyVault({ secret: randomBytes(32).toString('hex') })
+  const seen = new Set()
+  keys.forEach((entry, i) => {
+    if (entry == null || typeof entry.key !== 'string' || entry.key === '') throw new ConfigError(`config keys[${i}].key must be a non-empty string`)
+    const id = entry.user != null ? String(entry.user) : `key-${i + 1}`
+    if (!seen.has(id)) {
+      vault.add(id, { provider: '', dailyTokenQuota: entry.dailyTokenQuota })
+      seen.add(id)
+    }
+    vault.addVirtualKey(entry.key, id)
+  })
+  return vault
+}
+
+function validatedKeys(keys) {
+  if (keys == null) return undefined
+  if (!Array.isArray(keys)) throw new ConfigError('config keys must be an array of { key, user?, dailyTokenQuota? }')
+  return keys.map((entry, i) => {
+    if (entry == null || typeof entry.key !== 'string' || entry.key === '') throw new ConfigError(`config keys[${i}].key must be a non-empty string`)
+    const quota = entry.dailyTokenQuota
+    if (quota != null && !(Number.isInteger(quota) && quota >= 0)) throw new ConfigError(`config keys[${i}].dailyTokenQuota must be a whole number >= 0`)
+    return { key: entry.key, user: entry.user == null ? undefined : String(entry.user), dailyTokenQuota: quota ?? undefined }
+  })
+}
+
+/**
+ * The native engine: a Rust HTTP server (hyper) over the native gateway; no JS on the request
+ * path. Same endpoints and wire format as the node engine (openaiRouter).
+ */
+async function startNative(config, overrides) {
+  const gateway = new ferrogate.Gateway(gatewayOptions(config))
+  const host = overrides.host ?? config.host ?? '127.0.0.1'
+  const port = Number(overrides.port ?? config.port ?? 4000)
+  let server
+  try {
+    server = await gateway[ferrogate.NATIVE_SERVE]({ host, port, keys: validatedKeys(config.keys) })
+  } catch (error) {
+    await gateway.close()
+    throw new ConfigError(error.message)
+  }
+  // The server runs on the addon's threads, which do not keep Node's event loop alive.
+  const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
+  const shownHost = server.host.includes(':') ? `[${server.host}]` : server.host
+  return {
+    engine: 'native',
+    url: `http://${shownHost}:${server.port}`,
+    async close() {
+      server.close()
+      clearInterval(keepAlive)
+      await gateway.close()
+    },
+  }
+}
+
+/** Starts the proxy; resolves with `{ url, close() }`. `overrides.engine`: 'native' (default) or 'node'. */
+async function startServe(config, overrides = {}) {
+  const engine = overrides.engine ?? config.engine ?? 'native'
+  if (engine === 'native') return startNative(config, overrides)
+  if (engine !== 'node') throw new ConfigError(`engine must be 'native' or 'node', not '${engine}'`)
+  const gateway = new ferrogate.Gateway(gatewayOptions(config))
+  const log = overrides.log ?? ((line) => process.stderr.write(`${redact(line)}\n`))
+  const router = openaiRouter(gateway, { keys: keyVault(config.keys), log })
+  const server = http.createServer((req, res) => {
+    const path = req.url.split('?')[0]
+    if (path.startsWith('/v1/')) {
+      req.url = req.url.slice(3)
+      return router(req, res)
+    }
+    if (path === '/health' && req.method === 'GET') {
+      res.setHeader('Content-Type', 'application/json')
+      return res.end('{"status":"ok"}')
+    }
+    res.statusCode = 404
+    res.setHeader('Content-Type', 'application/json')
+    res.end(JSON.stringify({ error: { message: `Unknown request URL: ${req.method} ${redact(path)}.`, type: 'invalid_request_error', param: null, code: 'unknown_url' } }))
+  })
+  server.keepAliveTimeout = 65_000
+  const host = overrides.host ?? config.host ?? '127.0.0.1'
+  const port = overrides.port ?? config.port ?? 4000
+  await new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(Number(port), host, resolve)
+  })
+  const address = server.address()
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return {
+    engine: 'node',
+    server,
+    gateway,
+    url: `http://${shownHost}:${address.port}`,
+    async close() {
+      server.closeAllConnections?.()
+      await new Promise((resolve) => server.close(resolve))
+      await gateway.close()
+    },
+  }
+}
+
+module.exports = { startServe, readConfig, expandEnv, gatewayOptions, ConfigError }

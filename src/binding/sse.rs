@@ -1,0 +1,148 @@
+//! OpenAI SSE bytes encoded natively for ferrogate/express's openaiRouter: one Buffer per
+//! batch of events (each event its own `data:` line), so JS only writes bytes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+use super::{convert, ChatRequest, ErrorInfo, NativeCall, NativeGateway, MAX_BATCH};
+use crate::error::GatewayError;
+use crate::serve::wire::{self, ChunkEncoder};
+use crate::types::StreamEvent;
+
+#[napi(object, object_to_js = false)]
+pub struct OpenAiSseOptions {
+  /// The `chatcmpl-…` id every chunk carries.
+  pub id: String,
+  /// Unix seconds.
+  pub created: f64,
+  /// The model name as the client sent it.
+  pub model: String,
+  /// `stream_options.include_usage`: `"usage": null` on every chunk, then a usage chunk.
+  pub include_usage: bool,
+}
+
+#[napi(object)]
+pub struct SseBatch {
+  /// Encoded `data: …\n\n` events (the role delta first, `data: [DONE]` last).
+  pub data: Option<Buffer>,
+  /// The stream ended (with `[DONE]`, or with an error event in `data`).
+  pub done: bool,
+  /// The call failed before any byte was encoded: answer with its status instead.
+  pub error: Option<ErrorInfo>,
+  /// usage.totalTokens of the finished call (quotas).
+  pub total_tokens: Option<f64>,
+}
+
+/// A streamed call whose events come back as OpenAI SSE bytes.
+#[napi]
+pub struct NativeSseCall {
+  call: NativeCall,
+  encoder: ChunkEncoder,
+  include_usage: bool,
+  emitted: AtomicBool,
+}
+
+#[napi]
+impl NativeGateway {
+  /// Starts a streamed call whose events are encoded as OpenAI `chat.completion.chunk` SSE.
+  #[napi(catch_unwind)]
+  pub fn start_openai_sse(&self, request: ChatRequest, options: OpenAiSseOptions) -> NativeSseCall {
+    let created = if options.created.is_finite() && options.created >= 0.0 {
+      options.created as u64
+    } else {
+      0
+    };
+    NativeSseCall {
+      call: self.start(request, true),
+      encoder: ChunkEncoder::new(&options.id, created, &options.model, options.include_usage),
+      include_usage: options.include_usage,
+      emitted: AtomicBool::new(false),
+    }
+  }
+}
+
+#[napi]
+impl NativeSseCall {
+  /// Waits for at least one event (or the end) and encodes everything available.
+  #[napi]
+  pub async fn next(&self) -> SseBatch {
+    let mut receiver = self.call.receiver.lock().await;
+    let mut batch = SseBatch {
+      data: None,
+      done: false,
+      error: None,
+      total_tokens: None,
+    };
+    let mut out = Vec::with_capacity(4096);
+    let mut item = Some(receiver.recv().await.unwrap_or_else(|| {
+      Err(GatewayError::protocol(
+        "internal error: the call ended without a result",
+      ))
+    }));
+    let mut count = 0;
+    while let Some(current) = item.take() {
+      let first_bytes = !self.emitted.load(Ordering::Relaxed);
+      match current {
+        Err(error) if first_bytes => {
+          batch.error = Some(convert::error_info(error, &self.call.request_id));
+          batch.done = true;
+          return batch;
+        }
+        Err(error) => {
+          out.extend_from_slice(b"data: ");
+          out.extend_from_slice(&wire::error_json(&error));
+          out.extend_from_slice(b"\n\n");
+          batch.done = true;
+          break;
+        }
+        Ok(event) => {
+          if first_bytes {
+            self.encoder.role(&mut out);
+            self.emitted.store(true, Ordering::Relaxed);
+          }
+          match event {
+            StreamEvent::Text(text) => self.encoder.text(&mut out, &text),
+            StreamEvent::ToolCall {
+              index,
+              id,
+              name,
+              arguments_delta,
+            } => self.encoder.tool_call(
+              &mut out,
+              index,
+              id.as_deref(),
+              name.as_deref(),
+              &arguments_delta,
+            ),
+            StreamEvent::Done(response) => {
+              batch.total_tokens = Some(response.usage.total_tokens as f64);
+              self.encoder.finish(&mut out, &response, self.include_usage);
+              batch.done = true;
+              break;
+            }
+          }
+        }
+      }
+      count += 1;
+      if count >= MAX_BATCH {
+        break;
+      }
+      item = receiver.try_recv().ok();
+    }
+    batch.data = Some(out.into());
+    batch
+  }
+
+  /// Aborts the call: the upstream connection is closed.
+  #[napi]
+  pub fn cancel(&self) {
+    self.call.cancel();
+  }
+
+  #[napi(getter)]
+  pub fn request_id(&self) -> String {
+    self.call.request_id.clone()
+  }
+}
