@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeCostTracker = nativeBinding.NativeCostTracker
 module.exports.NativeGateway = nativeBinding.NativeGateway
 module.exports.NativeKeyVault = nativeBinding.NativeKeyVault
 module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter

@@ -65,6 +65,36 @@ export type StreamEvent =
   | { type: 'tool_call'; index: number; id?: string; name?: string; argumentsDelta: string }
   | { type: 'done'; response: ChatResponse }
 
+export interface GatewayOptions {
+  /** Prices, records and budgets every call (`costUsd` uses the built-in prices without it). */
+  costs?: CostTracker
+}
+
+/** Prices calls, keeps the SQLite ledger, enforces budgets and raises spending alerts. */
+export declare class CostTracker {
+  /** Throws a FerrogateError with code CONFIG when the options, the pricing file or the ledger are wrong. */
+  constructor(options?: CostTrackerOptions)
+  /** The date of the built-in price table, "YYYY-MM-DD". */
+  readonly pricingDate: string
+  /** By "provider/model" first, then the bare model name; null for an unknown model. */
+  priceOf(model: string): ModelPriceInfo | null
+  /** Records a call and returns its cost in USD (0 for an unknown model, counted as unpriced). */
+  record(usage: UsageRecord): number
+  /** Spend over the last `days` UTC days (default 30), today included; everyone's when `user` is null. */
+  summary(user?: string | null, options?: SummaryOptions): CostSummary
+  /** A hard budget reserves each call's maximum cost before it runs (BUDGET_EXCEEDED, 402). `null` removes it. */
+  setBudget(user: string, budget: BudgetOptions | null): void
+  budget(user: string): BudgetInfo | null
+  alerts(user: string): CostAlert[]
+  /** Runs on the event loop after the call that raised the alert; a throw is counted, never fatal. */
+  onAlert(callback: (alert: CostAlert) => unknown): void
+  stats(): CostTrackerStats & { alertCallbackErrors: number }
+  /** Returns once every recorded call is durable in the ledger. */
+  flush(): void
+  /** Flushes and closes the ledger; record() then throws CONFIG. */
+  close(): void
+}
+
 export type BatchItem = { ok: true; response: ChatResponse } | { ok: false; error: FerrogateError }
 
 export declare class Gateway {
@@ -141,6 +171,38 @@ export declare class KeyVault {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * The native cost tracker. Use `CostTracker` from the package, which wraps this with
+ * typed errors and safe alert callbacks.
+ */
+export declare class NativeCostTracker {
+  constructor(options?: CostTrackerOptions | undefined | null)
+  /** The date of the built-in price table. */
+  get pricingDate(): string
+  priceOf(model: string): ModelPriceInfo | null
+  /**
+   * Records a call and returns its cost in USD. The fields of `UsageRecord` as arguments:
+   * reading them off an object costs a property lookup each, several times the work of
+   * recording.
+   */
+  recordCall(user: string | undefined | null, model: string, promptTokens: number, completionTokens: number, cachedPromptTokens?: number | undefined | null, cacheWritePromptTokens?: number | undefined | null, reasoningTokens?: number | undefined | null, latencyMs?: number | undefined | null, success?: boolean | undefined | null, provider?: string | undefined | null, timestamp?: number | undefined | null): number
+  /** Spend of one user over the last `days` UTC days; every user's with no `user`. */
+  summary(user?: string | undefined | null, options?: SummaryOptions | undefined | null): CostSummary
+  /** Sets a user's budget; `null` removes it. */
+  setBudget(user: string, budget?: BudgetOptions | undefined | null): void
+  /** A user's budget and where it stands; `null` without one. */
+  budget(user: string): BudgetInfo | null
+  /** Alerts raised for a user, oldest first. */
+  alerts(user: string): Array<CostAlert>
+  /** Calls `callback` with every alert, on the event loop, after the call that raised it. */
+  onAlert(callback: (alert: CostAlert) => void): void
+  stats(): CostTrackerStats
+  /** Returns once every recorded call is durable in the ledger. */
+  flush(): void
+  /** Flushes and closes the ledger; later records are counted as dropped. */
+  close(): void
+}
+
+/**
  * The native gateway. Use `Gateway` from the package, which wraps this with
  * AbortSignal support, async iteration and typed errors.
  */
@@ -156,10 +218,10 @@ export declare class NativeGateway {
    * Never throws: a bad configuration is reported by `configError()`, so the JS layer
    * can throw it with the same error shape as every other failure.
    *
-   * `cache`, `rateLimiter` and `onCall` arrive apart from the options: the JS layer
+   * `cache`, `rateLimiter`, `onCall` and `costs` arrive apart from the options: the JS layer
    * unwraps its classes to their native handles and guards the hook against throws.
    */
-  constructor(options: GatewayOptions, cache?: NativeResponseCache | undefined | null, rateLimiter?: NativeRateLimiter | undefined | null, onCall?: ((arg: CallRecord) => void) | undefined | null)
+  constructor(options: GatewayOptions, cache?: NativeResponseCache | undefined | null, rateLimiter?: NativeRateLimiter | undefined | null, onCall?: ((arg: CallRecord) => void) | undefined | null, costs?: NativeCostTracker | undefined | null)
   /** Calls by outcome and error code, cache and limiter counters, hook errors. */
   stats(): GatewayStats | null
   /** Counts an `onCall` hook that threw (called by the JS guard around the hook). */
@@ -288,6 +350,25 @@ export declare class NativeSseCall {
   get requestId(): string
 }
 
+export interface BudgetInfo {
+  usd: number
+  period: 'day' | 'month'
+  hard: boolean
+  spentUsd: number
+  /** Held by calls in flight. */
+  reservedUsd: number
+  remainingUsd: number
+  /** First day of the current period, "YYYY-MM-DD" (UTC). */
+  periodStart: string
+}
+
+export interface BudgetOptions {
+  usd: number
+  period: 'day' | 'month'
+  /** Refuse calls that could pass the budget (BUDGET_EXCEEDED) instead of only alerting. */
+  hard?: boolean
+}
+
 /** What `set()` takes: a `ChatResponse`, or any object with at least `content`. */
 export interface CachedAnswer {
   content: string
@@ -400,6 +481,67 @@ export interface ContentPart {
   url?: string
 }
 
+export interface CostAlert {
+  type: 'budget_exceeded' | 'unusual_spending' | 'high_cost_model'
+  severity: 'info' | 'warning' | 'critical'
+  user: string
+  message: string
+  recommendations: Array<string>
+  /** ms since the epoch. */
+  timestamp: number
+  model?: string
+  /** Budget: spent this period; unusual spending: the last 7 days. */
+  amountUsd?: number
+  /** Budget: the budget; unusual spending: the weekly average of the 4 weeks before. */
+  thresholdUsd?: number
+}
+
+export interface CostSummary {
+  totalCost: number
+  totalRequests: number
+  averageCostPerRequest: number
+  costByModel: Record<string, number>
+  requestsByModel: Record<string, number>
+  /** One point per day of the window, oldest first. */
+  costTrend: Array<CostTrendPoint>
+  /** Calls whose model had no price (recorded at cost 0). */
+  unpricedRequests: number
+}
+
+export interface CostTrackerOptions {
+  /**
+   * A path to, or an object in, LiteLLM's `model_prices_and_context_window.json` format,
+   * merged over the built-in table.
+   */
+  pricing?: string | Record<string, LiteLlmModelPrice>
+  /** SQLite ledger file; in memory when absent. */
+  ledgerPath?: string
+  /**
+   * A model whose output costs at least this (USD per million tokens) raises a
+   * `high_cost_model` alert (default 20).
+   */
+  highCostOutputPerMillion?: number
+}
+
+export interface CostTrackerStats {
+  recorded: number
+  unpriced: number
+  budgetRefusals: number
+  alerts: number
+  ledgerWritten: number
+  /** Rows lost to a failed write. */
+  ledgerFailed: number
+  /** Rows recorded after close(). */
+  ledgerDropped: number
+}
+
+export interface CostTrendPoint {
+  /** "YYYY-MM-DD" (UTC). */
+  date: string
+  cost: number
+  requests: number
+}
+
 /**
  * Tokens in a text or a message list: exact for OpenAI models (tiktoken encodings), an
  * o200k_base estimate for other vendors, whose tokenizers are not public.
@@ -510,6 +652,15 @@ export interface LatencyAnomaly {
   at: number
 }
 
+/** One entry of a LiteLLM price file (USD per token). */
+export interface LiteLlmModelPrice {
+  inputCostPerToken?: number
+  outputCostPerToken?: number
+  cacheReadInputTokenCost?: number
+  cacheCreationInputTokenCost?: number
+  maxOutputTokens?: number
+}
+
 export interface Message {
   role: 'system' | 'user' | 'assistant' | 'tool'
   /**
@@ -521,6 +672,16 @@ export interface Message {
   toolCallId?: string
   /** For role 'assistant': the calls the model made. */
   toolCalls?: Array<ToolCall>
+}
+
+export interface ModelPriceInfo {
+  inputPerMillion: number
+  outputPerMillion: number
+  cachedInputPerMillion?: number
+  cacheWritePerMillion?: number
+  maxOutputTokens?: number
+  /** 'pricing' (the caller's overrides) or 'builtin'. */
+  source: 'pricing' | 'builtin'
 }
 
 export interface NamedToolChoice {
@@ -692,6 +853,11 @@ export interface SseBatch {
   totalTokens?: number
 }
 
+export interface SummaryOptions {
+  /** UTC days, today included (default 30). */
+  days?: number
+}
+
 export interface ToolCall {
   id: string
   name: string
@@ -722,4 +888,26 @@ export interface Usage {
   cachedPromptTokens: number
   cacheWritePromptTokens: number
   reasoningTokens: number
+}
+
+/** What `CostTracker.record()` takes. */
+export interface UsageRecord {
+  /** Default 'anonymous'. */
+  user?: string
+  /** "provider/model" or a bare model name. */
+  model: string
+  promptTokens: number
+  completionTokens: number
+  /** Of promptTokens, read from the vendor's prompt cache. */
+  cachedPromptTokens?: number
+  /** Of promptTokens, written to the vendor's prompt cache. */
+  cacheWritePromptTokens?: number
+  /** Of completionTokens, spent on reasoning (priced as output). */
+  reasoningTokens?: number
+  latencyMs?: number
+  /** false records the call as failed (default true). */
+  success?: boolean
+  provider?: string
+  /** When the call happened (ms since the epoch; default now), for imports. */
+  timestamp?: number
 }

@@ -47,7 +47,7 @@ const OPENAI_SSE = Symbol.for('ferrogate.openaiSse')
 // `ferrogate serve` (native engine) serves the OpenAI-compatible endpoint over a Gateway through this.
 const NATIVE_SERVE = Symbol.for('ferrogate.serve')
 
-// The native handle behind each ResponseCache / RateLimiter, for the Gateway to take.
+// The native handle behind each ResponseCache / RateLimiter / CostTracker, for the Gateway to take.
 const nativeHandles = new WeakMap()
 
 /** Answers by ResponseCache.keyFor(request); see docs/API.md. */
@@ -329,10 +329,11 @@ class Gateway {
     if (options == null || typeof options !== 'object') {
       throw configError('Gateway needs an options object')
     }
-    const { cache, rateLimiter, onCall, ...rest } = options
+    const { cache, rateLimiter, onCall, costs, ...rest } = options
     if (onCall != null && typeof onCall !== 'function') throw configError('onCall must be a function')
     const cacheHandle = handleOf(cache, ResponseCache, 'cache')
     const limiterHandle = handleOf(rateLimiter, RateLimiter, 'rateLimiter')
+    const trackerHandle = handleOf(costs, CostTracker, 'costs')
     // The hook runs on its own turn of the event loop, after the call settled; a throw
     // or a rejected promise is counted in stats(), never rethrown.
     const countHookError = () => this.#native.recordHookError()
@@ -345,7 +346,7 @@ class Gateway {
       }
     }
     try {
-      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook)
+      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook, trackerHandle)
     } catch (error) {
       // napi's own type check of the options (e.g. a number where a string belongs).
       throw configError(`invalid Gateway options: ${error.message}`, error)
@@ -562,6 +563,135 @@ function split(request) {
   return [body, signal]
 }
 
+// Trackers still open, flushed when the process exits normally (a SIGKILL loses nothing
+// older than 100 ms either way: the ledger commits continuously).
+const openTrackers = new Set()
+let flushOnExit = false
+
+// Native errors from tracker methods: bad arguments (napi's type checks, InvalidArg) are
+// INVALID_REQUEST; the tracker's own failures (GenericFailure) are CONFIG.
+function trackerCall(work) {
+  try {
+    return work()
+  } catch (error) {
+    if (error instanceof FerrogateError) throw error
+    if (error?.code !== 'GenericFailure') throw invalid(error)
+    throw configError(error?.message ?? String(error), error)
+  }
+}
+
+class CostTracker {
+  #native
+  #ref
+  #alertCallbackErrors = 0
+
+  constructor(options = {}) {
+    if (options === null || typeof options !== 'object') throw configError('CostTracker options must be an object')
+    try {
+      this.#native = new native.NativeCostTracker(options)
+    } catch (error) {
+      throw configError(`invalid CostTracker options: ${error.message}`, error)
+    }
+    nativeHandles.set(this, this.#native)
+    this.#ref = new WeakRef(this)
+    openTrackers.add(this.#ref)
+    if (!flushOnExit) {
+      flushOnExit = true
+      process.once('exit', () => {
+        for (const ref of openTrackers) {
+          try {
+            ref.deref()?.flush()
+          } catch {}
+        }
+      })
+    }
+  }
+
+  /** The date of the built-in price table. */
+  get pricingDate() {
+    return this.#native.pricingDate
+  }
+
+  priceOf(model) {
+    if (typeof model !== 'string') throw invalid(new TypeError('priceOf(model) needs a model name'))
+    return this.#native.priceOf(model)
+  }
+
+  /** Records a call; returns its cost in USD. */
+  record(usage) {
+    if (usage == null || typeof usage !== 'object') throw invalid(new TypeError('record(usage) needs a usage object'))
+    const u = usage
+    return trackerCall(() =>
+      this.#native.recordCall(
+        u.user ?? undefined,
+        u.model,
+        u.promptTokens,
+        u.completionTokens,
+        u.cachedPromptTokens ?? undefined,
+        u.cacheWritePromptTokens ?? undefined,
+        u.reasoningTokens ?? undefined,
+        u.latencyMs ?? undefined,
+        u.success ?? undefined,
+        u.provider ?? undefined,
+        u.timestamp ?? undefined,
+      ),
+    )
+  }
+
+  summary(user, options) {
+    if (user != null && typeof user !== 'string') throw invalid(new TypeError('summary(user) needs a user id or null'))
+    return trackerCall(() => this.#native.summary(user ?? undefined, options ?? undefined))
+  }
+
+  setBudget(user, budget) {
+    if (typeof user !== 'string') throw invalid(new TypeError('setBudget(user, budget) needs a user id'))
+    trackerCall(() => this.#native.setBudget(user, budget ?? undefined))
+  }
+
+  budget(user) {
+    return this.#native.budget(String(user))
+  }
+
+  alerts(user) {
+    return this.#native.alerts(String(user))
+  }
+
+  /** `callback(alert)` runs on the event loop after the call that raised the alert; a throw is counted in stats(). */
+  onAlert(callback) {
+    if (typeof callback !== 'function') throw invalid(new TypeError('onAlert(callback) needs a function'))
+    this.#native.onAlert((alert) => {
+      try {
+        const result = callback(alert)
+        if (result != null && typeof result.then === 'function') {
+          result.then(undefined, () => {
+            this.#alertCallbackErrors++
+          })
+        }
+      } catch {
+        this.#alertCallbackErrors++
+      }
+    })
+  }
+
+  stats() {
+    return { ...this.#native.stats(), alertCallbackErrors: this.#alertCallbackErrors }
+  }
+
+  /** Returns once every recorded call is durable in the ledger. */
+  flush() {
+    trackerCall(() => this.#native.flush())
+  }
+
+  close() {
+    openTrackers.delete(this.#ref)
+    trackerCall(() => this.#native.close())
+  }
+
+  [inspect.custom]() {
+    return `CostTracker { pricingDate: '${this.pricingDate}' }`
+  }
+}
+
 const STATUS_BY_CODE = { INVALID_REQUEST: 400, NOT_FOUND: 404, CONFIG: 500 }
 
 // Native KeyVault errors arrive as "CODE|message"; napi's own argument checks as plain text.
@@ -658,10 +788,12 @@ module.exports = {
   Gateway,
   ResponseCache,
   RateLimiter,
+  CostTracker,
   FerrogateError,
   KeyVault,
   OPENAI_SSE,
   NATIVE_SERVE,
   countTokens,
   NativeGateway: native.NativeGateway,
+  NativeCostTracker: native.NativeCostTracker,
 }

@@ -13,17 +13,26 @@
 //      counter appended to its last message) so every call is a miss: lookup, coalescing
 //      table, upstream call and insert, the cache's whole cost. FERROGATE_LIMITER=1: a
 //      RateLimiter (requests and tokens per minute, so tokens are counted before each call and
-//      settled after) whose limits are never reached.
+//      settled after) whose limits are never reached. FERROGATE_COSTS=1: a CostTracker with an
+//      SQLite ledger in a temp file and a hard daily budget per user that is never reached, so
+//      every call is reserved, priced, recorded and settled.
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { requireDep, requireFerrogate } from './lib.mjs';
 
 const express = requireDep('express');
-const { Gateway, ResponseCache, RateLimiter } = requireFerrogate();
+const { Gateway, ResponseCache, RateLimiter, CostTracker } = requireFerrogate();
 
 const PORT = Number(process.env.PORT || 18301);
 const PROVIDER = 'openai';
 const STREAM_API = process.env.FERROGATE_STREAM_API === 'callback' ? 'callback' : 'events';
 
+const costs = process.env.FERROGATE_COSTS === '1'
+  ? new CostTracker({ ledgerPath: join(mkdtempSync(join(tmpdir(), 'fg-bench-')), 'ledger.sqlite') })
+  : undefined;
+costs?.setBudget('anonymous', { usd: 1e9, period: 'day', hard: true });
 const gw = new Gateway({
   providers: {
     [PROVIDER]: { kind: 'openai', baseUrl: process.env.UPSTREAM_BASE_URL || 'http://127.0.0.1:18080/v1', apiKey: 'bench' },
@@ -32,6 +41,7 @@ const gw = new Gateway({
   maxRetries: 0, // same as the express+openai baseline
   cache: process.env.FERROGATE_CACHE === 'miss' ? new ResponseCache({ maxEntries: 10_000 }) : undefined,
   rateLimiter: process.env.FERROGATE_LIMITER === '1' ? new RateLimiter({ requestsPerMinute: 1e9, tokensPerMinute: 1e12 }) : undefined,
+  costs,
 });
 const UNIQUE = process.env.FERROGATE_CACHE === 'miss';
 let served = 0;

@@ -52,8 +52,9 @@ const ALL_CONTENDERS = [
   { name: 'express+openai', script: 'express-openai.mjs', baseline: true },
   { name: 'express+bare', script: 'express-bare.mjs' }, // forwards the body with node:http, pipes the answer back
   { name: 'express+ferrogate', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events' } },
-  // same app with a ResponseCache (every request unique: all misses) and a RateLimiter that never refuses
-  { name: 'express+ferrogate+cache+limiter', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events', FERROGATE_CACHE: 'miss', FERROGATE_LIMITER: '1' } },
+  // same app with a ResponseCache (every request unique: all misses), a RateLimiter that never refuses
+  // and a CostTracker (SQLite ledger, hard budget never reached)
+  { name: 'express+ferrogate+cache+limiter+costs', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events', FERROGATE_CACHE: 'miss', FERROGATE_LIMITER: '1', FERROGATE_COSTS: '1' } },
   // same app, gw.stream(req, onChunk) instead of `for await (gw.streamEvents())`; streaming only
   { name: 'express+ferrogate-cb', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'callback' }, scenarios: ['stream', 'paced'] },
   // ferrogate/express's openaiRouter (measured against express+bare, the app that only pipes bytes)

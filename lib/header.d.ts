@@ -65,6 +65,36 @@ export type StreamEvent =
   | { type: 'tool_call'; index: number; id?: string; name?: string; argumentsDelta: string }
   | { type: 'done'; response: ChatResponse }
 
+export interface GatewayOptions {
+  /** Prices, records and budgets every call (`costUsd` uses the built-in prices without it). */
+  costs?: CostTracker
+}
+
+/** Prices calls, keeps the SQLite ledger, enforces budgets and raises spending alerts. */
+export declare class CostTracker {
+  /** Throws a FerrogateError with code CONFIG when the options, the pricing file or the ledger are wrong. */
+  constructor(options?: CostTrackerOptions)
+  /** The date of the built-in price table, "YYYY-MM-DD". */
+  readonly pricingDate: string
+  /** By "provider/model" first, then the bare model name; null for an unknown model. */
+  priceOf(model: string): ModelPriceInfo | null
+  /** Records a call and returns its cost in USD (0 for an unknown model, counted as unpriced). */
+  record(usage: UsageRecord): number
+  /** Spend over the last `days` UTC days (default 30), today included; everyone's when `user` is null. */
+  summary(user?: string | null, options?: SummaryOptions): CostSummary
+  /** A hard budget reserves each call's maximum cost before it runs (BUDGET_EXCEEDED, 402). `null` removes it. */
+  setBudget(user: string, budget: BudgetOptions | null): void
+  budget(user: string): BudgetInfo | null
+  alerts(user: string): CostAlert[]
+  /** Runs on the event loop after the call that raised the alert; a throw is counted, never fatal. */
+  onAlert(callback: (alert: CostAlert) => unknown): void
+  stats(): CostTrackerStats & { alertCallbackErrors: number }
+  /** Returns once every recorded call is durable in the ledger. */
+  flush(): void
+  /** Flushes and closes the ledger; record() then throws CONFIG. */
+  close(): void
+}
+
 export type BatchItem = { ok: true; response: ChatResponse } | { ok: false; error: FerrogateError }
 
 export declare class Gateway {

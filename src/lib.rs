@@ -5,6 +5,7 @@
 pub mod assembler;
 pub mod backend;
 pub mod cache;
+pub mod costs;
 pub mod error;
 pub mod keyvault;
 pub mod limiter;

@@ -1,5 +1,5 @@
 //! The seam for shared state. Each stateful piece talks to a small store trait; the
-//! embedded stores here (moka, in-memory GCRA) are the defaults, and shared backends
+//! embedded stores here (moka, in-memory GCRA, the SQLite cost ledger) are the defaults, and shared backends
 //! (Redis, issue 10) implement the same traits.
 //!
 //! Store methods return boxed futures so a networked store fits the same trait. The
@@ -7,8 +7,10 @@
 //! what lets `RateLimiter.check()` and `ResponseCache.get()` stay synchronous in JS.
 
 pub mod gcra;
+pub mod ledger;
 pub mod memory_cache;
 pub mod memory_limiter;
+pub mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;

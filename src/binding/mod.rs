@@ -2,6 +2,7 @@
 
 mod cache;
 mod convert;
+mod costs;
 mod hook;
 mod limiter;
 mod numbers;
@@ -28,6 +29,7 @@ use crate::types::{ChatRequest as CoreRequest, StreamEvent};
 use pump::{Delivery, Pump};
 
 pub use cache::*;
+pub use costs::*;
 pub use limiter::*;
 pub use serve::*;
 pub use sse::*;
@@ -74,7 +76,7 @@ impl NativeGateway {
   /// Never throws: a bad configuration is reported by `configError()`, so the JS layer
   /// can throw it with the same error shape as every other failure.
   ///
-  /// `cache`, `rateLimiter` and `onCall` arrive apart from the options: the JS layer
+  /// `cache`, `rateLimiter`, `onCall` and `costs` arrive apart from the options: the JS layer
   /// unwraps its classes to their native handles and guards the hook against throws.
   #[napi(constructor, catch_unwind)]
   pub fn new(
@@ -82,12 +84,14 @@ impl NativeGateway {
     cache: Option<&NativeResponseCache>,
     rate_limiter: Option<&NativeRateLimiter>,
     on_call: Option<Function<'_, CallRecord, ()>>,
+    costs: Option<&NativeCostTracker>,
   ) -> napi::Result<Self> {
     let hook = on_call.map(hook::JsHook::new).transpose()?;
     let inner = convert::gateway_config(options).and_then(|mut config| {
       config.cache = cache.map(|cache| cache.inner.clone());
       config.rate_limiter = rate_limiter.map(|limiter| limiter.inner.clone());
       config.on_call = hook.map(|hook| crate::pipeline::CallHook(Arc::new(hook)));
+      config.costs = costs.map(|tracker| tracker.inner.clone());
       Gateway::new(config)
     });
     Ok(NativeGateway {

@@ -1,7 +1,7 @@
 //! Delivering events to the caller, and the delivered mark that forbids retries: once
 //! any event reached the caller, a retry would repeat it.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -14,15 +14,38 @@ use crate::types::{Completion, StreamEvent, ToolCall};
 pub type EventSender = mpsc::Sender<Result<StreamEvent>>;
 pub type EventSink = Option<EventSender>;
 
-/// When the first event reached the caller.
+/// When the first event reached the caller, and what was delivered: a call that ends
+/// early is billed for the text it delivered.
 #[derive(Default)]
 pub(crate) struct Progress {
   first_event_at: OnceLock<Instant>,
+  delivered: Mutex<String>,
 }
 
 impl Progress {
-  fn mark_delivered(&self) {
+  fn mark_delivered(&self, event: &StreamEvent) {
     let _ = self.first_event_at.set(Instant::now());
+    let (name, piece) = match event {
+      StreamEvent::Text(text) => (None, text),
+      StreamEvent::ToolCall {
+        name,
+        arguments_delta,
+        ..
+      } => (name.as_deref(), arguments_delta),
+      StreamEvent::Done(_) => return,
+    };
+    let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+    delivered.push_str(name.unwrap_or_default());
+    delivered.push_str(piece);
+  }
+
+  /// The text and tool-call text delivered so far.
+  pub fn delivered_text(&self) -> String {
+    self
+      .delivered
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .clone()
   }
 
   pub fn delivered(&self) -> bool {
@@ -52,7 +75,7 @@ pub(crate) async fn send(
   event: StreamEvent,
   progress: &Progress,
 ) -> Result<()> {
-  progress.mark_delivered();
+  progress.mark_delivered(&event);
   sink
     .send(Ok(event))
     .await

@@ -1,15 +1,16 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   limits → (budget) → cache → route → attempt (with retries, under one deadline)
-//!   → response → settle → record
+//!   route (the targets the call may use) → limits → budget → cache → attempt (a target
+//!   chosen, retries, under one deadline) → response → settle (price, ledger) → record
 //!
-//! Each stage lives in the file its name says; budget and ledger join this line as
-//! stages of their own without changing the provider layer.
+//! Each stage lives in the file its name says; the provider layer knows none of them.
 
 mod attempt;
+mod budget;
 mod cache;
 mod forward;
 mod http;
+mod ledger;
 mod limits;
 mod providers;
 mod record;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::ResponseCache;
+use crate::costs::{CostTracker, Reservation};
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
@@ -39,6 +41,7 @@ pub use response::estimate_usage;
 pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
 use attempt::RetryPolicy;
+use ledger::Accounting;
 use providers::{build_provider, Provider};
 use record::Trace;
 use response::CallTiming;
@@ -62,6 +65,8 @@ pub struct GatewayConfig {
   pub cache: Option<Arc<ResponseCache>>,
   pub rate_limiter: Option<Arc<RateLimiter>>,
   pub on_call: Option<CallHook>,
+  /// Prices, records and budgets every call; without it `costUsd` uses the built-in prices.
+  pub costs: Option<Arc<CostTracker>>,
 }
 
 impl Default for GatewayConfig {
@@ -77,6 +82,7 @@ impl Default for GatewayConfig {
       cache: None,
       rate_limiter: None,
       on_call: None,
+      costs: None,
     }
   }
 }
@@ -106,6 +112,7 @@ pub struct Gateway {
   cache: Option<Arc<ResponseCache>>,
   rate_limiter: Option<Arc<RateLimiter>>,
   on_call: Option<CallHook>,
+  accounting: Accounting,
   stats: GatewayStats,
 }
 
@@ -142,6 +149,7 @@ impl Gateway {
       cache: config.cache,
       rate_limiter: config.rate_limiter,
       on_call: config.on_call,
+      accounting: Accounting::new(config.costs),
       stats: GatewayStats::default(),
     })
   }
@@ -289,19 +297,28 @@ impl Gateway {
   async fn run(
     &self,
     model: &str,
-    req: ChatRequest,
+    mut req: ChatRequest,
     options: CallOptions,
     sink: EventSink,
     cancel: CancellationToken,
     trace: &Trace,
   ) -> Result<ChatResponse> {
     let start = tokio::time::Instant::now();
-    // An unknown model is refused before it costs a rate-limit slot or a cache lookup.
-    if trace.route.is_none() {
-      self.resolve(model)?;
-    }
+    // The targets the call may use, without choosing one yet (that, and taking a slot,
+    // is the attempt stage's): an unknown model is refused here, before it costs a
+    // rate-limit slot or a cache lookup, and the budget stage prices every target.
+    let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
     let admission = limits::admit(self.rate_limiter.as_deref(), model, &req, &self.stats).await?;
-    // budget reservation: the CostTracker's stage goes here.
+    let reservation = match budget::reserve(&self.accounting, &targets, &req) {
+      Ok(reservation) => reservation,
+      Err(refused) => {
+        let refused = Err(refused);
+        if let Some(admission) = admission {
+          admission.settle(&refused).await;
+        }
+        return refused;
+      }
+    };
     let lookup = cache::lookup(self.cache.as_deref(), model, &req, &options);
     let caller = cache::Caller {
       started: trace.started,
@@ -310,7 +327,15 @@ impl Gateway {
       progress: &trace.progress,
     };
     let served = cache::through(lookup, caller, &self.stats, || {
-      self.upstream(model, req, &options, &sink, &cancel, start, trace)
+      self.upstream(
+        &mut targets,
+        &mut req,
+        &options,
+        &sink,
+        &cancel,
+        start,
+        trace,
+      )
     });
     // The upstream call keeps its own deadline; this one bounds a caller waiting on an
     // identical call in flight. Both end at the same instant, and the upstream call's
@@ -332,26 +357,70 @@ impl Gateway {
         result = served => result,
       },
     };
+    let settled = self.settle(trace, &targets, &req, reservation, outcome);
+    trace.billed(settled.usage, settled.cost.usd());
     if let Some(admission) = admission {
-      admission.settle(&outcome).await;
+      admission.settle(&settled.result).await;
     }
-    outcome
+    settled.result
   }
 
-  /// Route and provider stages: targets, attempts with retries under the call's
-  /// deadline, then the caller's response.
+  /// The settle stage: price the call at the deployment that served it, record it in the
+  /// ledger and replace its budget reservation with the real cost.
+  fn settle(
+    &self,
+    trace: &Trace,
+    targets: &CallTargets,
+    req: &ChatRequest,
+    reservation: Option<Reservation>,
+    outcome: Result<ChatResponse>,
+  ) -> ledger::Settled {
+    // Where the upstream call went (its last attempt sets `req.model`), known here even
+    // when the call was cut off mid-attempt.
+    let attempts = trace.attempts.load(Ordering::SeqCst);
+    if attempts > 0 {
+      if let Some(provider) = targets.provider_name() {
+        trace.resolved(provider, &req.model);
+      }
+    }
+    // A cached answer names the deployment it came from.
+    let (provider, vendor_model) = match (trace.provider(), trace.vendor_model(), &outcome) {
+      (Some(provider), Some(vendor_model), _) => (provider.to_string(), vendor_model.to_string()),
+      (_, _, Ok(response)) => (response.provider.clone(), response.model.clone()),
+      _ => (String::new(), String::new()),
+    };
+    let deployment = format!("{provider}/{vendor_model}");
+    let call = ledger::Call {
+      model: &deployment,
+      provider: &provider,
+      request_id: &trace.request_id,
+      started: trace.started,
+      attempts,
+      progress: &trace.progress,
+    };
+    ledger::settle(
+      &self.accounting,
+      &self.stats,
+      &call,
+      req,
+      reservation,
+      outcome,
+    )
+  }
+
+  /// The provider stage: attempts with retries under the call's deadline, then the
+  /// caller's response.
   #[allow(clippy::too_many_arguments)]
   async fn upstream(
     &self,
-    model: &str,
-    mut req: ChatRequest,
+    targets: &mut CallTargets,
+    req: &mut ChatRequest,
     options: &CallOptions,
     sink: &EventSink,
     cancel: &CancellationToken,
     start: tokio::time::Instant,
     trace: &Trace,
   ) -> Result<ChatResponse> {
-    let mut targets = self.route(model, options, sink.is_some(), cancel)?;
     let timeout = options
       .timeout
       .or(targets.provider_timeout())
@@ -369,8 +438,8 @@ impl Gateway {
     };
     let last_failure = Mutex::new(None);
     let work = attempt::with_retries(
-      &mut targets,
-      &mut req,
+      targets,
+      req,
       sink,
       &trace.progress,
       &trace.attempts,
@@ -391,9 +460,6 @@ impl Gateway {
       }
     };
     let provider = targets.provider_name().unwrap_or_default();
-    if !provider.is_empty() {
-      trace.resolved(provider, &req.model);
-    }
     let completion = outcome.map_err(|e| match targets.provider_name() {
       Some(name) => e.with_provider(name),
       None => e,
@@ -405,7 +471,7 @@ impl Gateway {
     };
     Ok(response::response(
       provider,
-      &req,
+      req,
       completion,
       timing,
       &trace.request_id,

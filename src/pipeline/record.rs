@@ -78,6 +78,8 @@ pub(crate) struct Trace {
   vendor_model: OnceLock<String>,
   pub attempts: AtomicU32,
   pub progress: Progress,
+  /// What the settle stage billed (usage, USD): a failed call's record carries it.
+  billed: OnceLock<(Usage, f64)>,
 }
 
 impl Trace {
@@ -98,6 +100,7 @@ impl Trace {
       vendor_model: OnceLock::new(),
       attempts: AtomicU32::new(0),
       progress: Progress::default(),
+      billed: OnceLock::new(),
     }
   }
 }
@@ -106,6 +109,18 @@ impl Trace {
   pub fn resolved(&self, provider: &str, vendor_model: &str) {
     let _ = self.provider.set(provider.to_string());
     let _ = self.vendor_model.set(vendor_model.to_string());
+  }
+
+  pub fn provider(&self) -> Option<&str> {
+    self.provider.get().map(String::as_str)
+  }
+
+  pub fn vendor_model(&self) -> Option<&str> {
+    self.vendor_model.get().map(String::as_str)
+  }
+
+  pub fn billed(&self, usage: Usage, cost_usd: f64) {
+    let _ = self.billed.set((usage, cost_usd));
   }
 }
 
@@ -120,8 +135,8 @@ pub struct GatewayStats {
   pub(crate) cache_misses: AtomicU64,
   pub(crate) cache_coalesced: AtomicU64,
   pub(crate) limiter_refusals: AtomicU64,
-  /// Calls the cost tracker could not price (filled in by the cost stage).
-  pub unpriced_calls: AtomicU64,
+  /// Calls priced 0 because their model is in no price table (bumped by the settle stage).
+  pub(crate) unpriced_calls: AtomicU64,
   hook_errors: AtomicU64,
   hook_dropped: AtomicU64,
 }
@@ -214,6 +229,7 @@ pub(crate) fn finish(
     vendor_model,
     attempts,
     progress,
+    billed,
   } = trace;
   let (provider, vendor_model) = (provider.into_inner(), vendor_model.into_inner());
   let record = match result {
@@ -235,23 +251,27 @@ pub(crate) fn finish(
       user,
       metadata,
     },
-    Err(error) => CallRecord {
-      usage: Usage::default(),
-      cost_usd: 0.0,
-      cached: false,
-      latency_ms: millis(started.elapsed()),
-      ttft_ms: progress.first_event_at().map(|at| millis(at - started)),
-      attempts: attempts.load(Ordering::SeqCst),
-      outcome,
-      error_code: Some(error.code),
-      request_id,
-      model,
-      provider,
-      vendor_model,
-      route,
-      user,
-      metadata,
-    },
+    Err(error) => {
+      // What a call cut short delivered is billed; one that never reached the vendor is not.
+      let (usage, cost_usd) = billed.into_inner().unwrap_or_default();
+      CallRecord {
+        usage,
+        cost_usd,
+        cached: false,
+        latency_ms: millis(started.elapsed()),
+        ttft_ms: progress.first_event_at().map(|at| millis(at - started)),
+        attempts: attempts.load(Ordering::SeqCst),
+        outcome,
+        error_code: Some(error.code),
+        request_id,
+        model,
+        provider,
+        vendor_model,
+        route,
+        user,
+        metadata,
+      }
+    }
   };
   if !observer.on_call(record) {
     bump(&stats.hook_dropped);

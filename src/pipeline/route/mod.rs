@@ -591,6 +591,21 @@ impl CallTargets {
     }
   }
 
+  /// Every deployment this call may use: ("provider/model", the vendor's model name).
+  pub fn deployments(&self) -> Vec<(String, String)> {
+    let deployment =
+      |provider: &Provider, model: &str| (format!("{}/{model}", provider.name), model.to_string());
+    match self {
+      CallTargets::Single { provider, model } => vec![deployment(provider, model)],
+      CallTargets::Route(call) => call
+        .route
+        .targets
+        .iter()
+        .map(|target| deployment(&target.provider, &target.model))
+        .collect(),
+    }
+  }
+
   /// The provider of the latest attempt.
   pub fn provider_name(&self) -> Option<&str> {
     match self {

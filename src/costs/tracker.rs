@@ -1,0 +1,755 @@
+//! The cost tracker: prices calls, keeps the ledger, enforces budgets by reservation and
+//! raises alerts.
+//!
+//! Per user it keeps, in memory, the cost of each of the last 35 UTC days (loaded once
+//! from the ledger when the user is first seen, then kept up to date by every record).
+//! That is all a budget period (a day or a month) and the unusual-spending rule (7 days
+//! against the 28 before) need, so the call path never reads the ledger twice for a user.
+//! One mutex per user guards that history together with the budget and its reservations,
+//! which is what makes a reservation atomic.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::alerts::{self, Alert, AlertKind, Severity};
+use super::clock::{day_of, iso_date, month_start, Clock, SystemClock, MS_PER_DAY};
+use super::money::{Nanos, TokenPrice};
+use super::pricing::{ModelPrice, Pricing};
+use crate::backend::ledger::{CallOutcome, LedgerBackend, LedgerRow, LedgerStats};
+use crate::backend::sqlite::SqliteLedger;
+use crate::error::{ErrorCode, GatewayError, Result};
+use crate::types::Usage;
+
+/// Days of per-user history kept in memory: this week plus the four before it.
+const HISTORY_DAYS: i64 = 35;
+/// Alerts kept per user for `alerts(user)`; older ones are dropped.
+const MAX_ALERTS_PER_USER: usize = 100;
+/// Default high-cost threshold: output at or above $20 per million tokens.
+pub const DEFAULT_HIGH_COST_OUTPUT_PER_MILLION: f64 = 20.0;
+/// The user calls without a `user` are accounted to.
+pub const ANONYMOUS: &str = "anonymous";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+  Day,
+  Month,
+}
+
+impl Period {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Period::Day => "day",
+      Period::Month => "month",
+    }
+  }
+
+  /// The first day of the period holding `day`.
+  fn start(self, day: i64) -> i64 {
+    match self {
+      Period::Day => day,
+      Period::Month => month_start(day),
+    }
+  }
+
+  fn adjective(self) -> &'static str {
+    match self {
+      Period::Day => "daily",
+      Period::Month => "monthly",
+    }
+  }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+  pub limit: Nanos,
+  pub period: Period,
+  /// Refuse calls that could pass the budget (BUDGET_EXCEEDED) instead of only alerting.
+  pub hard: bool,
+}
+
+/// A budget with where it stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetStatus {
+  pub budget: Budget,
+  pub spent: Nanos,
+  pub reserved: Nanos,
+  /// First day of the current period (days since the epoch, UTC).
+  pub period_start: i64,
+}
+
+/// One call to record.
+#[derive(Debug, Clone, Default)]
+pub struct CallEntry {
+  pub user: Option<String>,
+  /// What to price: "provider/model" or a bare model name.
+  pub model: String,
+  pub provider: Option<String>,
+  pub outcome: Option<CallOutcome>,
+  pub error_code: Option<String>,
+  pub usage: Usage,
+  pub latency_ms: Option<f64>,
+  /// A response-cache hit: recorded at zero cost.
+  pub cached: bool,
+  pub request_id: Option<String>,
+  /// When the call happened; now when absent (imports and tests set it).
+  pub at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+  pub cost: Nanos,
+  /// False when the model has no price (it then costs 0 and counts as unpriced).
+  pub priced: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+  pub recorded: u64,
+  pub unpriced: u64,
+  pub budget_refusals: u64,
+  pub alerts: u64,
+  pub ledger: LedgerStats,
+}
+
+pub struct TrackerOptions {
+  pub pricing: Pricing,
+  /// `None`: an in-memory ledger.
+  pub ledger_path: Option<String>,
+  pub high_cost_output_per_million: f64,
+  pub clock: Arc<dyn Clock>,
+}
+
+impl Default for TrackerOptions {
+  fn default() -> Self {
+    TrackerOptions {
+      pricing: Pricing::default(),
+      ledger_path: None,
+      high_cost_output_per_million: DEFAULT_HIGH_COST_OUTPUT_PER_MILLION,
+      clock: Arc::new(SystemClock),
+    }
+  }
+}
+
+pub type AlertListener = Arc<dyn Fn(&Alert) + Send + Sync>;
+
+#[derive(Default)]
+struct UserBook {
+  loaded: bool,
+  /// Cost per UTC day, the last HISTORY_DAYS days.
+  days: BTreeMap<i64, Nanos>,
+  budget: Option<Budget>,
+  reserved: Nanos,
+  /// The period start for which each budget alert last fired.
+  warned_for: Option<i64>,
+  exceeded_for: Option<i64>,
+  unusual_active: bool,
+  /// Model → the day a high-cost alert last fired for it.
+  high_cost_alerted: HashMap<String, i64>,
+  alerts: VecDeque<Alert>,
+}
+
+impl UserBook {
+  fn spent_since(&self, first_day: i64) -> Nanos {
+    self.days.range(first_day..).map(|(_, cost)| *cost).sum()
+  }
+
+  fn spent_between(&self, first_day: i64, last_day: i64) -> Nanos {
+    self
+      .days
+      .range(first_day..=last_day)
+      .map(|(_, cost)| *cost)
+      .sum()
+  }
+
+  fn status(&self, today: i64) -> Option<BudgetStatus> {
+    let budget = self.budget?;
+    let period_start = budget.period.start(today);
+    Some(BudgetStatus {
+      budget,
+      spent: self.spent_between(period_start, today),
+      reserved: self.reserved,
+      period_start,
+    })
+  }
+}
+
+/// A hard budget's hold on a call's maximum cost. Recording the call replaces it with the
+/// real cost; dropping it unrecorded (the call never reached the vendor) releases it.
+pub struct Reservation {
+  book: Arc<Mutex<UserBook>>,
+  amount: Nanos,
+}
+
+impl Reservation {
+  pub fn amount(&self) -> Nanos {
+    self.amount
+  }
+
+  /// Hands the hold to whoever settles it under the book's lock; the reservation is then
+  /// spent and its drop does nothing.
+  fn take(mut self) -> (Arc<Mutex<UserBook>>, Nanos) {
+    let amount = std::mem::take(&mut self.amount);
+    (self.book.clone(), amount)
+  }
+}
+
+impl Drop for Reservation {
+  fn drop(&mut self) {
+    if self.amount == Nanos::ZERO {
+      return;
+    }
+    let mut book = lock(&self.book);
+    book.reserved = book.reserved.saturating_sub(self.amount);
+    self.amount = Nanos::ZERO;
+  }
+}
+
+impl std::fmt::Debug for Reservation {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Reservation")
+      .field("amount", &self.amount)
+      .finish()
+  }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of plain numbers; the
+/// numbers are still the best we have.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+  mutex
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub struct CostTracker {
+  pricing: Pricing,
+  ledger: Arc<dyn LedgerBackend>,
+  clock: Arc<dyn Clock>,
+  high_cost_output: TokenPrice,
+  users: Mutex<HashMap<String, Arc<Mutex<UserBook>>>>,
+  listeners: RwLock<Vec<AlertListener>>,
+  recorded: AtomicU64,
+  unpriced: AtomicU64,
+  budget_refusals: AtomicU64,
+  alerts_fired: AtomicU64,
+  closed: AtomicBool,
+}
+
+impl std::fmt::Debug for CostTracker {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("CostTracker")
+      .field("overrides", &self.pricing.override_count())
+      .field("stats", &self.stats())
+      .finish()
+  }
+}
+
+impl CostTracker {
+  pub fn new(options: TrackerOptions) -> Result<CostTracker> {
+    let ledger = SqliteLedger::open(options.ledger_path.as_deref())?;
+    CostTracker::with_ledger(options, Arc::new(ledger))
+  }
+
+  pub fn with_ledger(
+    options: TrackerOptions,
+    ledger: Arc<dyn LedgerBackend>,
+  ) -> Result<CostTracker> {
+    let high_cost_output =
+      TokenPrice::from_usd_per_token(options.high_cost_output_per_million / 1e6).ok_or_else(
+        || GatewayError::config("highCostOutputPerMillion must be a non-negative number of USD"),
+      )?;
+    Ok(CostTracker {
+      pricing: options.pricing,
+      ledger,
+      clock: options.clock,
+      high_cost_output,
+      users: Mutex::new(HashMap::new()),
+      listeners: RwLock::new(Vec::new()),
+      recorded: AtomicU64::new(0),
+      unpriced: AtomicU64::new(0),
+      budget_refusals: AtomicU64::new(0),
+      alerts_fired: AtomicU64::new(0),
+      closed: AtomicBool::new(false),
+    })
+  }
+
+  pub fn pricing(&self) -> &Pricing {
+    &self.pricing
+  }
+
+  pub fn price_of(&self, model: &str) -> Option<ModelPrice> {
+    self.pricing.lookup(model)
+  }
+
+  fn today(&self) -> i64 {
+    day_of(self.clock.now_ms())
+  }
+
+  /// The user's book, its history loaded from the ledger on first use.
+  fn book(&self, user: &str) -> Arc<Mutex<UserBook>> {
+    let book = {
+      let mut users = lock(&self.users);
+      match users.get(user) {
+        Some(book) => book.clone(),
+        None => {
+          let book = Arc::new(Mutex::new(UserBook::default()));
+          users.insert(user.to_string(), book.clone());
+          book
+        }
+      }
+    };
+    {
+      let mut guard = lock(&book);
+      if !guard.loaded {
+        guard.loaded = true;
+        if !self.ledger.opened_empty() {
+          let from = self.today() - (HISTORY_DAYS - 1);
+          // A ledger that cannot be read leaves the history empty; records still land.
+          if let Ok(days) = self.ledger.daily_costs(user, from) {
+            for (day, cost) in days {
+              *guard.days.entry(day).or_default() += cost;
+            }
+          }
+        }
+      }
+    }
+    book
+  }
+
+  /// Sets (or with `None` removes) a user's budget. Its alerts may fire again.
+  pub fn set_budget(&self, user: &str, budget: Option<Budget>) {
+    let book = self.book(user);
+    let mut book = lock(&book);
+    book.budget = budget;
+    book.warned_for = None;
+    book.exceeded_for = None;
+  }
+
+  pub fn budget(&self, user: &str) -> Option<BudgetStatus> {
+    let today = self.today();
+    let users = lock(&self.users);
+    let book = users.get(user)?.clone();
+    drop(users);
+    let book = lock(&book);
+    book.status(today)
+  }
+
+  /// Whether calls of `user` need a reservation: cheap, so the gateway can skip counting
+  /// prompt tokens for everyone else.
+  pub fn has_hard_budget(&self, user: &str) -> bool {
+    let book = lock(&self.users).get(user).cloned();
+    book.is_some_and(|book| lock(&book).budget.is_some_and(|b| b.hard))
+  }
+
+  /// Reserves the most a call can cost against the user's hard budget: `prompt_tokens`
+  /// plus `max_tokens` (else the model's longest answer) at the prices of the dearest of
+  /// `models` (the deployments that may serve the call). Refused with BUDGET_EXCEEDED when
+  /// spent + reserved + this call would pass the budget. `None` when nothing needs
+  /// reserving: no hard budget, or no model with a price.
+  pub fn reserve(
+    &self,
+    user: &str,
+    models: &[&str],
+    prompt_tokens: u64,
+    max_tokens: Option<u32>,
+  ) -> Result<Option<Reservation>> {
+    let dearest = models
+      .iter()
+      .filter_map(|model| {
+        let price = self.pricing.lookup(model)?;
+        Some((price.max_cost(prompt_tokens, max_tokens), *model, price))
+      })
+      .max_by_key(|(amount, _, _)| *amount);
+    let Some((amount, model, price)) = dearest else {
+      return Ok(None);
+    };
+    let shared = self.book(user);
+    let mut book = lock(&shared);
+    let today = self.today();
+    let Some(status) = book.status(today) else {
+      return Ok(None);
+    };
+    if !status.budget.hard {
+      return Ok(None);
+    }
+    let committed = status.spent + status.reserved;
+    if committed + amount <= status.budget.limit {
+      book.reserved += amount;
+      return Ok(Some(Reservation {
+        book: shared.clone(),
+        amount,
+      }));
+    }
+    self.budget_refusals.fetch_add(1, Ordering::Relaxed);
+    let message = format!(
+      "the {} budget of {} for user '{user}' would be passed: {} spent, {} reserved by calls in flight, and this call to {model} may cost up to {}",
+      status.budget.period.adjective(),
+      alerts::usd(status.budget.limit),
+      alerts::usd(status.spent),
+      alerts::usd(status.reserved),
+      alerts::usd(amount),
+    );
+    let mut fired = Vec::new();
+    if book.exceeded_for != Some(status.period_start) {
+      book.exceeded_for = Some(status.period_start);
+      book.warned_for = Some(status.period_start);
+      let alert = Alert {
+        kind: AlertKind::BudgetExceeded,
+        severity: Severity::Critical,
+        user: user.to_string(),
+        message: format!("Budget reached: {message}."),
+        recommendations: alerts::recommendations(
+          &self.pricing,
+          Some(model),
+          Some(&price),
+          prompt_tokens,
+        ),
+        at_ms: self.clock.now_ms(),
+        model: Some(model.to_string()),
+        amount: Some(status.spent),
+        threshold: Some(status.budget.limit),
+      };
+      fired.push(alert);
+    }
+    self.keep(&mut book, &fired);
+    drop(book);
+    self.notify(&fired);
+    Err(GatewayError::new(ErrorCode::BudgetExceeded, message))
+  }
+
+  /// Records a call: prices it, books its cost (replacing `reservation`), appends it to
+  /// the ledger and raises the alerts it triggers. Never fails: an unknown model costs 0
+  /// and counts as unpriced.
+  pub fn record(&self, entry: CallEntry, reservation: Option<Reservation>) -> Recorded {
+    let price = self.pricing.lookup(&entry.model);
+    let (cost, priced) = match (&price, entry.cached) {
+      (_, true) => (Nanos::ZERO, true),
+      (Some(price), false) => (price.cost(&entry.usage), true),
+      (None, false) => (Nanos::ZERO, false),
+    };
+    self.recorded.fetch_add(1, Ordering::Relaxed);
+    if !priced {
+      self.unpriced.fetch_add(1, Ordering::Relaxed);
+    }
+    let now = self.clock.now_ms();
+    let at_ms = entry.at_ms.unwrap_or(now);
+    let user = entry.user.unwrap_or_else(|| ANONYMOUS.to_string());
+    let shared = self.book(&user);
+    let mut held = Nanos::ZERO;
+    if let Some((book, amount)) = reservation.map(Reservation::take) {
+      if Arc::ptr_eq(&book, &shared) {
+        held = amount;
+      } else {
+        // Reserved under another user's budget: give it back there.
+        let mut other = lock(&book);
+        other.reserved = other.reserved.saturating_sub(amount);
+      }
+    }
+    let mut book = lock(&shared);
+    // Same lock as the spend below: the real cost replaces the hold in one step.
+    book.reserved = book.reserved.saturating_sub(held);
+    let today = day_of(now);
+    let day = day_of(at_ms);
+    if day > today - HISTORY_DAYS && day <= today {
+      *book.days.entry(day).or_default() += cost;
+    }
+    let oldest = today - (HISTORY_DAYS - 1);
+    while book
+      .days
+      .first_key_value()
+      .is_some_and(|(d, _)| *d < oldest)
+    {
+      book.days.pop_first();
+    }
+    let context = AlertContext {
+      user: &user,
+      model: &entry.model,
+      price: price.as_ref(),
+      prompt_tokens: entry.usage.prompt_tokens,
+      cached: entry.cached,
+      now,
+    };
+    let fired = self.evaluate(&mut book, &context);
+    self.keep(&mut book, &fired);
+    drop(book);
+    self.ledger.append(LedgerRow {
+      at_ms,
+      user,
+      model: entry.model,
+      provider: entry.provider,
+      outcome: entry.outcome.unwrap_or(CallOutcome::Ok),
+      error_code: entry.error_code,
+      usage: entry.usage,
+      cost,
+      priced,
+      cached: entry.cached,
+      latency_ms: entry.latency_ms,
+      request_id: entry.request_id,
+    });
+    self.notify(&fired);
+    Recorded { cost, priced }
+  }
+
+  fn evaluate(&self, book: &mut UserBook, call: &AlertContext<'_>) -> Vec<Alert> {
+    let today = day_of(call.now);
+    let mut fired = Vec::new();
+    let advice = || {
+      alerts::recommendations(
+        &self.pricing,
+        Some(call.model),
+        call.price,
+        call.prompt_tokens,
+      )
+    };
+    if let Some(status) = book.status(today) {
+      let BudgetStatus {
+        budget,
+        spent,
+        period_start,
+        ..
+      } = status;
+      let limit = budget.limit;
+      let reached = spent >= limit && (spent > Nanos::ZERO || limit > Nanos::ZERO);
+      // 90%: spent × 10 ≥ limit × 9, in integers.
+      let near = u128::from(spent.0) * 10 >= u128::from(limit.0) * 9 && spent > Nanos::ZERO;
+      let label = format!(
+        "{} budget of {}",
+        budget.period.adjective(),
+        alerts::usd(limit)
+      );
+      if reached && book.exceeded_for != Some(period_start) {
+        book.exceeded_for = Some(period_start);
+        book.warned_for = Some(period_start);
+        fired.push(Alert {
+          kind: AlertKind::BudgetExceeded,
+          severity: Severity::Critical,
+          user: call.user.to_string(),
+          message: format!(
+            "Budget reached: user '{}' has spent {} of a {label} ({}).",
+            call.user,
+            alerts::usd(spent),
+            percent(spent, limit)
+          ),
+          recommendations: advice(),
+          at_ms: call.now,
+          model: Some(call.model.to_string()),
+          amount: Some(spent),
+          threshold: Some(limit),
+        });
+      } else if near && !reached && book.warned_for != Some(period_start) {
+        book.warned_for = Some(period_start);
+        fired.push(Alert {
+          kind: AlertKind::BudgetExceeded,
+          severity: Severity::Warning,
+          user: call.user.to_string(),
+          message: format!(
+            "Budget nearly used: user '{}' has spent {} of a {label} ({}).",
+            call.user,
+            alerts::usd(spent),
+            percent(spent, limit)
+          ),
+          recommendations: advice(),
+          at_ms: call.now,
+          model: Some(call.model.to_string()),
+          amount: Some(spent),
+          threshold: Some(limit),
+        });
+      }
+    }
+
+    let this_week = book.spent_since(today - 6);
+    let previous_four = book.spent_between(today - 34, today - 7);
+    // Over twice the weekly average of the four weeks before: week > 2 × prev / 4.
+    let unusual =
+      previous_four > Nanos::ZERO && u128::from(this_week.0) * 2 > u128::from(previous_four.0);
+    if unusual && !book.unusual_active {
+      let average = Nanos(previous_four.0 / 4);
+      fired.push(Alert {
+        kind: AlertKind::UnusualSpending,
+        severity: Severity::Warning,
+        user: call.user.to_string(),
+        message: format!(
+          "Unusual spending: user '{}' spent {} in the last 7 days, over twice the weekly average of the 4 weeks before ({}).",
+          call.user,
+          alerts::usd(this_week),
+          alerts::usd(average)
+        ),
+        recommendations: advice(),
+        at_ms: call.now,
+        model: Some(call.model.to_string()),
+        amount: Some(this_week),
+        threshold: Some(average),
+      });
+    }
+    book.unusual_active = unusual;
+
+    if let Some(price) = call
+      .price
+      .filter(|p| !call.cached && p.output >= self.high_cost_output)
+    {
+      if book.high_cost_alerted.get(call.model) != Some(&today) {
+        book.high_cost_alerted.insert(call.model.to_string(), today);
+        fired.push(Alert {
+          kind: AlertKind::HighCostModel,
+          severity: Severity::Warning,
+          user: call.user.to_string(),
+          message: format!(
+            "High-cost model: user '{}' called {} ({}).",
+            call.user,
+            call.model,
+            alerts::per_million(price)
+          ),
+          recommendations: advice(),
+          at_ms: call.now,
+          model: Some(call.model.to_string()),
+          amount: None,
+          threshold: None,
+        });
+      }
+    }
+    fired
+  }
+
+  fn keep(&self, book: &mut UserBook, fired: &[Alert]) {
+    for alert in fired {
+      if book.alerts.len() == MAX_ALERTS_PER_USER {
+        book.alerts.pop_front();
+      }
+      book.alerts.push_back(alert.clone());
+    }
+    self
+      .alerts_fired
+      .fetch_add(fired.len() as u64, Ordering::Relaxed);
+  }
+
+  fn notify(&self, fired: &[Alert]) {
+    if fired.is_empty() {
+      return;
+    }
+    let listeners = self
+      .listeners
+      .read()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .clone();
+    for alert in fired {
+      for listener in &listeners {
+        listener(alert);
+      }
+    }
+  }
+
+  /// Alerts raised for a user, oldest first (the last 100).
+  pub fn alerts(&self, user: &str) -> Vec<Alert> {
+    let users = lock(&self.users);
+    let Some(book) = users.get(user).cloned() else {
+      return Vec::new();
+    };
+    drop(users);
+    let book = lock(&book);
+    book.alerts.iter().cloned().collect()
+  }
+
+  /// `listener` runs for every alert, on the thread that raised it; keep it quick.
+  pub fn on_alert(&self, listener: AlertListener) {
+    self
+      .listeners
+      .write()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .push(listener);
+  }
+
+  /// Spend of one user (or everyone) over the last `days` UTC days, today included.
+  pub fn summary(&self, user: Option<&str>, days: u32) -> Result<Summary> {
+    let days = i64::from(days.max(1));
+    let today = self.today();
+    let first = today - (days - 1);
+    let totals = self.ledger.totals(user, first.saturating_mul(MS_PER_DAY))?;
+    let by_day: HashMap<i64, (Nanos, u64)> = totals
+      .days
+      .iter()
+      .map(|d| (d.day, (d.cost, d.requests)))
+      .collect();
+    let trend: Vec<TrendPoint> = (first..=today)
+      .map(|day| {
+        let (cost, requests) = by_day.get(&day).copied().unwrap_or_default();
+        TrendPoint {
+          date: iso_date(day),
+          cost,
+          requests,
+        }
+      })
+      .collect();
+    let total_cost = totals.days.iter().map(|d| d.cost).sum();
+    let total_requests = totals.days.iter().map(|d| d.requests).sum();
+    Ok(Summary {
+      total_cost,
+      total_requests,
+      by_model: totals
+        .models
+        .into_iter()
+        .map(|m| (m.model, m.cost, m.requests))
+        .collect(),
+      trend,
+      unpriced_requests: totals.unpriced_requests,
+    })
+  }
+
+  pub fn stats(&self) -> TrackerStats {
+    TrackerStats {
+      recorded: self.recorded.load(Ordering::Relaxed),
+      unpriced: self.unpriced.load(Ordering::Relaxed),
+      budget_refusals: self.budget_refusals.load(Ordering::Relaxed),
+      alerts: self.alerts_fired.load(Ordering::Relaxed),
+      ledger: self.ledger.stats(),
+    }
+  }
+
+  /// Returns once every recorded call is durable in the ledger.
+  pub fn flush(&self) -> Result<()> {
+    self.ledger.flush()
+  }
+
+  pub fn close(&self) -> Result<()> {
+    self.closed.store(true, Ordering::Release);
+    self.ledger.close()
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.closed.load(Ordering::Acquire)
+  }
+}
+
+struct AlertContext<'a> {
+  user: &'a str,
+  model: &'a str,
+  price: Option<&'a ModelPrice>,
+  prompt_tokens: u64,
+  cached: bool,
+  now: i64,
+}
+
+fn percent(spent: Nanos, limit: Nanos) -> String {
+  if limit == Nanos::ZERO {
+    return "over a zero budget".to_string();
+  }
+  format!("{:.0}%", spent.0 as f64 * 100.0 / limit.0 as f64)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendPoint {
+  /// "YYYY-MM-DD", UTC.
+  pub date: String,
+  pub cost: Nanos,
+  pub requests: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+  pub total_cost: Nanos,
+  pub total_requests: u64,
+  /// (model, cost, requests), by model name.
+  pub by_model: Vec<(String, Nanos, u64)>,
+  /// One point per day of the window, oldest first, zero on days without calls.
+  pub trend: Vec<TrendPoint>,
+  pub unpriced_requests: u64,
+}

@@ -1,0 +1,56 @@
+//! Budget stage: before the call, reserve its maximum cost against the user's hard budget.
+//! The ledger stage settles the reservation with the real cost; a reservation dropped
+//! unsettled (the call never reached the vendor) is released.
+
+use super::ledger::Accounting;
+use super::route::CallTargets;
+use crate::costs::{Reservation, ANONYMOUS};
+use crate::error::Result;
+use crate::tokens::encoding_for;
+use crate::types::ChatRequest;
+
+/// Reserves when the request's user has a hard budget, at the dearest deployment the
+/// call may be served by (a route's targets can differ in price); BUDGET_EXCEEDED (402)
+/// when the call could pass the budget.
+pub(crate) fn reserve(
+  accounting: &Accounting,
+  targets: &CallTargets,
+  req: &ChatRequest,
+) -> Result<Option<Reservation>> {
+  let Some(tracker) = accounting.tracker() else {
+    return Ok(None);
+  };
+  let user = req.user.as_deref().unwrap_or(ANONYMOUS);
+  // Counting the prompt costs a tokenizer pass: only for users a reservation protects.
+  if !tracker.has_hard_budget(user) {
+    return Ok(None);
+  }
+  let deployments = targets.deployments();
+  let prompt_tokens = deployments
+    .iter()
+    .map(|(_, vendor_model)| prompt_tokens_bound(vendor_model, req))
+    .max()
+    .unwrap_or(0);
+  let models: Vec<&str> = deployments.iter().map(|(name, _)| name.as_str()).collect();
+  // A refusal is counted by its error code (`stats().budgetRefusals`).
+  tracker.reserve(user, &models, prompt_tokens, req.max_tokens)
+}
+
+/// An upper estimate of what the vendor will bill as prompt tokens: messages and tool
+/// definitions, exact for OpenAI models; for vendors whose tokenizers are not public the
+/// o200k_base count is raised by a quarter so the reservation stays an upper bound.
+fn prompt_tokens_bound(vendor_model: &str, req: &ChatRequest) -> u64 {
+  let encoding = encoding_for(vendor_model);
+  let mut tokens = encoding.count_messages(&req.messages);
+  for tool in &req.tools {
+    tokens += encoding.count_text(&tool.name)
+      + encoding.count_text(tool.description.as_deref().unwrap_or_default())
+      + encoding.count_text(&tool.parameters.to_string());
+  }
+  let tokens = tokens as u64;
+  if encoding.exact {
+    tokens
+  } else {
+    tokens + tokens.div_ceil(4)
+  }
+}
