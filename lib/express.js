@@ -494,11 +494,7 @@ function openaiRouter(gateway, options = {}) {
       if (!signal.aborted) sendOpenAIError(res, error, log)
       return
     }
-    res.statusCode = 200
-    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8')
-    res.setHeader('Cache-Control', 'no-cache')
-    res.setHeader('Connection', 'keep-alive')
-    res.setHeader('X-Accel-Buffering', 'no')
+    openEventStream(res)
     const writer = new ChunkWriter(res, { id, created, model, includeUsage })
     writer.role()
     try {
@@ -530,11 +526,7 @@ function openaiRouter(gateway, options = {}) {
       if (!signal.aborted) sendOpenAIError(res, error, log)
       return
     }
-    res.statusCode = 200
-    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8')
-    res.setHeader('Cache-Control', 'no-cache')
-    res.setHeader('Connection', 'keep-alive')
-    res.setHeader('X-Accel-Buffering', 'no')
+    openEventStream(res)
     try {
       for (; !step.done; step = await iterator.next()) {
         const batch = step.value
@@ -697,6 +689,15 @@ function sseFrame(item) {
   return `${data.split('\n').map((line) => `data: ${line}`).join('\n')}\n\n`
 }
 
+// The response head of every Server-Sent Events answer; proxies must not buffer it.
+function openEventStream(res) {
+  res.statusCode = 200
+  res.setHeader('Content-Type', 'text/event-stream; charset=utf-8')
+  res.setHeader('Cache-Control', 'no-cache')
+  res.setHeader('Connection', 'keep-alive')
+  res.setHeader('X-Accel-Buffering', 'no')
+}
+
 /**
  * Writes an async iterable as Server-Sent Events: headers at once, a heartbeat comment while
  * idle, one flush per batch. `source` may be a function `(signal) => iterable`: the signal
@@ -715,11 +716,7 @@ async function sse(res, source, options = {}) {
   if (iterable == null || typeof iterable[Symbol.asyncIterator] !== 'function' && typeof iterable[Symbol.iterator] !== 'function') {
     throw new TypeError('sse(res, source) needs an (async) iterable or a function returning one')
   }
-  res.statusCode = 200
-  res.setHeader('Content-Type', 'text/event-stream; charset=utf-8')
-  res.setHeader('Cache-Control', 'no-cache')
-  res.setHeader('Connection', 'keep-alive')
-  res.setHeader('X-Accel-Buffering', 'no')
+  openEventStream(res)
   res.flushHeaders?.()
   let pending = []
   let scheduled = false
