@@ -517,43 +517,29 @@ impl CostTracker {
         budget.period.adjective(),
         alerts::usd(limit)
       );
+      let budget_alert = |severity: Severity, headline: &str| Alert {
+        kind: AlertKind::BudgetExceeded,
+        severity,
+        user: call.user.to_string(),
+        message: format!(
+          "{headline}: user '{}' has spent {} of a {label} ({}).",
+          call.user,
+          alerts::usd(spent),
+          percent(spent, limit)
+        ),
+        recommendations: advice(),
+        at_ms: call.now,
+        model: Some(call.model.to_string()),
+        amount: Some(spent),
+        threshold: Some(limit),
+      };
       if reached && book.exceeded_for != Some(period_start) {
         book.exceeded_for = Some(period_start);
         book.warned_for = Some(period_start);
-        fired.push(Alert {
-          kind: AlertKind::BudgetExceeded,
-          severity: Severity::Critical,
-          user: call.user.to_string(),
-          message: format!(
-            "Budget reached: user '{}' has spent {} of a {label} ({}).",
-            call.user,
-            alerts::usd(spent),
-            percent(spent, limit)
-          ),
-          recommendations: advice(),
-          at_ms: call.now,
-          model: Some(call.model.to_string()),
-          amount: Some(spent),
-          threshold: Some(limit),
-        });
+        fired.push(budget_alert(Severity::Critical, "Budget reached"));
       } else if near && !reached && book.warned_for != Some(period_start) {
         book.warned_for = Some(period_start);
-        fired.push(Alert {
-          kind: AlertKind::BudgetExceeded,
-          severity: Severity::Warning,
-          user: call.user.to_string(),
-          message: format!(
-            "Budget nearly used: user '{}' has spent {} of a {label} ({}).",
-            call.user,
-            alerts::usd(spent),
-            percent(spent, limit)
-          ),
-          recommendations: advice(),
-          at_ms: call.now,
-          model: Some(call.model.to_string()),
-          amount: Some(spent),
-          threshold: Some(limit),
-        });
+        fired.push(budget_alert(Severity::Warning, "Budget nearly used"));
       }
     }
 
