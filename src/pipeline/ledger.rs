@@ -154,12 +154,7 @@ mod tests {
 
   fn gateway(costs: Option<Arc<CostTracker>>) -> Gateway {
     Gateway::new(GatewayConfig {
-      providers: vec![ProviderConfig {
-        name: "mock".into(),
-        kind: "mock".into(),
-        mock_chunk_delay: Some(Duration::from_millis(1)),
-        ..ProviderConfig::default()
-      }],
+      providers: vec![ProviderConfig::mock(Duration::from_millis(1))],
       costs,
       ..GatewayConfig::default()
     })
@@ -331,12 +326,7 @@ mod tests {
       ))
     });
     Gateway::new(GatewayConfig {
-      providers: vec![ProviderConfig {
-        name: "mock".into(),
-        kind: "mock".into(),
-        mock_chunk_delay: Some(Duration::from_millis(1)),
-        ..ProviderConfig::default()
-      }],
+      providers: vec![ProviderConfig::mock(Duration::from_millis(1))],
       costs: Some(tracker),
       cache,
       on_call: Some(crate::pipeline::CallHook(records)),

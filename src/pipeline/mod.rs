@@ -522,12 +522,7 @@ mod tests {
 
   fn mock_gateway() -> Gateway {
     Gateway::new(GatewayConfig {
-      providers: vec![ProviderConfig {
-        name: "mock".into(),
-        kind: "mock".into(),
-        mock_chunk_delay: Some(Duration::from_millis(1)),
-        ..ProviderConfig::default()
-      }],
+      providers: vec![ProviderConfig::mock(Duration::from_millis(1))],
       ..GatewayConfig::default()
     })
     .expect("gateway")
@@ -748,12 +743,7 @@ mod tests {
       None,
     ));
     let gateway = Gateway::new(GatewayConfig {
-      providers: vec![ProviderConfig {
-        name: "mock".into(),
-        kind: "mock".into(),
-        mock_chunk_delay: Some(Duration::from_millis(2)),
-        ..ProviderConfig::default()
-      }],
+      providers: vec![ProviderConfig::mock(Duration::from_millis(2))],
       cache: Some(cache),
       ..GatewayConfig::default()
     })
@@ -789,12 +779,7 @@ mod tests {
     })
     .expect("limiter");
     let gateway = Gateway::new(GatewayConfig {
-      providers: vec![ProviderConfig {
-        name: "mock".into(),
-        kind: "mock".into(),
-        mock_chunk_delay: Some(Duration::ZERO),
-        ..ProviderConfig::default()
-      }],
+      providers: vec![ProviderConfig::mock(Duration::ZERO)],
       rate_limiter: Some(Arc::new(limiter)),
       ..GatewayConfig::default()
     })

@@ -29,6 +29,20 @@ pub struct ProviderConfig {
   pub ca_cert_path: Option<String>,
 }
 
+impl ProviderConfig {
+  /// The offline `mock` provider named "mock", streaming a chunk every `chunk_delay`:
+  /// what the pipeline's own tests run against.
+  #[cfg(test)]
+  pub(crate) fn mock(chunk_delay: Duration) -> ProviderConfig {
+    ProviderConfig {
+      name: "mock".into(),
+      kind: "mock".into(),
+      mock_chunk_delay: Some(chunk_delay),
+      ..ProviderConfig::default()
+    }
+  }
+}
+
 pub(crate) enum Backend {
   Http {
     adapter: Box<dyn Adapter>,
