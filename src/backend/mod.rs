@@ -10,6 +10,7 @@ pub mod gcra;
 pub mod ledger;
 pub mod memory_cache;
 pub mod memory_limiter;
+pub mod shared;
 pub mod sqlite;
 
 use std::sync::Arc;
