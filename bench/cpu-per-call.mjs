@@ -34,7 +34,10 @@ function threadTimes() {
     try {
       const ns = Number(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
       const name = fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      out.set(tid, { name: tid === String(process.pid) ? 'main (JS)' : name, ns });
+      // each time a thread sleeps and is woken again (or is preempted) is one switch
+      const status = fs.readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
+      const switches = [...status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+      out.set(tid, { name: tid === String(process.pid) ? 'main (JS)' : name, ns, switches });
     } catch {}
   }
   return out;
@@ -83,11 +86,13 @@ async function runClient(client) {
     const c = process.cpuUsage(c0);
     const t1 = threadTimes();
     const byName = {};
-    for (const [tid, { name, ns }] of t1) {
+    const switchesByName = {};
+    for (const [tid, { name, ns, switches }] of t1) {
       const key = /^(ferrogate-io|tokio-r)/.test(name) ? 'tokio' : name === 'main (JS)' ? 'main' : /^V8|^node$/.test(name) ? 'V8/node' : name;
       byName[key] = (byName[key] || 0) + (ns - (t0.get(tid)?.ns || 0)) / 1000 / CALLS;
+      switchesByName[key] = (switchesByName[key] || 0) + (switches - (t0.get(tid)?.switches || 0)) / CALLS;
     }
-    rounds.push({ cpuUsPerCall: (c.user + c.system) / CALLS, callsPerS: CALLS / (wall / 1000), threadsUsPerCall: byName });
+    rounds.push({ cpuUsPerCall: (c.user + c.system) / CALLS, callsPerS: CALLS / (wall / 1000), threadsUsPerCall: byName, switchesPerCall: switchesByName });
   }
   console.log(`CLIENTJSON ${JSON.stringify({ client, rounds })}`);
   process.exit(0);
@@ -102,8 +107,8 @@ async function orchestrate(clients) {
   }
   console.log(`CPU per call: ${CALLS} calls at concurrency ${CONC}, ${ROUNDS} rounds (median shown); streams of ${CHUNKS} chunks ${DELAY_MS} ms apart. load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   console.log('');
-  console.log('| client | calls/s | CPU µs/call | main (JS) | tokio | V8/node + other |');
-  console.log('|---|---:|---:|---:|---:|---:|');
+  console.log('| client | calls/s | CPU µs/call | main (JS) | tokio | V8/node + other | thread switches/call (main + tokio) |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
   for (const client of clients) {
     const out = await new Promise((resolve) => {
       const ch = spawn(process.execPath, [fileURLToPath(import.meta.url), '--client', client], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...env, MOCK_PORT: String(mockPort) } });
@@ -112,13 +117,14 @@ async function orchestrate(clients) {
       ch.on('close', () => resolve(s));
     });
     const m = /CLIENTJSON (\{.*\})/.exec(out);
-    if (!m) { console.log(`| ${client} | failed | | | | |`); continue; }
+    if (!m) { console.log(`| ${client} | failed | | | | | |`); continue; }
     const { rounds } = JSON.parse(m[1]);
     rounds.sort((a, b) => a.cpuUsPerCall - b.cpuUsPerCall);
     const r = rounds[Math.floor(rounds.length / 2)];
     const t = r.threadsUsPerCall;
     const other = Object.entries(t).filter(([k]) => k !== 'main' && k !== 'tokio').reduce((a, [, v]) => a + v, 0);
-    console.log(`| ${client} | ${fmt(r.callsPerS)} | ${fmt(r.cpuUsPerCall, 1)} | ${fmt(t.main, 1)} | ${fmt(t.tokio ?? 0, 1)} | ${fmt(other, 1)} |`);
+    const sw = r.switchesPerCall ?? {};
+    console.log(`| ${client} | ${fmt(r.callsPerS)} | ${fmt(r.cpuUsPerCall, 1)} | ${fmt(t.main, 1)} | ${fmt(t.tokio ?? 0, 1)} | ${fmt(other, 1)} | ${fmt((sw.main ?? 0) + (sw.tokio ?? 0), 2)} (${fmt(sw.main ?? 0, 2)} + ${fmt(sw.tokio ?? 0, 2)}) |`);
   }
   console.log(`\nload average at the end ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   mock.kill();

@@ -329,23 +329,24 @@ impl Call {
     credits: Option<Arc<Semaphore>>,
   ) {
     let gateway = &self.gateway;
+    // The pipeline's future is large (tens of KB: every stage's state, reqwest's): boxed, the
+    // task holds a pointer, and tokio does not copy the whole of it when the task is spawned
+    // and again when it completes (a third of the worker's instructions per chat call).
     let result = match credits {
       None => {
         let cancel = self.cancel.clone();
-        gateway
-          .execute(&model, request, options, None, cancel, &self.request_id)
-          .await
+        Box::pin(gateway.execute(&model, request, options, None, cancel, &self.request_id)).await
       }
       Some(credits) => {
         let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
         let cancel = self.cancel.clone();
-        let mut run = pin!(gateway.execute(
+        let mut run = Box::pin(gateway.execute(
           &model,
           request,
           options,
           Some(sender),
           cancel,
-          &self.request_id
+          &self.request_id,
         ));
         let mut relay = pin!(self.relay(receiver, &credits));
         let mut relayed = false;

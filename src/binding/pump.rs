@@ -155,31 +155,45 @@ fn set_referenced(env: &Env, raw: sys::napi_threadsafe_function, referenced: boo
 }
 
 impl Delivery {
-  /// `callId,kind,payload`: three elements of the delivery array.
+  /// `callId,kind,payload`: three elements of the delivery array, written into one string
+  /// (a text event is one allocation, not three).
   fn into_json(self, call_id: u32) -> String {
-    let (kind, payload) = match self {
-      Delivery::Event(StreamEvent::Text(text)) => (TEXT, serde_json::to_string(&text)),
+    let (kind, written) = match self {
+      Delivery::Event(StreamEvent::Text(text)) => element(call_id, TEXT, text.len(), &text),
       Delivery::Event(StreamEvent::Done(response)) => {
-        (DONE, serde_json::to_string(&convert::response(*response)))
+        element(call_id, DONE, 512, &convert::response(*response))
       }
-      Delivery::Event(event @ StreamEvent::ToolCall { .. }) => (
-        TOOL_CALL,
-        serde_json::to_string(&convert::stream_event(event)),
-      ),
-      Delivery::Failed(info) => (FAILED, serde_json::to_string(&info)),
+      Delivery::Event(event @ StreamEvent::ToolCall { .. }) => {
+        element(call_id, TOOL_CALL, 128, &convert::stream_event(event))
+      }
+      Delivery::Failed(info) => element(call_id, FAILED, 256, &info),
     };
-    match payload {
-      Ok(payload) => format!("{call_id},{kind},{payload}"),
+    match written {
+      Some(element) => element,
       // Plain structs of strings and numbers always serialize; still, the call must end.
-      Err(error) => format!(
+      None => format!(
         "{call_id},{FAILED},{}",
         serde_json::json!({
           "code": "PROVIDER_ERROR",
           "status": 502,
-          "message": format!("internal error: the result could not be encoded: {error}"),
+          "message": format!("internal error: the result of a call ({kind}) could not be encoded"),
           "requestId": "",
         })
       ),
     }
   }
+}
+
+fn element(
+  call_id: u32,
+  kind: u32,
+  size_hint: usize,
+  payload: &impl serde::Serialize,
+) -> (u32, Option<String>) {
+  use std::io::Write;
+  let mut out = Vec::with_capacity(size_hint + 24);
+  let written =
+    write!(out, "{call_id},{kind},").is_ok() && serde_json::to_writer(&mut out, payload).is_ok();
+  // serde_json writes UTF-8 only.
+  (kind, written.then(|| String::from_utf8(out).ok()).flatten())
 }

@@ -111,16 +111,17 @@ impl NativeGateway {
     };
     let closed = self.closed.clone();
     napi::bindgen_prelude::spawn(self.calls.track_future(async move {
-      let result = gateway
-        .execute(
-          &model,
-          core_request,
-          options,
-          Some(sender.clone()),
-          cancel,
-          &request_id,
-        )
-        .await;
+      // Boxed: the pipeline's future is large, and the task's own state is copied whole when
+      // it is spawned and when it completes.
+      let result = Box::pin(gateway.execute(
+        &model,
+        core_request,
+        options,
+        Some(sender.clone()),
+        cancel,
+        &request_id,
+      ))
+      .await;
       let last = match result {
         Ok(response) => Ok(StreamEvent::Done(Box::new(response))),
         Err(error) if error.code == ErrorCode::Aborted && closed.is_cancelled() => {

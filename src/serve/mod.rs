@@ -310,17 +310,17 @@ async fn chat(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
   if !parsed.stream {
     // Dropped when the client goes away: the call (and its upstream request) stops.
     let _guard = cancel.clone().drop_guard();
-    let result = state
-      .gateway
-      .execute(
-        &parsed.model,
-        parsed.request,
-        CallOptions::default(),
-        None,
-        cancel,
-        &request_id,
-      )
-      .await;
+    // Boxed: the pipeline's future is large, and the connection's task would otherwise hold
+    // (and move) all of it.
+    let result = Box::pin(state.gateway.execute(
+      &parsed.model,
+      parsed.request,
+      CallOptions::default(),
+      None,
+      cancel,
+      &request_id,
+    ))
+    .await;
     return match result {
       Ok(response) => {
         record_usage(&state, identity.as_deref(), response.usage.total_tokens);
@@ -339,17 +339,16 @@ async fn chat(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
   let task_cancel = cancel.clone();
   let model = parsed.model.clone();
   tokio::spawn(async move {
-    let result = task_state
-      .gateway
-      .execute(
-        &model,
-        parsed.request,
-        CallOptions::default(),
-        Some(sender.clone()),
-        task_cancel,
-        &request_id,
-      )
-      .await;
+    // Boxed: tokio copies a task's whole state when it spawns and when it completes.
+    let result = Box::pin(task_state.gateway.execute(
+      &model,
+      parsed.request,
+      CallOptions::default(),
+      Some(sender.clone()),
+      task_cancel,
+      &request_id,
+    ))
+    .await;
     let last = match result {
       Ok(response) => Ok(StreamEvent::Done(Box::new(response))),
       Err(error) => Err(task_state.gateway.redact_error(error)),

@@ -352,9 +352,14 @@ impl ChunkEncoder {
   }
 
   fn choice(&self, out: &mut Vec<u8>, delta: &str, finish: &str) {
+    self.choice_with(out, |out| out.extend_from_slice(delta.as_bytes()), finish);
+  }
+
+  /// One chunk whose delta `write_delta` writes straight into `out`.
+  fn choice_with(&self, out: &mut Vec<u8>, write_delta: impl FnOnce(&mut Vec<u8>), finish: &str) {
     out.extend_from_slice(self.head.as_bytes());
     out.extend_from_slice(b"[{\"index\":0,\"delta\":");
-    out.extend_from_slice(delta.as_bytes());
+    write_delta(out);
     out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
     out.extend_from_slice(finish.as_bytes());
     out.extend_from_slice(b"}]");
@@ -370,9 +375,17 @@ impl ChunkEncoder {
     );
   }
 
+  /// The text is escaped straight into `out`: no string of its own per chunk.
   pub fn text(&self, out: &mut Vec<u8>, text: &str) {
-    let escaped = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
-    self.choice(out, &format!("{{\"content\":{escaped}}}"), "null");
+    self.choice_with(
+      out,
+      |out| {
+        out.extend_from_slice(b"{\"content\":");
+        write_json_string(out, text);
+        out.push(b'}');
+      },
+      "null",
+    );
   }
 
   pub fn tool_call(
@@ -407,6 +420,14 @@ impl ChunkEncoder {
       out.extend_from_slice(b"}\n\n");
     }
     out.extend_from_slice(b"data: [DONE]\n\n");
+  }
+}
+
+/// `text` as a JSON string literal, appended to `out`.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+  // Writing a str into a Vec cannot fail (no I/O, no non-string keys).
+  if serde_json::to_writer(&mut *out, text).is_err() {
+    out.extend_from_slice(b"\"\"");
   }
 }
 

@@ -1,6 +1,8 @@
 //! `data: {chunk}` … `data: [DONE]`. Only choice 0 reaches the caller (we never ask for
 //! n > 1); usage arrives in a last chunk whose `choices` is empty.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use super::finish_reason;
@@ -17,46 +19,56 @@ pub struct OpenAiStream {
   done: bool,
 }
 
+// Strings borrow from the event's text where they need no unescaping: a chunk's id, model
+// and delta text would otherwise be three allocations per chunk.
 #[derive(Deserialize)]
-struct Chunk {
-  #[serde(default)]
-  id: String,
-  #[serde(default)]
-  model: String,
-  #[serde(default)]
-  choices: Vec<ChunkChoice>,
+struct Chunk<'a> {
+  #[serde(default, borrow)]
+  id: Cow<'a, str>,
+  #[serde(default, borrow)]
+  model: Cow<'a, str>,
+  #[serde(default, borrow)]
+  choices: Vec<ChunkChoice<'a>>,
   usage: Option<WireUsage>,
-  error: Option<serde_json::Value>,
+  error: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
-struct ChunkChoice {
+struct ChunkChoice<'a> {
   #[serde(default)]
   index: u32,
-  delta: Option<Delta>,
-  finish_reason: Option<String>,
+  #[serde(borrow)]
+  delta: Option<Delta<'a>>,
+  #[serde(borrow)]
+  finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct Delta {
-  content: Option<String>,
-  refusal: Option<String>,
-  #[serde(default)]
-  tool_calls: Vec<ToolCallDelta>,
+struct Delta<'a> {
+  #[serde(borrow)]
+  content: Option<Cow<'a, str>>,
+  #[serde(borrow)]
+  refusal: Option<Cow<'a, str>>,
+  #[serde(default, borrow)]
+  tool_calls: Vec<ToolCallDelta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ToolCallDelta {
+struct ToolCallDelta<'a> {
   #[serde(default)]
   index: u32,
-  id: Option<String>,
-  function: Option<FunctionDelta>,
+  #[serde(borrow)]
+  id: Option<Cow<'a, str>>,
+  #[serde(borrow)]
+  function: Option<FunctionDelta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct FunctionDelta {
-  name: Option<String>,
-  arguments: Option<String>,
+struct FunctionDelta<'a> {
+  #[serde(borrow)]
+  name: Option<Cow<'a, str>>,
+  #[serde(borrow)]
+  arguments: Option<Cow<'a, str>>,
 }
 
 impl StreamDecoder for OpenAiStream {
