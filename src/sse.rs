@@ -46,7 +46,7 @@ impl SseDecoder {
         bytes = rest;
       }
     }
-    while let Some(pos) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+    while let Some(pos) = memchr::memchr2(b'\n', b'\r', bytes) {
       self.extend_line(&bytes[..pos])?;
       let terminator = bytes[pos];
       bytes = &bytes[pos + 1..];
