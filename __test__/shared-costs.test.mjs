@@ -138,6 +138,7 @@ test('a hard budget shared by 4 processes with 200 concurrent calls is never pas
   const redisSpent = Number(redisCli('HGET', `${prefix}budget:shared:day:${day}`, 'spent'))
   assert.ok(redisSpent <= budgetNanos, `Redis spend ${redisSpent} ≤ budget ${budgetNanos}`)
   assert.equal(redisSpent, spentNanos, 'Redis and the ledger agree')
+  t.diagnostic(`served ${ok}, refused ${refused}, spent ${spentNanos} of ${budgetNanos} nanodollars`)
 })
 
 test('1,000 calls across 4 processes: exactly one ledger row per call, and summary() sees them all', async (t) => {

@@ -574,14 +574,12 @@ mod tests {
   async fn an_unreachable_server_fails_closed_and_a_bad_url_is_config() {
     let error = RedisBudgets::open(RedisBudgetOptions::new("redis://:pw@127.0.0.1:1/"))
       .await
-      .err()
-      .expect("unreachable");
+      .expect_err("unreachable");
     assert_eq!(error.code, crate::error::ErrorCode::UpstreamUnavailable);
     assert!(!error.message.contains("pw@"), "{}", error.message);
     let error = RedisBudgets::open(RedisBudgetOptions::new("http://x"))
       .await
-      .err()
-      .expect("bad url");
+      .expect_err("bad url");
     assert_eq!(error.code, crate::error::ErrorCode::Config);
   }
 }

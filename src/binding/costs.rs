@@ -255,7 +255,8 @@ fn shared_options(options: &CostTrackerOptions) -> napi::Result<SharedOptions> {
       Some(postgres)
     }
   };
-  if postgres.is_none() && (options.postgres_schema.is_some() || options.ledger_buffer_rows.is_some())
+  if postgres.is_none()
+    && (options.postgres_schema.is_some() || options.ledger_buffer_rows.is_some())
   {
     return Err(to_napi(GatewayError::config(
       "postgresSchema and ledgerBufferRows need postgresUrl",
