@@ -29,14 +29,21 @@ pub(crate) type Shared = Option<Result<Arc<ChatResponse>>>;
 pub struct CacheStats {
   pub hits: u64,
   pub misses: u64,
+  /// In this process (the local tier of a shared cache).
   pub entries: u64,
   pub bytes: u64,
+  /// The shared tier's hits, failed operations and answers too large for it.
+  pub shared_hits: u64,
+  pub shared_errors: u64,
+  pub shared_skipped: u64,
 }
 
 pub struct ResponseCache {
   store: Arc<dyn CacheStore>,
   /// Prepended to every key, so tenants sharing a store never see each other's answers.
   prefix: String,
+  /// The store answers at once (the embedded one); a shared store needs a runtime.
+  synchronous: bool,
   hits: AtomicU64,
   misses: AtomicU64,
   in_flight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
@@ -56,8 +63,18 @@ impl ResponseCache {
   }
 
   pub fn with_store(store: Arc<dyn CacheStore>, namespace: Option<&str>) -> Self {
+    Self::build(store, namespace, true)
+  }
+
+  /// Over a store on a server (Redis): its operations must be awaited on a runtime.
+  pub fn shared(store: Arc<dyn CacheStore>, namespace: Option<&str>) -> Self {
+    Self::build(store, namespace, false)
+  }
+
+  fn build(store: Arc<dyn CacheStore>, namespace: Option<&str>, synchronous: bool) -> Self {
     ResponseCache {
       store,
+      synchronous,
       prefix: format!("{}:", namespace.unwrap_or("")),
       hits: AtomicU64::new(0),
       misses: AtomicU64::new(0),
@@ -109,7 +126,20 @@ impl ResponseCache {
       misses: self.misses.load(Ordering::Relaxed),
       entries: usage.entries,
       bytes: usage.bytes,
+      shared_hits: usage.shared_hits,
+      shared_errors: usage.shared_errors,
+      shared_skipped: usage.shared_skipped,
     }
+  }
+
+  /// Whether `get`/`set`/`delete`/`clear` answer at once (see [`ResponseCache::now`]).
+  pub fn is_synchronous(&self) -> bool {
+    self.synchronous
+  }
+
+  /// Releases a shared store's connection; the cache then works from this process only.
+  pub fn close(&self) {
+    self.store.close();
   }
 
   /// Runs an operation whose store answers at once (the embedded one) without a

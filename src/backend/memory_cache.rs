@@ -153,6 +153,7 @@ impl CacheStore for MemoryCacheStore {
     StoreUsage {
       entries: self.entries.entry_count(),
       bytes: self.bytes.load(Ordering::Relaxed),
+      ..StoreUsage::default()
     }
   }
 }

@@ -10,6 +10,8 @@ pub mod gcra;
 pub mod ledger;
 pub mod memory_cache;
 pub mod memory_limiter;
+pub mod redis_cache;
+pub mod redis_limiter;
 pub mod shared;
 pub mod sqlite;
 
@@ -30,6 +32,11 @@ pub struct StoreUsage {
   pub entries: u64,
   /// The approximate size of the stored answers (text, tool calls, key).
   pub bytes: u64,
+  /// A tiered store's shared tier (Redis): reads it answered, operations that failed
+  /// (or read an unreadable value), answers too large for it (kept locally only).
+  pub shared_hits: u64,
+  pub shared_errors: u64,
+  pub shared_skipped: u64,
 }
 
 /// Cached answers by key. Keys arrive already namespaced.
@@ -47,6 +54,8 @@ pub trait CacheStore: Send + Sync {
   /// Removes every entry whose key starts with `prefix` (the namespace).
   fn clear<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>>;
   fn usage(&self) -> StoreUsage;
+  /// Releases the store's connections (a shared store); later operations fail.
+  fn close(&self) {}
 }
 
 /// Per-key counters for the rate limiter, applied atomically by the store.
@@ -67,4 +76,6 @@ pub trait LimiterStore: Send + Sync {
     delta: i64,
     quota: &'a gcra::Quota,
   ) -> BoxFuture<'a, Result<()>>;
+  /// Releases the store's connections (a shared store); later operations fail.
+  fn close(&self) {}
 }
