@@ -64,23 +64,12 @@ fn positive(name: &str, value: Option<f64>) -> Result<Option<f64>> {
   }
 }
 
-impl RateLimiter {
-  pub fn in_memory(options: LimiterOptions) -> Result<Self> {
-    Self::with_store(
-      options,
-      Arc::new(MemoryLimiterStore::default()),
-      Backend::Embedded,
-    )
-  }
-
-  pub fn with_store(
-    options: LimiterOptions,
-    store: Arc<dyn LimiterStore>,
-    backend: Backend,
-  ) -> Result<Self> {
-    let requests = positive("requestsPerMinute", options.requests_per_minute)?;
-    let tokens = positive("tokensPerMinute", options.tokens_per_minute)?;
-    let burst = positive("burst", options.burst)?;
+impl LimiterOptions {
+  /// The buckets these options describe; CONFIG when they are wrong.
+  pub fn quota(&self) -> Result<Quota> {
+    let requests = positive("requestsPerMinute", self.requests_per_minute)?;
+    let tokens = positive("tokensPerMinute", self.tokens_per_minute)?;
+    let burst = positive("burst", self.burst)?;
     if requests.is_none() && tokens.is_none() {
       return Err(GatewayError::config(
         "a RateLimiter needs requestsPerMinute, tokensPerMinute or both",
@@ -97,11 +86,30 @@ impl RateLimiter {
       per_minute,
       burst: (per_minute * share).max(1.0),
     };
+    Ok(Quota {
+      requests: requests.map(rate),
+      tokens: tokens.map(rate),
+    })
+  }
+}
+
+impl RateLimiter {
+  pub fn in_memory(options: LimiterOptions) -> Result<Self> {
+    Self::with_store(
+      options,
+      Arc::new(MemoryLimiterStore::default()),
+      Backend::Embedded,
+    )
+  }
+
+  pub fn with_store(
+    options: LimiterOptions,
+    store: Arc<dyn LimiterStore>,
+    backend: Backend,
+  ) -> Result<Self> {
+    let quota = options.quota()?;
     Ok(RateLimiter {
-      quota: Quota {
-        requests: requests.map(rate),
-        tokens: tokens.map(rate),
-      },
+      quota,
       store,
       backend,
       store_errors: AtomicU64::new(0),
