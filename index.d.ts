@@ -868,12 +868,12 @@ export interface ResponseCacheStats {
   /** In this process (the local tier when `redisUrl` is set). */
   entries: number
   bytes: number
-  /** Lookups answered by Redis (0 without `redisUrl`). */
-  sharedHits: number
-  /** Redis operations that failed or read an unreadable value. */
-  sharedErrors: number
-  /** Answers larger than `maxValueBytes`, kept in this process only. */
-  sharedSkipped: number
+  /** With `redisUrl` only: lookups answered by Redis. */
+  sharedHits?: number
+  /** With `redisUrl` only: Redis operations that failed or read an unreadable value. */
+  sharedErrors?: number
+  /** With `redisUrl` only: answers larger than `maxValueBytes`, kept in this process only. */
+  sharedSkipped?: number
 }
 
 export interface ResponseFormat {

@@ -40,12 +40,12 @@ pub struct ResponseCacheStats {
   /// In this process (the local tier when `redisUrl` is set).
   pub entries: f64,
   pub bytes: f64,
-  /// Lookups answered by Redis (0 without `redisUrl`).
-  pub shared_hits: f64,
-  /// Redis operations that failed or read an unreadable value.
-  pub shared_errors: f64,
-  /// Answers larger than `maxValueBytes`, kept in this process only.
-  pub shared_skipped: f64,
+  /// With `redisUrl` only: lookups answered by Redis.
+  pub shared_hits: Option<f64>,
+  /// With `redisUrl` only: Redis operations that failed or read an unreadable value.
+  pub shared_errors: Option<f64>,
+  /// With `redisUrl` only: answers larger than `maxValueBytes`, kept in this process only.
+  pub shared_skipped: Option<f64>,
 }
 
 #[napi(object, object_to_js = false)]
@@ -276,14 +276,15 @@ impl NativeResponseCache {
   #[napi]
   pub fn stats(&self) -> ResponseCacheStats {
     let stats = self.inner.stats();
+    let shared = !self.inner.is_synchronous();
     ResponseCacheStats {
       hits: stats.hits as f64,
       misses: stats.misses as f64,
       entries: stats.entries as f64,
       bytes: stats.bytes as f64,
-      shared_hits: stats.shared_hits as f64,
-      shared_errors: stats.shared_errors as f64,
-      shared_skipped: stats.shared_skipped as f64,
+      shared_hits: shared.then_some(stats.shared_hits as f64),
+      shared_errors: shared.then_some(stats.shared_errors as f64),
+      shared_skipped: shared.then_some(stats.shared_skipped as f64),
     }
   }
 
