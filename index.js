@@ -137,9 +137,10 @@ class ResponseCache {
     return this.#native.stats()
   }
 
-  /** Releases the Redis connection (a no-op without redisUrl); the cache then works from this process only. */
+  /** Finishes the writes to Redis still under way and releases the connection (resolves at once without
+   *  redisUrl); the cache then works from this process only. */
   close() {
-    this.#native.close()
+    return this.#native.close()
   }
 
   static keyFor(request) {

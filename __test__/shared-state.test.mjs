@@ -162,8 +162,8 @@ describe('ResponseCache with redisUrl, from JS', () => {
     const bad = await rejection(one.set('k', { notContent: true }))
     assert.ok(bad instanceof FerrogateError)
     assert.equal(bad.code, 'INVALID_REQUEST')
-    one.close()
-    two.close()
+    await one.close()
+    await two.close()
   })
 
   test('answers larger than maxValueBytes stay in the process that made them', async () => {
@@ -174,7 +174,7 @@ describe('ResponseCache with redisUrl, from JS', () => {
     assert.equal((await cache.get('big')).content.length, 5000)
     assert.deepEqual(await admin.keys(`${prefix}*`), [`${prefix}cache::small`])
     assert.equal(cache.stats().sharedSkipped, 1)
-    cache.close()
+    await cache.close()
   })
 })
 
@@ -352,8 +352,8 @@ describe('Redis stops mid-run and comes back', () => {
 
       await Promise.all([gw.close(), cacheOnly.close(), peer.close()])
       limiter.close()
-      cache.close()
-      otherProcessCache.close()
+      await cache.close()
+      await otherProcessCache.close()
     })
   }
 

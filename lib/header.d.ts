@@ -46,8 +46,8 @@ export interface ResponseCache {
   delete(key: string): boolean
   clear(): void
   stats(): ResponseCacheStats
-  /** A no-op without `redisUrl`. */
-  close(): void
+  /** Resolves at once without `redisUrl`. */
+  close(): Promise<void>
 }
 
 /** A ResponseCache with Redis as a shared second tier (`redisUrl`): the same methods, as Promises. */
@@ -62,8 +62,9 @@ export interface SharedResponseCache {
   /** Both tiers (this cache's namespace); rejects with UPSTREAM_UNAVAILABLE when Redis cannot answer. */
   clear(): Promise<void>
   stats(): ResponseCacheStats
-  /** Releases the Redis connection; the cache then works from this process only. */
-  close(): void
+  /** Finishes the writes to Redis still under way (the gateway stores answers in Redis off the call's path) and
+   *  releases the connection; the cache then works from this process only. */
+  close(): Promise<void>
 }
 
 export interface ResponseCacheConstructor {

@@ -99,7 +99,7 @@ impl ResponseCache {
 
   /// A read that is not a cache lookup (no hit or miss counted).
   pub(crate) async fn peek(&self, key: &str) -> Result<Option<Arc<ChatResponse>>> {
-    self.store.get(&self.stored_key(key)).await
+    self.store.peek(&self.stored_key(key)).await
   }
 
   pub async fn set(
@@ -137,9 +137,10 @@ impl ResponseCache {
     self.synchronous
   }
 
-  /// Releases a shared store's connection; the cache then works from this process only.
-  pub fn close(&self) {
-    self.store.close();
+  /// Finishes a shared store's pending writes and releases its connection; the cache then
+  /// works from this process only.
+  pub async fn close(&self) {
+    self.store.close().await;
   }
 
   /// Runs an operation whose store answers at once (the embedded one) without a
@@ -199,7 +200,14 @@ impl Leader<'_> {
   pub async fn finish(mut self, outcome: &Result<Arc<ChatResponse>>) {
     if let Ok(answer) = outcome {
       // A store that fails to write costs only a later miss.
-      let _ = self.cache.set(&self.key, answer.clone(), None).await;
+      // Readable here before the followers are told; a shared tier gets it a moment later,
+      // off this caller's path.
+      let stored = self.cache.stored_key(&self.key);
+      let _ = self
+        .cache
+        .store
+        .set_behind(stored, answer.clone(), None)
+        .await;
     }
     self.cache.forget(&self.key);
     if let Some(sender) = self.sender.take() {

@@ -34,7 +34,8 @@ if (mode === 'limit') {
   const response = await gateway.chat({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: prompt }] })
   print({ cached: response.cached, content: response.content, sharedHits: cache.stats().sharedHits })
   await gateway.close()
-  cache.close()
+  // Answers reach Redis off the call's path: close() waits for the write.
+  await cache.close()
 } else {
   throw new Error(`unknown mode ${mode}`)
 }

@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::{self, BoxFuture, FutureExt};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use tokio_util::task::TaskTracker;
 
 use super::memory_cache::{MemoryCacheLimits, MemoryCacheStore};
-use super::shared::unavailable;
+use super::redis_retry::once_more_if_reconnecting;
+use super::shared::{unavailable, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 use super::{CacheStore, StoreUsage};
 use crate::error::{GatewayError, Result};
 use crate::types::{ChatResponse, FinishReason, ToolCall, Usage};
@@ -51,9 +53,39 @@ pub struct TieredCacheStore {
   url: String,
   default_ttl: Option<Duration>,
   max_value_bytes: usize,
+  /// Shared with the writes that finish in the background.
+  counters: Arc<Counters>,
+  /// Writes under way in the background, which `close` waits for.
+  pending: TaskTracker,
+}
+
+#[derive(Default)]
+struct Counters {
   shared_hits: AtomicU64,
   shared_errors: AtomicU64,
   shared_skipped: AtomicU64,
+}
+
+/// One SET with its time to live, on its own so it can also run in the background.
+async fn write(
+  connection: ConnectionManager,
+  redis_key: String,
+  encoded: Vec<u8>,
+  ttl: Duration,
+  counters: Arc<Counters>,
+) {
+  let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+  let mut set = redis::cmd("SET");
+  set.arg(redis_key).arg(encoded).arg("PX").arg(millis);
+  let set = &set;
+  let written: redis::RedisResult<()> = once_more_if_reconnecting(|| {
+    let mut connection = connection.clone();
+    async move { set.query_async(&mut connection).await }
+  })
+  .await;
+  if written.is_err() {
+    counters.shared_errors.fetch_add(1, Ordering::Relaxed);
+  }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -218,9 +250,8 @@ impl TieredCacheStore {
       url: url.to_string(),
       default_ttl: options.limits.ttl,
       max_value_bytes: options.max_value_bytes,
-      shared_hits: AtomicU64::new(0),
-      shared_errors: AtomicU64::new(0),
-      shared_skipped: AtomicU64::new(0),
+      counters: Arc::default(),
+      pending: TaskTracker::new(),
     }
   }
 
@@ -237,7 +268,7 @@ impl TieredCacheStore {
   }
 
   fn failed(&self, error: impl std::fmt::Display) -> GatewayError {
-    self.shared_errors.fetch_add(1, Ordering::Relaxed);
+    self.counters.shared_errors.fetch_add(1, Ordering::Relaxed);
     unavailable("the ResponseCache's Redis tier", &self.url, error)
   }
 
@@ -246,13 +277,16 @@ impl TieredCacheStore {
   }
 
   async fn get_shared(&self, key: &str) -> Option<Arc<ChatResponse>> {
-    let mut connection = self.connection()?;
+    let connection = self.connection()?;
     let redis_key = self.redis_key(key);
-    let read: redis::RedisResult<(Option<Vec<u8>>, i64)> = redis::pipe()
-      .get(&redis_key)
-      .pttl(&redis_key)
-      .query_async(&mut connection)
-      .await;
+    let mut read_both = redis::pipe();
+    read_both.get(&redis_key).pttl(&redis_key);
+    let read_both = &read_both;
+    let read: redis::RedisResult<(Option<Vec<u8>>, i64)> = once_more_if_reconnecting(|| {
+      let mut connection = connection.clone();
+      async move { read_both.query_async(&mut connection).await }
+    })
+    .await;
     let (bytes, ttl_ms) = match read {
       Ok(reply) => reply,
       Err(error) => {
@@ -261,52 +295,56 @@ impl TieredCacheStore {
       }
     };
     let Some(answer) = decode(&bytes?) else {
-      self.shared_errors.fetch_add(1, Ordering::Relaxed);
+      self.counters.shared_errors.fetch_add(1, Ordering::Relaxed);
       return None;
     };
-    self.shared_hits.fetch_add(1, Ordering::Relaxed);
+    self.counters.shared_hits.fetch_add(1, Ordering::Relaxed);
     let answer = Arc::new(answer);
     // Here for as long as it lives there (-1: no expiry; -2: it expired in between).
     let ttl = u64::try_from(ttl_ms).ok().map(Duration::from_millis);
     if ttl_ms != -2 {
-      let _ = self.local.set(key.to_string(), answer.clone(), ttl).await;
+      self.local.insert(key.to_string(), answer.clone(), ttl);
     }
     Some(answer)
   }
 
-  async fn set_both(&self, key: String, value: Arc<ChatResponse>, ttl: Option<Duration>) {
+  /// Writes to moka now; returns the Redis write still to do (`None`: nothing to write).
+  fn set_local(
+    &self,
+    key: String,
+    value: Arc<ChatResponse>,
+    ttl: Option<Duration>,
+  ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
     let redis_key = self.redis_key(&key);
     let encoded = encode(&value);
-    let _ = self.local.set(key, value, ttl).await;
+    self.local.insert(key, value, ttl);
     if encoded.len() > self.max_value_bytes {
-      self.shared_skipped.fetch_add(1, Ordering::Relaxed);
-      return;
+      self.counters.shared_skipped.fetch_add(1, Ordering::Relaxed);
+      return None;
     }
-    let Some(mut connection) = self.connection() else {
-      return;
-    };
+    let connection = self.connection()?;
     let ttl = ttl.or(self.default_ttl).unwrap_or(DEFAULT_SHARED_TTL);
-    let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-    let written: redis::RedisResult<()> = redis::cmd("SET")
-      .arg(&redis_key)
-      .arg(encoded)
-      .arg("PX")
-      .arg(millis)
-      .query_async(&mut connection)
-      .await;
-    if let Err(error) = written {
-      self.failed(error);
-    }
+    Some(write(
+      connection,
+      redis_key,
+      encoded,
+      ttl,
+      self.counters.clone(),
+    ))
   }
 
   async fn delete_both(&self, key: &str) -> Result<bool> {
     let local = self.local.delete(key).await?;
-    let mut connection = self.connection().ok_or_else(Self::closed)?;
-    let removed: i64 = redis::cmd("UNLINK")
-      .arg(self.redis_key(key))
-      .query_async(&mut connection)
-      .await
-      .map_err(|error| self.failed(error))?;
+    let connection = self.connection().ok_or_else(Self::closed)?;
+    let mut unlink = redis::cmd("UNLINK");
+    unlink.arg(self.redis_key(key));
+    let unlink = &unlink;
+    let removed: i64 = once_more_if_reconnecting(|| {
+      let mut connection = connection.clone();
+      async move { unlink.query_async(&mut connection).await }
+    })
+    .await
+    .map_err(|error| self.failed(error))?;
     Ok(local || removed > 0)
   }
 
@@ -316,15 +354,20 @@ impl TieredCacheStore {
     let pattern = format!("{}*", glob_escape(&self.redis_key(prefix)));
     let mut cursor: u64 = 0;
     loop {
-      let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+      let mut scan = redis::cmd("SCAN");
+      scan
         .arg(cursor)
         .arg("MATCH")
         .arg(&pattern)
         .arg("COUNT")
-        .arg(SCAN_COUNT)
-        .query_async(&mut connection)
-        .await
-        .map_err(|error| self.failed(error))?;
+        .arg(SCAN_COUNT);
+      let scan = &scan;
+      let (next, keys): (u64, Vec<Vec<u8>>) = once_more_if_reconnecting(|| {
+        let mut connection = connection.clone();
+        async move { scan.query_async(&mut connection).await }
+      })
+      .await
+      .map_err(|error| self.failed(error))?;
       if !keys.is_empty() {
         let _: i64 = redis::cmd("UNLINK")
           .arg(keys)
@@ -357,8 +400,35 @@ impl CacheStore for TieredCacheStore {
     value: Arc<ChatResponse>,
     ttl: Option<Duration>,
   ) -> BoxFuture<'_, Result<()>> {
+    let pending = self.set_local(key, value, ttl);
     async move {
-      self.set_both(key, value, ttl).await;
+      if let Some(write) = pending {
+        write.await;
+      }
+      Ok(())
+    }
+    .boxed()
+  }
+
+  /// Only this process's tier: an answer stored a moment ago by a caller of this process
+  /// is there, and the gateway's second look must not cost another round trip.
+  fn peek<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<ChatResponse>>>> {
+    future::ready(Ok(self.local.get_now(key))).boxed()
+  }
+
+  fn set_behind(
+    &self,
+    key: String,
+    value: Arc<ChatResponse>,
+    ttl: Option<Duration>,
+  ) -> BoxFuture<'_, Result<()>> {
+    let pending = self.set_local(key, value, ttl);
+    async move {
+      match (pending, tokio::runtime::Handle::try_current()) {
+        (Some(write), Ok(runtime)) => drop(self.pending.spawn_on(write, &runtime)),
+        (Some(write), Err(_)) => write.await,
+        (None, _) => {}
+      }
       Ok(())
     }
     .boxed()
@@ -374,19 +444,25 @@ impl CacheStore for TieredCacheStore {
 
   fn usage(&self) -> StoreUsage {
     StoreUsage {
-      shared_hits: self.shared_hits.load(Ordering::Relaxed),
-      shared_errors: self.shared_errors.load(Ordering::Relaxed),
-      shared_skipped: self.shared_skipped.load(Ordering::Relaxed),
+      shared_hits: self.counters.shared_hits.load(Ordering::Relaxed),
+      shared_errors: self.counters.shared_errors.load(Ordering::Relaxed),
+      shared_skipped: self.counters.shared_skipped.load(Ordering::Relaxed),
       ..self.local.usage()
     }
   }
 
-  fn close(&self) {
+  fn close(&self) -> BoxFuture<'_, ()> {
     self
       .connection
       .lock()
       .unwrap_or_else(|poisoned| poisoned.into_inner())
       .take();
+    self.pending.close();
+    async move {
+      // Each write ends within the command timeout; the bound covers a reconnect too.
+      let _ = tokio::time::timeout(CONNECT_TIMEOUT + COMMAND_TIMEOUT, self.pending.wait()).await;
+    }
+    .boxed()
   }
 }
 
@@ -527,9 +603,23 @@ mod tests {
   }
 
   #[tokio::test]
+  async fn a_write_behind_is_local_at_once_and_in_redis_by_close() {
+    let (a, b) = pair(DEFAULT_MAX_VALUE_BYTES).await;
+    a.set_behind("later".into(), answer("x"), None)
+      .await
+      .expect("set");
+    assert!(a.peek("later").await.expect("peek").is_some());
+    // The other store's peek never reaches Redis.
+    a.close().await;
+    assert!(b.peek("later").await.expect("peek").is_none());
+    assert!(b.get("later").await.expect("get").is_some());
+    b.clear("").await.expect("clear");
+  }
+
+  #[tokio::test]
   async fn a_closed_store_is_its_local_tier() {
     let (a, _) = pair(DEFAULT_MAX_VALUE_BYTES).await;
-    a.close();
+    a.close().await;
     a.set("k".into(), answer("x"), None).await.expect("set");
     assert!(a.get("k").await.expect("get").is_some());
     assert!(a.delete("k").await.is_err());

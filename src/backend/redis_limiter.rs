@@ -16,6 +16,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::gcra::{Decision, Quota};
+use super::redis_retry::once_more_if_reconnecting;
 use super::shared::unavailable;
 use super::LimiterStore;
 use crate::error::{GatewayError, Result};
@@ -174,11 +175,14 @@ impl RedisLimiterStore {
     if let Some(time) = clock {
       invocation.arg(time.seconds).arg(time.micros);
     }
-    let mut connection = self.connection()?;
-    invocation
-      .invoke_async(&mut connection)
-      .await
-      .map_err(|error| unavailable("the RateLimiter's Redis store", &self.url, error))
+    let connection = self.connection()?;
+    let invocation = &invocation;
+    once_more_if_reconnecting(|| {
+      let mut connection = connection.clone();
+      async move { invocation.invoke_async(&mut connection).await }
+    })
+    .await
+    .map_err(|error| unavailable("the RateLimiter's Redis store", &self.url, error))
   }
 
   /// `acquire` on a given clock instead of Redis's, so a test can replay a trace.

@@ -267,10 +267,12 @@ impl NativeResponseCache {
     self.inner.clear().await.map_err(coded)
   }
 
-  /// Releases the Redis connection; the cache then works from this process only.
+  /// Finishes the writes to Redis still under way and releases the connection; the cache
+  /// then works from this process only.
   #[napi]
-  pub fn close(&self) {
-    self.inner.close();
+  pub async fn close(&self) -> napi::Result<()> {
+    self.inner.close().await;
+    Ok(())
   }
 
   #[napi]
