@@ -104,21 +104,17 @@ export type StreamEvent =
 
 export interface GatewayOptions {
   /** Prices, records and budgets every call (`costUsd` uses the built-in prices without it). */
-  costs?: CostTracker
+  costs?: CostTracker | SharedCostTracker
 }
 
-/** Prices calls, keeps the SQLite ledger, enforces budgets and raises spending alerts. */
-export declare class CostTracker {
-  /** Throws a FerrogateError with code CONFIG when the options, the pricing file or the ledger are wrong. */
-  constructor(options?: CostTrackerOptions)
+/** What every CostTracker offers, wherever its ledger lives. */
+interface CostTrackerCommon {
   /** The date of the built-in price table, "YYYY-MM-DD". */
   readonly pricingDate: string
   /** By "provider/model" first, then the bare model name; null for an unknown model. */
   priceOf(model: string): ModelPriceInfo | null
   /** Records a call and returns its cost in USD (0 for an unknown model, counted as unpriced). */
   record(usage: UsageRecord): number
-  /** Spend over the last `days` UTC days (default 30), today included; everyone's when `user` is null. */
-  summary(user?: string | null, options?: SummaryOptions): CostSummary
   /** A hard budget reserves each call's maximum cost before it runs (BUDGET_EXCEEDED, 402). `null` removes it. */
   setBudget(user: string, budget: BudgetOptions | null): void
   budget(user: string): BudgetInfo | null
@@ -126,11 +122,43 @@ export declare class CostTracker {
   /** Runs on the event loop after the call that raised the alert; a throw is counted, never fatal. */
   onAlert(callback: (alert: CostAlert) => unknown): void
   stats(): CostTrackerStats & { alertCallbackErrors: number }
+}
+
+/** Prices calls, keeps the SQLite ledger, enforces budgets and raises spending alerts. */
+export interface CostTracker extends CostTrackerCommon {
+  /** Spend over the last `days` UTC days (default 30), today included; everyone's when `user` is null. */
+  summary(user?: string | null, options?: SummaryOptions): CostSummary
   /** Returns once every recorded call is durable in the ledger. */
   flush(): void
   /** Flushes and closes the ledger; record() then throws CONFIG. */
   close(): void
 }
+
+/**
+ * A CostTracker with `postgresUrl` or `redisUrl`: shared by every process using the same
+ * servers. `summary()`, `flush()` and `close()` return Promises (`await` works on both kinds).
+ */
+export interface SharedCostTracker extends CostTrackerCommon {
+  /** Every process's spend (from PostgreSQL with `postgresUrl`). Rejects with UPSTREAM_UNAVAILABLE while it is unreachable. */
+  summary(user?: string | null, options?: SummaryOptions): Promise<CostSummary>
+  /** Resolves once every recorded call is written and every budget settlement applied; rejects with UPSTREAM_UNAVAILABLE when a server stays away (what is queued stays queued). */
+  flush(): Promise<void>
+  /** Flushes (up to 5 s per server, then counts what is left as dropped) and closes. Never rejects. */
+  close(): Promise<void>
+}
+
+export interface CostTrackerConstructor {
+  /**
+   * Connects to the servers now (blocking at most 3 s each): an unreachable one throws a
+   * FerrogateError UPSTREAM_UNAVAILABLE naming it (never its password); wrong options CONFIG.
+   */
+  new (options: CostTrackerOptions & ({ postgresUrl: string } | { redisUrl: string })): SharedCostTracker
+  /** Throws a FerrogateError with code CONFIG when the options, the pricing file or the ledger are wrong. */
+  new (options?: CostTrackerOptions): CostTracker
+  readonly prototype: CostTracker | SharedCostTracker
+}
+
+export declare const CostTracker: CostTrackerConstructor
 
 export type BatchItem = { ok: true; response: ChatResponse } | { ok: false; error: FerrogateError }
 
@@ -222,8 +250,18 @@ export declare class NativeCostTracker {
    * recording.
    */
   recordCall(user: string | undefined | null, model: string, promptTokens: number, completionTokens: number, cachedPromptTokens?: number | undefined | null, cacheWritePromptTokens?: number | undefined | null, reasoningTokens?: number | undefined | null, latencyMs?: number | undefined | null, success?: boolean | undefined | null, provider?: string | undefined | null, timestamp?: number | undefined | null): number
-  /** Spend of one user over the last `days` UTC days; every user's with no `user`. */
+  /**
+   * Spend of one user over the last `days` UTC days; every user's with no `user`. The
+   * embedded ledger only (`summaryAsync` for every ledger).
+   */
   summary(user?: string | undefined | null, options?: SummaryOptions | undefined | null): CostSummary
+  /** `summary` from any ledger, PostgreSQL included (every process's calls). */
+  summaryAsync(user?: string | undefined | null, options?: SummaryOptions | undefined | null): Promise<CostSummary>
+  /**
+   * True when the tracker talks to PostgreSQL or Redis: `summaryAsync`, `flushAsync` and
+   * `closeAsync` are then the methods to use.
+   */
+  get networked(): boolean
   /** Sets a user's budget; `null` removes it. */
   setBudget(user: string, budget?: BudgetOptions | undefined | null): void
   /** A user's budget and where it stands; `null` without one. */
@@ -237,6 +275,21 @@ export declare class NativeCostTracker {
   flush(): void
   /** Flushes and closes the ledger; later records are counted as dropped. */
   close(): void
+  /**
+   * `flush` for every ledger and the budget store: resolves once every recorded call is
+   * written and every budget settlement applied.
+   */
+  flushAsync(): Promise<void>
+  /**
+   * `close` for every ledger and the budget store: waits for what is queued (up to 5 s per
+   * store, then counts what is left as dropped).
+   */
+  closeAsync(): Promise<void>
+  /**
+   * For the process's 'exit' event, where nothing asynchronous runs any more: waits (at
+   * most `timeoutMs`) for queued rows and settlements to be written.
+   */
+  flushBeforeExit(timeoutMs: number): boolean
 }
 
 /**
@@ -576,6 +629,16 @@ export interface CostTrackerOptions {
    * `high_cost_model` alert (default 20).
    */
   highCostOutputPerMillion?: number
+  /** The ledger in PostgreSQL (shared by every process) instead of SQLite. */
+  postgresUrl?: string
+  /** The PostgreSQL schema of the ledger table (default 'public'; created if missing). */
+  postgresSchema?: string
+  /** Rows kept while PostgreSQL is away (default 100000); beyond, dropped and counted. */
+  ledgerBufferRows?: number
+  /** Hard budgets reserved and settled in Redis, so they hold across processes. */
+  redisUrl?: string
+  /** Prefix of the Redis keys (default 'ferrogate:'). */
+  prefix?: string
 }
 
 export interface CostTrackerStats {
@@ -584,10 +647,21 @@ export interface CostTrackerStats {
   budgetRefusals: number
   alerts: number
   ledgerWritten: number
-  /** Rows lost to a failed write. */
+  /** Rows the database refused. */
   ledgerFailed: number
-  /** Rows recorded after close(). */
+  /**
+   * Rows recorded after close(), beyond `ledgerBufferRows` while PostgreSQL was away, or
+   * left when close() gave up waiting.
+   */
   ledgerDropped: number
+  /** Rows waiting to be written. */
+  ledgerBuffered: number
+  /** Budget settlements waiting for Redis. */
+  budgetSettlementsPending: number
+  /** Budget settlements lost beyond the queue bound (100000). */
+  budgetSettlementsDropped: number
+  /** Hard-budget calls refused because Redis was unreachable (fail closed). */
+  budgetStoreRefusals: number
 }
 
 export interface CostTrendPoint {

@@ -634,19 +634,44 @@ let flushOnExit = false
 
 // Native errors from tracker methods: bad arguments (napi's type checks, InvalidArg) are
 // INVALID_REQUEST; the tracker's own failures (GenericFailure) are CONFIG.
+const TRACKER_STATUS = { INVALID_REQUEST: 400, BUDGET_EXCEEDED: 402, CONFIG: 500, UPSTREAM_UNAVAILABLE: 503 }
+
+// Native CostTracker errors arrive as "CODE|message"; napi's own argument checks as plain text.
+function trackerError(error) {
+  if (error instanceof FerrogateError) return error
+  const match = /^([A-Z_]+)\|(.*)$/s.exec(error?.message ?? '')
+  if (!match) return error?.code === 'GenericFailure' ? configError(error?.message ?? String(error), error) : invalid(error)
+  const [, code, message] = match
+  const shown = code === 'INVALID_REQUEST' && !message.startsWith('invalid request') ? `invalid request: ${message}` : message
+  const info = { code, status: TRACKER_STATUS[code] ?? 500, message: shown, requestId: newRequestId() }
+  return new FerrogateError(info, error)
+}
+
+const FLUSH_BEFORE_EXIT = Symbol('flushBeforeExit')
+
 function trackerCall(work) {
   try {
     return work()
   } catch (error) {
-    if (error instanceof FerrogateError) throw error
-    if (error?.code !== 'GenericFailure') throw invalid(error)
-    throw configError(error?.message ?? String(error), error)
+    throw trackerError(error)
+  }
+}
+
+// A native promise whose rejection becomes a FerrogateError.
+function trackerPromise(work) {
+  try {
+    return work().catch((error) => {
+      throw trackerError(error)
+    })
+  } catch (error) {
+    return Promise.reject(trackerError(error))
   }
 }
 
 class CostTracker {
   #native
   #ref
+  #networked = false
   #alertCallbackErrors = 0
 
   constructor(options = {}) {
@@ -654,8 +679,11 @@ class CostTracker {
     try {
       this.#native = new native.NativeCostTracker(options)
     } catch (error) {
-      throw configError(`invalid CostTracker options: ${error.message}`, error)
+      const typed = trackerError(error)
+      if (typed.code === 'UPSTREAM_UNAVAILABLE') throw typed
+      throw configError(`invalid CostTracker options: ${typed.message.replace(/^invalid request: /, '')}`, error)
     }
+    this.#networked = this.#native.networked
     nativeHandles.set(this, this.#native)
     this.#ref = new WeakRef(this)
     openTrackers.add(this.#ref)
@@ -664,7 +692,7 @@ class CostTracker {
       process.once('exit', () => {
         for (const ref of openTrackers) {
           try {
-            ref.deref()?.flush()
+            ref.deref()?.[FLUSH_BEFORE_EXIT]()
           } catch {}
         }
       })
@@ -702,8 +730,14 @@ class CostTracker {
     )
   }
 
+  /** Synchronous with the embedded ledger; a Promise when `postgresUrl` or `redisUrl` is set (`await` works for both). */
   summary(user, options) {
-    if (user != null && typeof user !== 'string') throw invalid(new TypeError('summary(user) needs a user id or null'))
+    if (user != null && typeof user !== 'string') {
+      const error = invalid(new TypeError('summary(user) needs a user id or null'))
+      if (this.#networked) return Promise.reject(error)
+      throw error
+    }
+    if (this.#networked) return trackerPromise(() => this.#native.summaryAsync(user ?? undefined, options ?? undefined))
     return trackerCall(() => this.#native.summary(user ?? undefined, options ?? undefined))
   }
 
@@ -741,14 +775,23 @@ class CostTracker {
     return { ...this.#native.stats(), alertCallbackErrors: this.#alertCallbackErrors }
   }
 
-  /** Returns once every recorded call is durable in the ledger. */
+  /** Returns once every recorded call is durable in the ledger (a Promise when networked). */
   flush() {
+    if (this.#networked) return trackerPromise(() => this.#native.flushAsync())
     trackerCall(() => this.#native.flush())
   }
 
+  /** Flushes and closes; a Promise when networked, which never rejects (what cannot be written in time is counted as dropped). */
   close() {
     openTrackers.delete(this.#ref)
+    if (this.#networked) return this.#native.closeAsync().catch(() => {})
     trackerCall(() => this.#native.close())
+  }
+
+  // The 'exit' event runs no more asynchronous work: a networked tracker waits here (up to 2 s).
+  [FLUSH_BEFORE_EXIT]() {
+    if (this.#networked) this.#native.flushBeforeExit(2000)
+    else this.#native.flush()
   }
 
   [inspect.custom]() {

@@ -73,9 +73,7 @@ function safeCall(fn) {
   }
 }
 
-function costFigures(costs, days) {
-  if (costs == null || typeof costs.summary !== 'function') return undefined
-  const summary = safeCall(() => costs.summary(null, { days }))
+function costFigures(summary) {
   if (summary == null || typeof summary !== 'object') return undefined
   const perDay = Array.isArray(summary.costTrend)
     ? summary.costTrend.map((d) => ({ date: String(d.date), cost: Number(d.cost) || 0, requests: Number(d.requests) || 0 }))
@@ -100,13 +98,24 @@ function costFigures(costs, days) {
 
 /**
  * Everything the page shows, as JSON. `records` are CallRecords (or `{ model, latencyMs }`)
- * handed to `record()`.
+ * handed to `record()`. A Promise when `costs.summary()` returns one (a CostTracker with
+ * `postgresUrl`); a summary that fails leaves the cost figures to the metrics.
  */
 function dashboardData(gateway, { costs, days = 30, records = [] } = {}) {
+  const summary = costs != null && typeof costs.summary === 'function' ? safeCall(() => costs.summary(null, { days })) : undefined
+  if (summary != null && typeof summary.then === 'function') {
+    return Promise.resolve(summary).then(
+      (answer) => dataWith(gateway, costFigures(answer), days, records),
+      () => dataWith(gateway, undefined, days, records),
+    )
+  }
+  return dataWith(gateway, costFigures(summary), days, records)
+}
+
+function dataWith(gateway, costFigs, days, records) {
   const metricsText = typeof gateway?.metrics === 'function' ? safeCall(() => gateway.metrics()) : undefined
   const samples = parseMetrics(metricsText)
   const stats = typeof gateway?.stats === 'function' ? safeCall(() => gateway.stats()) : undefined
-  const costFigs = costFigures(costs, days)
   const sources = { costs: Boolean(costFigs), stats: stats != null && typeof stats === 'object', metrics: metricsText !== undefined }
 
   // Requests and cost by model, from the metrics where the cost tracker has nothing.
@@ -413,11 +422,20 @@ function dashboardHandler(gateway, options = {}) {
     }
     if (path === '/' || path === '' || path === '/index.html') return send(200, 'text/html; charset=utf-8', html)
     if (path === '/data' || path === '/data.json') {
+      const failed = () =>
+        send(500, 'application/json; charset=utf-8', JSON.stringify({ error: { code: 'INTERNAL', message: 'the dashboard data could not be read' } }))
       let data
       try {
         data = dashboardData(gateway, { costs: options.costs, days, records })
-      } catch (error) {
-        return send(500, 'application/json; charset=utf-8', JSON.stringify({ error: { code: 'INTERNAL', message: 'the dashboard data could not be read' } }))
+      } catch {
+        return failed()
+      }
+      if (typeof data?.then === 'function') {
+        // The response may be gone by the time the summary answers: nothing may escape.
+        data
+          .then((answer) => send(200, 'application/json; charset=utf-8', JSON.stringify(answer)), failed)
+          .catch(() => {})
+        return
       }
       return send(200, 'application/json; charset=utf-8', JSON.stringify(data))
     }

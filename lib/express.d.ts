@@ -78,18 +78,18 @@ export function sendError(
   options?: { log?: ((line: string) => void) | false; extra?: Record<string, unknown>; described?: DescribedError },
 ): void
 
-/** What a cost tracker needs to offer the dashboard (CostTracker.summary). */
+/** What the dashboard reads of a cost summary. */
+export interface DashboardCostSummary {
+  totalCost: number
+  totalRequests: number
+  costByModel: Record<string, number> | { model: string; cost: number; requests?: number }[]
+  costTrend: { date: string; cost: number; requests: number }[]
+  requestsByModel?: Record<string, number>
+}
+
+/** What a cost tracker needs to offer the dashboard (CostTracker.summary; a Promise with `postgresUrl`). */
 export interface CostSummarySource {
-  summary(
-    user: string | null,
-    options?: { days?: number },
-  ): {
-    totalCost: number
-    totalRequests: number
-    costByModel: Record<string, number> | { model: string; cost: number; requests?: number }[]
-    costTrend: { date: string; cost: number; requests: number }[]
-    requestsByModel?: Record<string, number>
-  }
+  summary(user: string | null, options?: { days?: number }): DashboardCostSummary | Promise<DashboardCostSummary>
 }
 
 export interface DashboardOptions {
@@ -132,7 +132,8 @@ export function dashboardHandler(
 ): Middleware & {
   /** Give it the gateway's onCall records for exact latency percentiles. */
   record(record: { latencyMs: number; model?: string; provider?: string; vendorModel?: string; outcome?: string }): void
-  data(): DashboardData
+  /** A Promise when `costs.summary()` returns one. */
+  data(): DashboardData | Promise<DashboardData>
 }
 
 export type SSEItem = string | { event?: string; id?: string; data: unknown } | object

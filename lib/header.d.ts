@@ -104,21 +104,17 @@ export type StreamEvent =
 
 export interface GatewayOptions {
   /** Prices, records and budgets every call (`costUsd` uses the built-in prices without it). */
-  costs?: CostTracker
+  costs?: CostTracker | SharedCostTracker
 }
 
-/** Prices calls, keeps the SQLite ledger, enforces budgets and raises spending alerts. */
-export declare class CostTracker {
-  /** Throws a FerrogateError with code CONFIG when the options, the pricing file or the ledger are wrong. */
-  constructor(options?: CostTrackerOptions)
+/** What every CostTracker offers, wherever its ledger lives. */
+interface CostTrackerCommon {
   /** The date of the built-in price table, "YYYY-MM-DD". */
   readonly pricingDate: string
   /** By "provider/model" first, then the bare model name; null for an unknown model. */
   priceOf(model: string): ModelPriceInfo | null
   /** Records a call and returns its cost in USD (0 for an unknown model, counted as unpriced). */
   record(usage: UsageRecord): number
-  /** Spend over the last `days` UTC days (default 30), today included; everyone's when `user` is null. */
-  summary(user?: string | null, options?: SummaryOptions): CostSummary
   /** A hard budget reserves each call's maximum cost before it runs (BUDGET_EXCEEDED, 402). `null` removes it. */
   setBudget(user: string, budget: BudgetOptions | null): void
   budget(user: string): BudgetInfo | null
@@ -126,11 +122,43 @@ export declare class CostTracker {
   /** Runs on the event loop after the call that raised the alert; a throw is counted, never fatal. */
   onAlert(callback: (alert: CostAlert) => unknown): void
   stats(): CostTrackerStats & { alertCallbackErrors: number }
+}
+
+/** Prices calls, keeps the SQLite ledger, enforces budgets and raises spending alerts. */
+export interface CostTracker extends CostTrackerCommon {
+  /** Spend over the last `days` UTC days (default 30), today included; everyone's when `user` is null. */
+  summary(user?: string | null, options?: SummaryOptions): CostSummary
   /** Returns once every recorded call is durable in the ledger. */
   flush(): void
   /** Flushes and closes the ledger; record() then throws CONFIG. */
   close(): void
 }
+
+/**
+ * A CostTracker with `postgresUrl` or `redisUrl`: shared by every process using the same
+ * servers. `summary()`, `flush()` and `close()` return Promises (`await` works on both kinds).
+ */
+export interface SharedCostTracker extends CostTrackerCommon {
+  /** Every process's spend (from PostgreSQL with `postgresUrl`). Rejects with UPSTREAM_UNAVAILABLE while it is unreachable. */
+  summary(user?: string | null, options?: SummaryOptions): Promise<CostSummary>
+  /** Resolves once every recorded call is written and every budget settlement applied; rejects with UPSTREAM_UNAVAILABLE when a server stays away (what is queued stays queued). */
+  flush(): Promise<void>
+  /** Flushes (up to 5 s per server, then counts what is left as dropped) and closes. Never rejects. */
+  close(): Promise<void>
+}
+
+export interface CostTrackerConstructor {
+  /**
+   * Connects to the servers now (blocking at most 3 s each): an unreachable one throws a
+   * FerrogateError UPSTREAM_UNAVAILABLE naming it (never its password); wrong options CONFIG.
+   */
+  new (options: CostTrackerOptions & ({ postgresUrl: string } | { redisUrl: string })): SharedCostTracker
+  /** Throws a FerrogateError with code CONFIG when the options, the pricing file or the ledger are wrong. */
+  new (options?: CostTrackerOptions): CostTracker
+  readonly prototype: CostTracker | SharedCostTracker
+}
+
+export declare const CostTracker: CostTrackerConstructor
 
 export type BatchItem = { ok: true; response: ChatResponse } | { ok: false; error: FerrogateError }
 

@@ -1,8 +1,15 @@
-//! The ledger seam: where recorded calls are kept. The embedded SQLite ledger implements it
-//! now; a PostgreSQL ledger shared by several processes slots in behind the same trait.
+//! The ledger seam: where recorded calls are kept. The embedded SQLite ledger and the
+//! PostgreSQL ledger shared by several processes implement it.
+//!
+//! Reads return boxed futures, as the other stores do (see `backend/mod.rs`): the embedded
+//! ledger's are ready at once (which keeps `CostTracker.summary()` synchronous in JS), a
+//! networked ledger's are awaited so the JS thread never waits on the network.
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 
 use crate::costs::money::Nanos;
-use crate::error::Result;
+use crate::error::{GatewayError, Result};
 use crate::types::Usage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,24 +76,60 @@ pub struct LedgerTotals {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LedgerStats {
   pub written: u64,
-  /// Rows a failed write lost.
+  /// Rows a failed write lost (the database refused them).
   pub failed: u64,
-  /// Rows appended after `close()`.
+  /// Rows appended after `close()`, or beyond the buffer bound while the database was away,
+  /// or still buffered when `close()` gave up waiting.
   pub dropped: u64,
+  /// Rows waiting to be written.
+  pub buffered: u64,
+}
+
+/// One user's cost on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDay {
+  pub user: String,
+  pub day: i64,
+  pub cost: Nanos,
 }
 
 pub trait LedgerBackend: Send + Sync {
-  /// Queues a row without waiting; it is durable within 100 ms.
+  /// Queues a row without waiting; it is written within the ledger's batch window.
   fn append(&self, row: LedgerRow);
-  /// Returns once every row appended before the call is durable.
-  fn flush(&self) -> Result<()>;
-  /// Cost per UTC day of one user's calls, from `from_day` on.
-  fn daily_costs(&self, user: &str, from_day: i64) -> Result<Vec<(i64, Nanos)>>;
-  /// Totals by day and by model since `from_ms`, for one user or everyone.
-  fn totals(&self, user: Option<&str>, from_ms: i64) -> Result<LedgerTotals>;
+  /// True when the futures below are ready at the first poll (the embedded ledger), so a
+  /// synchronous caller may take their answer with [`at_once`].
+  fn answers_at_once(&self) -> bool;
+  /// Resolves once every row appended before the call is durable.
+  fn flush(&self) -> BoxFuture<'_, Result<()>>;
+  /// Cost per UTC day of one user's calls, from `from_day` on. Sees every earlier append.
+  fn daily_costs<'a>(
+    &'a self,
+    user: &'a str,
+    from_day: i64,
+  ) -> BoxFuture<'a, Result<Vec<(i64, Nanos)>>>;
+  /// Cost per user and UTC day from `from_day` on, for loading every user's history at
+  /// once (a networked ledger, which `daily_costs` per user would make slow to start).
+  fn user_days(&self, from_day: i64) -> BoxFuture<'_, Result<Vec<UserDay>>>;
+  /// Totals by day and by model since `from_ms`, for one user or everyone. Sees every
+  /// earlier append.
+  fn totals<'a>(
+    &'a self,
+    user: Option<&'a str>,
+    from_ms: i64,
+  ) -> BoxFuture<'a, Result<LedgerTotals>>;
   /// True when the ledger held no rows when it was opened (nothing to load per user).
   fn opened_empty(&self) -> bool;
   fn stats(&self) -> LedgerStats;
   /// Flushes and releases the ledger; later appends are dropped and counted.
-  fn close(&self) -> Result<()>;
+  fn close(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// The answer of a ledger future that must be ready now: an embedded ledger's always is; a
+/// networked ledger's is a CONFIG error telling the caller to await it.
+pub fn at_once<T>(future: BoxFuture<'_, Result<T>>) -> Result<T> {
+  future.now_or_never().unwrap_or_else(|| {
+    Err(GatewayError::config(
+      "this ledger is networked: use the asynchronous form (await it)",
+    ))
+  })
 }

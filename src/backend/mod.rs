@@ -1,6 +1,6 @@
 //! The seam for shared state. Each stateful piece talks to a small store trait; the
 //! embedded stores here (moka, in-memory GCRA, the SQLite cost ledger) are the defaults, and shared backends
-//! (Redis, issue 10) implement the same traits.
+//! (Redis, PostgreSQL: issue 10) implement the same traits.
 //!
 //! Store methods return boxed futures so a networked store fits the same trait. The
 //! embedded stores answer at once (their futures are ready on the first poll), which is
@@ -10,6 +10,8 @@ pub mod gcra;
 pub mod ledger;
 pub mod memory_cache;
 pub mod memory_limiter;
+pub mod postgres;
+pub mod redis_budget;
 pub mod redis_cache;
 pub mod redis_limiter;
 pub mod redis_retry;

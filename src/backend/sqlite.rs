@@ -14,9 +14,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use futures_util::future::{ready, BoxFuture};
+use futures_util::FutureExt;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::ledger::{DayTotal, LedgerBackend, LedgerRow, LedgerStats, LedgerTotals, ModelTotal};
+use super::ledger::{
+  DayTotal, LedgerBackend, LedgerRow, LedgerStats, LedgerTotals, ModelTotal, UserDay,
+};
 use crate::costs::clock::MS_PER_DAY;
 use crate::costs::money::Nanos;
 use crate::error::{GatewayError, Result};
@@ -176,8 +180,8 @@ fn closed_error() -> GatewayError {
   GatewayError::config("the cost ledger is closed")
 }
 
-impl LedgerBackend for SqliteLedger {
-  fn append(&self, row: LedgerRow) {
+impl SqliteLedger {
+  fn push(&self, row: LedgerRow) {
     if self.closed.load(Ordering::Acquire) {
       self.shared.dropped.fetch_add(1, Ordering::Relaxed);
       return;
@@ -192,11 +196,11 @@ impl LedgerBackend for SqliteLedger {
     self.shared.wake_writer(&mut queue);
   }
 
-  fn flush(&self) -> Result<()> {
+  pub fn flush_now(&self) -> Result<()> {
     self.read(|_| Ok(()))
   }
 
-  fn daily_costs(&self, user: &str, from_day: i64) -> Result<Vec<(i64, Nanos)>> {
+  pub fn daily_costs_now(&self, user: &str, from_day: i64) -> Result<Vec<(i64, Nanos)>> {
     let user = user.to_string();
     let from_ms = from_day.saturating_mul(MS_PER_DAY);
     self.read(move |connection| {
@@ -211,7 +215,7 @@ impl LedgerBackend for SqliteLedger {
     })
   }
 
-  fn totals(&self, user: Option<&str>, from_ms: i64) -> Result<LedgerTotals> {
+  pub fn totals_now(&self, user: Option<&str>, from_ms: i64) -> Result<LedgerTotals> {
     let user = user.map(str::to_string);
     self.read(move |connection| {
       // `?1 IS NULL` lets one statement serve one user or everyone.
@@ -255,19 +259,25 @@ impl LedgerBackend for SqliteLedger {
     })
   }
 
-  fn opened_empty(&self) -> bool {
-    self.opened_empty
+  fn user_days_now(&self, from_day: i64) -> Result<Vec<UserDay>> {
+    let from_ms = from_day.saturating_mul(MS_PER_DAY);
+    self.read(move |connection| {
+      let mut statement = connection.prepare_cached(
+        "SELECT user, at_ms / 86400000 AS day, SUM(cost_nanos) FROM ferrogate_ledger
+         WHERE at_ms >= ?1 GROUP BY user, day",
+      )?;
+      let rows = statement.query_map(params![from_ms], |row| {
+        Ok(UserDay {
+          user: row.get(0)?,
+          day: row.get(1)?,
+          cost: Nanos::from_i64(row.get(2)?),
+        })
+      })?;
+      rows.collect()
+    })
   }
 
-  fn stats(&self) -> LedgerStats {
-    LedgerStats {
-      written: self.shared.written.load(Ordering::Relaxed),
-      failed: self.shared.failed.load(Ordering::Relaxed),
-      dropped: self.shared.dropped.load(Ordering::Relaxed),
-    }
-  }
-
-  fn close(&self) -> Result<()> {
+  pub fn close_now(&self) -> Result<()> {
     if self.closed.swap(true, Ordering::AcqRel) {
       return Ok(());
     }
@@ -288,9 +298,62 @@ impl LedgerBackend for SqliteLedger {
   }
 }
 
+impl LedgerBackend for SqliteLedger {
+  fn append(&self, row: LedgerRow) {
+    self.push(row);
+  }
+
+  fn answers_at_once(&self) -> bool {
+    true
+  }
+
+  // Each read runs on the writer thread and is answered before the future is returned,
+  // so the futures are ready at once.
+  fn flush(&self) -> BoxFuture<'_, Result<()>> {
+    ready(self.flush_now()).boxed()
+  }
+
+  fn daily_costs<'a>(
+    &'a self,
+    user: &'a str,
+    from_day: i64,
+  ) -> BoxFuture<'a, Result<Vec<(i64, Nanos)>>> {
+    ready(self.daily_costs_now(user, from_day)).boxed()
+  }
+
+  fn user_days(&self, from_day: i64) -> BoxFuture<'_, Result<Vec<UserDay>>> {
+    ready(self.user_days_now(from_day)).boxed()
+  }
+
+  fn totals<'a>(
+    &'a self,
+    user: Option<&'a str>,
+    from_ms: i64,
+  ) -> BoxFuture<'a, Result<LedgerTotals>> {
+    ready(self.totals_now(user, from_ms)).boxed()
+  }
+
+  fn opened_empty(&self) -> bool {
+    self.opened_empty
+  }
+
+  fn stats(&self) -> LedgerStats {
+    LedgerStats {
+      written: self.shared.written.load(Ordering::Relaxed),
+      failed: self.shared.failed.load(Ordering::Relaxed),
+      dropped: self.shared.dropped.load(Ordering::Relaxed),
+      buffered: self.shared.queue().rows.len() as u64,
+    }
+  }
+
+  fn close(&self) -> BoxFuture<'_, Result<()>> {
+    ready(self.close_now()).boxed()
+  }
+}
+
 impl Drop for SqliteLedger {
   fn drop(&mut self) {
-    let _ = self.close();
+    let _ = self.close_now();
   }
 }
 
@@ -412,13 +475,13 @@ mod tests {
     {
       let ledger = SqliteLedger::open(Some(path)).expect("open");
       assert!(ledger.opened_empty());
-      ledger.append(row("ann", 0, 100));
-      ledger.append(row("ann", MS_PER_DAY + 5, 250));
+      ledger.push(row("ann", 0, 100));
+      ledger.push(row("ann", MS_PER_DAY + 5, 250));
       let mut unpriced = row("bob", MS_PER_DAY, 0);
       unpriced.priced = false;
       unpriced.model = "x/unknown".into();
-      ledger.append(unpriced);
-      let totals = ledger.totals(Some("ann"), 0).expect("totals");
+      ledger.push(unpriced);
+      let totals = ledger.totals_now(Some("ann"), 0).expect("totals");
       assert_eq!(
         totals.days,
         vec![
@@ -434,7 +497,7 @@ mod tests {
           },
         ]
       );
-      let everyone = ledger.totals(None, MS_PER_DAY).expect("totals");
+      let everyone = ledger.totals_now(None, MS_PER_DAY).expect("totals");
       assert_eq!(everyone.models.len(), 2);
       assert_eq!(everyone.unpriced_requests, 1);
       assert_eq!(ledger.stats().written, 3);
@@ -443,13 +506,13 @@ mod tests {
     let reopened = SqliteLedger::open(Some(path)).expect("reopen");
     assert!(!reopened.opened_empty());
     assert_eq!(
-      reopened.daily_costs("ann", 1).expect("daily"),
+      reopened.daily_costs_now("ann", 1).expect("daily"),
       vec![(1, Nanos(250))]
     );
-    reopened.close().expect("close");
-    reopened.append(row("ann", 0, 1));
+    reopened.close_now().expect("close");
+    reopened.push(row("ann", 0, 1));
     assert_eq!(reopened.stats().dropped, 1);
-    assert!(reopened.flush().is_err());
+    assert!(reopened.flush_now().is_err());
     std::fs::remove_dir_all(dir).ok();
   }
 

@@ -9,11 +9,13 @@ use napi::Status;
 use napi_derive::napi;
 
 use crate::backend::ledger::CallOutcome;
+use crate::backend::postgres::PostgresOptions;
+use crate::backend::redis_budget::RedisBudgetOptions;
 use crate::costs::builtin_prices::TABLE_DATE;
 use crate::costs::clock::iso_date;
 use crate::costs::{
   Alert, Budget, CallEntry, CostTracker, ModelPrice, Nanos, Period, PriceSource, Pricing,
-  TrackerOptions, DEFAULT_HIGH_COST_OUTPUT_PER_MILLION,
+  SharedOptions, Summary, TrackerOptions, DEFAULT_HIGH_COST_OUTPUT_PER_MILLION,
 };
 use crate::error::{ErrorCode, GatewayError};
 use crate::types::Usage;
@@ -29,6 +31,16 @@ pub struct CostTrackerOptions {
   /// A model whose output costs at least this (USD per million tokens) raises a
   /// `high_cost_model` alert (default 20).
   pub high_cost_output_per_million: Option<f64>,
+  /// The ledger in PostgreSQL (shared by every process) instead of SQLite.
+  pub postgres_url: Option<String>,
+  /// The PostgreSQL schema of the ledger table (default 'public'; created if missing).
+  pub postgres_schema: Option<String>,
+  /// Rows kept while PostgreSQL is away (default 100000); beyond, dropped and counted.
+  pub ledger_buffer_rows: Option<f64>,
+  /// Hard budgets reserved and settled in Redis, so they hold across processes.
+  pub redis_url: Option<String>,
+  /// Prefix of the Redis keys (default 'ferrogate:').
+  pub prefix: Option<String>,
 }
 
 /// One entry of a LiteLLM price file (USD per token).
@@ -151,21 +163,124 @@ pub struct CostTrackerStats {
   pub budget_refusals: f64,
   pub alerts: f64,
   pub ledger_written: f64,
-  /// Rows lost to a failed write.
+  /// Rows the database refused.
   pub ledger_failed: f64,
-  /// Rows recorded after close().
+  /// Rows recorded after close(), beyond `ledgerBufferRows` while PostgreSQL was away, or
+  /// left when close() gave up waiting.
   pub ledger_dropped: f64,
+  /// Rows waiting to be written.
+  pub ledger_buffered: f64,
+  /// Budget settlements waiting for Redis.
+  pub budget_settlements_pending: f64,
+  /// Budget settlements lost beyond the queue bound (100000).
+  pub budget_settlements_dropped: f64,
+  /// Hard-budget calls refused because Redis was unreachable (fail closed).
+  pub budget_store_refusals: f64,
 }
 
 type AlertCallback =
   ThreadsafeFunction<CostAlert, Unknown<'static>, CostAlert, Status, false, true>;
 
+/// The JS wrapper turns "CODE|message" into a FerrogateError with that code.
 fn to_napi(error: GatewayError) -> napi::Error {
   let status = match error.code {
     ErrorCode::InvalidRequest => Status::InvalidArg,
     _ => Status::GenericFailure,
   };
-  napi::Error::new(status, error.message)
+  napi::Error::new(status, format!("{}|{}", error.code.as_str(), error.message))
+}
+
+fn summary_days(options: Option<SummaryOptions>) -> napi::Result<u32> {
+  match options.and_then(|o| o.days) {
+    None => Ok(30),
+    Some(days) => {
+      let days = count(days, "days")?;
+      u32::try_from(days)
+        .ok()
+        .filter(|d| (1..=36_600).contains(d))
+        .ok_or_else(|| invalid(format!("days must be between 1 and 36600, not {days}")))
+    }
+  }
+}
+
+fn summary_info(summary: Summary) -> CostSummary {
+  let total_cost = summary.total_cost.usd();
+  let total_requests = summary.total_requests as f64;
+  CostSummary {
+    total_cost,
+    total_requests,
+    average_cost_per_request: if summary.total_requests == 0 {
+      0.0
+    } else {
+      total_cost / total_requests
+    },
+    cost_by_model: summary
+      .by_model
+      .iter()
+      .map(|(model, cost, _)| (model.clone(), cost.usd()))
+      .collect(),
+    requests_by_model: summary
+      .by_model
+      .iter()
+      .map(|(model, _, requests)| (model.clone(), *requests as f64))
+      .collect(),
+    cost_trend: summary
+      .trend
+      .into_iter()
+      .map(|point| CostTrendPoint {
+        date: point.date,
+        cost: point.cost.usd(),
+        requests: point.requests as f64,
+      })
+      .collect(),
+    unpriced_requests: summary.unpriced_requests as f64,
+  }
+}
+
+/// The shared backends asked for, checked.
+fn shared_options(options: &CostTrackerOptions) -> napi::Result<SharedOptions> {
+  let postgres = match &options.postgres_url {
+    None => None,
+    Some(url) => {
+      let mut postgres = PostgresOptions::new(url.clone());
+      if let Some(schema) = &options.postgres_schema {
+        postgres.schema = schema.clone();
+      }
+      if let Some(rows) = options.ledger_buffer_rows {
+        postgres.buffer_rows = usize::try_from(count(rows, "ledgerBufferRows")?)
+          .ok()
+          .filter(|rows| *rows >= 1)
+          .ok_or_else(|| invalid("ledgerBufferRows must be at least 1".into()))?;
+      }
+      Some(postgres)
+    }
+  };
+  if postgres.is_none()
+    && (options.postgres_schema.is_some() || options.ledger_buffer_rows.is_some())
+  {
+    return Err(to_napi(GatewayError::config(
+      "postgresSchema and ledgerBufferRows need postgresUrl",
+    )));
+  }
+  if postgres.is_some() && options.ledger_path.is_some() {
+    return Err(to_napi(GatewayError::config(
+      "ledgerPath and postgresUrl are two ledgers: give one",
+    )));
+  }
+  let redis = match &options.redis_url {
+    None => None,
+    Some(url) => {
+      let mut redis = RedisBudgetOptions::new(url.clone());
+      if let Some(prefix) = &options.prefix {
+        redis.prefix = prefix.clone();
+      }
+      Some(redis)
+    }
+  };
+  if redis.is_none() && options.prefix.is_some() {
+    return Err(to_napi(GatewayError::config("prefix needs redisUrl")));
+  }
+  Ok(SharedOptions { postgres, redis })
 }
 
 fn invalid(message: String) -> napi::Error {
@@ -230,7 +345,13 @@ impl NativeCostTracker {
       pricing: None,
       ledger_path: None,
       high_cost_output_per_million: None,
+      postgres_url: None,
+      postgres_schema: None,
+      ledger_buffer_rows: None,
+      redis_url: None,
+      prefix: None,
     });
+    let shared = shared_options(&options)?;
     let pricing = match &options.pricing {
       None | Some(serde_json::Value::Null) => Pricing::default(),
       Some(serde_json::Value::String(path)) => Pricing::from_file(path).map_err(to_napi)?,
@@ -241,14 +362,21 @@ impl NativeCostTracker {
         "ledgerPath must be a file path (omit it for an in-memory ledger)",
       )));
     }
-    let tracker = CostTracker::new(TrackerOptions {
+    let tracker_options = TrackerOptions {
       pricing,
       ledger_path: options.ledger_path,
       high_cost_output_per_million: options
         .high_cost_output_per_million
         .unwrap_or(DEFAULT_HIGH_COST_OUTPUT_PER_MILLION),
       ..TrackerOptions::default()
-    })
+    };
+    let tracker = if shared.postgres.is_none() && shared.redis.is_none() {
+      CostTracker::new(tracker_options)
+    } else {
+      // Connecting blocks the constructor (at most the 3 s connect timeout per server): an
+      // unreachable server is reported here, where the tracker is made.
+      napi::bindgen_prelude::block_on(CostTracker::open(tracker_options, shared))
+    }
     .map_err(to_napi)?;
     Ok(NativeCostTracker {
       inner: Arc::new(tracker),
@@ -334,55 +462,40 @@ impl NativeCostTracker {
     Ok(self.inner.record(entry, None).cost.usd())
   }
 
-  /// Spend of one user over the last `days` UTC days; every user's with no `user`.
+  /// Spend of one user over the last `days` UTC days; every user's with no `user`. The
+  /// embedded ledger only (`summaryAsync` for every ledger).
   #[napi(catch_unwind)]
   pub fn summary(
     &self,
     user: Option<String>,
     options: Option<SummaryOptions>,
   ) -> napi::Result<CostSummary> {
-    let days = match options.and_then(|o| o.days) {
-      None => 30,
-      Some(days) => {
-        let days = count(days, "days")?;
-        u32::try_from(days)
-          .ok()
-          .filter(|d| (1..=36_600).contains(d))
-          .ok_or_else(|| invalid(format!("days must be between 1 and 36600, not {days}")))?
-      }
-    };
+    let days = summary_days(options)?;
     let summary = self.inner.summary(user.as_deref(), days).map_err(to_napi)?;
-    let total_cost = summary.total_cost.usd();
-    let total_requests = summary.total_requests as f64;
-    Ok(CostSummary {
-      total_cost,
-      total_requests,
-      average_cost_per_request: if summary.total_requests == 0 {
-        0.0
-      } else {
-        total_cost / total_requests
-      },
-      cost_by_model: summary
-        .by_model
-        .iter()
-        .map(|(model, cost, _)| (model.clone(), cost.usd()))
-        .collect(),
-      requests_by_model: summary
-        .by_model
-        .iter()
-        .map(|(model, _, requests)| (model.clone(), *requests as f64))
-        .collect(),
-      cost_trend: summary
-        .trend
-        .into_iter()
-        .map(|point| CostTrendPoint {
-          date: point.date,
-          cost: point.cost.usd(),
-          requests: point.requests as f64,
-        })
-        .collect(),
-      unpriced_requests: summary.unpriced_requests as f64,
-    })
+    Ok(summary_info(summary))
+  }
+
+  /// `summary` from any ledger, PostgreSQL included (every process's calls).
+  #[napi]
+  pub async fn summary_async(
+    &self,
+    user: Option<String>,
+    options: Option<SummaryOptions>,
+  ) -> napi::Result<CostSummary> {
+    let days = summary_days(options)?;
+    let summary = self
+      .inner
+      .summary_async(user.as_deref(), days)
+      .await
+      .map_err(to_napi)?;
+    Ok(summary_info(summary))
+  }
+
+  /// True when the tracker talks to PostgreSQL or Redis: `summaryAsync`, `flushAsync` and
+  /// `closeAsync` are then the methods to use.
+  #[napi(getter)]
+  pub fn networked(&self) -> bool {
+    self.inner.is_networked()
   }
 
   /// Sets a user's budget; `null` removes it.
@@ -462,6 +575,10 @@ impl NativeCostTracker {
       ledger_written: stats.ledger.written as f64,
       ledger_failed: stats.ledger.failed as f64,
       ledger_dropped: stats.ledger.dropped as f64,
+      ledger_buffered: stats.ledger.buffered as f64,
+      budget_settlements_pending: stats.budget_store.pending as f64,
+      budget_settlements_dropped: stats.budget_store.dropped as f64,
+      budget_store_refusals: stats.budget_store_refusals as f64,
     }
   }
 
@@ -475,5 +592,33 @@ impl NativeCostTracker {
   #[napi(catch_unwind)]
   pub fn close(&self) -> napi::Result<()> {
     self.inner.close().map_err(to_napi)
+  }
+
+  /// `flush` for every ledger and the budget store: resolves once every recorded call is
+  /// written and every budget settlement applied.
+  #[napi]
+  pub async fn flush_async(&self) -> napi::Result<()> {
+    self.inner.flush_async().await.map_err(to_napi)
+  }
+
+  /// `close` for every ledger and the budget store: waits for what is queued (up to 5 s per
+  /// store, then counts what is left as dropped).
+  #[napi]
+  pub async fn close_async(&self) -> napi::Result<()> {
+    self.inner.close_async().await.map_err(to_napi)
+  }
+
+  /// For the process's 'exit' event, where nothing asynchronous runs any more: waits (at
+  /// most `timeoutMs`) for queued rows and settlements to be written.
+  #[napi(catch_unwind)]
+  pub fn flush_before_exit(&self, timeout_ms: f64) -> bool {
+    let timeout = std::time::Duration::from_millis(timeout_ms.clamp(0.0, 60_000.0) as u64);
+    let inner = self.inner.clone();
+    napi::bindgen_prelude::block_on(async move {
+      matches!(
+        tokio::time::timeout(timeout, inner.flush_async()).await,
+        Ok(Ok(()))
+      )
+    })
   }
 }

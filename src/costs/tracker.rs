@@ -7,6 +7,14 @@
 //! against the 28 before) need, so the call path never reads the ledger twice for a user.
 //! One mutex per user guards that history together with the budget and its reservations,
 //! which is what makes a reservation atomic.
+//!
+//! Shared by several processes (`CostTracker::open` with PostgreSQL and/or Redis):
+//! - with a PostgreSQL ledger, every user's history is loaded from it at start, and a hard
+//!   budget re-reads its period's spend from it when a period begins (the spend of every
+//!   process), so budgets and alerts start from the shared spend; `summary()` queries it;
+//! - with Redis, hard budgets reserve and settle in Redis (`backend::redis_budget`), so a
+//!   budget holds across processes; each reply also refreshes this process's view of the
+//!   period's spend (for `budget()` and the budget alerts).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +24,11 @@ use super::alerts::{self, Alert, AlertKind, Severity};
 use super::clock::{day_of, iso_date, month_start, Clock, SystemClock, MS_PER_DAY};
 use super::money::{Nanos, TokenPrice};
 use super::pricing::{ModelPrice, Pricing};
-use crate::backend::ledger::{CallOutcome, LedgerBackend, LedgerRow, LedgerStats};
+use crate::backend::ledger::{at_once, CallOutcome, LedgerBackend, LedgerRow, LedgerStats};
+use crate::backend::postgres::{PostgresLedger, PostgresOptions};
+use crate::backend::redis_budget::{
+  BudgetStoreStats, Hold, RedisBudgetOptions, RedisBudgets, Settlement,
+};
 use crate::backend::sqlite::SqliteLedger;
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::types::Usage;
@@ -49,6 +61,24 @@ impl Period {
     match self {
       Period::Day => day,
       Period::Month => month_start(day),
+    }
+  }
+
+  /// The first day after the period starting on `start`.
+  fn end(self, start: i64) -> i64 {
+    match self {
+      Period::Day => start + 1,
+      // The 1st plus 31 days always lands in the next month.
+      Period::Month => month_start(start + 31),
+    }
+  }
+
+  /// The period's name in shared keys: "day:2025-11-15", "month:2025-11".
+  fn id(self, start: i64) -> String {
+    let date = iso_date(start);
+    match self {
+      Period::Day => format!("day:{date}"),
+      Period::Month => format!("month:{}", date.get(..7).unwrap_or(&date)),
     }
   }
 
@@ -110,6 +140,19 @@ pub struct TrackerStats {
   pub budget_refusals: u64,
   pub alerts: u64,
   pub ledger: LedgerStats,
+  /// Shared budgets (Redis): settlements waiting for the store, and lost beyond its bound.
+  pub budget_store: BudgetStoreStats,
+  /// Hard-budget calls refused because the budget store was unreachable.
+  pub budget_store_refusals: u64,
+}
+
+/// Where a tracker shared by several processes keeps its state.
+#[derive(Debug, Clone, Default)]
+pub struct SharedOptions {
+  /// The ledger in PostgreSQL instead of SQLite.
+  pub postgres: Option<PostgresOptions>,
+  /// Hard budgets reserved and settled in Redis.
+  pub redis: Option<RedisBudgetOptions>,
 }
 
 pub struct TrackerOptions {
@@ -133,6 +176,18 @@ impl Default for TrackerOptions {
 
 pub type AlertListener = Arc<dyn Fn(&Alert) + Send + Sync>;
 
+/// The spend of a budget period as another source (the shared ledger, Redis) last told it,
+/// with this process's own spend in the period at that moment: the period's spend is then
+/// that figure plus what this process recorded since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Baseline {
+  period_start: i64,
+  spent: Nanos,
+  local_then: Nanos,
+  /// Held across processes (Redis), when known.
+  held: Option<Nanos>,
+}
+
 #[derive(Default)]
 struct UserBook {
   loaded: bool,
@@ -140,6 +195,7 @@ struct UserBook {
   days: BTreeMap<i64, Nanos>,
   budget: Option<Budget>,
   reserved: Nanos,
+  shared: Option<Baseline>,
   /// The period start for which each budget alert last fired.
   warned_for: Option<i64>,
   exceeded_for: Option<i64>,
@@ -165,12 +221,31 @@ impl UserBook {
   fn status(&self, today: i64) -> Option<BudgetStatus> {
     let budget = self.budget?;
     let period_start = budget.period.start(today);
+    let local = self.spent_between(period_start, today);
+    let mut spent = local;
+    let mut reserved = self.reserved;
+    if let Some(shared) = self.shared.filter(|s| s.period_start == period_start) {
+      spent = spent.max(shared.spent + local.saturating_sub(shared.local_then));
+      if let Some(held) = shared.held {
+        reserved = held;
+      }
+    }
     Some(BudgetStatus {
       budget,
-      spent: self.spent_between(period_start, today),
-      reserved: self.reserved,
+      spent,
+      reserved,
       period_start,
     })
+  }
+
+  /// Takes the period's spend (and holds) as another source gives it.
+  fn set_shared(&mut self, period_start: i64, spent: Nanos, held: Option<Nanos>, today: i64) {
+    self.shared = Some(Baseline {
+      period_start,
+      spent,
+      local_then: self.spent_between(period_start, today),
+      held,
+    });
   }
 }
 
@@ -178,24 +253,44 @@ impl UserBook {
 /// real cost; dropping it unrecorded (the call never reached the vendor) releases it.
 pub struct Reservation {
   book: Arc<Mutex<UserBook>>,
+  /// Held in this process's book (a budget of this process only).
+  amount: Nanos,
+  /// Held in the shared budget store instead.
+  remote: Option<RemoteHold>,
+}
+
+struct RemoteHold {
+  store: Arc<RedisBudgets>,
+  hold: Hold,
   amount: Nanos,
 }
 
 impl Reservation {
   pub fn amount(&self) -> Nanos {
-    self.amount
+    self
+      .remote
+      .as_ref()
+      .map_or(self.amount, |remote| remote.amount)
   }
 
   /// Hands the hold to whoever settles it under the book's lock; the reservation is then
   /// spent and its drop does nothing.
-  fn take(mut self) -> (Arc<Mutex<UserBook>>, Nanos) {
+  fn take(mut self) -> (Arc<Mutex<UserBook>>, Nanos, Option<RemoteHold>) {
     let amount = std::mem::take(&mut self.amount);
-    (self.book.clone(), amount)
+    (self.book.clone(), amount, self.remote.take())
   }
 }
 
 impl Drop for Reservation {
   fn drop(&mut self) {
+    if let Some(remote) = self.remote.take() {
+      // Never settled (the call did not reach the vendor): release the shared hold.
+      remote.store.settle(Settlement {
+        hold: Some(remote.hold),
+        spend_keys: Vec::new(),
+        cost: Nanos::ZERO,
+      });
+    }
     if self.amount == Nanos::ZERO {
       return;
     }
@@ -224,6 +319,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct CostTracker {
   pricing: Pricing,
   ledger: Arc<dyn LedgerBackend>,
+  /// Hard budgets shared through Redis.
+  budget_store: Option<Arc<RedisBudgets>>,
+  /// Each user's recent history from a networked ledger, read once at start and taken by
+  /// the user's book when it is first needed.
+  preloaded: Mutex<HashMap<String, Vec<(i64, Nanos)>>>,
+  budget_store_refusals: AtomicU64,
   clock: Arc<dyn Clock>,
   high_cost_output: TokenPrice,
   users: Mutex<HashMap<String, Arc<Mutex<UserBook>>>>,
@@ -261,6 +362,9 @@ impl CostTracker {
     Ok(CostTracker {
       pricing: options.pricing,
       ledger,
+      budget_store: None,
+      preloaded: Mutex::new(HashMap::new()),
+      budget_store_refusals: AtomicU64::new(0),
       clock: options.clock,
       high_cost_output,
       users: Mutex::new(HashMap::new()),
@@ -271,6 +375,45 @@ impl CostTracker {
       alerts_fired: AtomicU64::new(0),
       closed: AtomicBool::new(false),
     })
+  }
+
+  /// A tracker whose ledger and/or hard budgets are shared with other processes. Connects
+  /// to each server now: an unreachable one is UPSTREAM_UNAVAILABLE naming it (never its
+  /// password), a bad URL CONFIG. Runs on a tokio runtime, which the background writers use.
+  pub async fn open(options: TrackerOptions, shared: SharedOptions) -> Result<CostTracker> {
+    let ledger: Arc<dyn LedgerBackend> = match shared.postgres {
+      Some(postgres) => Arc::new(PostgresLedger::open(postgres).await?),
+      None => Arc::new(SqliteLedger::open(options.ledger_path.as_deref())?),
+    };
+    let budget_store = match shared.redis {
+      Some(redis) => Some(Arc::new(RedisBudgets::open(redis).await?)),
+      None => None,
+    };
+    let today = day_of(options.clock.now_ms());
+    let mut tracker = CostTracker::with_ledger(options, ledger.clone())?;
+    tracker.budget_store = budget_store;
+    if !ledger.answers_at_once() && !ledger.opened_empty() {
+      let mut preloaded: HashMap<String, Vec<(i64, Nanos)>> = HashMap::new();
+      for row in ledger.user_days(today - (HISTORY_DAYS - 1)).await? {
+        preloaded
+          .entry(row.user)
+          .or_default()
+          .push((row.day, row.cost));
+      }
+      tracker.preloaded = Mutex::new(preloaded);
+    }
+    Ok(tracker)
+  }
+
+  /// True when queries go over the network (`summary_async`, `flush_async`, `close_async`
+  /// are then the forms to use).
+  pub fn is_networked(&self) -> bool {
+    !self.ledger.answers_at_once() || self.budget_store.is_some()
+  }
+
+  /// True when `summary()` can answer at once.
+  pub fn summary_at_once(&self) -> bool {
+    self.ledger.answers_at_once()
   }
 
   pub fn pricing(&self) -> &Pricing {
@@ -302,14 +445,17 @@ impl CostTracker {
       let mut guard = lock(&book);
       if !guard.loaded {
         guard.loaded = true;
-        if !self.ledger.opened_empty() {
+        let days = if self.ledger.opened_empty() {
+          Vec::new()
+        } else if self.ledger.answers_at_once() {
           let from = self.today() - (HISTORY_DAYS - 1);
           // A ledger that cannot be read leaves the history empty; records still land.
-          if let Ok(days) = self.ledger.daily_costs(user, from) {
-            for (day, cost) in days {
-              *guard.days.entry(day).or_default() += cost;
-            }
-          }
+          at_once(self.ledger.daily_costs(user, from)).unwrap_or_default()
+        } else {
+          lock(&self.preloaded).remove(user).unwrap_or_default()
+        };
+        for (day, cost) in days {
+          *guard.days.entry(day).or_default() += cost;
         }
       }
     }
@@ -353,14 +499,7 @@ impl CostTracker {
     prompt_tokens: u64,
     max_tokens: Option<u32>,
   ) -> Result<Option<Reservation>> {
-    let dearest = models
-      .iter()
-      .filter_map(|model| {
-        let price = self.pricing.lookup(model)?;
-        Some((price.max_cost(prompt_tokens, max_tokens), *model, price))
-      })
-      .max_by_key(|(amount, _, _)| *amount);
-    let Some((amount, model, price)) = dearest else {
+    let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
       return Ok(None);
     };
     let shared = self.book(user);
@@ -378,8 +517,130 @@ impl CostTracker {
       return Ok(Some(Reservation {
         book: shared.clone(),
         amount,
+        remote: None,
       }));
     }
+    Err(self.refuse(book, user, status, model, &price, amount, prompt_tokens))
+  }
+
+  /// The most a call can cost at the dearest of `models` that has a price.
+  fn dearest<'m>(
+    &self,
+    models: &[&'m str],
+    prompt_tokens: u64,
+    max_tokens: Option<u32>,
+  ) -> Option<(Nanos, &'m str, ModelPrice)> {
+    models
+      .iter()
+      .filter_map(|model| {
+        let price = self.pricing.lookup(model)?;
+        Some((price.max_cost(prompt_tokens, max_tokens), *model, price))
+      })
+      .max_by_key(|(amount, _, _)| *amount)
+  }
+
+  /// `reserve` for every kind of tracker: with a shared budget store the reservation is
+  /// made there (UPSTREAM_UNAVAILABLE when the store is unreachable: hard budgets fail
+  /// closed); with a shared ledger only, the budget's period spend is first read from the
+  /// ledger when the period is new to this process.
+  pub async fn reserve_async(
+    &self,
+    user: &str,
+    models: &[&str],
+    prompt_tokens: u64,
+    max_tokens: Option<u32>,
+  ) -> Result<Option<Reservation>> {
+    let Some(store) = &self.budget_store else {
+      if !self.ledger.answers_at_once() {
+        self.sync_period(user).await;
+      }
+      return self.reserve(user, models, prompt_tokens, max_tokens);
+    };
+    let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
+      return Ok(None);
+    };
+    let shared = self.book(user);
+    let today = self.today();
+    let Some(budget) = lock(&shared).budget.filter(|b| b.hard) else {
+      return Ok(None);
+    };
+    let period_start = budget.period.start(today);
+    let key = store.key(user, &budget.period.id(period_start));
+    // The hash outlives its period by a day, for calls settling just after midnight.
+    let expire_at_s = (budget.period.end(period_start) + 1).saturating_mul(MS_PER_DAY / 1000);
+    let seed = async {
+      let days = self.ledger.daily_costs(user, period_start).await?;
+      Ok(days.iter().map(|(_, cost)| *cost).sum::<Nanos>())
+    };
+    let reply = match store
+      .reserve(&key, amount, budget.limit, expire_at_s, seed)
+      .await
+    {
+      Ok(reply) => reply,
+      Err(error) => {
+        self.budget_store_refusals.fetch_add(1, Ordering::Relaxed);
+        return Err(error);
+      }
+    };
+    let mut book = lock(&shared);
+    let today = self.today();
+    let held = reply.held;
+    book.set_shared(period_start, reply.spent, Some(held), today);
+    if let Some(hold) = reply.hold {
+      return Ok(Some(Reservation {
+        book: shared.clone(),
+        amount: Nanos::ZERO,
+        remote: Some(RemoteHold {
+          store: store.clone(),
+          hold,
+          amount,
+        }),
+      }));
+    }
+    let status = BudgetStatus {
+      budget,
+      spent: reply.spent,
+      reserved: held,
+      period_start,
+    };
+    Err(self.refuse(book, user, status, model, &price, amount, prompt_tokens))
+  }
+
+  /// With a shared ledger and no budget store: reads the period's spend of every process
+  /// from the ledger when the user's budget period is new to this book (first call,
+  /// rollover). A ledger that cannot be read leaves this process's own view.
+  async fn sync_period(&self, user: &str) {
+    let shared = self.book(user);
+    let today = self.today();
+    let period_start = {
+      let book = lock(&shared);
+      let Some(budget) = book.budget.filter(|b| b.hard) else {
+        return;
+      };
+      let period_start = budget.period.start(today);
+      if book.shared.is_some_and(|s| s.period_start == period_start) {
+        return;
+      }
+      period_start
+    };
+    if let Ok(days) = self.ledger.daily_costs(user, period_start).await {
+      let spent = days.iter().map(|(_, cost)| *cost).sum();
+      lock(&shared).set_shared(period_start, spent, None, today);
+    }
+  }
+
+  /// Counts a refusal, raises its alert and words its error.
+  #[allow(clippy::too_many_arguments)]
+  fn refuse(
+    &self,
+    mut book: MutexGuard<'_, UserBook>,
+    user: &str,
+    status: BudgetStatus,
+    model: &str,
+    price: &ModelPrice,
+    amount: Nanos,
+    prompt_tokens: u64,
+  ) -> GatewayError {
     self.budget_refusals.fetch_add(1, Ordering::Relaxed);
     let message = format!(
       "the {} budget of {} for user '{user}' would be passed: {} spent, {} reserved by calls in flight, and this call to {model} may cost up to {}",
@@ -401,7 +662,7 @@ impl CostTracker {
         recommendations: alerts::recommendations(
           &self.pricing,
           Some(model),
-          Some(&price),
+          Some(price),
           prompt_tokens,
         ),
         at_ms: self.clock.now_ms(),
@@ -414,7 +675,7 @@ impl CostTracker {
     self.keep(&mut book, &fired);
     drop(book);
     self.notify(&fired);
-    Err(GatewayError::new(ErrorCode::BudgetExceeded, message))
+    GatewayError::new(ErrorCode::BudgetExceeded, message)
   }
 
   /// Records a call: prices it, books its cost (replacing `reservation`), appends it to
@@ -436,13 +697,22 @@ impl CostTracker {
     let user = entry.user.unwrap_or_else(|| ANONYMOUS.to_string());
     let shared = self.book(&user);
     let mut held = Nanos::ZERO;
-    if let Some((book, amount)) = reservation.map(Reservation::take) {
+    let mut remote_hold = None;
+    if let Some((book, amount, remote)) = reservation.map(Reservation::take) {
       if Arc::ptr_eq(&book, &shared) {
         held = amount;
+        remote_hold = remote.map(|r| r.hold);
       } else {
         // Reserved under another user's budget: give it back there.
         let mut other = lock(&book);
         other.reserved = other.reserved.saturating_sub(amount);
+        if let Some(remote) = remote {
+          remote.store.settle(Settlement {
+            hold: Some(remote.hold),
+            spend_keys: Vec::new(),
+            cost: Nanos::ZERO,
+          });
+        }
       }
     }
     let mut book = lock(&shared);
@@ -472,6 +742,20 @@ impl CostTracker {
     let fired = self.evaluate(&mut book, &context);
     self.keep(&mut book, &fired);
     drop(book);
+    if let Some(store) = &self.budget_store {
+      if remote_hold.is_some() || cost > Nanos::ZERO {
+        // The cost counts towards the user's day and month wherever a budget is kept.
+        let month = Period::Month.start(day);
+        store.settle(Settlement {
+          hold: remote_hold,
+          spend_keys: vec![
+            store.key(&user, &Period::Day.id(day)),
+            store.key(&user, &Period::Month.id(month)),
+          ],
+          cost,
+        });
+      }
+    }
     self.ledger.append(LedgerRow {
       at_ms,
       user,
@@ -644,40 +928,29 @@ impl CostTracker {
       .push(listener);
   }
 
-  /// Spend of one user (or everyone) over the last `days` UTC days, today included.
+  /// Spend of one user (or everyone) over the last `days` UTC days, today included. An
+  /// embedded ledger answers at once; a networked one needs `summary_async`.
   pub fn summary(&self, user: Option<&str>, days: u32) -> Result<Summary> {
+    let (first, today) = self.window(days);
+    let totals = at_once(self.ledger.totals(user, first.saturating_mul(MS_PER_DAY)))?;
+    Ok(summarize(totals, first, today))
+  }
+
+  /// Spend of one user (or everyone) over the last `days` UTC days, from any ledger (with
+  /// a shared one: every process's calls).
+  pub async fn summary_async(&self, user: Option<&str>, days: u32) -> Result<Summary> {
+    let (first, today) = self.window(days);
+    let totals = self
+      .ledger
+      .totals(user, first.saturating_mul(MS_PER_DAY))
+      .await?;
+    Ok(summarize(totals, first, today))
+  }
+
+  fn window(&self, days: u32) -> (i64, i64) {
     let days = i64::from(days.max(1));
     let today = self.today();
-    let first = today - (days - 1);
-    let totals = self.ledger.totals(user, first.saturating_mul(MS_PER_DAY))?;
-    let by_day: HashMap<i64, (Nanos, u64)> = totals
-      .days
-      .iter()
-      .map(|d| (d.day, (d.cost, d.requests)))
-      .collect();
-    let trend: Vec<TrendPoint> = (first..=today)
-      .map(|day| {
-        let (cost, requests) = by_day.get(&day).copied().unwrap_or_default();
-        TrendPoint {
-          date: iso_date(day),
-          cost,
-          requests,
-        }
-      })
-      .collect();
-    let total_cost = totals.days.iter().map(|d| d.cost).sum();
-    let total_requests = totals.days.iter().map(|d| d.requests).sum();
-    Ok(Summary {
-      total_cost,
-      total_requests,
-      by_model: totals
-        .models
-        .into_iter()
-        .map(|m| (m.model, m.cost, m.requests))
-        .collect(),
-      trend,
-      unpriced_requests: totals.unpriced_requests,
-    })
+    (today - (days - 1), today)
   }
 
   pub fn stats(&self) -> TrackerStats {
@@ -687,21 +960,85 @@ impl CostTracker {
       budget_refusals: self.budget_refusals.load(Ordering::Relaxed),
       alerts: self.alerts_fired.load(Ordering::Relaxed),
       ledger: self.ledger.stats(),
+      budget_store: self
+        .budget_store
+        .as_ref()
+        .map(|store| store.stats())
+        .unwrap_or_default(),
+      budget_store_refusals: self.budget_store_refusals.load(Ordering::Relaxed),
     }
   }
 
-  /// Returns once every recorded call is durable in the ledger.
+  /// Returns once every recorded call is durable in an embedded ledger.
   pub fn flush(&self) -> Result<()> {
-    self.ledger.flush()
+    at_once(self.ledger.flush())
+  }
+
+  /// Resolves once every recorded call is durable in the ledger and every budget
+  /// settlement is applied (UPSTREAM_UNAVAILABLE when a server stays away meanwhile; what
+  /// is queued stays queued).
+  pub async fn flush_async(&self) -> Result<()> {
+    self.ledger.flush().await?;
+    if let Some(store) = &self.budget_store {
+      store.drain(SETTLE_PATIENCE).await?;
+    }
+    Ok(())
   }
 
   pub fn close(&self) -> Result<()> {
     self.closed.store(true, Ordering::Release);
-    self.ledger.close()
+    at_once(self.ledger.close())
+  }
+
+  /// Flushes (each store within its close timeout, then what is left is counted as
+  /// dropped) and closes.
+  pub async fn close_async(&self) -> Result<()> {
+    self.closed.store(true, Ordering::Release);
+    let closed = self.ledger.close().await;
+    if let Some(store) = &self.budget_store {
+      if store.drain(SETTLE_PATIENCE).await.is_err() {
+        store.abandon();
+      }
+    }
+    closed
   }
 
   pub fn is_closed(&self) -> bool {
     self.closed.load(Ordering::Acquire)
+  }
+}
+
+/// How long a flush or close waits for budget settlements to reach the store.
+const SETTLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn summarize(totals: crate::backend::ledger::LedgerTotals, first: i64, today: i64) -> Summary {
+  let by_day: HashMap<i64, (Nanos, u64)> = totals
+    .days
+    .iter()
+    .map(|d| (d.day, (d.cost, d.requests)))
+    .collect();
+  let trend: Vec<TrendPoint> = (first..=today)
+    .map(|day| {
+      let (cost, requests) = by_day.get(&day).copied().unwrap_or_default();
+      TrendPoint {
+        date: iso_date(day),
+        cost,
+        requests,
+      }
+    })
+    .collect();
+  let total_cost = totals.days.iter().map(|d| d.cost).sum();
+  let total_requests = totals.days.iter().map(|d| d.requests).sum();
+  Summary {
+    total_cost,
+    total_requests,
+    by_model: totals
+      .models
+      .into_iter()
+      .map(|m| (m.model, m.cost, m.requests))
+      .collect(),
+    trend,
+    unpriced_requests: totals.unpriced_requests,
   }
 }
 

@@ -11,8 +11,9 @@ use crate::types::ChatRequest;
 
 /// Reserves when the request's user has a hard budget, at the dearest deployment the
 /// call may be served by (a route's targets can differ in price); BUDGET_EXCEEDED (402)
-/// when the call could pass the budget.
-pub(crate) fn reserve(
+/// when the call could pass the budget, UPSTREAM_UNAVAILABLE (503) when the tracker's
+/// shared budget store is unreachable (hard budgets fail closed).
+pub(crate) async fn reserve(
   accounting: &Accounting,
   targets: &CallTargets,
   req: &ChatRequest,
@@ -33,7 +34,9 @@ pub(crate) fn reserve(
     .unwrap_or(0);
   let models: Vec<&str> = deployments.iter().map(|(name, _)| name.as_str()).collect();
   // A refusal is counted by its error code (`stats().budgetRefusals`).
-  tracker.reserve(user, &models, prompt_tokens, req.max_tokens)
+  tracker
+    .reserve_async(user, &models, prompt_tokens, req.max_tokens)
+    .await
 }
 
 /// An upper estimate of what the vendor will bill as prompt tokens: messages and tool

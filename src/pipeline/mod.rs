@@ -309,7 +309,7 @@ impl Gateway {
     // rate-limit slot or a cache lookup, and the budget stage prices every target.
     let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
     let admission = limits::admit(self.rate_limiter.as_deref(), model, &req, &self.stats).await?;
-    let reservation = match budget::reserve(&self.accounting, &targets, &req) {
+    let reservation = match budget::reserve(&self.accounting, &targets, &req).await {
       Ok(reservation) => reservation,
       Err(refused) => {
         let refused = Err(refused);
