@@ -220,6 +220,28 @@ describe('RateLimiter with redisUrl, from JS', () => {
     await gw.close()
     limiter.close()
   })
+
+  test('with both on Redis, a refused call never gets the cached answer, and its lookup is not counted', async () => {
+    const prefix = newPrefix('gw-limit-cache')
+    const limiter = new RateLimiter({ requestsPerMinute: 1, redisUrl: REDIS_URL, prefix })
+    const cache = new ResponseCache({ redisUrl: REDIS_URL, prefix })
+    const gw = gateway({ rateLimiter: limiter, cache })
+    const marker = `gw-limit-cache-${process.pid}`
+    const first = await gw.chat(ask(marker, 'carol'))
+    assert.equal(first.cached, false)
+    const refused = await rejection(gw.chat(ask(marker, 'carol')))
+    assert.equal(refused.code, 'RATE_LIMITED')
+    assert.deepEqual([cache.stats().hits, cache.stats().misses], [0, 1])
+    // Another user is admitted and gets the stored answer from the same lookup path.
+    const hit = await gw.chat(ask(marker, 'dave'))
+    assert.equal(hit.cached, true)
+    assert.equal(hit.content, first.content)
+    assert.deepEqual([cache.stats().hits, cache.stats().misses], [1, 1])
+    assert.equal(upstreamCalls(marker), 1)
+    await gw.close()
+    await cache.close()
+    limiter.close()
+  })
 })
 
 describe('construction errors', () => {

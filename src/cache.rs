@@ -87,14 +87,20 @@ impl ResponseCache {
   }
 
   pub async fn get(&self, key: &str) -> Result<Option<Arc<ChatResponse>>> {
-    let found = self.store.get(&self.stored_key(key)).await?;
-    let counter = if found.is_some() {
-      &self.hits
-    } else {
-      &self.misses
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
+    let found = self.fetch(key).await?;
+    self.count_lookup(found.is_some());
     Ok(found)
+  }
+
+  /// A lookup counted later with [`ResponseCache::count_lookup`], once the caller knows it
+  /// will use the answer (a lookup made beside the rate limiter's may be thrown away).
+  pub(crate) async fn fetch(&self, key: &str) -> Result<Option<Arc<ChatResponse>>> {
+    self.store.get(&self.stored_key(key)).await
+  }
+
+  pub(crate) fn count_lookup(&self, hit: bool) {
+    let counter = if hit { &self.hits } else { &self.misses };
+    counter.fetch_add(1, Ordering::Relaxed);
   }
 
   /// A read that is not a cache lookup (no hit or miss counted).
