@@ -29,7 +29,7 @@ export interface ChatRequest {
 
 export interface GatewayOptions {
   /** Answers identical requests from here; `cache: false` on a request skips it. */
-  cache?: ResponseCache | false
+  cache?: ResponseCache | SharedResponseCache | false
   /** Keyed by `request.user` (or "anonymous"); a refusal is RATE_LIMITED (429) with retryAfterMs. */
   rateLimiter?: RateLimiter
   /** Called once after every call, whatever its outcome, off the call's path. A throw (or a
@@ -37,27 +37,64 @@ export interface GatewayOptions {
   onCall?: (record: CallRecord) => void | Promise<void>
 }
 
-/** Answers kept by a hash of everything that changes them (see `keyFor`). */
-export declare class ResponseCache {
-  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
-  constructor(options?: ResponseCacheOptions)
+/** Answers kept by a hash of everything that changes them (see `keyFor`), in this process. */
+export interface ResponseCache {
+  readonly synchronous: true
   get(key: string): ChatResponse | undefined
   /** `value`: a ChatResponse, or any object with at least `content`. */
   set(key: string, value: CachedAnswer, ttlSeconds?: number): void
   delete(key: string): boolean
   clear(): void
   stats(): ResponseCacheStats
-  /** The key the gateway uses for this request. */
-  static keyFor(request: ChatRequest): string
+  /** Resolves at once without `redisUrl`. */
+  close(): Promise<void>
 }
+
+/** A ResponseCache with Redis as a shared second tier (`redisUrl`): the same methods, as Promises. */
+export interface SharedResponseCache {
+  readonly synchronous: false
+  /** This process's tier, then Redis (a Redis hit fills this process's tier). Redis down: a miss. */
+  get(key: string): Promise<ChatResponse | undefined>
+  /** Both tiers; Redis down: this process's tier only (counted in `stats().sharedErrors`). */
+  set(key: string, value: CachedAnswer, ttlSeconds?: number): Promise<void>
+  /** Both tiers; rejects with UPSTREAM_UNAVAILABLE when Redis cannot answer. */
+  delete(key: string): Promise<boolean>
+  /** Both tiers (this cache's namespace); rejects with UPSTREAM_UNAVAILABLE when Redis cannot answer. */
+  clear(): Promise<void>
+  stats(): ResponseCacheStats
+  /** Finishes the writes to Redis still under way (the gateway stores answers in Redis off the call's path) and
+   *  releases the connection; the cache then works from this process only. */
+  close(): Promise<void>
+}
+
+export interface ResponseCacheConstructor {
+  /** Connects to Redis, blocking up to 3 s: UPSTREAM_UNAVAILABLE when it cannot, CONFIG for a bad URL or option. */
+  new (options: ResponseCacheOptions & { redisUrl: string }): SharedResponseCache
+  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  new (options?: ResponseCacheOptions & { redisUrl?: undefined | null }): ResponseCache
+  new (options?: ResponseCacheOptions): ResponseCache | SharedResponseCache
+  /** The key the gateway uses for this request. */
+  keyFor(request: ChatRequest): string
+  readonly prototype: ResponseCache | SharedResponseCache
+}
+export declare const ResponseCache: ResponseCacheConstructor
 
 /** Requests and tokens per minute per key (GCRA). */
 export declare class RateLimiter {
-  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it connects, blocking up
+   *  to 3 s, and throws UPSTREAM_UNAVAILABLE when Redis cannot be reached. */
   constructor(options: RateLimiterOptions)
-  /** Admits one request costing `tokens` for `key` now, or refuses it (consuming nothing). */
+  readonly options: RateLimiterOptions
+  /** False with `redisUrl`: `check()` then throws CONFIG; use `acquire()`. */
+  readonly synchronous: boolean
+  /** Admits one request costing `tokens` for `key` now, or refuses it (consuming nothing). In-process limiter only. */
   check(key: string, tokens?: number): RateLimitDecision
+  /** Works for every backend. With `redisUrl` and Redis down: admitted (`failOpen: true`) or rejected with
+   *  UPSTREAM_UNAVAILABLE (503). */
   acquire(key: string, tokens?: number): Promise<RateLimitDecision>
+  stats(): RateLimiterStats
+  /** Releases the Redis connection (a no-op without `redisUrl`); later calls fail with CONFIG. */
+  close(): void
 }
 
 export type StreamEvent =
@@ -363,21 +400,39 @@ export declare class NativeRateLimiter {
   check(key: string, tokens?: number | undefined | null): RateLimitDecision
   /** `check` for every backend, local or shared. */
   acquire(key: string, tokens?: number | undefined | null): Promise<RateLimitDecision>
+  stats(): RateLimiterStats
+  /** Releases the Redis connection; later calls fail with CONFIG. */
+  close(): void
 }
 
 /** The native response cache. Use `ResponseCache` from the package. */
 export declare class NativeResponseCache {
   constructor(options?: ResponseCacheOptions | undefined | null)
+  /** False when Redis is a tier (`redisUrl`): then only the `*Async` methods work. */
+  get synchronous(): boolean
   /**
    * The stored answer as JSON text (a `ChatResponse`), or null. One string crosses
    * into JS instead of a property write per field, which is what a hit costs from JS.
    */
   getJson(key: string): string | null
+  /** `getJson` through the Redis tier. A Redis that cannot answer is a miss. */
+  getJsonAsync(key: string): Promise<string | null>
   /** `ttlSeconds` overrides the cache's default for this entry. */
   set(key: string, value: CachedAnswer, ttlSeconds?: number | undefined | null): void
+  /** `set` through the Redis tier. A Redis that cannot answer leaves the entry local. */
+  setAsync(key: string, value: CachedAnswer, ttlSeconds?: number | undefined | null): Promise<void>
   /** True when an entry was removed. */
   delete(key: string): boolean
+  /** `delete` in both tiers; UPSTREAM_UNAVAILABLE when Redis cannot answer. */
+  deleteAsync(key: string): Promise<boolean>
   clear(): void
+  /** `clear` in both tiers; UPSTREAM_UNAVAILABLE when Redis cannot answer. */
+  clearAsync(): Promise<void>
+  /**
+   * Finishes the writes to Redis still under way and releases the connection; the cache
+   * then works from this process only.
+   */
+  close(): Promise<void>
   stats(): ResponseCacheStats
   /**
    * The key the gateway uses for `request`: a BLAKE3 hash of everything that changes the
@@ -839,6 +894,27 @@ export interface RateLimiterOptions {
    * minute), else in tokens.
    */
   burst?: number
+  /**
+   * Keeps the buckets in Redis, shared by every process using the same URL and prefix;
+   * `check()` then throws (use `acquire()`). The constructor connects (up to 3 s).
+   */
+  redisUrl?: string
+  /**
+   * With `redisUrl`: while Redis cannot answer, admit calls (true) or refuse them with
+   * UPSTREAM_UNAVAILABLE (false, the default).
+   */
+  failOpen?: boolean
+  /** With `redisUrl`: prepended to every Redis key (default "ferrogate:"). */
+  prefix?: string
+}
+
+export interface RateLimiterStats {
+  /** "memory" or "redis". */
+  backend: string
+  /** Redis operations that failed (admissions and token settlements). */
+  storeErrors: number
+  /** Requests admitted unchecked because Redis failed and `failOpen` is set. */
+  failOpenAdmissions: number
 }
 
 export interface ResponseCacheOptions {
@@ -850,13 +926,32 @@ export interface ResponseCacheOptions {
   ttlSeconds?: number
   /** Prefixed to every key, so tenants sharing a store never share answers. */
   namespace?: string
+  /**
+   * Adds Redis as a second tier shared by every process using the same URL and prefix;
+   * `get`/`set`/`delete`/`clear` then return Promises. The constructor connects (up to 3 s).
+   */
+  redisUrl?: string
+  /** With `redisUrl`: prepended to every Redis key (default "ferrogate:"). */
+  prefix?: string
+  /**
+   * With `redisUrl`: answers whose stored form is larger stay in this process only
+   * (default 1 MiB).
+   */
+  maxValueBytes?: number
 }
 
 export interface ResponseCacheStats {
   hits: number
   misses: number
+  /** In this process (the local tier when `redisUrl` is set). */
   entries: number
   bytes: number
+  /** With `redisUrl` only: lookups answered by Redis. */
+  sharedHits?: number
+  /** With `redisUrl` only: Redis operations that failed or read an unreadable value. */
+  sharedErrors?: number
+  /** With `redisUrl` only: answers larger than `maxValueBytes`, kept in this process only. */
+  sharedSkipped?: number
 }
 
 export interface ResponseFormat {

@@ -42,6 +42,17 @@ const DEFAULT_BATCH_CONCURRENCY = 8
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
+const STATUS_OF_CODE = { INVALID_REQUEST: 400, NOT_FOUND: 404, RATE_LIMITED: 429, CONFIG: 500, UPSTREAM_UNAVAILABLE: 503 }
+
+// Native errors that keep their code arrive as "CODE|message" (src/binding/cache.rs `coded`);
+// napi's own argument checks arrive as plain text and get `fallback`'s error.
+function codedError(error, fallback) {
+  const match = /^([A-Z_]+)\|(.*)$/s.exec(error?.message ?? '')
+  if (match === null) return fallback(error)
+  const [, code, message] = match
+  return new FerrogateError({ code, status: STATUS_OF_CODE[code] ?? 500, message, requestId: newRequestId() })
+}
+
 // ferrogate/express's openaiRouter streams through this: OpenAI SSE bytes encoded natively.
 const OPENAI_SSE = Symbol.for('ferrogate.openaiSse')
 // `ferrogate serve` (native engine) serves the OpenAI-compatible endpoint over a Gateway through this.
@@ -50,20 +61,28 @@ const NATIVE_SERVE = Symbol.for('ferrogate.serve')
 // The native handle behind each ResponseCache / RateLimiter / CostTracker, for the Gateway to take.
 const nativeHandles = new WeakMap()
 
-/** Answers by ResponseCache.keyFor(request); see docs/API.md. */
+/** Answers by ResponseCache.keyFor(request); see docs/API.md. With `redisUrl`, get/set/delete/clear return Promises. */
 class ResponseCache {
   #native
+  #shared
 
   constructor(options = {}) {
     try {
       this.#native = new native.NativeResponseCache(options)
     } catch (error) {
-      throw configError(`invalid ResponseCache options: ${error.message}`, error)
+      throw codedError(error, (cause) => configError(`invalid ResponseCache options: ${cause.message}`, cause))
     }
+    this.#shared = !this.#native.synchronous
     nativeHandles.set(this, this.#native)
   }
 
+  /** False with redisUrl: get/set/delete/clear then return Promises. */
+  get synchronous() {
+    return !this.#shared
+  }
+
   get(key) {
+    if (this.#shared) return this.#getShared(key)
     try {
       const json = this.#native.getJson(key)
       return json == null ? undefined : JSON.parse(json)
@@ -72,7 +91,18 @@ class ResponseCache {
     }
   }
 
+  async #getShared(key) {
+    let json
+    try {
+      json = await this.#native.getJsonAsync(key)
+    } catch (error) {
+      throw codedError(error, invalid)
+    }
+    return json == null ? undefined : JSON.parse(json)
+  }
+
   set(key, value, ttlSeconds) {
+    if (this.#shared) return this.#sharedCall(() => this.#native.setAsync(key, value, ttlSeconds))
     try {
       this.#native.set(key, value, ttlSeconds)
     } catch (error) {
@@ -81,6 +111,7 @@ class ResponseCache {
   }
 
   delete(key) {
+    if (this.#shared) return this.#sharedCall(() => this.#native.deleteAsync(key))
     try {
       return this.#native.delete(key)
     } catch (error) {
@@ -89,11 +120,27 @@ class ResponseCache {
   }
 
   clear() {
+    if (this.#shared) return this.#sharedCall(() => this.#native.clearAsync())
     this.#native.clear()
+  }
+
+  // Always a Promise, also when napi refuses an argument before the call starts.
+  async #sharedCall(call) {
+    try {
+      return await call()
+    } catch (error) {
+      throw codedError(error, invalid)
+    }
   }
 
   stats() {
     return this.#native.stats()
+  }
+
+  /** Finishes the writes to Redis still under way and releases the connection (resolves at once without
+   *  redisUrl); the cache then works from this process only. */
+  close() {
+    return this.#native.close()
   }
 
   static keyFor(request) {
@@ -107,19 +154,26 @@ class ResponseCache {
   }
 }
 
-/** Requests and tokens per minute per key (GCRA); see docs/API.md. */
+/** Requests and tokens per minute per key (GCRA); see docs/API.md. With `redisUrl`, use acquire(). */
 class RateLimiter {
   #native
   #options
+  #synchronous
 
   constructor(options = {}) {
     try {
       this.#native = new native.NativeRateLimiter(options)
     } catch (error) {
-      throw configError(`invalid RateLimiter options: ${error.message}`, error)
+      throw codedError(error, (cause) => configError(`invalid RateLimiter options: ${cause.message}`, cause))
     }
     nativeHandles.set(this, this.#native)
     this.#options = { ...options }
+    this.#synchronous = this.#native.stats().backend === 'memory'
+  }
+
+  /** False with redisUrl: check() then throws; acquire() works for every backend. */
+  get synchronous() {
+    return this.#synchronous
   }
 
   /** The options it was created with (ferrogate/express's rateLimit reads requestsPerMinute for X-RateLimit-Limit). */
@@ -131,7 +185,7 @@ class RateLimiter {
     try {
       return this.#native.check(key, tokens)
     } catch (error) {
-      throw invalid(error)
+      throw codedError(error, invalid)
     }
   }
 
@@ -139,8 +193,18 @@ class RateLimiter {
     try {
       return await this.#native.acquire(key, tokens)
     } catch (error) {
-      throw invalid(error)
+      throw codedError(error, invalid)
     }
+  }
+
+  /** { backend: 'memory' | 'redis', storeErrors, failOpenAdmissions } */
+  stats() {
+    return this.#native.stats()
+  }
+
+  /** Releases the Redis connection (a no-op without redisUrl); later calls fail with CONFIG. */
+  close() {
+    this.#native.close()
   }
 }
 

@@ -634,7 +634,9 @@ function rateLimit(limiter, options = {}) {
     try {
       const key = String(keyOf(req))
       const tokens = tokensOf(req)
-      verdict = typeof limiter.check === 'function' ? limiter.check(key, tokens) : limiter.acquire(key, tokens)
+      // A RateLimiter on Redis (synchronous === false) answers through acquire() only.
+      const sync = typeof limiter.check === 'function' && (limiter.synchronous !== false || typeof limiter.acquire !== 'function')
+      verdict = sync ? limiter.check(key, tokens) : limiter.acquire(key, tokens)
       if (verdict != null && typeof verdict.then === 'function') verdict = await verdict
     } catch (error) {
       return next(error)

@@ -29,7 +29,7 @@ export interface ChatRequest {
 
 export interface GatewayOptions {
   /** Answers identical requests from here; `cache: false` on a request skips it. */
-  cache?: ResponseCache | false
+  cache?: ResponseCache | SharedResponseCache | false
   /** Keyed by `request.user` (or "anonymous"); a refusal is RATE_LIMITED (429) with retryAfterMs. */
   rateLimiter?: RateLimiter
   /** Called once after every call, whatever its outcome, off the call's path. A throw (or a
@@ -37,27 +37,64 @@ export interface GatewayOptions {
   onCall?: (record: CallRecord) => void | Promise<void>
 }
 
-/** Answers kept by a hash of everything that changes them (see `keyFor`). */
-export declare class ResponseCache {
-  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
-  constructor(options?: ResponseCacheOptions)
+/** Answers kept by a hash of everything that changes them (see `keyFor`), in this process. */
+export interface ResponseCache {
+  readonly synchronous: true
   get(key: string): ChatResponse | undefined
   /** `value`: a ChatResponse, or any object with at least `content`. */
   set(key: string, value: CachedAnswer, ttlSeconds?: number): void
   delete(key: string): boolean
   clear(): void
   stats(): ResponseCacheStats
-  /** The key the gateway uses for this request. */
-  static keyFor(request: ChatRequest): string
+  /** Resolves at once without `redisUrl`. */
+  close(): Promise<void>
 }
+
+/** A ResponseCache with Redis as a shared second tier (`redisUrl`): the same methods, as Promises. */
+export interface SharedResponseCache {
+  readonly synchronous: false
+  /** This process's tier, then Redis (a Redis hit fills this process's tier). Redis down: a miss. */
+  get(key: string): Promise<ChatResponse | undefined>
+  /** Both tiers; Redis down: this process's tier only (counted in `stats().sharedErrors`). */
+  set(key: string, value: CachedAnswer, ttlSeconds?: number): Promise<void>
+  /** Both tiers; rejects with UPSTREAM_UNAVAILABLE when Redis cannot answer. */
+  delete(key: string): Promise<boolean>
+  /** Both tiers (this cache's namespace); rejects with UPSTREAM_UNAVAILABLE when Redis cannot answer. */
+  clear(): Promise<void>
+  stats(): ResponseCacheStats
+  /** Finishes the writes to Redis still under way (the gateway stores answers in Redis off the call's path) and
+   *  releases the connection; the cache then works from this process only. */
+  close(): Promise<void>
+}
+
+export interface ResponseCacheConstructor {
+  /** Connects to Redis, blocking up to 3 s: UPSTREAM_UNAVAILABLE when it cannot, CONFIG for a bad URL or option. */
+  new (options: ResponseCacheOptions & { redisUrl: string }): SharedResponseCache
+  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  new (options?: ResponseCacheOptions & { redisUrl?: undefined | null }): ResponseCache
+  new (options?: ResponseCacheOptions): ResponseCache | SharedResponseCache
+  /** The key the gateway uses for this request. */
+  keyFor(request: ChatRequest): string
+  readonly prototype: ResponseCache | SharedResponseCache
+}
+export declare const ResponseCache: ResponseCacheConstructor
 
 /** Requests and tokens per minute per key (GCRA). */
 export declare class RateLimiter {
-  /** Throws a FerrogateError with code CONFIG when the options are wrong. */
+  /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it connects, blocking up
+   *  to 3 s, and throws UPSTREAM_UNAVAILABLE when Redis cannot be reached. */
   constructor(options: RateLimiterOptions)
-  /** Admits one request costing `tokens` for `key` now, or refuses it (consuming nothing). */
+  readonly options: RateLimiterOptions
+  /** False with `redisUrl`: `check()` then throws CONFIG; use `acquire()`. */
+  readonly synchronous: boolean
+  /** Admits one request costing `tokens` for `key` now, or refuses it (consuming nothing). In-process limiter only. */
   check(key: string, tokens?: number): RateLimitDecision
+  /** Works for every backend. With `redisUrl` and Redis down: admitted (`failOpen: true`) or rejected with
+   *  UPSTREAM_UNAVAILABLE (503). */
   acquire(key: string, tokens?: number): Promise<RateLimitDecision>
+  stats(): RateLimiterStats
+  /** Releases the Redis connection (a no-op without `redisUrl`); later calls fail with CONFIG. */
+  close(): void
 }
 
 export type StreamEvent =

@@ -29,14 +29,21 @@ pub(crate) type Shared = Option<Result<Arc<ChatResponse>>>;
 pub struct CacheStats {
   pub hits: u64,
   pub misses: u64,
+  /// In this process (the local tier of a shared cache).
   pub entries: u64,
   pub bytes: u64,
+  /// The shared tier's hits, failed operations and answers too large for it.
+  pub shared_hits: u64,
+  pub shared_errors: u64,
+  pub shared_skipped: u64,
 }
 
 pub struct ResponseCache {
   store: Arc<dyn CacheStore>,
   /// Prepended to every key, so tenants sharing a store never see each other's answers.
   prefix: String,
+  /// The store answers at once (the embedded one); a shared store needs a runtime.
+  synchronous: bool,
   hits: AtomicU64,
   misses: AtomicU64,
   in_flight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
@@ -56,8 +63,18 @@ impl ResponseCache {
   }
 
   pub fn with_store(store: Arc<dyn CacheStore>, namespace: Option<&str>) -> Self {
+    Self::build(store, namespace, true)
+  }
+
+  /// Over a store on a server (Redis): its operations must be awaited on a runtime.
+  pub fn shared(store: Arc<dyn CacheStore>, namespace: Option<&str>) -> Self {
+    Self::build(store, namespace, false)
+  }
+
+  fn build(store: Arc<dyn CacheStore>, namespace: Option<&str>, synchronous: bool) -> Self {
     ResponseCache {
       store,
+      synchronous,
       prefix: format!("{}:", namespace.unwrap_or("")),
       hits: AtomicU64::new(0),
       misses: AtomicU64::new(0),
@@ -70,19 +87,25 @@ impl ResponseCache {
   }
 
   pub async fn get(&self, key: &str) -> Result<Option<Arc<ChatResponse>>> {
-    let found = self.store.get(&self.stored_key(key)).await?;
-    let counter = if found.is_some() {
-      &self.hits
-    } else {
-      &self.misses
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
+    let found = self.fetch(key).await?;
+    self.count_lookup(found.is_some());
     Ok(found)
+  }
+
+  /// A lookup counted later with [`ResponseCache::count_lookup`], once the caller knows it
+  /// will use the answer (a lookup made beside the rate limiter's may be thrown away).
+  pub(crate) async fn fetch(&self, key: &str) -> Result<Option<Arc<ChatResponse>>> {
+    self.store.get(&self.stored_key(key)).await
+  }
+
+  pub(crate) fn count_lookup(&self, hit: bool) {
+    let counter = if hit { &self.hits } else { &self.misses };
+    counter.fetch_add(1, Ordering::Relaxed);
   }
 
   /// A read that is not a cache lookup (no hit or miss counted).
   pub(crate) async fn peek(&self, key: &str) -> Result<Option<Arc<ChatResponse>>> {
-    self.store.get(&self.stored_key(key)).await
+    self.store.peek(&self.stored_key(key)).await
   }
 
   pub async fn set(
@@ -109,7 +132,21 @@ impl ResponseCache {
       misses: self.misses.load(Ordering::Relaxed),
       entries: usage.entries,
       bytes: usage.bytes,
+      shared_hits: usage.shared_hits,
+      shared_errors: usage.shared_errors,
+      shared_skipped: usage.shared_skipped,
     }
+  }
+
+  /// Whether `get`/`set`/`delete`/`clear` answer at once (see [`ResponseCache::now`]).
+  pub fn is_synchronous(&self) -> bool {
+    self.synchronous
+  }
+
+  /// Finishes a shared store's pending writes and releases its connection; the cache then
+  /// works from this process only.
+  pub async fn close(&self) {
+    self.store.close().await;
   }
 
   /// Runs an operation whose store answers at once (the embedded one) without a
@@ -169,7 +206,14 @@ impl Leader<'_> {
   pub async fn finish(mut self, outcome: &Result<Arc<ChatResponse>>) {
     if let Ok(answer) = outcome {
       // A store that fails to write costs only a later miss.
-      let _ = self.cache.set(&self.key, answer.clone(), None).await;
+      // Readable here before the followers are told; a shared tier gets it a moment later,
+      // off this caller's path.
+      let stored = self.cache.stored_key(&self.key);
+      let _ = self
+        .cache
+        .store
+        .set_behind(stored, answer.clone(), None)
+        .await;
     }
     self.cache.forget(&self.key);
     if let Some(sender) = self.sender.take() {

@@ -1,6 +1,7 @@
 //! `RateLimiter`: requests and tokens per minute per key, GCRA in a store behind
 //! [`crate::backend::LimiterStore`]. The pipeline's use of it is `pipeline/limits.rs`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::FutureExt;
@@ -8,7 +9,7 @@ use futures_util::FutureExt;
 pub use crate::backend::gcra::Decision;
 use crate::backend::gcra::{Quota, Rate};
 use crate::backend::{LimiterStore, MemoryLimiterStore};
-use crate::error::{GatewayError, Result};
+use crate::error::{ErrorCode, GatewayError, Result};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LimiterOptions {
@@ -19,9 +20,31 @@ pub struct LimiterOptions {
   pub burst: Option<f64>,
 }
 
+/// Where a limiter keeps its buckets, and what it does when that place cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+  /// In this process: answers at once, never fails.
+  Embedded,
+  /// On a server shared by processes (Redis). `fail_open`: admit while the server cannot
+  /// answer (true) or refuse with UPSTREAM_UNAVAILABLE (false).
+  Shared { fail_open: bool },
+}
+
+/// Counters of a shared backend's faults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimiterStats {
+  /// Store operations that failed (acquire and settle).
+  pub store_errors: u64,
+  /// Requests admitted unchecked because the store failed and `failOpen` is set.
+  pub fail_open_admissions: u64,
+}
+
 pub struct RateLimiter {
   quota: Quota,
   store: Arc<dyn LimiterStore>,
+  backend: Backend,
+  store_errors: AtomicU64,
+  fail_open_admissions: AtomicU64,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -41,15 +64,12 @@ fn positive(name: &str, value: Option<f64>) -> Result<Option<f64>> {
   }
 }
 
-impl RateLimiter {
-  pub fn in_memory(options: LimiterOptions) -> Result<Self> {
-    Self::with_store(options, Arc::new(MemoryLimiterStore::default()))
-  }
-
-  pub fn with_store(options: LimiterOptions, store: Arc<dyn LimiterStore>) -> Result<Self> {
-    let requests = positive("requestsPerMinute", options.requests_per_minute)?;
-    let tokens = positive("tokensPerMinute", options.tokens_per_minute)?;
-    let burst = positive("burst", options.burst)?;
+impl LimiterOptions {
+  /// The buckets these options describe; CONFIG when they are wrong.
+  pub fn quota(&self) -> Result<Quota> {
+    let requests = positive("requestsPerMinute", self.requests_per_minute)?;
+    let tokens = positive("tokensPerMinute", self.tokens_per_minute)?;
+    let burst = positive("burst", self.burst)?;
     if requests.is_none() && tokens.is_none() {
       return Err(GatewayError::config(
         "a RateLimiter needs requestsPerMinute, tokensPerMinute or both",
@@ -66,12 +86,34 @@ impl RateLimiter {
       per_minute,
       burst: (per_minute * share).max(1.0),
     };
+    Ok(Quota {
+      requests: requests.map(rate),
+      tokens: tokens.map(rate),
+    })
+  }
+}
+
+impl RateLimiter {
+  pub fn in_memory(options: LimiterOptions) -> Result<Self> {
+    Self::with_store(
+      options,
+      Arc::new(MemoryLimiterStore::default()),
+      Backend::Embedded,
+    )
+  }
+
+  pub fn with_store(
+    options: LimiterOptions,
+    store: Arc<dyn LimiterStore>,
+    backend: Backend,
+  ) -> Result<Self> {
+    let quota = options.quota()?;
     Ok(RateLimiter {
-      quota: Quota {
-        requests: requests.map(rate),
-        tokens: tokens.map(rate),
-      },
+      quota,
       store,
+      backend,
+      store_errors: AtomicU64::new(0),
+      fail_open_admissions: AtomicU64::new(0),
     })
   }
 
@@ -80,17 +122,65 @@ impl RateLimiter {
     self.quota.tokens.is_some()
   }
 
-  pub async fn acquire(&self, key: &str, tokens: u64) -> Result<Decision> {
-    self.store.acquire(key, tokens, &self.quota).await
+  pub fn backend(&self) -> Backend {
+    self.backend
   }
 
-  /// `acquire` for a store that answers at once (the embedded one): `check()` in JS.
+  pub fn stats(&self) -> LimiterStats {
+    LimiterStats {
+      store_errors: self.store_errors.load(Ordering::Relaxed),
+      fail_open_admissions: self.fail_open_admissions.load(Ordering::Relaxed),
+    }
+  }
+
+  /// Admits one request costing `tokens` for `key`, or refuses it (consuming nothing). A
+  /// store that cannot answer is handled by the backend's fault policy.
+  pub async fn acquire(&self, key: &str, tokens: u64) -> Result<Decision> {
+    match self.store.acquire(key, tokens, &self.quota).await {
+      Ok(decision) => Ok(decision),
+      Err(error) => {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        let unreachable = error.code == ErrorCode::UpstreamUnavailable;
+        match self.backend {
+          Backend::Shared { fail_open: true } if unreachable => {
+            self.fail_open_admissions.fetch_add(1, Ordering::Relaxed);
+            // Nothing is known about the buckets: report them as unbounded.
+            Ok(Decision {
+              allowed: true,
+              retry_after: std::time::Duration::ZERO,
+              remaining_requests: u64::MAX,
+              remaining_tokens: u64::MAX,
+            })
+          }
+          Backend::Shared { fail_open: false } if unreachable => Err(GatewayError {
+            message: format!("{} (the limiter's store is unreachable and failOpen is false, so the call is refused)", error.message),
+            ..error
+          }),
+          _ => Err(error),
+        }
+      }
+    }
+  }
+
+  /// `acquire` for the embedded store, which answers at once: `check()` in JS. A shared
+  /// store is never polled here, where there is no runtime to finish its round trip.
   pub fn check(&self, key: &str, tokens: u64) -> Result<Decision> {
+    if self.backend != Backend::Embedded {
+      return Err(GatewayError::config(
+        "RateLimiter.check() is synchronous and only works with the in-process limiter; \
+         this one keeps its buckets in Redis (redisUrl): use `await limiter.acquire(key, tokens)`",
+      ));
+    }
     self.acquire(key, tokens).now_or_never().unwrap_or_else(|| {
       Err(GatewayError::config(
         "this limiter backend answers asynchronously; use acquire()",
       ))
     })
+  }
+
+  /// Releases a shared store's connection; later calls fail with CONFIG.
+  pub fn close(&self) {
+    self.store.close();
   }
 
   /// Replaces an admitted call's estimated token charge with what it really used.
@@ -101,7 +191,11 @@ impl RateLimiter {
     let delta = i64::try_from(actual)
       .unwrap_or(i64::MAX)
       .saturating_sub(i64::try_from(estimated).unwrap_or(i64::MAX));
-    self.store.adjust_tokens(key, delta, &self.quota).await
+    let settled = self.store.adjust_tokens(key, delta, &self.quota).await;
+    if settled.is_err() {
+      self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    settled
   }
 }
 

@@ -95,6 +95,18 @@ impl MemoryCacheStore {
   pub fn get_now(&self, key: &str) -> Option<Arc<ChatResponse>> {
     self.entries.get(key).map(|entry| entry.response)
   }
+
+  /// Writes without the boxed future. `ttl` overrides the store's default.
+  pub fn insert(&self, key: String, value: Arc<ChatResponse>, ttl: Option<Duration>) {
+    let bytes = entry_bytes(&key, &value);
+    self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    let entry = Entry {
+      response: value,
+      bytes,
+      ttl: ttl.or(self.default_ttl),
+    };
+    self.entries.insert(key, entry);
+  }
 }
 
 /// What an answer costs to keep: its strings plus a fixed overhead.
@@ -125,14 +137,7 @@ impl CacheStore for MemoryCacheStore {
     value: Arc<ChatResponse>,
     ttl: Option<Duration>,
   ) -> BoxFuture<'_, Result<()>> {
-    let bytes = entry_bytes(&key, &value);
-    self.bytes.fetch_add(bytes, Ordering::Relaxed);
-    let entry = Entry {
-      response: value,
-      bytes,
-      ttl: ttl.or(self.default_ttl),
-    };
-    self.entries.insert(key, entry);
+    self.insert(key, value, ttl);
     future::ready(Ok(())).boxed()
   }
 
@@ -153,6 +158,7 @@ impl CacheStore for MemoryCacheStore {
     StoreUsage {
       entries: self.entries.entry_count(),
       bytes: self.bytes.load(Ordering::Relaxed),
+      ..StoreUsage::default()
     }
   }
 }

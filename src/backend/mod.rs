@@ -12,13 +12,16 @@ pub mod memory_cache;
 pub mod memory_limiter;
 pub mod postgres;
 pub mod redis_budget;
+pub mod redis_cache;
+pub mod redis_limiter;
+pub mod redis_retry;
 pub mod shared;
 pub mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
 
 use crate::error::Result;
 use crate::types::ChatResponse;
@@ -32,6 +35,11 @@ pub struct StoreUsage {
   pub entries: u64,
   /// The approximate size of the stored answers (text, tool calls, key).
   pub bytes: u64,
+  /// A tiered store's shared tier (Redis): reads it answered, operations that failed
+  /// (or read an unreadable value), answers too large for it (kept locally only).
+  pub shared_hits: u64,
+  pub shared_errors: u64,
+  pub shared_skipped: u64,
 }
 
 /// Cached answers by key. Keys arrive already namespaced.
@@ -44,11 +52,31 @@ pub trait CacheStore: Send + Sync {
     value: Arc<ChatResponse>,
     ttl: Option<Duration>,
   ) -> BoxFuture<'_, Result<()>>;
+  /// A lookup that may skip a slow tier: what the gateway uses to see whether a caller of
+  /// this process stored the answer a moment ago (the answer is in the local tier then).
+  fn peek<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<ChatResponse>>>> {
+    self.get(key)
+  }
+  /// `set` for a caller that need not wait for a slow tier: the entry is readable in this
+  /// process when the future ends, and may reach a shared tier a moment later.
+  fn set_behind(
+    &self,
+    key: String,
+    value: Arc<ChatResponse>,
+    ttl: Option<Duration>,
+  ) -> BoxFuture<'_, Result<()>> {
+    self.set(key, value, ttl)
+  }
   /// True when an entry was removed.
   fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
   /// Removes every entry whose key starts with `prefix` (the namespace).
   fn clear<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>>;
   fn usage(&self) -> StoreUsage;
+  /// Finishes the writes still under way and releases the store's connections (a shared
+  /// store); later operations use the local tier only, or fail.
+  fn close(&self) -> BoxFuture<'_, ()> {
+    futures_util::future::ready(()).boxed()
+  }
 }
 
 /// Per-key counters for the rate limiter, applied atomically by the store.
@@ -69,4 +97,6 @@ pub trait LimiterStore: Send + Sync {
     delta: i64,
     quota: &'a gcra::Quota,
   ) -> BoxFuture<'a, Result<()>>;
+  /// Releases the store's connections (a shared store); later operations fail.
+  fn close(&self) {}
 }

@@ -31,6 +31,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::Notify;
 
+use super::redis_retry::once_more_if_reconnecting;
 use super::shared::{connect_redis, unavailable};
 use crate::costs::money::Nanos;
 use crate::error::{GatewayError, Result};
@@ -240,17 +241,20 @@ impl RedisBudgets {
     let id = format!("{:032x}", fastrand::u128(..));
     let mut seed = Some(seed);
     loop {
-      let mut connection = self.inner.connection.clone();
-      let reply: Vec<i64> = self
-        .reserve
-        .key(key)
+      let mut reserve = self.reserve.key(key);
+      reserve
         .arg(&id)
         .arg(amount.as_i64())
         .arg(limit.as_i64())
-        .arg(self.hold_ttl_ms)
-        .invoke_async(&mut connection)
-        .await
-        .map_err(|e| fail_closed(&self.inner.url, e))?;
+        .arg(self.hold_ttl_ms);
+      let reserve = &reserve;
+      // Holding the same id twice is one hold, so a second try after a dead connection is safe.
+      let reply: Vec<i64> = once_more_if_reconnecting(|| {
+        let mut connection = self.inner.connection.clone();
+        async move { reserve.invoke_async(&mut connection).await }
+      })
+      .await
+      .map_err(|e| fail_closed(&self.inner.url, e))?;
       let (status, spent, held) = match reply.as_slice() {
         [status, spent, held] => (*status, Nanos::from_i64(*spent), Nanos::from_i64(*held)),
         _ => return Err(fail_closed(&self.inner.url, "unexpected script reply")),
@@ -278,14 +282,16 @@ impl RedisBudgets {
             return Err(fail_closed(&self.inner.url, "the period key vanished"));
           };
           let spent = seed.await?;
-          let _: i64 = self
-            .seed
-            .key(key)
-            .arg(spent.as_i64())
-            .arg(expire_at_s)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|e| fail_closed(&self.inner.url, e))?;
+          let mut seeding = self.seed.key(key);
+          seeding.arg(spent.as_i64()).arg(expire_at_s);
+          let seeding = &seeding;
+          // Seeding only fills a missing `spent`, so trying it twice changes nothing.
+          let _: i64 = once_more_if_reconnecting(|| {
+            let mut connection = self.inner.connection.clone();
+            async move { seeding.invoke_async(&mut connection).await }
+          })
+          .await
+          .map_err(|e| fail_closed(&self.inner.url, e))?;
         }
       }
     }

@@ -7,6 +7,8 @@ use napi_derive::napi;
 use super::convert;
 use super::types::{ChatRequest, ToolCall};
 use crate::backend::memory_cache::MemoryCacheLimits;
+use crate::backend::redis_cache::{TieredCacheOptions, TieredCacheStore, DEFAULT_MAX_VALUE_BYTES};
+use crate::backend::shared::connect_redis;
 use crate::cache::{key_for, ResponseCache};
 use crate::error::GatewayError;
 use crate::types::{self as core, FinishReason, Usage};
@@ -21,14 +23,29 @@ pub struct ResponseCacheOptions {
   pub ttl_seconds: Option<f64>,
   /// Prefixed to every key, so tenants sharing a store never share answers.
   pub namespace: Option<String>,
+  /// Adds Redis as a second tier shared by every process using the same URL and prefix;
+  /// `get`/`set`/`delete`/`clear` then return Promises. The constructor connects (up to 3 s).
+  pub redis_url: Option<String>,
+  /// With `redisUrl`: prepended to every Redis key (default "ferrogate:").
+  pub prefix: Option<String>,
+  /// With `redisUrl`: answers whose stored form is larger stay in this process only
+  /// (default 1 MiB).
+  pub max_value_bytes: Option<f64>,
 }
 
 #[napi(object)]
 pub struct ResponseCacheStats {
   pub hits: f64,
   pub misses: f64,
+  /// In this process (the local tier when `redisUrl` is set).
   pub entries: f64,
   pub bytes: f64,
+  /// With `redisUrl` only: lookups answered by Redis.
+  pub shared_hits: Option<f64>,
+  /// With `redisUrl` only: Redis operations that failed or read an unreadable value.
+  pub shared_errors: Option<f64>,
+  /// With `redisUrl` only: answers larger than `maxValueBytes`, kept in this process only.
+  pub shared_skipped: Option<f64>,
 }
 
 #[napi(object, object_to_js = false)]
@@ -66,6 +83,27 @@ fn js_error(error: GatewayError) -> napi::Error {
   napi::Error::new(napi::Status::InvalidArg, error.message)
 }
 
+/// An error whose code JS keeps: the message travels as "CODE|message", which the JS
+/// wrappers turn into a FerrogateError with that code (see `codedError` in index.js).
+pub(crate) fn coded(error: GatewayError) -> napi::Error {
+  napi::Error::new(
+    napi::Status::GenericFailure,
+    format!("{}|{}", error.code.as_str(), error.message),
+  )
+}
+
+/// The default namespace of every Redis key ferrogate writes.
+pub(crate) const DEFAULT_REDIS_PREFIX: &str = "ferrogate:";
+
+/// Connects to Redis from a constructor, on the JS thread: blocks until connected or
+/// until the connect timeout. The connection's tasks live on the addon's runtime.
+pub(crate) fn connect_blocking(
+  what: &str,
+  url: &str,
+) -> Result<redis::aio::ConnectionManager, GatewayError> {
+  napi::bindgen_prelude::block_on(connect_redis(what, url))
+}
+
 /// A count from JS: a whole number ≥ `min`.
 pub(crate) fn whole(name: &str, value: f64, min: f64) -> Result<u64, GatewayError> {
   if value.is_finite() && value >= min && value.fract() == 0.0 && value <= 2f64.powi(53) {
@@ -96,6 +134,9 @@ impl NativeResponseCache {
       max_bytes: None,
       ttl_seconds: None,
       namespace: None,
+      redis_url: None,
+      prefix: None,
+      max_value_bytes: None,
     });
     let limits = MemoryCacheLimits {
       max_entries: options
@@ -110,19 +151,63 @@ impl NativeResponseCache {
         .map_err(js_error)?,
       ttl: seconds("ttlSeconds", options.ttl_seconds).map_err(js_error)?,
     };
-    Ok(NativeResponseCache {
-      inner: Arc::new(ResponseCache::in_memory(
+    let namespace = options.namespace.as_deref();
+    let Some(url) = options.redis_url else {
+      return Ok(NativeResponseCache {
+        inner: Arc::new(ResponseCache::in_memory(limits, namespace)),
+      });
+    };
+    let max_value_bytes = match options.max_value_bytes {
+      None => DEFAULT_MAX_VALUE_BYTES,
+      Some(n) => whole("maxValueBytes", n, 1.0)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .map_err(js_error)?,
+    };
+    let connection = connect_blocking("ResponseCache", &url).map_err(coded)?;
+    let store = TieredCacheStore::new(
+      connection,
+      &url,
+      TieredCacheOptions {
         limits,
-        options.namespace.as_deref(),
-      )),
+        prefix: options
+          .prefix
+          .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_string()),
+        max_value_bytes,
+      },
+    );
+    Ok(NativeResponseCache {
+      inner: Arc::new(ResponseCache::shared(Arc::new(store), namespace)),
     })
+  }
+
+  /// False when Redis is a tier (`redisUrl`): then only the `*Async` methods work.
+  #[napi(getter)]
+  pub fn synchronous(&self) -> bool {
+    self.inner.is_synchronous()
+  }
+
+  fn sync_only(&self) -> napi::Result<()> {
+    if self.inner.is_synchronous() {
+      return Ok(());
+    }
+    Err(coded(GatewayError::config(
+      "this ResponseCache has a Redis tier: get/set/delete/clear return Promises",
+    )))
   }
 
   /// The stored answer as JSON text (a `ChatResponse`), or null. One string crosses
   /// into JS instead of a property write per field, which is what a hit costs from JS.
   #[napi]
   pub fn get_json(&self, key: String) -> napi::Result<Option<String>> {
+    self.sync_only()?;
     let found = ResponseCache::now(self.inner.get(&key)).map_err(js_error)?;
+    Ok(found.map(|answer| response_json(&answer)))
+  }
+
+  /// `getJson` through the Redis tier. A Redis that cannot answer is a miss.
+  #[napi]
+  pub async fn get_json_async(&self, key: String) -> napi::Result<Option<String>> {
+    let found = self.inner.get(&key).await.map_err(coded)?;
     Ok(found.map(|answer| response_json(&answer)))
   }
 
@@ -134,30 +219,74 @@ impl NativeResponseCache {
     value: CachedAnswer,
     ttl_seconds: Option<f64>,
   ) -> napi::Result<()> {
+    self.sync_only()?;
     let ttl = seconds("ttlSeconds", ttl_seconds).map_err(js_error)?;
     let answer = cached_answer(value).map_err(js_error)?;
     ResponseCache::now(self.inner.set(&key, Arc::new(answer), ttl)).map_err(js_error)
   }
 
+  /// `set` through the Redis tier. A Redis that cannot answer leaves the entry local.
+  #[napi]
+  pub async fn set_async(
+    &self,
+    key: String,
+    value: CachedAnswer,
+    ttl_seconds: Option<f64>,
+  ) -> napi::Result<()> {
+    let ttl = seconds("ttlSeconds", ttl_seconds).map_err(js_error)?;
+    let answer = cached_answer(value).map_err(js_error)?;
+    self
+      .inner
+      .set(&key, Arc::new(answer), ttl)
+      .await
+      .map_err(coded)
+  }
+
   /// True when an entry was removed.
   #[napi]
   pub fn delete(&self, key: String) -> napi::Result<bool> {
+    self.sync_only()?;
     ResponseCache::now(self.inner.delete(&key)).map_err(js_error)
+  }
+
+  /// `delete` in both tiers; UPSTREAM_UNAVAILABLE when Redis cannot answer.
+  #[napi]
+  pub async fn delete_async(&self, key: String) -> napi::Result<bool> {
+    self.inner.delete(&key).await.map_err(coded)
   }
 
   #[napi]
   pub fn clear(&self) -> napi::Result<()> {
+    self.sync_only()?;
     ResponseCache::now(self.inner.clear()).map_err(js_error)
+  }
+
+  /// `clear` in both tiers; UPSTREAM_UNAVAILABLE when Redis cannot answer.
+  #[napi]
+  pub async fn clear_async(&self) -> napi::Result<()> {
+    self.inner.clear().await.map_err(coded)
+  }
+
+  /// Finishes the writes to Redis still under way and releases the connection; the cache
+  /// then works from this process only.
+  #[napi]
+  pub async fn close(&self) -> napi::Result<()> {
+    self.inner.close().await;
+    Ok(())
   }
 
   #[napi]
   pub fn stats(&self) -> ResponseCacheStats {
     let stats = self.inner.stats();
+    let shared = !self.inner.is_synchronous();
     ResponseCacheStats {
       hits: stats.hits as f64,
       misses: stats.misses as f64,
       entries: stats.entries as f64,
       bytes: stats.bytes as f64,
+      shared_hits: shared.then_some(stats.shared_hits as f64),
+      shared_errors: shared.then_some(stats.shared_errors as f64),
+      shared_skipped: shared.then_some(stats.shared_skipped as f64),
     }
   }
 

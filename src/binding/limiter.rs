@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use napi_derive::napi;
 
-use super::cache::whole;
+use super::cache::{coded, connect_blocking, whole, DEFAULT_REDIS_PREFIX};
+use crate::backend::redis_limiter::RedisLimiterStore;
 use crate::error::GatewayError;
-use crate::limiter::{Decision, LimiterOptions, RateLimiter};
+use crate::limiter::{Backend, Decision, LimiterOptions, RateLimiter};
 
 #[napi(object, object_to_js = false)]
 pub struct RateLimiterOptions {
@@ -16,6 +17,24 @@ pub struct RateLimiterOptions {
   /// `requestsPerMinute` is set (the token bucket then holds the same share of its
   /// minute), else in tokens.
   pub burst: Option<f64>,
+  /// Keeps the buckets in Redis, shared by every process using the same URL and prefix;
+  /// `check()` then throws (use `acquire()`). The constructor connects (up to 3 s).
+  pub redis_url: Option<String>,
+  /// With `redisUrl`: while Redis cannot answer, admit calls (true) or refuse them with
+  /// UPSTREAM_UNAVAILABLE (false, the default).
+  pub fail_open: Option<bool>,
+  /// With `redisUrl`: prepended to every Redis key (default "ferrogate:").
+  pub prefix: Option<String>,
+}
+
+#[napi(object)]
+pub struct RateLimiterStats {
+  /// "memory" or "redis".
+  pub backend: String,
+  /// Redis operations that failed (admissions and token settlements).
+  pub store_errors: f64,
+  /// Requests admitted unchecked because Redis failed and `failOpen` is set.
+  pub fail_open_admissions: f64,
 }
 
 #[napi(object)]
@@ -63,12 +82,26 @@ fn decision(decision: Decision) -> RateLimitDecision {
 impl NativeRateLimiter {
   #[napi(constructor, catch_unwind)]
   pub fn new(options: RateLimiterOptions) -> napi::Result<Self> {
-    let limiter = RateLimiter::in_memory(LimiterOptions {
+    let limits = LimiterOptions {
       requests_per_minute: options.requests_per_minute,
       tokens_per_minute: options.tokens_per_minute,
       burst: options.burst,
-    })
-    .map_err(js_error)?;
+    };
+    let Some(url) = options.redis_url else {
+      let limiter = RateLimiter::in_memory(limits).map_err(js_error)?;
+      return Ok(NativeRateLimiter {
+        inner: Arc::new(limiter),
+      });
+    };
+    // Wrong options are reported before a connection is tried.
+    limits.quota().map_err(js_error)?;
+    let connection = connect_blocking("RateLimiter", &url).map_err(coded)?;
+    let prefix = options.prefix.as_deref().unwrap_or(DEFAULT_REDIS_PREFIX);
+    let store = RedisLimiterStore::new(connection, &url, prefix);
+    let backend = Backend::Shared {
+      fail_open: options.fail_open.unwrap_or(false),
+    };
+    let limiter = RateLimiter::with_store(limits, Arc::new(store), backend).map_err(js_error)?;
     Ok(NativeRateLimiter {
       inner: Arc::new(limiter),
     })
@@ -78,11 +111,7 @@ impl NativeRateLimiter {
   #[napi]
   pub fn check(&self, key: String, tokens: Option<f64>) -> napi::Result<RateLimitDecision> {
     let tokens = parse_tokens(tokens)?;
-    self
-      .inner
-      .check(&key, tokens)
-      .map(decision)
-      .map_err(js_error)
+    self.inner.check(&key, tokens).map(decision).map_err(coded)
   }
 
   /// `check` for every backend, local or shared.
@@ -94,6 +123,25 @@ impl NativeRateLimiter {
       .acquire(&key, tokens)
       .await
       .map(decision)
-      .map_err(js_error)
+      .map_err(coded)
+  }
+
+  #[napi]
+  pub fn stats(&self) -> RateLimiterStats {
+    let stats = self.inner.stats();
+    RateLimiterStats {
+      backend: match self.inner.backend() {
+        Backend::Embedded => "memory".into(),
+        Backend::Shared { .. } => "redis".into(),
+      },
+      store_errors: stats.store_errors as f64,
+      fail_open_admissions: stats.fail_open_admissions as f64,
+    }
+  }
+
+  /// Releases the Redis connection; later calls fail with CONFIG.
+  #[napi]
+  pub fn close(&self) {
+    self.inner.close();
   }
 }

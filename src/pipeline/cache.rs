@@ -18,6 +18,21 @@ use crate::types::{ChatRequest, ChatResponse, StreamEvent};
 pub(crate) struct Lookup<'a> {
   cache: &'a ResponseCache,
   key: String,
+  /// The store's answer, when it was asked ahead of this stage.
+  prefetched: Option<Result<Option<Arc<ChatResponse>>>>,
+}
+
+impl Lookup<'_> {
+  /// True when a lookup is a round trip to another server (the Redis tier).
+  pub(crate) fn is_remote(&self) -> bool {
+    !self.cache.is_synchronous()
+  }
+
+  /// Asks the store now, so that its round trip overlaps an earlier stage's; the answer
+  /// is counted as a hit or miss only if the call gets as far as this stage.
+  pub(crate) async fn prefetch(&mut self) {
+    self.prefetched = Some(self.cache.fetch(&self.key).await);
+  }
 }
 
 /// `model` as the caller asked: "provider/model", or a route alias, whose targets then
@@ -32,6 +47,7 @@ pub(crate) fn lookup<'a>(
   Some(Lookup {
     cache,
     key: key_for(model, req),
+    prefetched: None,
   })
 }
 
@@ -53,13 +69,26 @@ where
   Upstream: FnOnce() -> Call,
   Call: Future<Output = Result<ChatResponse>>,
 {
-  let Some(Lookup { cache, key }) = lookup else {
+  let Some(Lookup {
+    cache,
+    key,
+    mut prefetched,
+  }) = lookup
+  else {
     return upstream().await;
   };
   let mut upstream = Some(upstream);
   loop {
+    let found = match prefetched.take() {
+      Some(Ok(found)) => {
+        cache.count_lookup(found.is_some());
+        Ok(found)
+      }
+      Some(Err(error)) => Err(error),
+      None => cache.get(&key).await,
+    };
     // A store that cannot answer is a miss, never a failed call.
-    if let Ok(Some(hit)) = cache.get(&key).await {
+    if let Ok(Some(hit)) = found {
       bump(&stats.cache_hits);
       return serve(&hit, &caller).await;
     }
