@@ -7,11 +7,17 @@
 // libuv helpers. No Express, no load generator: less noise than `npm run bench` on a busy box.
 //
 // Usage: node bench/cpu-per-call.mjs [client ...]   clients: ferrogate-chat, ferrogate-stream,
-//   ferrogate-events, openai-chat, openai-stream, http-chat (default: all)
+//   ferrogate-events, openai-chat, openai-stream, http-chat (default: all). A ferrogate client
+//   takes the gateway's stages as suffixes, as the Express bench turns them on:
+//   `+cache` (a ResponseCache, every call a miss: a counter makes each prompt unique),
+//   `+limiter` (requests and tokens per minute, never refusing), `+costs` (a CostTracker with
+//   an SQLite ledger in a temp file and a hard daily budget never reached); `+stages` is all three.
+//   e.g. `node bench/cpu-per-call.mjs ferrogate-chat ferrogate-chat+stages`
 // Env: CALLS (2000), CONC (32), CHUNKS (20, per stream), DELAY_MS (0, between chunks), ROUNDS (3)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCH_DIR, sleep, freePort, requireFerrogate, loadOpenAI, fmt } from './lib.mjs';
@@ -47,12 +53,33 @@ async function runClient(client) {
   const upstream = `http://127.0.0.1:${env.MOCK_PORT}/v1`;
   let once;
   if (client.startsWith('ferrogate')) {
-    const { Gateway } = requireFerrogate();
-    const gw = new Gateway({ providers: { openai: { kind: 'openai', baseUrl: upstream, apiKey: 'bench' } }, maxRetries: 0 });
-    const req = { model: 'openai/gpt-4o-mini', messages };
-    if (client === 'ferrogate-chat') once = () => gw.chat(req);
-    else if (client === 'ferrogate-stream') once = () => gw.stream(req, () => {});
-    else once = async () => { for await (const ev of gw.streamEvents(req)) if (ev.type === 'done') return; };
+    const { Gateway, ResponseCache, RateLimiter, CostTracker } = requireFerrogate();
+    const [api, ...suffixes] = client.split('+');
+    const stages = new Set(suffixes.flatMap((s) => (s === 'stages' ? ['cache', 'limiter', 'costs'] : [s])));
+    for (const s of stages) if (!['cache', 'limiter', 'costs'].includes(s)) throw new Error(`unknown stage +${s}`);
+    let costs;
+    if (stages.has('costs')) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-cpu-'));
+      process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+      costs = new CostTracker({ ledgerPath: path.join(dir, 'ledger.sqlite') });
+      costs.setBudget('anonymous', { usd: 1e9, period: 'day', hard: true });
+    }
+    const gw = new Gateway({
+      providers: { openai: { kind: 'openai', baseUrl: upstream, apiKey: 'bench' } },
+      maxRetries: 0,
+      cache: stages.has('cache') ? new ResponseCache({ maxEntries: 10_000 }) : undefined,
+      rateLimiter: stages.has('limiter') ? new RateLimiter({ requestsPerMinute: 1e9, tokensPerMinute: 1e12 }) : undefined,
+      costs,
+    });
+    let served = 0;
+    // With a cache, every prompt is unique (as in the Express bench's FERROGATE_CACHE=miss).
+    const req = stages.has('cache')
+      ? () => ({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: `${messages[0].content} #${++served}` }] })
+      : () => ({ model: 'openai/gpt-4o-mini', messages });
+    if (api === 'ferrogate-chat') once = () => gw.chat(req());
+    else if (api === 'ferrogate-stream') once = () => gw.stream(req(), () => {});
+    else if (api === 'ferrogate-events') once = async () => { for await (const ev of gw.streamEvents(req())) if (ev.type === 'done') return; };
+    else throw new Error(`unknown client ${client}`);
   } else if (client.startsWith('openai')) {
     const OpenAI = loadOpenAI();
     const sdk = new OpenAI({ baseURL: upstream, apiKey: 'bench', maxRetries: 0 });
@@ -124,6 +151,7 @@ async function orchestrate(clients) {
     const t = r.threadsUsPerCall;
     const other = Object.entries(t).filter(([k]) => k !== 'main' && k !== 'tokio').reduce((a, [, v]) => a + v, 0);
     const sw = r.switchesPerCall ?? {};
+    if (env.VERBOSE) console.error(client, JSON.stringify({ threadsUsPerCall: t, switchesPerCall: sw }));
     console.log(`| ${client} | ${fmt(r.callsPerS)} | ${fmt(r.cpuUsPerCall, 1)} | ${fmt(t.main, 1)} | ${fmt(t.tokio ?? 0, 1)} | ${fmt(other, 1)} | ${fmt((sw.main ?? 0) + (sw.tokio ?? 0), 2)} (${fmt(sw.main ?? 0, 2)} + ${fmt(sw.tokio ?? 0, 2)}) |`);
   }
   console.log(`\nload average at the end ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);

@@ -273,25 +273,59 @@ pub fn key_for(model: &str, req: &ChatRequest) -> String {
       key.json(schema);
     }
   }
-  format!("{KEY_VERSION}:{}", key.hasher.finalize().to_hex())
+  format!("{KEY_VERSION}:{}", key.finalize().to_hex())
 }
+
+/// Encoded bytes gathered before they go into the hash: one hasher update per small field
+/// costs more than the hashing of it.
+const KEY_BUFFER_BYTES: usize = 1024;
 
 /// Writes values into the hash with a type tag and a length before every variable part,
 /// so no two different requests encode to the same bytes.
-#[derive(Default)]
 struct CanonicalHasher {
   hasher: blake3::Hasher,
+  buffer: Vec<u8>,
+}
+
+impl Default for CanonicalHasher {
+  fn default() -> Self {
+    CanonicalHasher {
+      hasher: blake3::Hasher::new(),
+      buffer: Vec::with_capacity(KEY_BUFFER_BYTES),
+    }
+  }
 }
 
 impl CanonicalHasher {
+  /// The hash of the bytes is the same however they were split between updates.
+  fn write(&mut self, bytes: &[u8]) {
+    if self.buffer.len() + bytes.len() > KEY_BUFFER_BYTES {
+      self.hasher.update(&self.buffer);
+      self.buffer.clear();
+      if bytes.len() > KEY_BUFFER_BYTES {
+        // A long text or an inline image goes straight in, uncopied.
+        self.hasher.update(bytes);
+        return;
+      }
+    }
+    self.buffer.extend_from_slice(bytes);
+  }
+
+  fn finalize(mut self) -> blake3::Hash {
+    self.hasher.update(&self.buffer);
+    self.hasher.finalize()
+  }
+
   fn tag(&mut self, tag: u8, value: u64) {
-    self.hasher.update(&[tag]);
-    self.hasher.update(&value.to_le_bytes());
+    let mut encoded = [0u8; 9];
+    encoded[0] = tag;
+    encoded[1..].copy_from_slice(&value.to_le_bytes());
+    self.write(&encoded);
   }
 
   fn bytes(&mut self, tag: u8, bytes: &[u8]) {
     self.tag(tag, bytes.len() as u64);
-    self.hasher.update(bytes);
+    self.write(bytes);
   }
 
   fn str(&mut self, field: &str, value: &str) {
@@ -401,6 +435,28 @@ mod tests {
   }
 
   const MODEL: &str = "openai/gpt-4o-mini";
+
+  /// Keys are shared through Redis by processes of different versions: the encoding is
+  /// pinned (change KEY_VERSION to change it).
+  #[test]
+  fn the_key_of_a_known_request_is_stable() {
+    let mut req = base();
+    req.temperature = Some(0.5);
+    req.stop = vec!["end".into()];
+    req.messages.push(Message {
+      tool_calls: vec![ToolCall {
+        id: "c1".into(),
+        name: "lookup".into(),
+        arguments: "{}".into(),
+        ..ToolCall::default()
+      }],
+      ..Message::text(Role::Assistant, "x".repeat(3000))
+    });
+    assert_eq!(
+      key_for(MODEL, &req),
+      "fg1:b218c18d1e4701b2279c2e9bd2bc1bfd6a372c9c9d130b6d46a2246cab3f9bb1"
+    );
+  }
 
   #[test]
   fn json_key_order_and_ignored_fields_do_not_change_the_key() {

@@ -2,6 +2,8 @@
 //! estimate (o200k_base) for everything else. Used when a vendor sends no usage and by
 //! `countTokens`.
 
+use std::sync::{Mutex, OnceLock};
+
 use tiktoken_rs::tokenizer::{get_tokenizer, Tokenizer};
 use tiktoken_rs::CoreBPE;
 
@@ -22,31 +24,81 @@ pub struct Encoding {
   bpe: &'static CoreBPE,
   /// True when this is the model's own tokenizer (OpenAI models).
   pub exact: bool,
+  /// The role names' counts in this encoding, counted once: every message pays one.
+  roles: &'static OnceLock<[usize; 4]>,
 }
+
+/// One slot per distinct BPE below.
+static ROLE_TOKENS: [OnceLock<[usize; 4]>; 6] = [const { OnceLock::new() }; 6];
 
 /// Picks the encoding for a bare or "provider/model" name.
 pub fn encoding_for(model: &str) -> Encoding {
   let bare = model.rsplit('/').next().unwrap_or(model);
   match get_tokenizer(bare) {
-    Some(tokenizer) => Encoding {
-      bpe: bpe_for(tokenizer),
-      exact: true,
-    },
+    Some(tokenizer) => {
+      let (bpe, slot) = bpe_for(tokenizer);
+      Encoding {
+        bpe,
+        exact: true,
+        roles: &ROLE_TOKENS[slot],
+      }
+    }
     None => Encoding {
       bpe: tiktoken_rs::o200k_base_singleton(),
       exact: false,
+      roles: &ROLE_TOKENS[0],
     },
   }
 }
 
-fn bpe_for(tokenizer: Tokenizer) -> &'static CoreBPE {
+fn bpe_for(tokenizer: Tokenizer) -> (&'static CoreBPE, usize) {
   match tokenizer {
-    Tokenizer::O200kHarmony => tiktoken_rs::o200k_harmony_singleton(),
-    Tokenizer::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-    Tokenizer::P50kBase => tiktoken_rs::p50k_base_singleton(),
-    Tokenizer::P50kEdit => tiktoken_rs::p50k_edit_singleton(),
-    Tokenizer::R50kBase | Tokenizer::Gpt2 => tiktoken_rs::r50k_base_singleton(),
-    _ => tiktoken_rs::o200k_base_singleton(),
+    Tokenizer::O200kHarmony => (tiktoken_rs::o200k_harmony_singleton(), 1),
+    Tokenizer::Cl100kBase => (tiktoken_rs::cl100k_base_singleton(), 2),
+    Tokenizer::P50kBase => (tiktoken_rs::p50k_base_singleton(), 3),
+    Tokenizer::P50kEdit => (tiktoken_rs::p50k_edit_singleton(), 4),
+    Tokenizer::R50kBase | Tokenizer::Gpt2 => (tiktoken_rs::r50k_base_singleton(), 5),
+    _ => (tiktoken_rs::o200k_base_singleton(), 0),
+  }
+}
+
+/// One request's prompt count per encoding. The stages that charge a call before it runs
+/// (the rate limiter's estimate, the hard budget's reservation) each need it, nearly always
+/// in the same encoding, and a tokenizer pass is the dearest part of either: counted once.
+pub struct PromptTokens<'m> {
+  messages: &'m [Message],
+  /// (the BPE's address, the count)
+  counted: Mutex<Vec<(usize, usize)>>,
+}
+
+impl<'m> PromptTokens<'m> {
+  pub fn new(messages: &'m [Message]) -> Self {
+    PromptTokens {
+      messages,
+      counted: Mutex::new(Vec::new()),
+    }
+  }
+
+  /// `encoding.count_messages(messages)`, counted the first time only.
+  pub fn count(&self, encoding: &Encoding) -> usize {
+    let id = std::ptr::from_ref(encoding.bpe) as usize;
+    let known = |counted: &Vec<(usize, usize)>| {
+      counted
+        .iter()
+        .find(|(bpe, _)| *bpe == id)
+        .map(|(_, count)| *count)
+    };
+    if let Some(count) = known(&self.counted.lock().unwrap_or_else(|e| e.into_inner())) {
+      return count;
+    }
+    // Counted unlocked: a long prompt is counted off the worker, and nothing else waits here.
+    let count = encoding.count_messages(self.messages);
+    self
+      .counted
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .push((id, count));
+    count
   }
 }
 
@@ -69,8 +121,12 @@ impl Encoding {
 
   fn count_messages_here(&self, messages: &[Message]) -> usize {
     let mut total = REPLY_PRIMING;
+    let roles = self.roles.get_or_init(|| {
+      [Role::System, Role::User, Role::Assistant, Role::Tool]
+        .map(|role| self.bpe.count_ordinary(role_name(role)))
+    });
     for message in messages {
-      total += TOKENS_PER_MESSAGE + self.bpe.count_ordinary(role_name(message.role));
+      total += TOKENS_PER_MESSAGE + roles[role_index(message.role)];
       for part in &message.content {
         total += match part {
           ContentPart::Text(text) => self.bpe.count_ordinary(text),
@@ -114,6 +170,15 @@ fn off_the_worker<T>(count: impl FnOnce() -> T) -> T {
       tokio::task::block_in_place(count)
     }
     _ => count(),
+  }
+}
+
+fn role_index(role: Role) -> usize {
+  match role {
+    Role::System => 0,
+    Role::User => 1,
+    Role::Assistant => 2,
+    Role::Tool => 3,
   }
 }
 
@@ -182,5 +247,31 @@ mod tests {
     let messages = vec![Message::text(Role::User, "hello world")];
     // 3 framing + 1 ("user") + 2 (text) + 3 reply priming.
     assert_eq!(encoding.count_messages(&messages), 9);
+    // Every role in every encoding counts as its own text would.
+    for model in ["gpt-4o", "gpt-4", "text-davinci-003", "davinci", "claude-x"] {
+      let encoding = encoding_for(model);
+      for role in [Role::System, Role::User, Role::Assistant, Role::Tool] {
+        let alone = vec![Message::text(role, "")];
+        let expected = REPLY_PRIMING + TOKENS_PER_MESSAGE + encoding.count_text(role_name(role));
+        assert_eq!(
+          encoding.count_messages(&alone),
+          expected,
+          "{model} {role:?}"
+        );
+      }
+    }
+  }
+
+  #[test]
+  fn a_prompt_is_counted_once_per_encoding() {
+    let messages = vec![Message::text(Role::User, "hello world")];
+    let prompt = PromptTokens::new(&messages);
+    let o200k = encoding_for("openai/gpt-4o");
+    assert_eq!(prompt.count(&o200k), 9);
+    // Another model with the same BPE reuses the count; another BPE counts again.
+    assert_eq!(prompt.count(&encoding_for("claude-x")), 9);
+    let cl100k = encoding_for("gpt-4");
+    assert_eq!(prompt.count(&cl100k), cl100k.count_messages(&messages));
+    assert_eq!(prompt.counted.lock().expect("counts").len(), 2);
   }
 }

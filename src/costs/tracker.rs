@@ -796,19 +796,17 @@ impl CostTracker {
       let reached = spent >= limit && (spent > Nanos::ZERO || limit > Nanos::ZERO);
       // 90%: spent × 10 ≥ limit × 9, in integers.
       let near = u128::from(spent.0) * 10 >= u128::from(limit.0) * 9 && spent > Nanos::ZERO;
-      let label = format!(
-        "{} budget of {}",
-        budget.period.adjective(),
-        alerts::usd(limit)
-      );
+      // Worded only when an alert fires: this runs on every call.
       let budget_alert = |severity: Severity, headline: &str| Alert {
         kind: AlertKind::BudgetExceeded,
         severity,
         user: call.user.to_string(),
         message: format!(
-          "{headline}: user '{}' has spent {} of a {label} ({}).",
+          "{headline}: user '{}' has spent {} of a {} budget of {} ({}).",
           call.user,
           alerts::usd(spent),
+          budget.period.adjective(),
+          alerts::usd(limit),
           percent(spent, limit)
         ),
         recommendations: advice(),

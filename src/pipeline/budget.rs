@@ -6,7 +6,7 @@ use super::ledger::Accounting;
 use super::route::CallTargets;
 use crate::costs::{Reservation, ANONYMOUS};
 use crate::error::Result;
-use crate::tokens::encoding_for;
+use crate::tokens::{encoding_for, PromptTokens};
 use crate::types::ChatRequest;
 
 /// Reserves when the request's user has a hard budget, at the dearest deployment the
@@ -17,6 +17,7 @@ pub(crate) async fn reserve(
   accounting: &Accounting,
   targets: &CallTargets,
   req: &ChatRequest,
+  prompt: &PromptTokens<'_>,
 ) -> Result<Option<Reservation>> {
   let Some(tracker) = accounting.tracker() else {
     return Ok(None);
@@ -29,7 +30,7 @@ pub(crate) async fn reserve(
   let deployments = targets.deployments();
   let prompt_tokens = deployments
     .iter()
-    .map(|(_, vendor_model)| prompt_tokens_bound(vendor_model, req))
+    .map(|(_, vendor_model)| prompt_tokens_bound(vendor_model, req, prompt))
     .max()
     .unwrap_or(0);
   let models: Vec<&str> = deployments.iter().map(|(name, _)| name.as_str()).collect();
@@ -42,9 +43,9 @@ pub(crate) async fn reserve(
 /// An upper estimate of what the vendor will bill as prompt tokens: messages and tool
 /// definitions, exact for OpenAI models; for vendors whose tokenizers are not public the
 /// o200k_base count is raised by a quarter so the reservation stays an upper bound.
-fn prompt_tokens_bound(vendor_model: &str, req: &ChatRequest) -> u64 {
+fn prompt_tokens_bound(vendor_model: &str, req: &ChatRequest, prompt: &PromptTokens<'_>) -> u64 {
   let encoding = encoding_for(vendor_model);
-  let mut tokens = encoding.count_messages(&req.messages);
+  let mut tokens = prompt.count(&encoding);
   for tool in &req.tools {
     tokens += encoding.count_text(&tool.name)
       + encoding.count_text(tool.description.as_deref().unwrap_or_default())

@@ -5,7 +5,7 @@
 use super::record::{bump, GatewayStats};
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::limiter::RateLimiter;
-use crate::tokens::encoding_for;
+use crate::tokens::{encoding_for, PromptTokens};
 use crate::types::{ChatRequest, ChatResponse};
 
 /// Callers without a `user` share one key.
@@ -24,6 +24,7 @@ pub(crate) async fn admit<'a>(
   limiter: Option<&'a RateLimiter>,
   model: &str,
   req: &ChatRequest,
+  prompt: &PromptTokens<'_>,
   stats: &GatewayStats,
 ) -> Result<Option<Admission<'a>>> {
   let Some(limiter) = limiter else {
@@ -31,8 +32,7 @@ pub(crate) async fn admit<'a>(
   };
   let key = req.user.as_deref().unwrap_or(ANONYMOUS);
   let estimated = if limiter.counts_tokens() {
-    let prompt = encoding_for(model).count_messages(&req.messages) as u64;
-    prompt + u64::from(req.max_tokens.unwrap_or(0))
+    prompt.count(&encoding_for(model)) as u64 + u64::from(req.max_tokens.unwrap_or(0))
   } else {
     0
   };

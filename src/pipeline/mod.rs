@@ -30,6 +30,7 @@ use crate::error::{ErrorCode, GatewayError, Result};
 use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 use crate::secret::{redact, Secret};
+use crate::tokens::PromptTokens;
 use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
@@ -310,7 +311,8 @@ impl Gateway {
     let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
     let mut lookup = cache::lookup(self.cache.as_deref(), model, &req, &options);
     let limiter = self.rate_limiter.as_deref();
-    let admitting = limits::admit(limiter, model, &req, &self.stats);
+    let prompt = PromptTokens::new(&req.messages);
+    let admitting = limits::admit(limiter, model, &req, &prompt, &self.stats);
     // With both on Redis, the cache lookup runs beside the limiter's script instead of
     // after it: one round trip of latency instead of two. A refused call drops the answer.
     let admission = match lookup
@@ -320,7 +322,7 @@ impl Gateway {
       Some(lookup) => tokio::join!(admitting, lookup.prefetch()).0?,
       None => admitting.await?,
     };
-    let reservation = match budget::reserve(&self.accounting, &targets, &req).await {
+    let reservation = match budget::reserve(&self.accounting, &targets, &req, &prompt).await {
       Ok(reservation) => reservation,
       Err(refused) => {
         let refused = Err(refused);
