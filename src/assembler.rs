@@ -105,6 +105,11 @@ impl StreamAssembler {
     std::mem::take(&mut self.events)
   }
 
+  /// The queued events appended to `out`; both Vecs keep their capacity.
+  pub fn move_events_into(&mut self, out: &mut Vec<StreamEvent>) {
+    out.append(&mut self.events);
+  }
+
   /// The completed call. Calls the vendor left without an id get a generated one, since
   /// callers must echo it back in the tool result.
   pub fn into_completion(self) -> Completion {

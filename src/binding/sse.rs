@@ -179,54 +179,66 @@ impl NativeSseCall {
       ))
     }));
     let mut count = 0;
-    while let Some(current) = item.take() {
-      let first_bytes = !self.emitted.load(Ordering::Relaxed);
-      match current {
-        Err(error) if first_bytes => {
-          batch.error = Some(convert::error_info(error, &self.call.request_id));
-          batch.done = true;
-          return batch;
-        }
-        Err(error) => {
-          out.extend_from_slice(b"data: ");
-          out.extend_from_slice(&wire::error_json(&error));
-          out.extend_from_slice(b"\n\n");
-          batch.done = true;
-          break;
-        }
-        Ok(event) => {
-          if first_bytes {
-            self.encoder.role(&mut out);
-            self.emitted.store(true, Ordering::Relaxed);
+    'batch: loop {
+      while let Some(current) = item.take() {
+        let first_bytes = !self.emitted.load(Ordering::Relaxed);
+        match current {
+          Err(error) if first_bytes => {
+            batch.error = Some(convert::error_info(error, &self.call.request_id));
+            batch.done = true;
+            return batch;
           }
-          match event {
-            StreamEvent::Text(text) => self.encoder.text(&mut out, &text),
-            StreamEvent::ToolCall {
-              index,
-              id,
-              name,
-              arguments_delta,
-            } => self.encoder.tool_call(
-              &mut out,
-              index,
-              id.as_deref(),
-              name.as_deref(),
-              &arguments_delta,
-            ),
-            StreamEvent::Done(response) => {
-              batch.total_tokens = Some(response.usage.total_tokens as f64);
-              self.encoder.finish(&mut out, &response, self.include_usage);
-              batch.done = true;
-              break;
+          Err(error) => {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(&wire::error_json(&error));
+            out.extend_from_slice(b"\n\n");
+            batch.done = true;
+            break 'batch;
+          }
+          Ok(event) => {
+            if first_bytes {
+              self.encoder.role(&mut out);
+              self.emitted.store(true, Ordering::Relaxed);
+            }
+            match event {
+              StreamEvent::Text(text) => self.encoder.text(&mut out, &text),
+              StreamEvent::ToolCall {
+                index,
+                id,
+                name,
+                arguments_delta,
+              } => self.encoder.tool_call(
+                &mut out,
+                index,
+                id.as_deref(),
+                name.as_deref(),
+                &arguments_delta,
+              ),
+              StreamEvent::Done(response) => {
+                batch.total_tokens = Some(response.usage.total_tokens as f64);
+                self.encoder.finish(&mut out, &response, self.include_usage);
+                batch.done = true;
+                break 'batch;
+              }
             }
           }
         }
+        count += 1;
+        if count >= MAX_BATCH {
+          break 'batch;
+        }
+        item = receiver.try_recv().ok();
       }
-      count += 1;
-      if count >= MAX_BATCH {
+      // Nothing queued, yet the upstream may be mid-burst: its bytes already read and being
+      // decoded by tasks of this worker. A yielded task resumes once the worker has nothing
+      // else to run, so the burst's events join this Buffer; each Buffer costs a promise and a
+      // wake-up of the JS thread. Nothing new after the yield means the upstream is waiting
+      // on the network: send what we have.
+      tokio::task::yield_now().await;
+      item = receiver.try_recv().ok();
+      if item.is_none() {
         break;
       }
-      item = receiver.try_recv().ok();
     }
     batch.data = Some(out.into());
     batch

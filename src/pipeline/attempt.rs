@@ -170,11 +170,12 @@ async fn http_attempt(
   };
   let mut session = StreamSession::new(adapter.stream_decoder(req));
   let mut bytes = response.bytes_stream();
+  let mut events = Vec::new();
   while !session.is_done() {
     match bytes.next().await {
       Some(Ok(chunk)) => {
-        let events = session.push(&chunk)?;
-        forward(events, sink, progress).await?;
+        session.push_into(&chunk, &mut events)?;
+        forward(events.drain(..), sink, progress).await?;
       }
       Some(Err(e)) => return Err(stream_broken(vendor, &e)),
       None => break,

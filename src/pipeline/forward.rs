@@ -24,7 +24,9 @@ pub(crate) struct Progress {
 
 impl Progress {
   fn mark_delivered(&self, event: &StreamEvent) {
-    let _ = self.first_event_at.set(Instant::now());
+    if self.first_event_at.get().is_none() {
+      let _ = self.first_event_at.set(Instant::now());
+    }
     let (name, piece) = match event {
       StreamEvent::Text(text) => (None, text),
       StreamEvent::ToolCall {
@@ -60,7 +62,7 @@ impl Progress {
 /// Sends queued events; the bounded channel makes a slow consumer slow the upstream read
 /// instead of growing memory.
 pub(crate) async fn forward(
-  events: Vec<StreamEvent>,
+  events: impl IntoIterator<Item = StreamEvent>,
   sink: &EventSender,
   progress: &Progress,
 ) -> Result<()> {

@@ -65,6 +65,14 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(vendor: &str, body: &'a [u8]) -
   })
 }
 
+/// [`parse_json`] for text already checked to be UTF-8 (a stream event's data): its strings
+/// are not validated a second time.
+pub fn parse_json_str<'a, T: serde::Deserialize<'a>>(vendor: &str, text: &'a str) -> Result<T> {
+  serde_json::from_str(text).map_err(|e| {
+    GatewayError::protocol(format!("{vendor} sent a response we could not parse: {e}"))
+  })
+}
+
 /// `base` joined with `path`, without doubled or missing slashes. Query strings of both
 /// are kept: Azure-style deployments put `?api-version=` in the base URL.
 pub fn join_url(base: &str, path: &str) -> String {
@@ -149,11 +157,24 @@ impl StreamSession {
   /// Feeds the next bytes; returns the events they completed. Bytes after the
   /// vendor's end marker are ignored.
   pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<crate::types::StreamEvent>> {
+    let mut events = Vec::new();
+    self.push_into(bytes, &mut events)?;
+    Ok(events)
+  }
+
+  /// [`Self::push`] appending to `events`: a reader that empties the same Vec after every
+  /// read allocates none per chunk.
+  pub fn push_into(
+    &mut self,
+    bytes: &[u8],
+    events: &mut Vec<crate::types::StreamEvent>,
+  ) -> Result<()> {
     if !self.done {
       self.sse.push(bytes, &mut self.frames)?;
       self.decode_frames()?;
     }
-    Ok(self.assembler.take_events())
+    self.assembler.move_events_into(events);
+    Ok(())
   }
 
   /// The vendor sent its end marker: nothing more needs to be read.

@@ -9,7 +9,7 @@ use super::{finish_reason, JSON_TOOL_NAME};
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
 use crate::providers::{
-  in_band_error, parse_json, stray_line, ErrorBody, StreamDecoder, StreamStep,
+  in_band_error, parse_json_str, stray_line, ErrorBody, StreamDecoder, StreamStep,
 };
 use crate::sse::SseFrame;
 use crate::types::FinishReason;
@@ -106,7 +106,7 @@ impl StreamDecoder for AnthropicStream {
       SseFrame::Event { data, .. } => data,
       SseFrame::Stray(text) => return Err(stray_line("anthropic", &text)),
     };
-    let event: Event = parse_json("anthropic", data.as_bytes())?;
+    let event: Event = parse_json_str("anthropic", &data)?;
     match event {
       Event::MessageStart { message } => {
         out.set_identity(&message.id, &message.model);

@@ -6,7 +6,7 @@ use super::wire::GenerateResponse;
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
 use crate::providers::{
-  arguments_text, in_band_error, parse_json, stray_line, ErrorBody, StreamDecoder, StreamStep,
+  arguments_text, in_band_error, parse_json_str, stray_line, ErrorBody, StreamDecoder, StreamStep,
 };
 use crate::sse::SseFrame;
 use crate::types::{FinishReason, Usage};
@@ -24,7 +24,7 @@ impl StreamDecoder for GeminiStream {
       // Gemini writes a mid-stream failure as a bare, multi-line JSON error object.
       SseFrame::Stray(text) => return Err(stray_line("gemini", &text)),
     };
-    let chunk: GenerateResponse = parse_json("gemini", data.as_bytes())?;
+    let chunk: GenerateResponse = parse_json_str("gemini", &data)?;
     if chunk.error.is_some() {
       return Err(in_band_error(
         "gemini",

@@ -10,7 +10,7 @@ use super::wire::WireUsage;
 use crate::assembler::StreamAssembler;
 use crate::error::{GatewayError, Result};
 use crate::providers::{
-  in_band_error, parse_json, stray_line, ErrorBody, StreamDecoder, StreamStep,
+  in_band_error, parse_json_str, stray_line, ErrorBody, StreamDecoder, StreamStep,
 };
 use crate::sse::SseFrame;
 
@@ -81,7 +81,7 @@ impl StreamDecoder for OpenAiStream {
       self.done = true;
       return Ok(StreamStep::Done);
     }
-    let chunk: Chunk = parse_json("openai", data.as_bytes())?;
+    let chunk: Chunk = parse_json_str("openai", &data)?;
     // vLLM, LiteLLM and other compatible servers report failures as a chunk `{"error": …}`.
     if chunk.error.is_some() {
       return Err(in_band_error(
