@@ -283,6 +283,13 @@ describe('construction errors', () => {
     // Wrong limits are reported before any connection is tried (port 1: nothing listens).
     assert.equal(codeOf(() => new RateLimiter({ requestsPerMinute: -1, redisUrl: 'redis://127.0.0.1:1/' }))[0], 'CONFIG')
     assert.equal(codeOf(() => new ResponseCache({ maxValueBytes: 0, redisUrl: 'redis://127.0.0.1:1/' }))[0], 'CONFIG')
+    // Shared-store options without redisUrl would silently do nothing: they are refused.
+    const [limiterCode, limiterMessage] = codeOf(() => new RateLimiter({ requestsPerMinute: 10, failOpen: true }))
+    assert.equal(limiterCode, 'CONFIG')
+    assert.match(limiterMessage, /need redisUrl/)
+    assert.equal(codeOf(() => new RateLimiter({ requestsPerMinute: 10, prefix: 'app:' }))[0], 'CONFIG')
+    assert.equal(codeOf(() => new ResponseCache({ prefix: 'app:' }))[0], 'CONFIG')
+    assert.equal(codeOf(() => new ResponseCache({ maxValueBytes: 1024 }))[0], 'CONFIG')
   })
 })
 

@@ -153,6 +153,12 @@ impl NativeResponseCache {
     };
     let namespace = options.namespace.as_deref();
     let Some(url) = options.redis_url else {
+      // Options that only mean something on Redis are a mistake without it, not a no-op.
+      if options.prefix.is_some() || options.max_value_bytes.is_some() {
+        return Err(js_error(GatewayError::config(
+          "prefix and maxValueBytes need redisUrl (they apply to the Redis tier only)",
+        )));
+      }
       return Ok(NativeResponseCache {
         inner: Arc::new(ResponseCache::in_memory(limits, namespace)),
       });

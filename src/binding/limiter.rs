@@ -88,6 +88,12 @@ impl NativeRateLimiter {
       burst: options.burst,
     };
     let Some(url) = options.redis_url else {
+      // Options that only mean something on Redis are a mistake without it, not a no-op.
+      if options.prefix.is_some() || options.fail_open.is_some() {
+        return Err(js_error(GatewayError::config(
+          "prefix and failOpen need redisUrl (they apply to the shared store only)",
+        )));
+      }
       let limiter = RateLimiter::in_memory(limits).map_err(js_error)?;
       return Ok(NativeRateLimiter {
         inner: Arc::new(limiter),
