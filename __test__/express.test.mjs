@@ -242,9 +242,14 @@ test('metricsHandler serves Prometheus text with the listed series', async () =>
 test('onAnomaly is called with severity when a provider turns slow', async () => {
   const anomalies = []
   const gateway = newGateway({ onAnomaly: (a) => anomalies.push(a) })
-  for (let i = 0; i < 15; i++) await gateway.chat({ model: 'openai/gpt-4o-mini', messages: hello })
+  // A steady 50 ms baseline: the detector's spread floor is then 5 ms (10% of the mean), so a scheduling
+  // hiccup of a few ms on a loaded machine is not an anomaly, while 600 ms is one by any measure.
+  for (let i = 0; i < 15; i++) {
+    mock.enqueue('openai', { delayMs: 50 })
+    await gateway.chat({ model: 'openai/gpt-4o-mini', messages: hello })
+  }
   assert.deepEqual(anomalies, [])
-  mock.enqueue('openai', { delayMs: 400 })
+  mock.enqueue('openai', { delayMs: 600 })
   await gateway.chat({ model: 'openai/gpt-4o-mini', messages: hello })
   assert.equal(anomalies.length, 1)
   const [anomaly] = anomalies
