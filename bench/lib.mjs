@@ -1,7 +1,7 @@
 // Shared helpers for the ferrogate benches: dependency resolution, free ports, /proc readers,
 // child-process bookkeeping. Linux only (/proc), loopback only.
 import { createRequire } from 'node:module';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -70,6 +70,34 @@ export function freePort() {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Starts bench/mock-upstream.mjs on a free loopback port, in a process group of its own (stopped
+ * when this process exits), and resolves once it answers /health. `env` adds mock settings.
+ */
+export async function startMockUpstream(env = {}) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(BENCH_DIR, 'mock-upstream.mjs')], {
+    detached: true,
+    stdio: 'ignore',
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env },
+  });
+  const stop = () => { try { process.kill(-child.pid, 'SIGTERM'); } catch {} };
+  process.on('exit', stop);
+  for (let i = 0; ; i++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/health`);
+      if (res.ok) break;
+    } catch (error) {
+      if (i > 75) {
+        stop();
+        throw new Error(`mock upstream did not start: ${error.message}`);
+      }
+    }
+    await sleep(200);
+  }
+  return { port, child, stop };
 }
 
 export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim() || 100);

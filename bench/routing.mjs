@@ -10,10 +10,7 @@
 //
 //   node bench/routing.mjs          N=3000 sequential calls per mode, CONC=32, ROUNDS=100
 // Env: N, CONC, ROUNDS (concurrent rounds of CONC calls per mode), WARMUP (calls per mode).
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-
-import { BENCH_DIR, freePort, requireFerrogate, sleep } from './lib.mjs';
+import { requireFerrogate, startMockUpstream } from './lib.mjs';
 
 const N = Number(process.env.N || 3000);
 const CONC = Number(process.env.CONC || 32);
@@ -23,23 +20,7 @@ const MODES = ['direct', 'route-1', 'route-3'];
 
 const { Gateway } = requireFerrogate();
 
-const port = await freePort();
-const mock = spawn(process.execPath, [path.join(BENCH_DIR, 'mock-upstream.mjs')], {
-  detached: true,
-  stdio: 'ignore',
-  env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
-});
-const stopMock = () => { try { process.kill(-mock.pid, 'SIGTERM'); } catch {} };
-process.on('exit', stopMock);
-for (let i = 0; ; i++) {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/health`);
-    if (res.ok) break;
-  } catch (error) {
-    if (i > 75) throw new Error(`mock upstream did not start: ${error.message}`);
-  }
-  await sleep(200);
-}
+const { port, stop: stopMock } = await startMockUpstream();
 
 const baseUrl = `http://127.0.0.1:${port}/v1`;
 const upstream = { kind: 'openai', apiKey: 'sk-bench', baseUrl };

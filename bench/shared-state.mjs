@@ -14,10 +14,7 @@
 //
 //   node bench/shared-state.mjs       N=2000 calls per way, WARMUP=200
 // Env: N, WARMUP, REDIS_URL (default redis://127.0.0.1:6379/).
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-
-import { BENCH_DIR, freePort, requireFerrogate, sleep } from './lib.mjs';
+import { requireFerrogate, startMockUpstream } from './lib.mjs';
 
 const N = Number(process.env.N || 2000);
 const WARMUP = Number(process.env.WARMUP || 200);
@@ -26,23 +23,7 @@ const WAYS = ['embedded miss', 'redis miss', 'embedded hit', 'redis hit'];
 
 const { Gateway, RateLimiter, ResponseCache } = requireFerrogate();
 
-const port = await freePort();
-const mock = spawn(process.execPath, [path.join(BENCH_DIR, 'mock-upstream.mjs')], {
-  detached: true,
-  stdio: 'ignore',
-  env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
-});
-const stopMock = () => { try { process.kill(-mock.pid, 'SIGTERM'); } catch {} };
-process.on('exit', stopMock);
-for (let i = 0; ; i++) {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/health`);
-    if (res.ok) break;
-  } catch (error) {
-    if (i > 75) throw new Error(`mock upstream did not start: ${error.message}`);
-  }
-  await sleep(200);
-}
+const { port, stop: stopMock } = await startMockUpstream();
 
 const prefix = `ferrogate-bench:${process.pid}:`;
 // A limit that never refuses: every call pays for the check, none is turned away.

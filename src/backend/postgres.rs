@@ -821,25 +821,13 @@ impl Columns {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::backend::ledger::CallOutcome;
-  use crate::types::Usage;
 
   const URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
   fn row(user: &str, at_ms: i64, cost: u64, request_id: &str) -> LedgerRow {
     LedgerRow {
-      at_ms,
-      user: user.into(),
-      model: "openai/gpt-4o-mini".into(),
-      provider: Some("openai".into()),
-      outcome: CallOutcome::Ok,
-      error_code: None,
-      usage: Usage::new(10, 5),
-      cost: Nanos(cost),
-      priced: true,
-      cached: false,
-      latency_ms: Some(12.5),
       request_id: Some(request_id.into()),
+      ..crate::backend::sqlite::tests::row(user, at_ms, cost)
     }
   }
 

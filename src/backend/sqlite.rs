@@ -484,7 +484,7 @@ fn insert_all(connection: &mut Connection, rows: &[LedgerRow]) -> rusqlite::Resu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
   use super::*;
   use crate::backend::ledger::CallOutcome;
   use crate::types::Usage;
