@@ -193,6 +193,35 @@ async function until(check, what, timeoutMs = 10_000) {
   }
 }
 
+test('PostgreSQL without Redis: a soft budget alerts on every process\'s spend, read again every few seconds', async (t) => {
+  const { schema } = isolation(t, 'softalert')
+  const options = { postgresUrl: PG_URL, postgresSchema: schema, pricing: PRICING }
+  // Two trackers on one ledger table act as two processes: each has its own connection and its own view.
+  const mine = new CostTracker(options)
+  const other = new CostTracker(options)
+  t.after(async () => {
+    await mine.close()
+    await other.close()
+  })
+  mine.setBudget('ann', { usd: 10 * CALL_USD, period: 'day', hard: false })
+  const gateway = new Gateway({
+    providers: { openai: { kind: 'openai', apiKey: 'sk-test', baseUrl: vendors.openaiBaseUrl } },
+    costs: mine,
+    maxRetries: 0,
+  })
+  t.after(() => gateway.close())
+  const ask = () => gateway.chat({ model: MODEL, user: 'ann', maxTokens: 5, messages: [{ role: 'user', content: MESSAGE }] })
+  await ask()
+  for (let i = 0; i < 9; i++) other.record({ user: 'ann', model: MODEL, promptTokens: 10, completionTokens: 5 })
+  await other.flush()
+  // This process made 1 call (10% of the budget); with the other's 9 the period holds 100%.
+  await new Promise((resolve) => setTimeout(resolve, 5200))
+  await ask()
+  const budgetAlerts = mine.alerts('ann').filter((a) => a.type === 'budget_exceeded')
+  assert.ok(budgetAlerts.length > 0, `alerts: ${JSON.stringify(mine.alerts('ann'))}`)
+  assert.ok(budgetAlerts.some((a) => a.severity === 'critical'), 'the 100% alert fired')
+})
+
 test('PostgreSQL down mid-run: rows are buffered, then land exactly once; beyond the bound they are dropped and counted', async (t) => {
   const { schema } = isolation(t, 'down')
   const proxy = await pgProxy()

@@ -35,6 +35,11 @@ use crate::types::Usage;
 
 /// Days of per-user history kept in memory: this week plus the four before it.
 const HISTORY_DAYS: i64 = 35;
+/// With a shared ledger and no budget store, how old this process's figure of every
+/// process's spend in a budget period may get before a call of that user reads it again:
+/// one query per active user with a budget every few seconds, and alerts and budgets that
+/// lag other processes by no more than that.
+const LEDGER_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Alerts kept per user for `alerts(user)`; older ones are dropped.
 const MAX_ALERTS_PER_USER: usize = 100;
 /// Default high-cost threshold: output at or above $20 per million tokens.
@@ -186,6 +191,9 @@ struct Baseline {
   local_then: Nanos,
   /// Held across processes (Redis), when known.
   held: Option<Nanos>,
+  /// When the figure was read, so a view of other processes' spend read from a shared
+  /// ledger is read again once it is [`LEDGER_SYNC_INTERVAL`] old.
+  taken_at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -245,6 +253,7 @@ impl UserBook {
       spent,
       local_then: self.spent_between(period_start, today),
       held,
+      taken_at: std::time::Instant::now(),
     });
   }
 }
@@ -551,9 +560,7 @@ impl CostTracker {
     max_tokens: Option<u32>,
   ) -> Result<Option<Reservation>> {
     let Some(store) = &self.budget_store else {
-      if !self.ledger.answers_at_once() {
-        self.sync_period(user).await;
-      }
+      self.sync_period(user).await;
       return self.reserve(user, models, prompt_tokens, max_tokens);
     };
     let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
@@ -606,19 +613,33 @@ impl CostTracker {
     Err(self.refuse(book, user, status, model, &price, amount, prompt_tokens))
   }
 
+  /// True when budgets and alerts learn other processes' spend from a shared ledger
+  /// (PostgreSQL without a Redis budget store): see [`CostTracker::sync_period`].
+  pub fn syncs_from_ledger(&self) -> bool {
+    self.budget_store.is_none() && !self.ledger.answers_at_once()
+  }
+
   /// With a shared ledger and no budget store: reads the period's spend of every process
   /// from the ledger when the user's budget period is new to this book (first call,
-  /// rollover). A ledger that cannot be read leaves this process's own view.
-  async fn sync_period(&self, user: &str) {
+  /// rollover) or the last reading is [`LEDGER_SYNC_INTERVAL`] old, for hard and soft
+  /// budgets alike (so the budget alerts see every process's spend). A ledger that cannot
+  /// be read leaves this process's own view.
+  pub async fn sync_period(&self, user: &str) {
+    if !self.syncs_from_ledger() {
+      return;
+    }
     let shared = self.book(user);
     let today = self.today();
     let period_start = {
       let book = lock(&shared);
-      let Some(budget) = book.budget.filter(|b| b.hard) else {
+      let Some(budget) = book.budget else {
         return;
       };
       let period_start = budget.period.start(today);
-      if book.shared.is_some_and(|s| s.period_start == period_start) {
+      let fresh = |s: &Baseline| {
+        s.period_start == period_start && s.taken_at.elapsed() < LEDGER_SYNC_INTERVAL
+      };
+      if book.shared.as_ref().is_some_and(fresh) {
         return;
       }
       period_start

@@ -25,6 +25,8 @@ pub(crate) async fn reserve(
   let user = req.user.as_deref().unwrap_or(ANONYMOUS);
   // Counting the prompt costs a tokenizer pass: only for users a reservation protects.
   if !tracker.has_hard_budget(user) {
+    // A soft budget only alerts; with a shared ledger its alerts need every process's spend.
+    tracker.sync_period(user).await;
     return Ok(None);
   }
   let deployments = targets.deployments();
