@@ -42,15 +42,24 @@ const DEFAULT_BATCH_CONCURRENCY = 8
 const configError = (message, cause) =>
   new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newRequestId() }, cause)
 
-const STATUS_OF_CODE = { INVALID_REQUEST: 400, NOT_FOUND: 404, RATE_LIMITED: 429, CONFIG: 500, UPSTREAM_UNAVAILABLE: 503 }
+const STATUS_OF_CODE = {
+  INVALID_REQUEST: 400,
+  BUDGET_EXCEEDED: 402,
+  NOT_FOUND: 404,
+  RATE_LIMITED: 429,
+  CONFIG: 500,
+  UPSTREAM_UNAVAILABLE: 503,
+}
 
-// Native errors that keep their code arrive as "CODE|message" (src/binding/cache.rs `coded`);
-// napi's own argument checks arrive as plain text and get `fallback`'s error.
-function codedError(error, fallback) {
+// Native errors that keep their code arrive as "CODE|message" (src/binding/mod.rs `coded`);
+// napi's own argument checks arrive as plain text and get `fallback`'s error. `word` may
+// reword the message for its code; `cause` becomes the error's cause.
+function codedError(error, fallback, { word, cause } = {}) {
   const match = /^([A-Z_]+)\|(.*)$/s.exec(error?.message ?? '')
   if (match === null) return fallback(error)
   const [, code, message] = match
-  return new FerrogateError({ code, status: STATUS_OF_CODE[code] ?? 500, message, requestId: newRequestId() })
+  const info = { code, status: STATUS_OF_CODE[code] ?? 500, message: word ? word(code, message) : message, requestId: newRequestId() }
+  return new FerrogateError(info, cause)
 }
 
 // ferrogate/express's openaiRouter streams through this: OpenAI SSE bytes encoded natively.
@@ -632,19 +641,16 @@ function split(request) {
 const openTrackers = new Set()
 let flushOnExit = false
 
-// Native errors from tracker methods: bad arguments (napi's type checks, InvalidArg) are
-// INVALID_REQUEST; the tracker's own failures (GenericFailure) are CONFIG.
-const TRACKER_STATUS = { INVALID_REQUEST: 400, BUDGET_EXCEEDED: 402, CONFIG: 500, UPSTREAM_UNAVAILABLE: 503 }
+// Native errors from tracker methods: plain-text bad arguments (napi's type checks,
+// InvalidArg) are INVALID_REQUEST; other plain-text failures (GenericFailure) are CONFIG.
+const trackerFallback = (error) =>
+  error?.code === 'GenericFailure' ? configError(error?.message ?? String(error), error) : invalid(error)
+const trackerWording = (code, message) =>
+  code === 'INVALID_REQUEST' && !message.startsWith('invalid request') ? `invalid request: ${message}` : message
 
-// Native CostTracker errors arrive as "CODE|message"; napi's own argument checks as plain text.
 function trackerError(error) {
   if (error instanceof FerrogateError) return error
-  const match = /^([A-Z_]+)\|(.*)$/s.exec(error?.message ?? '')
-  if (!match) return error?.code === 'GenericFailure' ? configError(error?.message ?? String(error), error) : invalid(error)
-  const [, code, message] = match
-  const shown = code === 'INVALID_REQUEST' && !message.startsWith('invalid request') ? `invalid request: ${message}` : message
-  const info = { code, status: TRACKER_STATUS[code] ?? 500, message: shown, requestId: newRequestId() }
-  return new FerrogateError(info, error)
+  return codedError(error, trackerFallback, { word: trackerWording, cause: error })
 }
 
 const FLUSH_BEFORE_EXIT = Symbol('flushBeforeExit')
@@ -799,15 +805,16 @@ class CostTracker {
   }
 }
 
-const STATUS_BY_CODE = { INVALID_REQUEST: 400, NOT_FOUND: 404, CONFIG: 500 }
+// napi's own argument checks on KeyVault methods arrive as plain text.
+const vaultArgumentError = (error) =>
+  new FerrogateError({
+    code: 'INVALID_REQUEST',
+    status: 400,
+    message: `KeyVault: invalid argument: ${error?.message ?? error}`,
+    requestId: newRequestId(),
+  })
 
-// Native KeyVault errors arrive as "CODE|message"; napi's own argument checks as plain text.
-function vaultError(error) {
-  const match = /^([A-Z_]+)\|(.*)$/s.exec(error?.message ?? '')
-  const code = match ? match[1] : 'INVALID_REQUEST'
-  const message = match ? match[2] : `KeyVault: invalid argument: ${error?.message ?? error}`
-  return new FerrogateError({ code, status: STATUS_BY_CODE[code] ?? 500, message, requestId: newRequestId() })
-}
+const vaultError = (error) => codedError(error, vaultArgumentError)
 
 function vaultCall(fn) {
   try {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use napi_derive::napi;
 
-use super::convert;
 use super::types::{ChatRequest, ToolCall};
+use super::{coded, convert, invalid_arg};
 use crate::backend::memory_cache::MemoryCacheLimits;
 use crate::backend::redis_cache::{TieredCacheOptions, TieredCacheStore, DEFAULT_MAX_VALUE_BYTES};
 use crate::backend::shared::connect_redis;
@@ -79,19 +79,6 @@ pub struct NativeResponseCache {
   pub(crate) inner: Arc<ResponseCache>,
 }
 
-fn js_error(error: GatewayError) -> napi::Error {
-  napi::Error::new(napi::Status::InvalidArg, error.message)
-}
-
-/// An error whose code JS keeps: the message travels as "CODE|message", which the JS
-/// wrappers turn into a FerrogateError with that code (see `codedError` in index.js).
-pub(crate) fn coded(error: GatewayError) -> napi::Error {
-  napi::Error::new(
-    napi::Status::GenericFailure,
-    format!("{}|{}", error.code.as_str(), error.message),
-  )
-}
-
 /// The default namespace of every Redis key ferrogate writes.
 pub(crate) const DEFAULT_REDIS_PREFIX: &str = "ferrogate:";
 
@@ -143,19 +130,19 @@ impl NativeResponseCache {
         .max_entries
         .map(|n| whole("maxEntries", n, 1.0))
         .transpose()
-        .map_err(js_error)?,
+        .map_err(invalid_arg)?,
       max_bytes: options
         .max_bytes
         .map(|n| whole("maxBytes", n, 1.0))
         .transpose()
-        .map_err(js_error)?,
-      ttl: seconds("ttlSeconds", options.ttl_seconds).map_err(js_error)?,
+        .map_err(invalid_arg)?,
+      ttl: seconds("ttlSeconds", options.ttl_seconds).map_err(invalid_arg)?,
     };
     let namespace = options.namespace.as_deref();
     let Some(url) = options.redis_url else {
       // Options that only mean something on Redis are a mistake without it, not a no-op.
       if options.prefix.is_some() || options.max_value_bytes.is_some() {
-        return Err(js_error(GatewayError::config(
+        return Err(invalid_arg(GatewayError::config(
           "prefix and maxValueBytes need redisUrl (they apply to the Redis tier only)",
         )));
       }
@@ -167,7 +154,7 @@ impl NativeResponseCache {
       None => DEFAULT_MAX_VALUE_BYTES,
       Some(n) => whole("maxValueBytes", n, 1.0)
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-        .map_err(js_error)?,
+        .map_err(invalid_arg)?,
     };
     let connection = connect_blocking("ResponseCache", &url).map_err(coded)?;
     let store = TieredCacheStore::new(
@@ -206,7 +193,7 @@ impl NativeResponseCache {
   #[napi]
   pub fn get_json(&self, key: String) -> napi::Result<Option<String>> {
     self.sync_only()?;
-    let found = ResponseCache::now(self.inner.get(&key)).map_err(js_error)?;
+    let found = ResponseCache::now(self.inner.get(&key)).map_err(invalid_arg)?;
     Ok(found.map(|answer| response_json(&answer)))
   }
 
@@ -226,9 +213,9 @@ impl NativeResponseCache {
     ttl_seconds: Option<f64>,
   ) -> napi::Result<()> {
     self.sync_only()?;
-    let ttl = seconds("ttlSeconds", ttl_seconds).map_err(js_error)?;
-    let answer = cached_answer(value).map_err(js_error)?;
-    ResponseCache::now(self.inner.set(&key, Arc::new(answer), ttl)).map_err(js_error)
+    let ttl = seconds("ttlSeconds", ttl_seconds).map_err(invalid_arg)?;
+    let answer = cached_answer(value).map_err(invalid_arg)?;
+    ResponseCache::now(self.inner.set(&key, Arc::new(answer), ttl)).map_err(invalid_arg)
   }
 
   /// `set` through the Redis tier. A Redis that cannot answer leaves the entry local.
@@ -239,8 +226,8 @@ impl NativeResponseCache {
     value: CachedAnswer,
     ttl_seconds: Option<f64>,
   ) -> napi::Result<()> {
-    let ttl = seconds("ttlSeconds", ttl_seconds).map_err(js_error)?;
-    let answer = cached_answer(value).map_err(js_error)?;
+    let ttl = seconds("ttlSeconds", ttl_seconds).map_err(invalid_arg)?;
+    let answer = cached_answer(value).map_err(invalid_arg)?;
     self
       .inner
       .set(&key, Arc::new(answer), ttl)
@@ -252,7 +239,7 @@ impl NativeResponseCache {
   #[napi]
   pub fn delete(&self, key: String) -> napi::Result<bool> {
     self.sync_only()?;
-    ResponseCache::now(self.inner.delete(&key)).map_err(js_error)
+    ResponseCache::now(self.inner.delete(&key)).map_err(invalid_arg)
   }
 
   /// `delete` in both tiers; UPSTREAM_UNAVAILABLE when Redis cannot answer.
@@ -264,7 +251,7 @@ impl NativeResponseCache {
   #[napi]
   pub fn clear(&self) -> napi::Result<()> {
     self.sync_only()?;
-    ResponseCache::now(self.inner.clear()).map_err(js_error)
+    ResponseCache::now(self.inner.clear()).map_err(invalid_arg)
   }
 
   /// `clear` in both tiers; UPSTREAM_UNAVAILABLE when Redis cannot answer.
@@ -301,7 +288,7 @@ impl NativeResponseCache {
   /// format) and nothing that does not (user, metadata, signal, timeouts, retries).
   #[napi(catch_unwind)]
   pub fn key_for(request: ChatRequest) -> napi::Result<String> {
-    let (model, request, _) = convert::chat_request(request).map_err(js_error)?;
+    let (model, request, _) = convert::chat_request(request).map_err(invalid_arg)?;
     Ok(key_for(&model, &request))
   }
 }

@@ -8,6 +8,8 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 
+use super::coded;
+
 use crate::backend::ledger::CallOutcome;
 use crate::backend::postgres::PostgresOptions;
 use crate::backend::redis_budget::RedisBudgetOptions;
@@ -17,7 +19,7 @@ use crate::costs::{
   Alert, Budget, CallEntry, CostTracker, ModelPrice, Nanos, Period, PriceSource, Pricing,
   SharedOptions, Summary, TrackerOptions, DEFAULT_HIGH_COST_OUTPUT_PER_MILLION,
 };
-use crate::error::{ErrorCode, GatewayError};
+use crate::error::GatewayError;
 use crate::types::Usage;
 
 #[napi(object, object_to_js = false)]
@@ -182,14 +184,6 @@ type AlertCallback =
   ThreadsafeFunction<CostAlert, Unknown<'static>, CostAlert, Status, false, true>;
 
 /// The JS wrapper turns "CODE|message" into a FerrogateError with that code.
-fn to_napi(error: GatewayError) -> napi::Error {
-  let status = match error.code {
-    ErrorCode::InvalidRequest => Status::InvalidArg,
-    _ => Status::GenericFailure,
-  };
-  napi::Error::new(status, format!("{}|{}", error.code.as_str(), error.message))
-}
-
 fn summary_days(options: Option<SummaryOptions>) -> napi::Result<u32> {
   match options.and_then(|o| o.days) {
     None => Ok(30),
@@ -258,12 +252,12 @@ fn shared_options(options: &CostTrackerOptions) -> napi::Result<SharedOptions> {
   if postgres.is_none()
     && (options.postgres_schema.is_some() || options.ledger_buffer_rows.is_some())
   {
-    return Err(to_napi(GatewayError::config(
+    return Err(coded(GatewayError::config(
       "postgresSchema and ledgerBufferRows need postgresUrl",
     )));
   }
   if postgres.is_some() && options.ledger_path.is_some() {
-    return Err(to_napi(GatewayError::config(
+    return Err(coded(GatewayError::config(
       "ledgerPath and postgresUrl are two ledgers: give one",
     )));
   }
@@ -278,7 +272,7 @@ fn shared_options(options: &CostTrackerOptions) -> napi::Result<SharedOptions> {
     }
   };
   if redis.is_none() && options.prefix.is_some() {
-    return Err(to_napi(GatewayError::config("prefix needs redisUrl")));
+    return Err(coded(GatewayError::config("prefix needs redisUrl")));
   }
   Ok(SharedOptions { postgres, redis })
 }
@@ -354,11 +348,11 @@ impl NativeCostTracker {
     let shared = shared_options(&options)?;
     let pricing = match &options.pricing {
       None | Some(serde_json::Value::Null) => Pricing::default(),
-      Some(serde_json::Value::String(path)) => Pricing::from_file(path).map_err(to_napi)?,
-      Some(document) => Pricing::from_litellm(document).map_err(to_napi)?,
+      Some(serde_json::Value::String(path)) => Pricing::from_file(path).map_err(coded)?,
+      Some(document) => Pricing::from_litellm(document).map_err(coded)?,
     };
     if options.ledger_path.as_deref() == Some("") {
-      return Err(to_napi(GatewayError::config(
+      return Err(coded(GatewayError::config(
         "ledgerPath must be a file path (omit it for an in-memory ledger)",
       )));
     }
@@ -377,7 +371,7 @@ impl NativeCostTracker {
       // unreachable server is reported here, where the tracker is made.
       napi::bindgen_prelude::block_on(CostTracker::open(tracker_options, shared))
     }
-    .map_err(to_napi)?;
+    .map_err(coded)?;
     Ok(NativeCostTracker {
       inner: Arc::new(tracker),
     })
@@ -414,7 +408,7 @@ impl NativeCostTracker {
     timestamp: Option<f64>,
   ) -> napi::Result<f64> {
     if self.inner.is_closed() {
-      return Err(to_napi(GatewayError::config("the cost tracker is closed")));
+      return Err(coded(GatewayError::config("the cost tracker is closed")));
     }
     let prompt = count(prompt_tokens, "promptTokens")?;
     let completion = count(completion_tokens, "completionTokens")?;
@@ -471,7 +465,7 @@ impl NativeCostTracker {
     options: Option<SummaryOptions>,
   ) -> napi::Result<CostSummary> {
     let days = summary_days(options)?;
-    let summary = self.inner.summary(user.as_deref(), days).map_err(to_napi)?;
+    let summary = self.inner.summary(user.as_deref(), days).map_err(coded)?;
     Ok(summary_info(summary))
   }
 
@@ -487,7 +481,7 @@ impl NativeCostTracker {
       .inner
       .summary_async(user.as_deref(), days)
       .await
-      .map_err(to_napi)?;
+      .map_err(coded)?;
     Ok(summary_info(summary))
   }
 
@@ -585,27 +579,27 @@ impl NativeCostTracker {
   /// Returns once every recorded call is durable in the ledger.
   #[napi(catch_unwind)]
   pub fn flush(&self) -> napi::Result<()> {
-    self.inner.flush().map_err(to_napi)
+    self.inner.flush().map_err(coded)
   }
 
   /// Flushes and closes the ledger; later records are counted as dropped.
   #[napi(catch_unwind)]
   pub fn close(&self) -> napi::Result<()> {
-    self.inner.close().map_err(to_napi)
+    self.inner.close().map_err(coded)
   }
 
   /// `flush` for every ledger and the budget store: resolves once every recorded call is
   /// written and every budget settlement applied.
   #[napi]
   pub async fn flush_async(&self) -> napi::Result<()> {
-    self.inner.flush_async().await.map_err(to_napi)
+    self.inner.flush_async().await.map_err(coded)
   }
 
   /// `close` for every ledger and the budget store: waits for what is queued (up to 5 s per
   /// store, then counts what is left as dropped).
   #[napi]
   pub async fn close_async(&self) -> napi::Result<()> {
-    self.inner.close_async().await.map_err(to_napi)
+    self.inner.close_async().await.map_err(coded)
   }
 
   /// For the process's 'exit' event, where nothing asynchronous runs any more: waits (at

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use napi_derive::napi;
 
-use super::cache::{coded, connect_blocking, whole, DEFAULT_REDIS_PREFIX};
+use super::cache::{connect_blocking, whole, DEFAULT_REDIS_PREFIX};
+use super::{coded, invalid_arg};
 use crate::backend::redis_limiter::RedisLimiterStore;
 use crate::error::GatewayError;
 use crate::limiter::{Backend, Decision, LimiterOptions, RateLimiter};
@@ -54,12 +55,8 @@ pub struct NativeRateLimiter {
   pub(crate) inner: Arc<RateLimiter>,
 }
 
-fn js_error(error: GatewayError) -> napi::Error {
-  napi::Error::new(napi::Status::InvalidArg, error.message)
-}
-
 fn parse_tokens(value: Option<f64>) -> napi::Result<u64> {
-  value.map_or(Ok(0), |n| whole("tokens", n, 0.0).map_err(js_error))
+  value.map_or(Ok(0), |n| whole("tokens", n, 0.0).map_err(invalid_arg))
 }
 
 fn decision(decision: Decision) -> RateLimitDecision {
@@ -90,24 +87,24 @@ impl NativeRateLimiter {
     let Some(url) = options.redis_url else {
       // Options that only mean something on Redis are a mistake without it, not a no-op.
       if options.prefix.is_some() || options.fail_open.is_some() {
-        return Err(js_error(GatewayError::config(
+        return Err(invalid_arg(GatewayError::config(
           "prefix and failOpen need redisUrl (they apply to the shared store only)",
         )));
       }
-      let limiter = RateLimiter::in_memory(limits).map_err(js_error)?;
+      let limiter = RateLimiter::in_memory(limits).map_err(invalid_arg)?;
       return Ok(NativeRateLimiter {
         inner: Arc::new(limiter),
       });
     };
     // Wrong options are reported before a connection is tried.
-    limits.quota().map_err(js_error)?;
+    limits.quota().map_err(invalid_arg)?;
     let connection = connect_blocking("RateLimiter", &url).map_err(coded)?;
     let prefix = options.prefix.as_deref().unwrap_or(DEFAULT_REDIS_PREFIX);
     let store = RedisLimiterStore::new(connection, &url, prefix);
     let backend = Backend::Shared {
       fail_open: options.fail_open.unwrap_or(false),
     };
-    let limiter = RateLimiter::with_store(limits, Arc::new(store), backend).map_err(js_error)?;
+    let limiter = RateLimiter::with_store(limits, Arc::new(store), backend).map_err(invalid_arg)?;
     Ok(NativeRateLimiter {
       inner: Arc::new(limiter),
     })

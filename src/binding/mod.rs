@@ -28,6 +28,26 @@ use crate::pipeline::{CallOptions, Gateway};
 use crate::types::{ChatRequest as CoreRequest, StreamEvent};
 use pump::{Delivery, Pump};
 
+/// An error whose code JS keeps: the message travels as "CODE|message", which the JS
+/// wrappers turn into a FerrogateError with that code (`codedError` in index.js).
+pub(crate) fn coded(error: GatewayError) -> napi::Error {
+  coded_as(error.code, &error.message)
+}
+
+pub(crate) fn coded_as(code: ErrorCode, message: &str) -> napi::Error {
+  let status = match code {
+    ErrorCode::InvalidRequest => napi::Status::InvalidArg,
+    _ => napi::Status::GenericFailure,
+  };
+  napi::Error::new(status, format!("{}|{message}", code.as_str()))
+}
+
+/// A bad option or argument, as plain text: the JS wrappers word it (CONFIG or
+/// INVALID_REQUEST, depending on the method).
+pub(crate) fn invalid_arg(error: GatewayError) -> napi::Error {
+  napi::Error::new(napi::Status::InvalidArg, error.message)
+}
+
 pub use cache::*;
 pub use costs::*;
 pub use limiter::*;

@@ -2,20 +2,17 @@
 
 use napi_derive::napi;
 
+use super::coded_as;
+use crate::error::ErrorCode;
 use crate::keyvault::{self, QuotaStatus, VaultError};
-
-/// The JS wrapper turns "CODE|message" into a FerrogateError with that code.
-fn coded(code: &str, message: String) -> napi::Error {
-  napi::Error::new(napi::Status::GenericFailure, format!("{code}|{message}"))
-}
 
 fn to_js(error: VaultError) -> napi::Error {
   let code = match error {
-    VaultError::UnknownId(_) => "NOT_FOUND",
-    VaultError::Malformed | VaultError::Tampered | VaultError::NotUtf8 => "INVALID_REQUEST",
-    VaultError::EmptySecret | VaultError::Encrypt => "CONFIG",
+    VaultError::UnknownId(_) => ErrorCode::NotFound,
+    VaultError::Malformed | VaultError::Tampered | VaultError::NotUtf8 => ErrorCode::InvalidRequest,
+    VaultError::EmptySecret | VaultError::Encrypt => ErrorCode::Config,
   };
-  coded(code, error.to_string())
+  coded_as(code, &error.to_string())
 }
 
 #[napi(object, object_to_js = false)]
@@ -65,9 +62,9 @@ fn now_ms(at: Option<f64>) -> i64 {
 
 fn token_count(tokens: f64) -> napi::Result<u64> {
   if !tokens.is_finite() || tokens < 0.0 || tokens.fract() != 0.0 {
-    return Err(coded(
-      "INVALID_REQUEST",
-      "KeyVault: tokens must be a whole number >= 0".to_string(),
+    return Err(coded_as(
+      ErrorCode::InvalidRequest,
+      "KeyVault: tokens must be a whole number >= 0",
     ));
   }
   Ok(tokens as u64)
