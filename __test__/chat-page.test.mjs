@@ -7,9 +7,9 @@ import { after, before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { connectChat } from './helpers/chat-client.mjs'
+import { launchChromium } from './helpers/chromium.mjs'
 import { startExample } from './helpers/examples.mjs'
 
-const CHROMIUM = '/usr/bin/chromium'
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url))
 
 let example
@@ -40,16 +40,8 @@ test('the chat example serves its page and speaks the protocol, offline on the m
 })
 
 test('in headless Chromium: a typed message shows the streamed answer', async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} is absent: install Debian's chromium package (apt-get install -y chromium) to run this test`)
-    return
-  }
-  const { chromium } = await import('playwright-core')
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    timeout: 60_000,
-  })
+  const browser = await launchChromium(t)
+  if (browser === null) return
   try {
     const page = await browser.newPage()
     page.setDefaultTimeout(60_000)

@@ -15,8 +15,8 @@ import express from 'express'
 import ferrogate, { Gateway } from 'ferrogate'
 import { dashboardHandler } from 'ferrogate/express'
 import { histogramQuantile, parseMetrics } from '../lib/dashboard.js'
+import { launchChromium } from './helpers/chromium.mjs'
 
-const CHROMIUM = '/usr/bin/chromium'
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url))
 const has = (name) => typeof ferrogate[name] === 'function'
 
@@ -127,17 +127,9 @@ test('/data holds the recorded figures', async () => {
 })
 
 test('in headless Chromium: the charts show the recorded numbers; screenshot saved', async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} is absent: install Debian's chromium package (apt-get install -y chromium) to run this test`)
-    return
-  }
   const data = await (await fetch(`${traffic.url}/data`)).json()
-  const { chromium } = await import('playwright-core')
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    timeout: 60_000,
-  })
+  const browser = await launchChromium(t)
+  if (browser === null) return
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
     page.setDefaultTimeout(60_000)
