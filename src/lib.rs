@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod providers;
 pub mod retry;
+pub mod ingress;
 pub mod secret;
 pub mod serve;
 pub mod sse;
