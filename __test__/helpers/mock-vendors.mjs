@@ -383,16 +383,25 @@ function validateAnthropicBlock(blk, at, owner) {
 
 const toolUseIds = (m) => (Array.isArray(m.content) ? m.content.filter((b) => b.type === 'tool_use').map((b) => b.id) : []);
 
-function validateAnthropicMessage(m, i, all) {
+function validateAnthropicMessage(m, i, all, perTurnControl) {
   const at = `messages.${i}`;
   if (!isObj(m)) throw anthropicBad(`${at}: Input should be a valid dictionary`);
+  if (m.role === 'system' && perTurnControl && i > 0) {
+    // The per-turn-control beta (Claude Code 2.1 sends it) takes system turns after the first user turn, each
+    // with its own text blocks and output_config; they do not take part in the user/assistant alternation.
+    for (const k of Object.keys(m)) if (!['role', 'content', 'output_config'].includes(k)) throw anthropicBad(`${at}.${k}: Extra inputs are not permitted`);
+    if (typeof m.content !== 'string' && !Array.isArray(m.content)) throw anthropicBad(`${at}.content: Input should be a valid string or a valid list`);
+    if (Array.isArray(m.content)) m.content.forEach((blk, j) => validateAnthropicBlock(blk, `${at}.content.${j}`, 'system'));
+    return;
+  }
   for (const k of Object.keys(m)) if (k !== 'role' && k !== 'content') throw anthropicBad(`${at}.${k}: Extra inputs are not permitted`);
   if (m.role === 'system') {
     throw anthropicBad('messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, not "system" as an input message role.');
   }
   if (m.role !== 'user' && m.role !== 'assistant') throw anthropicBad(`${at}.role: Input should be 'user' or 'assistant'`);
   if (i === 0 && m.role !== 'user') throw anthropicBad('messages: first message must use the "user" role');
-  if (i > 0 && all[i - 1].role === m.role) {
+  const previous = all.slice(0, i).findLast((turn) => turn.role !== 'system');
+  if (previous && previous.role === m.role) {
     throw anthropicBad(`messages: roles must alternate between "user" and "assistant", but found multiple "${m.role}" roles in a row`);
   }
   if (m.content === undefined) throw anthropicBad(`${at}.content: Field required`);
@@ -403,7 +412,7 @@ function validateAnthropicMessage(m, i, all) {
   const blocks = typeof m.content === 'string' ? [] : m.content;
   blocks.forEach((blk, j) => validateAnthropicBlock(blk, `${at}.content.${j}`, m.role));
 
-  const expected = i > 0 ? toolUseIds(all[i - 1]) : [];
+  const expected = previous ? toolUseIds(previous) : [];
   const answered = new Set();
   blocks.forEach((blk, j) => {
     if (blk.type !== 'tool_result') return;
@@ -418,7 +427,8 @@ function validateAnthropicMessage(m, i, all) {
   }
 }
 
-function validateAnthropic(b) {
+function validateAnthropic(b, headers = {}) {
+  const perTurnControl = String(headers['anthropic-beta'] ?? '').split(',').some((beta) => beta.trim().startsWith('per-turn-control-'));
   for (const k of Object.keys(b)) if (!ANTHROPIC_PARAMS.has(k)) throw anthropicBad(`${k}: Extra inputs are not permitted`);
   if (b.model === undefined) throw anthropicBad('model: Field required');
   if (typeof b.model !== 'string') throw anthropicBad('model: Input should be a valid string');
@@ -428,7 +438,7 @@ function validateAnthropic(b) {
   if (b.messages === undefined) throw anthropicBad('messages: Field required');
   if (!Array.isArray(b.messages)) throw anthropicBad('messages: Input should be a valid list');
   if (!b.messages.length) throw anthropicBad('messages: at least one message is required');
-  b.messages.forEach((m, i, all) => validateAnthropicMessage(m, i, all));
+  b.messages.forEach((m, i, all) => validateAnthropicMessage(m, i, all, perTurnControl));
 
   if (b.system !== undefined && typeof b.system !== 'string') {
     if (!Array.isArray(b.system)) throw anthropicBad('system: Input should be a valid string or a valid list');
@@ -858,7 +868,7 @@ export async function startMockVendors(opts = {}) {
       const api = VENDOR_APIS[route.vendor];
       api.check(req.headers, url.searchParams, route, apiKeys[route.vendor]);
       if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '') || !isObj(body)) throw api.invalidJson();
-      api.validate(body);
+      api.validate(body, req.headers);
 
       const n = ++served;
       let plan = queues[route.vendor].shift() ?? { delayMs: 0, split: 'whole', headers: {}, defaultReply: true };
