@@ -137,17 +137,15 @@ for (const major of MAJORS) {
       const controller = new AbortController()
       const result = ai.streamText({ model: fg()('openai/gpt-4o-mini'), prompt: 'Count', abortSignal: controller.signal })
       const seen = []
-      await assert.rejects(
-        (async () => {
-          for await (const delta of result.textStream) {
-            seen.push(delta)
-            controller.abort()
-          }
-          // A stream that ends without throwing after the abort still must not have run to the end.
-          if (seen.join('').includes('five')) throw new Error('the stream ran to its end')
-          throw new Error('aborted')
-        })(),
-      )
+      try {
+        for await (const delta of result.textStream) {
+          seen.push(delta)
+          controller.abort()
+        }
+      } catch (error) {
+        // ai 6 and 7 end an aborted textStream either quietly or with an AbortError; both are fine here.
+        assert.equal(error.name, 'AbortError', String(error))
+      }
       assert.equal(await vendors.waitForClose({ since: mark }), 1)
       assert.ok(!seen.join('').includes('five'))
     })
