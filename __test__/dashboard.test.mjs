@@ -162,9 +162,11 @@ test('in headless Chromium: the charts show the recorded numbers; screenshot sav
     assert.equal(shown.totalCost, text(data.totals.cost))
     assert.equal(shown.totalRequests, text(data.totals.requests))
     assert.deepEqual(shown.perDay, data.costPerDay.map((d) => [d.date, null, text(d.cost)]))
-    // Past 16 days (a CostTracker's trend has every day of the period) only every ceil(n / 8)th bar is labelled.
-    const labelled = data.costPerDay.filter((_, i, days) => days.length <= 16 || i % Math.ceil(days.length / 8) === 0)
-    assert.deepEqual(shown.perDayText, labelled.map((d) => d.date))
+    // Past 16 days (a CostTracker's trend has every day of the period) only some bars are labelled, in order and
+    // at most every ceil(n / 8)th; which ones, the 30-day test below checks for overlaps.
+    const candidates = data.costPerDay.filter((_, i, days) => days.length <= 16 || i % Math.ceil(days.length / 8) === 0).map((d) => d.date)
+    assert.ok(shown.perDayText.length >= Math.min(candidates.length, 4), JSON.stringify(shown.perDayText))
+    assert.deepEqual(shown.perDayText, candidates.filter((date) => shown.perDayText.includes(date)))
     assert.deepEqual(shown.byModel, data.costByModel.map((m) => [m.model, 'cost', text(m.cost)]))
     assert.ok(shown.perDay.length > 0 && shown.byModel.length > 0, 'the cost charts have bars')
     assert.equal(shown.p50, text(data.latency.p50Ms))
@@ -229,4 +231,70 @@ test('histogramQuantile interpolates within a bucket like histogram_quantile', (
     { name: 'a_total', labels: { x: '1', y: 'q"z' }, value: 3 },
     { name: 'b', labels: {}, value: 2.5 },
   ])
+})
+
+test('30 days of mixed traffic in Chromium at 1280 and 390 px: no overlapping labels, no nonzero cost shown as $0.000', async (t) => {
+  if (!has('CostTracker')) return t.skip('this build has no CostTracker')
+  // One price per prompt token, so a day's cost is its prompt tokens times 1e-6: 346 tokens cost $0.000346.
+  const costs = new ferrogate.CostTracker({ pricing: { 'mix-1': { input_cost_per_token: 0.000001, output_cost_per_token: 0.000001 } } })
+  const day = 86_400_000
+  const now = Date.now()
+  const tokensByDay = new Map([[1, 346], [2, 120_000], [3, 80_000], [5, 2_500], [6, 410_000], [7, 90], [9, 55_000], [12, 7], [13, 300_000]])
+  for (let back = 0; back < 30; back++) {
+    // Every third day has no traffic at all; the others a mix of tiny and large spend.
+    const tokens = tokensByDay.get(back) ?? (back % 3 === 0 ? 0 : 1_000 * (back + 1))
+    if (tokens) costs.record({ user: 'u', model: 'mock/mix-1', promptTokens: tokens, completionTokens: 0, timestamp: now - back * day })
+  }
+  const gateway = new Gateway({ providers: { mock: { kind: 'mock' } } })
+  const app = express()
+  app.use('/dashboard', dashboardHandler(gateway, { costs, refreshMs: 0 }))
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const browser = await launchChromium(t)
+  try {
+    if (browser === null) return
+    const url = `http://127.0.0.1:${server.address().port}/dashboard`
+    const data = await (await fetch(`${url}/data`)).json()
+    assert.ok(data.costPerDay.length >= 30 && data.costPerDay.some((d) => d.cost === 0) && data.costPerDay.some((d) => d.cost === 0.000346))
+    for (const width of [1280, 390]) {
+      const page = await browser.newPage({ viewport: { width, height: 900 } })
+      page.setDefaultTimeout(60_000)
+      await page.goto(url)
+      await page.waitForSelector('body[data-ready="true"]')
+      const shown = await page.evaluate(() => {
+        const texts = [...document.querySelectorAll('#cost-per-day svg text')].map((node) => {
+          const box = node.getBoundingClientRect()
+          return { text: node.textContent, value: node.closest('g.bar')?.dataset.value ?? null, kind: node.getAttribute('class'), box: [box.left, box.top, box.right, box.bottom] }
+        })
+        const tooltips = [...document.querySelectorAll('#cost-per-day g.bar')].map((g) => [g.dataset.value, g.querySelector('title')?.textContent])
+        return { texts, tooltips, overflow: document.documentElement.scrollWidth - window.innerWidth }
+      })
+      const overlapping = []
+      shown.texts.forEach((a, i) =>
+        shown.texts.slice(i + 1).forEach((b) => {
+          const apart = a.box[2] <= b.box[0] + 0.5 || b.box[2] <= a.box[0] + 0.5 || a.box[3] <= b.box[1] + 0.5 || b.box[3] <= a.box[1] + 0.5
+          if (!apart) overlapping.push([a.text, b.text])
+        }),
+      )
+      assert.deepEqual(overlapping, [], `labels overlap at ${width}px`)
+      const values = shown.texts.filter((x) => x.kind === 'value')
+      assert.ok(values.length >= 2, `some bars are labelled at ${width}px`)
+      for (const label of values) {
+        assert.notEqual(Number(label.value), 0, `a zero day is labelled (${label.text})`)
+        assert.doesNotMatch(label.text, /^\$0(\.0*)?$/, `a nonzero cost (${label.value}) shown as ${label.text}`)
+        assert.ok(Math.abs(Number(label.text.slice(1)) - Number(label.value)) <= Number(label.value) * 0.006 + 1e-12, `${label.text} for ${label.value}`)
+      }
+      // Every bar says its value on hover; the smallest nonzero day to three significant digits.
+      const tiny = shown.tooltips.find(([value]) => Number(value) === 0.000346)
+      assert.match(tiny?.[1] ?? '', /: \$0\.000346$/)
+      assert.ok(shown.overflow <= 0, `the page scrolls sideways at ${width}px (${shown.overflow}px)`)
+      fs.mkdirSync(ARTIFACTS, { recursive: true })
+      await page.screenshot({ path: path.join(ARTIFACTS, `dashboard-30-days-${width}.png`), fullPage: true })
+      await page.close()
+    }
+  } finally {
+    await browser?.close()
+    server.close()
+    await gateway.close()
+  }
 })

@@ -217,7 +217,8 @@ function page({ title, refreshMs }) {
   header { padding: 16px 24px; background: #fff; border-bottom: 1px solid var(--line); display: flex; align-items: baseline; gap: 16px; }
   h1 { font-size: 18px; margin: 0; }
   #updated { color: var(--muted); font-size: 12px; }
-  main { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; padding: 16px 24px; }
+  main { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(420px, 100%), 1fr)); gap: 16px; padding: 16px 24px; }
+  @media (max-width: 480px) { main { padding: 12px 8px; gap: 12px; } header { padding: 12px 8px; } }
   section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
   h2 { font-size: 14px; margin: 0 0 8px; }
   .figures { display: flex; gap: 24px; flex-wrap: wrap; }
@@ -267,7 +268,14 @@ function page({ title, refreshMs }) {
     if (text != null) node.textContent = text;
     return node;
   }
-  function usd(value) { return '$' + Number(value).toFixed(value !== 0 && Math.abs(value) < 0.01 ? 6 : 2); }
+  // Dollars with cents, and small amounts to three significant digits ($0.000346), never a $0.000 that is not zero.
+  function usd(value) {
+    var v = Number(value);
+    if (v === 0 || !isFinite(v)) return '$' + (v === 0 ? '0' : String(v));
+    if (Math.abs(v) >= 1) return '$' + v.toFixed(2);
+    var digits = Math.min(20, Math.max(2, 2 - Math.floor(Math.log10(Math.abs(v)))));
+    return '$' + v.toFixed(digits).replace(/(\\.\\d\\d\\d*?)0+$/, '$1');
+  }
   function ms(value) { return value == null ? '–' : Number(value).toFixed(value < 10 ? 2 : 0); }
   function setFigure(id, value, text) {
     var node = document.getElementById(id);
@@ -290,14 +298,41 @@ function page({ title, refreshMs }) {
     var step = (width - left) / items.length, barWidth = Math.max(4, Math.min(48, step * 0.7));
     var svg = el('svg', { viewBox: '0 0 ' + width + ' ' + height, width: '100%', role: 'img' });
     svg.appendChild(el('line', { x1: left, x2: width, y1: height - bottom, y2: height - bottom, 'class': 'axis' }));
+    // Value labels: only on nonzero bars, largest first, each only where it does not overlap one already placed
+    // (11px text is about 6.2 units a character); every bar keeps its value in a tooltip.
+    var placed = [];
+    var labelled = {};
+    items
+      .map(function (item, i) { return { i: i, value: item.value, text: format(item.value) }; })
+      .filter(function (entry) { return entry.value !== 0; })
+      .sort(function (a, b) { return b.value - a.value; })
+      .forEach(function (entry) {
+        var center = left + entry.i * step + step / 2, half = entry.text.length * 3.1 + 2;
+        var free = placed.every(function (p) { return center + half <= p[0] || center - half >= p[1]; });
+        if (free && center - half >= 0 && center + half <= width) {
+          placed.push([center - half, center + half]);
+          labelled[entry.i] = entry.text;
+        }
+      });
+    var axisEnd = -Infinity;
     items.forEach(function (item, i) {
       var h = (height - bottom - top) * (item.value / max);
       var x = left + i * step + (step - barWidth) / 2;
       var g = el('g', { 'class': 'bar', 'data-label': item.label, 'data-value': String(item.value) });
+      g.appendChild(el('title', {}, item.label + ': ' + format(item.value)));
       g.appendChild(el('rect', { x: x, y: height - bottom - h, width: barWidth, height: Math.max(h, 0.5), fill: color }));
-      g.appendChild(el('text', { x: x + barWidth / 2, y: height - bottom - h - 4, 'text-anchor': 'middle', 'class': 'value' }, format(item.value)));
+      if (labelled[i] != null) {
+        g.appendChild(el('text', { x: x + barWidth / 2, y: height - bottom - h - 4, 'text-anchor': 'middle', 'class': 'value' }, labelled[i]));
+      }
       if (items.length <= 16 || i % Math.ceil(items.length / 8) === 0) {
-        g.appendChild(el('text', { x: x + barWidth / 2, y: height - bottom + 14, 'text-anchor': 'middle', 'class': 'label' }, item.label));
+        // Axis labels stay inside the chart (the edge ones anchored at its edges) and never touch each other.
+        var labelWidth = String(item.label).length * 6.2, labelX = x + barWidth / 2, anchor = 'middle';
+        var from = labelX - labelWidth / 2;
+        if (from < 0) { labelX = 0; anchor = 'start'; from = 0; }
+        else if (from + labelWidth > width) { labelX = width; anchor = 'end'; from = width - labelWidth; }
+        if (from < axisEnd + 6) return svg.appendChild(g);
+        axisEnd = from + labelWidth;
+        g.appendChild(el('text', { x: labelX, y: height - bottom + 14, 'text-anchor': anchor, 'class': 'label' }, item.label));
       }
       svg.appendChild(g);
     });
