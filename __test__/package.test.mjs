@@ -152,3 +152,26 @@ describe('npm pack', () => {
     assert.deepEqual(unexpected, [])
   })
 })
+
+describe('optional peer dependencies', () => {
+  const { requirePeers, requirePeer, MissingPeerError } = require('../lib/peers.js')
+
+  test('a missing peer is named with the command that installs it', () => {
+    assert.throws(
+      () => requirePeers('ferrogate/example', ['ws', 'ferrogate-no-such-package-a', 'ferrogate-no-such-package-b']),
+      (e) =>
+        e instanceof MissingPeerError &&
+        e.code === 'CONFIG' &&
+        e.message === 'ferrogate/example needs ferrogate-no-such-package-a and ferrogate-no-such-package-b, which are not installed: run `npm install ferrogate-no-such-package-a ferrogate-no-such-package-b`',
+    )
+    assert.equal(requirePeer('ferrogate/example', 'ws'), require('ws'))
+  })
+
+  test('the core install needs none of them: package.json lists no dependency besides the addon', () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8'))
+    assert.deepEqual(manifest.dependencies ?? {}, {})
+    for (const peer of ['bullmq', 'ioredis', 'ws', 'prettier', 'yaml', 'ajv', 'ajv-formats']) {
+      assert.equal(manifest.peerDependenciesMeta[peer]?.optional, true, `${peer} is an optional peer`)
+    }
+  })
+})

@@ -8,6 +8,7 @@
 // title, description and a summary per operation. When the model fails or times out, that
 // prose falls back to the spec's own text.
 
+const { requirePeer } = require('./peers.js')
 const path = require('node:path')
 const { configError, duration, requireGateway, requireModel, structuredCall, missReason, newMissCounters, safely, redact } = require('./model-call.js')
 
@@ -423,7 +424,7 @@ function operationOf(spec, summary) {
 // ------------------------------------------------------------------------------ the generator
 
 let prettierModule
-const prettier = () => (prettierModule ??= require('prettier'))
+const prettier = () => (prettierModule ??= requirePeer('CodeGenerator', 'prettier'))
 
 class CodeGenerator {
   #gateway
@@ -588,7 +589,7 @@ class CodeGenerator {
 
   /** An OpenAPI 3.0.3 document (YAML) for a route spec (JSON) or a module's Express routes. */
   async docs(source, options = {}) {
-    const { stringify } = require('yaml')
+    const { stringify } = requirePeer('CodeGenerator', 'yaml')
     const text = String(source ?? '')
     const fileName = options.fileName ?? 'api'
     let specs

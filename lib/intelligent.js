@@ -6,6 +6,10 @@
 // is refused (budget, rate limit), the request goes on exactly as it would without AI, and a
 // miss is counted.
 
+const { requirePeer, requirePeers } = require('./peers.js')
+
+requirePeers('ferrogate/intelligent', ['ajv', 'ajv-formats', 'prettier', 'yaml'])
+
 const { describeError, sendError } = require('./express.js')
 const {
   configError,
@@ -189,8 +193,8 @@ function intentRecognition(options = {}) {
 let ajvModules
 function loadAjv() {
   if (!ajvModules) {
-    const Ajv = require('ajv')
-    const addFormats = require('ajv-formats')
+    const Ajv = requirePeer('ferrogate/intelligent', 'ajv')
+    const addFormats = requirePeer('ferrogate/intelligent', 'ajv-formats')
     ajvModules = { Ajv: Ajv.default ?? Ajv, addFormats: addFormats.default ?? addFormats }
   }
   return ajvModules

@@ -4,6 +4,10 @@
 // validates jobs, turns each job type into a gateway call, maps gateway error codes onto BullMQ's
 // retry rules and delivers signed callbacks.
 
+const { requirePeer, requirePeers } = require('./peers.js')
+
+requirePeers('ferrogate/queue', ['bullmq', 'ioredis'])
+
 const { createHmac, timingSafeEqual, randomUUID } = require('node:crypto')
 const { EventEmitter } = require('node:events')
 const { setTimeout: sleep } = require('node:timers/promises')
@@ -104,8 +108,8 @@ class AIQueue extends EventEmitter {
     if (typeof redisUrl !== 'string' || !redisUrl) throw configError('AIQueue needs { redisUrl }')
     if (callbackSecret !== undefined && (typeof callbackSecret !== 'string' || !callbackSecret)) throw configError('callbackSecret must be a non-empty string')
     if (typeof opts.defaultModel !== 'string' || !opts.defaultModel) throw configError('AIQueue needs { defaultModel }')
-    this.#bull = require('bullmq')
-    const { Redis } = require('ioredis')
+    this.#bull = requirePeer('ferrogate/queue', 'bullmq')
+    const { Redis } = requirePeer('ferrogate/queue', 'ioredis')
     this.#gateway = gateway
     this.#name = opts.name ?? 'ai-processing'
     this.#defaultModel = opts.defaultModel

@@ -4,6 +4,10 @@
 // Everything AI goes through the gateway's public API (streamEvents with a signal); this file only
 // speaks the wire protocols, keeps the per-session history and cleans up when a client leaves.
 
+const { requirePeer, requirePeers } = require('./peers.js')
+
+requirePeers('ferrogate/realtime', ['ws'])
+
 const { randomUUID } = require('node:crypto')
 const { once } = require('node:events')
 const { FerrogateError } = require('../index.js')
@@ -79,7 +83,7 @@ class RedisHistoryStore {
   #ttlSeconds
   #prefix
   constructor(redisUrl, ttlSeconds, prefix) {
-    const { Redis } = require('ioredis')
+    const { Redis } = requirePeer('ferrogate/realtime (history.redisUrl)', 'ioredis')
     this.#redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 })
     // Connection errors surface on the command that needed Redis; without a listener ioredis would log them.
     this.#redis.on('error', () => {})
@@ -106,7 +110,7 @@ class RedisHistoryStore {
 // ------------------------------------------------------------------------------------------ attachChat
 
 function attachChat(server, opts = {}) {
-  const { WebSocketServer, WebSocket } = require('ws')
+  const { WebSocketServer, WebSocket } = requirePeer('ferrogate/realtime', 'ws')
   if (server == null || typeof server.on !== 'function') throw configError('attachChat(server, opts) needs an http.Server')
   const { gateway, systemPrompt, user, authenticate } = opts
   requireGateway(gateway, 'attachChat')
