@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 const REPO = fileURLToPath(new URL('..', import.meta.url))
-const { addonFile, currentTarget, targetOfTriple } = require('../lib/native.js')
+const { addonFile, currentTarget, platformPackage, targetOfTriple } = require('../lib/native.js')
 const ADDON = addonFile()
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrogate-package-test-'))
@@ -83,6 +83,42 @@ describe('the native addon loader', () => {
     assert.equal(result.code, 'ERR_FERROGATE_NATIVE_ADDON')
     assert.match(result.message, new RegExp(`${ADDON.replaceAll('.', '\\.')} is installed but could not be loaded`))
     assert.match(result.message, new RegExp(`${ADDON.replaceAll('.', '\\.')}: (file too short|invalid ELF header)`))
+  })
+
+  /** Installs a copy of the real addon as this platform's napi-rs package inside the package copy. */
+  function withPlatformPackage(dir, version = '0.1.0') {
+    const pkgDir = path.join(dir, 'node_modules', platformPackage())
+    fs.mkdirSync(pkgDir, { recursive: true })
+    fs.copyFileSync(path.join(REPO, ADDON), path.join(pkgDir, ADDON))
+    fs.writeFileSync(path.join(pkgDir, 'package.json'), JSON.stringify({ name: platformPackage(), version, main: ADDON }))
+    return dir
+  }
+  /** Which addon the copy loaded: 'platform-package', 'local', or the load error's code. */
+  function sourceIn(dir) {
+    const script = `const native = require(${JSON.stringify(path.join(dir, 'lib', 'native.js'))})
+      try { const addon = native.loadNative(); console.log(typeof addon.NativeGateway === 'function' ? native.addonSource() : 'not the addon') }
+      catch (e) { console.log(e.code) }`
+    return execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim()
+  }
+
+  test('loader: the platform package is preferred when present (with or without a local build)', () => {
+    assert.equal(sourceIn(withPlatformPackage(packageCopy())), 'platform-package')
+    const both = withPlatformPackage(packageCopy())
+    fs.copyFileSync(path.join(REPO, ADDON), path.join(both, ADDON))
+    assert.equal(sourceIn(both), 'platform-package')
+  })
+
+  test('loader: a local build when no platform package (or one of another version) is there', () => {
+    const local = packageCopy()
+    fs.copyFileSync(path.join(REPO, ADDON), path.join(local, ADDON))
+    assert.equal(sourceIn(local), 'local')
+    const otherVersion = withPlatformPackage(packageCopy(), '9.9.9')
+    fs.copyFileSync(path.join(REPO, ADDON), path.join(otherVersion, ADDON))
+    assert.equal(sourceIn(otherVersion), 'local')
+  })
+
+  test('loader: neither gives the documented error', () => {
+    assert.equal(sourceIn(packageCopy()), 'ERR_FERROGATE_NATIVE_ADDON')
   })
 
   test('the checkout itself loads', () => {

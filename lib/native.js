@@ -90,12 +90,59 @@ function loadError(error) {
   return wrapped
 }
 
-function loadNative() {
+/** The per-platform package napi-rs publishes for `target` (`ferrogate-linux-x64-gnu`). */
+const platformPackage = (target = currentTarget()) => `${BINARY_NAME}-${target}`
+
+// Where the addon in use came from: 'platform-package' or 'local' (a build in the package folder, or
+// NAPI_RS_NATIVE_LIBRARY_PATH).
+let addonSource = null
+
+/**
+ * The addon from this platform's package when one of our own version is installed, which is what a
+ * release ships; else through binding.js, which takes a local build (a checkout, a source install).
+ * A platform package that is there but cannot load is passed over, and binding.js reports it.
+ */
+function fromPlatformPackage() {
+  if (process.env.NAPI_RS_NATIVE_LIBRARY_PATH) return null
+  const name = platformPackage()
+  let manifest
   try {
-    return require('../binding.js')
+    manifest = require(`${name}/package.json`)
+  } catch (error) {
+    if (error.code === 'MODULE_NOT_FOUND') return null
+    throw error
+  }
+  const { version } = JSON.parse(fs.readFileSync(path.join(PACKAGE_DIR, 'package.json'), 'utf8'))
+  if (manifest.version !== version) return null
+  try {
+    return require(name)
+  } catch {
+    return null
+  }
+}
+
+function loadNative() {
+  const packaged = fromPlatformPackage()
+  if (packaged) {
+    addonSource = 'platform-package'
+    return packaged
+  }
+  try {
+    const binding = require('../binding.js')
+    addonSource = 'local'
+    return binding
   } catch (error) {
     throw loadError(error)
   }
 }
 
-module.exports = { loadNative, currentTarget, targetOfTriple, prebuiltTargets, addonFile, PACKAGE_DIR }
+module.exports = {
+  loadNative,
+  addonSource: () => addonSource,
+  currentTarget,
+  targetOfTriple,
+  prebuiltTargets,
+  addonFile,
+  platformPackage,
+  PACKAGE_DIR,
+}
