@@ -22,7 +22,7 @@ import { startMockVendors } from './helpers/mock-vendors.mjs'
 import { waitUntil } from './helpers/wait.mjs'
 
 const require = createRequire(import.meta.url)
-const { isBlockedAddress } = require('../lib/callback-target.js')
+const { isBlockedAddress, postToCheckedTarget, resolveTarget } = require('../lib/callback-target.js')
 
 const REDIS_URL = 'redis://127.0.0.1:6379'
 const PREFIX = `fgtest-security-${randomUUID()}`
@@ -426,6 +426,38 @@ describe('6. queue callbacks never reach internal addresses', () => {
     assert.equal(error.code, 'CALLBACK_TARGET_REFUSED')
     assert.match(error.message, /localhost resolves to .*callbackAllowHosts/)
     assert.equal(connections, 0)
+  })
+
+  test('every address of a name is checked, and the request connects to the checked one (no DNS rebinding)', async () => {
+    // A resolver under the attacker's control: a public address next to the metadata address.
+    const mixed = async () => [
+      { address: '93.184.216.34', family: 4 },
+      { address: '169.254.169.254', family: 4 },
+    ]
+    await assert.rejects(resolveTarget(new URL('http://hooks.example/x'), new Set(), mixed), { code: 'CALLBACK_TARGET_REFUSED' })
+    const mapped = async () => [{ address: '::ffff:169.254.169.254', family: 6 }]
+    await assert.rejects(resolveTarget(new URL('http://hooks.example/x'), new Set(), mapped), { code: 'CALLBACK_TARGET_REFUSED' })
+    // The name is resolved once; a second answer (the rebind to an internal address) is never used.
+    const seen = []
+    const { server } = await listen((req, res) => {
+      seen.push(req.headers.host)
+      req.resume()
+      req.on('end', () => res.end())
+    })
+    const answers = [[{ address: '127.0.0.1', family: 4 }], [{ address: '10.0.0.1', family: 4 }]]
+    let lookups = 0
+    const rebinding = async () => answers[Math.min(lookups++, 1)]
+    const port = server.address().port
+    const status = await postToCheckedTarget(new URL(`http://rebind.test:${port}/hook`), {
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+      signal: AbortSignal.timeout(10_000),
+      allowed: new Set(['rebind.test']),
+      lookup: rebinding,
+    })
+    assert.equal(status, 200)
+    assert.equal(lookups, 1)
+    assert.deepEqual(seen, [`rebind.test:${port}`])
   })
 
   test('callbackAllowHosts lets a named host through', async () => {

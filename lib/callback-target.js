@@ -136,10 +136,10 @@ async function resolveTarget(url, allowed, lookup = dns.promises.lookup) {
 
 /**
  * POSTs `body` to `url` at the checked address (no redirects followed); resolves with the
- * response status.
+ * response status. `lookup` (dns.promises.lookup's shape) is asked once, before connecting.
  */
-async function postToCheckedTarget(url, { headers, body, signal, allowed }) {
-  const target = await resolveTarget(url, allowed)
+async function postToCheckedTarget(url, { headers, body, signal, allowed, lookup }) {
+  const target = await resolveTarget(url, allowed, lookup)
   const secure = url.protocol === 'https:'
   const host = hostKey(url.hostname)
   return new Promise((resolve, reject) => {
