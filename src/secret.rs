@@ -166,7 +166,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     // Other underscore keys of the Stripe shape.
     (r"\bsk_[A-Za-z0-9_-]{16,}", REDACTED),
     // OpenAI (sk-, sk-proj-), Anthropic (sk-ant-) and the other dash-prefixed key shapes.
-    (r"\b(?:sk|rk|fg|sess)-[A-Za-z0-9_-]{8,}", REDACTED),
+    (r"\b(?:sk|pk|rk|fg|sess|key)-[A-Za-z0-9_-]{8,}", REDACTED),
     (r"\bAIza[0-9A-Za-z_-]{20,}", REDACTED),
     (r"\bfgv1\.[A-Za-z0-9_-]{16,}", REDACTED),
     (
@@ -295,6 +295,7 @@ mod tests {
       ),
       ("sk-proj-abcdefghijklmnop1234", "abcdefghij"),
       ("sk-ant-api03-abcdefghijklmnop", "abcdefghij"),
+      ("mailgun key-3ax6xnjp29jd6fds4gc373sgvjxteol0", "3ax6xnjp29"),
       ("AIzaSyA1234567890abcdefghijklmnop", "SyA123456"),
       ("at file:///home/app/server.js:10:5", "/home/app"),
       ("at handler (/srv/app/routes/pay.js:41:7)", "/srv/app"),
