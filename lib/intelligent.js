@@ -440,8 +440,8 @@ function aiErrorHandler(options = {}) {
       let signature
       try {
         signature = errorSignature(error, described, req)
-      } catch (failure) {
-        return resolve(undefined)
+      } catch {
+        return resolve(undefined) // an error object that cannot even be read: answered without analysis
       }
       const cached = cache.get(signature)
       if (cached) {
@@ -462,6 +462,7 @@ function aiErrorHandler(options = {}) {
         resolve(analysis)
       }
       const timer = setTimeout(() => finish(undefined, { code: 'TIMEOUT' }), budgetMs)
+      // The model sees exactly the cache key: nothing a cached analysis was not written for.
       const prompt = signature
       cache
         .shared(signature, () =>
