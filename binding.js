@@ -843,3 +843,4 @@ module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
 module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.NativeSseCall = nativeBinding.NativeSseCall
 module.exports.countTokens = nativeBinding.countTokens
+module.exports.redactSecrets = nativeBinding.redactSecrets

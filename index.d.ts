@@ -917,6 +917,13 @@ export interface RateLimiterStats {
   failOpenAdmissions: number
 }
 
+/**
+ * `text` with every secret shape replaced: URL credentials, private key blocks, JWTs, AWS,
+ * GitHub, Slack, Stripe, OpenAI, Anthropic and Google keys, `key=value` pairs named like a
+ * secret, and absolute file paths. The gateway's own messages go through the same rules.
+ */
+export declare function redactSecrets(text: string): string
+
 export interface ResponseCacheOptions {
   /** Most answers kept (default 10000 when `maxBytes` is not set either). */
   maxEntries?: number

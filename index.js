@@ -898,6 +898,14 @@ function countTokens(model, input) {
   }
 }
 
+/**
+ * `text` with every secret shape replaced by [REDACTED] (absolute paths by [PATH]): the rules
+ * the gateway applies to its own messages (src/secret.rs).
+ */
+function redactSecrets(text) {
+  return native.redactSecrets(String(text))
+}
+
 module.exports = {
   Gateway,
   ResponseCache,
@@ -908,6 +916,7 @@ module.exports = {
   OPENAI_SSE,
   NATIVE_SERVE,
   countTokens,
+  redactSecrets,
   NativeGateway: native.NativeGateway,
   NativeCostTracker: native.NativeCostTracker,
 }

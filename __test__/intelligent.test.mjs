@@ -520,6 +520,10 @@ describe('routeSuggestion', () => {
 
 // ------------------------------------------------------------------------------ aiErrorHandler
 
+// An error whose message the client sees (a 4xx the app marked as the client's): the kind
+// aiErrorHandler analyses by default.
+const badRequest = (message) => Object.assign(new Error(message), { status: 400, expose: true })
+
 function failingApp(handler, makeError) {
   const app = express()
   app.use(express.json())
@@ -533,12 +537,12 @@ function failingApp(handler, makeError) {
 describe('aiErrorHandler', () => {
   test("with the mock provider: errorHandler()'s answer plus the analysis", async () => {
     const handler = aiErrorHandler({ gateway: newGateway(), model: MOCK_MODEL, log: false })
-    const app = await serve(failingApp(handler, () => new Error('database connection refused')))
+    const app = await serve(failingApp(handler, () => badRequest('the order has no lines')))
     try {
       const { status, json } = await post(`${app.url}/fail`, {})
-      assert.equal(status, 500)
-      assert.equal(json.error.code, 'INTERNAL')
-      assert.equal(json.error.message, 'Internal server error')
+      assert.equal(status, 400)
+      assert.equal(json.error.code, 'INVALID_REQUEST')
+      assert.equal(json.error.message, 'the order has no lines')
       assert.deepEqual(json.analysis, { errorType: 'errorType', severity: 'low', suggestions: ['suggestion'] })
     } finally {
       await app.close()
@@ -564,13 +568,13 @@ describe('aiErrorHandler', () => {
 
   test('a hanging model: the plain error answer, after about budgetMs', async () => {
     const handler = aiErrorHandler({ gateway: newGateway(), model: VENDOR_MODEL, budgetMs: HANG_BUDGET_MS, log: false })
-    const app = await serve(failingApp(handler, () => new Error('disk full')))
+    const app = await serve(failingApp(handler, () => badRequest('disk full')))
     vendors.enqueue('openai', { hang: true })
     try {
       const { status, json, ms } = await post(`${app.url}/fail`, {})
-      assert.equal(status, 500)
+      assert.equal(status, 400)
       assert.deepEqual(Object.keys(json), ['error'])
-      assert.equal(json.error.code, 'INTERNAL')
+      assert.equal(json.error.code, 'INVALID_REQUEST')
       assert.ok(ms < GENEROUS_MS, `answered after ${ms} ms`)
       assert.equal(handler.stats().missReasons.timeout, 1)
     } finally {
@@ -581,7 +585,7 @@ describe('aiErrorHandler', () => {
   test('a key in the error message never reaches the model; analyses are cached per signature', async () => {
     const handler = aiErrorHandler({ gateway: newGateway(), model: VENDOR_MODEL, log: false })
     const key = 'sk-proj-Zx81mQ0aLk29dPq7'
-    const app = await serve(failingApp(handler, (req) => new Error(`upstream rejected api_key=${key} for order ${req.body.order} (Authorization: Bearer ${key}) at /home/app/src/pay.js`)))
+    const app = await serve(failingApp(handler, (req) => badRequest(`upstream rejected api_key=${key} for order ${req.body.order} (Authorization: Bearer ${key}) at /home/app/src/pay.js`)))
     vendors.enqueue('openai', jsonAnswer({ errorType: 'authentication_failure', severity: 'high', suggestions: ['Rotate the key'] }))
     const before = requestsFor('aiErrorHandler').length
     try {
@@ -607,12 +611,12 @@ describe('aiErrorHandler', () => {
 
   test('a failing model: the plain answer; analyze() can skip the model', async () => {
     const handler = aiErrorHandler({ gateway: newGateway(), model: VENDOR_MODEL, log: false, analyze: (error) => !error.message.includes('skip') })
-    const app = await serve(failingApp(handler, (req) => new Error(req.body.text)))
+    const app = await serve(failingApp(handler, (req) => badRequest(req.body.text)))
     vendors.enqueue('openai', { status: 500, body: { error: { message: 'down', type: 'server_error' } } })
     const before = requestsFor('aiErrorHandler').length
     try {
       const failed = await post(`${app.url}/fail`, { text: 'model down case' })
-      assert.equal(failed.status, 500)
+      assert.equal(failed.status, 400)
       assert.equal(failed.json.analysis, undefined)
       const skipped = await post(`${app.url}/fail`, { text: 'skip this one' })
       assert.equal(skipped.json.analysis, undefined)

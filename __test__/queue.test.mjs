@@ -227,7 +227,7 @@ describe('AIQueue', () => {
     })
     receiver.listen(0, '127.0.0.1')
     await once(receiver, 'listening')
-    const queue = newQueue('callbacks', { callbackSecret: secret, callbackBackoffMs: 20, defaultModel: 'mock/mock-1' })
+    const queue = newQueue('callbacks', { callbackSecret: secret, callbackBackoffMs: 20, defaultModel: 'mock/mock-1', callbackAllowHosts: ['127.0.0.1'] })
     try {
       await queue.ready()
       const callbackUrl = `http://127.0.0.1:${receiver.address().port}/hook`

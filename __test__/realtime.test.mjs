@@ -404,7 +404,7 @@ describe('sseChat', () => {
   let server, base, router
   before(async () => {
     const app = express()
-    router = sseChat({ gateway: newGateway(), defaultModel: MOCK_MODEL, heartbeatMs: 50 })
+    router = sseChat({ gateway: newGateway(), defaultModel: MOCK_MODEL, models: [MOCK_MODEL, VENDOR_MODEL, 'nowhere/none'], heartbeatMs: 50 })
     app.use('/events', router)
     server = app.listen(0, '127.0.0.1')
     await once(server, 'listening')

@@ -4,27 +4,15 @@
 // same OpenAI-compatible handler also serves `ferrogate serve`.
 
 const { randomBytes } = require('node:crypto')
-const { FerrogateError, OPENAI_SSE } = require('../index.js')
+const { FerrogateError, OPENAI_SSE, redactSecrets } = require('../index.js')
 
 // ------------------------------------------------------------------------------ redaction
 
-const ABSOLUTE_PATH_ROOTS = 'home|root|usr|var|tmp|etc|opt|srv|mnt|media|Users|work|app|private|proc|dev|lib|snap|data|run'
-const REDACTIONS = [
-  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi, '$1 [REDACTED]'],
-  [/\b(?:sk|pk|rk|fg|sess|key)-[A-Za-z0-9_-]{6,}/g, '[REDACTED]'],
-  [/\bAIza[0-9A-Za-z_-]{20,}/g, '[REDACTED]'],
-  [/\bfgv1\.[A-Za-z0-9_-]{16,}/g, '[REDACTED]'],
-  [/\b([\w-]*(?:key|token|secret|password|passwd|signature)[\w-]*)(["']?\s*[=:]\s*["']?)([^&\s"',;)}]+)/gi, '$1$2[REDACTED]'],
-  [new RegExp(`(^|[^\\w:/.])/(?:${ABSOLUTE_PATH_ROOTS})(?:/[^\\s"'\`<>()\\[\\]{},;:]*)?`, 'g'), '$1[PATH]'],
-  [/\b[A-Za-z]:\\[^\s"'`<>]*/g, '[PATH]'],
-]
-
-/** Removes API keys, bearer tokens, key=/token= values and absolute file paths from text. */
-function redact(text) {
-  let out = String(text)
-  for (const [pattern, replacement] of REDACTIONS) out = out.replace(pattern, replacement)
-  return out
-}
+/**
+ * Removes API keys, tokens, URL credentials, private keys, secret-named values and absolute
+ * file paths from text. One rule set for JS and the native gateway (src/secret.rs).
+ */
+const redact = (text) => redactSecrets(text)
 
 // ------------------------------------------------------------------------------ errors
 
@@ -679,16 +667,25 @@ function metricsHandler(gateway) {
 
 // ------------------------------------------------------------------------------ sse
 
+// A field value on one line: a CR or LF in `event` or `id` would end the field and let the
+// rest of the value forge fields or whole events (NUL makes clients drop an id).
+const oneLine = (value) => String(value).replace(/[\r\n\0]/g, '')
+// Every line terminator SSE knows (CRLF, CR, LF) starts a new `data:` line.
+const dataLines = (data) => `${data.split(/\r\n|\r|\n/).map((line) => `data: ${line}`).join('\n')}\n\n`
+
 function sseFrame(item) {
-  if (item != null && typeof item === 'object' && 'data' in item && ('event' in item || 'id' in item || Object.keys(item).length === 1)) {
+  if (item != null && typeof item === 'object' && 'data' in item && ('event' in item || 'id' in item || 'retry' in item || Object.keys(item).length === 1)) {
     let frame = ''
-    if (item.event != null) frame += `event: ${item.event}\n`
-    if (item.id != null) frame += `id: ${item.id}\n`
+    if (item.event != null) frame += `event: ${oneLine(item.event)}\n`
+    if (item.id != null) frame += `id: ${oneLine(item.id)}\n`
+    if (item.retry != null) {
+      if (!Number.isInteger(item.retry) || item.retry < 0) throw new TypeError('sse: retry must be a non-negative integer (milliseconds)')
+      frame += `retry: ${item.retry}\n`
+    }
     const data = typeof item.data === 'string' ? item.data : JSON.stringify(item.data)
-    return `${frame}${data.split('\n').map((line) => `data: ${line}`).join('\n')}\n\n`
+    return `${frame}${dataLines(data)}`
   }
-  const data = typeof item === 'string' ? item : JSON.stringify(item)
-  return `${data.split('\n').map((line) => `data: ${line}`).join('\n')}\n\n`
+  return dataLines(typeof item === 'string' ? item : JSON.stringify(item))
 }
 
 // The response head of every Server-Sent Events answer; proxies must not buffer it.

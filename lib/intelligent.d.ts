@@ -128,6 +128,11 @@ export interface AIErrorHandlerOptions {
   log?: ((line: string) => void) | false
   /** Return false to answer an error without asking the model. */
   analyze?: (error: unknown, req: Req) => boolean
+  /**
+   * Analyse 5xx errors whose message is shown (ferrogate errors such as UPSTREAM_UNAVAILABLE)
+   * too (default false: 4xx only). An error whose message is hidden (a plain 500) never gets one.
+   */
+  analyze5xx?: boolean
   /** Default 3600. */
   cacheTtlSeconds?: number
   maxCacheEntries?: number
@@ -152,8 +157,12 @@ export function aiErrorHandler(
   options: AIErrorHandlerOptions,
 ): ((error: unknown, req: Req, res: Res, next: Next) => void) & { stats(): AIErrorHandlerStats }
 
-/** The cache key of an error analysis: name, code and message with ids, numbers and quoted values blanked. */
-export function errorSignature(error: unknown): string
+/**
+ * The prompt of an error analysis, which is also its cache key: name, code, status, message
+ * and stack frames redacted, with ids, numbers and quoted values blanked, and the matched
+ * route pattern (`req.route.path`), never the URL the client sent.
+ */
+export function errorSignature(error: unknown, described?: { code: string; status: number }, req?: Req): string
 
 /** The seed's route spec. */
 export interface RouteSpec {

@@ -27,6 +27,8 @@ const {
 const { CodeGenerator } = require('./codegen.js')
 
 const MAX_CONTENT_CHARS = 4000
+// describeError()'s message for an error whose own message stays on the server.
+const HIDDEN_MESSAGE = 'Internal server error'
 
 // ------------------------------------------------------------------------------ intentRecognition
 
@@ -360,41 +362,52 @@ const analysisSchema = {
   additionalProperties: false,
 }
 
-/** The error's signature: its name and its message with ids, numbers and quoted values blanked. */
-function errorSignature(error) {
-  const name = error?.name ?? typeof error
-  const code = typeof error?.code === 'string' ? error.code : ''
-  const message = redact(String(error?.message ?? error))
+// Text a client may have chosen (quoted values, ids, numbers) blanked, after redaction: what
+// remains is the error's kind, the same for every client that meets it.
+const canonical = (text) =>
+  redact(text)
     .replace(/"[^"]*"|'[^']*'|`[^`]*`/g, '""')
     .replace(/\b[0-9a-f]{8,}(?:-[0-9a-f]{4,})*\b/gi, '#')
     .replace(/\d+(?:\.\d+)?/g, '#')
     .replace(/\s+/g, ' ')
     .trim()
-    .slice(0, 500)
-  return `${name}|${code}|${message}`
+
+/**
+ * What the model is told about an error, and the key its analysis is cached under: the same
+ * text, so an analysis is only ever served for an error the model saw word for word. Secrets
+ * are redacted and client-chosen values blanked first (canonical); the route is the matched
+ * Express route pattern (`/users/:id`), never the URL the client sent.
+ */
+function errorSignature(error, described = describeError(error), req = undefined) {
+  const stack =
+    typeof error?.stack === 'string'
+      ? error.stack
+          .split('\n')
+          .filter((line) => /^\s*at\s/.test(line))
+          .slice(0, 5)
+          .map((line) => canonical(line).slice(0, 300))
+      : []
+  const routePath = typeof req?.route?.path === 'string' ? `${typeof req.baseUrl === 'string' ? req.baseUrl : ''}${req.route.path}` : undefined
+  return JSON.stringify({
+    name: canonical(String(error?.name ?? typeof error)).slice(0, 100),
+    code: typeof error?.code === 'string' ? canonical(error.code).slice(0, 100) : described.code,
+    status: described.status,
+    message: canonical(String(error?.message ?? error).slice(0, 2000)).slice(0, 500),
+    stack,
+    route: routePath === undefined ? undefined : `${req.method ?? ''} ${canonical(routePath).slice(0, 200)}`.trim(),
+  })
 }
 
-/** What the model is told about an error: nothing that redact() would hide. */
-function errorPrompt(error, described, req) {
-  const stack = typeof error?.stack === 'string' ? error.stack.split('\n').slice(1, 6).map((line) => line.trim()) : []
-  const route = req ? `${req.method ?? ''} ${(req.originalUrl ?? req.url ?? '').split('?')[0]}`.trim() : undefined
-  return redact(
-    JSON.stringify({
-      name: error?.name,
-      code: described.code,
-      status: described.status,
-      message: String(error?.message ?? error).slice(0, 2000),
-      stack,
-      route,
-    }),
-  )
-}
+// A link, a domain or an address in what the model wrote: it could send a developer (or the
+// client the analysis reaches) anywhere, so such a suggestion is dropped.
+const URL_LIKE =
+  /\b[a-z][a-z0-9+.-]*:\/\/|\bwww\.|\bxn--|\bmailto:|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|co|dev|app|ai|xyz|info|biz|me|ru|cn|tk|top|site|online|link|click|live|pro|us|uk|de|page|cloud)\b|\b(?:[a-z0-9-]+\.)+[a-z]{2,}\/|\b\d{1,3}(?:\.\d{1,3}){3}\b|\[[0-9a-f:]*:[0-9a-f:]*\]/i
 
 function checkAnalysis(value) {
-  if (value == null || typeof value !== 'object' || typeof value.errorType !== 'string' || !SEVERITIES.includes(value.severity)) {
+  if (value == null || typeof value !== 'object' || typeof value.errorType !== 'string' || !SEVERITIES.includes(value.severity) || URL_LIKE.test(value.errorType)) {
     throw Object.assign(new Error("the model's analysis is incomplete"), { code: 'INVALID_ANSWER' })
   }
-  const suggestions = Array.isArray(value.suggestions) ? value.suggestions.filter((s) => typeof s === 'string').slice(0, 5) : []
+  const suggestions = Array.isArray(value.suggestions) ? value.suggestions.filter((s) => typeof s === 'string' && !URL_LIKE.test(s)).slice(0, 5) : []
   // The model never saw a secret, but what it writes goes to a client: redact it all the same.
   return { errorType: redact(value.errorType), severity: value.severity, suggestions: suggestions.map(redact) }
 }
@@ -418,9 +431,22 @@ function aiErrorHandler(options = {}) {
     'You analyse an error raised by a Node.js web application. Classify it (errorType, a short snake_case name), ' +
     'rate its severity (low, medium, high, critical) and suggest up to three concrete fixes for the developers.'
 
+  const analyze5xx = options.analyze5xx === true
+  // An analysis is shown next to the error, so it may say no more than the error does: never
+  // for an error whose message is hidden (a plain 500), and for other 5xx only when asked.
+  const analysisShown = (described) => {
+    if (described.code === 'INTERNAL' && described.message === HIDDEN_MESSAGE) return false
+    return described.status < 500 || analyze5xx
+  }
+
   const analysisWithin = (error, described, req) =>
     new Promise((resolve) => {
-      const signature = errorSignature(error)
+      let signature
+      try {
+        signature = errorSignature(error, described, req)
+      } catch {
+        return resolve(undefined) // an error object that cannot even be read: answered without analysis
+      }
       const cached = cache.get(signature)
       if (cached) {
         counters.cacheHits++
@@ -440,12 +466,8 @@ function aiErrorHandler(options = {}) {
         resolve(analysis)
       }
       const timer = setTimeout(() => finish(undefined, { code: 'TIMEOUT' }), budgetMs)
-      let prompt
-      try {
-        prompt = errorPrompt(error, described, req)
-      } catch (failure) {
-        return finish(undefined, failure)
-      }
+      // The model sees exactly the cache key: nothing a cached analysis was not written for.
+      const prompt = signature
       cache
         .shared(signature, () =>
           structuredCall(gateway, { model, name: 'error_analysis', schema: analysisSchema, system, prompt, timeoutMs: budgetMs, maxTokens: 400, feature: 'aiErrorHandler' }).then(
@@ -463,7 +485,7 @@ function aiErrorHandler(options = {}) {
     const described = describeError(error)
     let wanted = false
     try {
-      wanted = !res.headersSent && analyze(error, req) !== false
+      wanted = !res.headersSent && analysisShown(described) && analyze(error, req) !== false
     } catch {
       wanted = false
     }

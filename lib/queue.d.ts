@@ -52,6 +52,11 @@ export interface AIQueueOptions {
   callbackBackoffMs?: number
   /** Per callback try (default 10000). */
   callbackTimeoutMs?: number
+  /**
+   * Hosts (names or addresses, as in the URL) a callback may reach although they are private,
+   * loopback, link-local or metadata addresses; every other callback goes to public addresses only.
+   */
+  callbackAllowHosts?: string[]
   /** Run a worker in this process (default true); false makes a producer only. */
   worker?: boolean
   /** BullMQ's stalled-job check interval and job lock duration (defaults 30000 each). */

@@ -12,6 +12,7 @@ const { createHmac, timingSafeEqual, randomUUID } = require('node:crypto')
 const { EventEmitter } = require('node:events')
 const { setTimeout: sleep } = require('node:timers/promises')
 const { FerrogateError } = require('../index.js')
+const { allowedHosts, literalRefusal, postToCheckedTarget, RefusedCallbackTarget } = require('./callback-target.js')
 
 const JOB_TYPES = Object.freeze({
   text_generation: ['prompt'],
@@ -93,6 +94,7 @@ class AIQueue extends EventEmitter {
   #backoffMs
   #callbackSecret
   #callback
+  #callbackAllowed
   #connections = []
   #queue
   #events
@@ -121,6 +123,7 @@ class AIQueue extends EventEmitter {
       backoffMs: count(opts.callbackBackoffMs, 'callbackBackoffMs', 1000),
       timeoutMs: count(opts.callbackTimeoutMs, 'callbackTimeoutMs', 10_000, { min: 1 }),
     }
+    this.#callbackAllowed = allowedHosts(opts.callbackAllowHosts, configError)
     const concurrency = count(opts.concurrency, 'concurrency', 5, { min: 1 })
     const prefix = opts.prefix ?? 'bull'
 
@@ -197,6 +200,9 @@ class AIQueue extends EventEmitter {
         throw invalid('callbackUrl must be an absolute http(s) URL')
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalid('callbackUrl must be an absolute http(s) URL')
+      if (url.username || url.password) throw invalid('callbackUrl must not carry credentials')
+      const refusal = literalRefusal(url, this.#callbackAllowed)
+      if (refusal) throw invalid(refusal)
     }
     const data = { type, input: { ...input }, userId }
     if (model !== undefined) data.model = model
@@ -273,13 +279,13 @@ class AIQueue extends EventEmitter {
       if (attempt > 0) await sleep(this.#callback.backoffMs * 2 ** (attempt - 1), undefined, { signal: this.#closing.signal })
       try {
         const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(this.#callback.timeoutMs)])
-        // redirect: 'manual' — a signed body goes only where the job said.
-        const res = await fetch(url, { method: 'POST', headers, body, signal, redirect: 'manual' })
-        await res.arrayBuffer().catch(() => {})
-        if (res.status >= 200 && res.status < 300) return
-        lastError = new Error(`callback answered HTTP ${res.status}`)
+        // Redirects are not followed: a signed body goes only where the job said, and only to a
+        // public address unless callbackAllowHosts names the host (lib/callback-target.js).
+        const status = await postToCheckedTarget(new URL(url), { headers, body, signal, allowed: this.#callbackAllowed })
+        if (status >= 200 && status < 300) return
+        lastError = new Error(`callback answered HTTP ${status}`)
       } catch (error) {
-        if (this.#closing.signal.aborted) throw error
+        if (this.#closing.signal.aborted || error instanceof RefusedCallbackTarget) throw error
         lastError = error
       }
     }

@@ -12,6 +12,10 @@ export interface ChatHistoryOptions {
   redisUrl?: string
   /** Redis key prefix for sessions (default "ferrogate:chat:"). */
   keyPrefix?: string
+  /** In memory only: sessions kept at most, least recently used dropped first (default 10000). */
+  maxSessions?: number
+  /** In memory only: bytes (JSON) of all sessions at most, least recently used dropped first (default 64 MiB). */
+  maxBytes?: number
 }
 
 export interface AttachChatOptions {
@@ -28,7 +32,10 @@ export interface AttachChatOptions {
   /** false (or a throw) refuses the upgrade with HTTP 401. */
   authenticate?: (req: IncomingMessage) => boolean | Promise<boolean>
   history?: ChatHistoryOptions
-  /** A client whose unsent data passes this many bytes pauses the upstream read (default 1 MiB). */
+  /**
+   * A client whose unsent data passes this many bytes pauses the upstream read; a message that finds
+   * it passed (a client sending without reading) closes the socket with 1008 (default 1 MiB).
+   */
   maxBufferedBytes?: number
   /** Largest frame accepted from a client (default 1 MiB). */
   maxPayloadBytes?: number
@@ -81,8 +88,11 @@ export declare function attachChat(server: HttpServer | HttpsServer, options: At
 export interface SseChatOptions {
   gateway: Gateway
   defaultModel: string
+  /** The models a client may name; any other is a 400 (default [defaultModel]). */
+  models?: string[]
   /** Default 30000. */
   heartbeatMs?: number
+  /** The user a channel belongs to: for anyone else its clientId answers 404. */
   user?: (req: IncomingMessage) => string | undefined
   /** Batch items run at most this many at a time (default 4); their events still go out in order. */
   batchConcurrency?: number

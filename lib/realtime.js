@@ -14,8 +14,13 @@ const { FerrogateError } = require('../index.js')
 
 const DEFAULT_MAX_MESSAGES = 50
 const DEFAULT_TTL_SECONDS = 86_400
+// The in-memory history store's bounds (Redis has its own TTL and maxmemory).
+const DEFAULT_MAX_SESSIONS = 10_000
+const DEFAULT_MAX_HISTORY_BYTES = 64 * 1024 * 1024
 const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
 const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+// How long a socket closed for not reading gets to take its close frame before it is cut.
+const OVERFLOW_CLOSE_GRACE_MS = 1000
 const DEFAULT_PING_INTERVAL_MS = 30_000
 const DEFAULT_BATCH_CONCURRENCY = 4
 const MAX_BATCH_SIZE = 100
@@ -57,23 +62,53 @@ function trimHistory(messages, max) {
 
 // ------------------------------------------------------------------------------------- history stores
 
+// Sessions in this process, least recently used first (a Map keeps insertion order, and every
+// load or save moves its session to the end). Bounded in count and bytes: clients choose how
+// many sessions they open, so without a bound they choose how much memory the server holds.
 class MemoryHistoryStore {
-  #sessions = new Map()
+  #sessions = new Map() // id -> { json, bytes, expiresAt }
   #ttlMs
-  constructor(ttlSeconds) {
+  #maxSessions
+  #maxBytes
+  #bytes = 0
+  constructor(ttlSeconds, { maxSessions, maxBytes }) {
     this.#ttlMs = ttlSeconds * 1000
+    this.#maxSessions = maxSessions
+    this.#maxBytes = maxBytes
   }
   async load(id) {
     this.#sweep()
     const entry = this.#sessions.get(id)
-    return entry ? structuredClone(entry.state) : null
+    if (!entry) return null
+    this.#sessions.delete(id)
+    this.#sessions.set(id, entry)
+    return JSON.parse(entry.json)
   }
   async save(id, state) {
-    this.#sessions.set(id, { state: structuredClone(state), expiresAt: Date.now() + this.#ttlMs })
+    this.#remove(id)
+    const json = JSON.stringify(state)
+    const bytes = Buffer.byteLength(json)
+    if (bytes > this.#maxBytes) return // larger than the whole store: kept nowhere rather than evicting everyone
+    this.#sessions.set(id, { json, bytes, expiresAt: Date.now() + this.#ttlMs })
+    this.#bytes += bytes
+    for (const oldest of this.#sessions.keys()) {
+      if (this.#sessions.size <= this.#maxSessions && this.#bytes <= this.#maxBytes) break
+      this.#remove(oldest)
+    }
+  }
+  /** Sessions held and their bytes (JSON), for tests and monitoring. */
+  usage() {
+    return { sessions: this.#sessions.size, bytes: this.#bytes }
+  }
+  #remove(id) {
+    const entry = this.#sessions.get(id)
+    if (!entry) return
+    this.#sessions.delete(id)
+    this.#bytes -= entry.bytes
   }
   #sweep() {
     const t = Date.now()
-    for (const [id, entry] of this.#sessions) if (entry.expiresAt <= t) this.#sessions.delete(id)
+    for (const [id, entry] of this.#sessions) if (entry.expiresAt <= t) this.#remove(id)
   }
   async close() {}
 }
@@ -131,9 +166,11 @@ function attachChat(server, opts = {}) {
   const maxBufferedBytes = positiveInteger(opts.maxBufferedBytes, 'maxBufferedBytes', DEFAULT_MAX_BUFFERED_BYTES)
   const maxPayload = positiveInteger(opts.maxPayloadBytes, 'maxPayloadBytes', DEFAULT_MAX_PAYLOAD_BYTES)
   const pingIntervalMs = positiveInteger(opts.pingIntervalMs, 'pingIntervalMs', DEFAULT_PING_INTERVAL_MS)
+  const maxSessions = positiveInteger(history.maxSessions, 'history.maxSessions', DEFAULT_MAX_SESSIONS)
+  const maxBytes = positiveInteger(history.maxBytes, 'history.maxBytes', DEFAULT_MAX_HISTORY_BYTES)
   const store = history.redisUrl
     ? new RedisHistoryStore(history.redisUrl, ttlSeconds, history.keyPrefix ?? 'ferrogate:chat:')
-    : new MemoryHistoryStore(ttlSeconds)
+    : new MemoryHistoryStore(ttlSeconds, { maxSessions, maxBytes })
 
   const wss = new WebSocketServer({ noServer: true, maxPayload })
   const connections = new Set() // live Connection objects
@@ -193,11 +230,26 @@ function attachChat(server, opts = {}) {
       this.askedSessionId = asked && ID_PATTERN.test(asked) ? asked : null
     }
 
+    // Every message goes out here. A client whose unsent data is already past maxBufferedBytes is
+    // not reading: its socket is closed (1008) instead of buffering more for it. The answer's
+    // stream waits for the socket to drain before each of its sends (#drain), so only a client
+    // that keeps sending frames without reading the replies gets here over the bound.
     send(type, fields = {}) {
       if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve()
+      if (this.ws.bufferedAmount > maxBufferedBytes) {
+        this.#overflow()
+        return Promise.resolve()
+      }
       return new Promise((resolve) => {
         this.ws.send(JSON.stringify({ type, ...fields, timestamp: now() }), () => resolve())
       })
+    }
+
+    #overflow() {
+      this.active?.controller.abort(new Error('the client stopped reading'))
+      this.ws.close(1008, 'the client is not reading its messages')
+      // The close frame waits behind the unread data: a client that never reads never gets it.
+      setTimeout(() => this.ws.terminate(), OVERFLOW_CLOSE_GRACE_MS).unref()
     }
 
     error(code, message) {
@@ -240,10 +292,14 @@ function attachChat(server, opts = {}) {
         try {
           state = await store.load(this.askedSessionId)
         } catch {
-          state = null // the history store is down: start afresh rather than refuse the chat
+          // The history store is down: start afresh rather than refuse the chat, under a new id,
+          // since nobody can tell whose the asked one is and a later save would overwrite it.
+          state = null
+          this.sessionId = randomUUID()
         }
-        // A session belongs to the user who started it: anyone else gets a new one, not a way to overwrite it.
-        if (state && state.userId !== undefined && state.userId !== this.userId) {
+        // A session belongs to the user who started it (or to nobody, without `user`): anyone
+        // else gets a new one, not a way to read or overwrite it.
+        if (state && (state.userId ?? undefined) !== this.userId) {
           state = null
           this.sessionId = randomUUID()
         }
@@ -349,13 +405,21 @@ function attachChat(server, opts = {}) {
       }
     }
 
+    // The answer's messages wait while the client reads slower than they come, so they never
+    // find the buffer over the bound; one message may take it past the bound by its own size.
+    // Not waiting for the write itself: the next chunk's #drain is the wait.
+    async #sendWhenDrained(type, fields) {
+      await this.#drain()
+      this.send(type, fields)
+    }
+
     async #answer(messageId, content, controller) {
       const generation = this.historyGeneration
-      await this.send('message_received', { messageId })
+      await this.#sendWhenDrained('message_received', { messageId })
       this.messages = trimHistory([...this.messages, { role: 'user', content }], maxMessages)
       await this.#save()
-      await this.send('ai_typing', { isTyping: true })
-      await this.send('ai_response_start', { messageId })
+      await this.#sendWhenDrained('ai_typing', { isTyping: true })
+      await this.#sendWhenDrained('ai_response_start', { messageId })
       const model = this.model
       const request = { model, messages: systemPrompt ? [{ role: 'system', content: systemPrompt }, ...this.messages] : this.messages, signal: controller.signal }
       if (this.userId !== undefined) request.user = this.userId
@@ -365,8 +429,7 @@ function attachChat(server, opts = {}) {
         for await (const event of gateway.streamEvents(request)) {
           if (event.type === 'text') {
             fullResponse += event.text
-            this.send('ai_response_chunk', { messageId, chunk: event.text })
-            await this.#drain()
+            await this.#sendWhenDrained('ai_response_chunk', { messageId, chunk: event.text })
             if (this.ws.readyState !== WebSocket.OPEN) controller.abort(new Error('the client closed the connection'))
           } else if (event.type === 'done') {
             response = event.response
@@ -376,7 +439,7 @@ function attachChat(server, opts = {}) {
           this.messages = trimHistory([...this.messages, { role: 'assistant', content: fullResponse }], maxMessages)
           await this.#save()
         }
-        await this.send('ai_response_complete', {
+        await this.#sendWhenDrained('ai_response_complete', {
           messageId,
           fullResponse,
           model,
@@ -392,9 +455,9 @@ function attachChat(server, opts = {}) {
             await this.#save()
           }
         }
-        await this.send('ai_response_error', { messageId, ...publicError(error) })
+        await this.#sendWhenDrained('ai_response_error', { messageId, ...publicError(error) })
       } finally {
-        await this.send('ai_typing', { isTyping: false })
+        await this.#sendWhenDrained('ai_typing', { isTyping: false })
       }
     }
   }
@@ -437,6 +500,12 @@ function sseChat(opts = {}) {
   requireGateway(gateway, 'sseChat')
   const defaultModel = opts.defaultModel
   if (typeof defaultModel !== 'string' || !defaultModel) throw configError('sseChat needs defaultModel')
+  // The models a client may ask for: every call is billed, so a client picks from a list, never freely.
+  const models = opts.models ?? [defaultModel]
+  if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m === 'string' && m)) {
+    throw configError('sseChat models must be a non-empty array of model names')
+  }
+  if (!models.includes(defaultModel)) throw configError(`defaultModel ${JSON.stringify(defaultModel)} is not in models`)
   const heartbeatMs = positiveInteger(opts.heartbeatMs, 'heartbeatMs', 30_000)
   const batchConcurrency = positiveInteger(opts.batchConcurrency, 'batchConcurrency', DEFAULT_BATCH_CONCURRENCY)
   const maxBatchSize = positiveInteger(opts.maxBatchSize, 'maxBatchSize', MAX_BATCH_SIZE)
@@ -487,12 +556,24 @@ function sseChat(opts = {}) {
     }
   }
 
+  // A channel belongs to the user who opened it: to anyone else it does not exist.
+  const noChannel = (res, clientId) => fail(res, 404, 'NOT_FOUND', `no open channel for client ${JSON.stringify(clientId).slice(0, 140)}`)
+  const channelOf = (req, clientId) => {
+    const client = clients.get(clientId)
+    return client !== undefined && client.userId === userOf(req) ? client : undefined
+  }
+
   router.get('/', (req, res) => {
     const asked = typeof req.query.clientId === 'string' ? req.query.clientId : undefined
     if (asked !== undefined && !ID_PATTERN.test(asked)) return fail(res, 400, 'INVALID_REQUEST', 'clientId must be 1-128 letters, digits or _.:-')
     const clientId = asked ?? randomUUID()
-    clients.get(clientId)?.res.end() // a reconnect takes the id over
-    clients.get(clientId)?.close()
+    const previous = clients.get(clientId)
+    if (previous !== undefined) {
+      // Only its own user may reconnect to an open channel (the reconnect takes it over).
+      if (previous !== channelOf(req, clientId)) return noChannel(res, clientId)
+      previous.res.end()
+      previous.close()
+    }
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -507,9 +588,10 @@ function sseChat(opts = {}) {
   })
 
   const json = express.json({ limit: '1mb' })
+  const unknownModel = (model) => `model must be one of ${models.join(', ')}; got ${JSON.stringify(String(model)).slice(0, 100)}`
   const lookup = (req, res, next) => {
-    const client = clients.get(req.params.clientId)
-    if (!client) return fail(res, 404, 'NOT_FOUND', `no open channel for client ${JSON.stringify(req.params.clientId).slice(0, 140)}`)
+    const client = channelOf(req, req.params.clientId)
+    if (!client) return noChannel(res, req.params.clientId)
     req.sseClient = client
     next()
   }
@@ -518,7 +600,7 @@ function sseChat(opts = {}) {
     const client = req.sseClient
     const { message, model } = req.body ?? {}
     if (typeof message !== 'string' || !message.trim()) return fail(res, 400, 'INVALID_REQUEST', 'send { "message": "..." }')
-    if (model !== undefined && (typeof model !== 'string' || !model)) return fail(res, 400, 'INVALID_REQUEST', 'model must be a string')
+    if (model !== undefined && !models.includes(model)) return fail(res, 400, 'INVALID_REQUEST', unknownModel(model))
     const requestId = randomUUID()
     res.status(202).json({ requestId })
     ;(async () => {
@@ -553,7 +635,7 @@ function sseChat(opts = {}) {
       const idOk = (typeof item?.id === 'string' && item.id.length > 0 && item.id.length <= 256) || Number.isInteger(item?.id)
       if (!idOk) return fail(res, 400, 'INVALID_REQUEST', `requests[${index}].id must be a string or an integer`)
       if (typeof item.message !== 'string' || !item.message.trim()) return fail(res, 400, 'INVALID_REQUEST', `requests[${index}].message must be a non-empty string`)
-      if (item.model !== undefined && (typeof item.model !== 'string' || !item.model)) return fail(res, 400, 'INVALID_REQUEST', `requests[${index}].model must be a string`)
+      if (item.model !== undefined && !models.includes(item.model)) return fail(res, 400, 'INVALID_REQUEST', `requests[${index}]: ${unknownModel(item.model)}`)
     }
     const batchId = randomUUID()
     res.status(202).json({ batchId })

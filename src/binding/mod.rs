@@ -440,6 +440,14 @@ pub fn count_tokens(model: String, input: Either<String, Vec<Message>>) -> napi:
   Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
+/// `text` with every secret shape replaced: URL credentials, private key blocks, JWTs, AWS,
+/// GitHub, Slack, Stripe, OpenAI, Anthropic and Google keys, `key=value` pairs named like a
+/// secret, and absolute file paths. The gateway's own messages go through the same rules.
+#[napi]
+pub fn redact_secrets(text: String) -> String {
+  crate::secret::redact_shapes(&text)
+}
+
 /// How a call ends when `close()` cut it short (distinct from the caller's own abort).
 fn closed_in_flight() -> GatewayError {
   GatewayError::new(
