@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cache;
 pub mod costs;
 pub mod error;
+pub mod guardrails;
 pub mod keyvault;
 pub mod limiter;
 pub mod metrics;
