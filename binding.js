@@ -843,3 +843,5 @@ module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
 module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.NativeSseCall = nativeBinding.NativeSseCall
 module.exports.countTokens = nativeBinding.countTokens
+module.exports.findPii = nativeBinding.findPii
+module.exports.redactPii = nativeBinding.redactPii

@@ -898,6 +898,24 @@ function countTokens(model, input) {
   }
 }
 
+/** Personal data and keys in `text` (the `pii` guardrail's detector): `{ entity, start, end }` each. */
+function findPii(text, entities) {
+  try {
+    return native.findPii(text, entities)
+  } catch (error) {
+    throw invalid(error)
+  }
+}
+
+/** `text` with each finding replaced by `[EMAIL]`, `[CREDIT_CARD]`, … */
+function redactPii(text, entities) {
+  try {
+    return native.redactPii(text, entities)
+  } catch (error) {
+    throw invalid(error)
+  }
+}
+
 module.exports = {
   Gateway,
   ResponseCache,
@@ -908,6 +926,8 @@ module.exports = {
   OPENAI_SSE,
   NATIVE_SERVE,
   countTokens,
+  findPii,
+  redactPii,
   NativeGateway: native.NativeGateway,
   NativeCostTracker: native.NativeCostTracker,
 }

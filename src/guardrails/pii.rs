@@ -187,7 +187,13 @@ impl Detector {
     if self.wants(Entity::UsSsn) && run.is_ssn_shape() && valid_ssn(&run.digits) {
       return finding(Entity::UsSsn, run.end);
     }
-    if self.wants(Entity::CreditCard) && run.is_card_shape() && valid_card(&run.digits) {
+    // Grouped like a card, a Luhn-valid issuer number is one. One block of digits is as often an
+    // order or tracking number: it needs a word about cards or payment just before it.
+    if self.wants(Entity::CreditCard)
+      && run.is_card_shape()
+      && valid_card(&run.digits)
+      && (run.groups > 1 || card_context_before(bytes, start))
+    {
       return finding(Entity::CreditCard, run.end);
     }
     if self.wants(Entity::Phone) {
@@ -440,6 +446,31 @@ fn valid_card(digits: &[u8]) -> bool {
   luhn(digits) && issued_like(digits)
 }
 
+/// Words that say a number is a card's, looked for (case-insensitively) in the 48 bytes before it.
+const CARD_WORDS: &[&[u8]] = &[
+  b"card",
+  b"visa",
+  b"mastercard",
+  b"amex",
+  b"credit",
+  b"debit",
+  b"cc",
+  b"pan",
+  b"charge",
+  b"payment",
+];
+
+fn card_context_before(bytes: &[u8], start: usize) -> bool {
+  let window = &bytes[start.saturating_sub(48)..start];
+  window.windows(2).enumerate().any(|(i, _)| {
+    CARD_WORDS.iter().any(|word| {
+      window.len() >= i + word.len()
+        && window[i..i + word.len()].eq_ignore_ascii_case(word)
+        && (i == 0 || !window[i - 1].is_ascii_alphabetic())
+    })
+  })
+}
+
 fn luhn(digits: &[u8]) -> bool {
   let sum: u32 = digits
     .iter()
@@ -447,7 +478,7 @@ fn luhn(digits: &[u8]) -> bool {
     .enumerate()
     .map(|(i, &d)| {
       let d = u32::from(d - b'0');
-      if i % 2 == 1 {
+      if !i.is_multiple_of(2) {
         let doubled = d * 2;
         if doubled > 9 {
           doubled - 9
@@ -459,7 +490,7 @@ fn luhn(digits: &[u8]) -> bool {
       }
     })
     .sum();
-  sum % 10 == 0
+  sum.is_multiple_of(10)
 }
 
 fn issued_like(digits: &[u8]) -> bool {
@@ -576,6 +607,17 @@ const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
   (b"VA", 22),
   (b"VG", 24),
   (b"XK", 20),
+  (b"BI", 27),
+  (b"DJ", 27),
+  (b"FK", 18),
+  (b"HN", 28),
+  (b"IR", 26),
+  (b"MN", 20),
+  (b"NI", 28),
+  (b"OM", 23),
+  (b"RU", 33),
+  (b"SO", 23),
+  (b"YE", 30),
 ];
 
 fn iban_length(country: &[u8]) -> Option<usize> {
@@ -603,7 +645,7 @@ fn iban_end(bytes: &[u8], start: usize) -> Option<usize> {
   let mut spaced = None;
   while chars.len() < length {
     let byte = *bytes.get(i)?;
-    if byte == b' ' && chars.len() % 4 == 0 && !chars.is_empty() && spaced != Some(false) {
+    if byte == b' ' && chars.len().is_multiple_of(4) && !chars.is_empty() && spaced != Some(false) {
       spaced = Some(true);
       i += 1;
       continue;
@@ -611,7 +653,7 @@ fn iban_end(bytes: &[u8], start: usize) -> Option<usize> {
     if !(byte.is_ascii_uppercase() || byte.is_ascii_digit()) {
       return None;
     }
-    if chars.len() % 4 == 0 && !chars.is_empty() && spaced.is_none() {
+    if chars.len().is_multiple_of(4) && !chars.is_empty() && spaced.is_none() {
       spaced = Some(false);
     }
     chars.push(byte);
@@ -721,8 +763,10 @@ fn ipv6_at(bytes: &[u8], start: usize) -> Option<Finding> {
 
 // ------------------------------------------------------------------------------------ API keys
 
-/// Key families by prefix: (prefix, characters allowed after it, the fewest of them).
-const KEY_PREFIXES: &[(&[u8], fn(u8) -> bool, usize)] = &[
+/// A key family: its prefix, the characters allowed after it, and the fewest of them.
+type KeyFamily = (&'static [u8], fn(u8) -> bool, usize);
+
+const KEY_PREFIXES: &[KeyFamily] = &[
   (b"sk-ant-", key_byte, 32),
   (b"sk-proj-", key_byte, 32),
   (b"sk-", alnum, 20),
@@ -896,9 +940,11 @@ mod tests {
       [(Entity::CreditCard, "3782 822463 10005")]
     );
     assert_eq!(
-      entities("5555555555554444"),
+      entities("visa 5555555555554444"),
       [(Entity::CreditCard, "5555555555554444")]
     );
+    // One block of digits with no word about cards before it: as likely an order number.
+    assert!(entities("tracking 5555555555554444").is_empty());
     // Luhn fails by one digit.
     assert!(entities("4111 1111 1111 1112").is_empty());
     // Luhn holds but no issuer starts so.
