@@ -844,3 +844,5 @@ module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.NativeSseCall = nativeBinding.NativeSseCall
 module.exports.countTokens = nativeBinding.countTokens
 module.exports.redactSecrets = nativeBinding.redactSecrets
+module.exports.findPii = nativeBinding.findPii
+module.exports.redactPii = nativeBinding.redactPii

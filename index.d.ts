@@ -711,6 +711,12 @@ export interface ErrorInfo {
   cause?: string
 }
 
+/**
+ * Personal data and keys in `text`: emails, phone numbers, card numbers (Luhn-checked), IBANs
+ * (mod-97-checked), US SSNs, IP addresses and API keys, or only the `entities` named.
+ */
+export declare function findPii(text: string, entities?: Array<string> | undefined | null): Array<PiiFinding>
+
 export interface GatewayOptions {
   providers: Record<string, ProviderConfig>
   /** Route alias -> deployments: load balancing, fallbacks, circuit breaking. */
@@ -839,6 +845,17 @@ export interface OpenAiSseOptions {
   includeUsage: boolean
 }
 
+/**
+ * A finding in a JS string: its entity and its UTF-16 offsets (as `String.prototype.slice` takes
+ * them); never the matched text.
+ */
+export interface PiiFinding {
+  /** 'email' | 'phone' | 'credit_card' | 'iban' | 'us_ssn' | 'ip_address' | 'api_key' */
+  entity: string
+  start: number
+  end: number
+}
+
 /** One configured provider; its key in `providers` is the name used in "provider/model". */
 export interface ProviderConfig {
   /** 'openai' (any OpenAI-compatible server with `baseUrl`), 'anthropic', 'gemini' or 'mock'. */
@@ -923,6 +940,8 @@ export interface RateLimiterStats {
  * secret, and absolute file paths. The gateway's own messages go through the same rules.
  */
 export declare function redactSecrets(text: string): string
+/** `text` with each finding replaced by `[EMAIL]`, `[CREDIT_CARD]`, … */
+export declare function redactPii(text: string, entities?: Array<string> | undefined | null): string
 
 export interface ResponseCacheOptions {
   /** Most answers kept (default 10000 when `maxBytes` is not set either). */

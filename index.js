@@ -906,6 +906,24 @@ function redactSecrets(text) {
   return native.redactSecrets(String(text))
 }
 
+/** Personal data and keys in `text` (the `pii` guardrail's detector): `{ entity, start, end }` each. */
+function findPii(text, entities) {
+  try {
+    return native.findPii(text, entities)
+  } catch (error) {
+    throw invalid(error)
+  }
+}
+
+/** `text` with each finding replaced by `[EMAIL]`, `[CREDIT_CARD]`, … */
+function redactPii(text, entities) {
+  try {
+    return native.redactPii(text, entities)
+  } catch (error) {
+    throw invalid(error)
+  }
+}
+
 module.exports = {
   Gateway,
   ResponseCache,
@@ -917,6 +935,8 @@ module.exports = {
   NATIVE_SERVE,
   countTokens,
   redactSecrets,
+  findPii,
+  redactPii,
   NativeGateway: native.NativeGateway,
   NativeCostTracker: native.NativeCostTracker,
 }

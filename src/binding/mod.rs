@@ -3,6 +3,7 @@
 mod cache;
 mod convert;
 mod costs;
+mod guardrails;
 mod hook;
 mod limiter;
 mod numbers;
