@@ -292,17 +292,22 @@ function closest(name, known) {
   return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined
 }
 
+// How napi words a value it could not convert (these may quote the value).
+const NAPI_WORDING = /Failed to convert|Failed to get|rust type|napi value|JavaScript value|Missing field|Expect value to be|is not an? (?:String|Number|Boolean|Object|Array)\b/i
+
+/** A native failure that is napi's conversion of a wrong type, rather than one of our own messages. */
+const isNapiTypeError = (error) => NAPI_WORDING.test(String(error?.message ?? error ?? ''))
+
 /**
  * napi's own words for a wrong type, reduced to what is safe and useful: the field it names,
- * never the value or the Rust type. For the rare case `shapeProblem` finds nothing.
+ * never the value or the Rust type. Any other native message (our own words) is kept.
  */
 function plainNapiMessage(message) {
-  const field = /\bon ([A-Za-z]+\.[A-Za-z_$][\w$]*)/.exec(String(message ?? ''))?.[1]
+  const text = String(message ?? '')
+  if (!NAPI_WORDING.test(text)) return text
+  const field = /\bon ([A-Za-z]+\.[A-Za-z_$][\w$]*)/.exec(text)?.[1]
   return field ? `${field} has a value of the wrong type` : 'a field has a value of the wrong type'
 }
-
-/** napi's argument and conversion errors (plain text), as opposed to ferrogate's coded ones ("CODE|…"). */
-const isNapiTypeError = (error) => !/^[A-Z_]+\|/.test(String(error?.message ?? ''))
 
 module.exports = {
   typeOf,

@@ -218,9 +218,7 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
           .schema
           .filter(serde_json::Value::is_object)
           .ok_or_else(|| {
-            GatewayError::invalid_request(
-              "responseFormat json_schema needs a schema (an object)",
-            )
+            GatewayError::invalid_request("responseFormat json_schema needs a schema (an object)")
           })?,
       },
       other => {

@@ -353,7 +353,10 @@ mod tests {
   #[test]
   fn a_provider_is_named_with_its_host_and_never_its_credentials() {
     assert_eq!(
-      provider_at("local", "http://user:secret@127.0.0.1:19999/v1/chat/completions?key=k"),
+      provider_at(
+        "local",
+        "http://user:secret@127.0.0.1:19999/v1/chat/completions?key=k"
+      ),
       "provider 'local' at 127.0.0.1:19999"
     );
     assert_eq!(

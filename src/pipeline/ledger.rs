@@ -234,7 +234,13 @@ mod tests {
     }
     assert_eq!(gateway.stats().unpriced_calls, 0);
     assert_eq!(tracker.stats().unpriced, 0);
-    assert_eq!(tracker.summary(Some("ann"), 1).expect("summary").total_requests, 3);
+    assert_eq!(
+      tracker
+        .summary(Some("ann"), 1)
+        .expect("summary")
+        .total_requests,
+      3
+    );
   }
 
   #[tokio::test]

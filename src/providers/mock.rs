@@ -226,7 +226,10 @@ mod tests {
       let arguments: serde_json::Value =
         serde_json::from_str(&completion.tool_calls[0].arguments).expect("JSON arguments");
       assert!(arguments["city"].is_string(), "{arguments}");
-      assert!(arguments["days"].as_i64().is_some_and(|d| d >= 1), "{arguments}");
+      assert!(
+        arguments["days"].as_i64().is_some_and(|d| d >= 1),
+        "{arguments}"
+      );
     }
     let (_, named) = respond(&with_tools(
       Some(ToolChoice::Named("get_time".into())),
@@ -247,7 +250,11 @@ mod tests {
       vec![Message::text(Role::User, "weather in Oslo?"), result],
     ));
     assert!(completion.tool_calls.is_empty());
-    assert!(completion.content.contains("12 degrees"), "{}", completion.content);
+    assert!(
+      completion.content.contains("12 degrees"),
+      "{}",
+      completion.content
+    );
     assert_eq!(chunks.concat(), completion.content);
   }
 

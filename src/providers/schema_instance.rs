@@ -364,7 +364,12 @@ fn pattern_instance(pattern: &str, variant: usize) -> Option<String> {
   write_match(&hir, variant, &mut out, 0).then_some(out)
 }
 
-fn write_match(hir: &regex_syntax::hir::Hir, variant: usize, out: &mut String, depth: usize) -> bool {
+fn write_match(
+  hir: &regex_syntax::hir::Hir,
+  variant: usize,
+  out: &mut String,
+  depth: usize,
+) -> bool {
   use regex_syntax::hir::{Class, HirKind};
   if depth > MAX_DEPTH * 4 {
     return false;
@@ -425,7 +430,9 @@ fn write_match(hir: &regex_syntax::hir::Hir, variant: usize, out: &mut String, d
       (0..repetition.min).all(|_| write_match(&repetition.sub, variant, out, depth + 1))
     }
     HirKind::Capture(capture) => write_match(&capture.sub, variant, out, depth + 1),
-    HirKind::Concat(parts) => parts.iter().all(|part| write_match(part, variant, out, depth + 1)),
+    HirKind::Concat(parts) => parts
+      .iter()
+      .all(|part| write_match(part, variant, out, depth + 1)),
     HirKind::Alternation(branches) => branches
       .first()
       .is_some_and(|first| write_match(first, variant, out, depth + 1)),
