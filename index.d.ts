@@ -538,7 +538,8 @@ export interface ChatRequest {
   topP?: number
   /** A whole number >= 0. */
   maxTokens?: number
-  stop?: Array<string>
+  /** One stop sequence or several, as OpenAI takes them. */
+  stop?: string | Array<string>
   responseFormat?: ResponseFormat
   tools?: Array<ToolDefinition>
   toolChoice?: 'auto' | 'none' | 'required' | { name: string }

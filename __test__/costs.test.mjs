@@ -108,8 +108,9 @@ describe('pricing', () => {
 
   test('an unknown model costs 0, is counted as unpriced and never fails a call', async () => {
     const tracker = new CostTracker()
-    const gateway = new Gateway({ providers: mock(), costs: tracker })
-    const response = await gateway.chat(ask('mock/demo', { user: 'ann' }))
+    // A real vendor's call (the mock provider's are free, not unpriced).
+    const gateway = new Gateway({ providers: openai(), costs: tracker })
+    const response = await gateway.chat(ask('openai/nobody-knows-this-model', { user: 'ann' }))
     assert.equal(response.costUsd, 0)
     assert.ok(response.usage.totalTokens > 0)
     assert.equal(tracker.record({ user: 'ann', model: 'nobody/knows', promptTokens: 5, completionTokens: 5 }), 0)

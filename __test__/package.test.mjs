@@ -181,10 +181,11 @@ describe('npm pack', () => {
     // --ignore-scripts: listing the files must not start a build.
     const [pack] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO, encoding: 'utf8' }))
     const files = pack.files.map((f) => f.path).sort()
-    for (const needed of ['package.json', 'README.md', 'index.js', 'index.d.ts', 'binding.js', 'lib/native.js', 'lib/header.d.ts', 'scripts/build.mjs', ADDON]) {
+    // docs/: README links to it, and npm shows README with the package.
+    for (const needed of ['package.json', 'README.md', 'index.js', 'index.d.ts', 'binding.js', 'lib/native.js', 'lib/header.d.ts', 'scripts/build.mjs', 'docs/API.md', 'docs/CONFIG.md', 'docs/INSTALL.md', ADDON]) {
       assert.ok(files.includes(needed), `${needed} is packed (packed: ${files.join(', ')})`)
     }
-    const unexpected = files.filter((f) => /^(__test__|src|bench|target|examples|docs|\.ci|node_modules)\//.test(f) || /^Cargo\.|^build\.rs$/.test(f))
+    const unexpected = files.filter((f) => /^(__test__|src|bench|target|examples|\.ci|node_modules)\//.test(f) || /^Cargo\.|^build\.rs$/.test(f))
     assert.deepEqual(unexpected, [])
   })
 })

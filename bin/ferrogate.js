@@ -24,6 +24,24 @@ Exit codes: 0 done, 1 failed (config, model or input), 2 bad command line.
 Options:
   -h, --help  Show this help.`
 
+const SERVE_USAGE = `Usage: ferrogate serve --config <file> [--port <port>] [--host <address>] [--engine native|node]
+
+  An OpenAI-compatible proxy over a gateway: POST /v1/chat/completions (JSON and SSE),
+  GET /v1/models, GET /health. Point any OpenAI client at http://<host>:<port>/v1.
+
+Options:
+  -c, --config <file>      the config (JSON): GatewayOptions (providers, routes, cache, rateLimiter,
+                           costs, …) plus host, port, engine and keys; \${ENV_VAR} and \${ENV_VAR:-default}
+                           are replaced from the environment; relative paths resolve against the
+                           config file's folder; an unknown key is an error. Every key: docs/CONFIG.md
+  -p, --port <port>        port to listen on (default: the config's port, else 4000; 0 picks a free one)
+      --host <address>     address to listen on (default: the config's host, else 127.0.0.1). Any
+                           other than loopback without "keys" in the config prints a warning
+      --engine <engine>    native (default: a Rust HTTP server in the addon) or node (openaiRouter on node:http)
+  -h, --help               show this help
+
+Exit codes: 0 stopped by a signal, 1 the config is invalid or the server cannot start, 2 bad command line.`
+
 function fail(message) {
   process.stderr.write(`ferrogate: ${message}\n${USAGE}\n`)
   process.exit(2)
@@ -47,7 +65,7 @@ async function serve(args) {
   } catch (error) {
     return fail(error.message)
   }
-  if (values.help) return void process.stdout.write(`${USAGE}\n`)
+  if (values.help) return void process.stdout.write(`${SERVE_USAGE}\n`)
   if (!values.config) return fail('serve needs --config <file>')
   let port
   if (values.port != null) {
@@ -55,11 +73,21 @@ async function serve(args) {
     if (!Number.isInteger(port) || port < 0 || port > 65535) return fail(`--port must be a port number, not '${values.port}'`)
   }
   if (values.engine != null && !['native', 'node'].includes(values.engine)) return fail(`--engine must be native or node, not '${values.engine}'`)
-  const { startServe, readConfig } = require('../lib/serve.js')
+  const { startServe, readConfig, exposureWarning } = require('../lib/serve.js')
   const { redact } = require('../lib/express.js')
+  let config
+  try {
+    // Its messages name the config file and keys, and quote nothing from the environment.
+    config = readConfig(values.config)
+  } catch (error) {
+    process.stderr.write(`ferrogate serve: ${error.message}\n`)
+    process.exit(1)
+  }
+  const warning = exposureWarning(values.host ?? config.host ?? '127.0.0.1', config.keys)
+  if (warning) process.stderr.write(`ferrogate serve: ${warning}\n`)
   let running
   try {
-    running = await startServe(readConfig(values.config), { port, host: values.host, engine: values.engine })
+    running = await startServe(config, { port, host: values.host, engine: values.engine })
   } catch (error) {
     process.stderr.write(`ferrogate serve: ${redact(error.message)}\n`)
     process.exit(1)

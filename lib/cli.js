@@ -43,7 +43,8 @@ const CODEGEN_USAGE = `Usage: ferrogate codegen route <spec.json> [options]
   docs   an OpenAPI 3 document (YAML) for a spec file (JSON) or a module's Express routes
 
   The code is built from the spec or source; the model writes the prose (summaries,
-  descriptions, implementation notes, test ideas). All output is Prettier-formatted.
+  descriptions, implementation notes, test ideas). Offline (no --config) no model is asked:
+  the spec's own text is used, and nothing where it has none. All output is Prettier-formatted.
 
 Options:
   -m, --model <model>     model or route alias (default: the config's first model; offline: ${OFFLINE_MODEL})
@@ -217,10 +218,10 @@ async function codegen(args, io = process) {
     throw new UsageError(`cannot read ${file}: ${error.code ?? error.message}`)
   }
   const { CodeGenerator } = require('./codegen.js')
-  const { gateway, model } = openGateway(values)
+  const { gateway, model, offline } = openGateway(values)
   const misses = []
-  const generator = new CodeGenerator({ gateway, model, timeoutMs, onMiss: (reason) => misses.push(reason) })
-  const spinner = progress(io.stderr, `generating ${kind} with ${model}…`)
+  const generator = new CodeGenerator({ gateway, model, timeoutMs, offline, onMiss: (reason) => misses.push(reason) })
+  const spinner = progress(io.stderr, offline ? `generating ${kind}…` : `generating ${kind} with ${model}…`)
   let output
   try {
     if (kind === 'route') output = await generator.route(source)

@@ -15,6 +15,7 @@ const { configError, duration, requireGateway, requireModel, structuredCall, mis
 const METHODS = ['get', 'post', 'put', 'patch', 'delete', 'head', 'options']
 const BODY_METHODS = new Set(['post', 'put', 'patch'])
 const MAX_SOURCE_CHARS = 12_000
+const ROUTE_PATH = /^(\/([A-Za-z0-9\-._~@%]|:[A-Za-z_][A-Za-z0-9_]*\??|\{[A-Za-z_][A-Za-z0-9_]*\})*)+$/
 
 const invalidInput = (message) => Object.assign(new Error(message), { code: 'INVALID_REQUEST', status: 400 })
 
@@ -35,12 +36,20 @@ const safeIdentifier = (name, fallback) => {
   return /^[0-9]/.test(id) ? `_${id}` : id
 }
 
-/** Text that can sit inside a block comment (or a YAML string) whatever the model wrote. */
+/**
+ * Text that can sit inside a block comment (or a YAML string) whatever the spec or the model
+ * wrote. Control characters go first, so that none can hide a `*` + `/` from the next step;
+ * U+2028 and U+2029 end a line in JavaScript, so they would end a line comment.
+ */
 const commentSafe = (text) =>
   redact(String(text))
-    .replace(/\*\//g, '* /')
     .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '')
+    .replace(/[\u2028\u2029]/g, ' ')
+    .replace(/\*\//g, '* /')
     .trim()
+
+/** commentSafe on one line: for line comments and the lines of a header comment. */
+const oneLine = (text) => commentSafe(text).replace(/\s*\n\s*/g, ' ')
 
 /** `/users/:id` and `/users/{id}` → the Express form, the OpenAPI form and the names. */
 function pathForms(route) {
@@ -114,6 +123,12 @@ const defaultDescription = (status) =>
 function normalizeSpec(raw) {
   if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidInput('a route spec must be an object { path, method, parameters?, responses?, description? }')
   if (typeof raw.path !== 'string' || !raw.path.startsWith('/')) throw invalidInput('spec.path must be a string starting with /')
+  // A route path is letters, digits, - . _ ~ @ % and parameters (:id, {id}); anything else
+  // (quotes, *, ;, parentheses, spaces) is no path Express routes, and is refused rather
+  // than carried into the generated file.
+  if (!ROUTE_PATH.test(raw.path)) {
+    throw invalidInput('spec.path may hold only letters, digits, - . _ ~ @ % / and parameters (:id or {id})')
+  }
   const method = String(raw.method ?? 'get').toLowerCase()
   if (!METHODS.includes(method)) throw invalidInput(`spec.method must be one of ${METHODS.join(', ')}`)
   const forms = pathForms(raw.path)
@@ -198,8 +213,13 @@ function checksOf(p) {
   const lines = []
   const type = jsonType(p.schema)
   const present = `${value} !== undefined`
-  if (p.required) lines.push(`if (${value} === undefined || ${value} === "") ${problem('is required')}`)
   const fromText = p.in !== 'body'
+  // Text (path, query, header, a string field) can be present but empty; a number or a
+  // boolean in a JSON body cannot, and comparing one with "" does not type-check (TS2367).
+  // (An enum's type is the union of its values, which "" is not part of.)
+  const canBeEmpty = fromText || (type === 'string' && !(Array.isArray(p.schema?.enum) && p.schema.enum.length > 0))
+  const absent = fromText ? `${value} === undefined` : `${value} == null`
+  if (p.required) lines.push(`if (${absent}${canBeEmpty ? ` || ${value} === ""` : ''}) ${problem('is required')}`)
   if (type === 'integer' || type === 'number') {
     const number = fromText ? `Number(${value})` : value
     const test = type === 'integer' ? `Number.isInteger(${number})` : `typeof ${number} === "number" && Number.isFinite(${number})`
@@ -233,12 +253,12 @@ function routeSource(spec, prose) {
   const routerName = `${camel(spec.operationId)}Router`
   const checks = spec.parameters.flatMap(checksOf)
   const example = success.example ?? (success.schema ? exampleOf(success.schema) : { ok: true })
+  const route = oneLine(`${spec.method.toUpperCase()} ${spec.forms.openapi}`)
   const header = [
-    prose.summary,
-    '',
+    ...(prose.summary === route ? [] : [prose.summary, '']),
     ...(prose.description ? [prose.description, ''] : []),
-    `${spec.method.toUpperCase()} ${spec.forms.openapi}`,
-    ...spec.responses.map((r) => `@response ${r.status} ${commentSafe(r.description)}`),
+    route,
+    ...spec.responses.map((r) => `@response ${r.status} ${oneLine(r.description)}`),
   ]
   const notes = prose.notes.length ? ['// Implementation notes:', ...prose.notes.map((n) => `// - ${n}`)] : []
   const answer =
@@ -431,6 +451,7 @@ class CodeGenerator {
   #model
   #timeoutMs
   #onMiss
+  #offline
   #counters = { calls: 0, answered: 0, misses: 0, missReasons: newMissCounters() }
 
   constructor(options = {}) {
@@ -440,6 +461,10 @@ class CodeGenerator {
     this.#model = options.model
     this.#timeoutMs = duration(options.timeoutMs, 'timeoutMs', 30_000)
     this.#onMiss = options.onMiss
+    // Offline (the CLI without --config, on the mock provider) nothing is asked: the mock's
+    // schema-shaped answer would put "summary" and "title" placeholders where the spec's own
+    // text belongs.
+    this.#offline = options.offline === true
     this.user = options.user
   }
 
@@ -449,6 +474,7 @@ class CodeGenerator {
 
   /** The model's structured answer, or undefined when it has none in time. */
   async #ask(name, schema, system, prompt) {
+    if (this.#offline) return undefined
     this.#counters.calls++
     try {
       const { value } = await structuredCall(this.#gateway, {
@@ -494,7 +520,7 @@ class CodeGenerator {
     )
     const text = (value) => (typeof value === 'string' && value.trim() !== '' ? commentSafe(value).replace(/\n+/g, ' ') : undefined)
     const prose = {
-      summary: text(answer?.summary) ?? text(spec.description) ?? `${spec.method.toUpperCase()} ${spec.forms.openapi}`,
+      summary: text(answer?.summary) ?? text(spec.description) ?? text(`${spec.method.toUpperCase()} ${spec.forms.openapi}`),
       description: text(answer?.description),
       notes: Array.isArray(answer?.implementationNotes) ? answer.implementationNotes.map(text).filter(Boolean).slice(0, 5) : [],
     }
@@ -533,8 +559,8 @@ class CodeGenerator {
         )
       : undefined
     const lines = []
-    lines.push(`// node:test suite for ${path.basename(fileName)}, generated by ferrogate codegen.`)
-    lines.push(`// Checks come from the source; test.todo titles are the model's test ideas.`)
+    lines.push(`// node:test suite for ${oneLine(path.basename(fileName))}, generated by ferrogate codegen.`)
+    lines.push(answer ? `// Checks come from the source; test.todo titles are the model's test ideas.` : `// Checks come from the source.`)
     lines.push(`import { test } from "node:test";`)
     lines.push(`import assert from "node:assert/strict";`)
     const routers = routerExports(analysis)
@@ -600,7 +626,9 @@ class CodeGenerator {
     } else {
       const { routes } = analyzeSource(text)
       if (routes.length === 0) throw invalidInput(`found no Express routes (router.get('/path', …)) in ${path.basename(fileName)}`)
-      specs = routes.map((r) => normalizeSpec({ method: r.method, path: r.path }))
+      // Wildcard and regex routes ('/files/*') have no OpenAPI path: they are left out.
+      specs = routes.filter((r) => ROUTE_PATH.test(r.path)).map((r) => normalizeSpec({ method: r.method, path: r.path }))
+      if (specs.length === 0) throw invalidInput(`found no Express routes with plain paths in ${path.basename(fileName)}`)
     }
     const ids = new Set()
     for (const spec of specs) {

@@ -5,9 +5,11 @@
 
 const fs = require('node:fs')
 const http = require('node:http')
+const nodePath = require('node:path')
 const { randomBytes } = require('node:crypto')
 const ferrogate = require('../index.js')
 const { openaiRouter, redact } = require('./express.js')
+const shapes = require('./shapes.js')
 
 class ConfigError extends Error {}
 
@@ -30,21 +32,62 @@ function expandEnv(value, env, at = '') {
   return value
 }
 
+const READ_FAILURES = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'it is a folder' }
+
+/**
+ * Keys the config does not know: a misspelled `timeoutMS` or `rateLimit` would otherwise be
+ * ignored, and the proxy would start without the timeout or the limiter it was meant to have.
+ */
+function checkKnownKeys(config, file) {
+  const unknown = shapes.unknownKeys(shapes.SERVE_CONFIG, config)
+  if (unknown.length === 0) return
+  const described = unknown.map(({ path, key, known }) => {
+    const suggestion = shapes.closest(key, known)
+    return `'${path}'${suggestion ? ` (did you mean '${suggestion}'?)` : ''}`
+  })
+  throw new ConfigError(`${file}: unknown config key${unknown.length > 1 ? 's' : ''} ${described.join(', ')}; docs/CONFIG.md lists every key`)
+}
+
+// Config values that are file paths: relative ones resolve against the config file's folder,
+// so the config works whatever folder serve is started from.
+function resolvePaths(config, folder) {
+  const resolve = (value) => (typeof value === 'string' && value !== '' && value !== ':memory:' && !nodePath.isAbsolute(value) ? nodePath.resolve(folder, value) : value)
+  for (const provider of Object.values(config.providers ?? {})) {
+    if (provider != null && typeof provider === 'object' && 'caCertPath' in provider) provider.caCertPath = resolve(provider.caCertPath)
+  }
+  if (config.costs != null && typeof config.costs === 'object') {
+    if ('ledgerPath' in config.costs) config.costs.ledgerPath = resolve(config.costs.ledgerPath)
+    if (typeof config.costs.pricing === 'string') config.costs.pricing = resolve(config.costs.pricing)
+  }
+  return config
+}
+
 function readConfig(path, env = process.env) {
   let text
   try {
     text = fs.readFileSync(path, 'utf8')
   } catch (error) {
-    throw new ConfigError(`cannot read the config file: ${error.code ?? error.message}`)
+    const why = READ_FAILURES[error.code] ?? error.code ?? error.message
+    throw new ConfigError(`cannot read the config file ${nodePath.resolve(path)}: ${why}`)
   }
   let parsed
   try {
     parsed = JSON.parse(text)
   } catch (error) {
-    throw new ConfigError(`the config file is not valid JSON: ${error.message}`)
+    // JSON.parse quotes the text around the fault, which may hold a key.
+    throw new ConfigError(`the config file ${path} is not valid JSON: ${redact(error.message)}`)
   }
-  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError('the config must be a JSON object')
-  return expandEnv(parsed, env)
+  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`the config file ${path} must hold a JSON object`)
+  checkKnownKeys(parsed, path)
+  return resolvePaths(expandEnv(parsed, env), nodePath.dirname(nodePath.resolve(path)))
+}
+
+const isLoopback = (host) => /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/i.test(String(host))
+
+/** The warning `serve` prints when it listens beyond this machine with no client keys, else undefined. */
+function exposureWarning(host, keys) {
+  if (isLoopback(host) || (Array.isArray(keys) && keys.length > 0)) return undefined
+  return `warning: serving on ${host} without "keys": anyone who can reach this address can spend the provider keys. Add "keys" to the config, or listen on 127.0.0.1.`
 }
 
 // GatewayOptions fields that take a class instance in JS, given here as its options object.
@@ -164,4 +207,4 @@ async function startServe(config, overrides = {}) {
   }
 }
 
-module.exports = { startServe, readConfig, expandEnv, gatewayOptions, ConfigError }
+module.exports = { startServe, readConfig, expandEnv, gatewayOptions, exposureWarning, ConfigError }

@@ -174,9 +174,15 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
     .tools
     .unwrap_or_default()
     .into_iter()
-    .map(|tool| {
+    .enumerate()
+    .map(|(i, tool)| {
       if tool.name.is_empty() {
         return Err(GatewayError::invalid_request("every tool needs a name"));
+      }
+      if tool.parameters.as_ref().is_some_and(|p| !p.is_object()) {
+        return Err(GatewayError::invalid_request(format!(
+          "tools[{i}].parameters must be an object (a JSON Schema)"
+        )));
       }
       Ok(ToolDefinition {
         name: tool.name,
@@ -208,9 +214,12 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
       "json_object" => ResponseFormat::JsonObject,
       "json_schema" => ResponseFormat::JsonSchema {
         name: format.name.unwrap_or_else(|| "response".to_string()),
-        schema: format.schema.ok_or_else(|| {
-          GatewayError::invalid_request("responseFormat json_schema needs a schema")
-        })?,
+        schema: format
+          .schema
+          .filter(serde_json::Value::is_object)
+          .ok_or_else(|| {
+            GatewayError::invalid_request("responseFormat json_schema needs a schema (an object)")
+          })?,
       },
       other => {
         return Err(GatewayError::invalid_request(format!(
@@ -226,7 +235,11 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
       .map_err(GatewayError::invalid_request)?,
     top_p: finite("topP", request.top_p).map_err(GatewayError::invalid_request)?,
     max_tokens: count("maxTokens", request.max_tokens).map_err(GatewayError::invalid_request)?,
-    stop: request.stop.unwrap_or_default(),
+    stop: match request.stop {
+      None => Vec::new(),
+      Some(Either::A(one)) => vec![one],
+      Some(Either::B(several)) => several,
+    },
     response_format,
     tools,
     tool_choice,

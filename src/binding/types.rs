@@ -158,7 +158,9 @@ pub struct ChatRequest {
   pub top_p: Option<f64>,
   /// A whole number >= 0.
   pub max_tokens: Option<f64>,
-  pub stop: Option<Vec<String>>,
+  /// One stop sequence or several, as OpenAI takes them.
+  #[napi(ts_type = "string | Array<string>")]
+  pub stop: Option<Either<String, Vec<String>>>,
   pub response_format: Option<ResponseFormat>,
   pub tools: Option<Vec<ToolDefinition>>,
   #[napi(ts_type = "'auto' | 'none' | 'required' | { name: string }")]

@@ -42,6 +42,19 @@ pub struct ModelPrice {
 }
 
 impl ModelPrice {
+  /// What a mock model costs when `pricing` does not name it.
+  pub fn free() -> ModelPrice {
+    ModelPrice {
+      input: TokenPrice(0),
+      output: TokenPrice(0),
+      cached_input: None,
+      cache_write: None,
+      max_output_tokens: None,
+      source: PriceSource::Pricing,
+      cheaper: None,
+    }
+  }
+
   /// What `usage` costs. Reasoning tokens are part of `completion_tokens` and so priced as
   /// output; cached and cache-write prompt tokens at their own rates.
   pub fn cost(&self, usage: &Usage) -> Nanos {
@@ -130,6 +143,13 @@ impl Pricing {
     self
       .find(model)
       .or_else(|| undated(bare(model)).and_then(|name| self.find(name)))
+  }
+
+  /// The caller's `pricing` alone, without the built-in table (a mock model is priced only
+  /// when `pricing` names it).
+  pub fn lookup_overrides(&self, model: &str) -> Option<ModelPrice> {
+    let find = |name: &str| suffixes(name).find_map(|n| self.overrides.get(n).cloned());
+    find(model).or_else(|| undated(bare(model)).and_then(find))
   }
 
   fn find(&self, model: &str) -> Option<ModelPrice> {

@@ -704,6 +704,29 @@ impl CostTracker {
   /// and counts as unpriced.
   pub fn record(&self, entry: CallEntry, reservation: Option<Reservation>) -> Recorded {
     let price = self.pricing.lookup(&entry.model);
+    self.record_priced(entry, reservation, price)
+  }
+
+  /// `record` for a call of a mock provider: priced by `pricing` alone, else free (and
+  /// counted as priced: its cost of zero is known).
+  pub fn record_by_overrides(
+    &self,
+    entry: CallEntry,
+    reservation: Option<Reservation>,
+  ) -> Recorded {
+    let price = self
+      .pricing
+      .lookup_overrides(&entry.model)
+      .unwrap_or_else(ModelPrice::free);
+    self.record_priced(entry, reservation, Some(price))
+  }
+
+  fn record_priced(
+    &self,
+    entry: CallEntry,
+    reservation: Option<Reservation>,
+    price: Option<ModelPrice>,
+  ) -> Recorded {
     let (cost, priced) = match (&price, entry.cached) {
       (_, true) => (Nanos::ZERO, true),
       (Some(price), false) => (price.cost(&entry.usage), true),

@@ -107,12 +107,13 @@ pub(crate) async fn attempt_once(
   match &provider.backend {
     Backend::Mock(config) => mock_attempt(*config, req, sink, progress).await,
     Backend::Http { adapter, http } => {
-      http_attempt(http, adapter.as_ref(), req, sink, progress).await
+      http_attempt(&provider.name, http, adapter.as_ref(), req, sink, progress).await
     }
   }
 }
 
 async fn http_attempt(
+  name: &str,
   http: &reqwest::Client,
   adapter: &dyn Adapter,
   req: &ChatRequest,
@@ -141,7 +142,7 @@ async fn http_attempt(
   let response = builder
     .send()
     .await
-    .map_err(|e| transport_error(vendor, &e))?;
+    .map_err(|e| transport_error(&provider_at(name, &call.url), &e))?;
   let status = response.status().as_u16();
   if (300..400).contains(&status) {
     return Err(redirect_refused(vendor, status, response.headers()));
@@ -268,30 +269,44 @@ fn redirect_refused(
   ))
 }
 
+/// How a transport failure names the provider: by its configured name and the host it was
+/// reached at ("provider 'local' at 127.0.0.1:19999"), never the URL's path, query or
+/// userinfo (they can carry keys).
+fn provider_at(name: &str, url: &str) -> String {
+  match reqwest::Url::parse(url) {
+    Ok(parsed) => match (parsed.host_str(), parsed.port_or_known_default()) {
+      (Some(host), Some(port)) => format!("provider '{name}' at {host}:{port}"),
+      (Some(host), None) => format!("provider '{name}' at {host}"),
+      _ => format!("provider '{name}'"),
+    },
+    Err(_) => format!("provider '{name}'"),
+  }
+}
+
 /// The request never got an answer: worth another attempt, unless it could not be built
 /// (our side: another attempt builds it the same way) or the TLS handshake refused the
 /// server (its certificate will not change either).
-fn transport_error(vendor: &str, error: &reqwest::Error) -> GatewayError {
+fn transport_error(target: &str, error: &reqwest::Error) -> GatewayError {
   let detail = transport_detail(error);
   if error.is_builder() {
-    return GatewayError::config(format!("could not build the request to {vendor}"))
+    return GatewayError::config(format!("could not build the request to {target}"))
       .with_cause(detail);
   }
   if is_tls_failure(error) {
     return GatewayError::protocol(format!(
-      "TLS handshake with {vendor} failed: {detail}. If its certificate comes from a private CA, name the CA in caCertPath or NODE_EXTRA_CA_CERTS"
+      "TLS handshake with {target} failed: {detail}. If its certificate comes from a private CA, name the CA in caCertPath or NODE_EXTRA_CA_CERTS"
     ))
     .with_cause(detail);
   }
   if error.is_connect() {
     GatewayError::new(
       ErrorCode::UpstreamUnavailable,
-      format!("could not connect to {vendor}"),
+      format!("could not connect to {target}"),
     )
     .retryable(true)
     .with_cause(detail)
   } else {
-    GatewayError::protocol(format!("request to {vendor} failed"))
+    GatewayError::protocol(format!("request to {target} failed"))
       .retryable(true)
       .with_cause(detail)
   }
@@ -333,5 +348,21 @@ mod tests {
     let error = transport_error("openai", &unbuildable);
     assert!(!error.retryable);
     assert_eq!(error.code, ErrorCode::Config);
+  }
+
+  #[test]
+  fn a_provider_is_named_with_its_host_and_never_its_credentials() {
+    assert_eq!(
+      provider_at(
+        "local",
+        "http://user:secret@127.0.0.1:19999/v1/chat/completions?key=k"
+      ),
+      "provider 'local' at 127.0.0.1:19999"
+    );
+    assert_eq!(
+      provider_at("claude", "https://api.anthropic.com/v1/messages"),
+      "provider 'claude' at api.anthropic.com:443"
+    );
+    assert_eq!(provider_at("odd", "not a url"), "provider 'odd'");
   }
 }

@@ -29,7 +29,21 @@ pub(crate) async fn reserve(
     tracker.sync_period(user).await;
     return Ok(None);
   }
-  let deployments = targets.deployments();
+  // A mock deployment reserves nothing unless `pricing` names its model (it is free otherwise).
+  let deployments: Vec<(String, String)> = targets
+    .deployments()
+    .into_iter()
+    .filter(|(name, vendor_model)| {
+      let provider = name
+        .strip_suffix(vendor_model.as_str())
+        .and_then(|p| p.strip_suffix('/'))
+        .unwrap_or(name);
+      !accounting.is_mock(provider) || tracker.pricing().lookup_overrides(name).is_some()
+    })
+    .collect();
+  if deployments.is_empty() {
+    return Ok(None);
+  }
   let prompt_tokens = deployments
     .iter()
     .map(|(_, vendor_model)| prompt_tokens_bound(vendor_model, req, prompt))

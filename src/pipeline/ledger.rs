@@ -21,19 +21,30 @@ use crate::error::{ErrorCode, Result};
 use crate::tokens::encoding_for;
 use crate::types::{ChatRequest, ChatResponse, Usage};
 
-/// The gateway's cost accounting: its tracker, if any.
+/// The gateway's cost accounting: its tracker, if any, and which of its providers are mock
+/// providers. A mock call costs nothing unless the tracker's `pricing` names its model: the
+/// built-in table prices real vendors' models, and "mock/gpt-4o" is not a call to OpenAI.
 #[derive(Debug, Default)]
 pub(crate) struct Accounting {
   tracker: Option<Arc<CostTracker>>,
+  mock_providers: Vec<String>,
 }
 
 impl Accounting {
-  pub fn new(tracker: Option<Arc<CostTracker>>) -> Accounting {
-    Accounting { tracker }
+  pub fn new(tracker: Option<Arc<CostTracker>>, mock_providers: Vec<String>) -> Accounting {
+    Accounting {
+      tracker,
+      mock_providers,
+    }
   }
 
   pub fn tracker(&self) -> Option<&CostTracker> {
     self.tracker.as_deref()
+  }
+
+  /// Whether a "provider/model" deployment is served by one of this gateway's mock providers.
+  pub fn is_mock(&self, provider: &str) -> bool {
+    self.mock_providers.iter().any(|name| name == provider)
   }
 }
 
@@ -104,10 +115,14 @@ pub(crate) fn settle(
         request_id: Some(call.request_id.to_string()),
         at_ms: None,
       };
-      let recorded = tracker.record(entry, reservation);
+      let recorded = if accounting.is_mock(call.provider) {
+        tracker.record_by_overrides(entry, reservation)
+      } else {
+        tracker.record(entry, reservation)
+      };
       (recorded.cost, recorded.priced)
     }
-    None if cached => (Nanos::ZERO, true),
+    None if cached || accounting.is_mock(call.provider) => (Nanos::ZERO, true),
     None => match Pricing::builtin().lookup(call.model) {
       Some(price) => (price.cost(&usage), true),
       None => (Nanos::ZERO, false),
@@ -209,31 +224,34 @@ mod tests {
     let summary = tracker.summary(Some("ann"), 1).expect("summary");
     assert_eq!(summary.total_requests, 1);
     assert_eq!(summary.total_cost.usd(), response.cost_usd);
-    // An unknown model: cost 0, counted by the gateway and the tracker.
-    let unknown = run(&gateway, "mock/other", CancellationToken::new())
-      .await
-      .expect("response");
-    assert_eq!(unknown.cost_usd, 0.0);
-    assert_eq!(gateway.stats().unpriced_calls, 1);
-    assert_eq!(tracker.stats().unpriced, 1);
+    // A mock model `pricing` does not name is free, not unpriced, even when the built-in
+    // table knows a vendor's model of that name.
+    for model in ["mock/other", "mock/gpt-4o"] {
+      let free = run(&gateway, model, CancellationToken::new())
+        .await
+        .expect("response");
+      assert_eq!(free.cost_usd, 0.0, "{model}");
+    }
+    assert_eq!(gateway.stats().unpriced_calls, 0);
+    assert_eq!(tracker.stats().unpriced, 0);
+    assert_eq!(
+      tracker
+        .summary(Some("ann"), 1)
+        .expect("summary")
+        .total_requests,
+      3
+    );
   }
 
   #[tokio::test]
-  async fn without_a_tracker_the_builtin_table_prices_the_response() {
+  async fn without_a_tracker_a_mock_call_costs_nothing() {
     let gateway = gateway(None);
+    assert!(Pricing::builtin().lookup("gpt-4o-mini").is_some());
     let response = run(&gateway, "mock/gpt-4o-mini", CancellationToken::new())
       .await
       .expect("response");
-    let expected = Pricing::builtin()
-      .lookup("gpt-4o-mini")
-      .expect("price")
-      .cost(&response.usage);
-    assert_eq!(response.cost_usd, expected.usd());
-    assert!(response.cost_usd > 0.0);
-    run(&gateway, "mock/demo", CancellationToken::new())
-      .await
-      .expect("response");
-    assert_eq!(gateway.stats().unpriced_calls, 1);
+    assert_eq!(response.cost_usd, 0.0);
+    assert_eq!(gateway.stats().unpriced_calls, 0);
   }
 
   #[tokio::test]

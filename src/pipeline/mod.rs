@@ -43,7 +43,7 @@ pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig}
 
 use attempt::RetryPolicy;
 use ledger::Accounting;
-use providers::{build_provider, Provider};
+use providers::{build_provider, Backend, Provider};
 use record::Trace;
 use response::CallTiming;
 use route::{CallTargets, Router};
@@ -138,6 +138,11 @@ impl Gateway {
       })?),
     };
     let router = Router::new(config.routes, config.routing, &providers)?;
+    let mock_providers = providers
+      .values()
+      .filter(|p| matches!(p.backend, Backend::Mock(_)))
+      .map(|p| p.name.clone())
+      .collect();
     Ok(Gateway {
       providers,
       router,
@@ -150,7 +155,7 @@ impl Gateway {
       cache: config.cache,
       rate_limiter: config.rate_limiter,
       on_call: config.on_call,
-      accounting: Accounting::new(config.costs),
+      accounting: Accounting::new(config.costs, mock_providers),
       stats: GatewayStats::default(),
     })
   }
@@ -229,10 +234,15 @@ impl Gateway {
   }
 
   /// Metrics and the latency anomaly detector see every call once, whatever its outcome.
-  fn observe(&self, model: &str, result: &Result<ChatResponse>) {
+  /// A failed call is labelled with the provider it resolved to, as its call record is,
+  /// also when its error names none (an abort by the caller).
+  fn observe(&self, model: &str, trace: &Trace, result: &Result<ChatResponse>) {
     let resolved = match result {
       Ok(response) => Some(response.provider.clone()),
-      Err(error) => error.provider.clone(),
+      Err(error) => error
+        .provider
+        .clone()
+        .or_else(|| trace.provider().map(str::to_string)),
     };
     let vendor_model = match &resolved {
       Some(provider) => model
@@ -290,7 +300,7 @@ impl Gateway {
       trace.route = Some(model.to_string());
     }
     let result = self.run(model, req, options, sink, cancel, &trace).await;
-    self.observe(model, &result);
+    self.observe(model, &trace, &result);
     record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
     result
   }

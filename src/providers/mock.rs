@@ -1,8 +1,10 @@
 //! The built-in offline provider for tests and demos (like LiteLLM's `mock_response`):
 //! a deterministic answer derived from the prompt, streamed word by word with a small
-//! delay, usage filled in. With tools and a forced tool choice it calls the tool; a
-//! `json_schema` request gets a deterministic instance of the schema (see
-//! [`schema_instance`]), a `json_object` one a small object echoing the prompt.
+//! delay, usage filled in. Offered tools (and a `tool_choice` other than `none`), it calls
+//! one, the named one or else the first, with arguments that are an instance of the tool's
+//! `parameters` schema; once a tool result comes back it answers in text, as a model would
+//! at the end of a tool loop. A `json_schema` request gets a deterministic instance of the
+//! schema (see [`schema_instance`]), a `json_object` one a small object echoing the prompt.
 
 use std::time::Duration;
 
@@ -32,16 +34,28 @@ pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
     .unwrap_or_default();
   let excerpt: String = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
   let excerpt: String = excerpt.chars().take(80).collect();
-  let forced_tool = match &req.tool_choice {
-    Some(ToolChoice::Named(name)) => req.tools.iter().find(|t| &t.name == name),
-    Some(ToolChoice::Required) => req.tools.first(),
-    _ => None,
-  };
-  let (text, tool_calls, finish_reason) = if let Some(tool) = forced_tool {
+  let tool_result = req
+    .messages
+    .last()
+    .filter(|m| m.role == Role::Tool)
+    .map(|m| m.joined_text());
+  let (text, tool_calls, finish_reason) = if let Some(result) = tool_result {
+    let result: String = result.split_whitespace().collect::<Vec<_>>().join(" ");
+    let result: String = result.chars().take(80).collect();
+    let text = format!(
+      "This is the ferrogate mock provider answering \"{excerpt}\" with the tool's result: {result}"
+    );
+    (text, vec![], FinishReason::Stop)
+  } else if let Some(tool) = tool_to_call(req) {
+    let parameters = tool
+      .parameters
+      .as_object()
+      .map(|_| schema_instance::instance_of(&tool.parameters))
+      .unwrap_or_else(|| json!({}));
     let call = ToolCall {
       id: format!("call_mock_{}", fnv1a(&excerpt) % 1_000_000),
       name: tool.name.clone(),
-      arguments: json!({ "input": excerpt }).to_string(),
+      arguments: parameters.to_string(),
       ..ToolCall::default()
     };
     (String::new(), vec![call], FinishReason::ToolCalls)
@@ -88,6 +102,16 @@ pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
     usage: Some(usage),
   };
   (chunks, completion)
+}
+
+/// The tool a model would call: the named one, else the first offered, unless the caller
+/// said `none` (or named a tool it did not offer).
+fn tool_to_call(req: &ChatRequest) -> Option<&crate::types::ToolDefinition> {
+  match &req.tool_choice {
+    Some(ToolChoice::None) => None,
+    Some(ToolChoice::Named(name)) => req.tools.iter().find(|t| &t.name == name),
+    Some(ToolChoice::Auto) | Some(ToolChoice::Required) | None => req.tools.first(),
+  }
 }
 
 /// Words with the space before them, so prose streams a word at a time.
@@ -165,6 +189,73 @@ mod tests {
     assert!(chunks.len() > 3, "{chunks:?}");
     assert_eq!(chunks.concat(), completion.content);
     assert_eq!(completion.finish_reason, FinishReason::Stop);
+  }
+
+  fn with_tools(choice: Option<ToolChoice>, messages: Vec<Message>) -> ChatRequest {
+    ChatRequest {
+      model: "demo".into(),
+      messages,
+      tools: vec![
+        crate::types::ToolDefinition {
+          name: "get_weather".into(),
+          description: None,
+          parameters: json!({
+            "type": "object",
+            "properties": { "city": { "type": "string" }, "days": { "type": "integer", "minimum": 1 } },
+            "required": ["city", "days"]
+          }),
+        },
+        crate::types::ToolDefinition {
+          name: "get_time".into(),
+          description: None,
+          parameters: json!({ "type": "object", "properties": { "zone": { "enum": ["UTC", "CET"] } }, "required": ["zone"] }),
+        },
+      ],
+      tool_choice: choice,
+      ..ChatRequest::default()
+    }
+  }
+
+  #[test]
+  fn offered_tools_are_called_with_arguments_fitting_their_schema() {
+    let ask = vec![Message::text(Role::User, "weather in Oslo?")];
+    for choice in [None, Some(ToolChoice::Auto), Some(ToolChoice::Required)] {
+      let (_, completion) = respond(&with_tools(choice, ask.clone()));
+      assert_eq!(completion.finish_reason, FinishReason::ToolCalls);
+      assert_eq!(completion.tool_calls[0].name, "get_weather");
+      let arguments: serde_json::Value =
+        serde_json::from_str(&completion.tool_calls[0].arguments).expect("JSON arguments");
+      assert!(arguments["city"].is_string(), "{arguments}");
+      assert!(
+        arguments["days"].as_i64().is_some_and(|d| d >= 1),
+        "{arguments}"
+      );
+    }
+    let (_, named) = respond(&with_tools(
+      Some(ToolChoice::Named("get_time".into())),
+      ask.clone(),
+    ));
+    assert_eq!(named.tool_calls[0].name, "get_time");
+    let (_, none) = respond(&with_tools(Some(ToolChoice::None), ask));
+    assert!(none.tool_calls.is_empty());
+    assert_eq!(none.finish_reason, FinishReason::Stop);
+  }
+
+  #[test]
+  fn a_tool_result_gets_a_text_answer() {
+    let mut result = Message::text(Role::Tool, "12 degrees, light rain");
+    result.tool_call_id = Some("call_1".into());
+    let (chunks, completion) = respond(&with_tools(
+      Some(ToolChoice::Auto),
+      vec![Message::text(Role::User, "weather in Oslo?"), result],
+    ));
+    assert!(completion.tool_calls.is_empty());
+    assert!(
+      completion.content.contains("12 degrees"),
+      "{}",
+      completion.content
+    );
+    assert_eq!(chunks.concat(), completion.content);
   }
 
   #[test]

@@ -7,8 +7,10 @@
 //! `minLength`), an object every `required` property (and optional ones up to
 //! `minProperties`), an array `max(minItems, 1)` items (none when `maxItems` is 0).
 //! Local `$ref`s (`#/$defs/…`, `#/definitions/…`) are followed; `allOf` is merged,
-//! `anyOf` / `oneOf` take their first branch. `pattern`, `not` and `if`/`then` are not
-//! interpreted.
+//! `anyOf` / `oneOf` take their first branch. A string with a `pattern` is the shortest
+//! match of the pattern (taking, in each character class, the character `variant` points
+//! at); a pattern the Rust regex syntax cannot read (lookarounds, backreferences) is
+//! ignored. `not` and `if`/`then` are not interpreted.
 
 use serde_json::{Map, Number, Value};
 
@@ -316,6 +318,13 @@ fn string(map: &Map<String, Value>, name: &str, variant: usize) -> String {
     // A format example is already valid; varying it would break the format.
     return example.to_string();
   }
+  if let Some(matching) = map
+    .get("pattern")
+    .and_then(Value::as_str)
+    .and_then(|pattern| pattern_instance(pattern, variant))
+  {
+    return matching;
+  }
   let mut text = if name.is_empty() {
     "value".to_string()
   } else {
@@ -342,6 +351,92 @@ fn string(map: &Map<String, Value>, name: &str, variant: usize) -> String {
     }
   }
   text
+}
+
+/// The shortest text matching `pattern` (JSON Schema patterns are unanchored, so any text
+/// that is a whole match also matches); `None` when the pattern cannot be read.
+fn pattern_instance(pattern: &str, variant: usize) -> Option<String> {
+  let hir = regex_syntax::ParserBuilder::new()
+    .build()
+    .parse(pattern)
+    .ok()?;
+  let mut out = String::new();
+  write_match(&hir, variant, &mut out, 0).then_some(out)
+}
+
+fn write_match(
+  hir: &regex_syntax::hir::Hir,
+  variant: usize,
+  out: &mut String,
+  depth: usize,
+) -> bool {
+  use regex_syntax::hir::{Class, HirKind};
+  if depth > MAX_DEPTH * 4 {
+    return false;
+  }
+  match hir.kind() {
+    HirKind::Empty | HirKind::Look(_) => true,
+    HirKind::Literal(literal) => match std::str::from_utf8(&literal.0) {
+      Ok(text) => {
+        out.push_str(text);
+        true
+      }
+      Err(_) => false,
+    },
+    HirKind::Class(Class::Unicode(class)) => {
+      // Printable characters first: `.` or `[^,]` should not give a control character.
+      let printable: Vec<(u32, u32)> = class
+        .ranges()
+        .iter()
+        .map(|r| (u32::from(r.start()).max(0x21), u32::from(r.end())))
+        .filter(|(start, end)| start <= end)
+        .collect();
+      let ranges = if printable.is_empty() {
+        class
+          .ranges()
+          .iter()
+          .map(|r| (u32::from(r.start()), u32::from(r.end())))
+          .collect()
+      } else {
+        printable
+      };
+      let size: u64 = ranges
+        .iter()
+        .map(|(start, end)| u64::from(end - start) + 1)
+        .sum();
+      if size == 0 {
+        return false;
+      }
+      // The `variant`-th character of the class, so array items differ.
+      let mut index = (variant as u64) % size;
+      for (start, end) in ranges {
+        let width = u64::from(end - start) + 1;
+        if index < width {
+          // Within one range, and a range of chars has no surrogates inside: always a char.
+          return match char::from_u32(start + index as u32) {
+            Some(c) => {
+              out.push(c);
+              true
+            }
+            None => false,
+          };
+        }
+        index -= width;
+      }
+      false
+    }
+    HirKind::Class(Class::Bytes(_)) => false,
+    HirKind::Repetition(repetition) => {
+      (0..repetition.min).all(|_| write_match(&repetition.sub, variant, out, depth + 1))
+    }
+    HirKind::Capture(capture) => write_match(&capture.sub, variant, out, depth + 1),
+    HirKind::Concat(parts) => parts
+      .iter()
+      .all(|part| write_match(part, variant, out, depth + 1)),
+    HirKind::Alternation(branches) => branches
+      .first()
+      .is_some_and(|first| write_match(first, variant, out, depth + 1)),
+  }
 }
 
 /// The lower bound (exclusive bounds stepped over), else the upper one when it is below
@@ -524,6 +619,23 @@ mod tests {
     }
     assert!(levels > 2 && levels < MAX_DEPTH, "{levels}");
     assert_eq!(instance_of(&schema), instance);
+  }
+
+  #[test]
+  fn strings_match_their_pattern() {
+    let schema = json!({
+      "type": "array",
+      "uniqueItems": true,
+      "minItems": 3,
+      "items": { "type": "string", "pattern": "^[A-Z]{3}-\\d{4}(-(eu|us))?$" }
+    });
+    let value = instance_of(&schema);
+    assert_eq!(value, json!(["AAA-0000", "BBB-1111", "CCC-2222"]));
+    let any = instance_of(&json!({ "type": "string", "pattern": "^.+@[^,]+\\.com$" }));
+    assert_eq!(any, json!("!@!.com"));
+    // Lookarounds are beyond the Rust syntax: the pattern is ignored, not a failure.
+    let ignored = instance_of(&json!({ "type": "string", "pattern": "^(?=a)a$" }));
+    assert_eq!(ignored, json!("value"));
   }
 
   #[test]
