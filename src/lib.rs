@@ -7,13 +7,17 @@ pub mod backend;
 pub mod cache;
 pub mod costs;
 pub mod error;
+/// Checks the fuzz targets in `fuzz/` run; the corpus replay test runs them too.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod ingress;
 pub mod keyvault;
 pub mod limiter;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;
 pub mod retry;
-pub mod ingress;
 pub mod secret;
 pub mod serve;
 pub mod sse;
