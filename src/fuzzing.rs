@@ -283,9 +283,11 @@ pub fn corpus_files(target: &str) -> Vec<PathBuf> {
 mod tests {
   use super::*;
 
-  /// Every fuzz target, by its name in `fuzz/fuzz_targets/` and `fuzz/corpus/`, with the
-  /// check it runs. A new target adds its line here (the test below fails until it does).
-  fn targets() -> Vec<(&'static str, fn(&[u8]))> {
+  /// A fuzz target's name in `fuzz/fuzz_targets/` and `fuzz/corpus/`, and the check it runs.
+  type Target = (&'static str, fn(&[u8]));
+
+  /// Every fuzz target. A new one adds its line here (the test below fails until it does).
+  fn targets() -> Vec<Target> {
     vec![
       ("sse_decoder", check_sse_decoder),
       ("stream_openai", |input| check_stream(Vendor::OpenAi, input)),
