@@ -30,6 +30,8 @@ pub struct SseDecoder {
   data: String,
   has_data: bool,
   stray: String,
+  /// The first line was read: a byte order mark can only open that one.
+  past_first_line: bool,
 }
 
 impl SseDecoder {
@@ -97,7 +99,13 @@ impl SseDecoder {
     Ok(())
   }
 
-  fn process_line(&mut self, raw: &[u8], out: &mut Vec<SseFrame>) -> Result<()> {
+  fn process_line(&mut self, mut raw: &[u8], out: &mut Vec<SseFrame>) -> Result<()> {
+    // "One leading U+FEFF BYTE ORDER MARK character must be ignored if any are present."
+    // Stripped from the first whole line, so a BOM cut across reads is still found.
+    if !self.past_first_line {
+      self.past_first_line = true;
+      raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+    }
     let line = std::str::from_utf8(raw)
       .map_err(|e| GatewayError::protocol(format!("stream is not valid UTF-8: {e}")))?;
     if line.is_empty() {
@@ -238,6 +246,28 @@ mod tests {
         .len(),
       17
     );
+  }
+
+  #[test]
+  fn one_leading_byte_order_mark_is_ignored_however_it_is_split() {
+    let input = "\u{FEFF}data: a\n\n\u{FEFF}data: b\n\n".as_bytes();
+    // Only the leading one: the second opens an unknown field, as the spec says.
+    let expected = vec![
+      data(None, "a"),
+      SseFrame::Stray("\u{FEFF}data: b".to_string()),
+    ];
+    for at in 0..=input.len() {
+      assert_eq!(
+        decode_split(input, &[at]).expect("frames"),
+        expected,
+        "split at {at}"
+      );
+    }
+    let bom_only = decode_split(b"\xEF\xBB\xBF\r\ndata: c", &[1, 2]).expect("frames");
+    assert_eq!(bom_only, vec![data(None, "c")]);
+    // Not at the start of the stream: part of the line.
+    let later = decode_split("\n\u{FEFF}data: d\n\n".as_bytes(), &[]).expect("frames");
+    assert_eq!(later, vec![SseFrame::Stray("\u{FEFF}data: d".to_string())]);
   }
 
   #[test]

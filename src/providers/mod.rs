@@ -170,8 +170,8 @@ impl StreamSession {
     events: &mut Vec<crate::types::StreamEvent>,
   ) -> Result<()> {
     if !self.done {
-      self.sse.push(bytes, &mut self.frames)?;
-      self.decode_frames()?;
+      let framing = self.sse.push(bytes, &mut self.frames);
+      self.decode_after_framing(framing)?;
     }
     self.assembler.move_events_into(events);
     Ok(())
@@ -185,12 +185,24 @@ impl StreamSession {
   /// The byte stream ended: the last events, and the whole answer (or why it is not whole).
   pub fn finish(mut self) -> Result<(Vec<crate::types::StreamEvent>, Completion)> {
     if !self.done {
-      self.sse.finish(&mut self.frames)?;
-      self.decode_frames()?;
+      let framing = self.sse.finish(&mut self.frames);
+      self.decode_after_framing(framing)?;
     }
     self.decoder.on_end(&mut self.assembler)?;
     let events = self.assembler.take_events();
     Ok((events, self.assembler.into_completion()))
+  }
+
+  /// Decodes the frames the SSE decoder completed before `framing` failed, if it did, and
+  /// only then reports that failure, unless the end marker came first. So a read holding
+  /// `[DONE]` and then a broken line ends the same as two reads split after `[DONE]`, and a
+  /// bad frame before a broken line is the error, whatever the split (found by fuzzing).
+  fn decode_after_framing(&mut self, framing: Result<()>) -> Result<()> {
+    self.decode_frames()?;
+    if self.done {
+      return Ok(());
+    }
+    framing
   }
 
   fn decode_frames(&mut self) -> Result<()> {
@@ -248,6 +260,47 @@ pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  fn openai_session() -> StreamSession {
+    let adapter = openai::OpenAi {
+      base_url: "http://127.0.0.1:9".into(),
+      api_key: None,
+      organization: None,
+      headers: vec![],
+    };
+    StreamSession::new(adapter.stream_decoder(&ChatRequest::default()))
+  }
+
+  /// Outcome of `input` fed in the given pieces: the text, or the error message.
+  fn outcome(pieces: &[&[u8]]) -> std::result::Result<String, String> {
+    let mut session = openai_session();
+    for piece in pieces {
+      session.push(piece).map_err(|e| e.message)?;
+    }
+    let (_, completion) = session.finish().map_err(|e| e.message)?;
+    Ok(completion.content)
+  }
+
+  #[test]
+  fn what_follows_the_end_marker_never_matters_however_the_bytes_are_split() {
+    let chunk =
+      br#"data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}"#;
+    let done = [&chunk[..], b"\n\ndata: [DONE]\n\n"].concat();
+    let broken_tail: &[u8] = b"data: \xff\n\n";
+    let whole = [&done[..], broken_tail].concat();
+    assert_eq!(outcome(&[&done, broken_tail]), Ok("hi".to_string()));
+    assert_eq!(outcome(&[&whole]), Ok("hi".to_string()), "one read");
+  }
+
+  #[test]
+  fn a_bad_frame_before_a_broken_line_is_the_error_however_the_bytes_are_split() {
+    let bad_frame: &[u8] = b"data: {not json\n\n";
+    let broken_line: &[u8] = b"data: \xff\n\n";
+    let whole = [bad_frame, broken_line].concat();
+    let split = outcome(&[bad_frame, broken_line]).expect_err("bad frame");
+    assert!(split.contains("could not parse"), "{split}");
+    assert_eq!(outcome(&[&whole]), Err(split), "one read");
+  }
 
   #[test]
   fn urls_join_with_one_slash_and_keep_every_query() {
