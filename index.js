@@ -62,8 +62,8 @@ function codedError(error, fallback, { word, cause } = {}) {
   return new FerrogateError(info, cause)
 }
 
-// ferrogate/express's openaiRouter streams through this: OpenAI SSE bytes encoded natively.
-const OPENAI_SSE = Symbol.for('ferrogate.openaiSse')
+// ferrogate/express's gatewayRouter answers through this: the native front door (src/ingress).
+const FRONT_DOOR = Symbol.for('ferrogate.frontDoor')
 // `ferrogate serve` (native engine) serves the OpenAI-compatible endpoint over a Gateway through this.
 const NATIVE_SERVE = Symbol.for('ferrogate.serve')
 
@@ -232,6 +232,10 @@ const TEXT = 0
 const TOOL_CALL = 1
 const DONE = 2
 const FAILED = 3
+// The front door's answers (src/binding/ingress.rs): a head, a stream's byte batches, its end.
+const HEAD = 4
+const BYTES = 5
+const END = 6
 // A stream may run this many events ahead of its consumer (src/binding/mod.rs STREAM_CREDITS);
 // consumed events are acknowledged in steps of ACK_STEP, so short streams never need to.
 const ACK_STEP = 64
@@ -385,6 +389,50 @@ class EventsCall extends Call {
   }
 }
 
+// One request answered by the front door: the head, then (for a stream) byte batches, each
+// handed to `sink` as it comes; JS only writes them.
+class IngressCall {
+  constructor(native, door, sink, request) {
+    this.native = native
+    this.sink = sink
+    this.id = lastCallId = (lastCallId + 1) >>> 0
+    this.unacked = 0
+    calls.set(this.id, this)
+    try {
+      door.handle(this.id, request.method, request.path, request.headers, request.body, request.keyVerdict ?? undefined)
+    } catch (error) {
+      calls.delete(this.id)
+      throw error
+    }
+  }
+
+  deliver(kind, payload) {
+    if (kind === HEAD) {
+      if (payload.body !== undefined) calls.delete(this.id)
+      this.sink.head(payload)
+    } else if (kind === BYTES) {
+      // Acknowledged once written; a full socket holds the acknowledgement until it drains,
+      // which stops the native side after STREAM_CREDITS batches.
+      if (this.sink.bytes(payload)) this.ack()
+      else this.sink.onDrain(() => this.ack())
+    } else if (kind === END) {
+      calls.delete(this.id)
+      this.sink.end()
+    }
+  }
+
+  ack() {
+    if (++this.unacked === ACK_STEP) {
+      this.native.ack(this.id, ACK_STEP)
+      this.unacked = 0
+    }
+  }
+
+  cancel() {
+    this.native.cancel(this.id)
+  }
+}
+
 // Cancels a stream whose iterator was dropped mid-way without being closed (a suspended
 // iterator waiting for events stays reachable through `calls`, so only abandoned ones go).
 const abandoned = new FinalizationRegistry((holder) => {
@@ -471,43 +519,34 @@ class Gateway {
   }
 
   /**
-   * For ferrogate/express: `for await` over `{ data: Buffer, done, totalTokens? }` batches of OpenAI
-   * `chat.completion.chunk` SSE events, encoded natively. A failure before any byte rejects (so the
-   * caller can answer with its status); one after is an error event in `data`.
+   * For ferrogate/express's gatewayRouter: the native front door over this gateway, checking
+   * keys against `keys` (a KeyVault) or a key function's verdicts (`keyFunction: true`).
+   * `serveKeys`: serve's config keys. `handle(request, sink)` answers one request `{ method, path, headers (rawHeaders), body
+   * (Buffer), keyVerdict? }` through `sink.head({ status, headers, body? })`, `sink.bytes(text)`
+   * (→ false while the socket is full), `sink.onDrain(fn)` and `sink.end()`; it returns a
+   * function that cancels the call.
    */
-  async *[OPENAI_SSE](request, options) {
-    if (request == null || typeof request !== 'object') throw invalid(new TypeError('a request object is required'))
-    const { signal, ...body } = request
-    if (signal?.aborted) {
-      throw new FerrogateError(
-        { code: 'ABORTED', status: 499, message: "request aborted by the caller's signal", requestId: newRequestId() },
-        signal.reason,
-      )
-    }
-    let call
+  [FRONT_DOOR]({ keys, keyFunction = false, serveKeys } = {}) {
+    const vault = keys == null ? undefined : nativeHandles.get(keys)
+    if (keys != null && vault === undefined) throw configError('keys must be a KeyVault or a function (key) => boolean')
+    const gateway = this.#native
+    let door
     try {
-      call = this.#native.startOpenaiSse(body, options)
+      door = gateway.frontDoor(vault, keyFunction, serveKeys)
     } catch (error) {
-      throw invalid(error)
+      throw codedError(error, (cause) => configError(`invalid keys: ${cause.message}`, cause))
     }
-    const onAbort = () => call.cancel()
-    signal?.addEventListener('abort', onAbort, { once: true })
-    let finished = false
-    try {
-      for (;;) {
-        const batch = await call.next()
-        if (batch.error) {
-          finished = true
-          throw new FerrogateError(batch.error, batch.error.code === 'ABORTED' && signal?.aborted ? signal.reason : undefined)
-        }
-        if (batch.done) finished = true
-        yield batch
-        if (finished) return
-      }
-    } finally {
-      signal?.removeEventListener('abort', onAbort)
-      if (!finished) call.cancel()
-      this.#reportAnomalies()
+    return {
+      knows: (method, path) => native.NativeFrontDoor.knows(method, path),
+      callerKey: (headers) => native.NativeFrontDoor.callerKey(headers),
+      tooLarge: (method, path) => {
+        const reply = native.NativeFrontDoor.tooLarge(method, path)
+        return { ...reply, headers: reply.headers.map((pair) => [pair[0], pair[1]]) }
+      },
+      handle: (request, sink) => {
+        const call = new IngressCall(gateway, door, sink, request)
+        return () => call.cancel()
+      },
     }
   }
 
@@ -839,6 +878,8 @@ class KeyVault {
     }
     if (options.now != null && typeof options.now !== 'function') throw configError('KeyVault now must be a function')
     this.#native = new native.NativeKeyVault({ secret: options.secret })
+    // The front door (gatewayRouter) checks keys and quotas against the native vault itself.
+    nativeHandles.set(this, this.#native)
     this.#now = options.now ?? Date.now
   }
 
@@ -905,7 +946,7 @@ module.exports = {
   CostTracker,
   FerrogateError,
   KeyVault,
-  OPENAI_SSE,
+  FRONT_DOOR,
   NATIVE_SERVE,
   countTokens,
   NativeGateway: native.NativeGateway,

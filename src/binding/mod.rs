@@ -4,12 +4,12 @@ mod cache;
 mod convert;
 mod costs;
 mod hook;
+mod ingress;
 mod limiter;
 mod numbers;
 mod pump;
 mod runtime;
 mod serve;
-mod sse;
 mod types;
 mod vault;
 
@@ -51,8 +51,8 @@ pub(crate) fn invalid_arg(error: GatewayError) -> napi::Error {
 pub use cache::*;
 pub use costs::*;
 pub use limiter::*;
+pub use ingress::*;
 pub use serve::*;
-pub use sse::*;
 pub use types::*;
 pub use vault::*;
 
@@ -386,15 +386,9 @@ impl Call {
       }
     };
     lock(&self.controls).remove(&self.id);
-    let last = match result {
+    let last = match crate::ingress::finish_result(gateway, result, Some(&self.closed)) {
       Ok(response) => Delivery::Event(StreamEvent::Done(Box::new(response))),
-      Err(error) if error.code == ErrorCode::Aborted && self.closed.is_cancelled() => {
-        Delivery::Failed(convert::error_info(closed_in_flight(), &self.request_id))
-      }
-      Err(error) => Delivery::Failed(convert::error_info(
-        gateway.redact_error(error),
-        &self.request_id,
-      )),
+      Err(error) => Delivery::Failed(convert::error_info(error, &self.request_id)),
     };
     self.pump.deliver(self.id, last);
   }
@@ -440,14 +434,4 @@ pub fn count_tokens(model: String, input: Either<String, Vec<Message>>) -> napi:
   Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-/// How a call ends when `close()` cut it short (distinct from the caller's own abort).
-fn closed_in_flight() -> GatewayError {
-  GatewayError::new(
-    ErrorCode::Aborted,
-    "the gateway was closed while the call was in flight",
-  )
-}
-
-fn new_request_id() -> String {
-  format!("fg_{:016x}", fastrand::u64(..))
-}
+use crate::ingress::new_request_id;

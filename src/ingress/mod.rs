@@ -9,11 +9,35 @@
 //!   message names the offending field (`messages[2].content: expected a string or an array`).
 //! - `Parsed::encoder` answers the call in the protocol's shape, whole or streamed.
 //! - `error_reply(error)`: an error before any answer, as status + headers + body.
+//!
+//! # Plugging a codec into the driver
+//! A protocol module exposes `pub fn parse(&[u8], Headers) -> Result<Parsed>` and
+//! `pub fn error_reply(&GatewayError) -> ErrorReply`, and one `Codec` value naming them
+//! (see `chat_completions::CODEC`). The route table in `FrontDoor::route` maps the path to
+//! that `Codec` (the places are marked "dispatch"); `FrontDoor::call` then does the rest for
+//! every protocol alike: body limit (413), auth, parse, identity, key quota, the pipeline
+//! call, encoding through `Parsed::encoder`, cancel, relay and redaction.
+//!
+//! Same-protocol fidelity hook: `Codec::native_kinds` lists the provider kinds that speak
+//! the protocol natively (`NativeTarget`). The fields a codec lists in `Parsed::native_only`
+//! are refused with 400 naming the first one unless the call's target is such a kind; the
+//! relay of `Parsed::native` itself to such a target is not built yet (every call is
+//! translated through the gateway's request), so today any `native_only` field is a 400.
 
-use serde_json::{Map, Value};
+pub mod auth;
+pub mod chat_completions;
 
-use crate::error::GatewayError;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::error::{ErrorCode, GatewayError, Result};
+use crate::pipeline::{CallOptions, Gateway};
 use crate::types::{ChatRequest, ChatResponse, StreamEvent};
+pub use auth::{KeyVerdict, Keys, ServeKey};
 
 /// The client protocol a request arrived in (`CallRecord.ingress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,4 +132,516 @@ pub struct ErrorReply {
   pub status: u16,
   pub headers: Vec<(&'static str, String)>,
   pub body: Vec<u8>,
+}
+
+/// The largest request body the front door reads; a larger one is 413 in the protocol's shape.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Events buffered between the pipeline and a stream's encoder. Bounded, so a slow client
+/// slows the upstream read instead of growing memory.
+const STREAM_CHANNEL: usize = 256;
+/// Most events encoded into one batch of bytes (each stays its own SSE event).
+const MAX_BATCH: usize = 64;
+
+/// A provider kind that speaks a client protocol natively (the same-protocol hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeTarget {
+  /// `ProviderConfig.kind`: 'openai', 'anthropic', …
+  pub kind: &'static str,
+  /// `ProviderConfig.api` when it matters ('responses'), else `None`.
+  pub api: Option<&'static str>,
+}
+
+/// One client protocol as the driver sees it: what to call to parse a request and to shape
+/// an error, and which provider kinds speak it natively.
+#[derive(Clone, Copy)]
+pub struct Codec {
+  pub protocol: Protocol,
+  pub parse: fn(&[u8], Headers<'_>) -> Result<Parsed>,
+  pub error_reply: fn(&GatewayError) -> ErrorReply,
+  pub native_kinds: &'static [NativeTarget],
+}
+
+/// `retry-after` (seconds) and `retry-after-ms` for an error that carries a delay.
+pub(crate) fn retry_after_headers(error: &GatewayError) -> Vec<(&'static str, String)> {
+  match error.retry_after {
+    Some(wait) => vec![
+      ("retry-after", wait.as_secs_f64().ceil().to_string()),
+      ("retry-after-ms", wait.as_millis().to_string()),
+    ],
+    None => Vec::new(),
+  }
+}
+
+pub(crate) fn unix_seconds() -> u64 {
+  SystemTime::now()
+    .duration_since(UNIX_EPOCH)
+    .map(|d| d.as_secs())
+    .unwrap_or(0)
+}
+
+pub fn new_request_id() -> String {
+  format!("fg_{:016x}", fastrand::u64(..))
+}
+
+/// The one place a call's result leaves the pipeline for a caller (the library API, the
+/// front door): secrets redacted from every error, and an abort caused by the gateway's
+/// `close()` told apart from the caller's own.
+pub fn finish_result(
+  gateway: &Gateway,
+  result: Result<ChatResponse>,
+  closed: Option<&CancellationToken>,
+) -> Result<ChatResponse> {
+  result.map_err(|error| {
+    if error.code == ErrorCode::Aborted && closed.is_some_and(CancellationToken::is_cancelled) {
+      closed_in_flight()
+    } else {
+      gateway.redact_error(error)
+    }
+  })
+}
+
+/// How a call ends when `close()` cut it short (distinct from the caller's own abort).
+pub fn closed_in_flight() -> GatewayError {
+  GatewayError::new(
+    ErrorCode::Aborted,
+    "the gateway was closed while the call was in flight",
+  )
+}
+
+/// One HTTP request as a transport (hyper, or Express through the binding) hands it over.
+pub struct HttpRequest<'a> {
+  pub method: &'a str,
+  /// The path below the host, query string allowed: `/v1/chat/completions`.
+  pub path: &'a str,
+  /// Names lower-cased.
+  pub headers: &'a [(String, String)],
+  pub body: &'a [u8],
+  /// The JS key function's answer, when the front door's keys are `Keys::Function`.
+  pub key_verdict: Option<KeyVerdict>,
+}
+
+/// What the transport writes back.
+pub enum Reply {
+  Whole(WholeReply),
+  Stream(StreamReply),
+}
+
+pub struct WholeReply {
+  pub status: u16,
+  pub headers: Vec<(String, String)>,
+  pub body: Vec<u8>,
+}
+
+impl WholeReply {
+  fn json(status: u16, body: Vec<u8>) -> Self {
+    WholeReply {
+      status,
+      headers: vec![("content-type".into(), "application/json".into())],
+      body,
+    }
+  }
+
+  fn error(codec: &Codec, error: &GatewayError, request_id: &str) -> Self {
+    let reply = (codec.error_reply)(error);
+    let mut whole = WholeReply::json(reply.status, reply.body);
+    whole
+      .headers
+      .extend(reply.headers.into_iter().map(|(k, v)| (k.to_string(), v)));
+    whole
+      .headers
+      .push(("x-request-id".into(), request_id.to_string()));
+    whole
+  }
+}
+
+/// A streamed answer (status 200): SSE bytes in batches, pulled by the transport. Dropping
+/// it cancels the call, and so the upstream request.
+pub struct StreamReply {
+  pub headers: Vec<(String, String)>,
+  receiver: mpsc::Receiver<Result<StreamEvent>>,
+  encoder: Box<dyn Encoder>,
+  /// The stream's opening bytes and first event, encoded before the head was sent.
+  head: Vec<u8>,
+  finished: bool,
+  _cancel_on_drop: DropGuard,
+}
+
+impl StreamReply {
+  /// The next batch of bytes: whatever events are ready (at least one), encoded; `None`
+  /// once the stream has ended (after its closing or error event).
+  pub async fn next_batch(&mut self) -> Option<Vec<u8>> {
+    if self.finished {
+      return None;
+    }
+    let mut out = std::mem::take(&mut self.head);
+    if out.is_empty() {
+      out.reserve(1024);
+      match self.receiver.recv().await {
+        Some(item) => self.encode(item, &mut out),
+        None => self.finished = true,
+      }
+    }
+    let mut count = 1;
+    while !self.finished && count < MAX_BATCH {
+      let item = match self.receiver.try_recv() {
+        Ok(item) => item,
+        Err(_) => {
+          // Nothing queued, yet the upstream may be mid-burst: its bytes already read and
+          // being decoded by tasks of this worker. A yielded task resumes once the worker
+          // has nothing else to run, so the burst's events join this batch.
+          tokio::task::yield_now().await;
+          match self.receiver.try_recv() {
+            Ok(item) => item,
+            Err(_) => break,
+          }
+        }
+      };
+      self.encode(item, &mut out);
+      count += 1;
+    }
+    (!out.is_empty()).then_some(out)
+  }
+
+  fn encode(&mut self, item: Result<StreamEvent>, out: &mut Vec<u8>) {
+    match item {
+      Ok(StreamEvent::Done(response)) => {
+        self.encoder.stream_end(&response, out);
+        self.finished = true;
+      }
+      Ok(event) => self.encoder.stream_event(&event, out),
+      Err(error) => {
+        self.encoder.stream_error(&error, out);
+        self.finished = true;
+      }
+    }
+  }
+}
+
+/// The front door: one per `gatewayRouter` / `ferrogate serve`.
+pub struct FrontDoor {
+  gateway: Arc<Gateway>,
+  keys: Keys,
+  /// The gateway's `close()`, when the binding owns one: calls cut short by it say so.
+  closed: Option<CancellationToken>,
+}
+
+enum Route {
+  Call(Codec),
+  Models,
+  /// A protocol whose codec is not wired in yet: 404 in its own shape.
+  NotYet(Codec),
+  Unknown,
+}
+
+/// Answers 404 until the Responses, Messages and Embeddings codecs are wired in.
+fn not_yet_parse(_: &[u8], _: Headers<'_>) -> Result<Parsed> {
+  Err(GatewayError::not_found("this endpoint is not available yet"))
+}
+
+/// Anthropic's error shape, for the Messages routes until `messages::error_reply` exists.
+fn anthropic_error_reply(error: &GatewayError) -> ErrorReply {
+  let kind = match error.code {
+    ErrorCode::NotFound => "not_found_error",
+    ErrorCode::InvalidRequest => "invalid_request_error",
+    ErrorCode::Authentication => "authentication_error",
+    ErrorCode::RateLimited => "rate_limit_error",
+    ErrorCode::UpstreamUnavailable => "overloaded_error",
+    _ => "api_error",
+  };
+  let body = json!({ "type": "error", "error": { "type": kind, "message": error.message } });
+  ErrorReply {
+    status: if error.status == 499 { 400 } else { error.status },
+    headers: retry_after_headers(error),
+    body: serde_json::to_vec(&body).unwrap_or_default(),
+  }
+}
+
+const RESPONSES_NOT_YET: Codec = Codec {
+  protocol: Protocol::Responses,
+  parse: not_yet_parse,
+  error_reply: chat_completions::error_reply,
+  native_kinds: &[],
+};
+const MESSAGES_NOT_YET: Codec = Codec {
+  protocol: Protocol::Messages,
+  parse: not_yet_parse,
+  error_reply: anthropic_error_reply,
+  native_kinds: &[],
+};
+const EMBEDDINGS_NOT_YET: Codec = Codec {
+  protocol: Protocol::Embeddings,
+  parse: not_yet_parse,
+  error_reply: chat_completions::error_reply,
+  native_kinds: &[],
+};
+
+impl FrontDoor {
+  pub fn new(gateway: Arc<Gateway>, keys: Keys, closed: Option<CancellationToken>) -> Self {
+    FrontDoor {
+      gateway,
+      keys,
+      closed,
+    }
+  }
+
+  pub fn keys(&self) -> &Keys {
+    &self.keys
+  }
+
+  /// The route table. Paths are matched without the query string and trailing slashes.
+  fn route(method: &str, path: &str) -> Route {
+    let path = path.split('?').next().unwrap_or_default().trim_end_matches('/');
+    match (method, path) {
+      ("POST", "/v1/chat/completions") => Route::Call(chat_completions::CODEC),
+      ("GET", "/v1/models") => Route::Models,
+      // dispatch: Responses (responses::CODEC); GET/DELETE /v1/responses/{id} read and
+      // delete the response store.
+      ("POST", "/v1/responses") => Route::NotYet(RESPONSES_NOT_YET),
+      ("GET" | "DELETE", p) if p.starts_with("/v1/responses/") => Route::NotYet(RESPONSES_NOT_YET),
+      // dispatch: Messages (messages::CODEC) and its count_tokens.
+      ("POST", "/v1/messages" | "/v1/messages/count_tokens") => Route::NotYet(MESSAGES_NOT_YET),
+      // dispatch: Embeddings (embeddings::CODEC, answered by gateway.embed()).
+      ("POST", "/v1/embeddings") => Route::NotYet(EMBEDDINGS_NOT_YET),
+      _ => Route::Unknown,
+    }
+  }
+
+  /// `error` (a body too large, say) answered in the shape of the protocol `method path`
+  /// speaks, for a transport that refuses a request before the driver sees it.
+  pub fn refuse(method: &str, path: &str, error: &GatewayError) -> WholeReply {
+    let codec = match Self::route(method, path) {
+      Route::Call(codec) | Route::NotYet(codec) => codec,
+      Route::Models | Route::Unknown => chat_completions::CODEC,
+    };
+    WholeReply::error(&codec, error, &new_request_id())
+  }
+
+  /// Whether the route table has `method path` (an Express router passes the rest on).
+  pub fn knows(method: &str, path: &str) -> bool {
+    !matches!(Self::route(method, path), Route::Unknown)
+  }
+
+  /// Answers one request. `cancel` stops the call (the client left); dropping the returned
+  /// future or stream does too.
+  pub async fn handle(&self, request: HttpRequest<'_>, cancel: CancellationToken) -> Reply {
+    let request_id = new_request_id();
+    match Self::route(request.method, request.path) {
+      Route::Call(codec) => self.call(codec, request, cancel, &request_id).await,
+      Route::Models => Reply::Whole(self.models(&request, &request_id)),
+      Route::NotYet(codec) => {
+        let path = request.path.split('?').next().unwrap_or_default();
+        let error = GatewayError::not_found(format!(
+          "{} {path} is not served by this gateway yet",
+          request.method
+        ));
+        Reply::Whole(WholeReply::error(&codec, &error, &request_id))
+      }
+      Route::Unknown => {
+        let path = request.path.split('?').next().unwrap_or_default();
+        let body = json!({ "error": {
+          "message": format!("Unknown request URL: {} {}.", request.method, crate::secret::redact(path, &[])),
+          "type": "invalid_request_error", "param": null, "code": "unknown_url" } });
+        Reply::Whole(WholeReply::json(404, body.to_string().into_bytes()))
+      }
+    }
+  }
+
+  fn models(&self, request: &HttpRequest<'_>, request_id: &str) -> WholeReply {
+    let headers = Headers::new(request.headers);
+    let anthropic = headers.get("anthropic-version").is_some();
+    let codec = if anthropic {
+      MESSAGES_NOT_YET
+    } else {
+      chat_completions::CODEC
+    };
+    if let Err(error) = self.keys.authenticate(headers, request.key_verdict.as_ref()) {
+      return WholeReply::error(&codec, &error, request_id);
+    }
+    let models = self.gateway.models();
+    let body = if anthropic {
+      let data: Vec<Value> = models
+        .iter()
+        .map(|id| json!({ "type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z" }))
+        .collect();
+      json!({ "data": data, "has_more": false, "first_id": models.first(), "last_id": models.last() })
+    } else {
+      let data: Vec<Value> = models
+        .iter()
+        .map(|id| {
+          let owner = id.split_once('/').map_or("ferrogate", |(owner, _)| owner);
+          json!({ "id": id, "object": "model", "created": 0, "owned_by": owner })
+        })
+        .collect();
+      json!({ "object": "list", "data": data })
+    };
+    WholeReply::json(200, body.to_string().into_bytes())
+  }
+
+  /// parse → auth → quota → the pipeline, once → encode.
+  async fn call(
+    &self,
+    codec: Codec,
+    request: HttpRequest<'_>,
+    cancel: CancellationToken,
+    request_id: &str,
+  ) -> Reply {
+    let refuse = |error: GatewayError| Reply::Whole(WholeReply::error(&codec, &error, request_id));
+    if request.body.len() > MAX_BODY_BYTES {
+      return refuse(body_too_large());
+    }
+    let headers = Headers::new(request.headers);
+    let caller = match self.keys.authenticate(headers, request.key_verdict.as_ref()) {
+      Ok(caller) => caller,
+      Err(error) => return refuse(error),
+    };
+    let mut parsed = match (codec.parse)(request.body, headers) {
+      Ok(parsed) => parsed,
+      Err(error) => return refuse(error),
+    };
+    // With keys, the caller's identity is the key's, whatever the body says.
+    if let Some(caller) = &caller {
+      parsed.request.user = Some(caller.user.clone());
+    }
+    if let Some(field) = parsed.native_only.first() {
+      return refuse(GatewayError::invalid_request(format!(
+        "{field} is not supported by this gateway's targets: only a target that speaks {} natively could honour it",
+        protocol_name(codec.protocol)
+      )));
+    }
+    let hold = match &caller {
+      Some(caller) => {
+        let wanted = quota_wanted(&parsed);
+        match caller.reserve(wanted) {
+          Ok(hold) => hold,
+          Err(error) => return refuse(error),
+        }
+      }
+      None => None,
+    };
+    let options = CallOptions {
+      metadata: std::mem::take(&mut parsed.metadata),
+      ingress: Some(codec.protocol.as_str()),
+      warnings: std::mem::take(&mut parsed.warnings),
+      ..CallOptions::default()
+    };
+    let Parsed {
+      model,
+      request: chat,
+      stream,
+      mut encoder,
+      ..
+    } = parsed;
+    let request_id = request_id.to_string();
+    if !stream {
+      // Dropped when the client goes away (serve drops this future): the call stops.
+      let _guard = cancel.clone().drop_guard();
+      // Boxed: the pipeline's future is large.
+      let executed = Box::pin(self.gateway.execute_billed(
+        &model,
+        chat,
+        options,
+        None,
+        cancel,
+        &request_id,
+      ))
+      .await;
+      if let Some(hold) = hold {
+        hold.settle(executed.billed.total_tokens);
+      }
+      return match finish_result(&self.gateway, executed.result, self.closed.as_ref()) {
+        Ok(response) => {
+          let mut reply = WholeReply::json(200, encoder.json(&response));
+          reply.headers.push(("x-request-id".into(), request_id));
+          Reply::Whole(reply)
+        }
+        Err(error) => refuse(error),
+      };
+    }
+    let (sender, mut receiver) = mpsc::channel(STREAM_CHANNEL);
+    let gateway = self.gateway.clone();
+    let closed = self.closed.clone();
+    let task_cancel = cancel.clone();
+    let task_request_id = request_id.clone();
+    tokio::spawn(async move {
+      // Boxed: tokio copies a task's whole state when it spawns and when it completes.
+      let executed = Box::pin(gateway.execute_billed(
+        &model,
+        chat,
+        options,
+        Some(sender.clone()),
+        task_cancel,
+        &task_request_id,
+      ))
+      .await;
+      // A stream cut off is charged what it used: its prompt and the delivered output.
+      if let Some(hold) = hold {
+        hold.settle(executed.billed.total_tokens);
+      }
+      let last = finish_result(&gateway, executed.result, closed.as_ref())
+        .map(|response| StreamEvent::Done(Box::new(response)));
+      // The receiver is gone when the client left; nobody is left to tell.
+      let _ = sender.send(last).await;
+    });
+    let guard = cancel.drop_guard();
+    // Errors before the first event keep their HTTP status.
+    let first = match receiver.recv().await {
+      Some(Ok(event)) => event,
+      Some(Err(error)) => return refuse(error),
+      None => {
+        return refuse(GatewayError::protocol(
+          "internal error: the call ended without a result",
+        ))
+      }
+    };
+    let mut head = Vec::with_capacity(1024);
+    encoder.stream_start(&request_id, &mut head);
+    let mut reply = StreamReply {
+      headers: vec![
+        ("content-type".into(), "text/event-stream; charset=utf-8".into()),
+        ("cache-control".into(), "no-cache".into()),
+        ("x-request-id".into(), request_id),
+      ],
+      receiver,
+      encoder,
+      head: Vec::new(),
+      finished: false,
+      _cancel_on_drop: guard,
+    };
+    reply.encode(Ok(first), &mut head);
+    reply.head = head;
+    Reply::Stream(reply)
+  }
+}
+
+fn protocol_name(protocol: Protocol) -> &'static str {
+  match protocol {
+    Protocol::ChatCompletions => "OpenAI Chat Completions",
+    Protocol::Responses => "OpenAI Responses",
+    Protocol::Messages => "Anthropic Messages",
+    Protocol::Embeddings => "OpenAI Embeddings",
+  }
+}
+
+pub fn body_too_large() -> GatewayError {
+  GatewayError::invalid_request(format!(
+    "the request body is larger than {MAX_BODY_BYTES} bytes"
+  ))
+  .with_status(413)
+}
+
+/// What a call may use of a key's quota: its prompt plus the most its answer may use
+/// (unbounded without `max_tokens`: the call then holds the rest of the quota).
+fn quota_wanted(parsed: &Parsed) -> u64 {
+  let Some(max_tokens) = parsed.request.max_tokens else {
+    return u64::MAX;
+  };
+  let encoding = crate::tokens::encoding_for(&parsed.model);
+  let prompt = encoding.count_messages(&parsed.request.messages) as u64;
+  // Other vendors' tokenizers count differently: a quarter more keeps it an upper bound.
+  let prompt = if encoding.exact {
+    prompt
+  } else {
+    prompt + prompt.div_ceil(4)
+  };
+  prompt.saturating_add(u64::from(max_tokens))
 }

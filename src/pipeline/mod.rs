@@ -99,6 +99,17 @@ pub struct CallOptions {
   pub bypass_cache: bool,
   /// Passed through to `onCall`.
   pub metadata: Vec<(String, String)>,
+  /// The front door's protocol (`CallRecord.ingress`).
+  pub ingress: Option<&'static str>,
+  /// Passed through to `onCall` (`CallRecord.warnings`).
+  pub warnings: Vec<String>,
+}
+
+/// A call's result and the usage it was billed, also when it failed or was cut off
+/// (prompt plus delivered output of a stream that ended early): what key quotas settle with.
+pub struct Executed {
+  pub result: Result<ChatResponse>,
+  pub billed: crate::types::Usage,
 }
 
 pub struct Gateway {
@@ -279,20 +290,42 @@ impl Gateway {
     &self,
     model: &str,
     req: ChatRequest,
-    mut options: CallOptions,
+    options: CallOptions,
     sink: EventSink,
     cancel: CancellationToken,
     request_id: &str,
   ) -> Result<ChatResponse> {
+    self
+      .execute_billed(model, req, options, sink, cancel, request_id)
+      .await
+      .result
+  }
+
+  /// `execute`, also telling what the call was billed when it failed or was cut off.
+  pub async fn execute_billed(
+    &self,
+    model: &str,
+    req: ChatRequest,
+    mut options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    request_id: &str,
+  ) -> Executed {
     let metadata = std::mem::take(&mut options.metadata);
     let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
+    trace.ingress = options.ingress;
+    trace.warnings = std::mem::take(&mut options.warnings);
     if self.router.aliases().iter().any(|alias| alias == model) {
       trace.route = Some(model.to_string());
     }
     let result = self.run(model, req, options, sink, cancel, &trace).await;
     self.observe(model, &result);
+    let billed = match &result {
+      Ok(response) => response.usage,
+      Err(_) => trace.billed_usage(),
+    };
     record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
-    result
+    Executed { result, billed }
   }
 
   async fn run(
