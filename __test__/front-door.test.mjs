@@ -278,3 +278,78 @@ test('with a key function, the identity is the key (hashed), never the body user
     await router.close()
   }
 })
+
+test('same-protocol fidelity: an OpenAI-kind target gets the body as sent and the client gets every field it answered', async () => {
+  const records = []
+  const router = await startRouter({ quota: 10_000_000, onCall: (record) => records.push(record) })
+  try {
+    const client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${router.url}/v1`, maxRetries: 0 })
+    const sent = {
+      model: 'openai/gpt-4o-mini',
+      messages: hello,
+      n: 2,
+      seed: 7,
+      logprobs: true,
+      top_logprobs: 2,
+      frequency_penalty: 0.5,
+      logit_bias: { 50256: -100 },
+      service_tier: 'flex',
+    }
+    const answer = {
+      id: 'chatcmpl-fidelity',
+      object: 'chat.completion',
+      created: 1,
+      model: 'gpt-4o-mini-2024-07-18',
+      system_fingerprint: 'fp_fidelity',
+      service_tier: 'flex',
+      choices: [0, 1].map((index) => ({
+        index,
+        message: { role: 'assistant', content: `choice ${index}`, refusal: null, annotations: [] },
+        logprobs: { content: [{ token: 'choice', logprob: -0.1, bytes: [99], top_logprobs: [] }], refusal: null },
+        finish_reason: 'stop',
+      })),
+      usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 },
+    }
+    mock.enqueue('openai', { body: answer })
+    const completion = await client.chat.completions.create(sent)
+    const upstream = mock.requests.at(-1).body
+    for (const field of ['n', 'seed', 'logprobs', 'top_logprobs', 'frequency_penalty', 'logit_bias', 'service_tier']) {
+      assert.deepEqual(upstream[field], sent[field], `${field} reached the vendor as sent`)
+    }
+    assert.equal(upstream.model, 'gpt-4o-mini', 'only the model is renamed')
+    assert.equal(completion.choices.length, 2)
+    assert.equal(completion.choices[1].message.content, 'choice 1')
+    assert.equal(completion.choices[0].logprobs.content[0].token, 'choice')
+    assert.equal(completion.system_fingerprint, 'fp_fidelity')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.equal(records.at(-1).usage.totalTokens, 13, 'usage is read from the relayed answer')
+    assert.equal(records.at(-1).warnings, undefined, 'nothing was left out')
+
+    // A stream is relayed event by event, every choice included, and still priced.
+    mock.enqueue('openai', { fixture: 'openai/stream-n3-choices.sse' })
+    const stream = await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: hello, n: 3, stream: true, stream_options: { include_usage: true } })
+    const indexes = new Set()
+    let fingerprint
+    for await (const chunk of stream) {
+      for (const choice of chunk.choices) indexes.add(choice.index)
+      fingerprint ??= chunk.system_fingerprint
+    }
+    assert.deepEqual([...indexes].sort(), [0, 1, 2])
+    assert.equal(fingerprint, 'fp_b40fb1c6fb')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.equal(records.at(-1).usage.totalTokens, 121)
+
+    // Another kind cannot give two choices: a 400 naming the field, nothing sent upstream.
+    const before = mock.requests.length
+    const refused = await client.chat.completions.create({ ...sent, model: 'anthropic/claude-sonnet-4-5' }).catch((e) => e)
+    assert.ok(refused instanceof OpenAI.BadRequestError)
+    assert.match(refused.message, /\bn is not supported/)
+    assert.equal(mock.requests.length, before)
+    // A field translation leaves out is named in the call record's warnings.
+    await client.chat.completions.create({ model: 'mock/demo', messages: hello, seed: 7 })
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.ok(records.at(-1).warnings.some((w) => w.startsWith('seed ')), JSON.stringify(records.at(-1).warnings))
+  } finally {
+    await router.close()
+  }
+})

@@ -74,7 +74,8 @@ test('chat: a plain model name goes to the default provider and the OpenAI field
   assert.equal(upstream.model, 'gpt-4o-mini')
   assert.equal(upstream.temperature, 0.5)
   assert.equal(upstream.top_p, 0.9)
-  assert.deepEqual(upstream.stop, ['END'])
+  // An OpenAI-kind target receives the client's own body (same-protocol fidelity).
+  assert.equal(upstream.stop, 'END')
   assert.equal(upstream.max_completion_tokens ?? upstream.max_tokens, 50)
   // A key function that answers true makes the key (hashed) the caller's identity: the body's
   // `user` cannot choose whose limits and budget the call spends.
@@ -137,10 +138,14 @@ test('tool calls: definitions and tool messages go upstream, calls come back (JS
   assert.equal(lastUpstreamBody().tools[0].function.name, 'get_current_weather')
   assert.equal(lastUpstreamBody().tool_choice, 'auto')
 
-  // The answer to the call goes back as a tool message.
+  // The vendor's own answer is relayed, fields ferrogate does not model included.
+  assert.deepEqual(message.annotations, [])
+  // The answer to the call goes back as a tool message (the strict fake vendor refuses the
+  // response-only `annotations` field on a request message, so it is left out).
+  const { annotations, ...assistant } = message
   await client.chat.completions.create({
     model: 'gpt-4o-mini',
-    messages: [...hello, message, { role: 'tool', tool_call_id: message.tool_calls[0].id, content: '72F' }],
+    messages: [...hello, assistant, { role: 'tool', tool_call_id: message.tool_calls[0].id, content: '72F' }],
     tools,
     tool_choice: { type: 'function', function: { name: 'get_current_weather' } },
   })

@@ -446,7 +446,8 @@ pub fn stream_event(event: StreamEvent) -> js::NativeStreamEvent {
     response: None,
   };
   match event {
-    StreamEvent::Text(text) => {
+    // Relayed bytes only reach front-door callers; as text if one ever got here.
+    StreamEvent::Text(text) | StreamEvent::Native(text) => {
       out.r#type = "text".into();
       out.text = Some(text);
     }

@@ -178,7 +178,10 @@ impl Delivery {
   /// (a text event is one allocation, not three).
   fn into_json(self, call_id: u32) -> String {
     let (kind, written) = match self {
-      Delivery::Event(StreamEvent::Text(text)) => element(call_id, TEXT, text.len(), &text),
+      // Relayed native bytes only reach front-door callers, which do not use these kinds.
+      Delivery::Event(StreamEvent::Text(text) | StreamEvent::Native(text)) => {
+        element(call_id, TEXT, text.len(), &text)
+      }
       Delivery::Event(StreamEvent::Done(response)) => {
         element(call_id, DONE, 512, &convert::response(*response))
       }

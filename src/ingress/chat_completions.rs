@@ -22,6 +22,7 @@ pub const CODEC: super::Codec = super::Codec {
     kind: "openai",
     api: None,
   }],
+  identity_path: &["user"],
 };
 
 fn invalid(message: impl Into<String>) -> GatewayError {
@@ -754,6 +755,8 @@ impl super::Encoder for ChatEncoder {
         .chunks()
         .tool_call(out, *index, id.as_deref(), name.as_deref(), arguments_delta),
       StreamEvent::Done(response) => self.stream_end(response, out),
+      // A relayed vendor stream is already in this protocol.
+      StreamEvent::Native(bytes) => out.extend_from_slice(bytes.as_bytes()),
     }
   }
 

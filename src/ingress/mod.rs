@@ -19,10 +19,15 @@
 //! call, encoding through `Parsed::encoder`, cancel, relay and redaction.
 //!
 //! Same-protocol fidelity hook: `Codec::native_kinds` lists the provider kinds that speak
-//! the protocol natively (`NativeTarget`). The fields a codec lists in `Parsed::native_only`
-//! are refused with 400 naming the first one unless the call's target is such a kind; the
-//! relay of `Parsed::native` itself to such a target is not built yet (every call is
-//! translated through the gateway's request), so today any `native_only` field is a 400.
+//! the protocol natively (`NativeTarget { kind: "anthropic", api: None }` for Messages, say).
+//! Nothing else is needed: when the attempt stage picks a target of such a kind, the vendor
+//! receives `Parsed::native` (only `model` renamed) plus `Parsed::native_headers`, and the
+//! client receives the vendor's bytes, JSON or SSE, relayed as they come
+//! (`pipeline::native`); usage and cost are still read by the vendor's decoder. A target of
+//! another kind gets the translated `Parsed::request`, and refuses with 400 a call whose
+//! `Parsed::native_only` is not empty, naming its first field. (A kind whose `api` must
+//! match, such as `api: 'responses'`, needs `Provider` to carry `api` first: today a
+//! `NativeTarget` with `api: Some(…)` never matches.)
 
 pub mod auth;
 pub mod chat_completions;
@@ -35,7 +40,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::{ErrorCode, GatewayError, Result};
-use crate::pipeline::{CallOptions, Gateway};
+use crate::pipeline::{CallOptions, Gateway, NativeCall};
 use crate::types::{ChatRequest, ChatResponse, StreamEvent};
 pub use auth::{KeyVerdict, Keys, ServeKey};
 
@@ -142,14 +147,7 @@ const STREAM_CHANNEL: usize = 256;
 /// Most events encoded into one batch of bytes (each stays its own SSE event).
 const MAX_BATCH: usize = 64;
 
-/// A provider kind that speaks a client protocol natively (the same-protocol hook).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NativeTarget {
-  /// `ProviderConfig.kind`: 'openai', 'anthropic', …
-  pub kind: &'static str,
-  /// `ProviderConfig.api` when it matters ('responses'), else `None`.
-  pub api: Option<&'static str>,
-}
+pub use crate::pipeline::NativeTarget;
 
 /// One client protocol as the driver sees it: what to call to parse a request and to shape
 /// an error, and which provider kinds speak it natively.
@@ -159,6 +157,10 @@ pub struct Codec {
   pub parse: fn(&[u8], Headers<'_>) -> Result<Parsed>,
   pub error_reply: fn(&GatewayError) -> ErrorReply,
   pub native_kinds: &'static [NativeTarget],
+  /// Where the caller's identity goes in a natively relayed body when keys decide it
+  /// (`["user"]` for OpenAI, `["metadata", "user_id"]` for Anthropic): the client cannot
+  /// choose it there either.
+  pub identity_path: &'static [&'static str],
 }
 
 /// `retry-after` (seconds) and `retry-after-ms` for an error that carries a delay.
@@ -263,6 +265,8 @@ pub struct StreamReply {
   /// The stream's opening bytes and first event, encoded before the head was sent.
   head: Vec<u8>,
   finished: bool,
+  /// The target speaks the client's protocol: its bytes are relayed, not encoded here.
+  relaying: bool,
   _cancel_on_drop: DropGuard,
 }
 
@@ -304,10 +308,17 @@ impl StreamReply {
 
   fn encode(&mut self, item: Result<StreamEvent>, out: &mut Vec<u8>) {
     match item {
+      Ok(StreamEvent::Native(bytes)) => {
+        self.relaying = true;
+        out.extend_from_slice(bytes.as_bytes());
+      }
       Ok(StreamEvent::Done(response)) => {
-        self.encoder.stream_end(&response, out);
+        if !self.relaying {
+          self.encoder.stream_end(&response, out);
+        }
         self.finished = true;
       }
+      Ok(_) if self.relaying => {}
       Ok(event) => self.encoder.stream_event(&event, out),
       Err(error) => {
         self.encoder.stream_error(&error, out);
@@ -361,18 +372,21 @@ const RESPONSES_NOT_YET: Codec = Codec {
   parse: not_yet_parse,
   error_reply: chat_completions::error_reply,
   native_kinds: &[],
+  identity_path: &[],
 };
 const MESSAGES_NOT_YET: Codec = Codec {
   protocol: Protocol::Messages,
   parse: not_yet_parse,
   error_reply: anthropic_error_reply,
   native_kinds: &[],
+  identity_path: &[],
 };
 const EMBEDDINGS_NOT_YET: Codec = Codec {
   protocol: Protocol::Embeddings,
   parse: not_yet_parse,
   error_reply: chat_completions::error_reply,
   native_kinds: &[],
+  identity_path: &[],
 };
 
 impl FrontDoor {
@@ -502,12 +516,6 @@ impl FrontDoor {
     if let Some(caller) = &caller {
       parsed.request.user = Some(caller.user.clone());
     }
-    if let Some(field) = parsed.native_only.first() {
-      return refuse(GatewayError::invalid_request(format!(
-        "{field} is not supported by this gateway's targets: only a target that speaks {} natively could honour it",
-        protocol_name(codec.protocol)
-      )));
-    }
     let hold = match &caller {
       Some(caller) => {
         let wanted = quota_wanted(&parsed);
@@ -518,19 +526,49 @@ impl FrontDoor {
       }
       None => None,
     };
-    let options = CallOptions {
-      metadata: std::mem::take(&mut parsed.metadata),
-      ingress: Some(codec.protocol.as_str()),
-      warnings: std::mem::take(&mut parsed.warnings),
-      ..CallOptions::default()
-    };
     let Parsed {
       model,
       request: chat,
       stream,
       mut encoder,
+      metadata,
+      native,
+      native_headers,
+      native_only,
+      warnings,
       ..
     } = parsed;
+    // A field the gateway's request does not model changes the answer without changing
+    // the cache key: such calls are not answered from the cache.
+    let bypass_cache = !native_only.is_empty() || !warnings.is_empty();
+    let mut native_body = native;
+    if let Some(caller) = &caller {
+      set_path(&mut native_body, codec.identity_path, &caller.user);
+    }
+    let native = (!codec.native_kinds.is_empty()).then(|| {
+      Arc::new(NativeCall::new(
+        codec.native_kinds,
+        native_body,
+        native_headers,
+        native_only.clone(),
+      ))
+    });
+    if native.is_none() {
+      if let Some(field) = native_only.first() {
+        return refuse(GatewayError::invalid_request(format!(
+          "{field} is not supported: only a target that speaks {} natively could honour it",
+          protocol_name(codec.protocol)
+        )));
+      }
+    }
+    let options = CallOptions {
+      metadata,
+      ingress: Some(codec.protocol.as_str()),
+      warnings,
+      bypass_cache,
+      native: native.clone(),
+      ..CallOptions::default()
+    };
     let request_id = request_id.to_string();
     if !stream {
       // Dropped when the client goes away (serve drops this future): the call stops.
@@ -550,7 +588,11 @@ impl FrontDoor {
       }
       return match finish_result(&self.gateway, executed.result, self.closed.as_ref()) {
         Ok(response) => {
-          let mut reply = WholeReply::json(200, encoder.json(&response));
+          // The vendor's own body when the target speaks the client's protocol.
+          let body = native
+            .and_then(|native| native.take_reply())
+            .unwrap_or_else(|| encoder.json(&response));
+          let mut reply = WholeReply::json(200, body);
           reply.headers.push(("x-request-id".into(), request_id));
           Reply::Whole(reply)
         }
@@ -594,7 +636,10 @@ impl FrontDoor {
       }
     };
     let mut head = Vec::with_capacity(1024);
-    encoder.stream_start(&request_id, &mut head);
+    // A relayed native stream is the vendor's bytes only.
+    if !matches!(first, StreamEvent::Native(_)) {
+      encoder.stream_start(&request_id, &mut head);
+    }
     let mut reply = StreamReply {
       headers: vec![
         ("content-type".into(), "text/event-stream; charset=utf-8".into()),
@@ -605,12 +650,34 @@ impl FrontDoor {
       encoder,
       head: Vec::new(),
       finished: false,
+      relaying: false,
       _cancel_on_drop: guard,
     };
     reply.encode(Ok(first), &mut head);
     reply.head = head;
     Reply::Stream(reply)
   }
+}
+
+/// Sets `path` in a JSON object to `value`, making the objects on the way.
+fn set_path(object: &mut Map<String, Value>, path: &[&str], value: &str) {
+  let Some((last, parents)) = path.split_last() else {
+    return;
+  };
+  let mut at = object;
+  for key in parents {
+    let entry = at
+      .entry(key.to_string())
+      .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+      *entry = Value::Object(Map::new());
+    }
+    let Value::Object(next) = entry else {
+      return;
+    };
+    at = next;
+  }
+  at.insert(last.to_string(), Value::String(value.to_string()));
 }
 
 fn protocol_name(protocol: Protocol) -> &'static str {

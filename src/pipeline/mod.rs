@@ -12,6 +12,7 @@ mod forward;
 mod http;
 mod ledger;
 mod limits;
+mod native;
 mod providers;
 mod record;
 mod response;
@@ -36,6 +37,7 @@ use crate::types::{ChatRequest, ChatResponse};
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
 pub use limits::ANONYMOUS;
+pub use native::{NativeCall, NativeTarget};
 pub use providers::ProviderConfig;
 pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
 pub use response::estimate_usage;
@@ -101,8 +103,10 @@ pub struct CallOptions {
   pub metadata: Vec<(String, String)>,
   /// The front door's protocol (`CallRecord.ingress`).
   pub ingress: Option<&'static str>,
-  /// Passed through to `onCall` (`CallRecord.warnings`).
+  /// Passed through to `onCall` (`CallRecord.warnings`) when the call was translated.
   pub warnings: Vec<String>,
+  /// The client's own request, for a target that speaks its protocol (the front door).
+  pub native: Option<Arc<NativeCall>>,
 }
 
 /// A call's result and the usage it was billed, also when it failed or was cut off
@@ -318,7 +322,12 @@ impl Gateway {
     if self.router.aliases().iter().any(|alias| alias == model) {
       trace.route = Some(model.to_string());
     }
+    let native = options.native.clone();
     let result = self.run(model, req, options, sink, cancel, &trace).await;
+    // Answered natively: nothing was left out in translation.
+    if native.is_some_and(|native| native.answered_natively()) {
+      trace.warnings.clear();
+    }
     self.observe(model, &result);
     let billed = match &result {
       Ok(response) => response.usage,
@@ -485,6 +494,7 @@ impl Gateway {
     let work = attempt::with_retries(
       targets,
       req,
+      options.native.as_deref(),
       sink,
       &trace.progress,
       &trace.attempts,
