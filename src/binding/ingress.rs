@@ -12,9 +12,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::invalid_arg;
 use super::pump::{Delivery, Pump, ReplyHead};
 use super::serve::{serve_keys as config_keys, ServeKeyOptions};
-use super::invalid_arg;
 use super::{lock, CallControl, Controls, NativeGateway, NativeKeyVault, STREAM_CREDITS};
 use crate::error::{ErrorCode, GatewayError};
 use crate::ingress::{FrontDoor, HttpRequest, KeyVerdict, Keys, Reply, WholeReply};
@@ -62,9 +62,7 @@ impl NativeGateway {
         users: Arc::new(HashMap::new()),
       },
       (None, true, _) => Keys::Function,
-      (None, false, Some(keys)) => {
-        Keys::from_serve_keys(config_keys(keys)).map_err(invalid_arg)?
-      }
+      (None, false, Some(keys)) => Keys::from_serve_keys(config_keys(keys)).map_err(invalid_arg)?,
       (None, false, None) => Keys::Open,
     };
     Ok(NativeFrontDoor {
@@ -118,6 +116,8 @@ impl NativeFrontDoor {
   /// whole body, or followed by byte batches and an end). `keyVerdict` is the key function's
   /// answer (false, true or the caller's identity). Cancel with the gateway's `cancel(callId)`,
   /// acknowledge batches with its `ack(callId, n)`.
+  // Plain arguments, not an options object: no property lookups per request.
+  #[allow(clippy::too_many_arguments)]
   #[napi(catch_unwind)]
   pub fn handle(
     &self,

@@ -50,8 +50,8 @@ pub(crate) fn invalid_arg(error: GatewayError) -> napi::Error {
 
 pub use cache::*;
 pub use costs::*;
-pub use limiter::*;
 pub use ingress::*;
+pub use limiter::*;
 pub use serve::*;
 pub use types::*;
 pub use vault::*;

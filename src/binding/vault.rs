@@ -127,7 +127,11 @@ impl NativeKeyVault {
 
   #[napi]
   pub fn provider(&self, id: String) -> napi::Result<String> {
-    self.vault()?.provider(&id).map(str::to_string).map_err(to_js)
+    self
+      .vault()?
+      .provider(&id)
+      .map(str::to_string)
+      .map_err(to_js)
   }
 
   /// The provider key in clear, or null when the entry has none.

@@ -258,14 +258,25 @@ mod tests {
     ] {
       assert_eq!(caller_key(Headers::new(&pairs)), Some("k1"));
     }
-    assert_eq!(caller_key(Headers::new(&headers(&[("authorization", "Basic x")]))), None);
+    assert_eq!(
+      caller_key(Headers::new(&headers(&[("authorization", "Basic x")]))),
+      None
+    );
   }
 
   #[test]
   fn each_key_counts_its_own_quota_and_identity_is_never_chosen_by_the_caller() {
     let keys = Keys::from_serve_keys(vec![
-      ServeKey { key: "a".into(), user: Some("alice".into()), daily_token_quota: Some(5) },
-      ServeKey { key: "b".into(), user: Some("alice".into()), daily_token_quota: Some(100) },
+      ServeKey {
+        key: "a".into(),
+        user: Some("alice".into()),
+        daily_token_quota: Some(5),
+      },
+      ServeKey {
+        key: "b".into(),
+        user: Some("alice".into()),
+        daily_token_quota: Some(100),
+      },
     ])
     .expect("keys");
     let auth = |key: &str| {
@@ -276,11 +287,17 @@ mod tests {
     let b = auth("b").expect("b").expect("caller");
     assert_eq!((a.user.as_str(), b.user.as_str()), ("alice", "alice"));
     let hold = a.reserve(u64::MAX).expect("held").expect("hold");
-    assert_eq!(a.reserve(1).map(|_| ()).expect_err("quota").code, ErrorCode::RateLimited);
+    assert_eq!(
+      a.reserve(1).map(|_| ()).expect_err("quota").code,
+      ErrorCode::RateLimited
+    );
     assert!(b.reserve(50).expect("b's own quota").is_some());
     hold.settle(2);
     assert!(a.reserve(1).expect("released").is_some());
-    assert_eq!(auth("c").map(|_| ()).expect_err("wrong").code, ErrorCode::Authentication);
+    assert_eq!(
+      auth("c").map(|_| ()).expect_err("wrong").code,
+      ErrorCode::Authentication
+    );
 
     let pairs = headers(&[("x-api-key", "secret")]);
     let caller = Keys::Function
@@ -300,7 +317,10 @@ mod tests {
     }])
     .expect("keys");
     let pairs = headers(&[("authorization", "Bearer a")]);
-    let caller = keys.authenticate(Headers::new(&pairs), None).expect("ok").expect("caller");
+    let caller = keys
+      .authenticate(Headers::new(&pairs), None)
+      .expect("ok")
+      .expect("caller");
     if let Keys::Vault { vault, .. } = &keys {
       let vault = vault.clone();
       let _ = std::thread::spawn(move || {

@@ -288,7 +288,10 @@ fn native_only(fields: &Fields<'_>) -> Result<Vec<String>> {
   if fields.count("top_logprobs")?.is_some() {
     only.push("top_logprobs".to_string());
   }
-  if fields.object("logit_bias")?.is_some_and(|bias| !bias.is_empty()) {
+  if fields
+    .object("logit_bias")?
+    .is_some_and(|bias| !bias.is_empty())
+  {
     only.push("logit_bias".to_string());
   }
   // Checked for type only: a seed or a penalty changes sampling, and a vendor without them
@@ -418,7 +421,10 @@ fn tool_call(at: &str, value: &Value) -> Result<ToolCall> {
   Ok(ToolCall {
     id,
     name: function.required_string("name")?.to_string(),
-    arguments: function.string("arguments")?.unwrap_or_default().to_string(),
+    arguments: function
+      .string("arguments")?
+      .unwrap_or_default()
+      .to_string(),
     // Gemini's signature does not travel over the OpenAI wire format.
     thought_signature: None,
   })
@@ -799,7 +805,9 @@ mod tests {
       "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
       "tool_choice":{"type":"function","function":{"name":"f"}},
       "response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}}"#;
-    let parsed = parse(body, Headers::new(&[])).map_err(|e| e.message).expect("parsed");
+    let parsed = parse(body, Headers::new(&[]))
+      .map_err(|e| e.message)
+      .expect("parsed");
     assert!(parsed.stream);
     let req = parsed.request;
     assert_eq!(req.messages[0].role, Role::System);
@@ -821,7 +829,9 @@ mod tests {
       b"{",
       br#"{"messages":[]}"#,
     ] {
-      let error = parse(bad, Headers::new(&[])).map(|_| ()).expect_err("invalid");
+      let error = parse(bad, Headers::new(&[]))
+        .map(|_| ())
+        .expect_err("invalid");
       assert_eq!(error.code, ErrorCode::InvalidRequest);
     }
   }
@@ -839,21 +849,57 @@ mod tests {
   #[test]
   fn bad_requests_name_their_field_in_plain_words() {
     let cases = [
-      (r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":{}}]}"#, "messages[1].content must be a string or an array of parts (got an object)"),
-      (r#"{"model":"m","messages":[{"role":"user","content":"a"}],"temperature":"hot"}"#, "temperature must be a number (got a string)"),
-      (r#"{"model":"m","messages":[{"role":"user","content":"a"}],"tools":[null]}"#, "tools[0] must be an object (got null)"),
-      (r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#, "messages[0].content[0].type 'input_audio' is not supported"),
-      (r#"{"model":"m","messages":[{"role":"user","content":"a"}],"tools":[{"type":"web_search"}]}"#, "tools[0].type 'web_search' is not supported"),
-      (r#"{"model":"m","messages":[{"role":"wizard","content":"a"}]}"#, "messages[0].role 'wizard' is not supported"),
-      (r#"{"model":"m","messages":[{"role":"user","content":"a"}],"max_tokens":-1}"#, "max_tokens must be a whole number >= 0"),
-      (r#"{"model":"m","messages":[{"role":"user","content":"a"}],"metadata":{"a":{}}}"#, "metadata.a must be a string"),
+      (
+        r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":{}}]}"#,
+        "messages[1].content must be a string or an array of parts (got an object)",
+      ),
+      (
+        r#"{"model":"m","messages":[{"role":"user","content":"a"}],"temperature":"hot"}"#,
+        "temperature must be a number (got a string)",
+      ),
+      (
+        r#"{"model":"m","messages":[{"role":"user","content":"a"}],"tools":[null]}"#,
+        "tools[0] must be an object (got null)",
+      ),
+      (
+        r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
+        "messages[0].content[0].type 'input_audio' is not supported",
+      ),
+      (
+        r#"{"model":"m","messages":[{"role":"user","content":"a"}],"tools":[{"type":"web_search"}]}"#,
+        "tools[0].type 'web_search' is not supported",
+      ),
+      (
+        r#"{"model":"m","messages":[{"role":"wizard","content":"a"}]}"#,
+        "messages[0].role 'wizard' is not supported",
+      ),
+      (
+        r#"{"model":"m","messages":[{"role":"user","content":"a"}],"max_tokens":-1}"#,
+        "max_tokens must be a whole number >= 0",
+      ),
+      (
+        r#"{"model":"m","messages":[{"role":"user","content":"a"}],"metadata":{"a":{}}}"#,
+        "metadata.a must be a string",
+      ),
       (r#"{"messages":[]}"#, "model is required"),
-      (r#"{"model":7,"messages":[]}"#, "model must be a string (got a number)"),
+      (
+        r#"{"model":7,"messages":[]}"#,
+        "model must be a string (got a number)",
+      ),
       (r#"{"model":"m"}"#, "messages is required"),
-      (r#"{"model":"m","messages":[]}"#, "messages must not be empty"),
-      (r#"{"model":"m","messages":[{"role":"user","content":"a"}],"stream":"yes"}"#, "stream must be true or false (got a string)"),
+      (
+        r#"{"model":"m","messages":[]}"#,
+        "messages must not be empty",
+      ),
+      (
+        r#"{"model":"m","messages":[{"role":"user","content":"a"}],"stream":"yes"}"#,
+        "stream must be true or false (got a string)",
+      ),
       ("{", "the request body is not valid JSON"),
-      ("[1]", "the request body must be a JSON object (got an array)"),
+      (
+        "[1]",
+        "the request body must be a JSON object (got an array)",
+      ),
       ("", "the request body is empty"),
     ];
     for (body, expected) in cases {
@@ -865,18 +911,32 @@ mod tests {
 
   #[test]
   fn metadata_and_fields_only_the_same_protocol_can_honour_are_kept() {
-    let body = br#"{"model":"m","messages":[{"role":"user","content":"a"}],"metadata":{"team":"x","n":3},
+    let body =
+      br#"{"model":"m","messages":[{"role":"user","content":"a"}],"metadata":{"team":"x","n":3},
       "n":2,"seed":7,"logprobs":true,"frequency_penalty":0.5,"service_tier":"flex"}"#;
-    let parsed = parse(body, Headers::new(&[])).map_err(|e| e.message).expect("parsed");
-    assert_eq!(parsed.metadata, vec![("n".to_string(), "3".to_string()), ("team".to_string(), "x".to_string())]);
-    assert_eq!(parsed.native_only, vec!["n".to_string(), "logprobs".to_string()]);
+    let parsed = parse(body, Headers::new(&[]))
+      .map_err(|e| e.message)
+      .expect("parsed");
+    assert_eq!(
+      parsed.metadata,
+      vec![
+        ("n".to_string(), "3".to_string()),
+        ("team".to_string(), "x".to_string())
+      ]
+    );
+    assert_eq!(
+      parsed.native_only,
+      vec!["n".to_string(), "logprobs".to_string()]
+    );
     assert_eq!(parsed.native["seed"], 7);
     assert!(parsed.warnings.iter().any(|w| w.starts_with("seed ")));
     let error = error_reply(&GatewayError::invalid_request("bad"));
     let body: Value = serde_json::from_slice(&error.body).expect("json");
     assert_eq!(error.status, 400);
     assert_eq!(body["error"]["type"], "invalid_request_error");
-    assert!(body["error"].as_object().is_some_and(|e| e.contains_key("param")));
+    assert!(body["error"]
+      .as_object()
+      .is_some_and(|e| e.contains_key("param")));
   }
 
   #[test]

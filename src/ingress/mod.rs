@@ -346,7 +346,9 @@ enum Route {
 
 /// Answers 404 until the Responses, Messages and Embeddings codecs are wired in.
 fn not_yet_parse(_: &[u8], _: Headers<'_>) -> Result<Parsed> {
-  Err(GatewayError::not_found("this endpoint is not available yet"))
+  Err(GatewayError::not_found(
+    "this endpoint is not available yet",
+  ))
 }
 
 /// Anthropic's error shape, for the Messages routes until `messages::error_reply` exists.
@@ -361,7 +363,11 @@ fn anthropic_error_reply(error: &GatewayError) -> ErrorReply {
   };
   let body = json!({ "type": "error", "error": { "type": kind, "message": error.message } });
   ErrorReply {
-    status: if error.status == 499 { 400 } else { error.status },
+    status: if error.status == 499 {
+      400
+    } else {
+      error.status
+    },
     headers: retry_after_headers(error),
     body: serde_json::to_vec(&body).unwrap_or_default(),
   }
@@ -404,7 +410,11 @@ impl FrontDoor {
 
   /// The route table. Paths are matched without the query string and trailing slashes.
   fn route(method: &str, path: &str) -> Route {
-    let path = path.split('?').next().unwrap_or_default().trim_end_matches('/');
+    let path = path
+      .split('?')
+      .next()
+      .unwrap_or_default()
+      .trim_end_matches('/');
     match (method, path) {
       ("POST", "/v1/chat/completions") => Route::Call(chat_completions::CODEC),
       ("GET", "/v1/models") => Route::Models,
@@ -468,7 +478,10 @@ impl FrontDoor {
     } else {
       chat_completions::CODEC
     };
-    if let Err(error) = self.keys.authenticate(headers, request.key_verdict.as_ref()) {
+    if let Err(error) = self
+      .keys
+      .authenticate(headers, request.key_verdict.as_ref())
+    {
       return WholeReply::error(&codec, &error, request_id);
     }
     let models = self.gateway.models();
@@ -504,7 +517,10 @@ impl FrontDoor {
       return refuse(body_too_large());
     }
     let headers = Headers::new(request.headers);
-    let caller = match self.keys.authenticate(headers, request.key_verdict.as_ref()) {
+    let caller = match self
+      .keys
+      .authenticate(headers, request.key_verdict.as_ref())
+    {
       Ok(caller) => caller,
       Err(error) => return refuse(error),
     };
@@ -574,15 +590,13 @@ impl FrontDoor {
       // Dropped when the client goes away (serve drops this future): the call stops.
       let _guard = cancel.clone().drop_guard();
       // Boxed: the pipeline's future is large.
-      let executed = Box::pin(self.gateway.execute_billed(
-        &model,
-        chat,
-        options,
-        None,
-        cancel,
-        &request_id,
-      ))
-      .await;
+      let executed =
+        Box::pin(
+          self
+            .gateway
+            .execute_billed(&model, chat, options, None, cancel, &request_id),
+        )
+        .await;
       if let Some(hold) = hold {
         hold.settle(executed.billed.total_tokens);
       }
@@ -642,7 +656,10 @@ impl FrontDoor {
     }
     let mut reply = StreamReply {
       headers: vec![
-        ("content-type".into(), "text/event-stream; charset=utf-8".into()),
+        (
+          "content-type".into(),
+          "text/event-stream; charset=utf-8".into(),
+        ),
         ("cache-control".into(), "no-cache".into()),
         ("x-request-id".into(), request_id),
       ],
@@ -711,4 +728,136 @@ fn quota_wanted(parsed: &Parsed) -> u64 {
     prompt + prompt.div_ceil(4)
   };
   prompt.saturating_add(u64::from(max_tokens))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::pipeline::{GatewayConfig, ProviderConfig};
+  use std::time::Duration;
+
+  fn door(keys: Keys) -> FrontDoor {
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig::mock(Duration::from_millis(1))],
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    FrontDoor::new(Arc::new(gateway), keys, None)
+  }
+
+  fn headers(key: Option<&str>) -> Vec<(String, String)> {
+    key
+      .map(|key| vec![("authorization".to_string(), format!("Bearer {key}"))])
+      .unwrap_or_default()
+  }
+
+  async fn ask(
+    door: &FrontDoor,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &[u8],
+  ) -> Reply {
+    let headers = headers(key);
+    let request = HttpRequest {
+      method,
+      path,
+      headers: &headers,
+      body,
+      key_verdict: None,
+    };
+    door.handle(request, CancellationToken::new()).await
+  }
+
+  fn whole(reply: Reply) -> (u16, Value) {
+    match reply {
+      Reply::Whole(reply) => (
+        reply.status,
+        serde_json::from_slice(&reply.body).expect("json body"),
+      ),
+      Reply::Stream(_) => panic!("expected a whole reply"),
+    }
+  }
+
+  async fn all_bytes(reply: Reply) -> String {
+    let Reply::Stream(mut stream) = reply else {
+      panic!("expected a stream");
+    };
+    let mut out = Vec::new();
+    while let Some(batch) = stream.next_batch().await {
+      out.extend_from_slice(&batch);
+    }
+    String::from_utf8(out).expect("utf8")
+  }
+
+  const CHAT: &str = "/v1/chat/completions";
+
+  #[tokio::test]
+  async fn chat_completions_are_answered_whole_and_streamed() {
+    let door = door(Keys::Open);
+    let body = br#"{"model":"mock/demo","messages":[{"role":"user","content":"hello"}]}"#;
+    let (status, json) = whole(ask(&door, "POST", CHAT, None, body).await);
+    assert_eq!(status, 200);
+    assert_eq!(json["object"], "chat.completion");
+    assert_eq!(json["model"], "mock/demo");
+    let body = br#"{"model":"mock/demo","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello"}]}"#;
+    let text = all_bytes(ask(&door, "POST", CHAT, None, body).await).await;
+    assert!(text.starts_with("data: {"), "{text}");
+    assert!(text.contains(r#""delta":{"role":"assistant""#));
+    assert!(text.contains(r#""choices":[],"usage":{"#));
+    assert!(text.ends_with("data: [DONE]\n\n"));
+  }
+
+  #[tokio::test]
+  async fn refusals_come_in_the_protocol_shape_with_their_status() {
+    let door = door(Keys::Open);
+    let (status, json) = whole(ask(&door, "POST", CHAT, None, b"{").await);
+    assert_eq!(
+      (status, json["error"]["type"].as_str()),
+      (400, Some("invalid_request_error"))
+    );
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    let (status, _) = whole(ask(&door, "POST", CHAT, None, &big).await);
+    assert_eq!(status, 413);
+    let (status, json) = whole(ask(&door, "POST", "/v1/messages", None, b"{}").await);
+    assert_eq!((status, json["type"].as_str()), (404, Some("error")));
+    let (status, json) = whole(ask(&door, "GET", "/v1/nothing?x=1", None, b"").await);
+    assert_eq!(
+      (status, json["error"]["code"].as_str()),
+      (404, Some("unknown_url"))
+    );
+    let body = br#"{"model":"mock/demo","n":2,"messages":[{"role":"user","content":"hello"}]}"#;
+    let (status, json) = whole(ask(&door, "POST", CHAT, None, body).await);
+    assert_eq!(status, 400);
+    assert!(json["error"]["message"]
+      .as_str()
+      .is_some_and(|m| m.starts_with("n is not supported")));
+  }
+
+  #[tokio::test]
+  async fn a_quota_is_held_while_a_stream_runs_and_settled_after() {
+    let keys = Keys::from_serve_keys(vec![ServeKey {
+      key: "k".into(),
+      user: Some("svc".into()),
+      daily_token_quota: Some(10),
+    }])
+    .expect("keys");
+    let door = door(keys);
+    let body =
+      br#"{"model":"mock/demo","stream":true,"messages":[{"role":"user","content":"hello"}]}"#;
+    let (status, _) = whole(ask(&door, "POST", CHAT, None, body).await);
+    assert_eq!(status, 401);
+    let first = ask(&door, "POST", CHAT, Some("k"), body).await;
+    assert!(matches!(first, Reply::Stream(_)));
+    let (status, json) = whole(ask(&door, "POST", CHAT, Some("k"), body).await);
+    assert_eq!(
+      (status, json["error"]["code"].as_str()),
+      (429, Some("rate_limit_exceeded"))
+    );
+    all_bytes(first).await;
+    // Settled with what the first call used, which spent the quota.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, _) = whole(ask(&door, "POST", CHAT, Some("k"), body).await);
+    assert_eq!(status, 429);
+  }
 }

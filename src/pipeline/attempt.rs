@@ -55,11 +55,12 @@ pub(crate) async fn with_retries(
     lease.begin();
     let started = Instant::now();
     let result = match lease.attempt_timeout {
-      Some(limit) => {
-        tokio::time::timeout(limit, attempt_once(&lease.provider, req, native, sink, progress))
-          .await
-          .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true)))
-      }
+      Some(limit) => tokio::time::timeout(
+        limit,
+        attempt_once(&lease.provider, req, native, sink, progress),
+      )
+      .await
+      .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true))),
       None => attempt_once(&lease.provider, req, native, sink, progress).await,
     };
     let error = match result {

@@ -64,7 +64,10 @@ impl NativeCall {
 
   /// Whether a provider of `kind` speaks the client's protocol.
   pub fn speaks(&self, kind: &str) -> bool {
-    self.targets.iter().any(|target| target.kind == kind && target.api.is_none())
+    self
+      .targets
+      .iter()
+      .any(|target| target.kind == kind && target.api.is_none())
   }
 
   /// The vendor's own JSON body, when the answer was relayed natively.
@@ -119,8 +122,7 @@ impl Utf8Chunks {
       Err(error) if error.error_len().is_none() => {
         let valid = error.valid_up_to();
         let rest = self.pending.split_off(valid);
-        let text = String::from_utf8(std::mem::replace(&mut self.pending, rest)).unwrap_or_default();
-        text
+        String::from_utf8(std::mem::replace(&mut self.pending, rest)).unwrap_or_default()
       }
       Err(_) => {
         let text = String::from_utf8_lossy(&self.pending).into_owned();

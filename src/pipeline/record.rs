@@ -115,7 +115,11 @@ impl Trace {
 
   /// What the settle stage billed so far (nothing before it ran).
   pub fn billed_usage(&self) -> Usage {
-    self.billed.get().map(|(usage, _)| *usage).unwrap_or_default()
+    self
+      .billed
+      .get()
+      .map(|(usage, _)| *usage)
+      .unwrap_or_default()
   }
 }
 

@@ -105,7 +105,11 @@ fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
   response
 }
 
-fn with_headers(mut response: Response<Body>, status: u16, headers: Vec<(String, String)>) -> Response<Body> {
+fn with_headers(
+  mut response: Response<Body>,
+  status: u16,
+  headers: Vec<(String, String)>,
+) -> Response<Body> {
   *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
   let map = response.headers_mut();
   for (name, value) in headers {
