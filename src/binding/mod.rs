@@ -349,30 +349,41 @@ impl Call {
     credits: Option<Arc<Semaphore>>,
   ) {
     let gateway = &self.gateway;
-    // The pipeline's future is large (tens of KB: every stage's state, reqwest's): boxed, the
-    // task holds a pointer, and tokio does not copy the whole of it when the task is spawned
-    // and again when it completes (a third of the worker's instructions per chat call).
+    let closed = Some(&self.closed);
     let result = match credits {
       None => {
         let cancel = self.cancel.clone();
-        Box::pin(gateway.execute(&model, request, options, None, cancel, &self.request_id)).await
+        run_call(
+          gateway,
+          &model,
+          request,
+          options,
+          None,
+          cancel,
+          &self.request_id,
+          closed,
+        )
+        .await
+        .result
       }
       Some(credits) => {
         let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
         let cancel = self.cancel.clone();
-        let mut run = Box::pin(gateway.execute(
+        let mut run = pin!(run_call(
+          gateway,
           &model,
           request,
           options,
           Some(sender),
           cancel,
           &self.request_id,
+          closed,
         ));
         let mut relay = pin!(self.relay(receiver, &credits));
         let mut relayed = false;
         let result = loop {
           tokio::select! {
-            result = &mut run => break result,
+            executed = &mut run => break executed.result,
             () = &mut relay, if !relayed => relayed = true,
           }
         };
@@ -386,7 +397,7 @@ impl Call {
       }
     };
     lock(&self.controls).remove(&self.id);
-    let last = match crate::ingress::finish_result(gateway, result, Some(&self.closed)) {
+    let last = match result {
       Ok(response) => Delivery::Event(StreamEvent::Done(Box::new(response))),
       Err(error) => Delivery::Failed(convert::error_info(error, &self.request_id)),
     };
@@ -434,4 +445,4 @@ pub fn count_tokens(model: String, input: Either<String, Vec<Message>>) -> napi:
   Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-use crate::ingress::new_request_id;
+use crate::ingress::{new_request_id, run_call};

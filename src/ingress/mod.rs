@@ -202,6 +202,31 @@ pub fn finish_result(
   })
 }
 
+/// Runs one call through the pipeline: the one way every caller (the library API's calls in
+/// `binding`, the front door's for `gatewayRouter` and `serve`) drives `Gateway::execute`,
+/// so that no path can forget to redact an error or to tell an abort by `close()` apart.
+/// Returns the finished result and the usage billed (also for a call cut short).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_call(
+  gateway: &Gateway,
+  model: &str,
+  request: ChatRequest,
+  options: CallOptions,
+  sink: crate::pipeline::EventSink,
+  cancel: CancellationToken,
+  request_id: &str,
+  closed: Option<&CancellationToken>,
+) -> crate::pipeline::Executed {
+  // Boxed: the pipeline's future is large (tens of KB), and a task holding it inline is
+  // copied whole when it is spawned and again when it completes.
+  let executed =
+    Box::pin(gateway.execute_billed(model, request, options, sink, cancel, request_id)).await;
+  crate::pipeline::Executed {
+    result: finish_result(gateway, executed.result, closed),
+    billed: executed.billed,
+  }
+}
+
 /// How a call ends when `close()` cut it short (distinct from the caller's own abort).
 pub fn closed_in_flight() -> GatewayError {
   GatewayError::new(
@@ -619,21 +644,23 @@ impl FrontDoor {
     let task_cancel = cancel.clone();
     let task_request_id = request_id.clone();
     tokio::spawn(async move {
-      // Boxed: tokio copies a task's whole state when it spawns and when it completes.
-      let executed = Box::pin(gateway.execute_billed(
+      let executed = run_call(
+        &gateway,
         &model,
         chat,
         options,
         Some(sender.clone()),
         task_cancel,
         &task_request_id,
-      ))
+        closed.as_ref(),
+      )
       .await;
       // A stream cut off is charged what it used: its prompt and the delivered output.
       if let Some(hold) = hold {
         hold.settle(executed.billed.total_tokens);
       }
-      let last = finish_result(&gateway, executed.result, closed.as_ref())
+      let last = executed
+        .result
         .map(|response| StreamEvent::Done(Box::new(response)));
       // The receiver is gone when the client left; nobody is left to tell.
       let _ = sender.send(last).await;
