@@ -3,7 +3,6 @@
 // Nothing here needs Express itself: every export is a (req, res, next) function, so the
 // same OpenAI-compatible handler also serves `ferrogate serve`.
 
-const { randomBytes } = require('node:crypto')
 const { FerrogateError, KeyVault, FRONT_DOOR } = require('../index.js')
 
 // ------------------------------------------------------------------------------ redaction
@@ -28,7 +27,7 @@ function redact(text) {
 
 // ------------------------------------------------------------------------------ errors
 
-const newId = () => `fg_${randomBytes(8).toString('hex')}`
+const { newRequestId: newId } = require('./errors.js')
 
 const isFerrogateError = (error) =>
   error instanceof FerrogateError ||
