@@ -353,3 +353,15 @@ test('same-protocol fidelity: an OpenAI-kind target gets the body as sent and th
     await router.close()
   }
 })
+
+test('no second wire implementation: lib/ holds no OpenAI or Anthropic chunk encoder', async () => {
+  const fs = await import('node:fs')
+  const path = await import('node:path')
+  const dir = new URL('../lib/', import.meta.url)
+  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.js') || n.endsWith('.mjs'))) {
+    const text = fs.readFileSync(path.join(dir.pathname, name), 'utf8')
+    for (const marker of ['chat.completion.chunk', 'content_block_delta', 'message_start', 'response.output_text.delta']) {
+      assert.ok(!text.includes(marker), `${name} encodes ${marker}`)
+    }
+  }
+})

@@ -179,7 +179,7 @@ pub struct QuotaHold {
 
 impl Caller {
   /// Holds up to `wanted` tokens of the caller's key quota (prompt plus the most the answer
-  /// may use; `u64::MAX` when unbounded). RATE_LIMITED (429, with the time to the quota's
+  /// may use). RATE_LIMITED (429, with the time to the quota's
   /// reset) when the quota is used up or held by calls in flight.
   pub fn reserve(&self, wanted: u64) -> Result<Option<QuotaHold>> {
     let Some((vault, id)) = &self.quota else {

@@ -740,12 +740,10 @@ pub fn body_too_large() -> GatewayError {
   .with_status(413)
 }
 
-/// What a call may use of a key's quota: its prompt plus the most its answer may use
-/// (unbounded without `max_tokens`: the call then holds the rest of the quota).
+/// What a call may use of a key's quota: its prompt plus the longest answer it may get
+/// (`max_tokens`, else the model's largest completion from the built-in prices, else the
+/// hard budgets' default bound). The hold is capped by what is left of the quota.
 fn quota_wanted(parsed: &Parsed) -> u64 {
-  let Some(max_tokens) = parsed.request.max_tokens else {
-    return u64::MAX;
-  };
   let encoding = crate::tokens::encoding_for(&parsed.model);
   let prompt = encoding.count_messages(&parsed.request.messages) as u64;
   // Other vendors' tokenizers count differently: a quarter more keeps it an upper bound.
@@ -754,7 +752,16 @@ fn quota_wanted(parsed: &Parsed) -> u64 {
   } else {
     prompt + prompt.div_ceil(4)
   };
-  prompt.saturating_add(u64::from(max_tokens))
+  let output = parsed
+    .request
+    .max_tokens
+    .or_else(|| {
+      crate::costs::Pricing::builtin()
+        .lookup(&parsed.model)
+        .and_then(|price| price.max_output_tokens)
+    })
+    .unwrap_or(crate::costs::pricing::DEFAULT_RESERVED_OUTPUT_TOKENS);
+  prompt.saturating_add(u64::from(output))
 }
 
 #[cfg(test)]
@@ -886,5 +893,20 @@ mod tests {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (status, _) = whole(ask(&door, "POST", CHAT, Some("k"), body).await);
     assert_eq!(status, 429);
+
+    // A quota with room for several answers lets calls run together.
+    let roomy = Keys::from_serve_keys(vec![ServeKey {
+      key: "k".into(),
+      user: None,
+      daily_token_quota: Some(1_000_000),
+    }])
+    .expect("keys");
+    let door = super::tests::door(roomy);
+    let first = ask(&door, "POST", CHAT, Some("k"), body).await;
+    let second = ask(&door, "POST", CHAT, Some("k"), body).await;
+    assert!(matches!(
+      (&first, &second),
+      (Reply::Stream(_), Reply::Stream(_))
+    ));
   }
 }
