@@ -189,8 +189,8 @@ export interface GatewayOptions {
   onAnomaly?: (anomaly: LatencyAnomaly) => void
 }
 
-/** Symbol.for('ferrogate.openaiSse'): the Gateway method ferrogate/express streams OpenAI SSE bytes through (internal). */
-export declare const OPENAI_SSE: unique symbol
+/** Symbol.for('ferrogate.frontDoor'): the Gateway method ferrogate/express's gatewayRouter answers through (internal). */
+export declare const FRONT_DOOR: unique symbol
 
 export interface KeyVaultQuota {
   allowed: boolean
@@ -292,18 +292,45 @@ export declare class NativeCostTracker {
   flushBeforeExit(timeoutMs: number): boolean
 }
 
+/** A front door over one gateway (one per `gatewayRouter`). */
+export declare class NativeFrontDoor {
+  /** Whether the front door serves `method path` (a router passes other requests on). */
+  static knows(method: string, path: string): boolean
+  /**
+   * The 413 answer to a body over the front door's limit, in the protocol's shape (the
+   * router stops reading such a body instead of handing it over).
+   */
+  static tooLarge(method: string, path: string): WholeAnswer
+  /**
+   * The caller's key as the front door reads it (Bearer, x-api-key, api-key), for a JS key
+   * function to judge; `headers` is Node's `rawHeaders` (name, value, name, value, …).
+   */
+  static callerKey(headers: Array<string>): string | null
+  /**
+   * Answers one request as call `callId` of the gateway's delivery pump: a head (with the
+   * whole body, or followed by byte batches and an end). `keyVerdict` is the key function's
+   * answer (false, true or the caller's identity). Cancel with the gateway's `cancel(callId)`,
+   * acknowledge batches with its `ack(callId, n)`.
+   */
+  handle(callId: number, method: string, path: string, headers: Array<string>, body: Buffer, keyVerdict?: boolean | string | undefined | null): void
+}
+
 /**
  * The native gateway. Use `Gateway` from the package, which wraps this with
  * AbortSignal support, async iteration and typed errors.
  */
 export declare class NativeGateway {
   /**
+   * A front door checking keys against `vault` (a KeyVault's native handle), against the
+   * verdicts of a JS key function when `keyFunction` is true, or against `serveKeys` (the
+   * virtual keys of `ferrogate serve`'s config, each with its own quota); else open.
+   */
+  frontDoor(vault: NativeKeyVault | undefined | null, keyFunction: boolean, serveKeys?: Array<ServeKeyOptions> | undefined | null): NativeFrontDoor
+  /**
    * Serves the OpenAI-compatible endpoint (`POST /v1/chat/completions`, `GET /v1/models`,
    * `GET /health`) natively; rejects with a CONFIG message when it cannot listen.
    */
   serve(options: ServeOptions): Promise<NativeServer>
-  /** Starts a streamed call whose events are encoded as OpenAI `chat.completion.chunk` SSE. */
-  startOpenaiSse(request: ChatRequest, options: OpenAiSseOptions): NativeSseCall
   /**
    * Never throws: a bad configuration is reported by `configError()`, so the JS layer
    * can throw it with the same error shape as every other failure.
@@ -449,15 +476,6 @@ export declare class NativeServer {
   close(): void
 }
 
-/** A streamed call whose events come back as OpenAI SSE bytes. */
-export declare class NativeSseCall {
-  /** Waits for at least one event (or the end) and encodes everything available. */
-  next(): Promise<SseBatch>
-  /** Aborts the call: the upstream connection is closed. */
-  cancel(): void
-  get requestId(): string
-}
-
 export interface BudgetInfo {
   usd: number
   period: 'day' | 'month'
@@ -522,6 +540,13 @@ export interface CallRecord {
   ttftMs?: number
   /** Upstream tries (0 for a cached answer). */
   attempts: number
+  /**
+   * The client protocol of a call that came through the front door (`gatewayRouter`,
+   * `ferrogate serve`): 'chat' | 'responses' | 'messages' | 'embeddings'.
+   */
+  ingress?: string
+  /** What a protocol translation left out (the call went on without it). */
+  warnings?: Array<string>
 }
 
 export interface CallsByOutcome {
@@ -1037,17 +1062,6 @@ export interface ServeOptions {
   keys?: Array<ServeKeyOptions>
 }
 
-export interface SseBatch {
-  /** Encoded `data: …\n\n` events (the role delta first, `data: [DONE]` last). */
-  data?: Buffer
-  /** The stream ended (with `[DONE]`, or with an error event in `data`). */
-  done: boolean
-  /** The call failed before any byte was encoded: answer with its status instead. */
-  error?: ErrorInfo
-  /** usage.totalTokens of the finished call (quotas). */
-  totalTokens?: number
-}
-
 export interface SummaryOptions {
   /** UTC days, today included (default 30). */
   days?: number
@@ -1105,4 +1119,11 @@ export interface UsageRecord {
   provider?: string
   /** When the call happened (ms since the epoch; default now), for imports. */
   timestamp?: number
+}
+
+export interface WholeAnswer {
+  status: number
+  /** `[name, value]` pairs. */
+  headers: Array<Array<string>>
+  body: string
 }

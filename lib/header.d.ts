@@ -189,8 +189,8 @@ export interface GatewayOptions {
   onAnomaly?: (anomaly: LatencyAnomaly) => void
 }
 
-/** Symbol.for('ferrogate.openaiSse'): the Gateway method ferrogate/express streams OpenAI SSE bytes through (internal). */
-export declare const OPENAI_SSE: unique symbol
+/** Symbol.for('ferrogate.frontDoor'): the Gateway method ferrogate/express's gatewayRouter answers through (internal). */
+export declare const FRONT_DOOR: unique symbol
 
 export interface KeyVaultQuota {
   allowed: boolean

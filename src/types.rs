@@ -204,4 +204,7 @@ pub enum StreamEvent {
     arguments_delta: String,
   },
   Done(Box<ChatResponse>),
+  /// Bytes of a vendor's own stream, relayed as they came to a client of the same protocol
+  /// (the front door's same-protocol fidelity); never delivered through the library API.
+  Native(String),
 }

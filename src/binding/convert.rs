@@ -250,6 +250,7 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
     },
     bypass_cache: request.cache == Some(false),
     metadata,
+    ..CallOptions::default()
   };
   Ok((request.model, core, options))
 }
@@ -387,6 +388,8 @@ pub fn call_record(record: CallRecord) -> js::CallRecord {
     latency_ms: record.latency_ms,
     ttft_ms: record.ttft_ms,
     attempts: record.attempts,
+    ingress: record.ingress.map(str::to_string),
+    warnings: (!record.warnings.is_empty()).then_some(record.warnings),
   }
 }
 
@@ -443,7 +446,8 @@ pub fn stream_event(event: StreamEvent) -> js::NativeStreamEvent {
     response: None,
   };
   match event {
-    StreamEvent::Text(text) => {
+    // Relayed bytes only reach front-door callers; as text if one ever got here.
+    StreamEvent::Text(text) | StreamEvent::Native(text) => {
       out.r#type = "text".into();
       out.text = Some(text);
     }

@@ -5,12 +5,12 @@ mod convert;
 mod costs;
 mod guardrails;
 mod hook;
+mod ingress;
 mod limiter;
 mod numbers;
 mod pump;
 mod runtime;
 mod serve;
-mod sse;
 mod types;
 mod vault;
 
@@ -51,9 +51,9 @@ pub(crate) fn invalid_arg(error: GatewayError) -> napi::Error {
 
 pub use cache::*;
 pub use costs::*;
+pub use ingress::*;
 pub use limiter::*;
 pub use serve::*;
-pub use sse::*;
 pub use types::*;
 pub use vault::*;
 
@@ -350,30 +350,41 @@ impl Call {
     credits: Option<Arc<Semaphore>>,
   ) {
     let gateway = &self.gateway;
-    // The pipeline's future is large (tens of KB: every stage's state, reqwest's): boxed, the
-    // task holds a pointer, and tokio does not copy the whole of it when the task is spawned
-    // and again when it completes (a third of the worker's instructions per chat call).
+    let closed = Some(&self.closed);
     let result = match credits {
       None => {
         let cancel = self.cancel.clone();
-        Box::pin(gateway.execute(&model, request, options, None, cancel, &self.request_id)).await
+        run_call(
+          gateway,
+          &model,
+          request,
+          options,
+          None,
+          cancel,
+          &self.request_id,
+          closed,
+        )
+        .await
+        .result
       }
       Some(credits) => {
         let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
         let cancel = self.cancel.clone();
-        let mut run = Box::pin(gateway.execute(
+        let mut run = pin!(run_call(
+          gateway,
           &model,
           request,
           options,
           Some(sender),
           cancel,
           &self.request_id,
+          closed,
         ));
         let mut relay = pin!(self.relay(receiver, &credits));
         let mut relayed = false;
         let result = loop {
           tokio::select! {
-            result = &mut run => break result,
+            executed = &mut run => break executed.result,
             () = &mut relay, if !relayed => relayed = true,
           }
         };
@@ -389,13 +400,7 @@ impl Call {
     lock(&self.controls).remove(&self.id);
     let last = match result {
       Ok(response) => Delivery::Event(StreamEvent::Done(Box::new(response))),
-      Err(error) if error.code == ErrorCode::Aborted && self.closed.is_cancelled() => {
-        Delivery::Failed(convert::error_info(closed_in_flight(), &self.request_id))
-      }
-      Err(error) => Delivery::Failed(convert::error_info(
-        gateway.redact_error(error),
-        &self.request_id,
-      )),
+      Err(error) => Delivery::Failed(convert::error_info(error, &self.request_id)),
     };
     self.pump.deliver(self.id, last);
   }
@@ -449,14 +454,4 @@ pub fn redact_secrets(text: String) -> String {
   crate::secret::redact_shapes(&text)
 }
 
-/// How a call ends when `close()` cut it short (distinct from the caller's own abort).
-fn closed_in_flight() -> GatewayError {
-  GatewayError::new(
-    ErrorCode::Aborted,
-    "the gateway was closed while the call was in flight",
-  )
-}
-
-fn new_request_id() -> String {
-  format!("fg_{:016x}", fastrand::u64(..))
-}
+use crate::ingress::{new_request_id, run_call};

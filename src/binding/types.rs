@@ -307,6 +307,11 @@ pub struct CallRecord {
   pub ttft_ms: Option<f64>,
   /// Upstream tries (0 for a cached answer).
   pub attempts: u32,
+  /// The client protocol of a call that came through the front door (`gatewayRouter`,
+  /// `ferrogate serve`): 'chat' | 'responses' | 'messages' | 'embeddings'.
+  pub ingress: Option<String>,
+  /// What a protocol translation left out (the call went on without it).
+  pub warnings: Option<Vec<String>>,
 }
 
 #[napi(object)]

@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 
 use super::forward::{forward, forward_tool_calls, forward_whole, send, EventSink, Progress};
 use super::http::is_tls_failure;
+use super::native::{native_attempt, NativeCall};
 use super::providers::{Backend, Provider};
 use super::route::CallTargets;
 use crate::error::{ErrorCode, GatewayError, Result};
@@ -20,7 +21,7 @@ use crate::types::{ChatRequest, Completion, StreamEvent};
 /// A non-streamed answer larger than this is refused rather than buffered.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Error bodies are only read this far: enough for any vendor's message.
-const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 /// When another attempt is allowed.
 pub(crate) struct RetryPolicy {
@@ -36,9 +37,11 @@ pub(crate) struct RetryPolicy {
 /// takes the best target again. `attempts` counts every try, for the response; each
 /// attempt sets `req.model` to its target's model. `last_failure` keeps the latest
 /// failed attempt, the cause of a TIMEOUT that cuts the retries short.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn with_retries(
   targets: &mut CallTargets,
   req: &mut ChatRequest,
+  native: Option<&NativeCall>,
   sink: &EventSink,
   progress: &Progress,
   attempts: &AtomicU32,
@@ -52,12 +55,13 @@ pub(crate) async fn with_retries(
     lease.begin();
     let started = Instant::now();
     let result = match lease.attempt_timeout {
-      Some(limit) => {
-        tokio::time::timeout(limit, attempt_once(&lease.provider, req, sink, progress))
-          .await
-          .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true)))
-      }
-      None => attempt_once(&lease.provider, req, sink, progress).await,
+      Some(limit) => tokio::time::timeout(
+        limit,
+        attempt_once(&lease.provider, req, native, sink, progress),
+      )
+      .await
+      .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true))),
+      None => attempt_once(&lease.provider, req, native, sink, progress).await,
     };
     let error = match result {
       Ok(completion) => {
@@ -101,9 +105,18 @@ pub(crate) async fn with_retries(
 pub(crate) async fn attempt_once(
   provider: &Provider,
   req: &ChatRequest,
+  native: Option<&NativeCall>,
   sink: &EventSink,
   progress: &Progress,
 ) -> Result<Completion> {
+  if let Some(native) = native {
+    match &provider.backend {
+      Backend::Http { adapter, http } if native.speaks(&provider.kind) => {
+        return native_attempt(http, adapter.as_ref(), native, req, sink, progress).await;
+      }
+      _ => native.translated_attempt(&provider.kind)?,
+    }
+  }
   match &provider.backend {
     Backend::Mock(config) => mock_attempt(*config, req, sink, progress).await,
     Backend::Http { adapter, http } => {
@@ -228,7 +241,7 @@ async fn mock_attempt(
   Ok(completion)
 }
 
-async fn read_body(
+pub(crate) async fn read_body(
   vendor: &str,
   response: reqwest::Response,
   limit: usize,
@@ -254,7 +267,7 @@ async fn read_body(
 
 /// Redirects are not followed (see `http`): the caller learns where the vendor points, to
 /// fix its baseUrl.
-fn redirect_refused(
+pub(crate) fn redirect_refused(
   vendor: &str,
   status: u16,
   headers: &reqwest::header::HeaderMap,
@@ -271,7 +284,7 @@ fn redirect_refused(
 /// The request never got an answer: worth another attempt, unless it could not be built
 /// (our side: another attempt builds it the same way) or the TLS handshake refused the
 /// server (its certificate will not change either).
-fn transport_error(vendor: &str, error: &reqwest::Error) -> GatewayError {
+pub(crate) fn transport_error(vendor: &str, error: &reqwest::Error) -> GatewayError {
   let detail = transport_detail(error);
   if error.is_builder() {
     return GatewayError::config(format!("could not build the request to {vendor}"))
@@ -297,7 +310,7 @@ fn transport_error(vendor: &str, error: &reqwest::Error) -> GatewayError {
   }
 }
 
-fn stream_broken(vendor: &str, error: &reqwest::Error) -> GatewayError {
+pub(crate) fn stream_broken(vendor: &str, error: &reqwest::Error) -> GatewayError {
   GatewayError::protocol(format!("{vendor} connection broke off mid-response"))
     .retryable(true)
     .with_cause(transport_detail(error))

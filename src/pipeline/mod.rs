@@ -12,6 +12,7 @@ mod forward;
 mod http;
 mod ledger;
 mod limits;
+mod native;
 mod providers;
 mod record;
 mod response;
@@ -36,6 +37,7 @@ use crate::types::{ChatRequest, ChatResponse};
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
 pub use limits::ANONYMOUS;
+pub use native::{NativeCall, NativeTarget};
 pub use providers::ProviderConfig;
 pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
 pub use response::estimate_usage;
@@ -99,6 +101,19 @@ pub struct CallOptions {
   pub bypass_cache: bool,
   /// Passed through to `onCall`.
   pub metadata: Vec<(String, String)>,
+  /// The front door's protocol (`CallRecord.ingress`).
+  pub ingress: Option<&'static str>,
+  /// Passed through to `onCall` (`CallRecord.warnings`) when the call was translated.
+  pub warnings: Vec<String>,
+  /// The client's own request, for a target that speaks its protocol (the front door).
+  pub native: Option<Arc<NativeCall>>,
+}
+
+/// A call's result and the usage it was billed, also when it failed or was cut off
+/// (prompt plus delivered output of a stream that ended early): what key quotas settle with.
+pub struct Executed {
+  pub result: Result<ChatResponse>,
+  pub billed: crate::types::Usage,
 }
 
 pub struct Gateway {
@@ -279,20 +294,47 @@ impl Gateway {
     &self,
     model: &str,
     req: ChatRequest,
-    mut options: CallOptions,
+    options: CallOptions,
     sink: EventSink,
     cancel: CancellationToken,
     request_id: &str,
   ) -> Result<ChatResponse> {
+    self
+      .execute_billed(model, req, options, sink, cancel, request_id)
+      .await
+      .result
+  }
+
+  /// `execute`, also telling what the call was billed when it failed or was cut off.
+  pub async fn execute_billed(
+    &self,
+    model: &str,
+    req: ChatRequest,
+    mut options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    request_id: &str,
+  ) -> Executed {
     let metadata = std::mem::take(&mut options.metadata);
     let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
+    trace.ingress = options.ingress;
+    trace.warnings = std::mem::take(&mut options.warnings);
     if self.router.aliases().iter().any(|alias| alias == model) {
       trace.route = Some(model.to_string());
     }
+    let native = options.native.clone();
     let result = self.run(model, req, options, sink, cancel, &trace).await;
+    // Answered natively: nothing was left out in translation.
+    if native.is_some_and(|native| native.answered_natively()) {
+      trace.warnings.clear();
+    }
     self.observe(model, &result);
+    let billed = match &result {
+      Ok(response) => response.usage,
+      Err(_) => trace.billed_usage(),
+    };
     record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
-    result
+    Executed { result, billed }
   }
 
   async fn run(
@@ -452,6 +494,7 @@ impl Gateway {
     let work = attempt::with_retries(
       targets,
       req,
+      options.native.as_deref(),
       sink,
       &trace.progress,
       &trace.attempts,

@@ -53,6 +53,8 @@ pub(crate) enum Backend {
 
 pub(crate) struct Provider {
   pub name: String,
+  /// `ProviderConfig.kind` ('openai', 'anthropic', 'gemini', 'mock').
+  pub kind: String,
   pub backend: Backend,
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
@@ -161,6 +163,7 @@ pub(crate) fn build_provider(
   };
   Ok(Provider {
     name: name.clone(),
+    kind: config.kind.clone(),
     backend,
     timeout: config.timeout,
     max_retries: config.max_retries,

@@ -47,6 +47,11 @@ pub struct CallRecord {
   pub latency_ms: f64,
   pub ttft_ms: Option<f64>,
   pub attempts: u32,
+  /// The client protocol the call arrived in through the front door ('chat', 'messages', …);
+  /// `None` for calls made through the library API.
+  pub ingress: Option<&'static str>,
+  /// What a protocol translation left out (a tool the target cannot run, …).
+  pub warnings: Vec<String>,
 }
 
 /// Receives every call's record. Called on the call's own task: an implementation must
@@ -80,6 +85,8 @@ pub(crate) struct Trace {
   pub progress: Progress,
   /// What the settle stage billed (usage, USD): a failed call's record carries it.
   billed: OnceLock<(Usage, f64)>,
+  pub ingress: Option<&'static str>,
+  pub warnings: Vec<String>,
 }
 
 impl Trace {
@@ -101,7 +108,18 @@ impl Trace {
       attempts: AtomicU32::new(0),
       progress: Progress::default(),
       billed: OnceLock::new(),
+      ingress: None,
+      warnings: Vec::new(),
     }
+  }
+
+  /// What the settle stage billed so far (nothing before it ran).
+  pub fn billed_usage(&self) -> Usage {
+    self
+      .billed
+      .get()
+      .map(|(usage, _)| *usage)
+      .unwrap_or_default()
   }
 }
 
@@ -230,6 +248,8 @@ pub(crate) fn finish(
     attempts,
     progress,
     billed,
+    ingress,
+    warnings,
   } = trace;
   let (provider, vendor_model) = (provider.into_inner(), vendor_model.into_inner());
   let record = match result {
@@ -250,6 +270,8 @@ pub(crate) fn finish(
       route,
       user,
       metadata,
+      ingress,
+      warnings,
     },
     Err(error) => {
       // What a call cut short delivered is billed; one that never reached the vendor is not.
@@ -270,6 +292,8 @@ pub(crate) fn finish(
         route,
         user,
         metadata,
+        ingress,
+        warnings,
       }
     }
   };
