@@ -8,6 +8,7 @@
 mod attempt;
 mod budget;
 mod cache;
+mod embed;
 mod forward;
 mod http;
 mod ledger;
@@ -37,11 +38,13 @@ pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
 pub use limits::ANONYMOUS;
 pub use providers::ProviderConfig;
-pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
+pub use record::{
+  CallHook, CallObserver, CallRecord, GatewayStats, Operation, Outcome, StatsSnapshot,
+};
 pub use response::estimate_usage;
 pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
-use attempt::RetryPolicy;
+use attempt::{RetryPolicy, Work};
 use ledger::Accounting;
 use providers::{build_provider, Provider};
 use record::Trace;
@@ -289,12 +292,15 @@ impl Gateway {
     if self.router.aliases().iter().any(|alias| alias == model) {
       trace.route = Some(model.to_string());
     }
-    let result = self.run(model, req, options, sink, cancel, &trace).await;
+    let result = self
+      .run(model, req, options, sink, cancel, &trace, Work::Chat)
+      .await;
     self.observe(model, &result);
     record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
     result
   }
 
+  #[allow(clippy::too_many_arguments)]
   async fn run(
     &self,
     model: &str,
@@ -303,13 +309,14 @@ impl Gateway {
     sink: EventSink,
     cancel: CancellationToken,
     trace: &Trace,
+    work: Work,
   ) -> Result<ChatResponse> {
     let start = tokio::time::Instant::now();
     // The targets the call may use, without choosing one yet (that, and taking a slot,
     // is the attempt stage's): an unknown model is refused here, before it costs a
     // rate-limit slot or a cache lookup, and the budget stage prices every target.
     let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
-    let mut lookup = cache::lookup(self.cache.as_deref(), model, &req, &options);
+    let mut lookup = cache::lookup(self.cache.as_deref(), model, &req, &options, work);
     let limiter = self.rate_limiter.as_deref();
     let prompt = PromptTokens::new(&req.messages);
     let admitting = limits::admit(limiter, model, &req, &prompt, &self.stats);
@@ -347,6 +354,7 @@ impl Gateway {
         &cancel,
         start,
         trace,
+        work,
       )
     });
     // The upstream call keeps its own deadline; this one bounds a caller waiting on an
@@ -432,6 +440,7 @@ impl Gateway {
     cancel: &CancellationToken,
     start: tokio::time::Instant,
     trace: &Trace,
+    work: Work,
   ) -> Result<ChatResponse> {
     let timeout = options
       .timeout
@@ -457,6 +466,7 @@ impl Gateway {
       &trace.attempts,
       &last_failure,
       &policy,
+      work,
     );
     let outcome = tokio::select! {
       biased;

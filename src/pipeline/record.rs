@@ -27,9 +27,27 @@ impl Outcome {
   }
 }
 
+/// What a call asked for: the same pipeline runs both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Operation {
+  #[default]
+  Chat,
+  Embeddings,
+}
+
+impl Operation {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Operation::Chat => "chat",
+      Operation::Embeddings => "embeddings",
+    }
+  }
+}
+
 /// One finished call, as `onCall` receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
+  pub operation: Operation,
   pub request_id: String,
   /// The model as the caller asked for it.
   pub model: String,
@@ -66,6 +84,7 @@ impl std::fmt::Debug for CallHook {
 
 /// What the call has learned so far, filled in by the stages as it runs.
 pub(crate) struct Trace {
+  pub operation: Operation,
   pub started: Instant,
   pub request_id: String,
   pub model: String,
@@ -90,6 +109,7 @@ impl Trace {
     request_id: &str,
   ) -> Trace {
     Trace {
+      operation: Operation::Chat,
       started: Instant::now(),
       request_id: request_id.to_string(),
       model: model.to_string(),
@@ -219,6 +239,7 @@ pub(crate) fn finish(
     return;
   };
   let Trace {
+    operation,
     started,
     request_id,
     model,
@@ -243,6 +264,7 @@ pub(crate) fn finish(
       attempts: response.attempts,
       outcome,
       error_code: None,
+      operation,
       request_id,
       model,
       provider: provider.or_else(|| Some(response.provider.clone())),
@@ -263,6 +285,7 @@ pub(crate) fn finish(
         attempts: attempts.load(Ordering::SeqCst),
         outcome,
         error_code: Some(error.code),
+        operation,
         request_id,
         model,
         provider,
