@@ -9,6 +9,12 @@
 //!   message names the offending field (`messages[2].content: expected a string or an array`).
 //! - `Parsed::encoder` answers the call in the protocol's shape, whole or streamed.
 //! - `error_reply(error)`: an error before any answer, as status + headers + body.
+//!
+//! Embeddings (`embeddings.rs`) are not chat-shaped and have their own three functions: `parse`
+//! (body → model, `EmbedRequest`, encoding format), `encode` (an `EmbedResponse` → the body) and
+//! `error_reply`, plus `answer`, which runs one request through `Gateway::embed` with them.
+
+pub mod embeddings;
 
 use serde_json::{Map, Value};
 

@@ -508,7 +508,20 @@ impl Gateway {
     request_id: &str,
     error: &GatewayError,
   ) {
-    let trace = Trace::start(model, user, Vec::new(), request_id);
+    self.record_refused(Operation::Chat, model, user, request_id, error);
+  }
+
+  /// [`Self::record_refusal`] for any operation.
+  pub fn record_refused(
+    &self,
+    operation: Operation,
+    model: &str,
+    user: Option<&String>,
+    request_id: &str,
+    error: &GatewayError,
+  ) {
+    let mut trace = Trace::start(model, user, Vec::new(), request_id);
+    trace.operation = operation;
     record::finish(
       &self.stats,
       self.on_call.as_ref(),

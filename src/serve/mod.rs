@@ -1,6 +1,6 @@
 //! `ferrogate serve`'s HTTP server (hyper 1, HTTP/1.1 keep-alive): the OpenAI-compatible
 //! endpoint over a `Gateway`, with no JS on the request path. `POST /v1/chat/completions`
-//! (JSON and SSE), `GET /v1/models`, `GET /health`. A client that disconnects drops the
+//! (JSON and SSE), `POST /v1/embeddings`, `GET /v1/models`, `GET /health`. A client that disconnects drops the
 //! response body, which cancels the call and so the upstream request.
 
 pub mod wire;
@@ -164,6 +164,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
   let path = req.uri().path().trim_end_matches('/');
   match (req.method(), path) {
     (&Method::POST, "/v1/chat/completions") => chat(state, req).await,
+    (&Method::POST, "/v1/embeddings") => embeddings(state, req).await,
     (&Method::GET, "/v1/models") => match authenticate(&state, &req) {
       Ok(_) => models(&state),
       Err(error) => error_response(&error),
@@ -273,6 +274,58 @@ fn call_id() -> (String, String) {
     fastrand::u32(..)
   );
   (request_id, id)
+}
+
+/// `POST /v1/embeddings`: key auth and quota as for chat, then the embeddings codec.
+async fn embeddings(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+  let identity = match authenticate(&state, &req) {
+    Ok(identity) => identity,
+    Err(error) => return error_response(&error),
+  };
+  if let Some(id) = &identity {
+    if let Err(error) = check_quota(&state, id) {
+      return error_response(&error);
+    }
+  }
+  let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+    .collect()
+    .await
+  {
+    Ok(collected) => collected.to_bytes(),
+    Err(_) => {
+      return error_response(&GatewayError::invalid_request(format!(
+        "the request body could not be read (at most {MAX_BODY_BYTES} bytes)"
+      )))
+    }
+  };
+  let (request_id, _) = call_id();
+  let cancel = CancellationToken::new();
+  // Dropped when the client goes away: the call (and its upstream requests) stops.
+  let _guard = cancel.clone().drop_guard();
+  let answer = crate::ingress::embeddings::answer(
+    &state.gateway,
+    &body,
+    identity.clone(),
+    cancel,
+    &request_id,
+  )
+  .await;
+  match answer {
+    Ok((json, tokens)) => {
+      record_usage(&state, identity.as_deref(), tokens);
+      full(StatusCode::OK, "application/json", json)
+    }
+    Err(reply) => {
+      let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+      let mut response = full(status, "application/json", reply.body);
+      for (name, value) in reply.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+          response.headers_mut().insert(name, value);
+        }
+      }
+      response
+    }
+  }
 }
 
 async fn chat(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
