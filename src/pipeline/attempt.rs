@@ -13,7 +13,7 @@ use super::providers::{Backend, Provider};
 use super::route::CallTargets;
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::providers::mock::{self, MockConfig};
-use crate::providers::{Adapter, HttpCall, StreamSession};
+use crate::providers::{Adapter, EmbedBatch, HttpCall, StreamSession};
 use crate::retry::backoff;
 use crate::types::{ChatRequest, Completion, StreamEvent, Usage};
 
@@ -241,7 +241,12 @@ async fn embed_attempt(
   let mut usage: Option<Usage> = None;
   let mut model = String::new();
   for batch in inputs.chunks(limit) {
-    let call = adapter.build_embed(&req.model, batch, dimensions)?;
+    let call = adapter.build_embed(&EmbedBatch {
+      model: &req.model,
+      input: batch,
+      dimensions,
+      user: req.user.as_deref(),
+    })?;
     let response = send_call(http, adapter, &call, false).await?;
     let body = read_body(vendor, response, MAX_RESPONSE_BYTES, true).await?;
     let answer = adapter.parse_embed(&body, batch.len())?;

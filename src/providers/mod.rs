@@ -47,19 +47,25 @@ pub trait Adapter: Send + Sync {
   fn embed_batch_limit(&self) -> usize {
     1
   }
-  /// One embeddings request for `input` (at most [`Self::embed_batch_limit`] texts).
-  fn build_embed(
-    &self,
-    _model: &str,
-    _input: &[&str],
-    _dimensions: Option<u32>,
-  ) -> Result<HttpCall> {
+  /// One embeddings request (at most [`Self::embed_batch_limit`] texts).
+  fn build_embed(&self, _batch: &EmbedBatch<'_>) -> Result<HttpCall> {
     Err(no_embeddings(self.vendor()))
   }
   /// The vendor's answer to [`Self::build_embed`]: exactly `expected` vectors, in input order.
   fn parse_embed(&self, _body: &[u8], _expected: usize) -> Result<EmbedAnswer> {
     Err(no_embeddings(self.vendor()))
   }
+}
+
+/// One embeddings request's worth of a call.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedBatch<'a> {
+  /// The vendor's model name.
+  pub model: &'a str,
+  pub input: &'a [&'a str],
+  pub dimensions: Option<u32>,
+  /// The caller, for vendors that take an end-user id (OpenAI's `user`).
+  pub user: Option<&'a str>,
 }
 
 /// A vendor's answer to one embeddings request.

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
   arguments_value, in_band_error, parse_data_url, parse_json, url_with_segments, Adapter,
-  AlternatingTurns, EmbedAnswer, ErrorBody, HttpCall, StreamDecoder,
+  AlternatingTurns, EmbedAnswer, EmbedBatch, ErrorBody, HttpCall, StreamDecoder,
 };
 use crate::error::{GatewayError, Result};
 use crate::secret::Secret;
@@ -76,13 +76,13 @@ impl Adapter for Gemini {
     embeddings::BATCH_LIMIT
   }
 
-  fn build_embed(&self, model: &str, input: &[&str], dimensions: Option<u32>) -> Result<HttpCall> {
-    let model = model.strip_prefix("models/").unwrap_or(model);
+  fn build_embed(&self, batch: &EmbedBatch<'_>) -> Result<HttpCall> {
+    let model = batch.model.strip_prefix("models/").unwrap_or(batch.model);
     let resource = format!("{model}:batchEmbedContents");
     Ok(HttpCall {
       url: url_with_segments(&self.base_url, &["v1beta", "models", &resource], None)?,
       headers: self.request_headers(),
-      body: embeddings::request_body(model, input, dimensions),
+      body: embeddings::request_body(model, batch.input, batch.dimensions),
     })
   }
 

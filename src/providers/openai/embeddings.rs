@@ -7,19 +7,22 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{GatewayError, Result};
-use crate::providers::{expect_vectors, parse_json, EmbedAnswer};
+use crate::providers::{expect_vectors, parse_json, EmbedAnswer, EmbedBatch};
 use crate::types::Usage;
 
 /// OpenAI refuses more than 2048 inputs in one request.
 pub const BATCH_LIMIT: usize = 2048;
 
-pub fn request_body(model: &str, input: &[&str], dimensions: Option<u32>) -> Value {
+pub fn request_body(batch: &EmbedBatch<'_>) -> Value {
   let mut body = Map::new();
-  body.insert("model".into(), json!(model));
-  body.insert("input".into(), json!(input));
+  body.insert("model".into(), json!(batch.model));
+  body.insert("input".into(), json!(batch.input));
   body.insert("encoding_format".into(), json!("float"));
-  if let Some(dimensions) = dimensions {
+  if let Some(dimensions) = batch.dimensions {
     body.insert("dimensions".into(), json!(dimensions));
+  }
+  if let Some(user) = batch.user {
+    body.insert("user".into(), json!(user));
   }
   Value::Object(body)
 }
@@ -147,10 +150,15 @@ mod tests {
 
   #[test]
   fn the_request_asks_for_floats_and_the_dimensions() {
-    let body = request_body("text-embedding-3-small", &["a", "b"], Some(8));
+    let body = request_body(&EmbedBatch {
+      model: "text-embedding-3-small",
+      input: &["a", "b"],
+      dimensions: Some(8),
+      user: Some("ann"),
+    });
     assert_eq!(
       body,
-      json!({"model": "text-embedding-3-small", "input": ["a", "b"], "encoding_format": "float", "dimensions": 8})
+      json!({"model": "text-embedding-3-small", "input": ["a", "b"], "encoding_format": "float", "dimensions": 8, "user": "ann"})
     );
   }
 }

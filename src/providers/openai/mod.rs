@@ -10,7 +10,7 @@ mod tests;
 
 use serde_json::{json, Map, Value};
 
-use super::{join_url, parse_json, Adapter, EmbedAnswer, HttpCall, StreamDecoder};
+use super::{join_url, parse_json, Adapter, EmbedAnswer, EmbedBatch, HttpCall, StreamDecoder};
 use crate::error::Result;
 use crate::secret::Secret;
 use crate::types::{
@@ -74,11 +74,11 @@ impl Adapter for OpenAi {
     embeddings::BATCH_LIMIT
   }
 
-  fn build_embed(&self, model: &str, input: &[&str], dimensions: Option<u32>) -> Result<HttpCall> {
+  fn build_embed(&self, batch: &EmbedBatch<'_>) -> Result<HttpCall> {
     Ok(HttpCall {
       url: join_url(&self.base_url, "embeddings"),
       headers: self.request_headers(),
-      body: embeddings::request_body(model, input, dimensions),
+      body: embeddings::request_body(batch),
     })
   }
 
