@@ -45,6 +45,7 @@ pub(crate) enum Work {
 /// takes the best target again. `attempts` counts every try, for the response; each
 /// attempt sets `req.model` to its target's model. `last_failure` keeps the latest
 /// failed attempt, the cause of a TIMEOUT that cuts the retries short.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn with_retries(
   targets: &mut CallTargets,
   req: &mut ChatRequest,
