@@ -237,3 +237,29 @@ pub struct EmbedResponse {
   pub attempts: u32,
   pub request_id: String,
 }
+
+/// What a call asked for: the same pipeline runs both, and the call record and the ledger
+/// say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Operation {
+  #[default]
+  Chat,
+  Embeddings,
+}
+
+impl Operation {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Operation::Chat => "chat",
+      Operation::Embeddings => "embeddings",
+    }
+  }
+
+  /// The name as stored; anything unknown (a row of an older version has none) is chat.
+  pub fn parse(name: Option<&str>) -> Operation {
+    match name {
+      Some("embeddings") => Operation::Embeddings,
+      _ => Operation::Chat,
+    }
+  }
+}

@@ -218,6 +218,47 @@ mod tests {
   }
 
   #[tokio::test]
+  async fn the_ledger_row_says_embeddings() {
+    let dir = std::env::temp_dir().join(format!("ferrogate-embed-ledger-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("ledger.db");
+    let _ = std::fs::remove_file(&path);
+    let path = path.to_str().expect("utf-8").to_string();
+    let tracker = Arc::new(
+      crate::costs::CostTracker::new(crate::costs::TrackerOptions {
+        ledger_path: Some(path.clone()),
+        ..crate::costs::TrackerOptions::default()
+      })
+      .expect("tracker"),
+    );
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig::mock(Duration::ZERO)],
+      costs: Some(tracker.clone()),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let response = embed(&gateway, "mock/text-embedding-3-small", request(texts(2)))
+      .await
+      .expect("embed");
+    tracker.flush().expect("flush");
+    let connection = rusqlite::Connection::open(&path).expect("open");
+    let (model, operation, prompt, cost): (String, String, i64, i64) = connection
+      .query_row(
+        "SELECT model, operation, prompt_tokens, cost_nanos FROM ferrogate_ledger",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+      )
+      .expect("one row");
+    assert_eq!(
+      (model.as_str(), operation.as_str()),
+      ("mock/text-embedding-3-small", "embeddings")
+    );
+    assert_eq!(prompt as u64, response.usage.prompt_tokens);
+    assert!(cost > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+
+  #[tokio::test]
   async fn bad_input_is_refused_before_any_vendor_and_recorded() {
     let records = Arc::new(Records::default());
     let gateway = mock_gateway(records.clone());

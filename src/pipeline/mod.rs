@@ -417,6 +417,7 @@ impl Gateway {
       started: trace.started,
       attempts,
       progress: &trace.progress,
+      operation: trace.operation,
     };
     ledger::settle(
       &self.accounting,

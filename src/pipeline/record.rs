@@ -27,22 +27,7 @@ impl Outcome {
   }
 }
 
-/// What a call asked for: the same pipeline runs both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Operation {
-  #[default]
-  Chat,
-  Embeddings,
-}
-
-impl Operation {
-  pub fn as_str(self) -> &'static str {
-    match self {
-      Operation::Chat => "chat",
-      Operation::Embeddings => "embeddings",
-    }
-  }
-}
+pub use crate::types::Operation;
 
 /// One finished call, as `onCall` receives it.
 #[derive(Debug, Clone, PartialEq)]
