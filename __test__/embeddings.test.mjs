@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 import OpenAI from 'openai'
-import { CostTracker, FerrogateError, Gateway, ResponseCache } from '../index.js'
+import { CostTracker, FerrogateError, Gateway, RateLimiter, ResponseCache } from '../index.js'
 import {
   GEMINI_EMBEDDING_BATCH_LIMIT,
   OPENAI_EMBEDDING_BATCH_LIMIT,
@@ -50,6 +50,37 @@ function gateway(extra = {}) {
 const norm = (v) => Math.sqrt(v.reduce((sum, x) => sum + x * x, 0))
 const texts = (n, prefix = 'doc') => Array.from({ length: n }, (_, i) => `${prefix} ${i}: the quick brown fox ${i * 7}`)
 const requestsSince = (mark, api = 'embeddings') => mock.requests.slice(mark).filter((r) => r.api === api)
+
+describe('the vendor fakes speak the embeddings APIs as the vendors do', () => {
+  test('OpenAI /v1/embeddings, checked with the official client: float, base64, the batch limit', async () => {
+    const client = new OpenAI({ apiKey: 'sk-fake', baseURL: mock.openaiBaseUrl, maxRetries: 0 })
+    const float = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['a', 'b'], encoding_format: 'float' })
+    assert.deepEqual(float.data.map((d) => d.embedding), [Array.from(fakeEmbedding('a')), Array.from(fakeEmbedding('b'))])
+    assert.deepEqual(float.usage, { prompt_tokens: 2, total_tokens: 2 })
+    // Without encoding_format the client asks for base64 and decodes the f32 bytes itself.
+    const decoded = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['a', 'b'], dimensions: 3 })
+    assert.equal(mock.requests.at(-1).body.encoding_format, 'base64')
+    assert.deepEqual(decoded.data.map((d) => Array.from(d.embedding)), [Array.from(fakeEmbedding('a', 3)), Array.from(fakeEmbedding('b', 3))])
+    const tooMany = await client.embeddings.create({ model: 'm', input: Array(OPENAI_EMBEDDING_BATCH_LIMIT + 1).fill('x') }).catch((e) => e)
+    assert.ok(tooMany instanceof OpenAI.BadRequestError)
+    assert.match(tooMany.message, /maximum length 2048/)
+  })
+
+  test('Gemini batchEmbedContents: one vector per request, at most 100, the model named in each', async () => {
+    const url = (model) => `${mock.geminiBaseUrl}/v1beta/models/${model}:batchEmbedContents`
+    const post = (model, body) =>
+      fetch(url(model), { method: 'POST', headers: { 'x-goog-api-key': 'g', 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const request = (text, model = 'models/gemini-embedding-001') => ({ model, content: { parts: [{ text }] }, outputDimensionality: 4 })
+    const ok = await post('gemini-embedding-001', { requests: [request('a'), request('b')] })
+    assert.equal(ok.status, 200)
+    assert.deepEqual((await ok.json()).embeddings.map((e) => e.values), [Array.from(fakeEmbedding('a', 4)), Array.from(fakeEmbedding('b', 4))])
+    const tooMany = await post('gemini-embedding-001', { requests: Array.from({ length: GEMINI_EMBEDDING_BATCH_LIMIT + 1 }, () => request('x')) })
+    assert.equal(tooMany.status, 400)
+    assert.equal((await tooMany.json()).error.status, 'INVALID_ARGUMENT')
+    const wrongModel = await post('gemini-embedding-001', { requests: [request('a', 'models/other')] })
+    assert.equal(wrongModel.status, 400)
+  })
+})
 
 describe('gateway.embed with the mock provider', () => {
   test('deterministic unit vectors as Float32Arrays, dimensions honoured', async (t) => {
@@ -178,6 +209,26 @@ describe('gateway.embed against the vendor fakes', () => {
     const bypass = await gw.embed({ ...request, cache: false })
     assert.equal(bypass.cached, false)
     assert.equal(gw.stats().cacheHits, 1)
+  })
+
+  test('token limits and hard budgets hold embeddings like chat', async (t) => {
+    // 100 tokens a minute: a batch estimated above what is left is refused before the vendor.
+    const limited = gateway({ rateLimiter: new RateLimiter({ tokensPerMinute: 100 }) })
+    t.after(() => limited.close())
+    await limited.embed({ model: 'openai/text-embedding-3-small', input: texts(4), user: 'lim' })
+    const mark = mock.mark()
+    await assert.rejects(limited.embed({ model: 'openai/text-embedding-3-small', input: texts(40), user: 'lim' }), { code: 'RATE_LIMITED' })
+    assert.equal(requestsSince(mark).length, 0)
+
+    const tracker = new CostTracker()
+    tracker.setBudget('tight', { usd: 0.000001, period: 'day', hard: true })
+    const budgeted = gateway({ costs: tracker })
+    t.after(() => budgeted.close())
+    // 1e-6 USD buys 50 tokens of text-embedding-3-small: 200 texts of ~9 tokens cannot fit.
+    await assert.rejects(budgeted.embed({ model: 'openai/text-embedding-3-small', input: texts(200), user: 'tight' }), { code: 'BUDGET_EXCEEDED' })
+    assert.equal(requestsSince(mark).length, 0)
+    const small = await budgeted.embed({ model: 'openai/text-embedding-3-small', input: 'tiny', user: 'tight' })
+    assert.ok(small.costUsd > 0 && small.costUsd <= 0.000001)
   })
 
   test('an abort by signal ends the call and closes the upstream request', async (t) => {
