@@ -57,19 +57,19 @@ impl Gateway {
 fn check(req: &EmbedRequest) -> Result<()> {
   if req.input.is_empty() {
     return Err(GatewayError::invalid_request(
-      "invalid request: input must be a string or a non-empty array of strings",
+      "input must be a string or a non-empty array of strings",
     ));
   }
   if req.input.len() > MAX_EMBED_INPUTS {
     return Err(GatewayError::invalid_request(format!(
-      "invalid request: input has {} items; at most {MAX_EMBED_INPUTS} per call",
+      "input has {} items; at most {MAX_EMBED_INPUTS} per call",
       req.input.len()
     )));
   }
   if let Some(dimensions) = req.dimensions {
     if dimensions == 0 || dimensions > MAX_EMBED_DIMENSIONS {
       return Err(GatewayError::invalid_request(format!(
-        "invalid request: dimensions must be a whole number from 1 to {MAX_EMBED_DIMENSIONS}"
+        "dimensions must be a whole number from 1 to {MAX_EMBED_DIMENSIONS}"
       )));
     }
   }

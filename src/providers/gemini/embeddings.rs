@@ -39,14 +39,15 @@ struct ContentEmbedding {
   values: Vec<f32>,
 }
 
-/// The vectors in request order. Gemini reports no token usage here: the pipeline counts it.
-pub fn parse_response(body: &[u8], model: &str, expected: usize) -> Result<EmbedAnswer> {
+/// The vectors in request order. Gemini names no model and reports no token usage here: the
+/// pipeline fills in the model asked and counts the tokens.
+pub fn parse_response(body: &[u8], expected: usize) -> Result<EmbedAnswer> {
   let response: BatchResponse = parse_json("gemini", body)?;
   let vectors: Vec<Vec<f32>> = response.embeddings.into_iter().map(|e| e.values).collect();
   expect_vectors("gemini", &vectors, expected)?;
   Ok(EmbedAnswer {
     vectors,
-    model: model.to_string(),
+    model: String::new(),
     usage: None,
   })
 }
@@ -62,13 +63,9 @@ mod tests {
       body["requests"][1],
       json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 16})
     );
-    let answer = parse_response(
-      br#"{"embeddings":[{"values":[1,0]},{"values":[0,1]}]}"#,
-      "gemini-embedding-001",
-      2,
-    )
-    .expect("answer");
+    let answer =
+      parse_response(br#"{"embeddings":[{"values":[1,0]},{"values":[0,1]}]}"#, 2).expect("answer");
     assert_eq!(answer.vectors, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
-    assert!(parse_response(br#"{"embeddings":[]}"#, "m", 1).is_err());
+    assert!(parse_response(br#"{"embeddings":[]}"#, 1).is_err());
   }
 }

@@ -87,7 +87,7 @@ impl Adapter for Gemini {
   }
 
   fn parse_embed(&self, body: &[u8], expected: usize) -> Result<EmbedAnswer> {
-    embeddings::parse_response(body, "", expected)
+    embeddings::parse_response(body, expected)
   }
 }
 
