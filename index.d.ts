@@ -27,6 +27,11 @@ export interface ChatRequest {
   signal?: AbortSignal
 }
 
+export interface EmbedRequest {
+  /** Aborts the call, the upstream request included; the call rejects with ABORTED. */
+  signal?: AbortSignal
+}
+
 export interface GatewayOptions {
   /** Answers identical requests from here; `cache: false` on a request skips it. */
   cache?: ResponseCache | SharedResponseCache | false
@@ -170,6 +175,8 @@ export declare class Gateway {
   stream(request: ChatRequest, onChunk: (text: string) => void): Promise<ChatResponse>
   /** Breaking out of the loop aborts the upstream request. */
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
+  /** One Float32Array per input, in order: openai (`/embeddings`), gemini (`batchEmbedContents`) and mock providers; batches over the vendor's limit are split and joined. */
+  embed(request: EmbedRequest): Promise<EmbedResponse>
   /** Runs the requests through chat() with at most `concurrency` (default 8) in flight; one item per request, in input order. */
   batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
   /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
@@ -359,6 +366,12 @@ export declare class NativeGateway {
    */
   begin(callId: number, request: ChatRequest, stream: boolean): string
   /**
+   * Embeds `request.input` as call `callId` (unique among calls in flight, like `begin`'s;
+   * `cancel(callId)` aborts it, from the moment this returns). The promise resolves with the
+   * response or the error, and rejects only for napi's own type checks.
+   */
+  embed(callId: number, request: EmbedRequest): Promise<EmbedOutcome>
+  /**
    * Aborts a call: the upstream connection is closed and the call ends with ABORTED.
    * A call that already ended is left alone.
    */
@@ -519,6 +532,8 @@ export interface CachedUsage {
 
 /** One finished call, handed to `onCall`. */
 export interface CallRecord {
+  /** What the call asked for: a chat completion or embeddings. */
+  operation: 'chat' | 'embeddings'
   requestId: string
   /** The model as the caller asked for it. */
   model: string
@@ -719,6 +734,57 @@ export interface DeploymentHealth {
   errorRate: number
   /** Epoch ms until which the target is ejected or cooling down after a 429. */
   ejectedUntil?: number
+}
+
+/** How a native `embed` call ended: exactly one of the two is set. */
+export interface EmbedOutcome {
+  response?: EmbedResponse
+  error?: ErrorInfo
+}
+
+/** `gateway.embed()`'s request, without `signal` (the JS wrapper handles it). */
+export interface EmbedRequest {
+  /** A route alias or "provider/model". */
+  model: string
+  /** One text, or several (one vector each, in order). */
+  input: string | string[]
+  /** Output vector size, for models that can shorten theirs (a whole number > 0). */
+  dimensions?: number
+  /** Key for rate limits, budgets and cost reports; sent to the vendor as its user id. */
+  user?: string
+  /** Passed through to `onCall`. */
+  metadata?: Record<string, string>
+  /** `false` skips the gateway's cache for this call. */
+  cache?: boolean
+  /** Deadline for this call, retries included (> 0). */
+  timeoutMs?: number
+  /** Further attempts after a retryable failure (a whole number >= 0). */
+  maxRetries?: number
+}
+
+/** `gateway.embed()`'s answer. */
+export interface EmbedResponse {
+  /** One vector per input, in the order of the inputs. */
+  embeddings: Array<Float32Array>
+  /** The vendor's model name. */
+  model: string
+  /** The configured provider that answered. */
+  provider: string
+  usage: EmbedUsage
+  /** 0 for a cached answer or an unpriced model. */
+  costUsd: number
+  /** Answered from the gateway's cache. */
+  cached: boolean
+  requestId: string
+  latencyMs: number
+  /** Upstream tries (0 for a cached answer). */
+  attempts: number
+}
+
+export interface EmbedUsage {
+  promptTokens: number
+  /** Equal to `promptTokens`: embeddings have no output tokens. */
+  totalTokens: number
 }
 
 /** The fields of a rejected call; the JS layer throws them as a `FerrogateError`. */

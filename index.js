@@ -232,6 +232,28 @@ class Call {
   }
 }
 
+// embed(): the native promise resolves with { response } or { error } (a coded error, as chat's).
+async function embedCall(native, request) {
+  const [body, signal] = split(request)
+  if (signal?.aborted) throw abortedBefore(signal)
+  const id = (lastCallId = (lastCallId + 1) >>> 0)
+  let pending
+  try {
+    pending = native.embed(id, body)
+  } catch (error) {
+    throw invalid(error)
+  }
+  const onAbort = () => native.cancel(id)
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const { response, error } = await pending
+    if (error) throw new FerrogateError(error, error.code === 'ABORTED' && signal?.aborted ? signal.reason : undefined)
+    return response
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+  }
+}
+
 // chat(): one promise, settled by the call's end.
 class ChatCall extends Call {
   constructor(native, body, signal, resolve, reject) {
@@ -459,6 +481,15 @@ class Gateway {
         }
       }),
     )
+  }
+
+  /**
+   * Embeds `input` (a string or an array of strings): `{ embeddings: Float32Array[], model, provider,
+   * usage, costUsd, cached, requestId }`, one vector per input in order. Same routes, limits, budgets,
+   * cache, ledger and onCall as chat (the record's `operation` is 'embeddings').
+   */
+  embed(request) {
+    return this.#track(embedCall(this.#native, request))
   }
 
   /** For `ferrogate serve`: `{ host?, port, keys? }` → a native server over this gateway (`port`, `host`, `close()`). */

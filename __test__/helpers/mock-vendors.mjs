@@ -23,6 +23,12 @@
 //       `event: error`. destroyAfter: n resets the connection (TCP RST) after n chunks; hang: true keeps the
 //       stream open after the chunks.
 //
+// Embeddings: OpenAI `POST /v1/embeddings` (float and base64, as OpenAI answers them; at most 2048 inputs) and Gemini
+// `POST /v1beta/models/{m}:batchEmbedContents` (at most 100 requests, each naming `models/{m}`). The default reply
+// embeds each text as fakeEmbedding(text, dimensions) (8 values unless the request asks for a size) and bills
+// fakeEmbeddingTokens(text) per input (OpenAI usage; Gemini reports none, as the real API). Recorded in `requests`
+// with `api: 'embeddings'`; replies queued with enqueue('openai' | 'gemini', …) serve embeddings requests too.
+//
 // startMockVendors({ apiKeys: { openai?, anthropic?, gemini? } }): a vendor given a key refuses any other key the
 // way it refuses a wrong key; otherwise any non-empty key is accepted. Besides the documented fields the mock
 // exposes `errors`, the exceptions its own handlers threw (each answered 500, or a reset once streaming).
@@ -427,7 +433,7 @@ function validateAnthropicMessage(m, i, all, perTurnControl) {
   }
 }
 
-function validateAnthropic(b, headers = {}) {
+function validateAnthropic(b, _route, headers = {}) {
   const perTurnControl = String(headers['anthropic-beta'] ?? '').split(',').some((beta) => beta.trim().startsWith('per-turn-control-'));
   for (const k of Object.keys(b)) if (!ANTHROPIC_PARAMS.has(k)) throw anthropicBad(`${k}: Extra inputs are not permitted`);
   if (b.model === undefined) throw anthropicBad('model: Field required');
@@ -689,13 +695,105 @@ const gemini = {
   },
 };
 
+// --------------------------------------------------------------------------------------------- embeddings
+
+export const FAKE_EMBEDDING_DIMENSIONS = 8;
+export const OPENAI_EMBEDDING_BATCH_LIMIT = 2048;
+export const GEMINI_EMBEDDING_BATCH_LIMIT = 100;
+
+/** The fakes' vector for a text: deterministic values in [-1, 1) from a hash of the text, as float32s. */
+export function fakeEmbedding(text, dimensions = FAKE_EMBEDDING_DIMENSIONS) {
+  let h = 2166136261;
+  for (const byte of Buffer.from(text)) h = Math.imul(h ^ byte, 16777619) >>> 0;
+  const out = new Float32Array(dimensions);
+  for (let i = 0; i < dimensions; i++) {
+    h = (Math.imul(h, 1664525) + 1013904223) >>> 0;
+    out[i] = h / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/** What the OpenAI fake bills per input. */
+export const fakeEmbeddingTokens = (text) => Math.max(1, Math.ceil(Buffer.byteLength(text) / 4));
+
+const OPENAI_EMBEDDING_PARAMS = new Set(['input', 'model', 'dimensions', 'encoding_format', 'user']);
+
+function validateOpenAIEmbeddings(b) {
+  for (const k of Object.keys(b)) if (!OPENAI_EMBEDDING_PARAMS.has(k)) throw openaiBad(`Unrecognized request argument supplied: ${k}`);
+  if (b.model === undefined) throw oaMissing('model');
+  if (typeof b.model !== 'string') throw oaType('model', 'a string', b.model);
+  if (b.input === undefined) throw oaMissing('input');
+  const inputs = typeof b.input === 'string' ? [b.input] : b.input;
+  if (!Array.isArray(inputs) || inputs.length === 0 || !inputs.every((t) => typeof t === 'string' && t.length > 0)) {
+    // The fake, like the gateway, only sends text; token arrays would be valid at OpenAI.
+    throw openaiBad("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.");
+  }
+  if (inputs.length > OPENAI_EMBEDDING_BATCH_LIMIT) {
+    throw openaiBad(`Invalid 'input': array too long. Expected an array with maximum length ${OPENAI_EMBEDDING_BATCH_LIMIT}, but got an array with length ${inputs.length} instead.`, 'input', 'array_above_max_length');
+  }
+  if (b.encoding_format !== undefined && !['float', 'base64'].includes(b.encoding_format)) {
+    throw openaiBad(`Invalid value: '${b.encoding_format}'. Supported values are: 'float' and 'base64'.`, 'encoding_format', 'invalid_value');
+  }
+  if (b.dimensions !== undefined && !(Number.isInteger(b.dimensions) && b.dimensions >= 1)) {
+    throw openaiBad(`Invalid 'dimensions': integer below minimum value. Expected a value >= 1, but got ${b.dimensions} instead.`, 'dimensions', 'integer_below_min_value');
+  }
+}
+
+const openaiEmbeddings = {
+  validate: validateOpenAIEmbeddings,
+  defaultReply(b) {
+    const inputs = typeof b.input === 'string' ? [b.input] : b.input;
+    const data = inputs.map((text, index) => {
+      const vector = fakeEmbedding(text, b.dimensions);
+      const embedding = b.encoding_format === 'base64' ? Buffer.from(vector.buffer).toString('base64') : Array.from(vector);
+      return { object: 'embedding', index, embedding };
+    });
+    const tokens = inputs.reduce((sum, text) => sum + fakeEmbeddingTokens(text), 0);
+    return json({ object: 'list', data, model: b.model, usage: { prompt_tokens: tokens, total_tokens: tokens } });
+  },
+};
+
+const geminiEmbeddings = {
+  validate(b, route) {
+    rejectUnknown(b, ['requests'], '');
+    const requests = field(b, 'requests');
+    if (!Array.isArray(requests) || requests.length === 0) throw googleBad('* BatchEmbedContentsRequest.requests: requests is required\n');
+    if (requests.length > GEMINI_EMBEDDING_BATCH_LIMIT) {
+      throw googleBad(`* BatchEmbedContentsRequest.requests: at most ${GEMINI_EMBEDDING_BATCH_LIMIT} requests can be in one batch\n`);
+    }
+    requests.forEach((r, i) => {
+      if (!isObj(r)) throw invalidValue(`requests[${i}]`, 'type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentRequest', r);
+      rejectUnknown(r, ['model', 'content', 'taskType', 'title', 'outputDimensionality'], `requests[${i}]`);
+      if (r.model !== `models/${route.model}`) {
+        throw googleBad(`* BatchEmbedContentsRequest.requests[${i}].model: Model names should match the model in the URL (models/${route.model}), got ${JSON.stringify(r.model)}\n`);
+      }
+      const parts = r.content?.parts;
+      if (!Array.isArray(parts) || parts.length === 0 || !parts.every((p) => typeof p.text === 'string')) {
+        throw googleBad(`* BatchEmbedContentsRequest.requests[${i}].content.parts: contents must have text parts\n`);
+      }
+      const size = field(r, 'outputDimensionality');
+      if (size !== undefined && !(Number.isInteger(size) && size >= 1)) throw invalidValue(`requests[${i}].output_dimensionality`, 'TYPE_INT32', size);
+    });
+  },
+  defaultReply(b) {
+    const embeddings = field(b, 'requests').map((r) => ({
+      values: Array.from(fakeEmbedding(r.content.parts.map((p) => p.text).join(''), field(r, 'outputDimensionality'))),
+    }));
+    return json({ embeddings });
+  },
+};
+
 const VENDOR_APIS = { openai, anthropic, gemini };
+const EMBEDDING_APIS = { openai: openaiEmbeddings, gemini: geminiEmbeddings };
 
 // ------------------------------------------------------------------------------------------------- server
 
 function matchRoute(method, pathname) {
   if (method !== 'POST') return null;
   if (pathname === '/v1/chat/completions') return { vendor: 'openai' };
+  if (pathname === '/v1/embeddings') return { vendor: 'openai', api: 'embeddings' };
+  const batch = /^\/v1beta\/models\/([^/:]+):batchEmbedContents$/.exec(pathname);
+  if (batch) return { vendor: 'gemini', model: batch[1], api: 'embeddings' };
   if (pathname === '/v1/messages') return { vendor: 'anthropic' };
   const m = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(pathname);
   return m ? { vendor: 'gemini', model: m[1], stream: m[2] === 'streamGenerateContent' } : null;
@@ -862,18 +960,19 @@ export async function startMockVendors(opts = {}) {
         // keep the raw string: the vendor validation answers it with a parse error
       }
       const route = matchRoute(req.method, url.pathname);
-      requests.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body, vendor: route?.vendor ?? null });
+      requests.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body, vendor: route?.vendor ?? null, api: route?.api ?? 'chat' });
       if (!route) throw notFound(req.method, url.pathname);
 
       const api = VENDOR_APIS[route.vendor];
       api.check(req.headers, url.searchParams, route, apiKeys[route.vendor]);
       if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '') || !isObj(body)) throw api.invalidJson();
-      api.validate(body, req.headers);
+      const operation = route.api === 'embeddings' ? EMBEDDING_APIS[route.vendor] : api;
+      operation.validate(body, route, req.headers);
 
       const n = ++served;
       let plan = queues[route.vendor].shift() ?? { delayMs: 0, split: 'whole', headers: {}, defaultReply: true };
       if (plan.defaultReply) {
-        const reply = api.defaultReply(body, route, n);
+        const reply = operation.defaultReply(body, route, n);
         plan = { ...plan, ...reply, headers: { ...reply.headers, ...plan.headers } };
       }
       if (plan.delayMs) await sleep(plan.delayMs, undefined, { signal: aborter.signal });

@@ -10,8 +10,8 @@ use crate::pipeline::{
   RouteTargetConfig, RoutingConfig, StatsSnapshot,
 };
 use crate::types::{
-  ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, ToolCall,
-  ToolChoice, ToolDefinition,
+  ChatRequest, ChatResponse, ContentPart, EmbedRequest, EmbedResponse, Message, ResponseFormat,
+  Role, StreamEvent, ToolCall, ToolChoice, ToolDefinition,
 };
 
 pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
@@ -373,6 +373,7 @@ fn usage(usage: crate::types::Usage) -> js::Usage {
 
 pub fn call_record(record: CallRecord) -> js::CallRecord {
   js::CallRecord {
+    operation: record.operation.as_str().to_string(),
     request_id: record.request_id,
     model: record.model,
     provider: record.provider,
@@ -480,5 +481,64 @@ pub fn anomaly(found: crate::metrics::Anomaly) -> js::LatencyAnomaly {
     z_score: found.z_score,
     severity: found.severity.to_string(),
     at: found.at_ms,
+  }
+}
+
+/// `gateway.embed()`'s request: the model as asked, the core request and its call options.
+pub fn embed_request(request: js::EmbedRequest) -> Result<(String, EmbedRequest, CallOptions)> {
+  let input = match request.input {
+    Either::A(text) => vec![text],
+    Either::B(texts) => texts,
+  };
+  let dimensions =
+    match count("dimensions", request.dimensions).map_err(GatewayError::invalid_request)? {
+      Some(0) => {
+        return Err(GatewayError::invalid_request(
+          "dimensions must be a whole number > 0",
+        ))
+      }
+      other => other,
+    };
+  let mut metadata: Vec<(String, String)> =
+    request.metadata.unwrap_or_default().into_iter().collect();
+  metadata.sort();
+  let options = CallOptions {
+    timeout: millis("timeoutMs", request.timeout_ms, false)
+      .map_err(GatewayError::invalid_request)?,
+    max_retries: count("maxRetries", request.max_retries).map_err(GatewayError::invalid_request)?,
+    priority: 0,
+    bypass_cache: request.cache == Some(false),
+    metadata,
+  };
+  let core = EmbedRequest {
+    input,
+    dimensions,
+    user: request.user,
+  };
+  Ok((request.model, core, options))
+}
+
+/// The vectors become Float32Arrays here, natively: no float crosses to JS as JSON or as a
+/// JS number array. A cached answer's vectors are shared, so they are copied once; a fresh
+/// answer's are moved.
+pub fn embed_response(response: EmbedResponse) -> js::EmbedResponse {
+  let vectors =
+    std::sync::Arc::try_unwrap(response.embeddings).unwrap_or_else(|shared| (*shared).clone());
+  js::EmbedResponse {
+    embeddings: vectors
+      .into_iter()
+      .map(napi::bindgen_prelude::Float32Array::new)
+      .collect(),
+    model: response.model,
+    provider: response.provider,
+    usage: js::EmbedUsage {
+      prompt_tokens: response.usage.prompt_tokens as f64,
+      total_tokens: response.usage.total_tokens as f64,
+    },
+    cost_usd: response.cost_usd,
+    cached: response.cached,
+    request_id: response.request_id,
+    latency_ms: response.latency_ms,
+    attempts: response.attempts,
   }
 }

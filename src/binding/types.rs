@@ -284,6 +284,9 @@ pub struct LatencyAnomaly {
 /// One finished call, handed to `onCall`.
 #[napi(object)]
 pub struct CallRecord {
+  /// What the call asked for: a chat completion or embeddings.
+  #[napi(ts_type = "'chat' | 'embeddings'")]
+  pub operation: String,
   pub request_id: String,
   /// The model as the caller asked for it.
   pub model: String,
@@ -365,4 +368,60 @@ pub struct DeploymentHealth {
   pub error_rate: f64,
   /// Epoch ms until which the target is ejected or cooling down after a 429.
   pub ejected_until: Option<f64>,
+}
+
+/// `gateway.embed()`'s request, without `signal` (the JS wrapper handles it).
+#[napi(object, object_to_js = false)]
+pub struct EmbedRequest {
+  /// A route alias or "provider/model".
+  pub model: String,
+  /// One text, or several (one vector each, in order).
+  #[napi(ts_type = "string | string[]")]
+  pub input: Either<String, Vec<String>>,
+  /// Output vector size, for models that can shorten theirs (a whole number > 0).
+  pub dimensions: Option<f64>,
+  /// Key for rate limits, budgets and cost reports; sent to the vendor as its user id.
+  pub user: Option<String>,
+  /// Passed through to `onCall`.
+  pub metadata: Option<HashMap<String, String>>,
+  /// `false` skips the gateway's cache for this call.
+  pub cache: Option<bool>,
+  /// Deadline for this call, retries included (> 0).
+  pub timeout_ms: Option<f64>,
+  /// Further attempts after a retryable failure (a whole number >= 0).
+  pub max_retries: Option<f64>,
+}
+
+#[napi(object)]
+pub struct EmbedUsage {
+  pub prompt_tokens: f64,
+  /// Equal to `promptTokens`: embeddings have no output tokens.
+  pub total_tokens: f64,
+}
+
+/// `gateway.embed()`'s answer.
+#[napi(object, object_from_js = false)]
+pub struct EmbedResponse {
+  /// One vector per input, in the order of the inputs.
+  pub embeddings: Vec<napi::bindgen_prelude::Float32Array>,
+  /// The vendor's model name.
+  pub model: String,
+  /// The configured provider that answered.
+  pub provider: String,
+  pub usage: EmbedUsage,
+  /// 0 for a cached answer or an unpriced model.
+  pub cost_usd: f64,
+  /// Answered from the gateway's cache.
+  pub cached: bool,
+  pub request_id: String,
+  pub latency_ms: f64,
+  /// Upstream tries (0 for a cached answer).
+  pub attempts: u32,
+}
+
+/// How a native `embed` call ended: exactly one of the two is set.
+#[napi(object, object_from_js = false)]
+pub struct EmbedOutcome {
+  pub response: Option<EmbedResponse>,
+  pub error: Option<ErrorInfo>,
 }

@@ -28,7 +28,12 @@
 //! `Parsed::native_only` is not empty, naming its first field. (A kind whose `api` must
 //! match, such as `api: 'responses'`, needs `Provider` to carry `api` first: today a
 //! `NativeTarget` with `api: Some(…)` never matches.)
+//!
+//! Embeddings (`embeddings.rs`) are not chat-shaped and have their own three functions: `parse`
+//! (body → model, `EmbedRequest`, encoding format), `encode` (an `EmbedResponse` → the body) and
+//! `error_reply`, plus `answer`, which runs one request through `Gateway::embed` with them.
 
+pub mod embeddings;
 pub mod auth;
 pub mod chat_completions;
 

@@ -14,9 +14,9 @@ use super::providers::{Backend, Provider};
 use super::route::CallTargets;
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::providers::mock::{self, MockConfig};
-use crate::providers::{Adapter, StreamSession};
+use crate::providers::{Adapter, EmbedBatch, HttpCall, StreamSession};
 use crate::retry::backoff;
-use crate::types::{ChatRequest, Completion, StreamEvent};
+use crate::types::{ChatRequest, Completion, StreamEvent, Usage};
 
 /// A non-streamed answer larger than this is refused rather than buffered.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -29,6 +29,15 @@ pub(crate) struct RetryPolicy {
   /// First backoff step; doubles per attempt.
   pub base: Duration,
   pub deadline: tokio::time::Instant,
+}
+
+/// What an attempt asks the vendor for. An embeddings call travels the pipeline as a
+/// request whose user messages are its inputs, in order: the limiter, budget and cache
+/// stages count and key it as they do a chat call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+  Chat,
+  Embed { dimensions: Option<u32> },
 }
 
 /// Attempts until one succeeds, a failure is final, or waiting would pass the deadline.
@@ -47,6 +56,7 @@ pub(crate) async fn with_retries(
   attempts: &AtomicU32,
   last_failure: &Mutex<Option<String>>,
   policy: &RetryPolicy,
+  work: Work,
 ) -> Result<Completion> {
   let mut lease = targets.acquire().await?;
   loop {
@@ -57,11 +67,11 @@ pub(crate) async fn with_retries(
     let result = match lease.attempt_timeout {
       Some(limit) => tokio::time::timeout(
         limit,
-        attempt_once(&lease.provider, req, native, sink, progress),
+        attempt_work(&lease.provider, req, native, sink, progress, work),
       )
       .await
       .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true))),
-      None => attempt_once(&lease.provider, req, native, sink, progress).await,
+      None => attempt_work(&lease.provider, req, native, sink, progress, work).await,
     };
     let error = match result {
       Ok(completion) => {
@@ -102,6 +112,23 @@ pub(crate) async fn with_retries(
   }
 }
 
+async fn attempt_work(
+  provider: &Provider,
+  req: &ChatRequest,
+  native: Option<&NativeCall>,
+  sink: &EventSink,
+  progress: &Progress,
+  work: Work,
+) -> Result<Completion> {
+  match (work, &provider.backend) {
+    (Work::Chat, _) => attempt_once(provider, req, native, sink, progress).await,
+    (Work::Embed { dimensions }, Backend::Mock(_)) => Ok(mock::embed(req, dimensions)),
+    (Work::Embed { dimensions }, Backend::Http { adapter, http }) => {
+      embed_attempt(http, adapter.as_ref(), req, dimensions).await
+    }
+  }
+}
+
 pub(crate) async fn attempt_once(
   provider: &Provider,
   req: &ChatRequest,
@@ -135,35 +162,7 @@ async fn http_attempt(
   let vendor = adapter.vendor();
   let stream = sink.is_some();
   let call = adapter.build(req, stream)?;
-  let body = serde_json::to_vec(&call.body)
-    .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?;
-  let mut builder = match parsed_url(&call.url) {
-    Some(url) => http.post(url),
-    // reqwest parses it again and reports what is wrong with it, as for any request.
-    None => http.post(&call.url),
-  };
-  builder = builder
-    .header("content-type", "application/json")
-    .body(body);
-  if stream {
-    builder = builder.header("accept", "text/event-stream");
-  }
-  for (name, value) in &call.headers {
-    builder = builder.header(name.as_str(), value.as_str());
-  }
-  let response = builder
-    .send()
-    .await
-    .map_err(|e| transport_error(vendor, &e))?;
-  let status = response.status().as_u16();
-  if (300..400).contains(&status) {
-    return Err(redirect_refused(vendor, status, response.headers()));
-  }
-  if !(200..300).contains(&status) {
-    let headers = response.headers().clone();
-    let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
-    return Err(adapter.parse_error(status, &headers, &body));
-  }
+  let response = send_call(http, adapter, &call, stream).await?;
   let is_event_stream = response
     .headers()
     .get("content-type")
@@ -197,6 +196,116 @@ async fn http_attempt(
   let (events, completion) = session.finish()?;
   forward(events, sink, progress).await?;
   Ok(completion)
+}
+
+/// Sends one vendor request; a 2xx answer is returned unread, anything else is the
+/// vendor's error.
+async fn send_call(
+  http: &reqwest::Client,
+  adapter: &dyn Adapter,
+  call: &HttpCall,
+  stream: bool,
+) -> Result<reqwest::Response> {
+  let vendor = adapter.vendor();
+  let body = serde_json::to_vec(&call.body)
+    .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?;
+  let mut builder = match parsed_url(&call.url) {
+    Some(url) => http.post(url),
+    // reqwest parses it again and reports what is wrong with it, as for any request.
+    None => http.post(&call.url),
+  };
+  builder = builder
+    .header("content-type", "application/json")
+    .body(body);
+  if stream {
+    builder = builder.header("accept", "text/event-stream");
+  }
+  for (name, value) in &call.headers {
+    builder = builder.header(name.as_str(), value.as_str());
+  }
+  let response = builder
+    .send()
+    .await
+    .map_err(|e| transport_error(vendor, &e))?;
+  let status = response.status().as_u16();
+  if (300..400).contains(&status) {
+    return Err(redirect_refused(vendor, status, response.headers()));
+  }
+  if !(200..300).contains(&status) {
+    let headers = response.headers().clone();
+    let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
+    return Err(adapter.parse_error(status, &headers, &body));
+  }
+  Ok(response)
+}
+
+/// One embeddings attempt: the inputs in requests of at most the vendor's batch limit,
+/// one after another, their vectors joined in input order and their usage summed.
+async fn embed_attempt(
+  http: &reqwest::Client,
+  adapter: &dyn Adapter,
+  req: &ChatRequest,
+  dimensions: Option<u32>,
+) -> Result<Completion> {
+  let vendor = adapter.vendor();
+  let inputs = embed_inputs(req);
+  let limit = adapter.embed_batch_limit().max(1);
+  let mut vectors = Vec::with_capacity(inputs.len());
+  let mut usage: Option<Usage> = None;
+  let mut model = String::new();
+  for batch in inputs.chunks(limit) {
+    let call = adapter.build_embed(&EmbedBatch {
+      model: &req.model,
+      input: batch,
+      dimensions,
+      user: req.user.as_deref(),
+    })?;
+    let response = send_call(http, adapter, &call, false).await?;
+    let body = read_body(vendor, response, MAX_RESPONSE_BYTES, true).await?;
+    let answer = adapter.parse_embed(&body, batch.len())?;
+    vectors.extend(answer.vectors);
+    if let Some(part) = answer.usage {
+      let sum = usage.get_or_insert_with(Usage::default);
+      sum.prompt_tokens += part.prompt_tokens;
+      sum.total_tokens += part.total_tokens;
+    }
+    if model.is_empty() {
+      model = answer.model;
+    }
+  }
+  // Gemini reports no usage for embeddings: counted here, as the vendor bills the inputs.
+  let usage = usage.unwrap_or_else(|| {
+    let encoding = crate::tokens::encoding_for(&req.model);
+    let tokens: u64 = inputs
+      .iter()
+      .map(|text| encoding.count_text(text) as u64)
+      .sum();
+    let mut counted = Usage::new(tokens, 0);
+    counted.estimated = true;
+    counted
+  });
+  Ok(Completion {
+    id: String::new(),
+    model,
+    content: String::new(),
+    refusal: None,
+    tool_calls: Vec::new(),
+    finish_reason: crate::types::FinishReason::Stop,
+    usage: Some(usage),
+    embeddings: Some(vectors),
+  })
+}
+
+/// The inputs of an embeddings call, as the pipeline carries them (one user message each).
+pub(crate) fn embed_inputs(req: &ChatRequest) -> Vec<&str> {
+  req
+    .messages
+    .iter()
+    .map(|message| match message.content.first() {
+      Some(crate::types::ContentPart::Text(text)) => text.as_str(),
+      _ => "",
+    })
+    .collect()
 }
 
 /// Parsed URLs last sent to, per worker thread. A provider's URL is the same for every call

@@ -47,6 +47,7 @@ pub(crate) struct Call<'a> {
   /// Upstream tries; 0 means the vendor was never reached.
   pub attempts: u32,
   pub progress: &'a Progress,
+  pub operation: crate::types::Operation,
 }
 
 /// A settled call: the caller's result, and what was billed (for the call hook).
@@ -103,6 +104,7 @@ pub(crate) fn settle(
         cached,
         request_id: Some(call.request_id.to_string()),
         at_ms: None,
+        operation: call.operation,
       };
       let recorded = tracker.record(entry, reservation);
       (recorded.cost, recorded.priced)

@@ -8,6 +8,7 @@
 mod attempt;
 mod budget;
 mod cache;
+mod embed;
 mod forward;
 mod http;
 mod ledger;
@@ -39,11 +40,13 @@ pub use forward::{EventSender, EventSink};
 pub use limits::ANONYMOUS;
 pub use native::{NativeCall, NativeTarget};
 pub use providers::ProviderConfig;
-pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
+pub use record::{
+  CallHook, CallObserver, CallRecord, GatewayStats, Operation, Outcome, StatsSnapshot,
+};
 pub use response::estimate_usage;
 pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
-use attempt::RetryPolicy;
+use attempt::{RetryPolicy, Work};
 use ledger::Accounting;
 use providers::{build_provider, Provider};
 use record::Trace;
@@ -323,7 +326,9 @@ impl Gateway {
       trace.route = Some(model.to_string());
     }
     let native = options.native.clone();
-    let result = self.run(model, req, options, sink, cancel, &trace).await;
+    let result = self
+      .run(model, req, options, sink, cancel, &trace, Work::Chat)
+      .await;
     // Answered natively: nothing was left out in translation.
     if native.is_some_and(|native| native.answered_natively()) {
       trace.warnings.clear();
@@ -337,6 +342,7 @@ impl Gateway {
     Executed { result, billed }
   }
 
+  #[allow(clippy::too_many_arguments)]
   async fn run(
     &self,
     model: &str,
@@ -345,13 +351,14 @@ impl Gateway {
     sink: EventSink,
     cancel: CancellationToken,
     trace: &Trace,
+    work: Work,
   ) -> Result<ChatResponse> {
     let start = tokio::time::Instant::now();
     // The targets the call may use, without choosing one yet (that, and taking a slot,
     // is the attempt stage's): an unknown model is refused here, before it costs a
     // rate-limit slot or a cache lookup, and the budget stage prices every target.
     let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
-    let mut lookup = cache::lookup(self.cache.as_deref(), model, &req, &options);
+    let mut lookup = cache::lookup(self.cache.as_deref(), model, &req, &options, work);
     let limiter = self.rate_limiter.as_deref();
     let prompt = PromptTokens::new(&req.messages);
     let admitting = limits::admit(limiter, model, &req, &prompt, &self.stats);
@@ -389,6 +396,7 @@ impl Gateway {
         &cancel,
         start,
         trace,
+        work,
       )
     });
     // The upstream call keeps its own deadline; this one bounds a caller waiting on an
@@ -451,6 +459,7 @@ impl Gateway {
       started: trace.started,
       attempts,
       progress: &trace.progress,
+      operation: trace.operation,
     };
     ledger::settle(
       &self.accounting,
@@ -474,6 +483,7 @@ impl Gateway {
     cancel: &CancellationToken,
     start: tokio::time::Instant,
     trace: &Trace,
+    work: Work,
   ) -> Result<ChatResponse> {
     let timeout = options
       .timeout
@@ -500,6 +510,7 @@ impl Gateway {
       &trace.attempts,
       &last_failure,
       &policy,
+      work,
     );
     let outcome = tokio::select! {
       biased;
@@ -541,7 +552,20 @@ impl Gateway {
     request_id: &str,
     error: &GatewayError,
   ) {
-    let trace = Trace::start(model, user, Vec::new(), request_id);
+    self.record_refused(Operation::Chat, model, user, request_id, error);
+  }
+
+  /// [`Self::record_refusal`] for any operation.
+  pub fn record_refused(
+    &self,
+    operation: Operation,
+    model: &str,
+    user: Option<&String>,
+    request_id: &str,
+    error: &GatewayError,
+  ) {
+    let mut trace = Trace::start(model, user, Vec::new(), request_id);
+    trace.operation = operation;
     record::finish(
       &self.stats,
       self.on_call.as_ref(),

@@ -27,9 +27,12 @@ impl Outcome {
   }
 }
 
+pub use crate::types::Operation;
+
 /// One finished call, as `onCall` receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
+  pub operation: Operation,
   pub request_id: String,
   /// The model as the caller asked for it.
   pub model: String,
@@ -71,6 +74,7 @@ impl std::fmt::Debug for CallHook {
 
 /// What the call has learned so far, filled in by the stages as it runs.
 pub(crate) struct Trace {
+  pub operation: Operation,
   pub started: Instant,
   pub request_id: String,
   pub model: String,
@@ -97,6 +101,7 @@ impl Trace {
     request_id: &str,
   ) -> Trace {
     Trace {
+      operation: Operation::Chat,
       started: Instant::now(),
       request_id: request_id.to_string(),
       model: model.to_string(),
@@ -237,6 +242,7 @@ pub(crate) fn finish(
     return;
   };
   let Trace {
+    operation,
     started,
     request_id,
     model,
@@ -263,6 +269,7 @@ pub(crate) fn finish(
       attempts: response.attempts,
       outcome,
       error_code: None,
+      operation,
       request_id,
       model,
       provider: provider.or_else(|| Some(response.provider.clone())),
@@ -285,6 +292,7 @@ pub(crate) fn finish(
         attempts: attempts.load(Ordering::SeqCst),
         outcome,
         error_code: Some(error.code),
+        operation,
         request_id,
         model,
         provider,
