@@ -10,6 +10,8 @@
 //! - `Parsed::encoder` answers the call in the protocol's shape, whole or streamed.
 //! - `error_reply(error)`: an error before any answer, as status + headers + body.
 
+pub mod messages;
+
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;

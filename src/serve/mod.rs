@@ -164,6 +164,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
   let path = req.uri().path().trim_end_matches('/');
   match (req.method(), path) {
     (&Method::POST, "/v1/chat/completions") => chat(state, req).await,
+    // Until the shared ingress driver serves every protocol.
+    (&Method::POST, "/v1/messages" | "/v1/messages/count_tokens") => messages(state, req).await,
     (&Method::GET, "/v1/models") => match authenticate(&state, &req) {
       Ok(_) => models(&state),
       Err(error) => error_response(&error),
@@ -211,7 +213,9 @@ fn authenticate(state: &State, req: &Request<Incoming>) -> Result<Option<String>
     .and_then(|v| {
       let (scheme, rest) = v.trim().split_once(' ')?;
       scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-    });
+    })
+    // Anthropic clients send their key as `x-api-key`.
+    .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
   let Some(token) = token else {
     return Err(GatewayError::new(
       ErrorCode::Authentication,
@@ -441,4 +445,96 @@ async fn chat(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
   );
   headers.insert("cache-control", HeaderValue::from_static("no-cache"));
   response
+}
+
+/// `POST /v1/messages` and `/v1/messages/count_tokens` through the Messages codec.
+async fn messages(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+  use crate::ingress::{messages as codec, Headers};
+  let request_id = format!("req_fg{:016x}", fastrand::u64(..));
+  let fail = |error: &GatewayError| messages_response(codec::Answer::error(error, &request_id));
+  let identity = match authenticate(&state, &req) {
+    Ok(identity) => identity,
+    Err(error) => return fail(&error),
+  };
+  if let Some(id) = &identity {
+    if let Err(error) = check_quota(&state, id) {
+      return fail(&error);
+    }
+  }
+  let count_tokens = req
+    .uri()
+    .path()
+    .trim_end_matches('/')
+    .ends_with("count_tokens");
+  let headers: Vec<(String, String)> = req
+    .headers()
+    .iter()
+    .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+    .collect();
+  let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+    .collect()
+    .await
+  {
+    Ok(collected) => collected.to_bytes(),
+    Err(_) => {
+      let error = GatewayError::invalid_request(format!(
+        "the request body is larger than {MAX_BODY_BYTES} bytes"
+      ))
+      .with_status(413);
+      return fail(&error);
+    }
+  };
+  let answer = if count_tokens {
+    codec::answer_count_tokens(&body, Headers::new(&headers), &request_id)
+  } else {
+    let usage_state = state.clone();
+    let user = identity.clone();
+    let on_usage = Box::new(move |tokens: u64| record_usage(&usage_state, user.as_deref(), tokens));
+    codec::answer(
+      state.gateway.clone(),
+      &body,
+      Headers::new(&headers),
+      identity,
+      request_id.clone(),
+      on_usage,
+    )
+    .await
+  };
+  messages_response(answer)
+}
+
+fn messages_response(answer: crate::ingress::messages::Answer) -> Response<Body> {
+  use crate::ingress::messages::Answer;
+  match answer {
+    Answer::Whole {
+      status,
+      headers,
+      body,
+    } => {
+      let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+      *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+      for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+          response.headers_mut().insert(name, value);
+        }
+      }
+      response
+    }
+    Answer::Stream(mut chunks) => {
+      let frames = stream::poll_fn(move |cx| {
+        chunks
+          .poll_recv(cx)
+          .map(|chunk| chunk.map(|bytes| Ok::<_, Infallible>(Frame::data(Bytes::from(bytes)))))
+      });
+      let mut response = Response::new(StreamBody::new(frames).boxed());
+      let headers = response.headers_mut();
+      headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+      );
+      headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+      response
+    }
+  }
 }
