@@ -311,6 +311,9 @@ describe('Anthropic Messages through ferrogate serve (native)', () => {
     const doc = await client.messages.create({ model: 'openai/gpt-4o-mini', max_tokens: 10, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'x' } }] }] }).catch((e) => e)
     assert.ok(doc instanceof Anthropic.BadRequestError)
     assert.match(doc.error.error.message, /^messages\[0\]\.content\[0\] \(a 'document' block\): only an Anthropic provider reads this/)
+    const huge = await client.messages.create({ model: 'openai/gpt-4o-mini', max_tokens: 10, messages: [{ role: 'user', content: 'x'.repeat(20 * 1024 * 1024) }] }).catch((e) => e)
+    assert.ok(huge instanceof Anthropic.ContentTooLargeError, String(huge))
+    assert.equal(huge.error.error.type, 'request_too_large')
     assert.equal(mock.requests.length, sent, 'nothing invalid reached a vendor')
 
     const stranger = new Anthropic({ apiKey: 'vk-nope', baseURL: running.url, maxRetries: 0 })
