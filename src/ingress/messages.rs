@@ -1206,10 +1206,9 @@ pub async fn answer(
         }
       };
       // Joined into one write while more events are already waiting.
-      if finished || events.is_empty() {
-        if chunks.send(std::mem::take(&mut out)).await.is_err() || finished {
-          break;
-        }
+      let flush = finished || events.is_empty();
+      if flush && (chunks.send(std::mem::take(&mut out)).await.is_err() || finished) {
+        break;
       }
     }
   });
