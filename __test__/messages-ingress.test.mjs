@@ -352,6 +352,24 @@ describe('Anthropic Messages through ferrogate serve (native)', () => {
     assert.ok(!running.output.includes(UPSTREAM_KEY) && !running.output.includes(CLIENT_KEY))
   })
 
+  test('a client that leaves mid-stream stops the upstream request', async () => {
+    const since = mock.mark()
+    mock.enqueue('openai', { sse: Array.from({ length: 200 }, (_, i) => openaiChunk({ content: `t${i} ` })), delayMs: 20 })
+    const controller = new AbortController()
+    const stream = await client.messages.create({ model: 'openai/gpt-4o-mini', max_tokens: 500, stream: true, messages: [{ role: 'user', content: 'long' }] }, { signal: controller.signal })
+    let received = 0
+    try {
+      for await (const event of stream) {
+        if (event.type === 'content_block_delta') received++
+        if (received === 2) controller.abort()
+      }
+    } catch {
+      // the client's own abort
+    }
+    await mock.waitForClose({ since })
+    assert.equal(received, 2)
+  })
+
   test('Python anthropic client', async (t) => {
     const script = `
 import json, sys, anthropic

@@ -1180,7 +1180,11 @@ pub async fn answer(
     loop {
       let item = match next.take() {
         Some(item) => item,
-        None => match events.recv().await {
+        // A client that leaves while the vendor is silent cancels the call at once.
+        None => match tokio::select! {
+          item = events.recv() => item,
+          _ = chunks.closed() => break,
+        } {
           Some(item) => item,
           None => {
             let _ = chunks.send(std::mem::take(&mut out)).await;
