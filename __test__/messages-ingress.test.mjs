@@ -281,18 +281,38 @@ describe('Anthropic Messages through ferrogate serve (native)', () => {
     })
   }
 
-  test('a role: "system" message after the user turn (Claude Code) joins the system prompt', async () => {
-    await client.messages.create({
+  test('a Claude Code shaped request (beta endpoint, system turn after the user turn, server tool) is translated', async () => {
+    // What Claude Code sends: POST /v1/messages?beta=true with betas, cached system blocks, a role: "system" message
+    // with its own output_config after the user turn, a deferred tool, a server tool, thinking and context management.
+    const stream = client.beta.messages.stream({
       model: 'openai/gpt-4o-mini',
       max_tokens: 64,
-      system: 'First.',
-      messages: [{ role: 'user', content: 'hi' }, { role: 'system', content: 'Second.', output_config: { effort: 'low' } }],
+      betas: ['claude-code-20250219', 'interleaved-thinking-2025-05-14'],
+      system: [
+        { type: 'text', text: 'First.', cache_control: { type: 'ephemeral' } },
+        { type: 'text', text: 'Second.', cache_control: { type: 'ephemeral' } },
+      ],
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'hi', cache_control: { type: 'ephemeral' } }] },
+        { role: 'system', content: 'Third.', output_config: { effort: 'low' } },
+      ],
+      tools: [
+        { ...WEATHER_TOOL, input_schema: { $schema: 'https://json-schema.org/draft/2020-12/schema', ...WEATHER_TOOL.input_schema } },
+        { name: 'later', input_schema: { type: 'object' }, defer_loading: true },
+        { type: 'web_search_20250305', name: 'web_search' },
+      ],
+      metadata: { user_id: JSON.stringify({ device_id: 'd', session_id: 's' }) },
       thinking: { type: 'adaptive' },
+      output_config: { effort: 'high' },
       context_management: { edits: [] },
       something_unmodelled: true,
     })
-    const body = TARGETS[1].lastBody()
-    assert.deepEqual(body.messages, [{ role: 'system', content: 'First.\n\nSecond.' }, { role: 'user', content: 'hi' }])
+    const final = await stream.finalMessage()
+    assert.equal(final.content[0].text, 'echo: hi')
+    const request = mock.requests.filter((r) => r.vendor === 'openai').at(-1)
+    assert.deepEqual(request.body.messages, [{ role: 'system', content: 'First.\n\nSecond.\n\nThird.' }, { role: 'user', content: 'hi' }])
+    assert.deepEqual(request.body.tools.map((t) => t.function.name), ['get_weather', 'later'])
+    assert.equal(request.body.stream, true)
   })
 
   test('each error class the SDK maps, with request-id and retry-after', async () => {
