@@ -36,6 +36,7 @@
 pub mod embeddings;
 pub mod auth;
 pub mod chat_completions;
+pub mod messages;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
