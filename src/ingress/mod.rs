@@ -10,6 +10,9 @@
 //! - `Parsed::encoder` answers the call in the protocol's shape, whole or streamed.
 //! - `error_reply(error)`: an error before any answer, as status + headers + body.
 
+pub mod response_store;
+pub mod responses;
+
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;

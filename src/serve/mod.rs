@@ -3,6 +3,7 @@
 //! (JSON and SSE), `GET /v1/models`, `GET /health`. A client that disconnects drops the
 //! response body, which cancels the call and so the upstream request.
 
+mod responses;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -164,6 +165,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
   let path = req.uri().path().trim_end_matches('/');
   match (req.method(), path) {
     (&Method::POST, "/v1/chat/completions") => chat(state, req).await,
+    (&Method::POST, "/v1/responses") => responses::create(state, req).await,
+    (&Method::GET, path) if responses::response_id(path).is_some() => {
+      let id = responses::response_id(path).unwrap_or_default().to_string();
+      responses::get(state, req, &id).await
+    }
+    (&Method::DELETE, path) if responses::response_id(path).is_some() => {
+      let id = responses::response_id(path).unwrap_or_default().to_string();
+      responses::delete(state, req, &id).await
+    }
     (&Method::GET, "/v1/models") => match authenticate(&state, &req) {
       Ok(_) => models(&state),
       Err(error) => error_response(&error),

@@ -1,8 +1,9 @@
 //! OpenAI Chat Completions, and every server that speaks it (vLLM, Ollama, llama.cpp,
 //! Azure-style gateways): `POST {baseUrl}/chat/completions`.
 
+pub mod responses;
 mod stream;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -26,7 +27,7 @@ pub struct OpenAi {
 }
 
 impl OpenAi {
-  fn request_headers(&self) -> Vec<(String, String)> {
+  pub(crate) fn request_headers(&self) -> Vec<(String, String)> {
     let mut headers = self.headers.clone();
     if let Some(key) = &self.api_key {
       headers.push(("authorization".into(), format!("Bearer {}", key.expose())));
