@@ -47,11 +47,26 @@ pub async fn history(store: &dyn ResponseStore, turn: &Turn) -> Result<Vec<Value
 /// then its output) when the request asked for `store` (the default). Nothing is kept for a
 /// call that failed.
 pub async fn remember(store: &dyn ResponseStore, turn: &Turn, history: Vec<Value>) -> Result<()> {
+  match turn.finished_response() {
+    Some(response) => remember_response(store, turn, history, response).await,
+    None => Ok(()),
+  }
+}
+
+/// [`remember`] for an answer the encoder did not make: a same-protocol passthrough's
+/// `response` object as the vendor sent it, kept under the vendor's id.
+pub async fn remember_response(
+  store: &dyn ResponseStore,
+  turn: &Turn,
+  history: Vec<Value>,
+  response: Value,
+) -> Result<()> {
   if !turn.store {
     return Ok(());
   }
-  let Some(response) = turn.finished_response() else {
-    return Ok(());
+  let id = match response.get("id").and_then(Value::as_str) {
+    Some(id) if !id.is_empty() => id.to_string(),
+    _ => turn.response_id.clone(),
   };
   let mut items = history;
   items.extend(turn.input_items.iter().cloned());
@@ -59,7 +74,7 @@ pub async fn remember(store: &dyn ResponseStore, turn: &Turn, history: Vec<Value
     items.extend(output.iter().cloned());
   }
   let entry = json!({ "response": response, "items": items });
-  store.put(turn.response_id.clone(), entry.to_string()).await
+  store.put(id, entry.to_string()).await
 }
 
 /// `GET /v1/responses/{id}`: the response object as it was answered; NOT_FOUND otherwise.

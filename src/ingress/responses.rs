@@ -7,6 +7,11 @@
 //!
 //! The request's own input items, normalized, travel in [`Turn`] so the response store can
 //! keep the conversation for `previous_response_id` (see `response_store`).
+//!
+//! Same-protocol passthrough: an `openai` provider with `api: 'responses'` speaks this
+//! protocol natively. The driver sends it [`native_body`] (the client's body, model renamed,
+//! a stored conversation put in front of `input`) and relays the vendor's bytes; it keeps
+//! the vendor's `response` object with `response_store::remember_response`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -175,6 +180,22 @@ pub fn parse_turn(body: &[u8], _headers: Headers) -> Result<(Parsed, Turn)> {
     finished,
   };
   Ok((parsed, turn))
+}
+
+/// The body a same-protocol target (an `openai` provider with `api: 'responses'`) receives:
+/// the client's body with only `model` renamed, except that a conversation resolved from our
+/// store goes in front of `input` and `previous_response_id` (an id the vendor never saw) is
+/// removed.
+pub fn native_body(parsed: &Parsed, turn: &Turn, history: &[Value], vendor_model: &str) -> Value {
+  let mut body = parsed.native.clone();
+  body.insert("model".into(), json!(vendor_model));
+  if !history.is_empty() {
+    let mut input = history.to_vec();
+    input.extend(turn.input_items.iter().cloned());
+    body.insert("input".into(), Value::Array(input));
+    body.remove("previous_response_id");
+  }
+  Value::Object(body)
 }
 
 /// Puts the conversation a `previous_response_id` named (its items, oldest first) before
@@ -545,17 +566,14 @@ fn check_item(i: usize, item: &Value) -> Result<()> {
     }
     // Kept in the conversation for a Responses target; another vendor cannot read them.
     Some("reasoning") | Some("item_reference") => Ok(()),
+    // Hosted tools' items: kept for a Responses target, left out (with a warning) for others.
     Some(
-      kind @ ("web_search_call" | "file_search_call" | "computer_call" | "computer_call_output"
+      "web_search_call" | "file_search_call" | "computer_call" | "computer_call_output"
       | "code_interpreter_call" | "image_generation_call" | "local_shell_call"
       | "local_shell_call_output" | "mcp_call" | "mcp_list_tools" | "mcp_approval_request"
-      | "mcp_approval_response" | "tool_search_call" | "tool_search_output"
-      | "shell_call" | "shell_call_output" | "apply_patch_call" | "apply_patch_call_output"
-      | "compaction"),
-    ) => {
-      let _ = kind;
-      Ok(())
-    }
+      | "mcp_approval_response" | "tool_search_call" | "tool_search_output" | "shell_call"
+      | "shell_call_output" | "apply_patch_call" | "apply_patch_call_output" | "compaction",
+    ) => Ok(()),
     Some(other) => Err(invalid(format!(
       "input[{i}].type: unknown item type '{other}'"
     ))),

@@ -390,3 +390,19 @@ fn a_failure_inside_a_stream_is_an_error_event_and_response_failed() {
   assert!(turn.finished_response().is_none());
   assert!(!String::from_utf8(out).unwrap().contains("[DONE]"));
 }
+
+#[test]
+fn the_native_body_renames_the_model_and_puts_a_stored_conversation_before_the_input() {
+  let (parsed, turn) =
+    parse_body(r#"{"model":"resp/gpt-5","input":"next","previous_response_id":"resp_ours","text":{"verbosity":"low"}}"#)
+      .unwrap();
+  let plain = native_body(&parsed, &turn, &[], "gpt-5");
+  assert_eq!(plain["model"], "gpt-5");
+  assert_eq!(plain["input"], "next");
+  assert_eq!(plain["text"], json!({"verbosity": "low"}));
+  let history = [json!({"type":"message","role":"user","content":"first"})];
+  let continued = native_body(&parsed, &turn, &history, "gpt-5");
+  assert_eq!(continued.get("previous_response_id"), None);
+  assert_eq!(continued["input"][0]["content"], "first");
+  assert_eq!(continued["input"][1]["content"][0]["text"], "next");
+}

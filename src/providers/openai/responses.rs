@@ -364,3 +364,144 @@ impl StreamDecoder for ResponsesStream {
     }
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::providers::StreamSession;
+  use crate::types::{StreamEvent, ToolDefinition};
+
+  fn request() -> ChatRequest {
+    ChatRequest {
+      model: "gpt-5".into(),
+      messages: vec![
+        Message::text(Role::System, "be brief"),
+        Message::text(Role::User, "weather?"),
+        Message {
+          role: Role::Assistant,
+          content: Vec::new(),
+          tool_call_id: None,
+          tool_calls: vec![ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{\"city\":\"Paris\"}".into(),
+            thought_signature: None,
+          }],
+        },
+        Message {
+          role: Role::Tool,
+          content: vec![ContentPart::Text("18C".into())],
+          tool_call_id: Some("call_1".into()),
+          tool_calls: Vec::new(),
+        },
+      ],
+      max_tokens: Some(100),
+      tools: vec![ToolDefinition {
+        name: "get_weather".into(),
+        description: None,
+        parameters: json!({"type": "object"}),
+      }],
+      tool_choice: Some(ToolChoice::Named("get_weather".into())),
+      response_format: Some(ResponseFormat::JsonObject),
+      ..ChatRequest::default()
+    }
+  }
+
+  #[test]
+  fn the_request_is_instructions_plus_input_items() {
+    let body = request_body(&request(), true).unwrap();
+    assert_eq!(
+      body,
+      json!({
+        "model": "gpt-5",
+        "instructions": "be brief",
+        "input": [
+          {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+          {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+          {"type": "function_call_output", "call_id": "call_1", "output": "18C"},
+        ],
+        "max_output_tokens": 100,
+        "text": {"format": {"type": "json_object"}},
+        "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": false}],
+        "tool_choice": {"type": "function", "name": "get_weather"},
+        "store": false,
+        "stream": true,
+      })
+    );
+    let mut with_stop = request();
+    with_stop.stop = vec!["END".into()];
+    assert!(request_body(&with_stop, false).unwrap_err().message.starts_with("stop:"));
+  }
+
+  #[test]
+  fn a_json_response_becomes_a_completion() {
+    let response = json!({
+      "id": "resp_1", "object": "response", "model": "gpt-5", "status": "completed",
+      "output": [
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": "Hi", "annotations": []}]},
+        {"type": "function_call", "id": "fc_1", "call_id": "call_2", "name": "f", "arguments": "{}"},
+        {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_3", "name": "apply_patch", "input": "patch"},
+      ],
+      "usage": {"input_tokens": 30, "input_tokens_details": {"cached_tokens": 10}, "output_tokens": 20,
+        "output_tokens_details": {"reasoning_tokens": 5}, "total_tokens": 50},
+    });
+    let completion = completion(&response).unwrap();
+    assert_eq!(completion.content, "Hi");
+    assert_eq!(completion.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(completion.tool_calls[0].id, "call_2");
+    assert_eq!(completion.tool_calls[1].arguments, "{\"input\":\"patch\"}");
+    let usage = completion.usage.unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.total_tokens), (30, 20, 50));
+    assert_eq!((usage.cached_prompt_tokens, usage.reasoning_tokens), (10, 5));
+    let failed = json!({"status": "failed", "error": {"code": "server_error", "message": "boom"}});
+    assert!(completion_error_message(&failed).contains("boom"));
+    let incomplete = json!({"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}, "output": []});
+    assert_eq!(super::completion(&incomplete).unwrap().finish_reason, FinishReason::Length);
+  }
+
+  fn completion_error_message(value: &Value) -> String {
+    super::completion(value).unwrap_err().message
+  }
+
+  #[test]
+  fn the_event_stream_becomes_stream_events() {
+    let events = [
+      r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_9","model":"gpt-5","status":"in_progress","output":[]}}"#,
+      r#"{"type":"response.output_item.added","sequence_number":1,"output_index":0,"item":{"type":"message","id":"msg_1","content":[]}}"#,
+      r#"{"type":"response.output_text.delta","sequence_number":2,"output_index":0,"content_index":0,"item_id":"msg_1","delta":"He"}"#,
+      r#"{"type":"response.output_text.delta","sequence_number":3,"output_index":0,"content_index":0,"item_id":"msg_1","delta":"y"}"#,
+      r#"{"type":"response.output_item.added","sequence_number":4,"output_index":1,"item":{"type":"function_call","id":"fc_1","call_id":"call_7","name":"f","arguments":""}}"#,
+      r#"{"type":"response.function_call_arguments.delta","sequence_number":5,"output_index":1,"item_id":"fc_1","delta":"{\"a\":"}"#,
+      r#"{"type":"response.function_call_arguments.delta","sequence_number":6,"output_index":1,"item_id":"fc_1","delta":"1}"}"#,
+      r#"{"type":"response.completed","sequence_number":7,"response":{"id":"resp_9","status":"completed","output":[],"usage":{"input_tokens":4,"output_tokens":6,"total_tokens":10}}}"#,
+    ];
+    let mut wire = String::new();
+    for event in events {
+      let kind: Value = serde_json::from_str(event).unwrap();
+      wire.push_str(&format!("event: {}\ndata: {event}\n\n", kind["type"].as_str().unwrap()));
+    }
+    let mut session = StreamSession::new(Box::new(ResponsesStream::default()));
+    let mut seen = session.push(wire.as_bytes()).unwrap();
+    assert!(session.is_done());
+    let (rest, completion) = session.finish().unwrap();
+    seen.extend(rest);
+    assert_eq!(seen[0], StreamEvent::Text("He".into()));
+    assert_eq!(seen[1], StreamEvent::Text("y".into()));
+    assert!(matches!(&seen[2], StreamEvent::ToolCall { id: Some(id), name: Some(name), .. } if id == "call_7" && name == "f"));
+    assert_eq!(completion.content, "Hey");
+    assert_eq!(completion.tool_calls[0].arguments, "{\"a\":1}");
+    assert_eq!(completion.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(completion.usage.unwrap().total_tokens, 10);
+    assert_eq!(completion.id, "resp_9");
+
+    let failed = "event: response.failed\ndata: {\"type\":\"response.failed\",\"sequence_number\":1,\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"rate_limit_exceeded\",\"message\":\"slow down\"}}}\n\n";
+    let mut session = StreamSession::new(Box::new(ResponsesStream::default()));
+    let error = session.push(failed.as_bytes()).unwrap_err();
+    assert!(error.message.contains("slow down"), "{}", error.message);
+
+    let mut cut = StreamSession::new(Box::new(ResponsesStream::default()));
+    cut.push(b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{}}\n\n").unwrap();
+    assert!(cut.finish().is_err());
+  }
+}
