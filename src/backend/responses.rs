@@ -192,13 +192,15 @@ impl ResponseStore for MemoryResponseStore {
   }
 
   fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
-    let removed = self.lock().map(|mut entries| match entries.by_id.remove(id) {
-      Some(removed) => {
-        entries.bytes -= removed.value.len();
-        true
-      }
-      None => false,
-    });
+    let removed = self
+      .lock()
+      .map(|mut entries| match entries.by_id.remove(id) {
+        Some(removed) => {
+          entries.bytes -= removed.value.len();
+          true
+        }
+        None => false,
+      });
     futures_util::future::ready(removed).boxed()
   }
 }
@@ -253,7 +255,9 @@ impl ResponseStore for RedisResponseStore {
         return Ok(());
       }
       let mut connection = self.connection().await?;
-      let millis = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+      let millis = u64::try_from(self.ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
       redis::cmd("SET")
         .arg(self.key(&id))
         .arg(entry)
@@ -289,7 +293,9 @@ mod tests {
     let store = MemoryResponseStore::new(2, 1_000, Duration::from_secs(60));
     let now = Instant::now();
     for id in ["a", "b", "c"] {
-      store.put_now(id.into(), format!("{{\"{id}\":1}}"), now).unwrap();
+      store
+        .put_now(id.into(), format!("{{\"{id}\":1}}"), now)
+        .unwrap();
     }
     assert_eq!(store.get_now("a", now).unwrap(), None);
     assert!(store.get_now("b", now).unwrap().is_some());
@@ -316,11 +322,21 @@ mod tests {
     let store = MemoryResponseStore::new(100, 1_000, Duration::from_secs(10));
     let start = Instant::now();
     store.put_now("old".into(), "1".into(), start).unwrap();
-    assert!(store.get_now("old", start + Duration::from_secs(9)).unwrap().is_some());
-    assert_eq!(store.get_now("old", start + Duration::from_secs(10)).unwrap(), None);
+    assert!(store
+      .get_now("old", start + Duration::from_secs(9))
+      .unwrap()
+      .is_some());
+    assert_eq!(
+      store
+        .get_now("old", start + Duration::from_secs(10))
+        .unwrap(),
+      None
+    );
     // A later write also drops what expired before it.
     store.put_now("x".into(), "2".into(), start).unwrap();
-    store.put_now("new".into(), "3".into(), start + Duration::from_secs(11)).unwrap();
+    store
+      .put_now("new".into(), "3".into(), start + Duration::from_secs(11))
+      .unwrap();
     assert_eq!(store.usage(), (1, 1));
   }
 
@@ -332,7 +348,9 @@ mod tests {
     store.put_now("a".into(), "second!".into(), now).unwrap();
     assert_eq!(store.get_now("a", now).unwrap().as_deref(), Some("second!"));
     assert_eq!(store.usage(), (1, 7));
-    let removed = futures_util::FutureExt::now_or_never(store.delete("a")).unwrap().unwrap();
+    let removed = futures_util::FutureExt::now_or_never(store.delete("a"))
+      .unwrap()
+      .unwrap();
     assert!(removed);
     assert_eq!(store.usage(), (0, 0));
   }
@@ -361,9 +379,17 @@ mod tests {
       eprintln!("skipped: no Redis on 127.0.0.1:6379");
       return;
     }
-    store.put("resp_1".into(), "{\"a\":1}".into()).await.unwrap();
-    assert_eq!(store.get("resp_1").await.unwrap().as_deref(), Some("{\"a\":1}"));
-    let mut connection = connect_redis("test", "redis://127.0.0.1:6379/").await.unwrap();
+    store
+      .put("resp_1".into(), "{\"a\":1}".into())
+      .await
+      .unwrap();
+    assert_eq!(
+      store.get("resp_1").await.unwrap().as_deref(),
+      Some("{\"a\":1}")
+    );
+    let mut connection = connect_redis("test", "redis://127.0.0.1:6379/")
+      .await
+      .unwrap();
     let ttl: i64 = redis::cmd("PTTL")
       .arg(format!("{prefix}{{resp_1}}"))
       .query_async(&mut connection)

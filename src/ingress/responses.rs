@@ -82,7 +82,11 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 fn random_id(prefix: &str) -> String {
-  format!("{prefix}_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+  format!(
+    "{prefix}_{:016x}{:016x}",
+    fastrand::u64(..),
+    fastrand::u64(..)
+  )
 }
 
 fn now_seconds() -> u64 {
@@ -263,7 +267,11 @@ fn optional_count(body: &Map<String, Value>, field: &str) -> Result<Option<u32>>
       .filter(|n| *n >= 1)
       .and_then(|n| u32::try_from(n).ok())
       .map(Some)
-      .ok_or_else(|| invalid(format!("{field}: expected a whole number >= 1, got {value}"))),
+      .ok_or_else(|| {
+        invalid(format!(
+          "{field}: expected a whole number >= 1, got {value}"
+        ))
+      }),
   }
 }
 
@@ -319,7 +327,11 @@ fn text_format(text: Option<&Value>) -> Result<Option<ResponseFormat>> {
         .to_string();
       let schema = match format.get("schema") {
         Some(schema @ Value::Object(_)) => schema.clone(),
-        _ => return Err(invalid("text.format.schema: a json_schema format needs a schema object")),
+        _ => {
+          return Err(invalid(
+            "text.format.schema: a json_schema format needs a schema object",
+          ))
+        }
       };
       Ok(Some(ResponseFormat::JsonSchema { name, schema }))
     }
@@ -346,12 +358,10 @@ fn tool_choice(value: Option<&Value>) -> Result<Option<ToolChoice>> {
         Some(name) => Ok(Some(ToolChoice::Named(name.to_string()))),
         None => Err(invalid("tool_choice.name: missing")),
       },
-      Some("allowed_tools") => {
-        match choice.get("mode").and_then(Value::as_str) {
-          Some("required") => Ok(Some(ToolChoice::Required)),
-          _ => Ok(Some(ToolChoice::Auto)),
-        }
-      }
+      Some("allowed_tools") => match choice.get("mode").and_then(Value::as_str) {
+        Some("required") => Ok(Some(ToolChoice::Required)),
+        _ => Ok(Some(ToolChoice::Auto)),
+      },
       // A hosted tool forced by type: the tool itself is left out when translating.
       Some(_) => Ok(Some(ToolChoice::Auto)),
       None => Err(invalid("tool_choice.type: missing")),
@@ -568,11 +578,25 @@ fn check_item(i: usize, item: &Value) -> Result<()> {
     Some("reasoning") | Some("item_reference") => Ok(()),
     // Hosted tools' items: kept for a Responses target, left out (with a warning) for others.
     Some(
-      "web_search_call" | "file_search_call" | "computer_call" | "computer_call_output"
-      | "code_interpreter_call" | "image_generation_call" | "local_shell_call"
-      | "local_shell_call_output" | "mcp_call" | "mcp_list_tools" | "mcp_approval_request"
-      | "mcp_approval_response" | "tool_search_call" | "tool_search_output" | "shell_call"
-      | "shell_call_output" | "apply_patch_call" | "apply_patch_call_output" | "compaction",
+      "web_search_call"
+      | "file_search_call"
+      | "computer_call"
+      | "computer_call_output"
+      | "code_interpreter_call"
+      | "image_generation_call"
+      | "local_shell_call"
+      | "local_shell_call_output"
+      | "mcp_call"
+      | "mcp_list_tools"
+      | "mcp_approval_request"
+      | "mcp_approval_response"
+      | "tool_search_call"
+      | "tool_search_output"
+      | "shell_call"
+      | "shell_call_output"
+      | "apply_patch_call"
+      | "apply_patch_call_output"
+      | "compaction",
     ) => Ok(()),
     Some(other) => Err(invalid(format!(
       "input[{i}].type: unknown item type '{other}'"
@@ -607,7 +631,9 @@ fn check_part(at: &str, part: &Value) -> Result<()> {
       ))),
     },
     Some("input_file") | Some("input_audio") => Ok(()),
-    Some(other) => Err(invalid(format!("{at}.type: unknown content type '{other}'"))),
+    Some(other) => Err(invalid(format!(
+      "{at}.type: unknown content type '{other}'"
+    ))),
     None => Err(invalid(format!("{at}.type: missing"))),
   }
 }
@@ -631,7 +657,8 @@ fn parts_of(content: Option<&Value>, warnings: &mut Vec<String>) -> Vec<ContentP
           "input_image" => match part.get("image_url").and_then(Value::as_str) {
             Some(url) => Some(ContentPart::ImageUrl(url.to_string())),
             None => {
-              warnings.push("an input_image given by file_id was left out for this provider".into());
+              warnings
+                .push("an input_image given by file_id was left out for this provider".into());
               None
             }
           },
@@ -833,7 +860,11 @@ pub fn error_body(error: &GatewayError) -> Value {
 /// a wait, and our request id.
 pub fn error_reply(error: &GatewayError, request_id: &str) -> ErrorReply {
   // 499 means nothing to a client; it is gone anyway.
-  let status = if error.status == 499 { 400 } else { error.status };
+  let status = if error.status == 499 {
+    400
+  } else {
+    error.status
+  };
   let mut headers = vec![("content-type", "application/json".to_string())];
   if let Some(wait) = error.retry_after {
     headers.push(("retry-after", wait.as_secs_f64().ceil().to_string()));
@@ -921,7 +952,12 @@ impl ResponsesEncoder {
   }
 
   /// The `response` object with every echoed request field and its defaults.
-  fn response_object(&self, status: &str, output: Vec<Value>, response: Option<&ChatResponse>) -> Value {
+  fn response_object(
+    &self,
+    status: &str,
+    output: Vec<Value>,
+    response: Option<&ChatResponse>,
+  ) -> Value {
     let mut object = Map::new();
     for (field, default) in [
       ("instructions", Value::Null),
@@ -944,7 +980,10 @@ impl ResponsesEncoder {
       let value = self.echo.get(field).cloned().unwrap_or(default);
       object.insert(field.into(), value);
     }
-    object.insert("store".into(), self.echo.get("store").cloned().unwrap_or(json!(true)));
+    object.insert(
+      "store".into(),
+      self.echo.get("store").cloned().unwrap_or(json!(true)),
+    );
     object.insert("id".into(), json!(self.response_id));
     object.insert("object".into(), json!("response"));
     object.insert("created_at".into(), json!(self.created_at));
@@ -956,7 +995,10 @@ impl ResponsesEncoder {
       FinishReason::ContentFilter => Some(json!({"reason": "content_filter"})),
       _ => None,
     });
-    object.insert("incomplete_details".into(), incomplete.unwrap_or(Value::Null));
+    object.insert(
+      "incomplete_details".into(),
+      incomplete.unwrap_or(Value::Null),
+    );
     object.insert("model".into(), json!(self.model));
     object.insert("output".into(), Value::Array(output));
     object.insert("truncation".into(), json!("disabled"));
@@ -978,7 +1020,9 @@ impl ResponsesEncoder {
   fn output_items(&self, response: &ChatResponse) -> Vec<Value> {
     let mut output = Vec::new();
     let mut content = Vec::new();
-    if !response.content.is_empty() || (response.tool_calls.is_empty() && response.refusal.is_none()) {
+    if !response.content.is_empty()
+      || (response.tool_calls.is_empty() && response.refusal.is_none())
+    {
       content.push(text_part(&response.content));
     }
     if let Some(refusal) = &response.refusal {
@@ -1003,7 +1047,13 @@ impl ResponsesEncoder {
         &custom_input(&call.arguments),
       )
     } else {
-      function_item(&random_id("fc"), "completed", &call.id, &call.name, &call.arguments)
+      function_item(
+        &random_id("fc"),
+        "completed",
+        &call.id,
+        &call.name,
+        &call.arguments,
+      )
     }
   }
 
@@ -1054,7 +1104,12 @@ impl ResponsesEncoder {
 
   fn text_delta(&mut self, out: &mut Vec<u8>, delta: &str) {
     self.open_message(out);
-    let Some(OpenItem::Message { id, output_index, text }) = &mut self.open else {
+    let Some(OpenItem::Message {
+      id,
+      output_index,
+      text,
+    }) = &mut self.open
+    else {
       return;
     };
     text.push_str(delta);
@@ -1066,7 +1121,11 @@ impl ResponsesEncoder {
   fn close_open(&mut self, out: &mut Vec<u8>) {
     match self.open.take() {
       None => {}
-      Some(OpenItem::Message { id, output_index, text }) => {
+      Some(OpenItem::Message {
+        id,
+        output_index,
+        text,
+      }) => {
         self.event(
           out,
           "response.output_text.done",
@@ -1109,12 +1168,26 @@ impl ResponsesEncoder {
     }
   }
 
-  fn tool_delta(&mut self, out: &mut Vec<u8>, index: u32, call_id: Option<&str>, name: Option<&str>, delta: &str) {
+  fn tool_delta(
+    &mut self,
+    out: &mut Vec<u8>,
+    index: u32,
+    call_id: Option<&str>,
+    name: Option<&str>,
+    delta: &str,
+  ) {
     if let Some((_, call)) = self.custom_calls.iter_mut().find(|(i, _)| *i == index) {
       call.arguments.push_str(delta);
       return;
     }
-    if let Some(OpenItem::Function { index: open, arguments, id, output_index, .. }) = &mut self.open {
+    if let Some(OpenItem::Function {
+      index: open,
+      arguments,
+      id,
+      output_index,
+      ..
+    }) = &mut self.open
+    {
       if *open == index {
         arguments.push_str(delta);
         if !delta.is_empty() {
@@ -1240,7 +1313,13 @@ impl Encoder for ResponsesEncoder {
       }
       for (index, call) in response.tool_calls.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        self.tool_delta(out, index, Some(&call.id), Some(&call.name), &call.arguments);
+        self.tool_delta(
+          out,
+          index,
+          Some(&call.id),
+          Some(&call.name),
+          &call.arguments,
+        );
       }
       if response.content.is_empty() && response.tool_calls.is_empty() {
         self.open_message(out);

@@ -83,7 +83,10 @@ pub(super) async fn create(state: Arc<State>, req: Request<Incoming>) -> Respons
     .iter()
     .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
     .collect();
-  let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+  let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+    .collect()
+    .await
+  {
     Ok(collected) => collected.to_bytes(),
     Err(_) => {
       let mut error = GatewayError::invalid_request(format!(
@@ -180,7 +183,11 @@ pub(super) async fn create(state: Arc<State>, req: Request<Incoming>) -> Respons
     let mut out = Vec::with_capacity(1024);
     match result {
       Ok(response) => {
-        record_usage(&task_state, identity.as_deref(), response.usage.total_tokens);
+        record_usage(
+          &task_state,
+          identity.as_deref(),
+          response.usage.total_tokens,
+        );
         if !started {
           encoder.stream_start(&task_request_id, &mut out);
         }

@@ -21,8 +21,14 @@ fn bad_requests_name_the_field() {
     error_of(r#"{"model":"m","input":[{"role":"user","content":"hi"},{"type":"foo"}]}"#),
     "input[1].type: unknown item type 'foo'"
   );
-  assert_eq!(error_of(r#"{"input":"hi"}"#), "model: you must provide a model parameter");
-  assert_eq!(error_of(r#"{"model":"m"}"#), "input: you must provide an input");
+  assert_eq!(
+    error_of(r#"{"input":"hi"}"#),
+    "model: you must provide a model parameter"
+  );
+  assert_eq!(
+    error_of(r#"{"model":"m"}"#),
+    "input: you must provide an input"
+  );
   assert_eq!(
     error_of(r#"{"model":"m","input":42}"#),
     "input: expected a string or an array of items, got a number"
@@ -39,13 +45,22 @@ fn bad_requests_name_the_field() {
     error_of(r#"{"model":"m","input":[{"type":"function_call_output","output":"1"}]}"#),
     "input[0].call_id: missing"
   );
-  assert_eq!(error_of(r#"{"model":"m","input":"x","tools":{}}"#), "tools: expected an array, got an object");
-  assert_eq!(error_of(r#"{"model":"m","input":"x","tools":[null]}"#), "tools[0]: expected an object, got null");
+  assert_eq!(
+    error_of(r#"{"model":"m","input":"x","tools":{}}"#),
+    "tools: expected an array, got an object"
+  );
+  assert_eq!(
+    error_of(r#"{"model":"m","input":"x","tools":[null]}"#),
+    "tools[0]: expected an object, got null"
+  );
   assert_eq!(
     error_of(r#"{"model":"m","input":"x","text":{"format":{"type":"yaml"}}}"#),
     "text.format.type: unknown format 'yaml' (expected text, json_object or json_schema)"
   );
-  assert_eq!(error_of(r#"{"model":"m","input":"x","stream":"yes"}"#), "stream: expected a boolean, got a string");
+  assert_eq!(
+    error_of(r#"{"model":"m","input":"x","stream":"yes"}"#),
+    "stream: expected a boolean, got a string"
+  );
   assert_eq!(
     error_of(r#"{"model":"m","input":"x","max_output_tokens":0}"#),
     "max_output_tokens: expected a whole number >= 1, got 0"
@@ -72,7 +87,10 @@ fn error_replies_have_openais_shape_and_name_the_param() {
   let missing = error_reply(&response_not_found("resp_x"), "");
   assert_eq!(missing.status, 404);
   let body: Value = serde_json::from_slice(&missing.body).unwrap();
-  assert_eq!(body["error"]["message"], "Response with id 'resp_x' not found.");
+  assert_eq!(
+    body["error"]["message"],
+    "Response with id 'resp_x' not found."
+  );
   assert_eq!(body["error"]["type"], "invalid_request_error");
 }
 
@@ -107,7 +125,10 @@ fn items_translate_with_system_merged_tools_attached_and_hosted_tools_left_out()
   assert_eq!(req.max_tokens, Some(50));
   assert_eq!(req.temperature, Some(0.2));
   assert_eq!(req.messages[0].role, Role::System);
-  assert_eq!(req.messages[0].joined_text(), "be brief\n\nbase prompt\n\nlate system note");
+  assert_eq!(
+    req.messages[0].joined_text(),
+    "be brief\n\nbase prompt\n\nlate system note"
+  );
   assert_eq!(req.messages[1].role, Role::User);
   assert_eq!(
     req.messages[1].content,
@@ -120,31 +141,49 @@ fn items_translate_with_system_merged_tools_attached_and_hosted_tools_left_out()
   assert_eq!(assistant.role, Role::Assistant);
   assert_eq!(assistant.joined_text(), "looking");
   assert_eq!(assistant.tool_calls.len(), 2);
-  assert_eq!(assistant.tool_calls[1].arguments, r#"{"input":"*** Begin Patch"}"#);
+  assert_eq!(
+    assistant.tool_calls[1].arguments,
+    r#"{"input":"*** Begin Patch"}"#
+  );
   assert_eq!(req.messages[3].tool_call_id.as_deref(), Some("c1"));
   assert_eq!(req.messages[4].joined_text(), "done");
   assert_eq!(req.messages.len(), 5);
   assert_eq!(req.tools.len(), 2);
   assert_eq!(req.tools[1].parameters["required"], json!(["input"]));
-  assert!(req.tools[1].description.as_deref().unwrap().contains("lark grammar:\nstart: x"));
+  assert!(req.tools[1]
+    .description
+    .as_deref()
+    .unwrap()
+    .contains("lark grammar:\nstart: x"));
   assert_eq!(parsed.warnings.len(), 2, "{:?}", parsed.warnings);
   assert!(parsed.warnings[0].contains("'web_search'"));
-  assert!(matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })));
+  assert!(matches!(
+    req.response_format,
+    Some(ResponseFormat::JsonSchema { .. })
+  ));
 }
 
 #[test]
 fn history_goes_before_the_input_and_a_string_input_is_one_user_item() {
-  let (mut parsed, turn) = parse_body(r#"{"model":"m","input":"and then?","instructions":"now"}"#).unwrap();
+  let (mut parsed, turn) =
+    parse_body(r#"{"model":"m","input":"and then?","instructions":"now"}"#).unwrap();
   assert_eq!(
     turn.input_items,
-    vec![json!({"type":"message","role":"user","content":[{"type":"input_text","text":"and then?"}]})]
+    vec![
+      json!({"type":"message","role":"user","content":[{"type":"input_text","text":"and then?"}]})
+    ]
   );
   let history = vec![
     json!({"type":"message","role":"user","content":"first"}),
     json!({"type":"message","role":"assistant","status":"completed","content":[{"type":"output_text","text":"one","annotations":[]}]}),
   ];
   prepend_history(&mut parsed, &turn, &history).unwrap();
-  let texts: Vec<String> = parsed.request.messages.iter().map(Message::joined_text).collect();
+  let texts: Vec<String> = parsed
+    .request
+    .messages
+    .iter()
+    .map(Message::joined_text)
+    .collect();
   assert_eq!(texts, ["now", "first", "one", "and then?"]);
 }
 
@@ -213,7 +252,9 @@ fn a_streamed_text_answer_is_the_exact_openai_event_sequence() {
   encoder.stream_start("fg", &mut out);
   let start = String::from_utf8(out.clone()).unwrap();
   assert!(start.starts_with("event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{"));
-  assert!(start.contains("event: response.in_progress\ndata: {\"type\":\"response.in_progress\",\"sequence_number\":1,"));
+  assert!(start.contains(
+    "event: response.in_progress\ndata: {\"type\":\"response.in_progress\",\"sequence_number\":1,"
+  ));
   assert!(start.contains("\"status\":\"in_progress\""));
   encoder.stream_event(&StreamEvent::Text("Hel".into()), &mut out);
   encoder.stream_event(&StreamEvent::Text("lo".into()), &mut out);
@@ -250,7 +291,10 @@ data: {"type":"response.output_item.done","sequence_number":8,"item":{"content":
       "output_tokens_details":{"reasoning_tokens":3},"total_tokens":19})
   );
   assert_eq!(data["response"]["id"], json!(turn.response_id));
-  assert_eq!(turn.finished_response().unwrap()["output"][0]["content"][0]["text"], "Hello");
+  assert_eq!(
+    turn.finished_response().unwrap()["output"][0]["content"][0]["text"],
+    "Hello"
+  );
 }
 
 #[test]
@@ -275,7 +319,10 @@ fn a_streamed_function_call_is_the_exact_openai_event_sequence() {
     arguments: "{\"city\":\"Paris\"}".into(),
     thought_signature: None,
   };
-  encoder.stream_end(&answer("", vec![tool_call], FinishReason::ToolCalls), &mut out);
+  encoder.stream_end(
+    &answer("", vec![tool_call], FinishReason::ToolCalls),
+    &mut out,
+  );
   let events = events_after_start(&out);
   let expected = [
     r#"event: response.output_item.added
@@ -304,8 +351,12 @@ fn a_custom_tool_call_goes_back_as_a_custom_tool_call_item() {
     thought_signature: None,
   };
   let (mut encoder, _) = encoder_for(body);
-  let whole: Value =
-    serde_json::from_slice(&encoder.json(&answer("", vec![tool_call.clone()], FinishReason::ToolCalls))).unwrap();
+  let whole: Value = serde_json::from_slice(&encoder.json(&answer(
+    "",
+    vec![tool_call.clone()],
+    FinishReason::ToolCalls,
+  )))
+  .unwrap();
   assert_eq!(whole["output"].as_array().unwrap().len(), 1);
   let item = &whole["output"][0];
   assert_eq!(item["type"], "custom_tool_call");
@@ -316,14 +367,27 @@ fn a_custom_tool_call_goes_back_as_a_custom_tool_call_item() {
   let mut out = Vec::new();
   encoder.stream_start("fg", &mut out);
   encoder.stream_event(
-    &StreamEvent::ToolCall { index: 0, id: Some("call_9".into()), name: Some("apply_patch".into()), arguments_delta: r#"{"input":"*** Begin"#.into() },
+    &StreamEvent::ToolCall {
+      index: 0,
+      id: Some("call_9".into()),
+      name: Some("apply_patch".into()),
+      arguments_delta: r#"{"input":"*** Begin"#.into(),
+    },
     &mut out,
   );
   encoder.stream_event(
-    &StreamEvent::ToolCall { index: 0, id: None, name: None, arguments_delta: r#" Patch\n"}"#.into() },
+    &StreamEvent::ToolCall {
+      index: 0,
+      id: None,
+      name: None,
+      arguments_delta: r#" Patch\n"}"#.into(),
+    },
     &mut out,
   );
-  encoder.stream_end(&answer("", vec![tool_call], FinishReason::ToolCalls), &mut out);
+  encoder.stream_end(
+    &answer("", vec![tool_call], FinishReason::ToolCalls),
+    &mut out,
+  );
   let kinds: Vec<String> = events_after_start(&out)
     .iter()
     .map(|e| e.lines().next().unwrap().to_string())
@@ -348,7 +412,9 @@ fn the_json_answer_echoes_the_request_and_reports_incomplete_answers() {
   let (mut encoder, turn) = encoder_for(
     r#"{"model":"alias","input":"hi","instructions":"be kind","temperature":0.5,"metadata":{"a":"b"},"store":true}"#,
   );
-  let whole: Value = serde_json::from_slice(&encoder.json(&answer("cut", Vec::new(), FinishReason::Length))).unwrap();
+  let whole: Value =
+    serde_json::from_slice(&encoder.json(&answer("cut", Vec::new(), FinishReason::Length)))
+      .unwrap();
   assert_eq!(whole["object"], "response");
   assert_eq!(whole["id"], json!(turn.response_id));
   assert!(turn.response_id.starts_with("resp_"));
@@ -358,7 +424,10 @@ fn the_json_answer_echoes_the_request_and_reports_incomplete_answers() {
   assert_eq!(whole["metadata"], json!({"a": "b"}));
   assert_eq!(whole["store"], true);
   assert_eq!(whole["status"], "incomplete");
-  assert_eq!(whole["incomplete_details"], json!({"reason": "max_output_tokens"}));
+  assert_eq!(
+    whole["incomplete_details"],
+    json!({"reason": "max_output_tokens"})
+  );
   assert_eq!(whole["output"][0]["content"][0]["text"], "cut");
   assert_eq!(whole["usage"]["total_tokens"], 19);
 }

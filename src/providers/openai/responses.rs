@@ -225,14 +225,22 @@ pub fn completion(response: &Value) -> Result<Completion> {
     };
     match item.get("type").and_then(Value::as_str) {
       Some("message") => {
-        for part in item.get("content").and_then(Value::as_array).into_iter().flatten() {
+        for part in item
+          .get("content")
+          .and_then(Value::as_array)
+          .into_iter()
+          .flatten()
+        {
           match part.get("type").and_then(Value::as_str) {
             Some("output_text") => {
               content.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default())
             }
-            Some("refusal") => refusal
-              .get_or_insert_with(String::new)
-              .push_str(part.get("refusal").and_then(Value::as_str).unwrap_or_default()),
+            Some("refusal") => refusal.get_or_insert_with(String::new).push_str(
+              part
+                .get("refusal")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            ),
             _ => {}
           }
         }
@@ -299,7 +307,12 @@ impl StreamDecoder for ResponsesStream {
     match text("type") {
       "response.created" | "response.in_progress" => {
         let response = event.get("response").unwrap_or(&Value::Null);
-        let field = |name: &str| response.get(name).and_then(Value::as_str).unwrap_or_default();
+        let field = |name: &str| {
+          response
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        };
         out.set_identity(field("id"), field("model"));
       }
       "response.output_text.delta" => out.text(text("delta")),
@@ -430,7 +443,10 @@ mod tests {
     );
     let mut with_stop = request();
     with_stop.stop = vec!["END".into()];
-    assert!(request_body(&with_stop, false).unwrap_err().message.starts_with("stop:"));
+    assert!(request_body(&with_stop, false)
+      .unwrap_err()
+      .message
+      .starts_with("stop:"));
   }
 
   #[test]
@@ -452,12 +468,25 @@ mod tests {
     assert_eq!(completion.tool_calls[0].id, "call_2");
     assert_eq!(completion.tool_calls[1].arguments, "{\"input\":\"patch\"}");
     let usage = completion.usage.unwrap();
-    assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.total_tokens), (30, 20, 50));
-    assert_eq!((usage.cached_prompt_tokens, usage.reasoning_tokens), (10, 5));
+    assert_eq!(
+      (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.total_tokens
+      ),
+      (30, 20, 50)
+    );
+    assert_eq!(
+      (usage.cached_prompt_tokens, usage.reasoning_tokens),
+      (10, 5)
+    );
     let failed = json!({"status": "failed", "error": {"code": "server_error", "message": "boom"}});
     assert!(completion_error_message(&failed).contains("boom"));
     let incomplete = json!({"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}, "output": []});
-    assert_eq!(super::completion(&incomplete).unwrap().finish_reason, FinishReason::Length);
+    assert_eq!(
+      super::completion(&incomplete).unwrap().finish_reason,
+      FinishReason::Length
+    );
   }
 
   fn completion_error_message(value: &Value) -> String {
@@ -479,7 +508,10 @@ mod tests {
     let mut wire = String::new();
     for event in events {
       let kind: Value = serde_json::from_str(event).unwrap();
-      wire.push_str(&format!("event: {}\ndata: {event}\n\n", kind["type"].as_str().unwrap()));
+      wire.push_str(&format!(
+        "event: {}\ndata: {event}\n\n",
+        kind["type"].as_str().unwrap()
+      ));
     }
     let mut session = StreamSession::new(Box::new(ResponsesStream::default()));
     let mut seen = session.push(wire.as_bytes()).unwrap();
@@ -488,7 +520,9 @@ mod tests {
     seen.extend(rest);
     assert_eq!(seen[0], StreamEvent::Text("He".into()));
     assert_eq!(seen[1], StreamEvent::Text("y".into()));
-    assert!(matches!(&seen[2], StreamEvent::ToolCall { id: Some(id), name: Some(name), .. } if id == "call_7" && name == "f"));
+    assert!(
+      matches!(&seen[2], StreamEvent::ToolCall { id: Some(id), name: Some(name), .. } if id == "call_7" && name == "f")
+    );
     assert_eq!(completion.content, "Hey");
     assert_eq!(completion.tool_calls[0].arguments, "{\"a\":1}");
     assert_eq!(completion.finish_reason, FinishReason::ToolCalls);
@@ -501,7 +535,9 @@ mod tests {
     assert!(error.message.contains("slow down"), "{}", error.message);
 
     let mut cut = StreamSession::new(Box::new(ResponsesStream::default()));
-    cut.push(b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{}}\n\n").unwrap();
+    cut
+      .push(b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{}}\n\n")
+      .unwrap();
     assert!(cut.finish().is_err());
   }
 }
