@@ -317,6 +317,33 @@ describe('ferrogate serve: POST /v1/responses', () => {
     assert.equal(mock.requests.length, before)
   })
 
+  test('a body over 16 MB is a 413 in OpenAI\'s shape', async () => {
+    const before = mock.requests.length
+    const res = await fetch(`${server.baseURL}/responses`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'oai/gpt-4o-mini', input: 'x'.repeat(17 * 1024 * 1024) }),
+    })
+    assert.equal(res.status, 413)
+    assert.equal((await res.json()).error.type, 'invalid_request_error')
+    assert.equal(mock.requests.length, before)
+  })
+
+  test('a vendor failure after the stream began is an error event, then response.failed', async () => {
+    const first = 'data: {"id":"chatcmpl-cut","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"partial"},"finish_reason":null}]}\n\n'
+    mock.enqueue('openai', { sse: [first, 'data: {"id":"chatcmpl-cut"'], destroyAfter: 2 })
+    const stream = await server.client.responses.create({ model: 'oai/gpt-4o-mini', input: 'break please', stream: true })
+    const events = []
+    for await (const event of stream) events.push(event)
+    const types = events.map((e) => e.type)
+    assert.ok(types.includes('response.output_text.delta'), types.join())
+    assert.deepEqual(types.slice(-2), ['error', 'response.failed'])
+    const failed = events.at(-1).response
+    assert.equal(failed.status, 'failed')
+    assert.ok(failed.error.message.length > 0)
+    assert.ok(!failed.error.message.includes('sk-chat-fake'))
+    assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i))
+  })
+
   test('unknown fields are dropped when translating and hosted tools left out', async () => {
     const response = await server.client.responses.create({
       model: 'oai/gpt-4o-mini', input: 'hi', tools: [{ type: 'web_search' }, WEATHER_TOOL],
