@@ -1,6 +1,6 @@
 // OpenAI Responses ingress (`POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}`) on `ferrogate serve`, driven by
 // the official `openai` client (npm, and Python when it is installed), with the mock provider and with an OpenAI
-// Chat Completions, an Anthropic and an OpenAI Responses (`api: 'responses'`) vendor fake behind it; the response
+// Chat Completions, an Anthropic, a Gemini and an OpenAI Responses (`api: 'responses'`) vendor fake behind it; the response
 // store in memory and shared through Redis by two serve processes.
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
@@ -50,6 +50,7 @@ function config(extra = {}) {
       mock: { kind: 'mock', mockChunkDelayMs: 0 },
       oai: { kind: 'openai', baseUrl: mock.openaiBaseUrl, apiKey: 'sk-chat-fake' },
       ant: { kind: 'anthropic', baseUrl: mock.anthropicBaseUrl, apiKey: 'sk-ant-fake' },
+      gem: { kind: 'gemini', baseUrl: mock.geminiBaseUrl, apiKey: 'gem-fake' },
       resp: { kind: 'openai', api: 'responses', baseUrl: mock.openaiBaseUrl, apiKey: 'sk-resp-fake' },
     },
     maxRetries: 0,
@@ -121,6 +122,22 @@ const PROVIDERS = {
       return typeof block?.content === 'string' ? block.content : block?.content?.map((b) => b.text).join('')
     },
     texts: (body) => body.messages.map((m) => (typeof m.content === 'string' ? m.content : m.content.map((b) => b.text ?? '').join(''))),
+  },
+  gemini: {
+    model: 'gem/gemini-2.5-flash',
+    vendor: 'gemini',
+    ownCallIds: false, // Gemini has no call ids: the gateway makes them
+    queueToolCall(name, args) {
+      mock.enqueue('gemini', { body: {
+        candidates: [{ content: { role: 'model', parts: [{ functionCall: { name, args: JSON.parse(args) } }] }, finishReason: 'STOP', index: 0 }],
+        usageMetadata: { promptTokenCount: 20, candidatesTokenCount: 8, totalTokenCount: 28 }, modelVersion: 'gemini-2.5-flash',
+      } })
+    },
+    toolResult(body) {
+      const part = body.contents.flatMap((c) => c.parts).find((p) => p.functionResponse)
+      return part?.functionResponse.response.result
+    },
+    texts: (body) => body.contents.map((c) => c.parts.map((p) => p.text ?? '').join('')),
   },
   'openai responses': {
     model: 'resp/gpt-5',
@@ -209,7 +226,7 @@ describe('ferrogate serve: POST /v1/responses', () => {
         assert.ok(call, JSON.stringify(first.output))
         assert.equal(call.name, 'get_weather')
         if (provider.vendor) {
-          assert.equal(call.call_id, callId)
+          if (provider.ownCallIds !== false) assert.equal(call.call_id, callId)
           assert.deepEqual(JSON.parse(call.arguments), { city: 'Paris' })
         }
         const second = await server.client.responses.create({
@@ -218,7 +235,7 @@ describe('ferrogate serve: POST /v1/responses', () => {
         })
         assert.equal(second.status, 'completed')
         assert.equal(second.output[0].type, 'message')
-        if (provider.vendor) assert.equal(provider.toolResult(lastRequest(provider.vendor).body, callId), '18C and sunny')
+        if (provider.vendor) assert.equal(provider.toolResult(lastRequest(provider.vendor).body, call.call_id), '18C and sunny')
       })
     })
   }
