@@ -3,7 +3,7 @@
 
 pub mod responses;
 mod stream;
-pub(crate) mod wire;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -27,7 +27,7 @@ pub struct OpenAi {
 }
 
 impl OpenAi {
-  pub(crate) fn request_headers(&self) -> Vec<(String, String)> {
+  fn request_headers(&self) -> Vec<(String, String)> {
     let mut headers = self.headers.clone();
     if let Some(key) = &self.api_key {
       headers.push(("authorization".into(), format!("Bearer {}", key.expose())));
