@@ -310,6 +310,15 @@ describe('ferrogate serve: POST /v1/responses', () => {
     assert.equal(mock.requests.length, before, 'nothing reached the vendor')
   })
 
+  test('a streamed response is stored before its response.completed reaches the client', async () => {
+    const stream = server.client.responses.stream({ model: 'resp/gpt-5', input: 'Streamed fact: the sky is green.' })
+    const first = await stream.finalResponse()
+    const next = await server.client.responses.create({ model: 'oai/gpt-4o-mini', input: 'What colour?', previous_response_id: first.id })
+    assert.equal(next.status, 'completed')
+    assert.deepEqual(PROVIDERS['openai chat'].texts(lastRequest('openai').body), ['Streamed fact: the sky is green.', 'echo: Streamed fact: the sky is green.', 'What colour?'])
+    assert.equal((await server.client.responses.retrieve(first.id)).output_text, 'echo: Streamed fact: the sky is green.')
+  })
+
   test('store: false keeps nothing', async () => {
     const response = await server.client.responses.create({ model: 'mock/mock-1', input: 'forget me', store: false })
     assert.equal(response.store, false)
