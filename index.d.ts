@@ -825,6 +825,8 @@ export interface GatewayOptions {
   retryBaseDelayMs?: number
   /** Where a model with no "provider/" prefix goes (a provider name), so OpenAI clients can send plain model names. */
   defaultProvider?: string
+  /** The Responses store (`store: true`, `previous_response_id`): in memory unless `redisUrl`. */
+  responses?: ResponsesOptions
 }
 
 /** `gateway.stats()`: counters since the gateway was created. */
@@ -972,6 +974,11 @@ export interface ProviderConfig {
    * roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
    */
   caCertPath?: string
+  /**
+   * kind 'openai': the wire API used upstream, 'chat' (default, `/chat/completions`) or
+   * 'responses' (`/responses`, for models that exist only there).
+   */
+  api?: 'chat' | 'responses'
 }
 
 export interface QuotaInfo {
@@ -1077,6 +1084,20 @@ export interface ResponseFormat {
   name?: string
   /** json_schema: the JSON Schema the answer must follow. */
   schema?: Record<string, unknown>
+}
+
+/** Where Responses kept with `store: true` live (for `previous_response_id`, GET, DELETE). */
+export interface ResponsesOptions {
+  /** Keep them in Redis, so that any process continues a conversation (default: this process's memory). */
+  redisUrl?: string
+  /** Prepended to every Redis key (default 'ferrogate:responses:'). */
+  prefix?: string
+  /** How long a stored response lives (default 86400). */
+  ttlSeconds?: number
+  /** In memory: most responses kept; the oldest go first (default 10000). */
+  maxEntries?: number
+  /** In memory: most bytes kept in all, and the largest one response stored anywhere (default 64 MiB). */
+  maxBytes?: number
 }
 
 /** One deployment behind a route alias. */

@@ -1,5 +1,7 @@
-// Loopback mock of the three upstream vendor APIs (OpenAI Chat Completions, Anthropic Messages, Gemini
-// generateContent) for node:test suites.
+// Loopback mock of the upstream vendor APIs (OpenAI Chat Completions, OpenAI Responses, Anthropic Messages, Gemini
+// generateContent) for node:test suites. OpenAI Responses is the vendor 'responses' (POST /v1/responses): JSON and
+// the typed SSE events (`event:` lines, `sequence_number`, no terminator); responsesObject(), responsesEvents() and
+// responsesItems build replies for enqueue('responses', { body } | { sse }).
 //
 // Every request is recorded in `requests`, then validated the way the real vendor would validate it (same HTTP
 // status and error body shape), so a malformed request from the gateway fails the test that sent it. A request
@@ -42,7 +44,7 @@ import path from 'node:path';
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
-const VENDORS = ['openai', 'anthropic', 'gemini'];
+const VENDORS = ['openai', 'anthropic', 'gemini', 'responses'];
 const CREATED = 1_700_000_000;
 const SPLIT_PAUSE_MS = 5;
 const REPLY_KEYS = new Set(['fixture', 'status', 'headers', 'body', 'sse', 'hang', 'split', 'delayMs', 'endWithoutTerminator', 'destroyAfter']);
@@ -783,8 +785,149 @@ const geminiEmbeddings = {
   },
 };
 
-const VENDOR_APIS = { openai, anthropic, gemini };
 const EMBEDDING_APIS = { openai: openaiEmbeddings, gemini: geminiEmbeddings };
+
+// ------------------------------------------------------------------------------------ openai responses
+
+const RESPONSES_PARAMS = new Set([
+  'model', 'input', 'instructions', 'tools', 'tool_choice', 'text', 'max_output_tokens', 'max_tool_calls', 'temperature',
+  'top_p', 'top_logprobs', 'user', 'stream', 'stream_options', 'store', 'metadata', 'previous_response_id', 'reasoning',
+  'include', 'parallel_tool_calls', 'prompt_cache_key', 'truncation', 'background', 'service_tier', 'safety_identifier',
+  'conversation', 'prompt',
+]);
+const RESPONSES_PART_TYPES = ['input_text', 'input_image', 'input_file', 'output_text', 'refusal'];
+const RESPONSES_ITEM_TYPES = ['message', 'function_call', 'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'reasoning', 'item_reference'];
+
+function validateResponses(b) {
+  for (const k of Object.keys(b)) if (!RESPONSES_PARAMS.has(k)) throw openaiBad(`Unknown parameter: '${k}'.`, k, 'unknown_parameter');
+  if (b.model === undefined) throw oaMissing('model');
+  if (typeof b.model !== 'string') throw oaType('model', 'a string', b.model);
+  if (b.input === undefined && b.previous_response_id === undefined) throw oaMissing('input');
+  if (b.input !== undefined && typeof b.input !== 'string' && !Array.isArray(b.input)) throw oaType('input', 'a string or an array', b.input);
+  const calls = new Set();
+  for (const [i, item] of (Array.isArray(b.input) ? b.input : []).entries()) {
+    const at = `input[${i}]`;
+    if (!isObj(item)) throw oaType(at, 'an object', item);
+    const type = item.type ?? (item.role !== undefined ? 'message' : undefined);
+    if (!RESPONSES_ITEM_TYPES.includes(type)) {
+      throw openaiBad(`Invalid value: '${type}'. Supported values are: ${RESPONSES_ITEM_TYPES.map((t) => `'${t}'`).join(', ')}.`, `${at}.type`, 'invalid_value');
+    }
+    const str = (k) => {
+      if (typeof item[k] !== 'string') throw item[k] === undefined ? oaMissing(`${at}.${k}`) : oaType(`${at}.${k}`, 'a string', item[k]);
+    };
+    if (type === 'message') {
+      if (!['user', 'assistant', 'system', 'developer'].includes(item.role)) {
+        throw openaiBad(`Invalid value: '${item.role}'. Supported values are: 'user', 'assistant', 'system', and 'developer'.`, `${at}.role`, 'invalid_value');
+      }
+      if (typeof item.content !== 'string') {
+        if (!Array.isArray(item.content)) throw oaType(`${at}.content`, 'a string or an array', item.content);
+        item.content.forEach((p, j) => {
+          if (!isObj(p) || !RESPONSES_PART_TYPES.includes(p.type)) {
+            throw openaiBad(`Invalid value: '${p?.type}'. Supported values are: ${RESPONSES_PART_TYPES.map((t) => `'${t}'`).join(', ')}.`, `${at}.content[${j}].type`, 'invalid_value');
+          }
+        });
+      }
+    } else if (type === 'function_call' || type === 'custom_tool_call') {
+      str('call_id');
+      str('name');
+      str(type === 'function_call' ? 'arguments' : 'input');
+      calls.add(item.call_id);
+    } else if (type === 'function_call_output' || type === 'custom_tool_call_output') {
+      str('call_id');
+      if (typeof item.output !== 'string' && !Array.isArray(item.output)) throw oaType(`${at}.output`, 'a string or an array', item.output);
+      if (!calls.has(item.call_id)) throw openaiBad(`No tool call found for function call output with call_id ${item.call_id}.`, 'input');
+    }
+  }
+  if (b.tools !== undefined) {
+    if (!Array.isArray(b.tools)) throw oaType('tools', 'an array', b.tools);
+    b.tools.forEach((t, i) => {
+      if (!isObj(t)) throw oaType(`tools[${i}]`, 'an object', t);
+      if (typeof t.type !== 'string') throw oaMissing(`tools[${i}].type`);
+      if ((t.type === 'function' || t.type === 'custom') && typeof t.name !== 'string') throw oaMissing(`tools[${i}].name`);
+    });
+  }
+  if (b.max_output_tokens !== undefined && !(Number.isInteger(b.max_output_tokens) && b.max_output_tokens >= 16)) {
+    throw openaiBad(`Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got ${b.max_output_tokens} instead.`, 'max_output_tokens', 'integer_below_min_value');
+  }
+}
+
+function responsesUsage({ promptTokens, completionTokens }) {
+  return {
+    input_tokens: promptTokens, input_tokens_details: { cached_tokens: 0 },
+    output_tokens: completionTokens, output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: promptTokens + completionTokens,
+  };
+}
+
+/** A whole Responses `response` object with these output items (each a finished item). */
+export function responsesObject({ id = 'resp_mock', model = 'gpt-5', output, usage = DEFAULT_USAGE, status = 'completed', request = {} }) {
+  return {
+    id, object: 'response', created_at: CREATED, status, background: false, error: null,
+    incomplete_details: status === 'incomplete' ? { reason: 'max_output_tokens' } : null,
+    instructions: request.instructions ?? null, max_output_tokens: request.max_output_tokens ?? null, model,
+    output, parallel_tool_calls: true, previous_response_id: null, reasoning: { effort: null, summary: null },
+    service_tier: 'default', store: request.store ?? true, temperature: 1, text: { format: { type: 'text' }, verbosity: 'medium' },
+    tool_choice: 'auto', tools: request.tools ?? [], top_p: 1, truncation: 'disabled',
+    usage: status === 'in_progress' ? null : responsesUsage(usage), user: null, metadata: {},
+  };
+}
+
+export const responsesItems = {
+  message: (text, id = 'msg_mock') => ({ id, type: 'message', status: 'completed', content: [{ type: 'output_text', annotations: [], logprobs: [], text }], role: 'assistant' }),
+  functionCall: (name, args, callId = 'call_mock', id = 'fc_mock') => ({ id, type: 'function_call', status: 'completed', arguments: args, call_id: callId, name }),
+  customToolCall: (name, input, callId = 'call_mock', id = 'ctc_mock') => ({ id, type: 'custom_tool_call', status: 'completed', call_id: callId, input, name }),
+};
+
+/** The typed SSE events OpenAI sends for a response with these output items, one string per event. */
+export function responsesEvents({ id = 'resp_mock', model = 'gpt-5', output, usage = DEFAULT_USAGE, request = {} }) {
+  let seq = 0;
+  const events = [];
+  const emit = (type, fields) => events.push(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...fields })}\n\n`);
+  const start = responsesObject({ id, model, output: [], usage, status: 'in_progress', request });
+  emit('response.created', { response: start });
+  emit('response.in_progress', { response: start });
+  output.forEach((item, output_index) => {
+    if (item.type === 'message') {
+      const text = item.content.map((p) => p.text ?? '').join('');
+      const part = { type: 'output_text', annotations: [], logprobs: [], text: '' };
+      emit('response.output_item.added', { output_index, item: { ...item, status: 'in_progress', content: [] } });
+      emit('response.content_part.added', { item_id: item.id, output_index, content_index: 0, part });
+      for (const delta of words(text) ?? []) emit('response.output_text.delta', { item_id: item.id, output_index, content_index: 0, delta, logprobs: [] });
+      emit('response.output_text.done', { item_id: item.id, output_index, content_index: 0, text, logprobs: [] });
+      emit('response.content_part.done', { item_id: item.id, output_index, content_index: 0, part: { ...part, text } });
+    } else if (item.type === 'function_call') {
+      emit('response.output_item.added', { output_index, item: { ...item, status: 'in_progress', arguments: '' } });
+      const half = Math.ceil(item.arguments.length / 2);
+      for (const delta of [item.arguments.slice(0, half), item.arguments.slice(half)].filter(Boolean)) {
+        emit('response.function_call_arguments.delta', { item_id: item.id, output_index, delta, obfuscation: 'x' });
+      }
+      emit('response.function_call_arguments.done', { item_id: item.id, output_index, arguments: item.arguments });
+    } else if (item.type === 'custom_tool_call') {
+      emit('response.output_item.added', { output_index, item: { ...item, status: 'in_progress', input: '' } });
+      emit('response.custom_tool_call_input.delta', { item_id: item.id, output_index, delta: item.input });
+      emit('response.custom_tool_call_input.done', { item_id: item.id, output_index, input: item.input });
+    }
+    emit('response.output_item.done', { output_index, item });
+  });
+  emit('response.completed', { response: responsesObject({ id, model, output, usage, request }) });
+  return events;
+}
+
+const responses = {
+  check: openai.check,
+  invalidJson: openai.invalidJson,
+  validate: validateResponses,
+  defaultReply(b, _route, n) {
+    const items = typeof b.input === 'string' ? [{ role: 'user', content: b.input }] : b.input ?? [];
+    const last = items.findLast((item) => (item.type ?? 'message') === 'message' && item.role === 'user');
+    const content = last?.content ?? '';
+    const text = echo(typeof content === 'string' ? content : content.filter((p) => p.type === 'input_text').map((p) => p.text).join(''));
+    const args = { id: `resp_mock${n}`, model: b.model, output: [responsesItems.message(text, `msg_mock${n}`)], request: b };
+    return b.stream ? eventStream(responsesEvents(args).join('')) : json(responsesObject(args));
+  },
+};
+
+const VENDOR_APIS = { openai, anthropic, gemini, responses };
 
 // ------------------------------------------------------------------------------------------------- server
 
@@ -795,6 +938,7 @@ function matchRoute(method, pathname) {
   const batch = /^\/v1beta\/models\/([^/:]+):batchEmbedContents$/.exec(pathname);
   if (batch) return { vendor: 'gemini', model: batch[1], api: 'embeddings' };
   if (pathname === '/v1/messages') return { vendor: 'anthropic' };
+  if (pathname === '/v1/responses') return { vendor: 'responses' };
   const m = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(pathname);
   return m ? { vendor: 'gemini', model: m[1], stream: m[2] === 'streamGenerateContent' } : null;
 }

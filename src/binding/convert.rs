@@ -4,6 +4,7 @@ use napi::bindgen_prelude::{Either, Either3, Null};
 
 use super::numbers::{count, finite, millis};
 use super::types as js;
+use crate::backend::responses::ResponseStoreConfig;
 use crate::error::{GatewayError, Result};
 use crate::pipeline::{
   CallOptions, CallRecord, DeploymentHealth, GatewayConfig, ProviderConfig, RouteConfig,
@@ -33,6 +34,9 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
   config.routes = routes(options.routes.unwrap_or_default())?;
   if let Some(routing) = options.routing {
     config.routing = routing_config(routing)?;
+  }
+  if let Some(responses) = options.responses {
+    config.responses = response_store_config(responses)?;
   }
   if options.providers.is_empty() {
     return Err(GatewayError::config(
@@ -68,8 +72,34 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
       headers,
       organization: provider.organization,
       ca_cert_path: provider.ca_cert_path,
+      api: provider.api,
       name,
     });
+  }
+  Ok(config)
+}
+
+fn response_store_config(options: js::ResponsesOptions) -> Result<ResponseStoreConfig> {
+  let mut config = ResponseStoreConfig {
+    redis_url: options.redis_url,
+    ..ResponseStoreConfig::default()
+  };
+  if let Some(prefix) = options.prefix {
+    config.prefix = prefix;
+  }
+  if let Some(seconds) = options.ttl_seconds {
+    if !(seconds.is_finite() && seconds > 0.0) {
+      return Err(GatewayError::config(format!(
+        "responses.ttlSeconds must be a number > 0, not {seconds}"
+      )));
+    }
+    config.ttl = std::time::Duration::from_secs_f64(seconds.min(1e9));
+  }
+  if let Some(n) = options.max_entries {
+    config.max_entries = config_count(n, 1, "responses.maxEntries")? as usize;
+  }
+  if let Some(n) = options.max_bytes {
+    config.max_bytes = config_count(n, 1, "responses.maxBytes")? as usize;
   }
   Ok(config)
 }

@@ -30,6 +30,25 @@ pub struct ProviderConfig {
   /// A PEM file of CA certificates to trust for this provider, besides the bundled web
   /// roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
   pub ca_cert_path: Option<String>,
+  /// kind 'openai': the wire API used upstream, 'chat' (default, `/chat/completions`) or
+  /// 'responses' (`/responses`, for models that exist only there).
+  #[napi(ts_type = "'chat' | 'responses'")]
+  pub api: Option<String>,
+}
+
+/// Where Responses kept with `store: true` live (for `previous_response_id`, GET, DELETE).
+#[napi(object, object_to_js = false)]
+pub struct ResponsesOptions {
+  /// Keep them in Redis, so that any process continues a conversation (default: this process's memory).
+  pub redis_url: Option<String>,
+  /// Prepended to every Redis key (default 'ferrogate:responses:').
+  pub prefix: Option<String>,
+  /// How long a stored response lives (default 86400).
+  pub ttl_seconds: Option<f64>,
+  /// In memory: most responses kept; the oldest go first (default 10000).
+  pub max_entries: Option<f64>,
+  /// In memory: most bytes kept in all, and the largest one response stored anywhere (default 64 MiB).
+  pub max_bytes: Option<f64>,
 }
 
 /// One deployment behind a route alias.
@@ -81,6 +100,8 @@ pub struct GatewayOptions {
   pub retry_base_delay_ms: Option<f64>,
   /// Where a model with no "provider/" prefix goes (a provider name), so OpenAI clients can send plain model names.
   pub default_provider: Option<String>,
+  /// The Responses store (`store: true`, `previous_response_id`): in memory unless `redisUrl`.
+  pub responses: Option<ResponsesOptions>,
 }
 
 /// `{ type: 'text', text }`, `{ type: 'image', data, mimeType }` (base64) or `{ type: 'image_url', url }`.

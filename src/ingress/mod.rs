@@ -37,6 +37,8 @@ pub mod embeddings;
 pub mod auth;
 pub mod chat_completions;
 pub mod messages;
+pub mod response_store;
+pub mod responses;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

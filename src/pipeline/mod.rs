@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::responses::{ResponseStore, ResponseStoreConfig};
 use crate::cache::ResponseCache;
 use crate::costs::{CostTracker, Reservation};
 use crate::error::{ErrorCode, GatewayError, Result};
@@ -73,6 +74,8 @@ pub struct GatewayConfig {
   pub on_call: Option<CallHook>,
   /// Prices, records and budgets every call; without it `costUsd` uses the built-in prices.
   pub costs: Option<Arc<CostTracker>>,
+  /// Where stored Responses live (`GatewayOptions.responses`); in memory by default.
+  pub responses: ResponseStoreConfig,
 }
 
 impl Default for GatewayConfig {
@@ -89,6 +92,7 @@ impl Default for GatewayConfig {
       rate_limiter: None,
       on_call: None,
       costs: None,
+      responses: ResponseStoreConfig::default(),
     }
   }
 }
@@ -133,6 +137,7 @@ pub struct Gateway {
   on_call: Option<CallHook>,
   accounting: Accounting,
   stats: GatewayStats,
+  responses: Arc<dyn ResponseStore>,
 }
 
 impl Gateway {
@@ -156,6 +161,7 @@ impl Gateway {
       })?),
     };
     let router = Router::new(config.routes, config.routing, &providers)?;
+    let responses = crate::backend::responses::build(&config.responses)?;
     Ok(Gateway {
       providers,
       router,
@@ -170,7 +176,13 @@ impl Gateway {
       on_call: config.on_call,
       accounting: Accounting::new(config.costs),
       stats: GatewayStats::default(),
+      responses,
     })
+  }
+
+  /// The store of Responses kept with `store: true` (for `previous_response_id`, GET, DELETE).
+  pub fn response_store(&self) -> &dyn ResponseStore {
+    self.responses.as_ref()
   }
 
   /// Route aliases, then "provider/model" for every model named in a

@@ -2,6 +2,7 @@
 //! Azure-style gateways): `POST {baseUrl}/chat/completions`.
 
 pub mod embeddings;
+pub mod responses;
 mod stream;
 mod wire;
 
