@@ -539,6 +539,7 @@ pub fn embed_request(request: js::EmbedRequest) -> Result<(String, EmbedRequest,
     priority: 0,
     bypass_cache: request.cache == Some(false),
     metadata,
+    ..CallOptions::default()
   };
   let core = EmbedRequest {
     input,

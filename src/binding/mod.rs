@@ -306,7 +306,7 @@ impl NativeGateway {
           error: None,
         },
         Err(error) if error.code == ErrorCode::Aborted && closed.is_cancelled() => {
-          failed(closed_in_flight(), &request_id)
+          failed(crate::ingress::closed_in_flight(), &request_id)
         }
         Err(error) => failed(gateway.redact_error(error), &request_id),
       })

@@ -891,7 +891,8 @@ impl Encoder for MessagesEncoder {
         name,
         arguments_delta,
       } => self.tool_call(out, *index, id.as_deref(), name.as_deref(), arguments_delta),
-      StreamEvent::Done(_) => {}
+      // A relayed vendor stream is written by the driver, never encoded.
+      StreamEvent::Done(_) | StreamEvent::Native(_) => {}
     }
   }
 

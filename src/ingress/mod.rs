@@ -33,9 +33,9 @@
 //! (body → model, `EmbedRequest`, encoding format), `encode` (an `EmbedResponse` → the body) and
 //! `error_reply`, plus `answer`, which runs one request through `Gateway::embed` with them.
 
-pub mod embeddings;
 pub mod auth;
 pub mod chat_completions;
+pub mod embeddings;
 pub mod messages;
 pub mod response_store;
 pub mod responses;

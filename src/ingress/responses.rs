@@ -1300,6 +1300,8 @@ impl Encoder for ResponsesEncoder {
         arguments_delta,
       } => self.tool_delta(out, *index, id.as_deref(), name.as_deref(), arguments_delta),
       StreamEvent::Done(response) => self.stream_end(response, out),
+      // A relayed vendor stream is written by the driver, never encoded.
+      StreamEvent::Native(_) => {}
     }
   }
 

@@ -138,7 +138,7 @@ pub(crate) async fn attempt_once(
 ) -> Result<Completion> {
   if let Some(native) = native {
     match &provider.backend {
-      Backend::Http { adapter, http } if native.speaks(&provider.kind) => {
+      Backend::Http { adapter, http } if native.speaks(&provider.kind, provider.api) => {
         return native_attempt(http, adapter.as_ref(), native, req, sink, progress).await;
       }
       _ => native.translated_attempt(&provider.kind)?,

@@ -25,7 +25,9 @@ use crate::types::{ChatRequest, Completion, StreamEvent};
 pub struct NativeTarget {
   /// `ProviderConfig.kind`: 'openai', 'anthropic', …
   pub kind: &'static str,
-  /// `ProviderConfig.api` when it matters ('responses'), else `None` (any).
+  /// `ProviderConfig.api` the provider must have ('responses'); `None` is the kind's
+  /// default API (Chat Completions for `openai`), so an `openai` provider with
+  /// `api: 'responses'` does not speak Chat Completions, nor one without it Responses.
   pub api: Option<&'static str>,
 }
 
@@ -62,12 +64,12 @@ impl NativeCall {
     }
   }
 
-  /// Whether a provider of `kind` speaks the client's protocol.
-  pub fn speaks(&self, kind: &str) -> bool {
+  /// Whether a provider of `kind` whose upstream API is `api` speaks the client's protocol.
+  pub fn speaks(&self, kind: &str, api: Option<&str>) -> bool {
     self
       .targets
       .iter()
-      .any(|target| target.kind == kind && target.api.is_none())
+      .any(|target| target.kind == kind && target.api == api)
   }
 
   /// The vendor's own JSON body, when the answer was relayed natively.

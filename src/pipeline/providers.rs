@@ -58,6 +58,9 @@ pub(crate) struct Provider {
   pub name: String,
   /// `ProviderConfig.kind` ('openai', 'anthropic', 'gemini', 'mock').
   pub kind: String,
+  /// `ProviderConfig.api` when it is not the kind's default ('responses' for an `openai`
+  /// provider that speaks the Responses API upstream); `None` otherwise.
+  pub api: Option<&'static str>,
   pub backend: Backend,
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
@@ -187,6 +190,7 @@ pub(crate) fn build_provider(
   Ok(Provider {
     name: name.clone(),
     kind: config.kind.clone(),
+    api: responses_api.then_some("responses"),
     backend,
     timeout: config.timeout,
     max_retries: config.max_retries,

@@ -416,6 +416,7 @@ fn response(content: &str, tool_calls: Vec<ToolCall>, finish_reason: FinishReaso
     ttft_ms: None,
     attempts: 1,
     request_id: "fg_1".into(),
+    embeddings: None,
   }
 }
 

@@ -206,6 +206,7 @@ fn answer(content: &str, tool_calls: Vec<ToolCall>, finish_reason: FinishReason)
     ttft_ms: None,
     attempts: 1,
     request_id: "fg".into(),
+    embeddings: None,
   }
 }
 

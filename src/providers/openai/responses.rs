@@ -275,6 +275,7 @@ pub fn completion(response: &Value) -> Result<Completion> {
     refusal,
     tool_calls,
     usage: response.get("usage").and_then(usage),
+    embeddings: None,
   })
 }
 
