@@ -365,3 +365,19 @@ test('no second wire implementation: lib/ holds no OpenAI or Anthropic chunk enc
     }
   }
 })
+
+test('gatewayRouter after express.json() still answers (the parsed body is handed over)', async () => {
+  const gateway = new Gateway({ providers: { mock: { kind: 'mock', models: ['demo'], mockChunkDelayMs: 0 } } })
+  const app = express()
+  app.use(express.json())
+  app.use(gatewayRouter(gateway, { log: false }))
+  const server = await listen(app)
+  try {
+    const client = new OpenAI({ apiKey: 'none', baseURL: `http://127.0.0.1:${server.address().port}/v1`, maxRetries: 0 })
+    const completion = await client.chat.completions.create({ model: 'mock/demo', messages: hello })
+    assert.ok(completion.choices[0].message.content.length > 0)
+  } finally {
+    await closeServer(server)
+    await gateway.close()
+  }
+})

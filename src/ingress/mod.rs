@@ -834,6 +834,44 @@ mod tests {
 
   const CHAT: &str = "/v1/chat/completions";
 
+  struct Records(std::sync::Mutex<Vec<crate::pipeline::CallRecord>>);
+
+  impl crate::pipeline::CallObserver for Records {
+    fn on_call(&self, record: crate::pipeline::CallRecord) -> bool {
+      self.0.lock().expect("records").push(record);
+      true
+    }
+  }
+
+  #[tokio::test]
+  async fn metadata_ingress_and_the_key_identity_reach_the_call_record() {
+    let records = Arc::new(Records(std::sync::Mutex::new(Vec::new())));
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig::mock(Duration::from_millis(1))],
+      on_call: Some(crate::pipeline::CallHook(records.clone())),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let keys = Keys::from_serve_keys(vec![ServeKey {
+      key: "k".into(),
+      user: Some("svc".into()),
+      daily_token_quota: None,
+    }])
+    .expect("keys");
+    let door = FrontDoor::new(Arc::new(gateway), keys, None);
+    let body = br#"{"model":"mock/demo","user":"victim","metadata":{"team":"search"},"messages":[{"role":"user","content":"hello"}]}"#;
+    let (status, _) = whole(ask(&door, "POST", CHAT, Some("k"), body).await);
+    assert_eq!(status, 200);
+    let records = records.0.lock().expect("records");
+    let record = records.last().expect("a record");
+    assert_eq!(
+      record.metadata,
+      vec![("team".to_string(), "search".to_string())]
+    );
+    assert_eq!(record.ingress, Some("chat"));
+    assert_eq!(record.user.as_deref(), Some("svc"));
+  }
+
   #[tokio::test]
   async fn chat_completions_are_answered_whole_and_streamed() {
     let door = door(Keys::Open);

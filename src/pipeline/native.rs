@@ -162,8 +162,8 @@ pub(crate) async fn native_attempt(
   if stream {
     builder = builder.header("accept", "text/event-stream");
   }
-  for (name, value) in call.headers.iter().chain(&native.headers) {
-    builder = builder.header(name.as_str(), value.as_str());
+  for (name, value) in native_headers(&call.headers, &native.headers) {
+    builder = builder.header(name, value);
   }
   let response = builder
     .send()
@@ -223,9 +223,51 @@ pub(crate) async fn native_attempt(
   Ok(completion)
 }
 
+/// Headers that carry a key: only the provider's own are ever sent.
+const KEY_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// The provider's headers, then the client's: a client header replaces the provider's of the
+/// same name (`anthropic-version`, say), except the ones that carry a key, which the client
+/// can never set.
+fn native_headers<'a>(
+  provider: &'a [(String, String)],
+  client: &'a [(String, String)],
+) -> Vec<(&'a str, &'a str)> {
+  let is_key = |name: &str| KEY_HEADERS.iter().any(|key| name.eq_ignore_ascii_case(key));
+  let from_client = |name: &str| client.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+  provider
+    .iter()
+    .filter(|(name, _)| is_key(name) || !from_client(name))
+    .chain(client.iter().filter(|(name, _)| !is_key(name)))
+    .map(|(name, value)| (name.as_str(), value.as_str()))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn client_headers_replace_the_providers_but_never_its_key() {
+    let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+    let provider = [
+      pair("x-api-key", "sk-provider"),
+      pair("anthropic-version", "2023-06-01"),
+    ];
+    let client = [
+      pair("anthropic-version", "2024-01-01"),
+      pair("anthropic-beta", "tools"),
+      pair("X-Api-Key", "sk-client"),
+    ];
+    assert_eq!(
+      native_headers(&provider, &client),
+      vec![
+        ("x-api-key", "sk-provider"),
+        ("anthropic-version", "2024-01-01"),
+        ("anthropic-beta", "tools"),
+      ]
+    );
+  }
 
   #[test]
   fn characters_split_across_chunks_are_held_back() {
