@@ -843,6 +843,6 @@ module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
 module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
 module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.countTokens = nativeBinding.countTokens
-module.exports.redactSecrets = nativeBinding.redactSecrets
 module.exports.findPii = nativeBinding.findPii
 module.exports.redactPii = nativeBinding.redactPii
+module.exports.redactSecrets = nativeBinding.redactSecrets

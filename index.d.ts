@@ -927,17 +927,6 @@ export interface NativeStreamEvent {
   response?: ChatResponse
 }
 
-export interface OpenAiSseOptions {
-  /** The `chatcmpl-…` id every chunk carries. */
-  id: string
-  /** Unix seconds. */
-  created: number
-  /** The model name as the client sent it. */
-  model: string
-  /** `stream_options.include_usage`: `"usage": null` on every chunk, then a usage chunk. */
-  includeUsage: boolean
-}
-
 /**
  * A finding in a JS string: its entity and its UTF-16 offsets (as `String.prototype.slice` takes
  * them); never the matched text.
@@ -1032,14 +1021,15 @@ export interface RateLimiterStats {
   failOpenAdmissions: number
 }
 
+/** `text` with each finding replaced by `[EMAIL]`, `[CREDIT_CARD]`, … */
+export declare function redactPii(text: string, entities?: Array<string> | undefined | null): string
+
 /**
  * `text` with every secret shape replaced: URL credentials, private key blocks, JWTs, AWS,
  * GitHub, Slack, Stripe, OpenAI, Anthropic and Google keys, `key=value` pairs named like a
  * secret, and absolute file paths. The gateway's own messages go through the same rules.
  */
 export declare function redactSecrets(text: string): string
-/** `text` with each finding replaced by `[EMAIL]`, `[CREDIT_CARD]`, … */
-export declare function redactPii(text: string, entities?: Array<string> | undefined | null): string
 
 export interface ResponseCacheOptions {
   /** Most answers kept (default 10000 when `maxBytes` is not set either). */

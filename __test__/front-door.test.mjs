@@ -156,10 +156,12 @@ for (const [engine, start] of Object.entries(ENGINES)) {
         assert.ok(answer.error.message.includes(words), answer.error.message)
         assert.ok(!/line \d+ column|invalid type/.test(answer.error.message), answer.error.message)
       }
-      // Endpoints of the other protocols answer in their own shapes until they are wired in.
+      // Another protocol's endpoint refuses in its own shape (Anthropic's, keyed by x-api-key).
       const messages = await fetch(`${running.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': CLIENT_KEY }, body: '{}' })
-      assert.equal(messages.status, 404)
-      assert.equal((await messages.json()).type, 'error')
+      assert.equal(messages.status, 400)
+      const refused = await messages.json()
+      assert.equal(refused.type, 'error')
+      assert.equal(refused.error.type, 'invalid_request_error')
       assert.equal(mock.requests.length, before, 'nothing reached a vendor')
     })
 

@@ -330,7 +330,7 @@ describe('Anthropic Messages through ferrogate serve (native)', () => {
     assert.equal((await raw.json()).error.message, 'the request body ended before its JSON was complete (line 1, column 9)')
     const doc = await client.messages.create({ model: 'openai/gpt-4o-mini', max_tokens: 10, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'x' } }] }] }).catch((e) => e)
     assert.ok(doc instanceof Anthropic.BadRequestError)
-    assert.match(doc.error.error.message, /^messages\[0\]\.content\[0\] \(a 'document' block\): only an Anthropic provider reads this/)
+    assert.match(doc.error.error.message, /^messages\[0\]\.content\[0\] \(a 'document' block\) is not supported by the 'openai' provider this call went to: only a provider that speaks the client's protocol natively/)
     const huge = await client.messages.create({ model: 'openai/gpt-4o-mini', max_tokens: 10, messages: [{ role: 'user', content: 'x'.repeat(20 * 1024 * 1024) }] }).catch((e) => e)
     assert.ok(huge instanceof Anthropic.ContentTooLargeError, String(huge))
     assert.equal(huge.error.error.type, 'request_too_large')

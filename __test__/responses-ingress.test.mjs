@@ -142,11 +142,13 @@ const PROVIDERS = {
   'openai responses': {
     model: 'resp/gpt-5',
     vendor: 'responses',
+    native: true,
     queueToolCall(name, args, callId) {
       mock.enqueue('responses', { body: responsesObject({ id: 'resp_up', output: [responsesItems.functionCall(name, args, callId)] }) })
     },
     toolResult: (body, callId) => body.input.find((i) => i.type === 'function_call_output' && i.call_id === callId)?.output,
-    texts: (body) => body.input.map((i) => (typeof i.content === 'string' ? i.content : (i.content ?? []).map((p) => p.text ?? '').join(''))),
+    // Relayed as the client sent it: a string input stays a string.
+    texts: (body) => (typeof body.input === 'string' ? [body.input] : body.input).map((i) => typeof i === 'string' ? i : (typeof i.content === 'string' ? i.content : (i.content ?? []).map((p) => p.text ?? '').join(''))),
   },
 }
 
@@ -183,7 +185,8 @@ describe('ferrogate serve: POST /v1/responses', () => {
         assert.equal(response.object, 'response')
         assert.match(response.id, /^resp_/)
         assert.equal(response.status, 'completed')
-        assert.equal(response.model, provider.model)
+        // A same-protocol vendor's answer is relayed as it sent it, its own model name included.
+        assert.equal(response.model, provider.native ? 'gpt-5' : provider.model)
         assert.equal(response.instructions, 'be brief')
         assert.deepEqual(response.metadata, { team: 'a' })
         assert.equal(response.output[0].type, 'message')

@@ -868,7 +868,7 @@ export function responsesObject({ id = 'resp_mock', model = 'gpt-5', output, usa
     output, parallel_tool_calls: true, previous_response_id: null, reasoning: { effort: null, summary: null },
     service_tier: 'default', store: request.store ?? true, temperature: 1, text: { format: { type: 'text' }, verbosity: 'medium' },
     tool_choice: 'auto', tools: request.tools ?? [], top_p: 1, truncation: 'disabled',
-    usage: status === 'in_progress' ? null : responsesUsage(usage), user: null, metadata: {},
+    usage: status === 'in_progress' ? null : responsesUsage(usage), user: null, metadata: request.metadata ?? {},
   };
 }
 

@@ -17,7 +17,7 @@ use crate::types::{
 pub const CODEC: super::Codec = super::Codec {
   protocol: Protocol::ChatCompletions,
   parse,
-  error_reply,
+  error_reply: codec_error_reply,
   native_kinds: &[super::NativeTarget {
     kind: "openai",
     api: None,
@@ -707,6 +707,10 @@ pub fn error_reply(error: &GatewayError) -> ErrorReply {
   }
 }
 
+fn codec_error_reply(error: &GatewayError, _request_id: &str) -> ErrorReply {
+  error_reply(error)
+}
+
 /// A Chat Completions call's answer: the completion JSON, or the chunk stream.
 pub struct ChatEncoder {
   model: String,
@@ -779,15 +783,20 @@ impl super::Encoder for ChatEncoder {
 }
 
 pub fn error_json(error: &GatewayError) -> Vec<u8> {
-  serde_json::to_vec(&json!({
+  serde_json::to_vec(&error_value(error)).unwrap_or_default()
+}
+
+/// OpenAI's error body `{ error: { message, type, param, code } }`, for the other OpenAI
+/// protocols (Responses, Embeddings) to build on.
+pub fn error_value(error: &GatewayError) -> Value {
+  json!({
     "error": {
       "message": error.message,
       "type": error_type(error.code),
       "param": null,
       "code": error_code(error.code),
     }
-  }))
-  .unwrap_or_default()
+  })
 }
 
 #[cfg(test)]

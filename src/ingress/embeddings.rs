@@ -216,7 +216,10 @@ pub async fn answer(
   let result = Box::pin(gateway.embed(
     &call.model,
     call.request,
-    CallOptions::default(),
+    CallOptions {
+      ingress: Some(super::Protocol::Embeddings.as_str()),
+      ..CallOptions::default()
+    },
     cancel,
     request_id,
   ))

@@ -30,15 +30,11 @@
 //! say which of the two it was.
 
 use std::fmt::Display;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::{Encoder, ErrorReply, Headers, Parsed, Protocol};
 use crate::error::{ErrorCode, GatewayError, Result};
-use crate::pipeline::{CallOptions, Gateway};
 use crate::providers::{join_url, HttpCall};
 use crate::types::{
   ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role, StreamEvent,
@@ -47,6 +43,19 @@ use crate::types::{
 
 #[cfg(test)]
 mod tests;
+
+/// Messages in the driver's route table: `anthropic` providers speak it natively; the
+/// caller's identity goes in `metadata.user_id` of a relayed body.
+pub const CODEC: super::Codec = super::Codec {
+  protocol: Protocol::Messages,
+  parse,
+  error_reply,
+  native_kinds: &[super::NativeTarget {
+    kind: NATIVE_PROVIDER_KIND,
+    api: None,
+  }],
+  identity_path: &["metadata", "user_id"],
+};
 
 /// The provider kind that speaks Anthropic Messages natively (same-protocol passthrough).
 pub const NATIVE_PROVIDER_KIND: &str = "anthropic";
@@ -1054,177 +1063,4 @@ pub fn parse_count_tokens_answer(body: &[u8]) -> Result<u64> {
 /// The count_tokens answer to the client.
 pub fn count_tokens_json(input_tokens: u64) -> Vec<u8> {
   format!("{{\"input_tokens\":{input_tokens}}}").into_bytes()
-}
-
-// ------------------------------------------------------------------- serve (until the driver)
-
-/// What the `serve` route answers: bytes whole, or a stream of encoded chunks.
-pub enum Answer {
-  Whole {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-  },
-  Stream(mpsc::Receiver<Vec<u8>>),
-}
-
-impl Answer {
-  /// An error the Messages way.
-  pub fn error(error: &GatewayError, request_id: &str) -> Answer {
-    let reply = error_reply(error, request_id);
-    Answer::Whole {
-      status: reply.status,
-      headers: reply.headers,
-      body: reply.body,
-    }
-  }
-
-  fn json(body: Vec<u8>, request_id: &str) -> Answer {
-    Answer::Whole {
-      status: 200,
-      headers: vec![
-        ("content-type", "application/json".to_string()),
-        ("request-id", request_id.to_string()),
-      ],
-      body,
-    }
-  }
-}
-
-/// Answers one `POST /v1/messages` on `gateway`, every target translated (the shared driver will
-/// add same-protocol passthrough). `user` is the key's identity, which wins over the body's;
-/// `on_usage` gets the call's total tokens when it succeeds. Dropping the returned stream's
-/// receiver (the client went away) cancels the call.
-pub async fn answer(
-  gateway: Arc<Gateway>,
-  body: &[u8],
-  headers: Headers<'_>,
-  user: Option<String>,
-  request_id: String,
-  on_usage: Box<dyn FnOnce(u64) + Send>,
-) -> Answer {
-  let mut parsed = match parse(body, headers) {
-    Ok(parsed) => parsed,
-    Err(error) => return Answer::error(&error, &request_id),
-  };
-  if let Some(first) = parsed.native_only.first() {
-    let error = GatewayError::invalid_request(format!(
-      "{first}: only an Anthropic provider reads this, and the request is translated for another"
-    ));
-    return Answer::error(&error, &request_id);
-  }
-  if user.is_some() {
-    parsed.request.user = user;
-  }
-  let options = CallOptions {
-    metadata: std::mem::take(&mut parsed.metadata),
-    ..CallOptions::default()
-  };
-  let cancel = CancellationToken::new();
-  let guard = cancel.clone().drop_guard();
-  let mut encoder = parsed.encoder;
-  if !parsed.stream {
-    let result = Box::pin(gateway.execute(
-      &parsed.model,
-      parsed.request,
-      options,
-      None,
-      cancel,
-      &request_id,
-    ))
-    .await;
-    drop(guard);
-    return match result {
-      Ok(response) => {
-        on_usage(response.usage.total_tokens);
-        Answer::json(encoder.json(&response), &request_id)
-      }
-      Err(error) => Answer::error(&gateway.redact_error(error), &request_id),
-    };
-  }
-
-  let (sender, mut events) = mpsc::channel(256);
-  let task_gateway = gateway.clone();
-  let task_id = request_id.clone();
-  tokio::spawn(async move {
-    let result = Box::pin(task_gateway.execute(
-      &parsed.model,
-      parsed.request,
-      options,
-      Some(sender.clone()),
-      cancel,
-      &task_id,
-    ))
-    .await;
-    let last = match result {
-      Ok(response) => Ok(StreamEvent::Done(Box::new(response))),
-      Err(error) => Err(task_gateway.redact_error(error)),
-    };
-    let _ = sender.send(last).await;
-  });
-  // An error before the first event keeps its HTTP status.
-  let first = match events.recv().await {
-    Some(Ok(event)) => event,
-    Some(Err(error)) => return Answer::error(&error, &request_id),
-    None => {
-      let error = GatewayError::protocol("internal error: the call ended without a result");
-      return Answer::error(&error, &request_id);
-    }
-  };
-  let (chunks, receiver) = mpsc::channel::<Vec<u8>>(64);
-  tokio::spawn(async move {
-    let _cancel_when_the_client_leaves = guard;
-    let mut on_usage = Some(on_usage);
-    let mut out = Vec::with_capacity(1024);
-    encoder.stream_start(&request_id, &mut out);
-    let mut next = Some(Ok(first));
-    loop {
-      let item = match next.take() {
-        Some(item) => item,
-        // A client that leaves while the vendor is silent cancels the call at once.
-        None => match tokio::select! {
-          item = events.recv() => item,
-          _ = chunks.closed() => break,
-        } {
-          Some(item) => item,
-          None => {
-            let _ = chunks.send(std::mem::take(&mut out)).await;
-            break;
-          }
-        },
-      };
-      let finished = match item {
-        Ok(StreamEvent::Done(response)) => {
-          if let Some(report) = on_usage.take() {
-            report(response.usage.total_tokens);
-          }
-          encoder.stream_end(&response, &mut out);
-          true
-        }
-        Ok(event) => {
-          encoder.stream_event(&event, &mut out);
-          false
-        }
-        Err(error) => {
-          encoder.stream_error(&error, &mut out);
-          true
-        }
-      };
-      // Joined into one write while more events are already waiting.
-      let flush = finished || events.is_empty();
-      if flush && (chunks.send(std::mem::take(&mut out)).await.is_err() || finished) {
-        break;
-      }
-    }
-  });
-  Answer::Stream(receiver)
-}
-
-/// Answers one `POST /v1/messages/count_tokens` with ferrogate's count (the shared driver will
-/// ask Anthropic for `anthropic` targets through [`count_tokens_call`]).
-pub fn answer_count_tokens(body: &[u8], headers: Headers<'_>, request_id: &str) -> Answer {
-  match parse_count_tokens(body, headers) {
-    Ok(count) => Answer::json(count_tokens_json(count_tokens_locally(&count)), request_id),
-    Err(error) => Answer::error(&error, request_id),
-  }
 }

@@ -163,7 +163,8 @@ pub use crate::pipeline::NativeTarget;
 pub struct Codec {
   pub protocol: Protocol,
   pub parse: fn(&[u8], Headers<'_>) -> Result<Parsed>,
-  pub error_reply: fn(&GatewayError) -> ErrorReply,
+  /// The error and the request's id (Anthropic puts it in the body).
+  pub error_reply: fn(&GatewayError, &str) -> ErrorReply,
   pub native_kinds: &'static [NativeTarget],
   /// Where the caller's identity goes in a natively relayed body when keys decide it
   /// (`["user"]` for OpenAI, `["metadata", "user_id"]` for Anthropic): the client cannot
@@ -277,8 +278,21 @@ impl WholeReply {
   }
 
   fn error(codec: &Codec, error: &GatewayError, request_id: &str) -> Self {
-    let reply = (codec.error_reply)(error);
-    let mut whole = WholeReply::json(reply.status, reply.body);
+    let reply = (codec.error_reply)(error, request_id);
+    let mut whole = WholeReply {
+      status: reply.status,
+      headers: Vec::with_capacity(reply.headers.len() + 2),
+      body: reply.body,
+    };
+    if !reply
+      .headers
+      .iter()
+      .any(|(name, _)| *name == "content-type")
+    {
+      whole
+        .headers
+        .push(("content-type".into(), "application/json".into()));
+    }
     whole
       .headers
       .extend(reply.headers.into_iter().map(|(k, v)| (k.to_string(), v)));
@@ -286,6 +300,14 @@ impl WholeReply {
       .headers
       .push(("x-request-id".into(), request_id.to_string()));
     whole
+  }
+
+  fn ok(body: Vec<u8>, request_id: &str) -> Self {
+    let mut reply = WholeReply::json(200, body);
+    reply
+      .headers
+      .push(("x-request-id".into(), request_id.to_string()));
+    reply
   }
 }
 
@@ -300,43 +322,128 @@ pub struct StreamReply {
   finished: bool,
   /// The target speaks the client's protocol: its bytes are relayed, not encoded here.
   relaying: bool,
+  /// A Responses call's store hook, run before the bytes that complete the response.
+  remember: Option<Remember>,
   _cancel_on_drop: DropGuard,
+}
+
+/// Keeps a Responses call's answer in the response store before the client can see it
+/// complete (so its next turn, sent at once, finds it).
+struct Remember {
+  gateway: Arc<Gateway>,
+  turn: responses::Turn,
+  history: Vec<Value>,
+  /// Relayed bytes after the last whole line, held back until the line is complete.
+  held: Vec<u8>,
+}
+
+impl Remember {
+  /// The answer our encoder made.
+  async fn encoded(self) {
+    let store = self.gateway.response_store();
+    // A store that fails loses only the continuation; the answer still goes out.
+    let _ = response_store::remember(store, &self.turn, self.history).await;
+  }
+
+  /// A same-protocol vendor's whole `response` object.
+  async fn relayed_whole(self, body: &[u8]) {
+    if let Ok(response) = serde_json::from_slice::<Value>(body) {
+      self.relayed(response).await;
+    }
+  }
+
+  async fn relayed(self, response: Value) {
+    let store = self.gateway.response_store();
+    let _ = response_store::remember_response(store, &self.turn, self.history, response).await;
+  }
+
+  /// Of relayed SSE bytes, the whole lines (a `response.completed` among them is stored
+  /// before they are returned); the rest is held until its line ends or the stream does.
+  /// Returns the hook when it has not run yet.
+  async fn relay(mut self, out: &mut Vec<u8>, finished: bool) -> Option<Self> {
+    let mut bytes = std::mem::take(&mut self.held);
+    bytes.append(out);
+    let whole = if finished {
+      bytes.len()
+    } else {
+      bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1)
+    };
+    self.held = bytes.split_off(whole);
+    *out = bytes;
+    let completed = out.split(|&b| b == b'\n').find_map(completed_response);
+    match completed {
+      Some(response) => {
+        out.append(&mut self.held);
+        self.relayed(response).await;
+        None
+      }
+      None => Some(self),
+    }
+  }
+}
+
+/// The `response` of a `data: {"type":"response.completed",…}` SSE line.
+fn completed_response(line: &[u8]) -> Option<Value> {
+  let data = line.strip_prefix(b"data:")?;
+  let event: Value = serde_json::from_slice(data).ok()?;
+  if event.get("type")?.as_str()? != "response.completed" {
+    return None;
+  }
+  event.get("response").cloned()
 }
 
 impl StreamReply {
   /// The next batch of bytes: whatever events are ready (at least one), encoded; `None`
   /// once the stream has ended (after its closing or error event).
   pub async fn next_batch(&mut self) -> Option<Vec<u8>> {
-    if self.finished {
-      return None;
-    }
-    let mut out = std::mem::take(&mut self.head);
-    if out.is_empty() {
-      out.reserve(1024);
-      match self.receiver.recv().await {
-        Some(item) => self.encode(item, &mut out),
-        None => self.finished = true,
+    loop {
+      // A stream whose first event was its last has that event's bytes in `head` still.
+      if self.finished && self.head.is_empty() {
+        return None;
+      }
+      let mut out = std::mem::take(&mut self.head);
+      if out.is_empty() {
+        out.reserve(1024);
+        match self.receiver.recv().await {
+          Some(item) => self.encode(item, &mut out),
+          None => self.finished = true,
+        }
+      }
+      let mut count = 1;
+      while !self.finished && count < MAX_BATCH {
+        let item = match self.receiver.try_recv() {
+          Ok(item) => item,
+          Err(_) => {
+            // Nothing queued, yet the upstream may be mid-burst: its bytes already read and
+            // being decoded by tasks of this worker. A yielded task resumes once the worker
+            // has nothing else to run, so the burst's events join this batch.
+            tokio::task::yield_now().await;
+            match self.receiver.try_recv() {
+              Ok(item) => item,
+              Err(_) => break,
+            }
+          }
+        };
+        self.encode(item, &mut out);
+        count += 1;
+      }
+      if let Some(remember) = self.remember.take() {
+        if self.relaying {
+          self.remember = remember.relay(&mut out, self.finished).await;
+        } else if self.finished {
+          remember.encoded().await;
+        } else {
+          self.remember = Some(remember);
+        }
+      }
+      // An empty batch (events that wrote nothing, bytes held back) is not the end.
+      if !out.is_empty() {
+        return Some(out);
       }
     }
-    let mut count = 1;
-    while !self.finished && count < MAX_BATCH {
-      let item = match self.receiver.try_recv() {
-        Ok(item) => item,
-        Err(_) => {
-          // Nothing queued, yet the upstream may be mid-burst: its bytes already read and
-          // being decoded by tasks of this worker. A yielded task resumes once the worker
-          // has nothing else to run, so the burst's events join this batch.
-          tokio::task::yield_now().await;
-          match self.receiver.try_recv() {
-            Ok(item) => item,
-            Err(_) => break,
-          }
-        }
-      };
-      self.encode(item, &mut out);
-      count += 1;
-    }
-    (!out.is_empty()).then_some(out)
   }
 
   fn encode(&mut self, item: Result<StreamEvent>, out: &mut Vec<u8>) {
@@ -369,64 +476,19 @@ pub struct FrontDoor {
   closed: Option<CancellationToken>,
 }
 
-enum Route {
+enum Route<'a> {
   Call(Codec),
+  /// `POST /v1/messages/count_tokens`.
+  CountTokens,
+  /// `POST /v1/embeddings`, answered by `gateway.embed()`.
+  Embeddings,
+  /// `GET /v1/responses/{id}` from the response store.
+  GetResponse(&'a str),
+  /// `DELETE /v1/responses/{id}` from the response store.
+  DeleteResponse(&'a str),
   Models,
-  /// A protocol whose codec is not wired in yet: 404 in its own shape.
-  NotYet(Codec),
   Unknown,
 }
-
-/// Answers 404 until the Responses, Messages and Embeddings codecs are wired in.
-fn not_yet_parse(_: &[u8], _: Headers<'_>) -> Result<Parsed> {
-  Err(GatewayError::not_found(
-    "this endpoint is not available yet",
-  ))
-}
-
-/// Anthropic's error shape, for the Messages routes until `messages::error_reply` exists.
-fn anthropic_error_reply(error: &GatewayError) -> ErrorReply {
-  let kind = match error.code {
-    ErrorCode::NotFound => "not_found_error",
-    ErrorCode::InvalidRequest => "invalid_request_error",
-    ErrorCode::Authentication => "authentication_error",
-    ErrorCode::RateLimited => "rate_limit_error",
-    ErrorCode::UpstreamUnavailable => "overloaded_error",
-    _ => "api_error",
-  };
-  let body = json!({ "type": "error", "error": { "type": kind, "message": error.message } });
-  ErrorReply {
-    status: if error.status == 499 {
-      400
-    } else {
-      error.status
-    },
-    headers: retry_after_headers(error),
-    body: serde_json::to_vec(&body).unwrap_or_default(),
-  }
-}
-
-const RESPONSES_NOT_YET: Codec = Codec {
-  protocol: Protocol::Responses,
-  parse: not_yet_parse,
-  error_reply: chat_completions::error_reply,
-  native_kinds: &[],
-  identity_path: &[],
-};
-const MESSAGES_NOT_YET: Codec = Codec {
-  protocol: Protocol::Messages,
-  parse: not_yet_parse,
-  error_reply: anthropic_error_reply,
-  native_kinds: &[],
-  identity_path: &[],
-};
-const EMBEDDINGS_NOT_YET: Codec = Codec {
-  protocol: Protocol::Embeddings,
-  parse: not_yet_parse,
-  error_reply: chat_completions::error_reply,
-  native_kinds: &[],
-  identity_path: &[],
-};
 
 impl FrontDoor {
   pub fn new(gateway: Arc<Gateway>, keys: Keys, closed: Option<CancellationToken>) -> Self {
@@ -442,34 +504,42 @@ impl FrontDoor {
   }
 
   /// The route table. Paths are matched without the query string and trailing slashes.
-  fn route(method: &str, path: &str) -> Route {
+  fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
     let path = path
       .split('?')
       .next()
       .unwrap_or_default()
       .trim_end_matches('/');
-    match (method, path) {
-      ("POST", "/v1/chat/completions") => Route::Call(chat_completions::CODEC),
-      ("GET", "/v1/models") => Route::Models,
-      // dispatch: Responses (responses::CODEC); GET/DELETE /v1/responses/{id} read and
-      // delete the response store.
-      ("POST", "/v1/responses") => Route::NotYet(RESPONSES_NOT_YET),
-      ("GET" | "DELETE", p) if p.starts_with("/v1/responses/") => Route::NotYet(RESPONSES_NOT_YET),
-      // dispatch: Messages (messages::CODEC) and its count_tokens.
-      ("POST", "/v1/messages" | "/v1/messages/count_tokens") => Route::NotYet(MESSAGES_NOT_YET),
-      // dispatch: Embeddings (embeddings::CODEC, answered by gateway.embed()).
-      ("POST", "/v1/embeddings") => Route::NotYet(EMBEDDINGS_NOT_YET),
+    let stored_id = path
+      .strip_prefix("/v1/responses/")
+      .filter(|id| !id.is_empty() && !id.contains('/'));
+    match (method, path, stored_id) {
+      ("POST", "/v1/chat/completions", _) => Route::Call(chat_completions::CODEC),
+      ("POST", "/v1/responses", _) => Route::Call(responses::CODEC),
+      ("POST", "/v1/messages", _) => Route::Call(messages::CODEC),
+      ("POST", "/v1/messages/count_tokens", _) => Route::CountTokens,
+      ("POST", "/v1/embeddings", _) => Route::Embeddings,
+      ("GET", "/v1/models", _) => Route::Models,
+      ("GET", _, Some(id)) => Route::GetResponse(id),
+      ("DELETE", _, Some(id)) => Route::DeleteResponse(id),
       _ => Route::Unknown,
+    }
+  }
+
+  /// The codec whose error shape `route` answers in.
+  fn error_codec(route: &Route<'_>) -> Codec {
+    match route {
+      Route::Call(codec) => *codec,
+      Route::CountTokens => messages::CODEC,
+      Route::GetResponse(_) | Route::DeleteResponse(_) => responses::CODEC,
+      Route::Embeddings | Route::Models | Route::Unknown => chat_completions::CODEC,
     }
   }
 
   /// `error` (a body too large, say) answered in the shape of the protocol `method path`
   /// speaks, for a transport that refuses a request before the driver sees it.
   pub fn refuse(method: &str, path: &str, error: &GatewayError) -> WholeReply {
-    let codec = match Self::route(method, path) {
-      Route::Call(codec) | Route::NotYet(codec) => codec,
-      Route::Models | Route::Unknown => chat_completions::CODEC,
-    };
+    let codec = Self::error_codec(&Self::route(method, path));
     WholeReply::error(&codec, error, &new_request_id())
   }
 
@@ -481,17 +551,26 @@ impl FrontDoor {
   /// Answers one request. `cancel` stops the call (the client left); dropping the returned
   /// future or stream does too.
   pub async fn handle(&self, request: HttpRequest<'_>, cancel: CancellationToken) -> Reply {
-    let request_id = new_request_id();
-    match Self::route(request.method, request.path) {
+    let route = Self::route(request.method, request.path);
+    // Anthropic's clients expect `req_…` request ids (`request-id`, the error body's).
+    let request_id = match route {
+      Route::Call(Codec {
+        protocol: Protocol::Messages,
+        ..
+      })
+      | Route::CountTokens => format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..)),
+      _ => new_request_id(),
+    };
+    match route {
       Route::Call(codec) => self.call(codec, request, cancel, &request_id).await,
       Route::Models => Reply::Whole(self.models(&request, &request_id)),
-      Route::NotYet(codec) => {
-        let path = request.path.split('?').next().unwrap_or_default();
-        let error = GatewayError::not_found(format!(
-          "{} {path} is not served by this gateway yet",
-          request.method
-        ));
-        Reply::Whole(WholeReply::error(&codec, &error, &request_id))
+      Route::CountTokens => Reply::Whole(self.count_tokens(&request, &request_id)),
+      Route::Embeddings => Reply::Whole(self.embeddings(&request, cancel, &request_id).await),
+      Route::GetResponse(id) => {
+        Reply::Whole(self.stored_response(&request, id, false, &request_id).await)
+      }
+      Route::DeleteResponse(id) => {
+        Reply::Whole(self.stored_response(&request, id, true, &request_id).await)
       }
       Route::Unknown => {
         let path = request.path.split('?').next().unwrap_or_default();
@@ -507,7 +586,7 @@ impl FrontDoor {
     let headers = Headers::new(request.headers);
     let anthropic = headers.get("anthropic-version").is_some();
     let codec = if anthropic {
-      MESSAGES_NOT_YET
+      messages::CODEC
     } else {
       chat_completions::CODEC
     };
@@ -537,6 +616,112 @@ impl FrontDoor {
     WholeReply::json(200, body.to_string().into_bytes())
   }
 
+  /// `POST /v1/messages/count_tokens`: ferrogate's own count of the translated prompt and
+  /// tools, for every target (the gateway does not hand provider credentials to the front
+  /// door, so Anthropic's endpoint is not asked).
+  fn count_tokens(&self, request: &HttpRequest<'_>, request_id: &str) -> WholeReply {
+    let refuse = |error: GatewayError| WholeReply::error(&messages::CODEC, &error, request_id);
+    if request.body.len() > MAX_BODY_BYTES {
+      return refuse(body_too_large());
+    }
+    let headers = Headers::new(request.headers);
+    if let Err(error) = self
+      .keys
+      .authenticate(headers, request.key_verdict.as_ref())
+    {
+      return refuse(error);
+    }
+    match messages::parse_count_tokens(request.body, headers) {
+      Ok(count) => WholeReply::ok(
+        messages::count_tokens_json(messages::count_tokens_locally(&count)),
+        request_id,
+      ),
+      Err(error) => refuse(error),
+    }
+  }
+
+  /// `POST /v1/embeddings` through `gateway.embed()`, with the key's quota held for the
+  /// body's tokens (an upper bound of the input's) and charged what the call used.
+  async fn embeddings(
+    &self,
+    request: &HttpRequest<'_>,
+    cancel: CancellationToken,
+    request_id: &str,
+  ) -> WholeReply {
+    let codec = chat_completions::CODEC;
+    let refuse = |error: GatewayError| WholeReply::error(&codec, &error, request_id);
+    if request.body.len() > MAX_BODY_BYTES {
+      return refuse(body_too_large());
+    }
+    let headers = Headers::new(request.headers);
+    let caller = match self
+      .keys
+      .authenticate(headers, request.key_verdict.as_ref())
+    {
+      Ok(caller) => caller,
+      Err(error) => return refuse(error),
+    };
+    let hold = match &caller {
+      Some(caller) => {
+        let text = String::from_utf8_lossy(request.body);
+        let wanted = crate::tokens::encoding_for("").count_text(&text) as u64;
+        match caller.reserve(wanted) {
+          Ok(hold) => hold,
+          Err(error) => return refuse(error),
+        }
+      }
+      None => None,
+    };
+    let identity = caller.map(|caller| caller.user.clone());
+    let _guard = cancel.clone().drop_guard();
+    let answer =
+      embeddings::answer(&self.gateway, request.body, identity, cancel, request_id).await;
+    let (reply, used) = match answer {
+      Ok((body, tokens)) => (WholeReply::ok(body, request_id), tokens),
+      Err(reply) => {
+        let mut whole = WholeReply::json(reply.status, reply.body);
+        whole
+          .headers
+          .extend(reply.headers.into_iter().map(|(k, v)| (k.to_string(), v)));
+        whole
+          .headers
+          .push(("x-request-id".into(), request_id.to_string()));
+        (whole, 0)
+      }
+    };
+    if let Some(hold) = hold {
+      hold.settle(used);
+    }
+    reply
+  }
+
+  /// `GET` (or, with `delete`, `DELETE`) `/v1/responses/{id}` from the response store.
+  async fn stored_response(
+    &self,
+    request: &HttpRequest<'_>,
+    id: &str,
+    delete: bool,
+    request_id: &str,
+  ) -> WholeReply {
+    let refuse = |error: GatewayError| WholeReply::error(&responses::CODEC, &error, request_id);
+    if let Err(error) = self
+      .keys
+      .authenticate(Headers::new(request.headers), request.key_verdict.as_ref())
+    {
+      return refuse(error);
+    }
+    let store = self.gateway.response_store();
+    let result = if delete {
+      response_store::delete(store, id).await
+    } else {
+      response_store::get(store, id).await
+    };
+    match result {
+      Ok(object) => WholeReply::ok(object.to_string().into_bytes(), request_id),
+      Err(error) => refuse(self.gateway.redact_error(error)),
+    }
+  }
+
   /// parse → auth → quota → the pipeline, once → encode.
   async fn call(
     &self,
@@ -557,9 +742,39 @@ impl FrontDoor {
       Ok(caller) => caller,
       Err(error) => return refuse(error),
     };
-    let mut parsed = match (codec.parse)(request.body, headers) {
+    // A Responses call also carries its turn for the response store.
+    let parsed = if codec.protocol == Protocol::Responses {
+      responses::parse_turn(request.body, headers).map(|(parsed, turn)| (parsed, Some(turn)))
+    } else {
+      (codec.parse)(request.body, headers).map(|parsed| (parsed, None))
+    };
+    let (mut parsed, turn) = match parsed {
       Ok(parsed) => parsed,
       Err(error) => return refuse(error),
+    };
+    // The conversation `previous_response_id` names goes in front of this turn's input.
+    let stored = match turn {
+      Some(turn) => {
+        let store = self.gateway.response_store();
+        let history = match response_store::history(store, &turn).await {
+          Ok(history) => history,
+          Err(error) => return refuse(self.gateway.redact_error(error)),
+        };
+        if let Err(error) = responses::prepend_history(&mut parsed, &turn, &history) {
+          return refuse(error);
+        }
+        if let Value::Object(body) = responses::native_body(&parsed, &turn, &history, &parsed.model)
+        {
+          parsed.native = body;
+        }
+        Some(Remember {
+          gateway: self.gateway.clone(),
+          turn,
+          history,
+          held: Vec::new(),
+        })
+      }
+      None => None,
     };
     // With keys, the caller's identity is the key's, whatever the body says.
     if let Some(caller) = &caller {
@@ -636,12 +851,23 @@ impl FrontDoor {
       return match finish_result(&self.gateway, executed.result, self.closed.as_ref()) {
         Ok(response) => {
           // The vendor's own body when the target speaks the client's protocol.
-          let body = native
-            .and_then(|native| native.take_reply())
-            .unwrap_or_else(|| encoder.json(&response));
-          let mut reply = WholeReply::json(200, body);
-          reply.headers.push(("x-request-id".into(), request_id));
-          Reply::Whole(reply)
+          let body = match native.and_then(|native| native.take_reply()) {
+            Some(body) => {
+              if let Some(stored) = stored {
+                stored.relayed_whole(&body).await;
+              }
+              body
+            }
+            None => {
+              let body = encoder.json(&response);
+              // Stored before the answer goes out, so the client's next turn finds it.
+              if let Some(stored) = stored {
+                stored.encoded().await;
+              }
+              body
+            }
+          };
+          Reply::Whole(WholeReply::ok(body, &request_id))
         }
         Err(error) => refuse(error),
       };
@@ -703,6 +929,7 @@ impl FrontDoor {
       head: Vec::new(),
       finished: false,
       relaying: false,
+      remember: stored,
       _cancel_on_drop: guard,
     };
     reply.encode(Ok(first), &mut head);
@@ -900,7 +1127,15 @@ mod tests {
     let (status, _) = whole(ask(&door, "POST", CHAT, None, &big).await);
     assert_eq!(status, 413);
     let (status, json) = whole(ask(&door, "POST", "/v1/messages", None, b"{}").await);
-    assert_eq!((status, json["type"].as_str()), (404, Some("error")));
+    assert_eq!(
+      (status, json["error"]["type"].as_str()),
+      (400, Some("invalid_request_error"))
+    );
+    let (status, json) = whole(ask(&door, "POST", "/v1/messages?beta=true", None, &big).await);
+    assert_eq!(
+      (status, json["error"]["type"].as_str()),
+      (413, Some("request_too_large"))
+    );
     let (status, json) = whole(ask(&door, "GET", "/v1/nothing?x=1", None, b"").await);
     assert_eq!(
       (status, json["error"]["code"].as_str()),
@@ -954,5 +1189,87 @@ mod tests {
       (&first, &second),
       (Reply::Stream(_), Reply::Stream(_))
     ));
+  }
+
+  #[tokio::test]
+  async fn messages_responses_and_embeddings_share_the_door() {
+    let keys = Keys::from_serve_keys(vec![ServeKey {
+      key: "k".into(),
+      user: Some("svc".into()),
+      daily_token_quota: Some(1_000_000),
+    }])
+    .expect("keys");
+    let door = door(keys);
+    let anthropic_key = vec![("x-api-key".to_string(), "k".to_string())];
+    let messages =
+      br#"{"model":"mock/demo","max_tokens":50,"messages":[{"role":"user","content":"hello"}]}"#;
+    let request = HttpRequest {
+      method: "POST",
+      path: "/v1/messages?beta=true",
+      headers: &anthropic_key,
+      body: messages,
+      key_verdict: None,
+    };
+    let (status, json) = whole(door.handle(request, CancellationToken::new()).await);
+    assert_eq!(
+      (status, json["type"].as_str()),
+      (200, Some("message")),
+      "{json}"
+    );
+    let counted = HttpRequest {
+      method: "POST",
+      path: "/v1/messages/count_tokens",
+      headers: &anthropic_key,
+      body: br#"{"model":"mock/demo","messages":[{"role":"user","content":"hello"}]}"#,
+      key_verdict: None,
+    };
+    let (status, json) = whole(door.handle(counted, CancellationToken::new()).await);
+    assert_eq!(status, 200);
+    assert!(
+      json["input_tokens"].as_u64().is_some_and(|n| n > 0),
+      "{json}"
+    );
+
+    let first = br#"{"model":"mock/demo","input":"hello"}"#;
+    let (status, json) = whole(ask(&door, "POST", "/v1/responses", Some("k"), first).await);
+    assert_eq!((status, json["object"].as_str()), (200, Some("response")));
+    let id = json["id"].as_str().expect("id").to_string();
+    let path = format!("/v1/responses/{id}");
+    let (status, stored) = whole(ask(&door, "GET", &path, Some("k"), b"").await);
+    assert_eq!((status, &stored["id"]), (200, &json["id"]));
+    // A streamed next turn continues the stored conversation, and is stored itself before
+    // its `response.completed` goes out.
+    let next = format!(
+      r#"{{"model":"mock/demo","stream":true,"previous_response_id":"{id}","input":"again"}}"#
+    );
+    let text =
+      all_bytes(ask(&door, "POST", "/v1/responses", Some("k"), next.as_bytes()).await).await;
+    assert!(text.contains("event: response.completed"), "{text}");
+    let (status, json) = whole(ask(&door, "DELETE", &path, Some("k"), b"").await);
+    assert_eq!((status, json["deleted"].as_bool()), (200, Some(true)));
+    let (status, json) = whole(ask(&door, "GET", &path, None, b"").await);
+    assert_eq!(status, 401, "{json}");
+    let (status, json) = whole(ask(&door, "GET", &path, Some("k"), b"").await);
+    assert_eq!(
+      (status, json["error"]["code"].as_str()),
+      (404, Some("not_found"))
+    );
+    let unknown = br#"{"model":"mock/demo","input":"x","previous_response_id":"resp_nope"}"#;
+    let (status, json) = whole(ask(&door, "POST", "/v1/responses", Some("k"), unknown).await);
+    assert_eq!(
+      (status, json["error"]["param"].as_str()),
+      (400, Some("previous_response_id"))
+    );
+
+    let embed = br#"{"model":"mock/embed","input":["a","b"]}"#;
+    let (status, json) = whole(ask(&door, "POST", "/v1/embeddings", None, embed).await);
+    assert_eq!(status, 401, "{json}");
+    let (status, json) = whole(ask(&door, "POST", "/v1/embeddings", Some("k"), embed).await);
+    assert_eq!(
+      (status, json["object"].as_str()),
+      (200, Some("list")),
+      "{json}"
+    );
+    assert_eq!(json["data"].as_array().map(Vec::len), Some(2));
   }
 }

@@ -96,6 +96,19 @@ fn now_seconds() -> u64 {
     .unwrap_or(0)
 }
 
+/// Responses in the driver's route table: an `openai` provider with `api: 'responses'`
+/// speaks it natively (one without it speaks Chat Completions, and is translated for).
+pub const CODEC: super::Codec = super::Codec {
+  protocol: Protocol::Responses,
+  parse,
+  error_reply,
+  native_kinds: &[super::NativeTarget {
+    kind: "openai",
+    api: Some("responses"),
+  }],
+  identity_path: &["user"],
+};
+
 /// [`parse_turn`] for the codec contract.
 pub fn parse(body: &[u8], headers: Headers) -> Result<Parsed> {
   parse_turn(body, headers).map(|(parsed, _)| parsed)
@@ -803,31 +816,6 @@ fn translate_items(
 
 // --------------------------------------------------------------------------------------- errors
 
-/// OpenAI's `type` for an error code.
-fn error_type(code: ErrorCode) -> &'static str {
-  match code {
-    ErrorCode::RateLimited => "rate_limit_error",
-    ErrorCode::BudgetExceeded => "insufficient_quota",
-    ErrorCode::Authentication => "authentication_error",
-    ErrorCode::InvalidRequest | ErrorCode::NotFound => "invalid_request_error",
-    ErrorCode::Timeout => "timeout_error",
-    ErrorCode::Aborted => "aborted",
-    ErrorCode::Config | ErrorCode::CallbackError => "server_error",
-    ErrorCode::ProviderError | ErrorCode::UpstreamUnavailable => "api_error",
-  }
-}
-
-fn error_code(code: ErrorCode) -> String {
-  match code {
-    ErrorCode::RateLimited => "rate_limit_exceeded".into(),
-    ErrorCode::BudgetExceeded => "insufficient_quota".into(),
-    ErrorCode::Authentication => "invalid_api_key".into(),
-    ErrorCode::NotFound => "not_found".into(),
-    ErrorCode::InvalidRequest => "invalid_request".into(),
-    other => other.as_str().to_ascii_lowercase(),
-  }
-}
-
 /// The field an INVALID_REQUEST message names first (`input[3].type: …` → `input[3].type`).
 fn param_of(error: &GatewayError) -> Value {
   if error.code != ErrorCode::InvalidRequest {
@@ -846,38 +834,25 @@ fn param_of(error: &GatewayError) -> Value {
   }
 }
 
-/// `{ error: { message, type, param, code } }`
+/// `{ error: { message, type, param, code } }`: the Chat Completions codec's body, with the
+/// field an invalid request names as `param`, and a missing stored response an
+/// `invalid_request_error` coded `not_found`, as OpenAI answers them.
 pub fn error_body(error: &GatewayError) -> Value {
-  json!({ "error": {
-    "message": error.message,
-    "type": error_type(error.code),
-    "param": param_of(error),
-    "code": error_code(error.code),
-  } })
+  let mut body = super::chat_completions::error_value(error);
+  body["error"]["param"] = param_of(error);
+  if error.code == ErrorCode::NotFound {
+    body["error"]["type"] = json!("invalid_request_error");
+    body["error"]["code"] = json!("not_found");
+  }
+  body
 }
 
 /// An error before any answer: OpenAI's status and body, `retry-after` when the error has
 /// a wait, and our request id.
-pub fn error_reply(error: &GatewayError, request_id: &str) -> ErrorReply {
-  // 499 means nothing to a client; it is gone anyway.
-  let status = if error.status == 499 {
-    400
-  } else {
-    error.status
-  };
-  let mut headers = vec![("content-type", "application/json".to_string())];
-  if let Some(wait) = error.retry_after {
-    headers.push(("retry-after", wait.as_secs_f64().ceil().to_string()));
-    headers.push(("retry-after-ms", wait.as_millis().to_string()));
-  }
-  if !request_id.is_empty() {
-    headers.push(("x-request-id", request_id.to_string()));
-  }
-  ErrorReply {
-    status,
-    headers,
-    body: serde_json::to_vec(&error_body(error)).unwrap_or_default(),
-  }
+pub fn error_reply(error: &GatewayError, _request_id: &str) -> ErrorReply {
+  let mut reply = super::chat_completions::error_reply(error);
+  reply.body = serde_json::to_vec(&error_body(error)).unwrap_or_default();
+  reply
 }
 
 /// GET or DELETE of a response id the store does not hold.
@@ -1344,7 +1319,7 @@ impl Encoder for ResponsesEncoder {
 
   fn stream_error(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
     self.close_open(out);
-    let code = error_code(error.code);
+    let code = super::chat_completions::error_code(error.code);
     self.event(
       out,
       "error",

@@ -270,6 +270,24 @@ mod tests {
   }
 
   #[test]
+  fn a_target_api_must_match_the_providers() {
+    const RESPONSES: &[NativeTarget] = &[NativeTarget {
+      kind: "openai",
+      api: Some("responses"),
+    }];
+    const CHAT: &[NativeTarget] = &[NativeTarget {
+      kind: "openai",
+      api: None,
+    }];
+    let call = |targets| NativeCall::new(targets, Map::new(), Vec::new(), Vec::new());
+    assert!(call(RESPONSES).speaks("openai", Some("responses")));
+    assert!(!call(RESPONSES).speaks("openai", None));
+    assert!(call(CHAT).speaks("openai", None));
+    assert!(!call(CHAT).speaks("openai", Some("responses")));
+    assert!(!call(CHAT).speaks("anthropic", None));
+  }
+
+  #[test]
   fn characters_split_across_chunks_are_held_back() {
     let mut chunks = Utf8Chunks::default();
     let bytes = "é€".as_bytes();
