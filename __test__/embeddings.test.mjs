@@ -1,13 +1,12 @@
 // gateway.embed() against the mock provider and the OpenAI and Gemini vendor fakes, and the
 // official `openai` client's embeddings.create against `ferrogate serve` (POST /v1/embeddings).
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 import OpenAI from 'openai'
@@ -19,8 +18,8 @@ import {
   fakeEmbeddingTokens,
   startMockVendors,
 } from './helpers/mock-vendors.mjs'
+import { ENGINES, startServe } from './helpers/serve-engines.mjs'
 
-const cli = fileURLToPath(new URL('../bin/ferrogate.js', import.meta.url))
 const UPSTREAM_KEY = 'sk-upstream-embed-secret-4242'
 // Built-in list prices, USD per token.
 const SMALL_PRICE = 0.02e-6
@@ -268,48 +267,30 @@ describe('gateway.embed against the vendor fakes', () => {
   })
 })
 
-describe('POST /v1/embeddings on ferrogate serve', () => {
+for (const engine of ENGINES) describe(`POST /v1/embeddings on ferrogate serve (${engine})`, () => {
   const CLIENT_KEY = 'vk-embed-client-1'
   let dir
-  let proc
+  let server
   let baseURL
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrogate-embed-'))
-    const config = path.join(dir, 'ferrogate.json')
-    fs.writeFileSync(config, JSON.stringify({
-      providers: {
-        mock: { kind: 'mock' },
-        openai: { kind: 'openai', baseUrl: '${UPSTREAM_URL}', apiKey: '${UPSTREAM_KEY}' },
+    server = await startServe({
+      engine,
+      file: path.join(dir, 'ferrogate.json'),
+      config: {
+        providers: {
+          mock: { kind: 'mock' },
+          openai: { kind: 'openai', baseUrl: '${UPSTREAM_URL}', apiKey: '${UPSTREAM_KEY}' },
+        },
+        maxRetries: 0,
+        keys: [{ key: '${CLIENT_KEY}', user: 'svc-embed', dailyTokenQuota: 1000000 }],
       },
-      maxRetries: 0,
-      host: '127.0.0.1',
-      port: 1,
-      keys: [{ key: '${CLIENT_KEY}', user: 'svc-embed', dailyTokenQuota: 1000000 }],
-    }))
-    proc = spawn(process.execPath, [cli, 'serve', '--config', config, '--port', '0', '--engine', 'native'], {
-      env: { ...process.env, UPSTREAM_URL: mock.openaiBaseUrl, UPSTREAM_KEY, CLIENT_KEY },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { UPSTREAM_URL: mock.openaiBaseUrl, UPSTREAM_KEY, CLIENT_KEY },
     })
-    let output = ''
-    proc.stderr.setEncoding('utf8').on('data', (d) => (output += d))
-    baseURL = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`serve did not start: ${output}`)), 15_000)
-      proc.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${output}`)))
-      proc.stdout.setEncoding('utf8').on('data', (d) => {
-        output += d
-        const url = /listening on (http:\/\/\S+)/.exec(output)?.[1]
-        if (url) {
-          clearTimeout(timer)
-          resolve(`${url}/v1`)
-        }
-      })
-    })
+    baseURL = `${server.url}/v1`
   })
   after(async () => {
-    if (proc && proc.exitCode === null) {
-      proc.kill('SIGTERM')
-      await new Promise((resolve) => proc.once('exit', resolve))
-    }
+    await server?.stop()
     fs.rmSync(dir, { recursive: true, force: true })
   })
 

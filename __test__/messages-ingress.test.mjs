@@ -2,19 +2,18 @@
 // against `ferrogate serve`, with the mock provider, an OpenAI-kind and a Gemini-kind vendor fake
 // behind it. Every request is translated; what each vendor fake received is asserted.
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 import Anthropic from '@anthropic-ai/sdk'
 import { startMockVendors } from './helpers/mock-vendors.mjs'
+import { ENGINES, startServe as startServeOn, stopServe } from './helpers/serve-engines.mjs'
 
 const run = promisify(execFile)
-const cli = fileURLToPath(new URL('../bin/ferrogate.js', import.meta.url))
 const UPSTREAM_KEY = 'sk-upstream-messages-secret-313'
 const CLIENT_KEY = 'vk-messages-client-1'
 // A 1×1 PNG.
@@ -38,43 +37,22 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true })
 })
 
-async function startServe(name, { keys = true } = {}) {
-  const file = path.join(dir, `${name}.json`)
-  fs.writeFileSync(file, JSON.stringify({
-    providers: {
-      openai: { kind: 'openai', baseUrl: '${OPENAI_URL}', apiKey: '${UPSTREAM_KEY}' },
-      gemini: { kind: 'gemini', baseUrl: '${GEMINI_URL}', apiKey: '${UPSTREAM_KEY}' },
-      mock: { kind: 'mock', mockChunkDelayMs: 0 },
+function startServe(name, { keys = true, engine = 'native' } = {}) {
+  return startServeOn({
+    engine,
+    file: path.join(dir, `${name}-${engine}.json`),
+    config: {
+      providers: {
+        openai: { kind: 'openai', baseUrl: '${OPENAI_URL}', apiKey: '${UPSTREAM_KEY}' },
+        gemini: { kind: 'gemini', baseUrl: '${GEMINI_URL}', apiKey: '${UPSTREAM_KEY}' },
+        anthropic: { kind: 'anthropic', baseUrl: '${ANTHROPIC_URL}', apiKey: '${UPSTREAM_KEY}' },
+        mock: { kind: 'mock', mockChunkDelayMs: 0 },
+      },
+      maxRetries: 0,
+      ...(keys ? { keys: [{ key: '${CLIENT_KEY}', user: 'svc-a', dailyTokenQuota: 1000000 }] } : {}),
     },
-    maxRetries: 0,
-    ...(keys ? { keys: [{ key: '${CLIENT_KEY}', user: 'svc-a', dailyTokenQuota: 1000000 }] } : {}),
-  }))
-  const proc = spawn(process.execPath, [cli, 'serve', '--config', file, '--host', '127.0.0.1', '--port', '0', '--engine', 'native'], {
-    env: { ...process.env, OPENAI_URL: mock.openaiBaseUrl, GEMINI_URL: mock.geminiBaseUrl, UPSTREAM_KEY, CLIENT_KEY },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { OPENAI_URL: mock.openaiBaseUrl, GEMINI_URL: mock.geminiBaseUrl, ANTHROPIC_URL: mock.anthropicBaseUrl, UPSTREAM_KEY, CLIENT_KEY },
   })
-  const running = { proc, output: '' }
-  proc.stderr.setEncoding('utf8').on('data', (d) => (running.output += d))
-  running.url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${running.output}`)), 15_000)
-    proc.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${running.output}`)))
-    proc.stdout.setEncoding('utf8').on('data', (d) => {
-      running.output += d
-      const url = /listening on (http:\/\/\S+)/.exec(running.output)?.[1]
-      if (url) {
-        clearTimeout(timer)
-        resolve(url)
-      }
-    })
-  })
-  return running
-}
-
-async function stopServe(running) {
-  if (running && running.proc.exitCode === null) {
-    running.proc.kill('SIGTERM')
-    await new Promise((resolve) => running.proc.once('exit', resolve))
-  }
 }
 
 const openaiChunk = (delta, finish = null) =>
@@ -138,11 +116,11 @@ const TARGETS = [
   },
 ]
 
-describe('Anthropic Messages through ferrogate serve (native)', () => {
+for (const engine of ENGINES) describe(`Anthropic Messages through ferrogate serve (${engine})`, () => {
   let running
   let client
   before(async () => {
-    running = await startServe('messages')
+    running = await startServe('messages', { engine })
     client = new Anthropic({ apiKey: CLIENT_KEY, baseURL: running.url, maxRetries: 0 })
   })
   after(() => stopServe(running))
@@ -315,6 +293,56 @@ describe('Anthropic Messages through ferrogate serve (native)', () => {
     assert.equal(request.body.stream, true)
   })
 
+  test('an anthropic target receives unmodelled fields and anthropic-beta as sent, and thinking comes back signed', async () => {
+    const thinking = { type: 'thinking', thinking: 'The user wants a greeting.', signature: 'EqQBCkYIBRgCKkD+sig/0==' }
+    mock.enqueue('anthropic', {
+      body: {
+        id: 'msg_native1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [thinking, { type: 'text', text: 'Hello!' }],
+        stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 12, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 6 },
+      },
+    })
+    const contextManagement = { edits: [{ type: 'clear_tool_uses_20250919', keep: { type: 'tool_uses', value: 3 } }] }
+    const message = await client.messages.create(
+      { model: 'anthropic/claude-sonnet-4-5', max_tokens: 2048, thinking: { type: 'enabled', budget_tokens: 1024 }, context_management: contextManagement, messages: [{ role: 'user', content: 'hi' }] },
+      { headers: { 'anthropic-beta': 'context-management-2025-06-27' } },
+    )
+    const upstream = mock.requests.filter((r) => r.vendor === 'anthropic').at(-1)
+    assert.deepEqual(upstream.body.context_management, contextManagement, 'the unmodelled field reached the vendor unchanged')
+    assert.equal(upstream.body.model, 'claude-sonnet-4-5', 'only the model is renamed')
+    assert.equal(upstream.headers['anthropic-beta'], 'context-management-2025-06-27')
+    assert.equal(upstream.headers['x-api-key'], UPSTREAM_KEY, 'the provider key, never the client key')
+    assert.deepEqual(message.content[0], thinking, 'the thinking block and its signature come back unchanged')
+    assert.equal(message.content[1].text, 'Hello!')
+
+    // Streamed: the vendor's events are relayed, signature_delta included.
+    const event = (data) => `event: ${data.type}\ndata: ${JSON.stringify(data)}\n\n`
+    mock.enqueue('anthropic', {
+      sse: [
+        event({ type: 'message_start', message: { id: 'msg_native2', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } } }),
+        event({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }),
+        event({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: thinking.thinking } }),
+        event({ type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: thinking.signature } }),
+        event({ type: 'content_block_stop', index: 0 }),
+        event({ type: 'content_block_start', index: 1, content_block: { type: 'text', text: '' } }),
+        event({ type: 'content_block_delta', index: 1, delta: { type: 'text_delta', text: 'Hello!' } }),
+        event({ type: 'content_block_stop', index: 1 }),
+        event({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 6 } }),
+        event({ type: 'message_stop' }),
+      ],
+    })
+    const stream = client.messages.stream(
+      { model: 'anthropic/claude-sonnet-4-5', max_tokens: 2048, thinking: { type: 'enabled', budget_tokens: 1024 }, context_management: contextManagement, messages: [{ role: 'user', content: 'hi' }] },
+      { headers: { 'anthropic-beta': 'context-management-2025-06-27' } },
+    )
+    const final = await stream.finalMessage()
+    const streamed = mock.requests.filter((r) => r.vendor === 'anthropic').at(-1)
+    assert.equal(streamed.body.stream, true)
+    assert.deepEqual(streamed.body.context_management, contextManagement)
+    assert.equal(streamed.headers['anthropic-beta'], 'context-management-2025-06-27')
+    assert.deepEqual(final.content[0], thinking)
+    assert.equal(final.content[1].text, 'Hello!')
+  })
+
   test('each error class the SDK maps, with request-id and retry-after', async () => {
     const sent = mock.requests.length
     const bad = await client.messages.create({ model: 'openai/gpt-4o-mini', max_tokens: 10, messages: [{ role: 'user', content: [{ type: 'foo' }] }] }).catch((e) => e)
@@ -418,8 +446,8 @@ print(json.dumps(out))
   })
 })
 
-test('without keys, metadata.user_id is the caller\'s user', async () => {
-  const running = await startServe('no-keys', { keys: false })
+for (const engine of ENGINES) test(`without keys, metadata.user_id is the caller's user (${engine})`, async () => {
+  const running = await startServe('no-keys', { keys: false, engine })
   try {
     const client = new Anthropic({ apiKey: 'anything', baseURL: running.url, maxRetries: 0 })
     await client.messages.create({ model: 'openai/gpt-4o-mini', max_tokens: 16, metadata: { user_id: 'user-42' }, messages: [{ role: 'user', content: 'hi' }] })

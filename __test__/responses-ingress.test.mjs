@@ -3,20 +3,19 @@
 // Chat Completions, an Anthropic, a Gemini and an OpenAI Responses (`api: 'responses'`) vendor fake behind it; the response
 // store in memory and shared through Redis by two serve processes.
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 import OpenAI from 'openai'
 import { Redis } from 'ioredis'
 import { responsesEvents, responsesItems, responsesObject, startMockVendors } from './helpers/mock-vendors.mjs'
+import { ENGINES, startServe as startServeOn, stopServe } from './helpers/serve-engines.mjs'
 
 const run = promisify(execFile)
-const cli = fileURLToPath(new URL('../bin/ferrogate.js', import.meta.url))
 const REDIS_URL = 'redis://127.0.0.1:6379/'
 const PREFIX = `fgtest:responses:${process.pid}:${Math.random().toString(36).slice(2)}:`
 let mock
@@ -58,34 +57,12 @@ function config(extra = {}) {
   }
 }
 
-async function startServe(options) {
-  const file = path.join(dir, `config-${running.length}.json`)
-  fs.writeFileSync(file, JSON.stringify(options))
-  const proc = spawn(process.execPath, [cli, 'serve', '--config', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const server = { proc, output: '' }
+async function startServe(options, engine = 'native') {
+  const server = await startServeOn({ engine, file: path.join(dir, `config-${running.length}-${engine}.json`), config: options })
   running.push(server)
-  proc.stderr.setEncoding('utf8').on('data', (d) => (server.output += d))
-  server.baseURL = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${server.output}`)), 15_000)
-    proc.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${server.output}`)))
-    proc.stdout.setEncoding('utf8').on('data', (d) => {
-      server.output += d
-      const url = /listening on (http:\/\/\S+)/.exec(server.output)?.[1]
-      if (url) {
-        clearTimeout(timer)
-        resolve(`${url}/v1`)
-      }
-    })
-  })
+  server.baseURL = `${server.url}/v1`
   server.client = new OpenAI({ baseURL: server.baseURL, apiKey: 'unused', maxRetries: 0 })
   return server
-}
-
-async function stopServe(server) {
-  if (server && server.proc.exitCode === null) {
-    server.proc.kill('SIGTERM')
-    await new Promise((resolve) => server.proc.once('exit', resolve))
-  }
 }
 
 const lastRequest = (vendor) => mock.requests.findLast((r) => r.vendor === vendor)
@@ -172,10 +149,10 @@ describe('the Responses vendor fake, checked with the official client first', ()
   })
 })
 
-describe('ferrogate serve: POST /v1/responses', () => {
+for (const engine of ENGINES) describe(`ferrogate serve (${engine}): POST /v1/responses`, () => {
   let server
   before(async () => {
-    server = await startServe(config())
+    server = await startServe(config(), engine)
   })
 
   for (const [label, provider] of Object.entries(PROVIDERS)) {

@@ -339,7 +339,7 @@ const ANTHROPIC_PARAMS = new Set([
   'tools', 'tool_choice', 'thinking', 'service_tier', 'container', 'mcp_servers', 'context_management', 'output_format', 'output_config',
 ]);
 const ANTHROPIC_BLOCKS = {
-  user: ['text', 'image', 'tool_result'], assistant: ['text', 'tool_use'], tool_result: ['text', 'image'], system: ['text'],
+  user: ['text', 'image', 'tool_result'], assistant: ['text', 'tool_use', 'thinking', 'redacted_thinking'], tool_result: ['text', 'image'], system: ['text'],
 };
 const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'];
 
@@ -372,6 +372,13 @@ function validateAnthropicBlock(blk, at, owner) {
       break;
     case 'image':
       validateImageSource(blk.source, `${at}.image.source`);
+      break;
+    case 'thinking':
+      if (typeof blk.thinking !== 'string') throw anthropicBad(`${at}.thinking.thinking: Field required`);
+      if (typeof blk.signature !== 'string' || !blk.signature) throw anthropicBad(`${at}.thinking.signature: Field required`);
+      break;
+    case 'redacted_thinking':
+      if (typeof blk.data !== 'string') throw anthropicBad(`${at}.redacted_thinking.data: Field required`);
       break;
     case 'tool_use':
       if (typeof blk.id !== 'string' || !/^[a-zA-Z0-9_-]+$/.test(blk.id)) throw anthropicBad(`${at}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'`);
@@ -503,13 +510,16 @@ function anthropicStream({ id, model, deltas, usage }) {
   ].join('');
 }
 
+// The API versions Anthropic's clients send: 2023-06-01 (Claude Code, most SDKs) and the one @anthropic-ai/sdk 1.x sends.
+const ANTHROPIC_VERSIONS = ['2023-01-01', '2023-06-01', '2026-10-21'];
+
 const anthropic = {
   check(headers, _query, _route, expectedKey) {
     const key = headers['x-api-key'];
     if (!key || (expectedKey !== undefined && key !== expectedKey)) throw anthropicError(401, 'authentication_error', 'invalid x-api-key');
     const version = headers['anthropic-version'];
     if (version === undefined) throw anthropicBad('anthropic-version: header is required');
-    if (version !== '2023-06-01') throw anthropicBad(`anthropic-version: unknown version ${JSON.stringify(version)}`);
+    if (!ANTHROPIC_VERSIONS.includes(version)) throw anthropicBad(`anthropic-version: unknown version ${JSON.stringify(version)}`);
   },
   invalidJson: () => anthropicBad('There was an error parsing the body of your request: expected a JSON object'),
   validate: validateAnthropic,
