@@ -804,6 +804,8 @@ const RESPONSES_PARAMS = new Set([
   'top_p', 'top_logprobs', 'user', 'stream', 'stream_options', 'store', 'metadata', 'previous_response_id', 'reasoning',
   'include', 'parallel_tool_calls', 'prompt_cache_key', 'truncation', 'background', 'service_tier', 'safety_identifier',
   'conversation', 'prompt',
+  // Codex CLI sends it on every request to OpenAI's Responses API (fixtures/clients/codex-0.171.0.responses.json).
+  'client_metadata',
 ]);
 const RESPONSES_PART_TYPES = ['input_text', 'input_image', 'input_file', 'output_text', 'refusal'];
 const RESPONSES_ITEM_TYPES = ['message', 'function_call', 'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'reasoning', 'item_reference'];
