@@ -273,6 +273,21 @@ test('with a key function, the identity is the key (hashed), never the body user
     assert.match(record.user, /^key:[0-9a-f]{24}$/)
     assert.deepEqual(record.metadata, { team: 'search', ticket: '42' })
     assert.equal(record.ingress, 'chat')
+    // Every protocol names itself in the record; a translation's omissions are its warnings.
+    const post = (route, body, headers = {}) =>
+      fetch(`${router.url}/v1/${route}`, { method: 'POST', headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
+    for (const [route, body, ingress] of [
+      ['messages?beta=true', { model: 'mock/demo', max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] }, 'messages'],
+      ['responses', { model: 'mock/demo', input: 'hi', tools: [{ type: 'web_search' }] }, 'responses'],
+      ['embeddings', { model: 'mock/embed', input: ['hi'] }, 'embeddings'],
+    ]) {
+      const res = await post(route, body, route.startsWith('messages') ? { 'x-api-key': CLIENT_KEY } : {})
+      assert.equal(res.status, 200, `${route}: ${await res.clone().text()}`)
+      await res.arrayBuffer()
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.equal(records.at(-1).ingress, ingress, route)
+    }
+    assert.ok(records.findLast((r) => r.ingress === 'responses').warnings?.length > 0, 'the hosted tool left out is a warning')
     // Other routes of the app are left alone; openaiRouter is the same router at /v1.
     assert.deepEqual(await (await fetch(`${router.url}/own-route`)).json(), { own: true })
     assert.throws(() => openaiRouter({ chat() {}, streamEvents() {} }), /needs a ferrogate Gateway/)

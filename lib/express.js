@@ -193,8 +193,8 @@ function responseSink(res) {
 
 /**
  * Every client protocol of the front door (src/ingress), for Express (4 or 5) or plain
- * node:http: `POST /v1/chat/completions`, `GET /v1/models`, and the Responses, Messages and
- * Embeddings endpoints as they are wired in. Parsing, keys, quotas, the call and the wire
+ * node:http: `POST /v1/chat/completions`, `POST /v1/responses` (`GET`/`DELETE /v1/responses/{id}`),
+ * `POST /v1/messages` (`/count_tokens`), `POST /v1/embeddings` and `GET /v1/models`. Parsing, keys, quotas, the call and the wire
  * format are all native; this reads the raw body, hands it over with the client's
  * disconnect as the cancel, and writes back what comes.
  * `keys`: a KeyVault, or `(key) => boolean | string` (a string names the caller).

@@ -14,7 +14,7 @@
 //! A protocol module exposes `pub fn parse(&[u8], Headers) -> Result<Parsed>` and
 //! `pub fn error_reply(&GatewayError) -> ErrorReply`, and one `Codec` value naming them
 //! (see `chat_completions::CODEC`). The route table in `FrontDoor::route` maps the path to
-//! that `Codec` (the places are marked "dispatch"); `FrontDoor::call` then does the rest for
+//! that `Codec`; `FrontDoor::call` then does the rest for
 //! every protocol alike: body limit (413), auth, parse, identity, key quota, the pipeline
 //! call, encoding through `Parsed::encoder`, cancel, relay and redaction.
 //!
@@ -25,9 +25,14 @@
 //! client receives the vendor's bytes, JSON or SSE, relayed as they come
 //! (`pipeline::native`); usage and cost are still read by the vendor's decoder. A target of
 //! another kind gets the translated `Parsed::request`, and refuses with 400 a call whose
-//! `Parsed::native_only` is not empty, naming its first field. (A kind whose `api` must
-//! match, such as `api: 'responses'`, needs `Provider` to carry `api` first: today a
-//! `NativeTarget` with `api: Some(…)` never matches.)
+//! `Parsed::native_only` is not empty, naming its first field. A `NativeTarget`'s `api` must
+//! equal the provider's (`Some("responses")` for Responses, `None` for an `openai` provider
+//! speaking Chat Completions).
+//!
+//! Responses also go through the response store around the call (`Remember`): the history
+//! `previous_response_id` names is put in front of the input before it, and the answer is
+//! stored before the bytes that complete it go out. `count_tokens`, embeddings and the
+//! stored responses' GET/DELETE have routes of their own beside the codecs.
 //!
 //! Embeddings (`embeddings.rs`) are not chat-shaped and have their own three functions: `parse`
 //! (body → model, `EmbedRequest`, encoding format), `encode` (an `EmbedResponse` → the body) and

@@ -33,6 +33,7 @@ impl Gateway {
     let metadata = std::mem::take(&mut options.metadata);
     let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
     trace.operation = Operation::Embeddings;
+    trace.ingress = options.ingress;
     if self.router.aliases().iter().any(|alias| alias == model) {
       trace.route = Some(model.to_string());
     }
