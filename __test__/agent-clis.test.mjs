@@ -3,7 +3,8 @@
 // runs the tool and sends its result back), once with a provider of the client's own protocol behind
 // serve and once with a provider of another protocol. The vendors are the loopback fakes of
 // helpers/mock-vendors.mjs; the CLIs are the npm packages, installed once into a cache outside the
-// repository (FERROGATE_AGENT_CLIS, default ~/.cache/ferrogate-agents; .ci/run installs them first).
+// repository (FERROGATE_AGENT_CLIS, default ~/.cache/ferrogate-agents; .ci/run installs them first). Each case runs
+// on both engines of serve: the native server and Express with gatewayRouter share the front door.
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -14,6 +15,9 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 import { startMockVendors } from './helpers/mock-vendors.mjs'
+
+// Both engines of serve: the native (hyper) server, and Express with gatewayRouter.
+const ENGINES = ['native', 'node']
 
 const run = promisify(execFile)
 const cli = fileURLToPath(new URL('../bin/ferrogate.js', import.meta.url))
@@ -59,13 +63,13 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true })
 })
 
-async function startServe(name, provider) {
+async function startServe(name, provider, engine) {
   const config = path.join(dir, `${name}.json`)
   fs.writeFileSync(
     config,
     JSON.stringify({ providers: { up: provider }, defaultProvider: 'up', maxRetries: 0, host: '127.0.0.1', port: 1 }),
   )
-  const proc = spawn(process.execPath, [cli, 'serve', '--config', config, '--port', '0'], {
+  const proc = spawn(process.execPath, [cli, 'serve', '--config', config, '--port', '0', '--engine', engine], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
@@ -198,9 +202,9 @@ describe('Claude Code through ferrogate serve', { timeout: 300_000 }, () => {
     ['an Anthropic provider (same protocol)', 'anthropic', () => ({ kind: 'anthropic', baseUrl: mock.anthropicBaseUrl, apiKey: 'sk-ant-upstream' })],
     ['an OpenAI Chat Completions provider (translated)', 'openai', () => ({ kind: 'openai', baseUrl: mock.openaiBaseUrl, apiKey: 'sk-upstream' })],
   ]) {
-    test(`plain turn and tool round trip, with ${label}`, async (t) => {
+    for (const engine of ENGINES) test(`plain turn and tool round trip, with ${label} (serve --engine ${engine})`, async (t) => {
       if (unavailable) return t.skip(unavailable)
-      const serve = await startServe(`claude-${vendor}`, provider())
+      const serve = await startServe(`claude-${vendor}-${engine}`, provider(), engine)
       try {
         let mark = mock.mark()
         const plain = await claude(serve.url, 'Say hello')
@@ -238,9 +242,9 @@ describe('Codex CLI through ferrogate serve', { timeout: 300_000 }, () => {
     ['an OpenAI Responses provider (same protocol)', 'responses', () => ({ kind: 'openai', api: 'responses', baseUrl: mock.openaiBaseUrl, apiKey: 'sk-upstream' })],
     ['an Anthropic provider (translated)', 'anthropic', () => ({ kind: 'anthropic', baseUrl: mock.anthropicBaseUrl, apiKey: 'sk-ant-upstream' })],
   ]) {
-    test(`plain turn and tool round trip, with ${label}`, async (t) => {
+    for (const engine of ENGINES) test(`plain turn and tool round trip, with ${label} (serve --engine ${engine})`, async (t) => {
       if (unavailable) return t.skip(unavailable)
-      const serve = await startServe(`codex-${vendor}`, provider())
+      const serve = await startServe(`codex-${vendor}-${engine}`, provider(), engine)
       try {
         let mark = mock.mark()
         const plain = await codex(serve.url, 'Say hello')
