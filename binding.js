@@ -836,12 +836,12 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeCostTracker = nativeBinding.NativeCostTracker
+module.exports.NativeFrontDoor = nativeBinding.NativeFrontDoor
 module.exports.NativeGateway = nativeBinding.NativeGateway
 module.exports.NativeKeyVault = nativeBinding.NativeKeyVault
 module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
 module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
 module.exports.NativeServer = nativeBinding.NativeServer
-module.exports.NativeSseCall = nativeBinding.NativeSseCall
 module.exports.countTokens = nativeBinding.countTokens
 module.exports.findPii = nativeBinding.findPii
 module.exports.redactPii = nativeBinding.redactPii

@@ -27,6 +27,11 @@ export interface ChatRequest {
   signal?: AbortSignal
 }
 
+export interface EmbedRequest {
+  /** Aborts the call, the upstream request included; the call rejects with ABORTED. */
+  signal?: AbortSignal
+}
+
 export interface GatewayOptions {
   /** Answers identical requests from here; `cache: false` on a request skips it. */
   cache?: ResponseCache | SharedResponseCache | false
@@ -170,6 +175,8 @@ export declare class Gateway {
   stream(request: ChatRequest, onChunk: (text: string) => void): Promise<ChatResponse>
   /** Breaking out of the loop aborts the upstream request. */
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
+  /** One Float32Array per input, in order: openai (`/embeddings`), gemini (`batchEmbedContents`) and mock providers; batches over the vendor's limit are split and joined. */
+  embed(request: EmbedRequest): Promise<EmbedResponse>
   /** Runs the requests through chat() with at most `concurrency` (default 8) in flight; one item per request, in input order. */
   batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
   /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
@@ -189,8 +196,8 @@ export interface GatewayOptions {
   onAnomaly?: (anomaly: LatencyAnomaly) => void
 }
 
-/** Symbol.for('ferrogate.openaiSse'): the Gateway method ferrogate/express streams OpenAI SSE bytes through (internal). */
-export declare const OPENAI_SSE: unique symbol
+/** Symbol.for('ferrogate.frontDoor'): the Gateway method ferrogate/express's gatewayRouter answers through (internal). */
+export declare const FRONT_DOOR: unique symbol
 
 export interface KeyVaultQuota {
   allowed: boolean
@@ -292,18 +299,45 @@ export declare class NativeCostTracker {
   flushBeforeExit(timeoutMs: number): boolean
 }
 
+/** A front door over one gateway (one per `gatewayRouter`). */
+export declare class NativeFrontDoor {
+  /** Whether the front door serves `method path` (a router passes other requests on). */
+  static knows(method: string, path: string): boolean
+  /**
+   * The 413 answer to a body over the front door's limit, in the protocol's shape (the
+   * router stops reading such a body instead of handing it over).
+   */
+  static tooLarge(method: string, path: string): WholeAnswer
+  /**
+   * The caller's key as the front door reads it (Bearer, x-api-key, api-key), for a JS key
+   * function to judge; `headers` is Node's `rawHeaders` (name, value, name, value, …).
+   */
+  static callerKey(headers: Array<string>): string | null
+  /**
+   * Answers one request as call `callId` of the gateway's delivery pump: a head (with the
+   * whole body, or followed by byte batches and an end). `keyVerdict` is the key function's
+   * answer (false, true or the caller's identity). Cancel with the gateway's `cancel(callId)`,
+   * acknowledge batches with its `ack(callId, n)`.
+   */
+  handle(callId: number, method: string, path: string, headers: Array<string>, body: Buffer, keyVerdict?: boolean | string | undefined | null): void
+}
+
 /**
  * The native gateway. Use `Gateway` from the package, which wraps this with
  * AbortSignal support, async iteration and typed errors.
  */
 export declare class NativeGateway {
   /**
+   * A front door checking keys against `vault` (a KeyVault's native handle), against the
+   * verdicts of a JS key function when `keyFunction` is true, or against `serveKeys` (the
+   * virtual keys of `ferrogate serve`'s config, each with its own quota); else open.
+   */
+  frontDoor(vault: NativeKeyVault | undefined | null, keyFunction: boolean, serveKeys?: Array<ServeKeyOptions> | undefined | null): NativeFrontDoor
+  /**
    * Serves the OpenAI-compatible endpoint (`POST /v1/chat/completions`, `GET /v1/models`,
    * `GET /health`) natively; rejects with a CONFIG message when it cannot listen.
    */
   serve(options: ServeOptions): Promise<NativeServer>
-  /** Starts a streamed call whose events are encoded as OpenAI `chat.completion.chunk` SSE. */
-  startOpenaiSse(request: ChatRequest, options: OpenAiSseOptions): NativeSseCall
   /**
    * Never throws: a bad configuration is reported by `configError()`, so the JS layer
    * can throw it with the same error shape as every other failure.
@@ -331,6 +365,12 @@ export declare class NativeGateway {
    * invalid or a gateway that is closed.
    */
   begin(callId: number, request: ChatRequest, stream: boolean): string
+  /**
+   * Embeds `request.input` as call `callId` (unique among calls in flight, like `begin`'s;
+   * `cancel(callId)` aborts it, from the moment this returns). The promise resolves with the
+   * response or the error, and rejects only for napi's own type checks.
+   */
+  embed(callId: number, request: EmbedRequest): Promise<EmbedOutcome>
   /**
    * Aborts a call: the upstream connection is closed and the call ends with ABORTED.
    * A call that already ended is left alone.
@@ -449,15 +489,6 @@ export declare class NativeServer {
   close(): void
 }
 
-/** A streamed call whose events come back as OpenAI SSE bytes. */
-export declare class NativeSseCall {
-  /** Waits for at least one event (or the end) and encodes everything available. */
-  next(): Promise<SseBatch>
-  /** Aborts the call: the upstream connection is closed. */
-  cancel(): void
-  get requestId(): string
-}
-
 export interface BudgetInfo {
   usd: number
   period: 'day' | 'month'
@@ -501,6 +532,8 @@ export interface CachedUsage {
 
 /** One finished call, handed to `onCall`. */
 export interface CallRecord {
+  /** What the call asked for: a chat completion or embeddings. */
+  operation: 'chat' | 'embeddings'
   requestId: string
   /** The model as the caller asked for it. */
   model: string
@@ -522,6 +555,13 @@ export interface CallRecord {
   ttftMs?: number
   /** Upstream tries (0 for a cached answer). */
   attempts: number
+  /**
+   * The client protocol of a call that came through the front door (`gatewayRouter`,
+   * `ferrogate serve`): 'chat' | 'responses' | 'messages' | 'embeddings'.
+   */
+  ingress?: string
+  /** What a protocol translation left out (the call went on without it). */
+  warnings?: Array<string>
 }
 
 export interface CallsByOutcome {
@@ -697,6 +737,57 @@ export interface DeploymentHealth {
   ejectedUntil?: number
 }
 
+/** How a native `embed` call ended: exactly one of the two is set. */
+export interface EmbedOutcome {
+  response?: EmbedResponse
+  error?: ErrorInfo
+}
+
+/** `gateway.embed()`'s request, without `signal` (the JS wrapper handles it). */
+export interface EmbedRequest {
+  /** A route alias or "provider/model". */
+  model: string
+  /** One text, or several (one vector each, in order). */
+  input: string | string[]
+  /** Output vector size, for models that can shorten theirs (a whole number > 0). */
+  dimensions?: number
+  /** Key for rate limits, budgets and cost reports; sent to the vendor as its user id. */
+  user?: string
+  /** Passed through to `onCall`. */
+  metadata?: Record<string, string>
+  /** `false` skips the gateway's cache for this call. */
+  cache?: boolean
+  /** Deadline for this call, retries included (> 0). */
+  timeoutMs?: number
+  /** Further attempts after a retryable failure (a whole number >= 0). */
+  maxRetries?: number
+}
+
+/** `gateway.embed()`'s answer. */
+export interface EmbedResponse {
+  /** One vector per input, in the order of the inputs. */
+  embeddings: Array<Float32Array>
+  /** The vendor's model name. */
+  model: string
+  /** The configured provider that answered. */
+  provider: string
+  usage: EmbedUsage
+  /** 0 for a cached answer or an unpriced model. */
+  costUsd: number
+  /** Answered from the gateway's cache. */
+  cached: boolean
+  requestId: string
+  latencyMs: number
+  /** Upstream tries (0 for a cached answer). */
+  attempts: number
+}
+
+export interface EmbedUsage {
+  promptTokens: number
+  /** Equal to `promptTokens`: embeddings have no output tokens. */
+  totalTokens: number
+}
+
 /** The fields of a rejected call; the JS layer throws them as a `FerrogateError`. */
 export interface ErrorInfo {
   code: ErrorCode
@@ -735,6 +826,8 @@ export interface GatewayOptions {
   retryBaseDelayMs?: number
   /** Where a model with no "provider/" prefix goes (a provider name), so OpenAI clients can send plain model names. */
   defaultProvider?: string
+  /** The Responses store (`store: true`, `previous_response_id`): in memory unless `redisUrl`. */
+  responses?: ResponsesOptions
 }
 
 /** `gateway.stats()`: counters since the gateway was created. */
@@ -835,17 +928,6 @@ export interface NativeStreamEvent {
   response?: ChatResponse
 }
 
-export interface OpenAiSseOptions {
-  /** The `chatcmpl-…` id every chunk carries. */
-  id: string
-  /** Unix seconds. */
-  created: number
-  /** The model name as the client sent it. */
-  model: string
-  /** `stream_options.include_usage`: `"usage": null` on every chunk, then a usage chunk. */
-  includeUsage: boolean
-}
-
 /**
  * A finding in a JS string: its entity and its UTF-16 offsets (as `String.prototype.slice` takes
  * them); never the matched text.
@@ -882,6 +964,11 @@ export interface ProviderConfig {
    * roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
    */
   caCertPath?: string
+  /**
+   * kind 'openai': the wire API used upstream, 'chat' (default, `/chat/completions`) or
+   * 'responses' (`/responses`, for models that exist only there).
+   */
+  api?: 'chat' | 'responses'
 }
 
 export interface QuotaInfo {
@@ -990,6 +1077,20 @@ export interface ResponseFormat {
   schema?: Record<string, unknown>
 }
 
+/** Where Responses kept with `store: true` live (for `previous_response_id`, GET, DELETE). */
+export interface ResponsesOptions {
+  /** Keep them in Redis, so that any process continues a conversation (default: this process's memory). */
+  redisUrl?: string
+  /** Prepended to every Redis key (default 'ferrogate:responses:'). */
+  prefix?: string
+  /** How long a stored response lives (default 86400). */
+  ttlSeconds?: number
+  /** In memory: most responses kept; the oldest go first (default 10000). */
+  maxEntries?: number
+  /** In memory: most bytes kept in all, and the largest one response stored anywhere (default 64 MiB). */
+  maxBytes?: number
+}
+
 /** One deployment behind a route alias. */
 export interface RouteTarget {
   /** A key of `providers`. */
@@ -1037,17 +1138,6 @@ export interface ServeOptions {
   port: number
   /** Virtual keys; without them, no authentication. */
   keys?: Array<ServeKeyOptions>
-}
-
-export interface SseBatch {
-  /** Encoded `data: …\n\n` events (the role delta first, `data: [DONE]` last). */
-  data?: Buffer
-  /** The stream ended (with `[DONE]`, or with an error event in `data`). */
-  done: boolean
-  /** The call failed before any byte was encoded: answer with its status instead. */
-  error?: ErrorInfo
-  /** usage.totalTokens of the finished call (quotas). */
-  totalTokens?: number
 }
 
 export interface SummaryOptions {
@@ -1107,4 +1197,11 @@ export interface UsageRecord {
   provider?: string
   /** When the call happened (ms since the epoch; default now), for imports. */
   timestamp?: number
+}
+
+export interface WholeAnswer {
+  status: number
+  /** `[name, value]` pairs. */
+  headers: Array<Array<string>>
+  body: string
 }

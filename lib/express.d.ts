@@ -30,15 +30,20 @@ export function aiMiddleware(gateway: Gateway, options?: { user?: (req: Req) => 
 export interface OpenAIRouterOptions {
   /** Virtual keys (Bearer auth): a KeyVault, or a function returning true / the caller's id. */
   keys?: KeyVault | ((key: string, req: Req) => boolean | string | Promise<boolean | string>)
-  /** Largest accepted body (default 16 MiB). */
-  bodyLimitBytes?: number
   /** Where 5xx errors are logged, redacted (default console.error; false for none). */
   log?: ((line: string) => void) | false
   /** Hand unknown paths to `next()` instead of answering 404. */
   passThrough?: boolean
 }
 /** Mount at `/v1`: `POST /chat/completions` (JSON and SSE) and `GET /models`, OpenAI's wire format. */
+/** gatewayRouter mounted at `/v1`: the same router. */
 export function openaiRouter(gateway: Gateway, options?: OpenAIRouterOptions): Middleware
+/**
+ * Every client protocol of the native front door (`/v1/chat/completions`, `/v1/models`, …),
+ * mounted at the app's root; other paths go to `next()`. Keys are read from
+ * `Authorization: Bearer`, `x-api-key` or `api-key`.
+ */
+export function gatewayRouter(gateway: Gateway, options?: Omit<OpenAIRouterOptions, 'passThrough'>): Middleware
 
 export interface RateLimitVerdict {
   allowed: boolean
@@ -145,5 +150,3 @@ export function sse(
 
 /** Removes API keys, bearer tokens, key=/token= values and absolute paths from text. */
 export function redact(text: string): string
-/** An OpenAI chat.completions body as a ferrogate ChatRequest. */
-export function toChatRequest(body: unknown): ChatRequest

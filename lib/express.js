@@ -3,8 +3,7 @@
 // Nothing here needs Express itself: every export is a (req, res, next) function, so the
 // same OpenAI-compatible handler also serves `ferrogate serve`.
 
-const { randomBytes } = require('node:crypto')
-const { FerrogateError, OPENAI_SSE, redactSecrets } = require('../index.js')
+const { FerrogateError, KeyVault, FRONT_DOOR, redactSecrets } = require('../index.js')
 
 // ------------------------------------------------------------------------------ redaction
 
@@ -16,7 +15,7 @@ const redact = (text) => redactSecrets(text)
 
 // ------------------------------------------------------------------------------ errors
 
-const newId = () => `fg_${randomBytes(8).toString('hex')}`
+const { newRequestId: newId } = require('./errors.js')
 
 const isFerrogateError = (error) =>
   error instanceof FerrogateError ||
@@ -34,15 +33,6 @@ const TYPE_BY_CODE = {
   ABORTED: 'aborted',
   CONFIG: 'server_error',
   CALLBACK_ERROR: 'server_error',
-}
-
-// OpenAI's own `code` values where one fits, so clients that branch on them keep working.
-const OPENAI_CODE_BY_CODE = {
-  RATE_LIMITED: 'rate_limit_exceeded',
-  BUDGET_EXCEEDED: 'insufficient_quota',
-  AUTHENTICATION: 'invalid_api_key',
-  NOT_FOUND: 'model_not_found',
-  INVALID_REQUEST: 'invalid_request',
 }
 
 const GENERIC_MESSAGE = 'Internal server error'
@@ -125,292 +115,8 @@ function sendError(res, error, { log, extra, described = describeError(error) } 
   })
 }
 
-function openaiErrorBody(described) {
-  return {
-    error: {
-      message: described.message,
-      type: described.type,
-      param: null,
-      code: OPENAI_CODE_BY_CODE[described.code] ?? described.code.toLowerCase(),
-    },
-  }
-}
-
-function sendOpenAIError(res, error, log) {
-  const described = describeError(error)
-  if (described.status >= 500 || !isFerrogateError(error)) logError(log, described, error)
-  if (res.headersSent) {
-    res.end()
-    return
-  }
-  setRetryAfter(res, described.retryAfterMs)
-  res.setHeader('x-request-id', described.id)
-  // 499 is not a status clients know; the client is gone anyway.
-  sendJson(res, described.status === 499 ? 400 : described.status, openaiErrorBody(described))
-}
-
 const clientError = (code, status, message, extra = {}) =>
   new FerrogateError({ code, status, message, requestId: newId(), ...extra })
-
-// ------------------------------------------------------------------------------ OpenAI → ChatRequest
-
-function toPart(part, at) {
-  if (part == null || typeof part !== 'object') throw clientError('INVALID_REQUEST', 400, `${at} must be an object`)
-  switch (part.type) {
-    case 'text':
-      return { type: 'text', text: part.text }
-    case 'image_url': {
-      const url = typeof part.image_url === 'string' ? part.image_url : part.image_url?.url
-      const data = /^data:([^;,]+);base64,(.*)$/s.exec(url ?? '')
-      return data ? { type: 'image', mimeType: data[1], data: data[2] } : { type: 'image_url', url }
-    }
-    default:
-      throw clientError('INVALID_REQUEST', 400, `${at}.type '${part.type}' is not supported (text, image_url)`)
-  }
-}
-
-function toMessage(message, i) {
-  const at = `messages[${i}]`
-  if (message == null || typeof message !== 'object') throw clientError('INVALID_REQUEST', 400, `${at} must be an object`)
-  const role = message.role === 'developer' ? 'system' : message.role
-  const out = { role }
-  const content = message.content
-  if (Array.isArray(content)) out.content = content.map((p, j) => toPart(p, `${at}.content[${j}]`))
-  else if (content != null) out.content = String(content)
-  if (message.tool_call_id != null) out.toolCallId = String(message.tool_call_id)
-  if (Array.isArray(message.tool_calls)) {
-    out.toolCalls = message.tool_calls.map((call) => ({
-      id: String(call.id),
-      name: String(call.function?.name ?? ''),
-      arguments: String(call.function?.arguments ?? ''),
-    }))
-  }
-  return out
-}
-
-function toResponseFormat(format) {
-  if (format == null) return undefined
-  if (format.type === 'json_schema') {
-    const spec = format.json_schema ?? {}
-    return { type: 'json_schema', name: spec.name ?? 'response', schema: spec.schema ?? {} }
-  }
-  return { type: format.type }
-}
-
-function toToolChoice(choice) {
-  if (choice == null) return undefined
-  if (typeof choice === 'string') return choice
-  const name = choice.function?.name ?? choice.name
-  return name == null ? undefined : { name }
-}
-
-/** An OpenAI chat.completions body → ferrogate's ChatRequest. */
-function toChatRequest(body) {
-  if (body == null || typeof body !== 'object' || Array.isArray(body)) {
-    throw clientError('INVALID_REQUEST', 400, 'the request body must be a JSON object')
-  }
-  if (typeof body.model !== 'string' || body.model === '') {
-    throw clientError('INVALID_REQUEST', 400, "you must provide a model parameter")
-  }
-  if (!Array.isArray(body.messages) || body.messages.length === 0) {
-    throw clientError('INVALID_REQUEST', 400, "'messages' must be a non-empty array")
-  }
-  const request = { model: body.model, messages: body.messages.map(toMessage) }
-  if (body.temperature != null) request.temperature = body.temperature
-  if (body.top_p != null) request.topP = body.top_p
-  const maxTokens = body.max_completion_tokens ?? body.max_tokens
-  if (maxTokens != null) request.maxTokens = maxTokens
-  if (body.stop != null) request.stop = Array.isArray(body.stop) ? body.stop : [body.stop]
-  if (Array.isArray(body.tools)) {
-    request.tools = body.tools.map((tool) => {
-      const fn = tool.function ?? tool
-      const out = { name: fn.name, parameters: fn.parameters ?? { type: 'object', properties: {} } }
-      if (fn.description != null) out.description = fn.description
-      return out
-    })
-  }
-  const toolChoice = toToolChoice(body.tool_choice)
-  if (toolChoice !== undefined) request.toolChoice = toolChoice
-  const responseFormat = toResponseFormat(body.response_format)
-  if (responseFormat !== undefined) request.responseFormat = responseFormat
-  if (typeof body.user === 'string') request.user = body.user
-  if (body.metadata != null && typeof body.metadata === 'object') {
-    request.metadata = Object.fromEntries(Object.entries(body.metadata).map(([k, v]) => [k, String(v)]))
-  }
-  return request
-}
-
-// ------------------------------------------------------------------------------ ChatResponse → OpenAI
-
-const openaiUsage = (usage) => ({
-  prompt_tokens: usage.promptTokens,
-  completion_tokens: usage.completionTokens,
-  total_tokens: usage.totalTokens,
-  prompt_tokens_details: { cached_tokens: usage.cachedPromptTokens ?? 0 },
-  completion_tokens_details: { reasoning_tokens: usage.reasoningTokens ?? 0 },
-})
-
-const openaiToolCalls = (calls) =>
-  calls.map((call) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }))
-
-function completionBody(response, id, created, model) {
-  const message = { role: 'assistant', content: response.toolCalls.length && !response.content ? null : response.content, refusal: response.refusal ?? null }
-  if (response.toolCalls.length) message.tool_calls = openaiToolCalls(response.toolCalls)
-  return {
-    id,
-    object: 'chat.completion',
-    created,
-    model,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: response.finishReason }],
-    usage: openaiUsage(response.usage),
-  }
-}
-
-/**
- * Writes one completion's chunks in OpenAI's exact wire format. The fixed parts of a chunk
- * are encoded once per stream; a text delta costs one JSON.stringify of its text.
- */
-class ChunkWriter {
-  constructor(res, { id, created, model, includeUsage }) {
-    this.res = res
-    const usageField = includeUsage ? ',"usage":null' : ''
-    this.head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"choices":`
-    this.textPrefix = `${this.head}[{"index":0,"delta":{"content":`
-    this.textSuffix = `},"logprobs":null,"finish_reason":null}]${usageField}}\n\n`
-    this.usageField = usageField
-    this.pending = []
-    this.scheduled = false
-    this.flush = () => {
-      this.scheduled = false
-      if (this.pending.length === 0 || this.res.destroyed) return
-      const text = this.pending.length === 1 ? this.pending[0] : this.pending.join('')
-      this.pending = []
-      this.res.write(text)
-    }
-  }
-
-  // Events of one native batch arrive in one run of microtasks: they are joined into one
-  // write on the next tick, and each stays its own SSE event.
-  push(text) {
-    this.pending.push(text)
-    if (!this.scheduled) {
-      this.scheduled = true
-      process.nextTick(this.flush)
-    }
-  }
-
-  choice(delta, finishReason = null) {
-    this.push(`${this.head}[{"index":0,"delta":${JSON.stringify(delta)},"logprobs":null,"finish_reason":${finishReason === null ? 'null' : JSON.stringify(finishReason)}}]${this.usageField}}\n\n`)
-  }
-
-  role() {
-    this.push(`${this.head}[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]${this.usageField}}\n\n`)
-  }
-
-  text(text) {
-    this.push(this.textPrefix + JSON.stringify(text) + this.textSuffix)
-  }
-
-  toolCall(event) {
-    const call = { index: event.index }
-    if (event.id != null) {
-      call.id = event.id
-      call.type = 'function'
-    }
-    const fn = {}
-    if (event.name != null) fn.name = event.name
-    fn.arguments = event.argumentsDelta ?? ''
-    call.function = fn
-    this.choice({ tool_calls: [call] })
-  }
-
-  finish(response, includeUsage) {
-    this.choice({}, response.finishReason)
-    if (includeUsage) this.push(`${this.head}[],"usage":${JSON.stringify(openaiUsage(response.usage))}}\n\n`)
-    this.push('data: [DONE]\n\n')
-  }
-
-  error(described) {
-    this.push(`data: ${JSON.stringify(openaiErrorBody(described))}\n\n`)
-  }
-
-  end() {
-    this.flush()
-    this.res.end()
-  }
-}
-
-// ------------------------------------------------------------------------------ request plumbing
-
-async function readJsonBody(req, limitBytes) {
-  if (req.body !== undefined && !(Buffer.isBuffer(req.body) || typeof req.body === 'string')) {
-    // Another body parser (express.json()) ran first; an empty object means it saw no JSON.
-    return req.body
-  }
-  let raw
-  if (Buffer.isBuffer(req.body) || typeof req.body === 'string') raw = String(req.body)
-  else {
-    const chunks = []
-    let size = 0
-    for await (const chunk of req) {
-      size += chunk.length
-      if (size > limitBytes) throw clientError('INVALID_REQUEST', 413, `the request body is larger than ${limitBytes} bytes`)
-      chunks.push(chunk)
-    }
-    raw = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8')
-  }
-  try {
-    return JSON.parse(raw)
-  } catch {
-    throw clientError('INVALID_REQUEST', 400, 'the request body is not valid JSON')
-  }
-}
-
-function bearerToken(req) {
-  const header = req.headers.authorization
-  if (typeof header !== 'string') return null
-  const match = /^Bearer\s+(.+)$/i.exec(header.trim())
-  return match ? match[1].trim() : null
-}
-
-const isKeyVault = (keys) => keys != null && typeof keys === 'object' && typeof keys.verify === 'function'
-
-/**
- * Who is calling, from the bearer token: `{ user, vaultId }`, or a 401 error. With no
- * `keys`, everyone is allowed and the body's `user` is kept.
- */
-async function authenticate(keys, req) {
-  if (keys == null) return {}
-  const token = bearerToken(req)
-  const refused = () =>
-    clientError('AUTHENTICATION', 401, token ? 'Incorrect API key provided.' : 'You didn\'t provide an API key. Use an Authorization header: Bearer <key>.')
-  if (!token) throw refused()
-  if (isKeyVault(keys)) {
-    const id = keys.verify(token)
-    if (id == null) throw refused()
-    return { user: id, vaultId: id }
-  }
-  const verdict = await keys(token, req)
-  if (!verdict) throw refused()
-  return typeof verdict === 'string' ? { user: verdict } : {}
-}
-
-function checkQuota(keys, vaultId) {
-  if (vaultId == null || typeof keys.checkQuota !== 'function') return
-  const quota = keys.checkQuota(vaultId)
-  if (quota.allowed) return
-  const retryAfterMs = Math.max(0, quota.resetsAtMs - Date.now())
-  throw clientError('RATE_LIMITED', 429, 'this API key has used its daily token quota', { retryAfterMs })
-}
-
-function recordUsage(keys, vaultId, response) {
-  if (vaultId == null || typeof keys.recordUsage !== 'function') return
-  try {
-    keys.recordUsage(vaultId, response.usage.totalTokens)
-  } catch {
-    // accounting must not fail a call that already succeeded
-  }
-}
 
 /** An AbortSignal that fires when the client goes away before the response ends. */
 function clientGone(res) {
@@ -421,144 +127,131 @@ function clientGone(res) {
   return controller.signal
 }
 
-// ------------------------------------------------------------------------------ openaiRouter
+// ------------------------------------------------------------------------------ gatewayRouter
+
+// The front door reads at most this much (src/ingress MAX_BODY_BYTES); a larger body is
+// drained, so the client can read the 413, up to this many bytes, then the socket is closed.
+const BODY_LIMIT = 16 * 1024 * 1024
+const DRAIN_LIMIT = 64 * 1024 * 1024
+
+/** The raw request body as one Buffer, or `null` when it is over the limit. */
+async function readBody(req) {
+  if (Buffer.isBuffer(req.body)) return req.body
+  if (typeof req.body === 'string') return Buffer.from(req.body)
+  if (req.body !== undefined && req.readableEnded) {
+    // A body parser (express.json()) ran first and consumed the stream: its parse is all there is.
+    return Buffer.from(JSON.stringify(req.body) ?? '')
+  }
+  const chunks = []
+  let size = 0
+  for await (const chunk of req) {
+    size += chunk.length
+    if (size > DRAIN_LIMIT) {
+      req.destroy()
+      return null
+    }
+    if (size <= BODY_LIMIT) chunks.push(chunk)
+  }
+  if (size > BODY_LIMIT) return null
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
+}
+
+function keyVerdict(verdict) {
+  if (verdict === true) return true
+  if (typeof verdict === 'string' && verdict !== '') return verdict
+  return false
+}
+
+// Writes the front door's answer: JS moves bytes, nothing else.
+function responseSink(res) {
+  return {
+    head({ status, headers, body }) {
+      if (res.destroyed) return
+      res.statusCode = status
+      for (const [name, value] of headers) res.setHeader(name, value)
+      if (body !== undefined) {
+        res.setHeader('Content-Length', Buffer.byteLength(body))
+        res.end(body)
+        return
+      }
+      res.setHeader('Connection', 'keep-alive')
+      res.setHeader('X-Accel-Buffering', 'no')
+      res.flushHeaders?.()
+    },
+    bytes(text) {
+      if (res.destroyed) return true
+      return res.write(text)
+    },
+    onDrain(fn) {
+      res.once('drain', fn)
+    },
+    end() {
+      if (!res.destroyed) res.end()
+    },
+  }
+}
 
 /**
- * OpenAI-compatible endpoints, to mount at `/v1`: `POST /chat/completions` (JSON and SSE),
- * `GET /models`. Works as Express middleware (`app.use('/v1', openaiRouter(gw))`) and as a
- * plain node:http handler given a URL below the mount point.
+ * Every client protocol of the front door (src/ingress), for Express (4 or 5) or plain
+ * node:http: `POST /v1/chat/completions`, `POST /v1/responses` (`GET`/`DELETE /v1/responses/{id}`),
+ * `POST /v1/messages` (`/count_tokens`), `POST /v1/embeddings` and `GET /v1/models`. Parsing, keys, quotas, the call and the wire
+ * format are all native; this reads the raw body, hands it over with the client's
+ * disconnect as the cancel, and writes back what comes.
+ * `keys`: a KeyVault, or `(key) => boolean | string` (a string names the caller).
  */
-function openaiRouter(gateway, options = {}) {
-  if (gateway == null || typeof gateway.streamEvents !== 'function') {
-    throw new TypeError('openaiRouter(gateway, options) needs a ferrogate Gateway')
+function gatewayRouter(gateway, options = {}) {
+  if (gateway == null || typeof gateway[FRONT_DOOR] !== 'function') {
+    throw new TypeError('gatewayRouter(gateway, options) needs a ferrogate Gateway')
   }
-  const { keys, bodyLimitBytes = 16 * 1024 * 1024 } = options
-  if (keys != null && !isKeyVault(keys) && typeof keys !== 'function') {
-    throw new TypeError('openaiRouter keys must be a KeyVault or a function (key) => boolean')
+  const { keys, prefix = '' } = options
+  const keyFunction = typeof keys === 'function'
+  if (keys != null && !keyFunction && !(keys instanceof KeyVault)) {
+    throw new TypeError('gatewayRouter keys must be a KeyVault or a function (key) => boolean')
   }
   const log = options.log === undefined ? (line) => console.error(line) : options.log
+  const door = gateway[FRONT_DOOR]({ keys: keyFunction ? undefined : keys, keyFunction, serveKeys: options.serveKeys })
+  // Mounted at the app's root, requests the front door does not serve go on to the next
+  // handler; mounted at /v1 (openaiRouter), they are its 404 unless `passThrough`.
+  const passOn = prefix === '' || options.passThrough === true
 
-  async function chatCompletions(req, res) {
-    const signal = clientGone(res)
-    let identity
-    let body
-    let request
-    try {
-      identity = await authenticate(keys, req)
-      checkQuota(keys, identity.vaultId)
-      body = await readJsonBody(req, bodyLimitBytes)
-      request = toChatRequest(body)
-    } catch (error) {
-      return sendOpenAIError(res, error, log)
-    }
-    if (identity.user != null) request.user = identity.user
-    request.signal = signal
-    const id = `chatcmpl-${randomBytes(12).toString('base64url')}`
-    const created = Math.floor(Date.now() / 1000)
-    const model = body.model
-
-    if (body.stream !== true) {
-      try {
-        const response = await gateway.chat(request)
-        recordUsage(keys, identity.vaultId, response)
-        res.setHeader('x-request-id', response.requestId ?? id)
-        sendJson(res, 200, completionBody(response, id, created, model))
-      } catch (error) {
-        if (!signal.aborted) sendOpenAIError(res, error, log)
-      }
-      return
-    }
-
-    const includeUsage = body.stream_options?.include_usage === true
-    if (typeof gateway[OPENAI_SSE] === 'function') {
-      return streamNative(res, signal, gateway[OPENAI_SSE](request, { id, created, model, includeUsage }), identity)
-    }
-    const iterator = gateway.streamEvents(request)[Symbol.asyncIterator]()
-    let first
-    try {
-      // Errors before the first event (auth, limits, unknown model) keep their HTTP status.
-      first = await iterator.next()
-    } catch (error) {
-      if (!signal.aborted) sendOpenAIError(res, error, log)
-      return
-    }
-    openEventStream(res)
-    const writer = new ChunkWriter(res, { id, created, model, includeUsage })
-    writer.role()
-    try {
-      for (let step = first; !step.done; step = await iterator.next()) {
-        const event = step.value
-        if (event.type === 'text') writer.text(event.text)
-        else if (event.type === 'tool_call') writer.toolCall(event)
-        else if (event.type === 'done') {
-          recordUsage(keys, identity.vaultId, event.response)
-          writer.finish(event.response, includeUsage)
-        }
-      }
-    } catch (error) {
-      if (signal.aborted) return
-      const described = describeError(error)
-      logError(log, described, error)
-      writer.error(described)
-    }
-    writer.end()
-  }
-
-  // The gateway encodes the chunks natively; JS only writes each batch's bytes.
-  async function streamNative(res, signal, batches, identity) {
-    const iterator = batches[Symbol.asyncIterator]()
-    let step
-    try {
-      step = await iterator.next()
-    } catch (error) {
-      if (!signal.aborted) sendOpenAIError(res, error, log)
-      return
-    }
-    openEventStream(res)
-    try {
-      for (; !step.done; step = await iterator.next()) {
-        const batch = step.value
-        if (batch.totalTokens != null) recordUsage(keys, identity.vaultId, { usage: { totalTokens: batch.totalTokens } })
-        if (batch.data && batch.data.length) res.write(batch.data)
-      }
-    } catch (error) {
-      if (signal.aborted) return
-      const described = describeError(error)
-      logError(log, described, error)
-      res.write(`data: ${JSON.stringify(openaiErrorBody(described))}\n\n`)
-    }
-    res.end()
-  }
-
-  function models(req, res) {
-    Promise.resolve()
-      .then(() => authenticate(keys, req))
-      .then(() => {
-        const data = gateway.models().map((name) => ({
-          id: name,
-          object: 'model',
-          created: 0,
-          owned_by: name.includes('/') ? name.slice(0, name.indexOf('/')) : 'ferrogate',
-        }))
-        sendJson(res, 200, { object: 'list', data })
-      })
-      .catch((error) => sendOpenAIError(res, error, log))
-  }
-
-  return function ferrogateOpenAIRouter(req, res, next) {
-    const path = (req.path ?? req.url.split('?')[0]).replace(/\/+$/, '')
-    if (path === '/chat/completions') {
-      if (req.method === 'POST') return void chatCompletions(req, res)
-    } else if (path === '/models') {
-      if (req.method === 'GET') return models(req, res)
-    } else if (typeof next === 'function' && options.passThrough) {
-      return next()
-    }
-    const url = `${req.baseUrl ?? ''}${req.url}`
-    sendJson(res, 404, {
-      error: { message: `Unknown request URL: ${req.method} ${redact(url.split('?')[0])}.`, type: 'invalid_request_error', param: null, code: 'unknown_url' },
+  async function serve(req, res, path) {
+    let cancel = null
+    res.once('close', () => {
+      if (!res.writableFinished && cancel !== null) cancel()
     })
+    try {
+      const body = await readBody(req)
+      let verdict
+      if (keyFunction && body !== null) {
+        const key = door.callerKey(req.rawHeaders)
+        verdict = key == null ? false : keyVerdict(await keys(key, req))
+      }
+      if (res.destroyed) return
+      if (body === null) {
+        responseSink(res).head(door.tooLarge(req.method, path))
+        return
+      }
+      const request = { method: req.method, path, headers: req.rawHeaders, body, keyVerdict: verdict }
+      cancel = door.handle(request, responseSink(res))
+    } catch (error) {
+      sendError(res, error, { log })
+    }
   }
+
+  return function ferrogateGatewayRouter(req, res, next) {
+    const url = req.url ?? '/'
+    const path = prefix + url
+    if (!door.knows(req.method, path) && passOn && typeof next === 'function') return next()
+    void serve(req, res, path)
+  }
+}
+
+/** gatewayRouter mounted at `/v1` (`app.use('/v1', openaiRouter(gateway, { keys }))`). */
+function openaiRouter(gateway, options = {}) {
+  if (gateway == null || typeof gateway[FRONT_DOOR] !== 'function') {
+    throw new TypeError('openaiRouter(gateway, options) needs a ferrogate Gateway')
+  }
+  return gatewayRouter(gateway, { ...options, prefix: '/v1' })
 }
 
 // ------------------------------------------------------------------------------ aiMiddleware
@@ -765,6 +458,7 @@ const { dashboardHandler } = require('./dashboard.js')
 
 module.exports = {
   aiMiddleware,
+  gatewayRouter,
   openaiRouter,
   rateLimit,
   errorHandler,
@@ -772,7 +466,6 @@ module.exports = {
   dashboardHandler,
   sse,
   redact,
-  toChatRequest,
   describeError,
   sendError,
 }

@@ -1,5 +1,5 @@
 // ESM entry of ferrogate/express: the same objects as the CommonJS module.
 import express from './express.js'
 
-export const { aiMiddleware, openaiRouter, rateLimit, errorHandler, metricsHandler, dashboardHandler, sse, redact, toChatRequest, describeError, sendError } = express
+export const { aiMiddleware, gatewayRouter, openaiRouter, rateLimit, errorHandler, metricsHandler, dashboardHandler, sse, redact, describeError, sendError } = express
 export default express

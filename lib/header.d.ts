@@ -27,6 +27,11 @@ export interface ChatRequest {
   signal?: AbortSignal
 }
 
+export interface EmbedRequest {
+  /** Aborts the call, the upstream request included; the call rejects with ABORTED. */
+  signal?: AbortSignal
+}
+
 export interface GatewayOptions {
   /** Answers identical requests from here; `cache: false` on a request skips it. */
   cache?: ResponseCache | SharedResponseCache | false
@@ -170,6 +175,8 @@ export declare class Gateway {
   stream(request: ChatRequest, onChunk: (text: string) => void): Promise<ChatResponse>
   /** Breaking out of the loop aborts the upstream request. */
   streamEvents(request: ChatRequest): AsyncIterable<StreamEvent>
+  /** One Float32Array per input, in order: openai (`/embeddings`), gemini (`batchEmbedContents`) and mock providers; batches over the vendor's limit are split and joined. */
+  embed(request: EmbedRequest): Promise<EmbedResponse>
   /** Runs the requests through chat() with at most `concurrency` (default 8) in flight; one item per request, in input order. */
   batch(requests: ChatRequest[], options?: { concurrency?: number }): Promise<BatchItem[]>
   /** Route aliases, then "provider/model" for every model named in a route or advertised by a provider. */
@@ -189,8 +196,8 @@ export interface GatewayOptions {
   onAnomaly?: (anomaly: LatencyAnomaly) => void
 }
 
-/** Symbol.for('ferrogate.openaiSse'): the Gateway method ferrogate/express streams OpenAI SSE bytes through (internal). */
-export declare const OPENAI_SSE: unique symbol
+/** Symbol.for('ferrogate.frontDoor'): the Gateway method ferrogate/express's gatewayRouter answers through (internal). */
+export declare const FRONT_DOOR: unique symbol
 
 export interface KeyVaultQuota {
   allowed: boolean

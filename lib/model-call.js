@@ -3,15 +3,10 @@
 // that can never outlast its time budget, a small TTL cache with in-flight sharing, and
 // option checks that fail with CONFIG errors.
 
-const { randomBytes } = require('node:crypto')
 const { FerrogateError } = require('../index.js')
 const { redact } = require('./express.js')
 
-const newId = () => `fg_${randomBytes(8).toString('hex')}`
-
-function configError(message) {
-  return new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: newId() })
-}
+const { newRequestId: newId, configError } = require('./errors.js')
 
 function budgetTimeout(ms) {
   return new FerrogateError({ code: 'TIMEOUT', status: 504, message: `no answer within ${ms} ms`, requestId: newId() })

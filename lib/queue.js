@@ -8,7 +8,7 @@ const { requirePeer, requirePeers } = require('./peers.js')
 
 requirePeers('ferrogate/queue', ['bullmq', 'ioredis'])
 
-const { createHmac, timingSafeEqual, randomUUID } = require('node:crypto')
+const { createHmac, timingSafeEqual } = require('node:crypto')
 const { EventEmitter } = require('node:events')
 const { setTimeout: sleep } = require('node:timers/promises')
 const { FerrogateError } = require('../index.js')
@@ -27,9 +27,8 @@ const NON_RETRYABLE_CODES = Object.freeze(['INVALID_REQUEST', 'AUTHENTICATION', 
 const MAX_PRIORITY = 2_097_152 // BullMQ's limit (2^21)
 const CODE_PREFIX = /^([A-Z][A-Z_]+): ([\s\S]*)$/
 
-const requestId = () => `fg_${randomUUID().replace(/-/g, '').slice(0, 16)}`
+const { newRequestId: requestId, configError } = require('./errors.js')
 const invalid = (message) => new FerrogateError({ code: 'INVALID_REQUEST', status: 400, message: `invalid job: ${message}`, requestId: requestId() })
-const configError = (message) => new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: requestId() })
 
 function count(value, name, fallback, { min = 0, config = true } = {}) {
   if (value === undefined) return fallback

@@ -29,8 +29,7 @@ const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/
 
 const now = () => new Date().toISOString()
 
-const configError = (message) =>
-  new FerrogateError({ code: 'CONFIG', status: 500, message, requestId: `fg_${randomUUID().replace(/-/g, '').slice(0, 16)}` })
+const { configError } = require('./errors.js')
 
 function positiveInteger(value, name, fallback) {
   if (value === undefined) return fallback

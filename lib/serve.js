@@ -1,14 +1,12 @@
 'use strict'
-// `ferrogate serve`: the OpenAI-compatible endpoint of ferrogate/express as a standalone proxy
-// on node:http (no Express). Config = GatewayOptions as JSON (class instances replaced by their
+// `ferrogate serve`: the front door of ferrogate/express as a standalone proxy, on the native
+// HTTP server (default) or on Express with gatewayRouter (`--engine node`). Config = GatewayOptions as JSON (class instances replaced by their
 // options objects) plus host, port and keys, with ${ENV_VAR} references for secrets.
 
 const fs = require('node:fs')
-const http = require('node:http')
 const nodePath = require('node:path')
-const { randomBytes } = require('node:crypto')
 const ferrogate = require('../index.js')
-const { openaiRouter, redact } = require('./express.js')
+const { gatewayRouter, redact } = require('./express.js')
 const shapes = require('./shapes.js')
 
 class ConfigError extends Error {}
@@ -105,24 +103,6 @@ function gatewayOptions(config) {
   return options
 }
 
-function keyVault(keys) {
-  if (keys == null) return undefined
-  if (!Array.isArray(keys)) throw new ConfigError('config keys must be an array of { key, user?, dailyTokenQuota? }')
-  // Only hashes of the keys are kept; the secret only seals provider keys, which serve does not store.
-  const vault = new ferrogate.KeyVault({ secret: randomBytes(32).toString('hex') })
-  const seen = new Set()
-  keys.forEach((entry, i) => {
-    if (entry == null || typeof entry.key !== 'string' || entry.key === '') throw new ConfigError(`config keys[${i}].key must be a non-empty string`)
-    const id = entry.user != null ? String(entry.user) : `key-${i + 1}`
-    if (!seen.has(id)) {
-      vault.add(id, { provider: '', dailyTokenQuota: entry.dailyTokenQuota })
-      seen.add(id)
-    }
-    vault.addVirtualKey(entry.key, id)
-  })
-  return vault
-}
-
 function validatedKeys(keys) {
   if (keys == null) return undefined
   if (!Array.isArray(keys)) throw new ConfigError('config keys must be an array of { key, user?, dailyTokenQuota? }')
@@ -136,7 +116,7 @@ function validatedKeys(keys) {
 
 /**
  * The native engine: a Rust HTTP server (hyper) over the native gateway; no JS on the request
- * path. Same endpoints and wire format as the node engine (openaiRouter).
+ * path. Same front door, endpoints and wire format as the node engine (gatewayRouter).
  */
 async function startNative(config, overrides) {
   const gateway = new ferrogate.Gateway(gatewayOptions(config))
@@ -168,23 +148,25 @@ async function startServe(config, overrides = {}) {
   const engine = overrides.engine ?? config.engine ?? 'native'
   if (engine === 'native') return startNative(config, overrides)
   if (engine !== 'node') throw new ConfigError(`engine must be 'native' or 'node', not '${engine}'`)
+  let express
+  try {
+    express = require('express')
+  } catch {
+    throw new ConfigError("engine 'node' needs the express package (npm install express)")
+  }
+  const serveKeys = validatedKeys(config.keys)
   const gateway = new ferrogate.Gateway(gatewayOptions(config))
   const log = overrides.log ?? ((line) => process.stderr.write(`${redact(line)}\n`))
-  const router = openaiRouter(gateway, { keys: keyVault(config.keys), log })
-  const server = http.createServer((req, res) => {
+  const app = express()
+  app.disable('x-powered-by')
+  app.get('/health', (req, res) => res.json({ status: 'ok' }))
+  // The same front door as the native engine: only the HTTP server differs.
+  app.use(gatewayRouter(gateway, { serveKeys, log }))
+  app.use((req, res) => {
     const path = req.url.split('?')[0]
-    if (path.startsWith('/v1/')) {
-      req.url = req.url.slice(3)
-      return router(req, res)
-    }
-    if (path === '/health' && req.method === 'GET') {
-      res.setHeader('Content-Type', 'application/json')
-      return res.end('{"status":"ok"}')
-    }
-    res.statusCode = 404
-    res.setHeader('Content-Type', 'application/json')
-    res.end(JSON.stringify({ error: { message: `Unknown request URL: ${req.method} ${redact(path)}.`, type: 'invalid_request_error', param: null, code: 'unknown_url' } }))
+    res.status(404).json({ error: { message: `Unknown request URL: ${req.method} ${redact(path)}.`, type: 'invalid_request_error', param: null, code: 'unknown_url' } })
   })
+  const server = require('node:http').createServer(app)
   server.keepAliveTimeout = 65_000
   const host = overrides.host ?? config.host ?? '127.0.0.1'
   const port = overrides.port ?? config.port ?? 4000

@@ -131,6 +131,7 @@ impl StreamAssembler {
       tool_calls,
       finish_reason: self.finish_reason.unwrap_or(FinishReason::Stop),
       usage: self.usage,
+      embeddings: None,
     }
   }
 }

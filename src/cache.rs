@@ -276,6 +276,19 @@ pub fn key_for(model: &str, req: &ChatRequest) -> String {
   format!("{KEY_VERSION}:{}", key.finalize().to_hex())
 }
 
+/// The cache key of an embeddings call: the inputs in order and the vector size. A distinct
+/// leading tag keeps it apart from every chat key.
+pub fn embeddings_key_for(model: &str, input: &[&str], dimensions: Option<u32>) -> String {
+  let mut key = CanonicalHasher::default();
+  key.tag(b'E', input.len() as u64);
+  key.str("model", model);
+  for text in input {
+    key.str("input", text);
+  }
+  key.optional_u64("dimensions", dimensions.map(u64::from));
+  format!("{KEY_VERSION}:{}", key.finalize().to_hex())
+}
+
 /// Encoded bytes gathered before they go into the hash: one hasher update per small field
 /// costs more than the hashing of it.
 const KEY_BUFFER_BYTES: usize = 1024;
@@ -567,6 +580,7 @@ mod tests {
       ttft_ms: None,
       attempts: 1,
       request_id: "fg".into(),
+      embeddings: None,
     })
   }
 

@@ -162,6 +162,7 @@ fn check_events_rebuild(file: &str, events: &[StreamEvent], completion: &Complet
         arguments[index].push_str(arguments_delta);
       }
       StreamEvent::Done(_) => panic!("{file}: the decoder never emits done"),
+      StreamEvent::Native(_) => panic!("{file}: decoders never relay bytes"),
     }
   }
   assert_eq!(text, completion.content, "{file}: streamed text");

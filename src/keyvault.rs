@@ -123,6 +123,8 @@ struct Entry {
   sealed_key: Option<String>,
   daily_token_quota: Option<u64>,
   used_tokens: u64,
+  /// Held by calls in flight (`reserve_quota`) until they settle with what they used.
+  reserved_tokens: u64,
   day: i64,
 }
 
@@ -159,6 +161,7 @@ impl KeyVault {
         sealed_key,
         daily_token_quota,
         used_tokens: 0,
+        reserved_tokens: 0,
         day: i64::MIN,
       },
     );
@@ -224,6 +227,49 @@ impl KeyVault {
     let entry = self.entry_mut(id)?;
     Self::roll_day(entry, now_ms);
     entry.used_tokens = entry.used_tokens.saturating_add(tokens);
+    Ok(Self::status(entry, now_ms))
+  }
+
+  /// Holds up to `wanted` tokens of `id`'s quota for a call about to start, so calls in
+  /// flight together cannot pass the quota together: refused (`Err` with the status) when
+  /// used and held tokens already reach it. Holds at most what is left, so a call whose
+  /// output is unbounded holds the rest of the day's quota until it settles. `Ok(0)` when
+  /// the id has no quota.
+  pub fn reserve_quota(
+    &mut self,
+    id: &str,
+    wanted: u64,
+    now_ms: i64,
+  ) -> Result<Result<u64, QuotaStatus>, VaultError> {
+    let entry = self.entry_mut(id)?;
+    Self::roll_day(entry, now_ms);
+    let Some(quota) = entry.daily_token_quota else {
+      return Ok(Ok(0));
+    };
+    let left = quota.saturating_sub(entry.used_tokens.saturating_add(entry.reserved_tokens));
+    if left == 0 {
+      let mut status = Self::status(entry, now_ms);
+      status.allowed = false;
+      return Ok(Err(status));
+    }
+    let held = wanted.clamp(1, left);
+    entry.reserved_tokens += held;
+    Ok(Ok(held))
+  }
+
+  /// A call that held `reserved` tokens ended having used `used` (0 for one that never
+  /// reached the vendor): the hold is released and the use counted.
+  pub fn settle_quota(
+    &mut self,
+    id: &str,
+    reserved: u64,
+    used: u64,
+    now_ms: i64,
+  ) -> Result<QuotaStatus, VaultError> {
+    let entry = self.entry_mut(id)?;
+    entry.reserved_tokens = entry.reserved_tokens.saturating_sub(reserved);
+    Self::roll_day(entry, now_ms);
+    entry.used_tokens = entry.used_tokens.saturating_add(used);
     Ok(Self::status(entry, now_ms))
   }
 
@@ -311,6 +357,22 @@ mod tests {
     assert_eq!(vault.verify("vk-c"), None);
     assert_eq!(vault.key("team-a").expect("key").as_deref(), Some(KEY));
     assert!(vault.add_virtual_key("x", "nobody").is_err());
+  }
+
+  #[test]
+  fn quota_reservations_keep_concurrent_calls_under_the_quota() {
+    let mut vault = KeyVault::new("s");
+    vault.add("t", "p", None, Some(10)).expect("add");
+    let now = 1_000;
+    // An unbounded call holds the rest of the quota: the next one is refused at once.
+    assert_eq!(vault.reserve_quota("t", u64::MAX, now).expect("ok"), Ok(10));
+    assert!(vault.reserve_quota("t", 5, now).expect("ok").is_err());
+    vault.settle_quota("t", 10, 4, now).expect("settle");
+    assert_eq!(vault.reserve_quota("t", 3, now).expect("ok"), Ok(3));
+    assert_eq!(vault.reserve_quota("t", 50, now).expect("ok"), Ok(3));
+    assert!(vault.reserve_quota("t", 1, now).expect("ok").is_err());
+    vault.add("free", "p", None, None).expect("add");
+    assert_eq!(vault.reserve_quota("free", 50, now).expect("ok"), Ok(0));
   }
 
   #[test]

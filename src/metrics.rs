@@ -458,6 +458,7 @@ mod tests {
       ttft_ms: Some(latency_ms / 2.0),
       attempts: 1,
       request_id: "r".into(),
+      embeddings: None,
     })
   }
 

@@ -173,6 +173,8 @@ pub struct Completion {
   pub tool_calls: Vec<ToolCall>,
   pub finish_reason: FinishReason,
   pub usage: Option<Usage>,
+  /// An embeddings call's vectors, one per input in order; `None` for chat.
+  pub embeddings: Option<Vec<Vec<f32>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +193,9 @@ pub struct ChatResponse {
   pub ttft_ms: Option<f64>,
   pub attempts: u32,
   pub request_id: String,
+  /// An embeddings call's vectors, one per input in order; `None` for chat. Shared, so a
+  /// cached answer is handed out without copying its floats.
+  pub embeddings: Option<std::sync::Arc<Vec<Vec<f32>>>>,
 }
 
 /// What a stream delivers to the caller, in order; `Done` is always last.
@@ -204,4 +209,60 @@ pub enum StreamEvent {
     arguments_delta: String,
   },
   Done(Box<ChatResponse>),
+  /// Bytes of a vendor's own stream, relayed as they came to a client of the same protocol
+  /// (the front door's same-protocol fidelity); never delivered through the library API.
+  Native(String),
+}
+
+/// One embeddings call: the texts to embed, in order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EmbedRequest {
+  pub input: Vec<String>,
+  /// Output size, for models that can shorten their vectors (OpenAI `dimensions`, Gemini
+  /// `outputDimensionality`).
+  pub dimensions: Option<u32>,
+  pub user: Option<String>,
+}
+
+/// The answer to an embeddings call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedResponse {
+  /// One vector per input, in the order of the inputs.
+  pub embeddings: std::sync::Arc<Vec<Vec<f32>>>,
+  pub provider: String,
+  /// The vendor's model name.
+  pub model: String,
+  /// `prompt_tokens` = `total_tokens`: embeddings have no output tokens.
+  pub usage: Usage,
+  pub cost_usd: f64,
+  pub cached: bool,
+  pub latency_ms: f64,
+  pub attempts: u32,
+  pub request_id: String,
+}
+
+/// What a call asked for: the same pipeline runs both, and the call record and the ledger
+/// say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Operation {
+  #[default]
+  Chat,
+  Embeddings,
+}
+
+impl Operation {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Operation::Chat => "chat",
+      Operation::Embeddings => "embeddings",
+    }
+  }
+
+  /// The name as stored; anything unknown (a row of an older version has none) is chat.
+  pub fn parse(name: Option<&str>) -> Operation {
+    match name {
+      Some("embeddings") => Operation::Embeddings,
+      _ => Operation::Chat,
+    }
+  }
 }

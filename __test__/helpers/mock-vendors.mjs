@@ -1,5 +1,7 @@
-// Loopback mock of the three upstream vendor APIs (OpenAI Chat Completions, Anthropic Messages, Gemini
-// generateContent) for node:test suites.
+// Loopback mock of the upstream vendor APIs (OpenAI Chat Completions, OpenAI Responses, Anthropic Messages, Gemini
+// generateContent) for node:test suites. OpenAI Responses is the vendor 'responses' (POST /v1/responses): JSON and
+// the typed SSE events (`event:` lines, `sequence_number`, no terminator); responsesObject(), responsesEvents() and
+// responsesItems build replies for enqueue('responses', { body } | { sse }).
 //
 // Every request is recorded in `requests`, then validated the way the real vendor would validate it (same HTTP
 // status and error body shape), so a malformed request from the gateway fails the test that sent it. A request
@@ -23,6 +25,12 @@
 //       `event: error`. destroyAfter: n resets the connection (TCP RST) after n chunks; hang: true keeps the
 //       stream open after the chunks.
 //
+// Embeddings: OpenAI `POST /v1/embeddings` (float and base64, as OpenAI answers them; at most 2048 inputs) and Gemini
+// `POST /v1beta/models/{m}:batchEmbedContents` (at most 100 requests, each naming `models/{m}`). The default reply
+// embeds each text as fakeEmbedding(text, dimensions) (8 values unless the request asks for a size) and bills
+// fakeEmbeddingTokens(text) per input (OpenAI usage; Gemini reports none, as the real API). Recorded in `requests`
+// with `api: 'embeddings'`; replies queued with enqueue('openai' | 'gemini', …) serve embeddings requests too.
+//
 // startMockVendors({ apiKeys: { openai?, anthropic?, gemini? } }): a vendor given a key refuses any other key the
 // way it refuses a wrong key; otherwise any non-empty key is accepted. Besides the documented fields the mock
 // exposes `errors`, the exceptions its own handlers threw (each answered 500, or a reset once streaming).
@@ -36,7 +44,7 @@ import path from 'node:path';
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
-const VENDORS = ['openai', 'anthropic', 'gemini'];
+const VENDORS = ['openai', 'anthropic', 'gemini', 'responses'];
 const CREATED = 1_700_000_000;
 const SPLIT_PAUSE_MS = 5;
 const REPLY_KEYS = new Set(['fixture', 'status', 'headers', 'body', 'sse', 'hang', 'split', 'delayMs', 'endWithoutTerminator', 'destroyAfter']);
@@ -331,7 +339,7 @@ const ANTHROPIC_PARAMS = new Set([
   'tools', 'tool_choice', 'thinking', 'service_tier', 'container', 'mcp_servers', 'context_management', 'output_format', 'output_config',
 ]);
 const ANTHROPIC_BLOCKS = {
-  user: ['text', 'image', 'tool_result'], assistant: ['text', 'tool_use'], tool_result: ['text', 'image'], system: ['text'],
+  user: ['text', 'image', 'tool_result'], assistant: ['text', 'tool_use', 'thinking', 'redacted_thinking'], tool_result: ['text', 'image'], system: ['text'],
 };
 const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'];
 
@@ -364,6 +372,13 @@ function validateAnthropicBlock(blk, at, owner) {
       break;
     case 'image':
       validateImageSource(blk.source, `${at}.image.source`);
+      break;
+    case 'thinking':
+      if (typeof blk.thinking !== 'string') throw anthropicBad(`${at}.thinking.thinking: Field required`);
+      if (typeof blk.signature !== 'string' || !blk.signature) throw anthropicBad(`${at}.thinking.signature: Field required`);
+      break;
+    case 'redacted_thinking':
+      if (typeof blk.data !== 'string') throw anthropicBad(`${at}.redacted_thinking.data: Field required`);
       break;
     case 'tool_use':
       if (typeof blk.id !== 'string' || !/^[a-zA-Z0-9_-]+$/.test(blk.id)) throw anthropicBad(`${at}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'`);
@@ -427,7 +442,7 @@ function validateAnthropicMessage(m, i, all, perTurnControl) {
   }
 }
 
-function validateAnthropic(b, headers = {}) {
+function validateAnthropic(b, _route, headers = {}) {
   const perTurnControl = String(headers['anthropic-beta'] ?? '').split(',').some((beta) => beta.trim().startsWith('per-turn-control-'));
   for (const k of Object.keys(b)) if (!ANTHROPIC_PARAMS.has(k)) throw anthropicBad(`${k}: Extra inputs are not permitted`);
   if (b.model === undefined) throw anthropicBad('model: Field required');
@@ -495,13 +510,16 @@ function anthropicStream({ id, model, deltas, usage }) {
   ].join('');
 }
 
+// The API versions Anthropic's clients send: 2023-06-01 (Claude Code, most SDKs) and the one @anthropic-ai/sdk 1.x sends.
+const ANTHROPIC_VERSIONS = ['2023-01-01', '2023-06-01', '2026-10-21'];
+
 const anthropic = {
   check(headers, _query, _route, expectedKey) {
     const key = headers['x-api-key'];
     if (!key || (expectedKey !== undefined && key !== expectedKey)) throw anthropicError(401, 'authentication_error', 'invalid x-api-key');
     const version = headers['anthropic-version'];
     if (version === undefined) throw anthropicBad('anthropic-version: header is required');
-    if (version !== '2023-06-01') throw anthropicBad(`anthropic-version: unknown version ${JSON.stringify(version)}`);
+    if (!ANTHROPIC_VERSIONS.includes(version)) throw anthropicBad(`anthropic-version: unknown version ${JSON.stringify(version)}`);
   },
   invalidJson: () => anthropicBad('There was an error parsing the body of your request: expected a JSON object'),
   validate: validateAnthropic,
@@ -689,14 +707,250 @@ const gemini = {
   },
 };
 
-const VENDOR_APIS = { openai, anthropic, gemini };
+// --------------------------------------------------------------------------------------------- embeddings
+
+export const FAKE_EMBEDDING_DIMENSIONS = 8;
+export const OPENAI_EMBEDDING_BATCH_LIMIT = 2048;
+export const GEMINI_EMBEDDING_BATCH_LIMIT = 100;
+
+/** The fakes' vector for a text: deterministic values in [-1, 1) from a hash of the text, as float32s. */
+export function fakeEmbedding(text, dimensions = FAKE_EMBEDDING_DIMENSIONS) {
+  let h = 2166136261;
+  for (const byte of Buffer.from(text)) h = Math.imul(h ^ byte, 16777619) >>> 0;
+  const out = new Float32Array(dimensions);
+  for (let i = 0; i < dimensions; i++) {
+    h = (Math.imul(h, 1664525) + 1013904223) >>> 0;
+    out[i] = h / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/** What the OpenAI fake bills per input. */
+export const fakeEmbeddingTokens = (text) => Math.max(1, Math.ceil(Buffer.byteLength(text) / 4));
+
+const OPENAI_EMBEDDING_PARAMS = new Set(['input', 'model', 'dimensions', 'encoding_format', 'user']);
+
+function validateOpenAIEmbeddings(b) {
+  for (const k of Object.keys(b)) if (!OPENAI_EMBEDDING_PARAMS.has(k)) throw openaiBad(`Unrecognized request argument supplied: ${k}`);
+  if (b.model === undefined) throw oaMissing('model');
+  if (typeof b.model !== 'string') throw oaType('model', 'a string', b.model);
+  if (b.input === undefined) throw oaMissing('input');
+  const inputs = typeof b.input === 'string' ? [b.input] : b.input;
+  if (!Array.isArray(inputs) || inputs.length === 0 || !inputs.every((t) => typeof t === 'string' && t.length > 0)) {
+    // The fake, like the gateway, only sends text; token arrays would be valid at OpenAI.
+    throw openaiBad("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.");
+  }
+  if (inputs.length > OPENAI_EMBEDDING_BATCH_LIMIT) {
+    throw openaiBad(`Invalid 'input': array too long. Expected an array with maximum length ${OPENAI_EMBEDDING_BATCH_LIMIT}, but got an array with length ${inputs.length} instead.`, 'input', 'array_above_max_length');
+  }
+  if (b.encoding_format !== undefined && !['float', 'base64'].includes(b.encoding_format)) {
+    throw openaiBad(`Invalid value: '${b.encoding_format}'. Supported values are: 'float' and 'base64'.`, 'encoding_format', 'invalid_value');
+  }
+  if (b.dimensions !== undefined && !(Number.isInteger(b.dimensions) && b.dimensions >= 1)) {
+    throw openaiBad(`Invalid 'dimensions': integer below minimum value. Expected a value >= 1, but got ${b.dimensions} instead.`, 'dimensions', 'integer_below_min_value');
+  }
+}
+
+const openaiEmbeddings = {
+  validate: validateOpenAIEmbeddings,
+  defaultReply(b) {
+    const inputs = typeof b.input === 'string' ? [b.input] : b.input;
+    const data = inputs.map((text, index) => {
+      const vector = fakeEmbedding(text, b.dimensions);
+      const embedding = b.encoding_format === 'base64' ? Buffer.from(vector.buffer).toString('base64') : Array.from(vector);
+      return { object: 'embedding', index, embedding };
+    });
+    const tokens = inputs.reduce((sum, text) => sum + fakeEmbeddingTokens(text), 0);
+    return json({ object: 'list', data, model: b.model, usage: { prompt_tokens: tokens, total_tokens: tokens } });
+  },
+};
+
+const geminiEmbeddings = {
+  validate(b, route) {
+    rejectUnknown(b, ['requests'], '');
+    const requests = field(b, 'requests');
+    if (!Array.isArray(requests) || requests.length === 0) throw googleBad('* BatchEmbedContentsRequest.requests: requests is required\n');
+    if (requests.length > GEMINI_EMBEDDING_BATCH_LIMIT) {
+      throw googleBad(`* BatchEmbedContentsRequest.requests: at most ${GEMINI_EMBEDDING_BATCH_LIMIT} requests can be in one batch\n`);
+    }
+    requests.forEach((r, i) => {
+      if (!isObj(r)) throw invalidValue(`requests[${i}]`, 'type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentRequest', r);
+      rejectUnknown(r, ['model', 'content', 'taskType', 'title', 'outputDimensionality'], `requests[${i}]`);
+      if (r.model !== `models/${route.model}`) {
+        throw googleBad(`* BatchEmbedContentsRequest.requests[${i}].model: Model names should match the model in the URL (models/${route.model}), got ${JSON.stringify(r.model)}\n`);
+      }
+      const parts = r.content?.parts;
+      if (!Array.isArray(parts) || parts.length === 0 || !parts.every((p) => typeof p.text === 'string')) {
+        throw googleBad(`* BatchEmbedContentsRequest.requests[${i}].content.parts: contents must have text parts\n`);
+      }
+      const size = field(r, 'outputDimensionality');
+      if (size !== undefined && !(Number.isInteger(size) && size >= 1)) throw invalidValue(`requests[${i}].output_dimensionality`, 'TYPE_INT32', size);
+    });
+  },
+  defaultReply(b) {
+    const embeddings = field(b, 'requests').map((r) => ({
+      values: Array.from(fakeEmbedding(r.content.parts.map((p) => p.text).join(''), field(r, 'outputDimensionality'))),
+    }));
+    return json({ embeddings });
+  },
+};
+
+const EMBEDDING_APIS = { openai: openaiEmbeddings, gemini: geminiEmbeddings };
+
+// ------------------------------------------------------------------------------------ openai responses
+
+const RESPONSES_PARAMS = new Set([
+  'model', 'input', 'instructions', 'tools', 'tool_choice', 'text', 'max_output_tokens', 'max_tool_calls', 'temperature',
+  'top_p', 'top_logprobs', 'user', 'stream', 'stream_options', 'store', 'metadata', 'previous_response_id', 'reasoning',
+  'include', 'parallel_tool_calls', 'prompt_cache_key', 'truncation', 'background', 'service_tier', 'safety_identifier',
+  'conversation', 'prompt',
+  // Codex CLI sends it on every request to OpenAI's Responses API (fixtures/clients/codex-0.171.0.responses.json).
+  'client_metadata',
+]);
+const RESPONSES_PART_TYPES = ['input_text', 'input_image', 'input_file', 'output_text', 'refusal'];
+const RESPONSES_ITEM_TYPES = ['message', 'function_call', 'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'reasoning', 'item_reference'];
+
+function validateResponses(b) {
+  for (const k of Object.keys(b)) if (!RESPONSES_PARAMS.has(k)) throw openaiBad(`Unknown parameter: '${k}'.`, k, 'unknown_parameter');
+  if (b.model === undefined) throw oaMissing('model');
+  if (typeof b.model !== 'string') throw oaType('model', 'a string', b.model);
+  if (b.input === undefined && b.previous_response_id === undefined) throw oaMissing('input');
+  if (b.input !== undefined && typeof b.input !== 'string' && !Array.isArray(b.input)) throw oaType('input', 'a string or an array', b.input);
+  const calls = new Set();
+  for (const [i, item] of (Array.isArray(b.input) ? b.input : []).entries()) {
+    const at = `input[${i}]`;
+    if (!isObj(item)) throw oaType(at, 'an object', item);
+    const type = item.type ?? (item.role !== undefined ? 'message' : undefined);
+    if (!RESPONSES_ITEM_TYPES.includes(type)) {
+      throw openaiBad(`Invalid value: '${type}'. Supported values are: ${RESPONSES_ITEM_TYPES.map((t) => `'${t}'`).join(', ')}.`, `${at}.type`, 'invalid_value');
+    }
+    const str = (k) => {
+      if (typeof item[k] !== 'string') throw item[k] === undefined ? oaMissing(`${at}.${k}`) : oaType(`${at}.${k}`, 'a string', item[k]);
+    };
+    if (type === 'message') {
+      if (!['user', 'assistant', 'system', 'developer'].includes(item.role)) {
+        throw openaiBad(`Invalid value: '${item.role}'. Supported values are: 'user', 'assistant', 'system', and 'developer'.`, `${at}.role`, 'invalid_value');
+      }
+      if (typeof item.content !== 'string') {
+        if (!Array.isArray(item.content)) throw oaType(`${at}.content`, 'a string or an array', item.content);
+        item.content.forEach((p, j) => {
+          if (!isObj(p) || !RESPONSES_PART_TYPES.includes(p.type)) {
+            throw openaiBad(`Invalid value: '${p?.type}'. Supported values are: ${RESPONSES_PART_TYPES.map((t) => `'${t}'`).join(', ')}.`, `${at}.content[${j}].type`, 'invalid_value');
+          }
+        });
+      }
+    } else if (type === 'function_call' || type === 'custom_tool_call') {
+      str('call_id');
+      str('name');
+      str(type === 'function_call' ? 'arguments' : 'input');
+      calls.add(item.call_id);
+    } else if (type === 'function_call_output' || type === 'custom_tool_call_output') {
+      str('call_id');
+      if (typeof item.output !== 'string' && !Array.isArray(item.output)) throw oaType(`${at}.output`, 'a string or an array', item.output);
+      if (!calls.has(item.call_id)) throw openaiBad(`No tool call found for function call output with call_id ${item.call_id}.`, 'input');
+    }
+  }
+  if (b.tools !== undefined) {
+    if (!Array.isArray(b.tools)) throw oaType('tools', 'an array', b.tools);
+    b.tools.forEach((t, i) => {
+      if (!isObj(t)) throw oaType(`tools[${i}]`, 'an object', t);
+      if (typeof t.type !== 'string') throw oaMissing(`tools[${i}].type`);
+      if ((t.type === 'function' || t.type === 'custom') && typeof t.name !== 'string') throw oaMissing(`tools[${i}].name`);
+    });
+  }
+  if (b.max_output_tokens !== undefined && !(Number.isInteger(b.max_output_tokens) && b.max_output_tokens >= 16)) {
+    throw openaiBad(`Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got ${b.max_output_tokens} instead.`, 'max_output_tokens', 'integer_below_min_value');
+  }
+}
+
+function responsesUsage({ promptTokens, completionTokens }) {
+  return {
+    input_tokens: promptTokens, input_tokens_details: { cached_tokens: 0 },
+    output_tokens: completionTokens, output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: promptTokens + completionTokens,
+  };
+}
+
+/** A whole Responses `response` object with these output items (each a finished item). */
+export function responsesObject({ id = 'resp_mock', model = 'gpt-5', output, usage = DEFAULT_USAGE, status = 'completed', request = {} }) {
+  return {
+    id, object: 'response', created_at: CREATED, status, background: false, error: null,
+    incomplete_details: status === 'incomplete' ? { reason: 'max_output_tokens' } : null,
+    instructions: request.instructions ?? null, max_output_tokens: request.max_output_tokens ?? null, model,
+    output, parallel_tool_calls: true, previous_response_id: null, reasoning: { effort: null, summary: null },
+    service_tier: 'default', store: request.store ?? true, temperature: 1, text: { format: { type: 'text' }, verbosity: 'medium' },
+    tool_choice: 'auto', tools: request.tools ?? [], top_p: 1, truncation: 'disabled',
+    usage: status === 'in_progress' ? null : responsesUsage(usage), user: null, metadata: request.metadata ?? {},
+  };
+}
+
+export const responsesItems = {
+  message: (text, id = 'msg_mock') => ({ id, type: 'message', status: 'completed', content: [{ type: 'output_text', annotations: [], logprobs: [], text }], role: 'assistant' }),
+  functionCall: (name, args, callId = 'call_mock', id = 'fc_mock') => ({ id, type: 'function_call', status: 'completed', arguments: args, call_id: callId, name }),
+  customToolCall: (name, input, callId = 'call_mock', id = 'ctc_mock') => ({ id, type: 'custom_tool_call', status: 'completed', call_id: callId, input, name }),
+};
+
+/** The typed SSE events OpenAI sends for a response with these output items, one string per event. */
+export function responsesEvents({ id = 'resp_mock', model = 'gpt-5', output, usage = DEFAULT_USAGE, request = {} }) {
+  let seq = 0;
+  const events = [];
+  const emit = (type, fields) => events.push(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...fields })}\n\n`);
+  const start = responsesObject({ id, model, output: [], usage, status: 'in_progress', request });
+  emit('response.created', { response: start });
+  emit('response.in_progress', { response: start });
+  output.forEach((item, output_index) => {
+    if (item.type === 'message') {
+      const text = item.content.map((p) => p.text ?? '').join('');
+      const part = { type: 'output_text', annotations: [], logprobs: [], text: '' };
+      emit('response.output_item.added', { output_index, item: { ...item, status: 'in_progress', content: [] } });
+      emit('response.content_part.added', { item_id: item.id, output_index, content_index: 0, part });
+      for (const delta of words(text) ?? []) emit('response.output_text.delta', { item_id: item.id, output_index, content_index: 0, delta, logprobs: [] });
+      emit('response.output_text.done', { item_id: item.id, output_index, content_index: 0, text, logprobs: [] });
+      emit('response.content_part.done', { item_id: item.id, output_index, content_index: 0, part: { ...part, text } });
+    } else if (item.type === 'function_call') {
+      emit('response.output_item.added', { output_index, item: { ...item, status: 'in_progress', arguments: '' } });
+      const half = Math.ceil(item.arguments.length / 2);
+      for (const delta of [item.arguments.slice(0, half), item.arguments.slice(half)].filter(Boolean)) {
+        emit('response.function_call_arguments.delta', { item_id: item.id, output_index, delta, obfuscation: 'x' });
+      }
+      emit('response.function_call_arguments.done', { item_id: item.id, output_index, arguments: item.arguments });
+    } else if (item.type === 'custom_tool_call') {
+      emit('response.output_item.added', { output_index, item: { ...item, status: 'in_progress', input: '' } });
+      emit('response.custom_tool_call_input.delta', { item_id: item.id, output_index, delta: item.input });
+      emit('response.custom_tool_call_input.done', { item_id: item.id, output_index, input: item.input });
+    }
+    emit('response.output_item.done', { output_index, item });
+  });
+  emit('response.completed', { response: responsesObject({ id, model, output, usage, request }) });
+  return events;
+}
+
+const responses = {
+  check: openai.check,
+  invalidJson: openai.invalidJson,
+  validate: validateResponses,
+  defaultReply(b, _route, n) {
+    const items = typeof b.input === 'string' ? [{ role: 'user', content: b.input }] : b.input ?? [];
+    const last = items.findLast((item) => (item.type ?? 'message') === 'message' && item.role === 'user');
+    const content = last?.content ?? '';
+    const text = echo(typeof content === 'string' ? content : content.filter((p) => p.type === 'input_text').map((p) => p.text).join(''));
+    const args = { id: `resp_mock${n}`, model: b.model, output: [responsesItems.message(text, `msg_mock${n}`)], request: b };
+    return b.stream ? eventStream(responsesEvents(args).join('')) : json(responsesObject(args));
+  },
+};
+
+const VENDOR_APIS = { openai, anthropic, gemini, responses };
 
 // ------------------------------------------------------------------------------------------------- server
 
 function matchRoute(method, pathname) {
   if (method !== 'POST') return null;
   if (pathname === '/v1/chat/completions') return { vendor: 'openai' };
+  if (pathname === '/v1/embeddings') return { vendor: 'openai', api: 'embeddings' };
+  const batch = /^\/v1beta\/models\/([^/:]+):batchEmbedContents$/.exec(pathname);
+  if (batch) return { vendor: 'gemini', model: batch[1], api: 'embeddings' };
   if (pathname === '/v1/messages') return { vendor: 'anthropic' };
+  if (pathname === '/v1/responses') return { vendor: 'responses' };
   const m = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(pathname);
   return m ? { vendor: 'gemini', model: m[1], stream: m[2] === 'streamGenerateContent' } : null;
 }
@@ -862,18 +1116,19 @@ export async function startMockVendors(opts = {}) {
         // keep the raw string: the vendor validation answers it with a parse error
       }
       const route = matchRoute(req.method, url.pathname);
-      requests.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body, vendor: route?.vendor ?? null });
+      requests.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body, vendor: route?.vendor ?? null, api: route?.api ?? 'chat' });
       if (!route) throw notFound(req.method, url.pathname);
 
       const api = VENDOR_APIS[route.vendor];
       api.check(req.headers, url.searchParams, route, apiKeys[route.vendor]);
       if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '') || !isObj(body)) throw api.invalidJson();
-      api.validate(body, req.headers);
+      const operation = route.api === 'embeddings' ? EMBEDDING_APIS[route.vendor] : api;
+      operation.validate(body, route, req.headers);
 
       const n = ++served;
       let plan = queues[route.vendor].shift() ?? { delayMs: 0, split: 'whole', headers: {}, defaultReply: true };
       if (plan.defaultReply) {
-        const reply = api.defaultReply(body, route, n);
+        const reply = operation.defaultReply(body, route, n);
         plan = { ...plan, ...reply, headers: { ...reply.headers, ...plan.headers } };
       }
       if (plan.delayMs) await sleep(plan.delayMs, undefined, { signal: aborter.signal });

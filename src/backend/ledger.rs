@@ -48,6 +48,8 @@ pub struct LedgerRow {
   pub cached: bool,
   pub latency_ms: Option<f64>,
   pub request_id: Option<String>,
+  /// Chat or embeddings.
+  pub operation: crate::types::Operation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -122,7 +122,13 @@ pub fn entry_bytes(key: &str, response: &ChatResponse) -> u64 {
     + response.model.len()
     + response.content.len()
     + response.refusal.as_ref().map_or(0, String::len)
-    + calls;
+    + calls
+    + response.embeddings.as_ref().map_or(0, |vectors| {
+      vectors
+        .iter()
+        .map(|v| v.len() * std::mem::size_of::<f32>())
+        .sum()
+    });
   strings as u64 + ENTRY_OVERHEAD_BYTES
 }
 

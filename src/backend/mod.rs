@@ -15,6 +15,7 @@ pub mod redis_budget;
 pub mod redis_cache;
 pub mod redis_limiter;
 pub mod redis_retry;
+pub mod responses;
 pub mod shared;
 pub mod sqlite;
 

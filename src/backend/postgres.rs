@@ -155,11 +155,11 @@ fn insert_sql(schema: &str) -> String {
     "INSERT INTO \"{schema}\".ferrogate_ledger (id, at_ms, user_id, model, provider, outcome,
        error_code, prompt_tokens, completion_tokens, cached_prompt_tokens,
        cache_write_prompt_tokens, reasoning_tokens, estimated, cost_nanos, priced, cached,
-       latency_ms, request_id)
+       latency_ms, request_id, operation)
      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
        $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
        $12::bigint[], $13::bool[], $14::bigint[], $15::bool[], $16::bool[], $17::float8[],
-       $18::text[])
+       $18::text[], $19::text[])
      ON CONFLICT (id) DO NOTHING"
   )
 }
@@ -195,8 +195,10 @@ fn create_sql(schema: &str) -> String {
        priced boolean NOT NULL,
        cached boolean NOT NULL,
        latency_ms double precision,
-       request_id text
+       request_id text,
+       operation text
      );
+     ALTER TABLE \"{schema}\".ferrogate_ledger ADD COLUMN IF NOT EXISTS operation text;
      CREATE INDEX IF NOT EXISTS ferrogate_ledger_user_time
        ON \"{schema}\".ferrogate_ledger (user_id, at_ms);
      CREATE INDEX IF NOT EXISTS ferrogate_ledger_time ON \"{schema}\".ferrogate_ledger (at_ms);
@@ -765,6 +767,7 @@ struct Columns {
   cached: Vec<bool>,
   latency_ms: Vec<Option<f64>>,
   request_id: Vec<Option<String>>,
+  operation: Vec<&'static str>,
 }
 
 impl Columns {
@@ -791,10 +794,11 @@ impl Columns {
       cached: rows().map(|r| r.cached).collect(),
       latency_ms: rows().map(|r| r.latency_ms).collect(),
       request_id: rows().map(|r| r.request_id.as_deref().map(text)).collect(),
+      operation: rows().map(|r| r.operation.as_str()).collect(),
     }
   }
 
-  fn params(&self) -> [&(dyn ToSql + Sync); 18] {
+  fn params(&self) -> [&(dyn ToSql + Sync); 19] {
     [
       &self.id,
       &self.at_ms,
@@ -814,6 +818,7 @@ impl Columns {
       &self.cached,
       &self.latency_ms,
       &self.request_id,
+      &self.operation,
     ]
   }
 }
@@ -872,6 +877,7 @@ mod tests {
     let mut unpriced = row("bob", 0, 0, "fg_bob");
     unpriced.priced = false;
     unpriced.model = "x/unknown\0nul".into();
+    unpriced.operation = crate::types::Operation::Embeddings;
     ledger.append(unpriced);
     let totals = ledger.totals(Some("ann"), 0).await.expect("totals");
     assert_eq!(
@@ -892,6 +898,18 @@ mod tests {
     let stats = ledger.stats();
     assert_eq!((stats.written, stats.buffered, stats.failed), (2501, 0, 0));
     assert_eq!(count_rows(&schema).await, (2501, 2501));
+    let client = dial(&URL.parse().expect("url"), URL).await.expect("dial");
+    let operations = client
+      .query_one(
+        &format!("SELECT COUNT(*) FILTER (WHERE operation = 'chat'), COUNT(*) FILTER (WHERE operation = 'embeddings') FROM \"{schema}\".ferrogate_ledger"),
+        &[],
+      )
+      .await
+      .expect("operations");
+    assert_eq!(
+      (operations.get::<_, i64>(0), operations.get::<_, i64>(1)),
+      (2500, 1)
+    );
     ledger.close().await.expect("close");
     ledger.append(row("ann", 0, 1, "late"));
     assert_eq!(ledger.stats().dropped, 1);

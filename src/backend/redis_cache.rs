@@ -24,6 +24,7 @@ use super::redis_retry::once_more_if_reconnecting;
 use super::shared::{unavailable, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 use super::{CacheStore, StoreUsage};
 use crate::error::{GatewayError, Result};
+use crate::providers::openai::embeddings::{decode_base64, encode_base64};
 use crate::types::{ChatResponse, FinishReason, ToolCall, Usage};
 
 /// The encoding's version, the first field of every value: a value of another version is
@@ -137,6 +138,9 @@ struct StoredAnswer<'a> {
   attempts: u32,
   #[serde(borrow)]
   request_id: Cow<'a, str>,
+  /// An embeddings answer's vectors, each as OpenAI's base64 of little-endian f32s.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  embeddings: Option<Vec<String>>,
 }
 
 pub fn encode(answer: &ChatResponse) -> Vec<u8> {
@@ -174,6 +178,10 @@ pub fn encode(answer: &ChatResponse) -> Vec<u8> {
     ttft_ms: answer.ttft_ms,
     attempts: answer.attempts,
     request_id: Cow::Borrowed(&answer.request_id),
+    embeddings: answer
+      .embeddings
+      .as_ref()
+      .map(|vectors| vectors.iter().map(|vector| encode_base64(vector)).collect()),
   };
   // Strings, numbers and booleans only: serializing cannot fail.
   serde_json::to_vec(&stored).unwrap_or_default()
@@ -193,6 +201,15 @@ pub fn decode(bytes: &[u8]) -> Option<ChatResponse> {
     _ => return None,
   };
   let usage = stored.usage;
+  let embeddings = match stored.embeddings {
+    None => None,
+    Some(encoded) => Some(Arc::new(
+      encoded
+        .iter()
+        .map(|text| decode_base64(text))
+        .collect::<Option<Vec<_>>>()?,
+    )),
+  };
   Some(ChatResponse {
     id: stored.id.into_owned(),
     provider: stored.provider.into_owned(),
@@ -225,6 +242,7 @@ pub fn decode(bytes: &[u8]) -> Option<ChatResponse> {
     ttft_ms: stored.ttft_ms,
     attempts: stored.attempts,
     request_id: stored.request_id.into_owned(),
+    embeddings,
   })
 }
 
@@ -498,6 +516,7 @@ mod tests {
       ttft_ms: Some(3.0),
       attempts: 2,
       request_id: "fg_1".into(),
+      embeddings: None,
     })
   }
 
@@ -528,6 +547,13 @@ mod tests {
     let other_version = String::from_utf8_lossy(&bytes).replacen("\"v\":1", "\"v\":2", 1);
     assert!(decode(other_version.as_bytes()).is_none());
     assert!(decode(b"not json").is_none());
+  }
+
+  #[test]
+  fn an_embeddings_answer_keeps_its_vectors_bit_for_bit() {
+    let mut vectors = (*answer("")).clone();
+    vectors.embeddings = Some(Arc::new(vec![vec![0.1, -3.5e-8, f32::MAX], vec![]]));
+    assert_eq!(decode(&encode(&vectors)), Some(vectors));
   }
 
   #[tokio::test]

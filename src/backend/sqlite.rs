@@ -113,7 +113,8 @@ const SCHEMA: &str = "
     priced INTEGER NOT NULL,
     cached INTEGER NOT NULL,
     latency_ms REAL,
-    request_id TEXT
+    request_id TEXT,
+    operation TEXT
   );
   CREATE INDEX IF NOT EXISTS ferrogate_ledger_user_time ON ferrogate_ledger (user, at_ms);
   CREATE INDEX IF NOT EXISTS ferrogate_ledger_time ON ferrogate_ledger (at_ms);
@@ -121,8 +122,19 @@ const SCHEMA: &str = "
 
 const INSERT: &str = "INSERT INTO ferrogate_ledger (at_ms, user, model, provider, outcome,
   error_code, prompt_tokens, completion_tokens, cached_prompt_tokens, cache_write_prompt_tokens,
-  reasoning_tokens, estimated, cost_nanos, priced, cached, latency_ms, request_id)
-  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+  reasoning_tokens, estimated, cost_nanos, priced, cached, latency_ms, request_id, operation)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+/// A ledger file written before the `operation` column existed gets it (its rows read as chat).
+fn add_operation_column(connection: &Connection) -> rusqlite::Result<()> {
+  let has_it = connection
+    .prepare("SELECT 1 FROM pragma_table_info('ferrogate_ledger') WHERE name = 'operation'")?
+    .exists([])?;
+  if !has_it {
+    connection.execute_batch("ALTER TABLE ferrogate_ledger ADD COLUMN operation TEXT")?;
+  }
+  Ok(())
+}
 
 fn sql_error(context: &str, error: rusqlite::Error) -> GatewayError {
   GatewayError::config(format!("cost ledger: {context}: {error}"))
@@ -155,6 +167,7 @@ impl SqliteLedger {
     connection
       .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
       .and_then(|()| connection.execute_batch(SCHEMA))
+      .and_then(|()| add_operation_column(&connection))
       .map_err(|e| sql_error("could not create the ledger table", e))?;
     let opened_empty = connection
       .query_row("SELECT 1 FROM ferrogate_ledger LIMIT 1", [], |_| Ok(()))
@@ -477,6 +490,7 @@ fn insert_all(connection: &mut Connection, rows: &[LedgerRow]) -> rusqlite::Resu
         row.cached,
         row.latency_ms,
         row.request_id,
+        row.operation.as_str(),
       ])?;
     }
   }
@@ -503,7 +517,33 @@ pub(crate) mod tests {
       cached: false,
       latency_ms: Some(12.5),
       request_id: Some("fg_1".into()),
+      operation: crate::types::Operation::Chat,
     }
+  }
+
+  #[test]
+  fn a_ledger_file_from_before_the_operation_column_gets_it() {
+    let dir = std::env::temp_dir().join(format!("ferrogate-ledger-old-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("ledger.db");
+    let _ = std::fs::remove_file(&path);
+    let old_schema = SCHEMA.replace(",\n    operation TEXT", "");
+    assert!(!old_schema.contains("operation"));
+    Connection::open(&path)
+      .and_then(|c| c.execute_batch(&old_schema))
+      .expect("old ledger");
+    let path = path.to_str().expect("utf-8");
+    let ledger = SqliteLedger::open(Some(path)).expect("opened");
+    ledger.append(LedgerRow {
+      operation: crate::types::Operation::Embeddings,
+      ..row("ann", 1_000, 5)
+    });
+    ledger.flush_now().expect("flush");
+    let operation: String = Connection::open(path)
+      .and_then(|c| c.query_row("SELECT operation FROM ferrogate_ledger", [], |r| r.get(0)))
+      .expect("row");
+    assert_eq!(operation, "embeddings");
+    let _ = std::fs::remove_dir_all(&dir);
   }
 
   #[test]

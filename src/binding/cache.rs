@@ -394,5 +394,6 @@ fn cached_answer(value: CachedAnswer) -> Result<core::ChatResponse, GatewayError
     ttft_ms: None,
     attempts: 0,
     request_id: String::new(),
+    embeddings: None,
   })
 }

@@ -4,14 +4,15 @@ use napi::bindgen_prelude::{Either, Either3, Null};
 
 use super::numbers::{count, finite, millis};
 use super::types as js;
+use crate::backend::responses::ResponseStoreConfig;
 use crate::error::{GatewayError, Result};
 use crate::pipeline::{
   CallOptions, CallRecord, DeploymentHealth, GatewayConfig, ProviderConfig, RouteConfig,
   RouteTargetConfig, RoutingConfig, StatsSnapshot,
 };
 use crate::types::{
-  ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, ToolCall,
-  ToolChoice, ToolDefinition,
+  ChatRequest, ChatResponse, ContentPart, EmbedRequest, EmbedResponse, Message, ResponseFormat,
+  Role, StreamEvent, ToolCall, ToolChoice, ToolDefinition,
 };
 
 pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
@@ -33,6 +34,9 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
   config.routes = routes(options.routes.unwrap_or_default())?;
   if let Some(routing) = options.routing {
     config.routing = routing_config(routing)?;
+  }
+  if let Some(responses) = options.responses {
+    config.responses = response_store_config(responses)?;
   }
   if options.providers.is_empty() {
     return Err(GatewayError::config(
@@ -68,8 +72,34 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
       headers,
       organization: provider.organization,
       ca_cert_path: provider.ca_cert_path,
+      api: provider.api,
       name,
     });
+  }
+  Ok(config)
+}
+
+fn response_store_config(options: js::ResponsesOptions) -> Result<ResponseStoreConfig> {
+  let mut config = ResponseStoreConfig {
+    redis_url: options.redis_url,
+    ..ResponseStoreConfig::default()
+  };
+  if let Some(prefix) = options.prefix {
+    config.prefix = prefix;
+  }
+  if let Some(seconds) = options.ttl_seconds {
+    if !(seconds.is_finite() && seconds > 0.0) {
+      return Err(GatewayError::config(format!(
+        "responses.ttlSeconds must be a number > 0, not {seconds}"
+      )));
+    }
+    config.ttl = std::time::Duration::from_secs_f64(seconds.min(1e9));
+  }
+  if let Some(n) = options.max_entries {
+    config.max_entries = config_count(n, 1, "responses.maxEntries")? as usize;
+  }
+  if let Some(n) = options.max_bytes {
+    config.max_bytes = config_count(n, 1, "responses.maxBytes")? as usize;
   }
   Ok(config)
 }
@@ -263,6 +293,7 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
     },
     bypass_cache: request.cache == Some(false),
     metadata,
+    ..CallOptions::default()
   };
   Ok((request.model, core, options))
 }
@@ -385,6 +416,7 @@ fn usage(usage: crate::types::Usage) -> js::Usage {
 
 pub fn call_record(record: CallRecord) -> js::CallRecord {
   js::CallRecord {
+    operation: record.operation.as_str().to_string(),
     request_id: record.request_id,
     model: record.model,
     provider: record.provider,
@@ -400,6 +432,8 @@ pub fn call_record(record: CallRecord) -> js::CallRecord {
     latency_ms: record.latency_ms,
     ttft_ms: record.ttft_ms,
     attempts: record.attempts,
+    ingress: record.ingress.map(str::to_string),
+    warnings: (!record.warnings.is_empty()).then_some(record.warnings),
   }
 }
 
@@ -456,7 +490,8 @@ pub fn stream_event(event: StreamEvent) -> js::NativeStreamEvent {
     response: None,
   };
   match event {
-    StreamEvent::Text(text) => {
+    // Relayed bytes only reach front-door callers; as text if one ever got here.
+    StreamEvent::Text(text) | StreamEvent::Native(text) => {
       out.r#type = "text".into();
       out.text = Some(text);
     }
@@ -489,5 +524,65 @@ pub fn anomaly(found: crate::metrics::Anomaly) -> js::LatencyAnomaly {
     z_score: found.z_score,
     severity: found.severity.to_string(),
     at: found.at_ms,
+  }
+}
+
+/// `gateway.embed()`'s request: the model as asked, the core request and its call options.
+pub fn embed_request(request: js::EmbedRequest) -> Result<(String, EmbedRequest, CallOptions)> {
+  let input = match request.input {
+    Either::A(text) => vec![text],
+    Either::B(texts) => texts,
+  };
+  let dimensions =
+    match count("dimensions", request.dimensions).map_err(GatewayError::invalid_request)? {
+      Some(0) => {
+        return Err(GatewayError::invalid_request(
+          "dimensions must be a whole number > 0",
+        ))
+      }
+      other => other,
+    };
+  let mut metadata: Vec<(String, String)> =
+    request.metadata.unwrap_or_default().into_iter().collect();
+  metadata.sort();
+  let options = CallOptions {
+    timeout: millis("timeoutMs", request.timeout_ms, false)
+      .map_err(GatewayError::invalid_request)?,
+    max_retries: count("maxRetries", request.max_retries).map_err(GatewayError::invalid_request)?,
+    priority: 0,
+    bypass_cache: request.cache == Some(false),
+    metadata,
+    ..CallOptions::default()
+  };
+  let core = EmbedRequest {
+    input,
+    dimensions,
+    user: request.user,
+  };
+  Ok((request.model, core, options))
+}
+
+/// The vectors become Float32Arrays here, natively: no float crosses to JS as JSON or as a
+/// JS number array. A cached answer's vectors are shared, so they are copied once; a fresh
+/// answer's are moved.
+pub fn embed_response(response: EmbedResponse) -> js::EmbedResponse {
+  let vectors =
+    std::sync::Arc::try_unwrap(response.embeddings).unwrap_or_else(|shared| (*shared).clone());
+  js::EmbedResponse {
+    embeddings: vectors
+      .into_iter()
+      .map(napi::bindgen_prelude::Float32Array::new)
+      .collect(),
+    model: response.model,
+    provider: response.provider,
+    usage: js::EmbedUsage {
+      prompt_tokens: response.usage.prompt_tokens as f64,
+      total_tokens: response.usage.total_tokens as f64,
+    },
+    cost_usd: response.cost_usd,
+    cached: response.cached,
+    request_id: response.request_id,
+    latency_ms: response.latency_ms,
+    attempts: response.attempts,
   }
 }

@@ -5,12 +5,12 @@ mod convert;
 mod costs;
 mod guardrails;
 mod hook;
+mod ingress;
 mod limiter;
 mod numbers;
 mod pump;
 mod runtime;
 mod serve;
-mod sse;
 mod types;
 mod vault;
 
@@ -18,14 +18,14 @@ use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use napi::bindgen_prelude::{Either, Env, Function, Unknown};
+use napi::bindgen_prelude::{Either, Env, Function, PromiseRaw, Unknown};
 use napi_derive::napi;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ErrorCode, GatewayError};
-use crate::pipeline::{CallOptions, Gateway};
+use crate::pipeline::{CallOptions, Gateway, Operation};
 use crate::types::{ChatRequest as CoreRequest, StreamEvent};
 use pump::{Delivery, Pump};
 
@@ -51,9 +51,9 @@ pub(crate) fn invalid_arg(error: GatewayError) -> napi::Error {
 
 pub use cache::*;
 pub use costs::*;
+pub use ingress::*;
 pub use limiter::*;
 pub use serve::*;
-pub use sse::*;
 pub use types::*;
 pub use vault::*;
 
@@ -246,6 +246,74 @@ impl NativeGateway {
     Ok(request_id)
   }
 
+  /// Embeds `request.input` as call `callId` (unique among calls in flight, like `begin`'s;
+  /// `cancel(callId)` aborts it, from the moment this returns). The promise resolves with the
+  /// response or the error, and rejects only for napi's own type checks.
+  #[napi(catch_unwind, ts_return_type = "Promise<EmbedOutcome>")]
+  pub fn embed<'env>(
+    &self,
+    env: &'env Env,
+    call_id: u32,
+    request: EmbedRequest,
+  ) -> napi::Result<PromiseRaw<'env, EmbedOutcome>> {
+    let request_id = new_request_id();
+    let failed = move |error: GatewayError, request_id: &str| EmbedOutcome {
+      response: None,
+      error: Some(convert::error_info(error, request_id)),
+    };
+    let gateway = match &self.inner {
+      Ok(gateway) => gateway.clone(),
+      Err(error) => {
+        let outcome = failed(error.clone(), &request_id);
+        return env.spawn_future(async move { Ok(outcome) });
+      }
+    };
+    // Calls refused here still get their onCall record and their count in stats().
+    let refused = |model: &str, user: Option<&String>, error: GatewayError| {
+      gateway.record_refused(Operation::Embeddings, model, user, &request_id, &error);
+      let outcome = failed(error, &request_id);
+      env.spawn_future(async move { Ok(outcome) })
+    };
+    if self.closed.is_cancelled() {
+      let closed = GatewayError::new(ErrorCode::Aborted, "the gateway is closed");
+      return refused(&request.model, request.user.as_ref(), closed);
+    }
+    let asked = (request.model.clone(), request.user.clone());
+    let (model, core_request, options) = match convert::embed_request(request) {
+      Ok(parts) => parts,
+      Err(error) => return refused(&asked.0, asked.1.as_ref(), error),
+    };
+    // Registered before JS gets the promise: an abort right after this call reaches it.
+    let cancel = self.closed.child_token();
+    lock(&self.controls).insert(
+      call_id,
+      CallControl {
+        cancel: cancel.clone(),
+        credits: None,
+      },
+    );
+    let controls = self.controls.clone();
+    let closed = self.closed.clone();
+    // Tracked, so that `waitClosed()` waits for it.
+    let call = self.calls.track_future(async move {
+      // Boxed: the pipeline's future is large.
+      let result =
+        Box::pin(gateway.embed(&model, core_request, options, cancel, &request_id)).await;
+      lock(&controls).remove(&call_id);
+      Ok(match result {
+        Ok(response) => EmbedOutcome {
+          response: Some(convert::embed_response(response)),
+          error: None,
+        },
+        Err(error) if error.code == ErrorCode::Aborted && closed.is_cancelled() => {
+          failed(crate::ingress::closed_in_flight(), &request_id)
+        }
+        Err(error) => failed(gateway.redact_error(error), &request_id),
+      })
+    });
+    env.spawn_future(call)
+  }
+
   /// Aborts a call: the upstream connection is closed and the call ends with ABORTED.
   /// A call that already ended is left alone.
   #[napi]
@@ -350,30 +418,41 @@ impl Call {
     credits: Option<Arc<Semaphore>>,
   ) {
     let gateway = &self.gateway;
-    // The pipeline's future is large (tens of KB: every stage's state, reqwest's): boxed, the
-    // task holds a pointer, and tokio does not copy the whole of it when the task is spawned
-    // and again when it completes (a third of the worker's instructions per chat call).
+    let closed = Some(&self.closed);
     let result = match credits {
       None => {
         let cancel = self.cancel.clone();
-        Box::pin(gateway.execute(&model, request, options, None, cancel, &self.request_id)).await
+        run_call(
+          gateway,
+          &model,
+          request,
+          options,
+          None,
+          cancel,
+          &self.request_id,
+          closed,
+        )
+        .await
+        .result
       }
       Some(credits) => {
         let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
         let cancel = self.cancel.clone();
-        let mut run = Box::pin(gateway.execute(
+        let mut run = pin!(run_call(
+          gateway,
           &model,
           request,
           options,
           Some(sender),
           cancel,
           &self.request_id,
+          closed,
         ));
         let mut relay = pin!(self.relay(receiver, &credits));
         let mut relayed = false;
         let result = loop {
           tokio::select! {
-            result = &mut run => break result,
+            executed = &mut run => break executed.result,
             () = &mut relay, if !relayed => relayed = true,
           }
         };
@@ -389,13 +468,7 @@ impl Call {
     lock(&self.controls).remove(&self.id);
     let last = match result {
       Ok(response) => Delivery::Event(StreamEvent::Done(Box::new(response))),
-      Err(error) if error.code == ErrorCode::Aborted && self.closed.is_cancelled() => {
-        Delivery::Failed(convert::error_info(closed_in_flight(), &self.request_id))
-      }
-      Err(error) => Delivery::Failed(convert::error_info(
-        gateway.redact_error(error),
-        &self.request_id,
-      )),
+      Err(error) => Delivery::Failed(convert::error_info(error, &self.request_id)),
     };
     self.pump.deliver(self.id, last);
   }
@@ -449,14 +522,4 @@ pub fn redact_secrets(text: String) -> String {
   crate::secret::redact_shapes(&text)
 }
 
-/// How a call ends when `close()` cut it short (distinct from the caller's own abort).
-fn closed_in_flight() -> GatewayError {
-  GatewayError::new(
-    ErrorCode::Aborted,
-    "the gateway was closed while the call was in flight",
-  )
-}
-
-fn new_request_id() -> String {
-  format!("fg_{:016x}", fastrand::u64(..))
-}
+use crate::ingress::{new_request_id, run_call};

@@ -21,19 +21,38 @@ const TEXT: u32 = 0;
 const TOOL_CALL: u32 = 1;
 const DONE: u32 = 2;
 const FAILED: u32 = 3;
+/// The front door's answers (`binding::ingress`): a response head (with the whole body, which
+/// ends the call, or without, when a stream follows), a batch of the stream's bytes, its end.
+const HEAD: u32 = 4;
+const BYTES: u32 = 5;
+const END: u32 = 6;
 
 /// What one call hands to JS. `Done` and `Failed` end the call.
 pub(crate) enum Delivery {
   Event(StreamEvent),
   Failed(js::ErrorInfo),
+  /// `{ status, headers: [[name, value], …], body? }`: with a body, the answer is whole.
+  Head(ReplyHead),
+  /// Encoded bytes of a streamed answer (SSE text, so a JSON string carries them).
+  Bytes(String),
+  /// A streamed answer ended.
+  End,
+}
+
+#[derive(serde::Serialize)]
+pub(crate) struct ReplyHead {
+  pub status: u16,
+  pub headers: Vec<(String, String)>,
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub body: Option<String>,
 }
 
 impl Delivery {
   fn ends_call(&self) -> bool {
     matches!(
       self,
-      Delivery::Event(StreamEvent::Done(_)) | Delivery::Failed(_)
-    )
+      Delivery::Event(StreamEvent::Done(_)) | Delivery::Failed(_) | Delivery::End
+    ) || matches!(self, Delivery::Head(head) if head.body.is_some())
   }
 }
 
@@ -159,7 +178,10 @@ impl Delivery {
   /// (a text event is one allocation, not three).
   fn into_json(self, call_id: u32) -> String {
     let (kind, written) = match self {
-      Delivery::Event(StreamEvent::Text(text)) => element(call_id, TEXT, text.len(), &text),
+      // Relayed native bytes only reach front-door callers, which do not use these kinds.
+      Delivery::Event(StreamEvent::Text(text) | StreamEvent::Native(text)) => {
+        element(call_id, TEXT, text.len(), &text)
+      }
       Delivery::Event(StreamEvent::Done(response)) => {
         element(call_id, DONE, 512, &convert::response(*response))
       }
@@ -167,6 +189,14 @@ impl Delivery {
         element(call_id, TOOL_CALL, 128, &convert::stream_event(event))
       }
       Delivery::Failed(info) => element(call_id, FAILED, 256, &info),
+      Delivery::Head(head) => element(
+        call_id,
+        HEAD,
+        head.body.as_ref().map_or(128, String::len) + 128,
+        &head,
+      ),
+      Delivery::Bytes(bytes) => element(call_id, BYTES, bytes.len() + 64, &bytes),
+      Delivery::End => element(call_id, END, 8, &0),
     };
     match written {
       Some(element) => element,

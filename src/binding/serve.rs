@@ -47,6 +47,21 @@ impl NativeServer {
   }
 }
 
+/// The config's keys; a quota that is not a whole number >= 0 was refused by lib/serve.js.
+pub(crate) fn serve_keys(keys: Vec<ServeKeyOptions>) -> Vec<ServeKey> {
+  keys
+    .into_iter()
+    .map(|k| ServeKey {
+      key: k.key,
+      user: k.user,
+      daily_token_quota: k
+        .daily_token_quota
+        .filter(|q| q.is_finite() && *q >= 0.0)
+        .map(|q| q as u64),
+    })
+    .collect()
+}
+
 #[napi]
 impl NativeGateway {
   /// Serves the OpenAI-compatible endpoint (`POST /v1/chat/completions`, `GET /v1/models`,
@@ -58,19 +73,7 @@ impl NativeGateway {
       .map_err(|e| napi::Error::from_reason(e.message))?;
     let port = u16::try_from(options.port)
       .map_err(|_| napi::Error::from_reason("port must be between 0 and 65535"))?;
-    let keys = options.keys.map(|keys| {
-      keys
-        .into_iter()
-        .map(|k| ServeKey {
-          key: k.key,
-          user: k.user,
-          daily_token_quota: k
-            .daily_token_quota
-            .filter(|q| q.is_finite() && *q >= 0.0)
-            .map(|q| q as u64),
-        })
-        .collect()
-    });
+    let keys = options.keys.map(serve_keys);
     let host = options.host.unwrap_or_else(|| "127.0.0.1".into());
     let server = serve::start(gateway, &host, port, keys)
       .await

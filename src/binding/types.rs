@@ -30,6 +30,25 @@ pub struct ProviderConfig {
   /// A PEM file of CA certificates to trust for this provider, besides the bundled web
   /// roots, the system store and `NODE_EXTRA_CA_CERTS` (a private CA, a corporate proxy).
   pub ca_cert_path: Option<String>,
+  /// kind 'openai': the wire API used upstream, 'chat' (default, `/chat/completions`) or
+  /// 'responses' (`/responses`, for models that exist only there).
+  #[napi(ts_type = "'chat' | 'responses'")]
+  pub api: Option<String>,
+}
+
+/// Where Responses kept with `store: true` live (for `previous_response_id`, GET, DELETE).
+#[napi(object, object_to_js = false)]
+pub struct ResponsesOptions {
+  /// Keep them in Redis, so that any process continues a conversation (default: this process's memory).
+  pub redis_url: Option<String>,
+  /// Prepended to every Redis key (default 'ferrogate:responses:').
+  pub prefix: Option<String>,
+  /// How long a stored response lives (default 86400).
+  pub ttl_seconds: Option<f64>,
+  /// In memory: most responses kept; the oldest go first (default 10000).
+  pub max_entries: Option<f64>,
+  /// In memory: most bytes kept in all, and the largest one response stored anywhere (default 64 MiB).
+  pub max_bytes: Option<f64>,
 }
 
 /// One deployment behind a route alias.
@@ -81,6 +100,8 @@ pub struct GatewayOptions {
   pub retry_base_delay_ms: Option<f64>,
   /// Where a model with no "provider/" prefix goes (a provider name), so OpenAI clients can send plain model names.
   pub default_provider: Option<String>,
+  /// The Responses store (`store: true`, `previous_response_id`): in memory unless `redisUrl`.
+  pub responses: Option<ResponsesOptions>,
 }
 
 /// `{ type: 'text', text }`, `{ type: 'image', data, mimeType }` (base64) or `{ type: 'image_url', url }`.
@@ -286,6 +307,9 @@ pub struct LatencyAnomaly {
 /// One finished call, handed to `onCall`.
 #[napi(object)]
 pub struct CallRecord {
+  /// What the call asked for: a chat completion or embeddings.
+  #[napi(ts_type = "'chat' | 'embeddings'")]
+  pub operation: String,
   pub request_id: String,
   /// The model as the caller asked for it.
   pub model: String,
@@ -309,6 +333,11 @@ pub struct CallRecord {
   pub ttft_ms: Option<f64>,
   /// Upstream tries (0 for a cached answer).
   pub attempts: u32,
+  /// The client protocol of a call that came through the front door (`gatewayRouter`,
+  /// `ferrogate serve`): 'chat' | 'responses' | 'messages' | 'embeddings'.
+  pub ingress: Option<String>,
+  /// What a protocol translation left out (the call went on without it).
+  pub warnings: Option<Vec<String>>,
 }
 
 #[napi(object)]
@@ -362,4 +391,60 @@ pub struct DeploymentHealth {
   pub error_rate: f64,
   /// Epoch ms until which the target is ejected or cooling down after a 429.
   pub ejected_until: Option<f64>,
+}
+
+/// `gateway.embed()`'s request, without `signal` (the JS wrapper handles it).
+#[napi(object, object_to_js = false)]
+pub struct EmbedRequest {
+  /// A route alias or "provider/model".
+  pub model: String,
+  /// One text, or several (one vector each, in order).
+  #[napi(ts_type = "string | string[]")]
+  pub input: Either<String, Vec<String>>,
+  /// Output vector size, for models that can shorten theirs (a whole number > 0).
+  pub dimensions: Option<f64>,
+  /// Key for rate limits, budgets and cost reports; sent to the vendor as its user id.
+  pub user: Option<String>,
+  /// Passed through to `onCall`.
+  pub metadata: Option<HashMap<String, String>>,
+  /// `false` skips the gateway's cache for this call.
+  pub cache: Option<bool>,
+  /// Deadline for this call, retries included (> 0).
+  pub timeout_ms: Option<f64>,
+  /// Further attempts after a retryable failure (a whole number >= 0).
+  pub max_retries: Option<f64>,
+}
+
+#[napi(object)]
+pub struct EmbedUsage {
+  pub prompt_tokens: f64,
+  /// Equal to `promptTokens`: embeddings have no output tokens.
+  pub total_tokens: f64,
+}
+
+/// `gateway.embed()`'s answer.
+#[napi(object, object_from_js = false)]
+pub struct EmbedResponse {
+  /// One vector per input, in the order of the inputs.
+  pub embeddings: Vec<napi::bindgen_prelude::Float32Array>,
+  /// The vendor's model name.
+  pub model: String,
+  /// The configured provider that answered.
+  pub provider: String,
+  pub usage: EmbedUsage,
+  /// 0 for a cached answer or an unpriced model.
+  pub cost_usd: f64,
+  /// Answered from the gateway's cache.
+  pub cached: bool,
+  pub request_id: String,
+  pub latency_ms: f64,
+  /// Upstream tries (0 for a cached answer).
+  pub attempts: u32,
+}
+
+/// How a native `embed` call ended: exactly one of the two is set.
+#[napi(object, object_from_js = false)]
+pub struct EmbedOutcome {
+  pub response: Option<EmbedResponse>,
+  pub error: Option<ErrorInfo>,
 }

@@ -1,5 +1,7 @@
 //! napi shim over `crate::keyvault`.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use napi_derive::napi;
 
 use super::coded_as;
@@ -74,7 +76,20 @@ fn token_count(tokens: f64) -> napi::Result<u64> {
 /// compared in constant time, per-id daily token quotas (UTC day).
 #[napi]
 pub struct NativeKeyVault {
-  inner: keyvault::KeyVault,
+  /// Shared with the front doors (`gatewayRouter`) that check keys and quotas against it.
+  pub(crate) inner: Arc<Mutex<keyvault::KeyVault>>,
+}
+
+impl NativeKeyVault {
+  fn vault(&self) -> napi::Result<MutexGuard<'_, keyvault::KeyVault>> {
+    // Fails closed: a quota whose counters a panic may have left half-changed is refused.
+    self.inner.lock().map_err(|_| {
+      coded_as(
+        ErrorCode::UpstreamUnavailable,
+        "KeyVault: the key store is unavailable",
+      )
+    })
+  }
 }
 
 #[napi]
@@ -84,7 +99,7 @@ impl NativeKeyVault {
   /// encryption here.
   pub fn new(options: KeyVaultOptions) -> Self {
     NativeKeyVault {
-      inner: keyvault::KeyVault::new(&options.secret),
+      inner: Arc::new(Mutex::new(keyvault::KeyVault::new(&options.secret))),
     }
   }
 
@@ -102,48 +117,52 @@ impl NativeKeyVault {
   }
 
   #[napi]
-  pub fn add(&mut self, id: String, entry: KeyVaultEntry) -> napi::Result<()> {
+  pub fn add(&self, id: String, entry: KeyVaultEntry) -> napi::Result<()> {
     let quota = entry.daily_token_quota.map(token_count).transpose()?;
     self
-      .inner
+      .vault()?
       .add(&id, &entry.provider, entry.key.as_deref(), quota)
       .map_err(to_js)
   }
 
   #[napi]
   pub fn provider(&self, id: String) -> napi::Result<String> {
-    self.inner.provider(&id).map(str::to_string).map_err(to_js)
+    self
+      .vault()?
+      .provider(&id)
+      .map(str::to_string)
+      .map_err(to_js)
   }
 
   /// The provider key in clear, or null when the entry has none.
   #[napi]
   pub fn get_key(&self, id: String) -> napi::Result<Option<String>> {
-    self.inner.key(&id).map_err(to_js)
+    self.vault()?.key(&id).map_err(to_js)
   }
 
   /// Issues a new random virtual API key for `id`; only its hash is stored, so this is
   /// the only time it can be read.
   #[napi]
-  pub fn issue_key(&mut self, id: String) -> napi::Result<String> {
-    self.inner.issue_virtual_key(&id).map_err(to_js)
+  pub fn issue_key(&self, id: String) -> napi::Result<String> {
+    self.vault()?.issue_virtual_key(&id).map_err(to_js)
   }
 
   /// Registers an existing virtual API key for `id` (stored as its SHA-256 hash).
   #[napi]
-  pub fn add_virtual_key(&mut self, key: String, id: String) -> napi::Result<()> {
-    self.inner.add_virtual_key(&key, &id).map_err(to_js)
+  pub fn add_virtual_key(&self, key: String, id: String) -> napi::Result<()> {
+    self.vault()?.add_virtual_key(&key, &id).map_err(to_js)
   }
 
   /// The id a virtual key belongs to, or null. Constant-time over every stored hash.
   #[napi]
-  pub fn verify(&self, key: String) -> Option<String> {
-    self.inner.verify(&key).map(str::to_string)
+  pub fn verify(&self, key: String) -> napi::Result<Option<String>> {
+    Ok(self.vault()?.verify(&key).map(str::to_string))
   }
 
   #[napi]
-  pub fn check_quota(&mut self, id: String, now_ms_at: Option<f64>) -> napi::Result<QuotaInfo> {
+  pub fn check_quota(&self, id: String, now_ms_at: Option<f64>) -> napi::Result<QuotaInfo> {
     self
-      .inner
+      .vault()?
       .check_quota(&id, now_ms(now_ms_at))
       .map(quota_info)
       .map_err(to_js)
@@ -151,14 +170,14 @@ impl NativeKeyVault {
 
   #[napi]
   pub fn record_usage(
-    &mut self,
+    &self,
     id: String,
     tokens: f64,
     now_ms_at: Option<f64>,
   ) -> napi::Result<QuotaInfo> {
     let tokens = token_count(tokens)?;
     self
-      .inner
+      .vault()?
       .record_usage(&id, tokens, now_ms(now_ms_at))
       .map(quota_info)
       .map_err(to_js)

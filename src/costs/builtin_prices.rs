@@ -249,4 +249,25 @@ pub const BUILTIN_PRICES: &[BuiltinPrice] = &[
     Some("gemini-2.0-flash-lite"),
   ),
   price("gemini-2.0-flash-lite", 0.075, 0.30, None, 8_192, None),
+  // Embedding models bill input tokens only (same sources and date).
+  price("text-embedding-3-small", 0.02, 0.0, None, 0, None),
+  price(
+    "text-embedding-3-large",
+    0.13,
+    0.0,
+    None,
+    0,
+    Some("text-embedding-3-small"),
+  ),
+  price(
+    "text-embedding-ada-002",
+    0.10,
+    0.0,
+    None,
+    0,
+    Some("text-embedding-3-small"),
+  ),
+  price("gemini-embedding-001", 0.15, 0.0, None, 0, None),
+  // Listed free of charge on the Gemini API.
+  price("text-embedding-004", 0.0, 0.0, None, 0, None),
 ];

@@ -129,6 +129,8 @@ pub struct CallEntry {
   pub request_id: Option<String>,
   /// When the call happened; now when absent (imports and tests set it).
   pub at_ms: Option<i64>,
+  /// Chat (the default) or embeddings.
+  pub operation: crate::types::Operation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -813,6 +815,7 @@ impl CostTracker {
       cached: entry.cached,
       latency_ms: entry.latency_ms,
       request_id: entry.request_id,
+      operation: entry.operation,
     });
     self.notify(&fired);
     Recorded { cost, priced }

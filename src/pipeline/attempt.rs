@@ -9,18 +9,19 @@ use futures_util::StreamExt;
 
 use super::forward::{forward, forward_tool_calls, forward_whole, send, EventSink, Progress};
 use super::http::is_tls_failure;
+use super::native::{native_attempt, NativeCall};
 use super::providers::{Backend, Provider};
 use super::route::CallTargets;
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::providers::mock::{self, MockConfig};
-use crate::providers::{Adapter, StreamSession};
+use crate::providers::{Adapter, EmbedBatch, HttpCall, StreamSession};
 use crate::retry::backoff;
-use crate::types::{ChatRequest, Completion, StreamEvent};
+use crate::types::{ChatRequest, Completion, StreamEvent, Usage};
 
 /// A non-streamed answer larger than this is refused rather than buffered.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Error bodies are only read this far: enough for any vendor's message.
-const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 /// When another attempt is allowed.
 pub(crate) struct RetryPolicy {
@@ -30,20 +31,32 @@ pub(crate) struct RetryPolicy {
   pub deadline: tokio::time::Instant,
 }
 
+/// What an attempt asks the vendor for. An embeddings call travels the pipeline as a
+/// request whose user messages are its inputs, in order: the limiter, budget and cache
+/// stages count and key it as they do a chat call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+  Chat,
+  Embed { dimensions: Option<u32> },
+}
+
 /// Attempts until one succeeds, a failure is final, or waiting would pass the deadline.
 /// Each attempt may go to another target: after a retryable failure the call moves at
 /// once to a target it has not tried, else waits (the vendor's hint or a backoff) and
 /// takes the best target again. `attempts` counts every try, for the response; each
 /// attempt sets `req.model` to its target's model. `last_failure` keeps the latest
 /// failed attempt, the cause of a TIMEOUT that cuts the retries short.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn with_retries(
   targets: &mut CallTargets,
   req: &mut ChatRequest,
+  native: Option<&NativeCall>,
   sink: &EventSink,
   progress: &Progress,
   attempts: &AtomicU32,
   last_failure: &Mutex<Option<String>>,
   policy: &RetryPolicy,
+  work: Work,
 ) -> Result<Completion> {
   let mut lease = targets.acquire().await?;
   loop {
@@ -52,12 +65,13 @@ pub(crate) async fn with_retries(
     lease.begin();
     let started = Instant::now();
     let result = match lease.attempt_timeout {
-      Some(limit) => {
-        tokio::time::timeout(limit, attempt_once(&lease.provider, req, sink, progress))
-          .await
-          .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true)))
-      }
-      None => attempt_once(&lease.provider, req, sink, progress).await,
+      Some(limit) => tokio::time::timeout(
+        limit,
+        attempt_work(&lease.provider, req, native, sink, progress, work),
+      )
+      .await
+      .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true))),
+      None => attempt_work(&lease.provider, req, native, sink, progress, work).await,
     };
     let error = match result {
       Ok(completion) => {
@@ -98,12 +112,38 @@ pub(crate) async fn with_retries(
   }
 }
 
+async fn attempt_work(
+  provider: &Provider,
+  req: &ChatRequest,
+  native: Option<&NativeCall>,
+  sink: &EventSink,
+  progress: &Progress,
+  work: Work,
+) -> Result<Completion> {
+  match (work, &provider.backend) {
+    (Work::Chat, _) => attempt_once(provider, req, native, sink, progress).await,
+    (Work::Embed { dimensions }, Backend::Mock(_)) => Ok(mock::embed(req, dimensions)),
+    (Work::Embed { dimensions }, Backend::Http { adapter, http }) => {
+      embed_attempt(&provider.name, http, adapter.as_ref(), req, dimensions).await
+    }
+  }
+}
+
 pub(crate) async fn attempt_once(
   provider: &Provider,
   req: &ChatRequest,
+  native: Option<&NativeCall>,
   sink: &EventSink,
   progress: &Progress,
 ) -> Result<Completion> {
+  if let Some(native) = native {
+    match &provider.backend {
+      Backend::Http { adapter, http } if native.speaks(&provider.kind, provider.api) => {
+        return native_attempt(http, adapter.as_ref(), native, req, sink, progress).await;
+      }
+      _ => native.translated_attempt(&provider.kind)?,
+    }
+  }
   match &provider.backend {
     Backend::Mock(config) => mock_attempt(*config, req, sink, progress).await,
     Backend::Http { adapter, http } => {
@@ -123,35 +163,7 @@ async fn http_attempt(
   let vendor = adapter.vendor();
   let stream = sink.is_some();
   let call = adapter.build(req, stream)?;
-  let body = serde_json::to_vec(&call.body)
-    .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?;
-  let mut builder = match parsed_url(&call.url) {
-    Some(url) => http.post(url),
-    // reqwest parses it again and reports what is wrong with it, as for any request.
-    None => http.post(&call.url),
-  };
-  builder = builder
-    .header("content-type", "application/json")
-    .body(body);
-  if stream {
-    builder = builder.header("accept", "text/event-stream");
-  }
-  for (name, value) in &call.headers {
-    builder = builder.header(name.as_str(), value.as_str());
-  }
-  let response = builder
-    .send()
-    .await
-    .map_err(|e| transport_error(&provider_at(name, &call.url), &e))?;
-  let status = response.status().as_u16();
-  if (300..400).contains(&status) {
-    return Err(redirect_refused(vendor, status, response.headers()));
-  }
-  if !(200..300).contains(&status) {
-    let headers = response.headers().clone();
-    let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
-    return Err(adapter.parse_error(status, &headers, &body));
-  }
+  let response = send_call(name, http, adapter, &call, stream).await?;
   let is_event_stream = response
     .headers()
     .get("content-type")
@@ -185,6 +197,118 @@ async fn http_attempt(
   let (events, completion) = session.finish()?;
   forward(events, sink, progress).await?;
   Ok(completion)
+}
+
+/// Sends one vendor request; a 2xx answer is returned unread, anything else is the
+/// vendor's error.
+async fn send_call(
+  provider: &str,
+  http: &reqwest::Client,
+  adapter: &dyn Adapter,
+  call: &HttpCall,
+  stream: bool,
+) -> Result<reqwest::Response> {
+  let vendor = adapter.vendor();
+  let body = serde_json::to_vec(&call.body)
+    .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?;
+  let mut builder = match parsed_url(&call.url) {
+    Some(url) => http.post(url),
+    // reqwest parses it again and reports what is wrong with it, as for any request.
+    None => http.post(&call.url),
+  };
+  builder = builder
+    .header("content-type", "application/json")
+    .body(body);
+  if stream {
+    builder = builder.header("accept", "text/event-stream");
+  }
+  for (name, value) in &call.headers {
+    builder = builder.header(name.as_str(), value.as_str());
+  }
+  let response = builder
+    .send()
+    .await
+    .map_err(|e| transport_error(&provider_at(provider, &call.url), &e))?;
+  let status = response.status().as_u16();
+  if (300..400).contains(&status) {
+    return Err(redirect_refused(vendor, status, response.headers()));
+  }
+  if !(200..300).contains(&status) {
+    let headers = response.headers().clone();
+    let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
+    return Err(adapter.parse_error(status, &headers, &body));
+  }
+  Ok(response)
+}
+
+/// One embeddings attempt: the inputs in requests of at most the vendor's batch limit,
+/// one after another, their vectors joined in input order and their usage summed.
+async fn embed_attempt(
+  provider: &str,
+  http: &reqwest::Client,
+  adapter: &dyn Adapter,
+  req: &ChatRequest,
+  dimensions: Option<u32>,
+) -> Result<Completion> {
+  let vendor = adapter.vendor();
+  let inputs = embed_inputs(req);
+  let limit = adapter.embed_batch_limit().max(1);
+  let mut vectors = Vec::with_capacity(inputs.len());
+  let mut usage: Option<Usage> = None;
+  let mut model = String::new();
+  for batch in inputs.chunks(limit) {
+    let call = adapter.build_embed(&EmbedBatch {
+      model: &req.model,
+      input: batch,
+      dimensions,
+      user: req.user.as_deref(),
+    })?;
+    let response = send_call(provider, http, adapter, &call, false).await?;
+    let body = read_body(vendor, response, MAX_RESPONSE_BYTES, true).await?;
+    let answer = adapter.parse_embed(&body, batch.len())?;
+    vectors.extend(answer.vectors);
+    if let Some(part) = answer.usage {
+      let sum = usage.get_or_insert_with(Usage::default);
+      sum.prompt_tokens += part.prompt_tokens;
+      sum.total_tokens += part.total_tokens;
+    }
+    if model.is_empty() {
+      model = answer.model;
+    }
+  }
+  // Gemini reports no usage for embeddings: counted here, as the vendor bills the inputs.
+  let usage = usage.unwrap_or_else(|| {
+    let encoding = crate::tokens::encoding_for(&req.model);
+    let tokens: u64 = inputs
+      .iter()
+      .map(|text| encoding.count_text(text) as u64)
+      .sum();
+    let mut counted = Usage::new(tokens, 0);
+    counted.estimated = true;
+    counted
+  });
+  Ok(Completion {
+    id: String::new(),
+    model,
+    content: String::new(),
+    refusal: None,
+    tool_calls: Vec::new(),
+    finish_reason: crate::types::FinishReason::Stop,
+    usage: Some(usage),
+    embeddings: Some(vectors),
+  })
+}
+
+/// The inputs of an embeddings call, as the pipeline carries them (one user message each).
+pub(crate) fn embed_inputs(req: &ChatRequest) -> Vec<&str> {
+  req
+    .messages
+    .iter()
+    .map(|message| match message.content.first() {
+      Some(crate::types::ContentPart::Text(text)) => text.as_str(),
+      _ => "",
+    })
+    .collect()
 }
 
 /// Parsed URLs last sent to, per worker thread. A provider's URL is the same for every call
@@ -229,7 +353,7 @@ async fn mock_attempt(
   Ok(completion)
 }
 
-async fn read_body(
+pub(crate) async fn read_body(
   vendor: &str,
   response: reqwest::Response,
   limit: usize,
@@ -255,7 +379,7 @@ async fn read_body(
 
 /// Redirects are not followed (see `http`): the caller learns where the vendor points, to
 /// fix its baseUrl.
-fn redirect_refused(
+pub(crate) fn redirect_refused(
   vendor: &str,
   status: u16,
   headers: &reqwest::header::HeaderMap,
@@ -286,7 +410,7 @@ fn provider_at(name: &str, url: &str) -> String {
 /// The request never got an answer: worth another attempt, unless it could not be built
 /// (our side: another attempt builds it the same way) or the TLS handshake refused the
 /// server (its certificate will not change either).
-fn transport_error(target: &str, error: &reqwest::Error) -> GatewayError {
+pub(crate) fn transport_error(target: &str, error: &reqwest::Error) -> GatewayError {
   let detail = transport_detail(error);
   if error.is_builder() {
     return GatewayError::config(format!("could not build the request to {target}"))
@@ -312,7 +436,7 @@ fn transport_error(target: &str, error: &reqwest::Error) -> GatewayError {
   }
 }
 
-fn stream_broken(vendor: &str, error: &reqwest::Error) -> GatewayError {
+pub(crate) fn stream_broken(vendor: &str, error: &reqwest::Error) -> GatewayError {
   GatewayError::protocol(format!("{vendor} connection broke off mid-response"))
     .retryable(true)
     .with_cause(transport_detail(error))

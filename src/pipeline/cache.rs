@@ -6,11 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::attempt::{embed_inputs, Work};
 use super::forward::{forward_tool_calls, send, EventSink, Progress};
 use super::record::{bump, GatewayStats};
 use super::response::millis;
 use super::CallOptions;
-use crate::cache::{key_for, InFlight, ResponseCache};
+use crate::cache::{embeddings_key_for, key_for, InFlight, ResponseCache};
 use crate::error::{ErrorCode, Result};
 use crate::types::{ChatRequest, ChatResponse, StreamEvent};
 
@@ -42,11 +43,16 @@ pub(crate) fn lookup<'a>(
   model: &str,
   req: &ChatRequest,
   options: &CallOptions,
+  work: Work,
 ) -> Option<Lookup<'a>> {
   let cache = cache.filter(|_| !options.bypass_cache)?;
+  let key = match work {
+    Work::Chat => key_for(model, req),
+    Work::Embed { dimensions } => embeddings_key_for(model, &embed_inputs(req), dimensions),
+  };
   Some(Lookup {
     cache,
-    key: key_for(model, req),
+    key,
     prefetched: None,
   })
 }

@@ -34,7 +34,7 @@ impl Progress {
         arguments_delta,
         ..
       } => (name.as_deref(), arguments_delta),
-      StreamEvent::Done(_) => return,
+      StreamEvent::Done(_) | StreamEvent::Native(_) => return,
     };
     let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
     delivered.push_str(name.unwrap_or_default());
@@ -50,12 +50,36 @@ impl Progress {
       .clone()
   }
 
+  /// Text the caller received in a relayed native stream: billed like delivered events.
+  fn note_text(&self, event: &StreamEvent) {
+    let (name, piece) = match event {
+      StreamEvent::Text(text) => (None, text),
+      StreamEvent::ToolCall {
+        name,
+        arguments_delta,
+        ..
+      } => (name.as_deref(), arguments_delta),
+      StreamEvent::Done(_) | StreamEvent::Native(_) => return,
+    };
+    let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+    delivered.push_str(name.unwrap_or_default());
+    delivered.push_str(piece);
+  }
+
   pub fn delivered(&self) -> bool {
     self.first_event_at.get().is_some()
   }
 
   pub fn first_event_at(&self) -> Option<Instant> {
     self.first_event_at.get().copied()
+  }
+}
+
+/// Decoded events of a stream whose bytes were relayed natively: counted as delivered
+/// (billing) without being sent.
+pub(crate) fn note_delivered(progress: &Progress, events: &[StreamEvent]) {
+  for event in events {
+    progress.note_text(event);
   }
 }
 

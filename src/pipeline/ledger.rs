@@ -58,6 +58,7 @@ pub(crate) struct Call<'a> {
   /// Upstream tries; 0 means the vendor was never reached.
   pub attempts: u32,
   pub progress: &'a Progress,
+  pub operation: crate::types::Operation,
 }
 
 /// A settled call: the caller's result, and what was billed (for the call hook).
@@ -114,6 +115,7 @@ pub(crate) fn settle(
         cached,
         request_id: Some(call.request_id.to_string()),
         at_ms: None,
+        operation: call.operation,
       };
       let recorded = if accounting.is_mock(call.provider) {
         tracker.record_by_overrides(entry, reservation)

@@ -8,10 +8,12 @@
 mod attempt;
 mod budget;
 mod cache;
+mod embed;
 mod forward;
 mod http;
 mod ledger;
 mod limits;
+mod native;
 mod providers;
 mod record;
 mod response;
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::responses::{ResponseStore, ResponseStoreConfig};
 use crate::cache::ResponseCache;
 use crate::costs::{CostTracker, Reservation};
 use crate::error::{ErrorCode, GatewayError, Result};
@@ -36,12 +39,15 @@ use crate::types::{ChatRequest, ChatResponse};
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
 pub use limits::ANONYMOUS;
+pub use native::{NativeCall, NativeTarget};
 pub use providers::ProviderConfig;
-pub use record::{CallHook, CallObserver, CallRecord, GatewayStats, Outcome, StatsSnapshot};
+pub use record::{
+  CallHook, CallObserver, CallRecord, GatewayStats, Operation, Outcome, StatsSnapshot,
+};
 pub use response::estimate_usage;
 pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
 
-use attempt::RetryPolicy;
+use attempt::{RetryPolicy, Work};
 use ledger::Accounting;
 use providers::{build_provider, Backend, Provider};
 use record::Trace;
@@ -68,6 +74,8 @@ pub struct GatewayConfig {
   pub on_call: Option<CallHook>,
   /// Prices, records and budgets every call; without it `costUsd` uses the built-in prices.
   pub costs: Option<Arc<CostTracker>>,
+  /// Where stored Responses live (`GatewayOptions.responses`); in memory by default.
+  pub responses: ResponseStoreConfig,
 }
 
 impl Default for GatewayConfig {
@@ -84,6 +92,7 @@ impl Default for GatewayConfig {
       rate_limiter: None,
       on_call: None,
       costs: None,
+      responses: ResponseStoreConfig::default(),
     }
   }
 }
@@ -99,6 +108,19 @@ pub struct CallOptions {
   pub bypass_cache: bool,
   /// Passed through to `onCall`.
   pub metadata: Vec<(String, String)>,
+  /// The front door's protocol (`CallRecord.ingress`).
+  pub ingress: Option<&'static str>,
+  /// Passed through to `onCall` (`CallRecord.warnings`) when the call was translated.
+  pub warnings: Vec<String>,
+  /// The client's own request, for a target that speaks its protocol (the front door).
+  pub native: Option<Arc<NativeCall>>,
+}
+
+/// A call's result and the usage it was billed, also when it failed or was cut off
+/// (prompt plus delivered output of a stream that ended early): what key quotas settle with.
+pub struct Executed {
+  pub result: Result<ChatResponse>,
+  pub billed: crate::types::Usage,
 }
 
 pub struct Gateway {
@@ -115,6 +137,7 @@ pub struct Gateway {
   on_call: Option<CallHook>,
   accounting: Accounting,
   stats: GatewayStats,
+  responses: Arc<dyn ResponseStore>,
 }
 
 impl Gateway {
@@ -143,6 +166,7 @@ impl Gateway {
       .filter(|p| matches!(p.backend, Backend::Mock(_)))
       .map(|p| p.name.clone())
       .collect();
+    let responses = crate::backend::responses::build(&config.responses)?;
     Ok(Gateway {
       providers,
       router,
@@ -157,7 +181,13 @@ impl Gateway {
       on_call: config.on_call,
       accounting: Accounting::new(config.costs, mock_providers),
       stats: GatewayStats::default(),
+      responses,
     })
+  }
+
+  /// The store of Responses kept with `store: true` (for `previous_response_id`, GET, DELETE).
+  pub fn response_store(&self) -> &dyn ResponseStore {
+    self.responses.as_ref()
   }
 
   /// Route aliases, then "provider/model" for every model named in a
@@ -289,22 +319,52 @@ impl Gateway {
     &self,
     model: &str,
     req: ChatRequest,
-    mut options: CallOptions,
+    options: CallOptions,
     sink: EventSink,
     cancel: CancellationToken,
     request_id: &str,
   ) -> Result<ChatResponse> {
+    self
+      .execute_billed(model, req, options, sink, cancel, request_id)
+      .await
+      .result
+  }
+
+  /// `execute`, also telling what the call was billed when it failed or was cut off.
+  pub async fn execute_billed(
+    &self,
+    model: &str,
+    req: ChatRequest,
+    mut options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    request_id: &str,
+  ) -> Executed {
     let metadata = std::mem::take(&mut options.metadata);
     let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
+    trace.ingress = options.ingress;
+    trace.warnings = std::mem::take(&mut options.warnings);
     if self.router.aliases().iter().any(|alias| alias == model) {
       trace.route = Some(model.to_string());
     }
-    let result = self.run(model, req, options, sink, cancel, &trace).await;
+    let native = options.native.clone();
+    let result = self
+      .run(model, req, options, sink, cancel, &trace, Work::Chat)
+      .await;
+    // Answered natively: nothing was left out in translation.
+    if native.is_some_and(|native| native.answered_natively()) {
+      trace.warnings.clear();
+    }
     self.observe(model, &trace, &result);
+    let billed = match &result {
+      Ok(response) => response.usage,
+      Err(_) => trace.billed_usage(),
+    };
     record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
-    result
+    Executed { result, billed }
   }
 
+  #[allow(clippy::too_many_arguments)]
   async fn run(
     &self,
     model: &str,
@@ -313,13 +373,14 @@ impl Gateway {
     sink: EventSink,
     cancel: CancellationToken,
     trace: &Trace,
+    work: Work,
   ) -> Result<ChatResponse> {
     let start = tokio::time::Instant::now();
     // The targets the call may use, without choosing one yet (that, and taking a slot,
     // is the attempt stage's): an unknown model is refused here, before it costs a
     // rate-limit slot or a cache lookup, and the budget stage prices every target.
     let mut targets = self.route(model, &options, sink.is_some(), &cancel)?;
-    let mut lookup = cache::lookup(self.cache.as_deref(), model, &req, &options);
+    let mut lookup = cache::lookup(self.cache.as_deref(), model, &req, &options, work);
     let limiter = self.rate_limiter.as_deref();
     let prompt = PromptTokens::new(&req.messages);
     let admitting = limits::admit(limiter, model, &req, &prompt, &self.stats);
@@ -357,6 +418,7 @@ impl Gateway {
         &cancel,
         start,
         trace,
+        work,
       )
     });
     // The upstream call keeps its own deadline; this one bounds a caller waiting on an
@@ -419,6 +481,7 @@ impl Gateway {
       started: trace.started,
       attempts,
       progress: &trace.progress,
+      operation: trace.operation,
     };
     ledger::settle(
       &self.accounting,
@@ -442,6 +505,7 @@ impl Gateway {
     cancel: &CancellationToken,
     start: tokio::time::Instant,
     trace: &Trace,
+    work: Work,
   ) -> Result<ChatResponse> {
     let timeout = options
       .timeout
@@ -462,11 +526,13 @@ impl Gateway {
     let work = attempt::with_retries(
       targets,
       req,
+      options.native.as_deref(),
       sink,
       &trace.progress,
       &trace.attempts,
       &last_failure,
       &policy,
+      work,
     );
     let outcome = tokio::select! {
       biased;
@@ -508,7 +574,20 @@ impl Gateway {
     request_id: &str,
     error: &GatewayError,
   ) {
-    let trace = Trace::start(model, user, Vec::new(), request_id);
+    self.record_refused(Operation::Chat, model, user, request_id, error);
+  }
+
+  /// [`Self::record_refusal`] for any operation.
+  pub fn record_refused(
+    &self,
+    operation: Operation,
+    model: &str,
+    user: Option<&String>,
+    request_id: &str,
+    error: &GatewayError,
+  ) {
+    let mut trace = Trace::start(model, user, Vec::new(), request_id);
+    trace.operation = operation;
     record::finish(
       &self.stats,
       self.on_call.as_ref(),

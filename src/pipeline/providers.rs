@@ -7,6 +7,7 @@ use crate::error::{GatewayError, Result};
 use crate::providers::anthropic::{self, Anthropic};
 use crate::providers::gemini::{self, Gemini};
 use crate::providers::mock::{self, MockConfig};
+use crate::providers::openai::responses::OpenAiResponses;
 use crate::providers::openai::{self, OpenAi};
 use crate::providers::Adapter;
 use crate::secret::{header_secrets, Secret};
@@ -27,6 +28,8 @@ pub struct ProviderConfig {
   pub mock_chunk_delay: Option<Duration>,
   /// A PEM file of CA certificates this provider's server may be signed by.
   pub ca_cert_path: Option<String>,
+  /// kind openai: 'chat' (default) or 'responses', the upstream wire API.
+  pub api: Option<String>,
 }
 
 impl ProviderConfig {
@@ -53,6 +56,11 @@ pub(crate) enum Backend {
 
 pub(crate) struct Provider {
   pub name: String,
+  /// `ProviderConfig.kind` ('openai', 'anthropic', 'gemini', 'mock').
+  pub kind: String,
+  /// `ProviderConfig.api` when it is not the kind's default ('responses' for an `openai`
+  /// provider that speaks the Responses API upstream); `None` otherwise.
+  pub api: Option<&'static str>,
   pub backend: Backend,
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
@@ -131,7 +139,27 @@ pub(crate) fn build_provider(
     check_header(name, "openai-organization", organization, "organization")?;
   }
   let headers = config.headers.clone();
+  let responses_api = match (config.kind.as_str(), config.api.as_deref()) {
+    (_, None) | (_, Some("chat")) => false,
+    ("openai", Some("responses")) => true,
+    (_, Some("responses")) => {
+      return Err(GatewayError::config(format!(
+        "provider '{name}' has api 'responses', which only kind 'openai' speaks"
+      )))
+    }
+    (_, Some(other)) => {
+      return Err(GatewayError::config(format!(
+        "provider '{name}' has unknown api '{other}' (expected chat or responses)"
+      )))
+    }
+  };
   let adapter: Option<Box<dyn Adapter>> = match config.kind.as_str() {
+    "openai" if responses_api => Some(Box::new(OpenAiResponses(OpenAi {
+      base_url,
+      api_key,
+      organization: config.organization.clone(),
+      headers,
+    }))),
     "openai" => Some(Box::new(OpenAi {
       base_url,
       api_key,
@@ -161,6 +189,8 @@ pub(crate) fn build_provider(
   };
   Ok(Provider {
     name: name.clone(),
+    kind: config.kind.clone(),
+    api: responses_api.then_some("responses"),
     backend,
     timeout: config.timeout,
     max_retries: config.max_retries,

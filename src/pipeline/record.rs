@@ -27,9 +27,12 @@ impl Outcome {
   }
 }
 
+pub use crate::types::Operation;
+
 /// One finished call, as `onCall` receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
+  pub operation: Operation,
   pub request_id: String,
   /// The model as the caller asked for it.
   pub model: String,
@@ -47,6 +50,11 @@ pub struct CallRecord {
   pub latency_ms: f64,
   pub ttft_ms: Option<f64>,
   pub attempts: u32,
+  /// The client protocol the call arrived in through the front door ('chat', 'messages', …);
+  /// `None` for calls made through the library API.
+  pub ingress: Option<&'static str>,
+  /// What a protocol translation left out (a tool the target cannot run, …).
+  pub warnings: Vec<String>,
 }
 
 /// Receives every call's record. Called on the call's own task: an implementation must
@@ -66,6 +74,7 @@ impl std::fmt::Debug for CallHook {
 
 /// What the call has learned so far, filled in by the stages as it runs.
 pub(crate) struct Trace {
+  pub operation: Operation,
   pub started: Instant,
   pub request_id: String,
   pub model: String,
@@ -80,6 +89,8 @@ pub(crate) struct Trace {
   pub progress: Progress,
   /// What the settle stage billed (usage, USD): a failed call's record carries it.
   billed: OnceLock<(Usage, f64)>,
+  pub ingress: Option<&'static str>,
+  pub warnings: Vec<String>,
 }
 
 impl Trace {
@@ -90,6 +101,7 @@ impl Trace {
     request_id: &str,
   ) -> Trace {
     Trace {
+      operation: Operation::Chat,
       started: Instant::now(),
       request_id: request_id.to_string(),
       model: model.to_string(),
@@ -101,7 +113,18 @@ impl Trace {
       attempts: AtomicU32::new(0),
       progress: Progress::default(),
       billed: OnceLock::new(),
+      ingress: None,
+      warnings: Vec::new(),
     }
+  }
+
+  /// What the settle stage billed so far (nothing before it ran).
+  pub fn billed_usage(&self) -> Usage {
+    self
+      .billed
+      .get()
+      .map(|(usage, _)| *usage)
+      .unwrap_or_default()
   }
 }
 
@@ -219,6 +242,7 @@ pub(crate) fn finish(
     return;
   };
   let Trace {
+    operation,
     started,
     request_id,
     model,
@@ -230,6 +254,8 @@ pub(crate) fn finish(
     attempts,
     progress,
     billed,
+    ingress,
+    warnings,
   } = trace;
   let (provider, vendor_model) = (provider.into_inner(), vendor_model.into_inner());
   let record = match result {
@@ -243,6 +269,7 @@ pub(crate) fn finish(
       attempts: response.attempts,
       outcome,
       error_code: None,
+      operation,
       request_id,
       model,
       provider: provider.or_else(|| Some(response.provider.clone())),
@@ -250,6 +277,8 @@ pub(crate) fn finish(
       route,
       user,
       metadata,
+      ingress,
+      warnings,
     },
     Err(error) => {
       // What a call cut short delivered is billed; one that never reached the vendor is not.
@@ -263,6 +292,7 @@ pub(crate) fn finish(
         attempts: attempts.load(Ordering::SeqCst),
         outcome,
         error_code: Some(error.code),
+        operation,
         request_id,
         model,
         provider,
@@ -270,6 +300,8 @@ pub(crate) fn finish(
         route,
         user,
         metadata,
+        ingress,
+        warnings,
       }
     }
   };

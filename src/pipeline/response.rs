@@ -47,6 +47,7 @@ pub(crate) fn response(
     ttft_ms: timing.ttft.map(millis),
     attempts: timing.attempts,
     request_id: request_id.to_string(),
+    embeddings: completion.embeddings.map(std::sync::Arc::new),
   }
 }
 

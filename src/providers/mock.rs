@@ -100,6 +100,7 @@ pub fn respond(req: &ChatRequest) -> (Vec<String>, Completion) {
     tool_calls,
     finish_reason,
     usage: Some(usage),
+    embeddings: None,
   };
   (chunks, completion)
 }
@@ -112,6 +113,59 @@ fn tool_to_call(req: &ChatRequest) -> Option<&crate::types::ToolDefinition> {
     Some(ToolChoice::Named(name)) => req.tools.iter().find(|t| &t.name == name),
     Some(ToolChoice::Auto) | Some(ToolChoice::Required) | None => req.tools.first(),
   }
+}
+
+/// Vector size of mock embeddings when the request names none.
+pub const DEFAULT_EMBEDDING_DIMENSIONS: u32 = 256;
+
+/// Embeddings for an embeddings call (its inputs are its user messages): one unit vector
+/// per input, seeded by a hash of the text, so the same text always gets the same vector
+/// and different texts (almost surely) different ones. Usage is the inputs' token count.
+pub fn embed(req: &ChatRequest, dimensions: Option<u32>) -> Completion {
+  let dimensions = dimensions.unwrap_or(DEFAULT_EMBEDDING_DIMENSIONS) as usize;
+  let encoding = encoding_for(&req.model);
+  let mut tokens = 0u64;
+  let vectors = req
+    .messages
+    .iter()
+    .map(|message| {
+      let text = message.joined_text();
+      tokens += encoding.count_text(&text) as u64;
+      unit_vector(&text, dimensions)
+    })
+    .collect();
+  Completion {
+    id: String::new(),
+    model: req.model.clone(),
+    content: String::new(),
+    refusal: None,
+    tool_calls: Vec::new(),
+    finish_reason: FinishReason::Stop,
+    usage: Some(Usage::new(tokens, 0)),
+    embeddings: Some(vectors),
+  }
+}
+
+/// A pseudo-random vector of length 1, the same for the same text (SplitMix64 seeded by
+/// FNV-1a of the text).
+fn unit_vector(text: &str, dimensions: usize) -> Vec<f32> {
+  let mut state = fnv1a(text);
+  let mut next = || {
+    state = state.wrapping_add(0x9e3779b97f4a7c15);
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
+  };
+  // Uniform in [-1, 1): 53 random bits scaled.
+  let raw: Vec<f64> = (0..dimensions)
+    .map(|_| (next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+    .collect();
+  let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+  if norm == 0.0 {
+    return raw.iter().map(|_| 0.0).collect();
+  }
+  raw.iter().map(|x| (x / norm) as f32).collect()
 }
 
 /// Words with the space before them, so prose streams a word at a time.
@@ -152,6 +206,44 @@ fn fnv1a(text: &str) -> u64 {
 mod tests {
   use super::*;
   use crate::types::Message;
+
+  fn inputs(texts: &[&str]) -> ChatRequest {
+    ChatRequest {
+      model: "embed".into(),
+      messages: texts
+        .iter()
+        .map(|t| Message::text(Role::User, *t))
+        .collect(),
+      ..ChatRequest::default()
+    }
+  }
+
+  #[test]
+  fn mock_embeddings_are_deterministic_unit_vectors_of_the_asked_size() {
+    let first = embed(&inputs(&["hello", "world", "hello"]), Some(64));
+    let vectors = first.embeddings.expect("vectors");
+    assert_eq!(vectors.len(), 3);
+    for vector in &vectors {
+      assert_eq!(vector.len(), 64);
+      let norm = vector
+        .iter()
+        .map(|x| f64::from(*x).powi(2))
+        .sum::<f64>()
+        .sqrt();
+      assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    }
+    assert_eq!(vectors[0], vectors[2], "same text, same vector");
+    assert_ne!(vectors[0], vectors[1]);
+    let again = embed(&inputs(&["hello"]), Some(64))
+      .embeddings
+      .expect("vectors");
+    assert_eq!(again[0], vectors[0], "deterministic across calls");
+    let default = embed(&inputs(&["hello"]), None)
+      .embeddings
+      .expect("vectors");
+    assert_eq!(default[0].len(), DEFAULT_EMBEDDING_DIMENSIONS as usize);
+    assert!(first.usage.expect("usage").prompt_tokens >= 3);
+  }
 
   #[test]
   fn answer_is_deterministic_and_chunks_rebuild_it() {

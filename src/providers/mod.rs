@@ -43,6 +43,58 @@ pub trait Adapter: Send + Sync {
   fn health_check(&self) -> Option<HttpCall> {
     None
   }
+  /// Most inputs one embeddings request may carry; larger batches are split.
+  fn embed_batch_limit(&self) -> usize {
+    1
+  }
+  /// One embeddings request (at most [`Self::embed_batch_limit`] texts).
+  fn build_embed(&self, _batch: &EmbedBatch<'_>) -> Result<HttpCall> {
+    Err(no_embeddings(self.vendor()))
+  }
+  /// The vendor's answer to [`Self::build_embed`]: exactly `expected` vectors, in input order.
+  fn parse_embed(&self, _body: &[u8], _expected: usize) -> Result<EmbedAnswer> {
+    Err(no_embeddings(self.vendor()))
+  }
+}
+
+/// One embeddings request's worth of a call.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedBatch<'a> {
+  /// The vendor's model name.
+  pub model: &'a str,
+  pub input: &'a [&'a str],
+  pub dimensions: Option<u32>,
+  /// The caller, for vendors that take an end-user id (OpenAI's `user`).
+  pub user: Option<&'a str>,
+}
+
+/// A vendor's answer to one embeddings request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EmbedAnswer {
+  /// One per input, in input order.
+  pub vectors: Vec<Vec<f32>>,
+  pub model: String,
+  pub usage: Option<crate::types::Usage>,
+}
+
+/// Embeddings asked of a vendor that has no embeddings API (Anthropic): a clear refusal,
+/// never retried.
+pub fn no_embeddings(vendor: &str) -> GatewayError {
+  GatewayError::invalid_request(format!(
+    "{vendor} has no embeddings API: use an openai, gemini or mock provider for embeddings"
+  ))
+}
+
+/// Checks that a vendor answered one vector per input.
+pub fn expect_vectors(vendor: &str, vectors: &[Vec<f32>], expected: usize) -> Result<()> {
+  if vectors.len() == expected {
+    Ok(())
+  } else {
+    Err(GatewayError::protocol(format!(
+      "{vendor} answered {} embeddings for {expected} inputs",
+      vectors.len()
+    )))
+  }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

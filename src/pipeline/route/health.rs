@@ -105,7 +105,7 @@ async fn probe(provider: &Provider, model: &str) -> Result<()> {
     ..ChatRequest::default()
   };
   let progress = Progress::default();
-  attempt_once(provider, &request, &None, &progress)
+  attempt_once(provider, &request, None, &None, &progress)
     .await
     .map(|_| ())
 }

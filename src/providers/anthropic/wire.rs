@@ -127,6 +127,7 @@ impl MessageResponse {
       tool_calls,
       finish_reason: finish,
       usage: self.usage.as_ref().map(WireUsage::normalize),
+      embeddings: None,
     }
   }
 }

@@ -6,6 +6,7 @@
 //! JSON Schema (as for OpenAI), which the older `parameters` / `responseSchema` fields
 //! (an OpenAPI subset) reject as soon as it uses `additionalProperties` or `$ref`.
 
+pub mod embeddings;
 mod stream;
 mod wire;
 
@@ -18,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
   arguments_value, in_band_error, parse_data_url, parse_json, url_with_segments, Adapter,
-  AlternatingTurns, ErrorBody, HttpCall, StreamDecoder,
+  AlternatingTurns, EmbedAnswer, EmbedBatch, ErrorBody, HttpCall, StreamDecoder,
 };
 use crate::error::{GatewayError, Result};
 use crate::secret::Secret;
@@ -40,10 +41,7 @@ impl Adapter for Gemini {
   }
 
   fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
-    let mut headers = self.headers.clone();
-    if let Some(key) = &self.api_key {
-      headers.push(("x-goog-api-key".into(), key.expose().to_string()));
-    }
+    let headers = self.request_headers();
     let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
     let (method, query) = if stream {
       ("streamGenerateContent", Some("alt=sse"))
@@ -72,6 +70,35 @@ impl Adapter for Gemini {
 
   fn stream_decoder(&self, _req: &ChatRequest) -> Box<dyn StreamDecoder> {
     Box::new(stream::GeminiStream::default())
+  }
+
+  fn embed_batch_limit(&self) -> usize {
+    embeddings::BATCH_LIMIT
+  }
+
+  fn build_embed(&self, batch: &EmbedBatch<'_>) -> Result<HttpCall> {
+    let model = batch.model.strip_prefix("models/").unwrap_or(batch.model);
+    let resource = format!("{model}:batchEmbedContents");
+    Ok(HttpCall {
+      url: url_with_segments(&self.base_url, &["v1beta", "models", &resource], None)?,
+      headers: self.request_headers(),
+      body: embeddings::request_body(model, batch.input, batch.dimensions),
+    })
+  }
+
+  fn parse_embed(&self, body: &[u8], expected: usize) -> Result<EmbedAnswer> {
+    embeddings::parse_response(body, expected)
+  }
+}
+
+impl Gemini {
+  /// The key goes in `x-goog-api-key`, never in the URL.
+  fn request_headers(&self) -> Vec<(String, String)> {
+    let mut headers = self.headers.clone();
+    if let Some(key) = &self.api_key {
+      headers.push(("x-goog-api-key".into(), key.expose().to_string()));
+    }
+    headers
   }
 }
 

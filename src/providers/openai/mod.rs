@@ -1,6 +1,8 @@
 //! OpenAI Chat Completions, and every server that speaks it (vLLM, Ollama, llama.cpp,
 //! Azure-style gateways): `POST {baseUrl}/chat/completions`.
 
+pub mod embeddings;
+pub mod responses;
 mod stream;
 mod wire;
 
@@ -9,7 +11,7 @@ mod tests;
 
 use serde_json::{json, Map, Value};
 
-use super::{join_url, parse_json, Adapter, HttpCall, StreamDecoder};
+use super::{join_url, parse_json, Adapter, EmbedAnswer, EmbedBatch, HttpCall, StreamDecoder};
 use crate::error::Result;
 use crate::secret::Secret;
 use crate::types::{
@@ -67,6 +69,22 @@ impl Adapter for OpenAi {
 
   fn stream_decoder(&self, _req: &ChatRequest) -> Box<dyn StreamDecoder> {
     Box::new(stream::OpenAiStream::default())
+  }
+
+  fn embed_batch_limit(&self) -> usize {
+    embeddings::BATCH_LIMIT
+  }
+
+  fn build_embed(&self, batch: &EmbedBatch<'_>) -> Result<HttpCall> {
+    Ok(HttpCall {
+      url: join_url(&self.base_url, "embeddings"),
+      headers: self.request_headers(),
+      body: embeddings::request_body(batch),
+    })
+  }
+
+  fn parse_embed(&self, body: &[u8], expected: usize) -> Result<EmbedAnswer> {
+    embeddings::parse_response(body, expected)
   }
 }
 

@@ -108,6 +108,7 @@ impl ChatCompletion {
       tool_calls,
       finish_reason: finish_reason(choice.finish_reason.as_deref().unwrap_or("stop")),
       usage: self.usage.map(WireUsage::normalize),
+      embeddings: None,
     })
   }
 }

@@ -1,0 +1,298 @@
+//! Same-protocol fidelity: when a call that came through the front door reaches a target
+//! that speaks the client's protocol itself (Chat Completions to an `openai` provider, say),
+//! the vendor receives the client's own body, with only `model` renamed, plus the headers the
+//! codec chose to pass on; the client receives the vendor's bytes (the JSON body, or the SSE
+//! stream relayed as it comes) with every field the vendor sent. The vendor's decoder still
+//! runs beside the relay, so usage, cost, the ledger and the delivered text are read from the
+//! same answer. A target of another kind is translated as usual; a field only a same-protocol
+//! target can honour (`native_only`, e.g. `n` above 1) is then a 400 naming it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use super::attempt::{read_body, redirect_refused, stream_broken, transport_error};
+use super::attempt::{MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES};
+use super::forward::{forward_whole, note_delivered, send, EventSink, Progress};
+use crate::error::{GatewayError, Result};
+use crate::providers::{Adapter, StreamSession};
+use crate::types::{ChatRequest, Completion, StreamEvent};
+
+/// A provider kind that speaks a client protocol natively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeTarget {
+  /// `ProviderConfig.kind`: 'openai', 'anthropic', …
+  pub kind: &'static str,
+  /// `ProviderConfig.api` the provider must have ('responses'); `None` is the kind's
+  /// default API (Chat Completions for `openai`), so an `openai` provider with
+  /// `api: 'responses'` does not speak Chat Completions, nor one without it Responses.
+  pub api: Option<&'static str>,
+}
+
+/// The client's request as it arrived, for a target that speaks its protocol.
+#[derive(Debug)]
+pub struct NativeCall {
+  pub targets: &'static [NativeTarget],
+  /// The body exactly as the client sent it; `model` is replaced by the target's.
+  pub body: Map<String, Value>,
+  /// Client headers passed on unchanged (e.g. `anthropic-beta`).
+  pub headers: Vec<(String, String)>,
+  /// Fields a target of another kind cannot honour: it refuses the call naming the first.
+  pub native_only: Vec<String>,
+  /// The vendor's JSON body of a whole (not streamed) answer that was relayed.
+  reply: Mutex<Option<Vec<u8>>>,
+  /// The call was answered natively (so nothing was left out in translation).
+  answered_natively: AtomicBool,
+}
+
+impl NativeCall {
+  pub fn new(
+    targets: &'static [NativeTarget],
+    body: Map<String, Value>,
+    headers: Vec<(String, String)>,
+    native_only: Vec<String>,
+  ) -> Self {
+    NativeCall {
+      targets,
+      body,
+      headers,
+      native_only,
+      reply: Mutex::new(None),
+      answered_natively: AtomicBool::new(false),
+    }
+  }
+
+  /// Whether a provider of `kind` whose upstream API is `api` speaks the client's protocol.
+  pub fn speaks(&self, kind: &str, api: Option<&str>) -> bool {
+    self
+      .targets
+      .iter()
+      .any(|target| target.kind == kind && target.api == api)
+  }
+
+  /// The vendor's own JSON body, when the answer was relayed natively.
+  pub fn take_reply(&self) -> Option<Vec<u8>> {
+    self
+      .reply
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .take()
+  }
+
+  pub fn answered_natively(&self) -> bool {
+    self.answered_natively.load(Ordering::SeqCst)
+  }
+
+  /// Before an attempt on a target of another kind: what it cannot honour is refused.
+  pub(crate) fn translated_attempt(&self, kind: &str) -> Result<()> {
+    self.set_reply(None);
+    self.answered_natively.store(false, Ordering::SeqCst);
+    match self.native_only.first() {
+      Some(field) => Err(GatewayError::invalid_request(format!(
+        "{field} is not supported by the '{kind}' provider this call went to: only a provider that speaks the client's protocol natively can honour it"
+      ))),
+      None => Ok(()),
+    }
+  }
+
+  fn set_reply(&self, reply: Option<Vec<u8>>) {
+    *self
+      .reply
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner()) = reply;
+  }
+}
+
+/// UTF-8 text of a byte stream cut at arbitrary places: a character split across two
+/// chunks is held back until its rest arrives.
+#[derive(Default)]
+struct Utf8Chunks {
+  pending: Vec<u8>,
+}
+
+impl Utf8Chunks {
+  fn push(&mut self, chunk: &[u8]) -> String {
+    self.pending.extend_from_slice(chunk);
+    match std::str::from_utf8(&self.pending) {
+      Ok(text) => {
+        let text = text.to_string();
+        self.pending.clear();
+        text
+      }
+      Err(error) if error.error_len().is_none() => {
+        let valid = error.valid_up_to();
+        let rest = self.pending.split_off(valid);
+        String::from_utf8(std::mem::replace(&mut self.pending, rest)).unwrap_or_default()
+      }
+      Err(_) => {
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        text
+      }
+    }
+  }
+}
+
+/// One attempt that relays the client's own request and the vendor's own answer.
+pub(crate) async fn native_attempt(
+  http: &reqwest::Client,
+  adapter: &dyn Adapter,
+  native: &NativeCall,
+  req: &ChatRequest,
+  sink: &EventSink,
+  progress: &Progress,
+) -> Result<Completion> {
+  native.set_reply(None);
+  native.answered_natively.store(true, Ordering::SeqCst);
+  let vendor = adapter.vendor();
+  let stream = sink.is_some();
+  // The adapter's request gives the URL and the provider's own headers (its key); the body
+  // is the client's.
+  let call = adapter.build(req, stream)?;
+  let mut body = native.body.clone();
+  body.insert("model".into(), Value::String(req.model.clone()));
+  let body = serde_json::to_vec(&body)
+    .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?;
+  let mut builder = http
+    .post(&call.url)
+    .header("content-type", "application/json")
+    .body(body);
+  if stream {
+    builder = builder.header("accept", "text/event-stream");
+  }
+  for (name, value) in native_headers(&call.headers, &native.headers) {
+    builder = builder.header(name, value);
+  }
+  let response = builder
+    .send()
+    .await
+    .map_err(|e| transport_error(vendor, &e))?;
+  let status = response.status().as_u16();
+  if (300..400).contains(&status) {
+    return Err(redirect_refused(vendor, status, response.headers()));
+  }
+  if !(200..300).contains(&status) {
+    let headers = response.headers().clone();
+    let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
+    return Err(adapter.parse_error(status, &headers, &body));
+  }
+  let is_event_stream = response
+    .headers()
+    .get("content-type")
+    .and_then(|v| v.to_str().ok())
+    .is_some_and(|v| v.contains("text/event-stream"));
+  if !(stream && is_event_stream) {
+    let body = read_body(vendor, response, MAX_RESPONSE_BYTES, true).await?;
+    let completion = adapter.parse_response(req, &body)?;
+    match sink {
+      // A server that ignored `stream: true` still streams, in one piece (translated).
+      Some(sink) => {
+        native.answered_natively.store(false, Ordering::SeqCst);
+        forward_whole(&completion, sink, progress).await?;
+      }
+      None => native.set_reply(Some(body.to_vec())),
+    }
+    return Ok(completion);
+  }
+  let Some(sink) = sink else {
+    return Err(GatewayError::protocol("internal: stream without a sink"));
+  };
+  let mut session = StreamSession::new(adapter.stream_decoder(req));
+  let mut bytes = response.bytes_stream();
+  let mut events = Vec::new();
+  let mut text = Utf8Chunks::default();
+  while !session.is_done() {
+    match bytes.next().await {
+      Some(Ok(chunk)) => {
+        session.push_into(&chunk, &mut events)?;
+        note_delivered(progress, &events);
+        events.clear();
+        let relayed = text.push(&chunk);
+        if !relayed.is_empty() {
+          send(sink, StreamEvent::Native(relayed), progress).await?;
+        }
+      }
+      Some(Err(e)) => return Err(stream_broken(vendor, &e)),
+      None => break,
+    }
+  }
+  let (events, completion) = session.finish()?;
+  note_delivered(progress, &events);
+  Ok(completion)
+}
+
+/// Headers that carry a key: only the provider's own are ever sent.
+const KEY_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// The provider's headers, then the client's: a client header replaces the provider's of the
+/// same name (`anthropic-version`, say), except the ones that carry a key, which the client
+/// can never set.
+fn native_headers<'a>(
+  provider: &'a [(String, String)],
+  client: &'a [(String, String)],
+) -> Vec<(&'a str, &'a str)> {
+  let is_key = |name: &str| KEY_HEADERS.iter().any(|key| name.eq_ignore_ascii_case(key));
+  let from_client = |name: &str| client.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+  provider
+    .iter()
+    .filter(|(name, _)| is_key(name) || !from_client(name))
+    .chain(client.iter().filter(|(name, _)| !is_key(name)))
+    .map(|(name, value)| (name.as_str(), value.as_str()))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn client_headers_replace_the_providers_but_never_its_key() {
+    let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+    let provider = [
+      pair("x-api-key", "sk-provider"),
+      pair("anthropic-version", "2023-06-01"),
+    ];
+    let client = [
+      pair("anthropic-version", "2024-01-01"),
+      pair("anthropic-beta", "tools"),
+      pair("X-Api-Key", "sk-client"),
+    ];
+    assert_eq!(
+      native_headers(&provider, &client),
+      vec![
+        ("x-api-key", "sk-provider"),
+        ("anthropic-version", "2024-01-01"),
+        ("anthropic-beta", "tools"),
+      ]
+    );
+  }
+
+  #[test]
+  fn a_target_api_must_match_the_providers() {
+    const RESPONSES: &[NativeTarget] = &[NativeTarget {
+      kind: "openai",
+      api: Some("responses"),
+    }];
+    const CHAT: &[NativeTarget] = &[NativeTarget {
+      kind: "openai",
+      api: None,
+    }];
+    let call = |targets| NativeCall::new(targets, Map::new(), Vec::new(), Vec::new());
+    assert!(call(RESPONSES).speaks("openai", Some("responses")));
+    assert!(!call(RESPONSES).speaks("openai", None));
+    assert!(call(CHAT).speaks("openai", None));
+    assert!(!call(CHAT).speaks("openai", Some("responses")));
+    assert!(!call(CHAT).speaks("anthropic", None));
+  }
+
+  #[test]
+  fn characters_split_across_chunks_are_held_back() {
+    let mut chunks = Utf8Chunks::default();
+    let bytes = "é€".as_bytes();
+    assert_eq!(chunks.push(&bytes[..1]), "");
+    assert_eq!(chunks.push(&bytes[1..3]), "é");
+    assert_eq!(chunks.push(&bytes[3..]), "€");
+  }
+}
