@@ -227,6 +227,7 @@ fn check_events(input_len: usize, events: &[StreamEvent], completion: &Completio
         calls[index].1.push_str(arguments_delta);
       }
       StreamEvent::Done(_) => panic!("a decoder emitted Done; the pipeline adds it"),
+      StreamEvent::Native(_) => panic!("a decoder emitted a relayed chunk; only the native relay does"),
     }
   }
   assert_eq!(text, completion.content, "text events vs completion");
@@ -265,6 +266,47 @@ pub fn check_request_parser<T: PartialEq + Debug>(body: &[u8], parse: impl Fn(&[
   }
 }
 
+/// What a front-door codec's parse gives that two parses of the same body must agree on.
+fn parsed_view(parsed: crate::ingress::Parsed) -> (String, crate::types::ChatRequest, bool, Vec<String>) {
+  (parsed.model, parsed.request, parsed.stream, parsed.native_only)
+}
+
+/// OpenAI Chat Completions request parsing (the front door's, for gatewayRouter and serve).
+pub fn check_chat_completions_request(body: &[u8]) {
+  let headers = crate::ingress::Headers::new(&[]);
+  check_request_parser(body, |b| {
+    crate::ingress::chat_completions::parse(b, headers).map(parsed_view)
+  })
+}
+
+/// Anthropic Messages request parsing.
+pub fn check_messages_request(body: &[u8]) {
+  let headers = crate::ingress::Headers::new(&[]);
+  check_request_parser(body, |b| {
+    crate::ingress::messages::parse(b, headers).map(parsed_view)
+  })
+}
+
+/// OpenAI Responses request parsing.
+pub fn check_responses_request(body: &[u8]) {
+  let headers = crate::ingress::Headers::new(&[]);
+  check_request_parser(body, |b| {
+    crate::ingress::responses::parse(b, headers).map(parsed_view)
+  })
+}
+
+/// OpenAI Embeddings request parsing: an error is a 400 reply, the same for the same body.
+pub fn check_embeddings_request(body: &[u8]) {
+  let parse = |b: &[u8]| {
+    crate::ingress::embeddings::parse(b).map_err(|reply| (reply.status, reply.body))
+  };
+  let (first, second) = (parse(body), parse(body));
+  assert_eq!(first, second, "the same body parsed twice differs");
+  if let Err((status, reply)) = first {
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&reply));
+  }
+}
+
 /// The committed seed corpus of one target, `fuzz/corpus/<target>/`, read at test time.
 pub fn corpus_files(target: &str) -> Vec<PathBuf> {
   let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -295,12 +337,10 @@ mod tests {
         check_stream(Vendor::Anthropic, input)
       }),
       ("stream_gemini", |input| check_stream(Vendor::Gemini, input)),
-      ("serve_parse_request", |body| {
-        check_request_parser(body, |b| {
-          crate::serve::wire::parse_request(b)
-            .map(|p| (p.model, p.request, p.stream, p.include_usage))
-        })
-      }),
+      ("serve_parse_request", check_chat_completions_request),
+      ("ingress_messages", check_messages_request),
+      ("ingress_responses", check_responses_request),
+      ("ingress_embeddings", check_embeddings_request),
     ]
   }
 

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|body: &[u8]| ferrogate::fuzzing::check_embeddings_request(body));
