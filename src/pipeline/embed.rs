@@ -159,10 +159,25 @@ mod tests {
     }
   }
 
+  /// The mock provider is free unless `pricing` names its model: priced here as OpenAI's
+  /// text-embedding-3-small, $0.02 per million input tokens.
+  fn embedding_pricing() -> crate::costs::Pricing {
+    crate::costs::Pricing::from_litellm(&serde_json::json!({
+      "mock/text-embedding-3-small": { "input_cost_per_token": 0.02e-6, "output_cost_per_token": 0.0 },
+    }))
+    .expect("pricing")
+  }
+
   fn mock_gateway(records: Arc<Records>) -> Gateway {
     let cache = ResponseCache::in_memory(Default::default(), None);
+    let tracker = crate::costs::CostTracker::new(crate::costs::TrackerOptions {
+      pricing: embedding_pricing(),
+      ..crate::costs::TrackerOptions::default()
+    })
+    .expect("tracker");
     Gateway::new(GatewayConfig {
       providers: vec![ProviderConfig::mock(Duration::ZERO)],
+      costs: Some(Arc::new(tracker)),
       cache: Some(Arc::new(cache)),
       on_call: Some(crate::pipeline::CallHook(records)),
       ..GatewayConfig::default()
@@ -186,7 +201,7 @@ mod tests {
     );
     assert!(first.usage.prompt_tokens > 0);
     assert_eq!(first.usage.total_tokens, first.usage.prompt_tokens);
-    // The built-in table: $0.02 per million input tokens.
+    // $0.02 per million input tokens (embedding_pricing).
     let expected = first.usage.prompt_tokens as f64 * 0.02e-6;
     assert!(
       (first.cost_usd - expected).abs() < 1e-12,
@@ -228,6 +243,7 @@ mod tests {
     let tracker = Arc::new(
       crate::costs::CostTracker::new(crate::costs::TrackerOptions {
         ledger_path: Some(path.clone()),
+        pricing: embedding_pricing(),
         ..crate::costs::TrackerOptions::default()
       })
       .expect("tracker"),
