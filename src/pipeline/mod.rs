@@ -138,7 +138,7 @@ impl Gateway {
       })?),
     };
     let router = Router::new(config.routes, config.routing, &providers)?;
-    Ok(Gateway {
+    let gateway = Gateway {
       providers,
       router,
       timeout: config.timeout,
@@ -152,7 +152,11 @@ impl Gateway {
       on_call: config.on_call,
       accounting: Accounting::new(config.costs),
       stats: GatewayStats::default(),
-    })
+    };
+    // Configured models and route targets keep their metric labels; the models clients
+    // invent through a defaultProvider are bounded.
+    gateway.metrics.set_configured_models(gateway.models());
+    Ok(gateway)
   }
 
   /// Route aliases, then "provider/model" for every model named in a
@@ -179,6 +183,20 @@ impl Gateway {
   /// Stops background work (active health checks).
   pub fn close(&self) {
     self.router.stop();
+  }
+
+  /// Writes what the calls so far left to the backends: the cost tracker's ledger rows and
+  /// budget settlements, the response cache's shared-tier writes. The backends stay open
+  /// (whoever made them may share them and closes them). Failures are counted by the
+  /// backends themselves (e.g. the tracker's `ledgerFailed`), never raised: this runs at
+  /// shutdown, where nobody could act on them.
+  pub async fn flush_backends(&self) {
+    if let Some(tracker) = self.accounting.tracker() {
+      let _ = tracker.flush_async().await;
+    }
+    if let Some(cache) = &self.cache {
+      cache.flush().await;
+    }
   }
 
   /// The route stage: a route alias gives its targets; anything else is "provider/model".
@@ -509,7 +527,10 @@ impl Gateway {
 
   /// Calls by outcome and error code, cache and limiter counters, hook errors.
   pub fn stats(&self) -> StatsSnapshot {
-    self.stats.snapshot()
+    StatsSnapshot {
+      model_label_overflow: self.metrics.model_label_overflow(),
+      ..self.stats.snapshot()
+    }
   }
 
   /// The `onCall` hook threw: counted in `stats()`, never rethrown.

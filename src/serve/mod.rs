@@ -3,6 +3,7 @@
 //! (JSON and SSE), `GET /v1/models`, `GET /health`. A client that disconnects drops the
 //! response body, which cancels the call and so the upstream request.
 
+pub mod connection;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -13,13 +14,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::stream;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use self::connection::{ConnectionLimits, Connections, RequestBody};
 use crate::error::{ErrorCode, GatewayError};
 use crate::keyvault::KeyVault;
 use crate::pipeline::{CallOptions, Gateway};
@@ -46,12 +47,24 @@ struct State {
 
 pub struct Server {
   pub address: SocketAddr,
-  shutdown: CancellationToken,
+  connections: Connections,
 }
 
 impl Server {
+  /// Stops accepting and ends idle connections; requests in progress go on.
   pub fn close(&self) {
-    self.shutdown.cancel();
+    self.connections.close();
+  }
+
+  /// Stops accepting, lets the requests in progress (streams included) finish for up to
+  /// `grace`, then drops the connections still open.
+  pub async fn shutdown(&self, grace: Duration) {
+    self.connections.shutdown(grace).await;
+  }
+
+  /// Connections closed at once because `max_connections` were open.
+  pub fn refused_connections(&self) -> u64 {
+    self.connections.refused()
   }
 }
 
@@ -86,6 +99,7 @@ pub async fn start(
   host: &str,
   port: u16,
   keys: Option<Vec<ServeKey>>,
+  limits: ConnectionLimits,
 ) -> Result<Server, GatewayError> {
   let keys = keys.map(vault).transpose()?.map(Mutex::new);
   let listener = tokio::net::TcpListener::bind((host, port))
@@ -94,40 +108,12 @@ pub async fn start(
   let address = listener
     .local_addr()
     .map_err(|e| GatewayError::config(format!("cannot read the listening address: {e}")))?;
-  let shutdown = CancellationToken::new();
   let state = Arc::new(State { gateway, keys });
-  let stop = shutdown.clone();
-  tokio::spawn(async move {
-    loop {
-      let accepted = tokio::select! {
-        _ = stop.cancelled() => break,
-        accepted = listener.accept() => accepted,
-      };
-      let Ok((socket, _)) = accepted else {
-        // Out of file descriptors and the like: back off instead of spinning.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        continue;
-      };
-      let _ = socket.set_nodelay(true);
-      let state = state.clone();
-      let stop = stop.clone();
-      tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req| {
-          let state = state.clone();
-          async move { Ok::<_, Infallible>(handle(state, req).await) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-          .keep_alive(true)
-          .serve_connection(TokioIo::new(socket), service);
-        tokio::pin!(connection);
-        tokio::select! {
-          _ = connection.as_mut() => {}
-          _ = stop.cancelled() => connection.as_mut().graceful_shutdown(),
-        }
-      });
-    }
-  });
-  Ok(Server { address, shutdown })
+  let connections = connection::serve(listener, limits, move |req| handle(state.clone(), req));
+  Ok(Server {
+    address,
+    connections,
+  })
 }
 
 fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -160,7 +146,7 @@ fn error_response(error: &GatewayError) -> Response<Body> {
   response
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(state: Arc<State>, req: Request<RequestBody>) -> Response<Body> {
   let path = req.uri().path().trim_end_matches('/');
   match (req.method(), path) {
     (&Method::POST, "/v1/chat/completions") => chat(state, req).await,
@@ -200,7 +186,7 @@ fn models(state: &State) -> Response<Body> {
 }
 
 /// The caller's KeyVault id, or `None` when the server has no keys.
-fn authenticate(state: &State, req: &Request<Incoming>) -> Result<Option<String>, GatewayError> {
+fn authenticate(state: &State, req: &Request<RequestBody>) -> Result<Option<String>, GatewayError> {
   let Some(keys) = &state.keys else {
     return Ok(None);
   };
@@ -275,7 +261,7 @@ fn call_id() -> (String, String) {
   (request_id, id)
 }
 
-async fn chat(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn chat(state: Arc<State>, req: Request<RequestBody>) -> Response<Body> {
   let identity = match authenticate(&state, &req) {
     Ok(identity) => identity,
     Err(error) => return error_response(&error),
