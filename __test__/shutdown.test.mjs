@@ -160,3 +160,34 @@ for (const engine of ['native', 'node']) {
     await assert.rejects(post(url, plain), /ECONNREFUSED|ECONNRESET|socket hang up/)
   })
 }
+
+test('npm start (examples/server.js) on SIGTERM: a stream in progress runs to its end, then it exits 0', async () => {
+  const env = { ...process.env, PORT: '0', OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: vendors.openaiBaseUrl }
+  const server = spawn(process.execPath, [fileURLToPath(new URL('../examples/server.js', import.meta.url))], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  server.stdout.on('data', (chunk) => (out += chunk))
+  server.stderr.on('data', (chunk) => (out += chunk))
+  const url = await new Promise((resolve, reject) => {
+    server.stdout.on('data', () => {
+      const port = /listening on http:\/\/localhost:(\d+)/.exec(out)?.[1]
+      if (port) resolve(`http://127.0.0.1:${port}`)
+    })
+    server.once('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)))
+  })
+  const exited = once(server, 'exit')
+  vendors.enqueue('openai', { sse: generateOpenAIStream({ chunks: 10 }).split(/(?<=\n\n)/), delayMs: 50 })
+  const text = await new Promise((resolve, reject) => {
+    http.get(`${url}/chat/stream?q=hello`, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.once('data', () => server.kill('SIGTERM')) // the stream has started
+      res.on('data', (chunk) => (body += chunk))
+      res.on('end', () => resolve(body))
+      res.on('error', reject)
+    }).on('error', reject)
+  })
+  const [code] = await exited
+  assert.equal(code, 0, out)
+  assert.ok(text.includes('tok9 '), text)
+  assert.ok(text.includes('event: done'), text)
+})
