@@ -510,10 +510,22 @@ mod tests {
     metrics.record_call(Some("openai"), "invented-0", &ok(5.0));
     let text = metrics.render();
     assert!(text.contains("model=\"gpt-4o\""), "{text}");
-    assert!(text.contains("model=\"invented-0\",outcome=\"ok\",code=\"\"} 2"), "{text}");
-    assert!(text.contains("model=\"other\",outcome=\"ok\",code=\"\"} 10"), "{text}");
-    assert!(!text.contains(&format!("invented-{MAX_UNCONFIGURED_MODELS}\"")), "{text}");
-    assert!(text.contains("ferrogate_model_label_overflow_total 10"), "{text}");
+    assert!(
+      text.contains("model=\"invented-0\",outcome=\"ok\",code=\"\"} 2"),
+      "{text}"
+    );
+    assert!(
+      text.contains("model=\"other\",outcome=\"ok\",code=\"\"} 10"),
+      "{text}"
+    );
+    assert!(
+      !text.contains(&format!("invented-{MAX_UNCONFIGURED_MODELS}\"")),
+      "{text}"
+    );
+    assert!(
+      text.contains("ferrogate_model_label_overflow_total 10"),
+      "{text}"
+    );
     assert_eq!(metrics.model_label_overflow(), 10);
   }
 

@@ -103,7 +103,11 @@ pub(crate) struct RedisLink {
 }
 
 impl RedisLink {
-  pub(crate) fn new(what: &'static str, url: &str, connection: &redis::aio::ConnectionManager) -> Self {
+  pub(crate) fn new(
+    what: &'static str,
+    url: &str,
+    connection: &redis::aio::ConnectionManager,
+  ) -> Self {
     RedisLink {
       what,
       url: url.to_string(),

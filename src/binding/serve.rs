@@ -37,7 +37,7 @@ pub struct ServeOptions {
 fn millis(name: &str, value: Option<f64>, default: Duration) -> napi::Result<Duration> {
   match value {
     None => Ok(default),
-    Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= 86_400_000.0 => {
+    Some(ms) if (1.0..=86_400_000.0).contains(&ms) => {
       Ok(Duration::from_millis(ms as u64))
     }
     Some(_) => Err(napi::Error::from_reason(format!(

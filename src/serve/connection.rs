@@ -127,7 +127,10 @@ impl Connections {
   pub async fn shutdown(&self, grace: Duration) {
     self.stop.cancel();
     self.tasks.close();
-    if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(grace, self.tasks.wait())
+      .await
+      .is_err()
+    {
       self.force.cancel();
       // A dropped connection ends at once; the bound only guards against a stuck task.
       let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
@@ -272,7 +275,8 @@ async fn serve_connection<F, Fut>(
     .serve_connection(TokioIo::new(socket), service);
   tokio::pin!(connection);
   let mut closing = false;
-  let tick = (limits.keep_alive_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+  let tick =
+    (limits.keep_alive_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
   loop {
     tokio::select! {
       _ = connection.as_mut() => return,
