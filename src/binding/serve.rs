@@ -37,9 +37,7 @@ pub struct ServeOptions {
 fn millis(name: &str, value: Option<f64>, default: Duration) -> napi::Result<Duration> {
   match value {
     None => Ok(default),
-    Some(ms) if (1.0..=86_400_000.0).contains(&ms) => {
-      Ok(Duration::from_millis(ms as u64))
-    }
+    Some(ms) if (1.0..=86_400_000.0).contains(&ms) => Ok(Duration::from_millis(ms as u64)),
     Some(_) => Err(napi::Error::from_reason(format!(
       "{name} must be a number of milliseconds between 1 and 86400000"
     ))),

@@ -191,12 +191,18 @@ impl Gateway {
   /// backends themselves (e.g. the tracker's `ledgerFailed`), never raised: this runs at
   /// shutdown, where nobody could act on them.
   pub async fn flush_backends(&self) {
-    if let Some(tracker) = self.accounting.tracker() {
-      let _ = tracker.flush_async().await;
-    }
-    if let Some(cache) = &self.cache {
-      cache.flush().await;
-    }
+    // Each backend bounds its own wait; this bounds the whole, so a shutdown never hangs on
+    // a server that went away (what is left stays queued, e.g. `ledgerBuffered`).
+    const FLUSH_PATIENCE: Duration = Duration::from_secs(10);
+    let flush = async {
+      if let Some(tracker) = self.accounting.tracker() {
+        let _ = tracker.flush_async().await;
+      }
+      if let Some(cache) = &self.cache {
+        cache.flush().await;
+      }
+    };
+    let _ = tokio::time::timeout(FLUSH_PATIENCE, flush).await;
   }
 
   /// The route stage: a route alias gives its targets; anything else is "provider/model".
