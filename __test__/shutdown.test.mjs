@@ -136,7 +136,7 @@ for (const engine of ['native', 'node']) {
       child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${err}`)))
     })
     const exited = once(child, 'exit')
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 })
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
     // 30 streams slow enough (12 events, 50 ms apart) to be in progress when SIGTERM arrives.
     const CALLS = 30
     for (let i = 0; i < CALLS; i++) vendors.enqueue('openai', { sse: generateOpenAIStream({ chunks: 10 }).split(/(?<=\n\n)/), delayMs: 50 })
@@ -146,7 +146,11 @@ for (const engine of ['native', 'node']) {
     const calls = []
     for (let i = 0; i < CALLS; i++) calls.push(post(url, stream, agent).catch((error) => ({ error })))
     // SIGTERM once every stream has reached the upstream (each takes ~600 ms from there).
-    while (vendors.requests.length < mark + CALLS) await new Promise((resolve) => setTimeout(resolve, 10))
+    const deadline = Date.now() + 30_000
+    while (vendors.requests.length < mark + CALLS) {
+      if (Date.now() > deadline) assert.fail(`only ${vendors.requests.length - mark} of ${CALLS} streams reached the upstream: ${err}`)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
     child.kill('SIGTERM')
     const results = await Promise.all(calls)
     const [code] = await exited

@@ -120,9 +120,11 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   process.once(sig, async () => {
     process.once(sig, () => process.exit(1))
     const closed = new Promise((resolve) => server.close(resolve))
-    server.closeIdleConnections()
+    // Kept-alive connections are closed as soon as their request in progress has ended.
+    const idle = setInterval(() => server.closeIdleConnections(), 50)
     const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS)
     await closed
+    clearInterval(idle)
     clearTimeout(force)
     await gateway.close()
     process.exit(0)

@@ -213,10 +213,12 @@ async function startServe(config, overrides = {}) {
     close() {
       closing ??= (async () => {
         const closed = new Promise((resolve) => server.close(resolve))
+        // Kept-alive connections are closed as soon as their request in progress has ended.
         server.closeIdleConnections()
-        // Kept-alive connections that finish a request later are closed by node after it.
+        const idle = setInterval(() => server.closeIdleConnections(), 50)
         const grace = setTimeout(() => server.closeAllConnections(), limits.shutdownGraceMs)
         await closed
+        clearInterval(idle)
         clearTimeout(grace)
         await gateway.close()
         await closeBackends(options)
