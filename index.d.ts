@@ -52,6 +52,8 @@ export interface ResponseCache {
   clear(): void
   stats(): ResponseCacheStats
   /** Resolves at once without `redisUrl`. */
+  open(): Promise<this>
+  /** Resolves at once without `redisUrl`. */
   close(): Promise<void>
 }
 
@@ -67,13 +69,17 @@ export interface SharedResponseCache {
   /** Both tiers (this cache's namespace); rejects with UPSTREAM_UNAVAILABLE when Redis cannot answer. */
   clear(): Promise<void>
   stats(): ResponseCacheStats
+  /** Resolves once Redis answers; rejects with UPSTREAM_UNAVAILABLE (the URL without its password) when it cannot
+   *  be reached within the connect timeout. Optional: calls made before it wait for the connection. */
+  open(): Promise<this>
   /** Finishes the writes to Redis still under way (the gateway stores answers in Redis off the call's path) and
    *  releases the connection; the cache then works from this process only. */
   close(): Promise<void>
 }
 
 export interface ResponseCacheConstructor {
-  /** Connects to Redis, blocking up to 3 s: UPSTREAM_UNAVAILABLE when it cannot, CONFIG for a bad URL or option. */
+  /** Returns at once and connects to Redis in the background (`await cache.open()` waits for it); CONFIG for a bad
+   *  URL or option. */
   new (options: ResponseCacheOptions & { redisUrl: string }): SharedResponseCache
   /** Throws a FerrogateError with code CONFIG when the options are wrong. */
   new (options?: ResponseCacheOptions & { redisUrl?: undefined | null }): ResponseCache
@@ -86,9 +92,13 @@ export declare const ResponseCache: ResponseCacheConstructor
 
 /** Requests and tokens per minute per key (GCRA). */
 export declare class RateLimiter {
-  /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it connects, blocking up
-   *  to 3 s, and throws UPSTREAM_UNAVAILABLE when Redis cannot be reached. */
+  /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it returns at once and
+   *  connects in the background (`await limiter.open()` waits for it). */
   constructor(options: RateLimiterOptions)
+  /** Resolves once Redis answers (at once without `redisUrl`); rejects with UPSTREAM_UNAVAILABLE (the URL without
+   *  its password) when it cannot be reached within the connect timeout. Optional: calls made before it wait for
+   *  the connection, then follow `failOpen`. */
+  open(): Promise<this>
   readonly options: RateLimiterOptions
   /** False with `redisUrl`: `check()` then throws CONFIG; use `acquire()`. */
   readonly synchronous: boolean
@@ -394,7 +404,10 @@ export declare class NativeGateway {
    * resolves once they have settled.
    */
   close(): void
-  /** After `close()`: resolves once every call in flight has settled (its result handed over). */
+  /**
+   * After `close()`: resolves once every call in flight has settled (its result handed
+   * over) and the backends have written what the calls recorded.
+   */
   waitClosed(): Promise<void>
   isOpen(): boolean
 }
@@ -436,6 +449,12 @@ export declare class NativeKeyVault {
 /** The native rate limiter. Use `RateLimiter` from the package. */
 export declare class NativeRateLimiter {
   constructor(options: RateLimiterOptions)
+  /**
+   * Resolves once Redis answers (at once without `redisUrl`); rejects with
+   * UPSTREAM_UNAVAILABLE naming the server (never its password) when it cannot be reached
+   * within the connect timeout.
+   */
+  open(): Promise<void>
   /** Admits one request costing `tokens` for `key`, or refuses it (consuming nothing). */
   check(key: string, tokens?: number | undefined | null): RateLimitDecision
   /** `check` for every backend, local or shared. */
@@ -448,6 +467,12 @@ export declare class NativeRateLimiter {
 /** The native response cache. Use `ResponseCache` from the package. */
 export declare class NativeResponseCache {
   constructor(options?: ResponseCacheOptions | undefined | null)
+  /**
+   * Resolves once the Redis tier answers (at once without `redisUrl`); rejects with
+   * UPSTREAM_UNAVAILABLE naming the server (never its password) when it cannot be reached
+   * within the connect timeout.
+   */
+  open(): Promise<void>
   /** False when Redis is a tier (`redisUrl`): then only the `*Async` methods work. */
   get synchronous(): boolean
   /**
@@ -487,6 +512,13 @@ export declare class NativeServer {
   get port(): number
   get host(): string
   close(): void
+  /**
+   * Stops accepting, lets requests in progress (streams included) finish for up to
+   * `graceMs`, then drops the connections still open; resolves when they are all gone.
+   */
+  shutdown(graceMs: number): Promise<void>
+  /** Connections closed at once because `maxConnections` were open. */
+  get refusedConnections(): number
 }
 
 export interface BudgetInfo {
@@ -851,6 +883,11 @@ export interface GatewayStats {
   hookErrors: number
   /** Records not delivered to `onCall` because its queue was full. */
   hookDropped: number
+  /**
+   * Calls of unconfigured models that metrics counted under `model="other"` (past the
+   * first 32 such models).
+   */
+  modelLabelOverflow: number
 }
 
 export interface KeyVaultEntry {
@@ -1001,7 +1038,8 @@ export interface RateLimiterOptions {
   burst?: number
   /**
    * Keeps the buckets in Redis, shared by every process using the same URL and prefix;
-   * `check()` then throws (use `acquire()`). The constructor connects (up to 3 s).
+   * `check()` then throws (use `acquire()`). The constructor returns at once and connects in the background
+   * (`await open()` waits for the connection).
    */
   redisUrl?: string
   /**
@@ -1043,7 +1081,8 @@ export interface ResponseCacheOptions {
   namespace?: string
   /**
    * Adds Redis as a second tier shared by every process using the same URL and prefix;
-   * `get`/`set`/`delete`/`clear` then return Promises. The constructor connects (up to 3 s).
+   * `get`/`set`/`delete`/`clear` then return Promises. The constructor returns at once and connects in the background
+   * (`await open()` waits for the connection).
    */
   redisUrl?: string
   /** With `redisUrl`: prepended to every Redis key (default "ferrogate:"). */
@@ -1138,6 +1177,14 @@ export interface ServeOptions {
   port: number
   /** Virtual keys; without them, no authentication. */
   keys?: Array<ServeKeyOptions>
+  /** A request's headers must arrive within this; default 30 s. */
+  headersTimeoutMs?: number
+  /** A request's body must arrive within this after its headers; default 60 s. */
+  bodyTimeoutMs?: number
+  /** A connection with no request in progress is closed after this; default 30 s. */
+  keepAliveTimeoutMs?: number
+  /** Connections open at once; one more is closed at once. Default 1024. */
+  maxConnections?: number
 }
 
 export interface SummaryOptions {

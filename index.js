@@ -61,6 +61,20 @@ class ResponseCache {
     return !this.#shared
   }
 
+  /**
+   * With redisUrl the constructor returns at once and connects in the background: resolves once Redis answers,
+   * rejects with UPSTREAM_UNAVAILABLE (the URL without its password) when it cannot be reached. Resolves at once
+   * without redisUrl. Optional: calls made before wait for the connection, then follow the fault policy.
+   */
+  async open() {
+    try {
+      await this.#native.open()
+    } catch (error) {
+      throw codedError(error, invalid)
+    }
+    return this
+  }
+
   get(key) {
     if (this.#shared) return this.#getShared(key)
     try {
@@ -155,6 +169,20 @@ class RateLimiter {
   /** False with redisUrl: check() then throws; acquire() works for every backend. */
   get synchronous() {
     return this.#synchronous
+  }
+
+  /**
+   * With redisUrl the constructor returns at once and connects in the background: resolves once Redis answers,
+   * rejects with UPSTREAM_UNAVAILABLE (the URL without its password) when it cannot be reached. Resolves at once
+   * without redisUrl. Optional: calls made before wait for the connection, then follow the fault policy.
+   */
+  async open() {
+    try {
+      await this.#native.open()
+    } catch (error) {
+      throw codedError(error, invalid)
+    }
+    return this
   }
 
   /** The options it was created with (ferrogate/express's rateLimit reads requestsPerMinute for X-RateLimit-Limit). */

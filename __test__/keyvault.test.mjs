@@ -98,6 +98,23 @@ test('daily token quotas: spent, refused, reset at the next UTC midnight (inject
   assert.equal(vault.checkQuota('free').remainingTokens, undefined)
 })
 
+test('add() of an existing id replaces its provider, key and quota but keeps the usage of the day', () => {
+  const now = Date.UTC(2026, 0, 10, 12, 0, 0)
+  const vault = new KeyVault({ secret: SECRET, now: () => now })
+  vault.add('t', { provider: 'openai', key: PROVIDER_KEY, dailyTokenQuota: 100 })
+  vault.recordUsage('t', 90)
+  // Re-adding the id (a rotated key, a raised quota) must not hand out a fresh quota.
+  vault.add('t', { provider: 'anthropic', key: 'sk-ant-rotated-0000', dailyTokenQuota: 100 })
+  const after = vault.checkQuota('t')
+  assert.equal(after.usedTokens, 90)
+  assert.equal(after.remainingTokens, 10)
+  assert.equal(vault.provider('t'), 'anthropic')
+  assert.equal(vault.getKey('t'), 'sk-ant-rotated-0000')
+  vault.add('t', { provider: 'anthropic', dailyTokenQuota: 200 })
+  assert.equal(vault.checkQuota('t').remainingTokens, 110)
+  assert.equal(vault.recordUsage('t', 120).allowed, false)
+})
+
 let mock
 let server
 let gateway

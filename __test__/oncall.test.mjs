@@ -140,6 +140,7 @@ describe('stats', () => {
       unpricedCalls: 0,
       hookErrors: 0,
       hookDropped: 0,
+      modelLabelOverflow: 0,
     })
   })
 })

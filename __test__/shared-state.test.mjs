@@ -9,6 +9,7 @@ import net from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 
 import { Redis } from 'ioredis'
 
@@ -145,7 +146,7 @@ describe('ResponseCache with redisUrl, from JS', () => {
     const pending = one.set('k1', { content: 'hello', usage: { promptTokens: 3, completionTokens: 2 } }, 60)
     assert.ok(pending instanceof Promise)
     await pending
-    const ttl = await admin.pttl(`${prefix}cache:tenant:k1`)
+    const ttl = await admin.pttl(`${prefix}cache:{6:tenant}:k1`)
     assert.ok(ttl > 50_000 && ttl <= 60_000, `PTTL ${ttl}`)
     const hit = await two.get('k1')
     assert.equal(hit.content, 'hello')
@@ -153,7 +154,7 @@ describe('ResponseCache with redisUrl, from JS', () => {
     assert.deepEqual(two.stats(), { hits: 1, misses: 0, entries: 1, bytes: two.stats().bytes, sharedHits: 1, sharedErrors: 0, sharedSkipped: 0 })
     assert.equal(await two.get('absent'), undefined)
     assert.equal(await one.delete('k1'), true)
-    assert.equal(await admin.exists(`${prefix}cache:tenant:k1`), 0)
+    assert.equal(await admin.exists(`${prefix}cache:{6:tenant}:k1`), 0)
     await one.set('k2', { content: 'x' })
     await one.set('k3', { content: 'y' })
     await one.clear()
@@ -166,13 +167,33 @@ describe('ResponseCache with redisUrl, from JS', () => {
     await two.close()
   })
 
+  test('a namespace that extends another with a colon neither reads nor clears the other (acme vs acme:eu)', async () => {
+    const prefix = newPrefix('js-ns')
+    const acme = new ResponseCache({ redisUrl: REDIS_URL, prefix, namespace: 'acme' })
+    const acmeEu = new ResponseCache({ redisUrl: REDIS_URL, prefix, namespace: 'acme:eu' })
+    await acmeEu.set('k', { content: 'for acme:eu only' }, 60)
+    // Another process (no local tier) of tenant acme asks for "eu:k".
+    const acmeElsewhere = new ResponseCache({ redisUrl: REDIS_URL, prefix, namespace: 'acme' })
+    assert.equal(await acmeElsewhere.get('eu:k'), undefined)
+    await acme.set('mine', { content: 'for acme' }, 60)
+    await acme.clear()
+    const eu = new ResponseCache({ redisUrl: REDIS_URL, prefix, namespace: 'acme:eu' })
+    assert.equal((await eu.get('k'))?.content, 'for acme:eu only')
+    assert.equal(await eu.get('mine'), undefined)
+    // Both namespaces' keys carry a hash tag: one namespace, one Redis Cluster slot.
+    assert.deepEqual((await admin.keys(`${prefix}*`)).sort(), [`${prefix}cache:{7:acme:eu}:k`])
+    await acmeEu.clear()
+    assert.deepEqual(await admin.keys(`${prefix}*`), [])
+    for (const cache of [acme, acmeEu, acmeElsewhere, eu]) await cache.close()
+  })
+
   test('answers larger than maxValueBytes stay in the process that made them', async () => {
     const prefix = newPrefix('js-cap')
     const cache = new ResponseCache({ redisUrl: REDIS_URL, prefix, maxValueBytes: 1000 })
     await cache.set('big', { content: 'x'.repeat(5000) })
     await cache.set('small', { content: 'x' })
     assert.equal((await cache.get('big')).content.length, 5000)
-    assert.deepEqual(await admin.keys(`${prefix}*`), [`${prefix}cache::small`])
+    assert.deepEqual(await admin.keys(`${prefix}*`), [`${prefix}cache:{0:}:small`])
     assert.equal(cache.stats().sharedSkipped, 1)
     await cache.close()
   })
@@ -245,19 +266,19 @@ describe('RateLimiter with redisUrl, from JS', () => {
 })
 
 describe('construction errors', () => {
-  test('an unreachable Redis is UPSTREAM_UNAVAILABLE naming the server, never the password', async () => {
+  test('an unreachable Redis: open() and fail-closed calls are UPSTREAM_UNAVAILABLE naming the server, never the password', async () => {
     const port = await sparePort()
     const url = `redis://:hunter2-secret@127.0.0.1:${port}/`
-    for (const build of [
-      () => new RateLimiter({ requestsPerMinute: 10, redisUrl: url }),
-      () => new ResponseCache({ redisUrl: url }),
-    ]) {
-      let error
-      try {
-        build()
-      } catch (e) {
-        error = e
-      }
+    const limiter = new RateLimiter({ requestsPerMinute: 10, redisUrl: url })
+    const cache = new ResponseCache({ redisUrl: url })
+    const errors = [
+      await rejection(limiter.open()),
+      await rejection(cache.open()),
+      // Calls follow the fault policy: the limiter (failOpen: false) refuses; the cache misses.
+      await rejection(limiter.acquire('k')),
+    ]
+    assert.equal(await cache.get('k'), undefined)
+    for (const error of errors) {
       assert.ok(error instanceof FerrogateError, String(error))
       assert.equal(error.code, 'UPSTREAM_UNAVAILABLE')
       assert.equal(error.status, 503)
@@ -265,6 +286,56 @@ describe('construction errors', () => {
       assert.ok(!error.message.includes('hunter2'), error.message)
       assert.ok(!String(error.stack).includes('hunter2'))
     }
+    limiter.close()
+    await cache.close()
+  })
+
+  test('the constructors never block the event loop while they connect (a server that accepts and never answers)', async () => {
+    // Accepts connections and never answers: the worst case, where only the connect timeout (3 s) ends the wait.
+    const silent = net.createServer((socket) => socket.on('error', () => {}))
+    silent.listen(0, '127.0.0.1')
+    await once(silent, 'listening')
+    const url = `redis://:hunter2-secret@127.0.0.1:${silent.address().port}/`
+    const CONNECT_TIMEOUT_MS = 3_000
+    const delay = monitorEventLoopDelay({ resolution: 10 })
+    delay.enable()
+    await sleep(50) // the sampling timer runs from the next turn of the loop
+    const started = performance.now()
+    const limiter = new RateLimiter({ requestsPerMinute: 10, redisUrl: url, failOpen: true })
+    const cache = new ResponseCache({ redisUrl: url })
+    const constructing = performance.now() - started
+    await sleep(100)
+    delay.disable()
+    const maxDelayMs = delay.max / 1e6
+    // Wide margins: blocking for the connect timeout would take 3 s (twice, once per constructor).
+    assert.ok(constructing < CONNECT_TIMEOUT_MS / 2, `the constructors took ${constructing} ms`)
+    assert.ok(maxDelayMs < CONNECT_TIMEOUT_MS / 2, `event loop blocked for ${maxDelayMs} ms`)
+    // A call made before the connection is up waits for it, then follows the fault policy (failOpen admits).
+    const decision = await limiter.acquire('k')
+    assert.equal(decision.allowed, true)
+    assert.equal(limiter.stats().failOpenAdmissions, 1)
+    const error = await rejection(cache.open())
+    assert.equal(error.code, 'UPSTREAM_UNAVAILABLE')
+    assert.ok(!error.message.includes('hunter2'), error.message)
+    limiter.close()
+    await cache.close()
+    silent.close()
+  })
+
+  test('calls made right after the constructor wait for the connection and reach Redis', async () => {
+    const prefix = newPrefix('lazy')
+    const limiter = new RateLimiter({ requestsPerMinute: 2, redisUrl: REDIS_URL, prefix })
+    const cache = new ResponseCache({ redisUrl: REDIS_URL, prefix })
+    const [first, second, third] = [await limiter.acquire('u'), await limiter.acquire('u'), await limiter.acquire('u')]
+    assert.deepEqual([first.allowed, second.allowed, third.allowed], [true, true, false])
+    await cache.set('k', { content: 'stored before open()' })
+    assert.equal(await cache.open(), cache)
+    assert.equal(await limiter.open(), limiter)
+    assert.equal(limiter.stats().storeErrors, 0)
+    assert.equal(cache.stats().sharedErrors, 0)
+    assert.equal((await admin.keys(`${prefix}cache:*`)).length, 1)
+    limiter.close()
+    await cache.close()
   })
 
   test('a URL that is not Redis, or wrong options, are CONFIG', () => {

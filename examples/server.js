@@ -112,10 +112,21 @@ const server = app.listen(PORT, (err) => {
   console.log(`listening on http://localhost:${server.address().port}`)
 })
 
+// Shutting down (SIGTERM from a process manager, Ctrl-C): stop accepting, let the requests and
+// streams in progress finish (up to a grace period), then close the gateway, which flushes the
+// cost ledger and caches, and exit 0. A second signal exits at once.
+const SHUTDOWN_GRACE_MS = 25_000
 for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    server.close()
-    server.closeAllConnections()
-    gateway.close().finally(() => process.exit(0))
+  process.once(sig, async () => {
+    process.once(sig, () => process.exit(1))
+    const closed = new Promise((resolve) => server.close(resolve))
+    // Kept-alive connections are closed as soon as their request in progress has ended.
+    const idle = setInterval(() => server.closeIdleConnections(), 50)
+    const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS)
+    await closed
+    clearInterval(idle)
+    clearTimeout(force)
+    await gateway.close()
+    process.exit(0)
   })
 }

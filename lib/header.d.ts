@@ -52,6 +52,8 @@ export interface ResponseCache {
   clear(): void
   stats(): ResponseCacheStats
   /** Resolves at once without `redisUrl`. */
+  open(): Promise<this>
+  /** Resolves at once without `redisUrl`. */
   close(): Promise<void>
 }
 
@@ -67,13 +69,17 @@ export interface SharedResponseCache {
   /** Both tiers (this cache's namespace); rejects with UPSTREAM_UNAVAILABLE when Redis cannot answer. */
   clear(): Promise<void>
   stats(): ResponseCacheStats
+  /** Resolves once Redis answers; rejects with UPSTREAM_UNAVAILABLE (the URL without its password) when it cannot
+   *  be reached within the connect timeout. Optional: calls made before it wait for the connection. */
+  open(): Promise<this>
   /** Finishes the writes to Redis still under way (the gateway stores answers in Redis off the call's path) and
    *  releases the connection; the cache then works from this process only. */
   close(): Promise<void>
 }
 
 export interface ResponseCacheConstructor {
-  /** Connects to Redis, blocking up to 3 s: UPSTREAM_UNAVAILABLE when it cannot, CONFIG for a bad URL or option. */
+  /** Returns at once and connects to Redis in the background (`await cache.open()` waits for it); CONFIG for a bad
+   *  URL or option. */
   new (options: ResponseCacheOptions & { redisUrl: string }): SharedResponseCache
   /** Throws a FerrogateError with code CONFIG when the options are wrong. */
   new (options?: ResponseCacheOptions & { redisUrl?: undefined | null }): ResponseCache
@@ -86,9 +92,13 @@ export declare const ResponseCache: ResponseCacheConstructor
 
 /** Requests and tokens per minute per key (GCRA). */
 export declare class RateLimiter {
-  /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it connects, blocking up
-   *  to 3 s, and throws UPSTREAM_UNAVAILABLE when Redis cannot be reached. */
+  /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it returns at once and
+   *  connects in the background (`await limiter.open()` waits for it). */
   constructor(options: RateLimiterOptions)
+  /** Resolves once Redis answers (at once without `redisUrl`); rejects with UPSTREAM_UNAVAILABLE (the URL without
+   *  its password) when it cannot be reached within the connect timeout. Optional: calls made before it wait for
+   *  the connection, then follow `failOpen`. */
+  open(): Promise<this>
   readonly options: RateLimiterOptions
   /** False with `redisUrl`: `check()` then throws CONFIG; use `acquire()`. */
   readonly synchronous: boolean

@@ -92,7 +92,7 @@ function exposureWarning(host, keys) {
 const INSTANCE_FIELDS = { cache: 'ResponseCache', rateLimiter: 'RateLimiter', costs: 'CostTracker' }
 
 function gatewayOptions(config) {
-  const { host, port, keys, engine, ...options } = config
+  const { host, port, keys, engine, server, ...options } = config
   for (const [field, className] of Object.entries(INSTANCE_FIELDS)) {
     const value = options[field]
     if (value == null || value === false) continue
@@ -101,6 +101,38 @@ function gatewayOptions(config) {
     options[field] = new Class(value)
   }
   return options
+}
+
+
+// The connection layer of both engines (the config's `server` object); docs/API.md "serve".
+const SERVER_DEFAULTS = {
+  headersTimeoutMs: 30_000,
+  bodyTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 30_000,
+  maxConnections: 1024,
+  shutdownGraceMs: 25_000,
+}
+
+function serverLimits(server) {
+  if (server == null) return { ...SERVER_DEFAULTS }
+  if (typeof server !== 'object' || Array.isArray(server)) throw new ConfigError('config server must be an object')
+  const limits = { ...SERVER_DEFAULTS }
+  for (const [name, value] of Object.entries(server)) {
+    if (!(name in SERVER_DEFAULTS)) throw new ConfigError(`config server.${name} is not a server option (${Object.keys(SERVER_DEFAULTS).join(', ')})`)
+    const least = name === 'shutdownGraceMs' ? 0 : 1
+    if (!Number.isInteger(value) || value < least || value > 86_400_000) throw new ConfigError(`config server.${name} must be a whole number from ${least} to 86400000`)
+    limits[name] = value
+  }
+  return limits
+}
+
+// The backends serve built from the config are its own: closed after the gateway.
+async function closeBackends(options) {
+  await Promise.allSettled([
+    options.costs?.close?.(),
+    options.cache?.close?.(),
+    Promise.resolve().then(() => options.rateLimiter?.close?.()),
+  ])
 }
 
 function validatedKeys(keys) {
@@ -119,26 +151,37 @@ function validatedKeys(keys) {
  * path. Same front door, endpoints and wire format as the node engine (gatewayRouter).
  */
 async function startNative(config, overrides) {
-  const gateway = new ferrogate.Gateway(gatewayOptions(config))
+  const limits = serverLimits(config.server)
+  const options = gatewayOptions(config)
+  const gateway = new ferrogate.Gateway(options)
   const host = overrides.host ?? config.host ?? '127.0.0.1'
   const port = Number(overrides.port ?? config.port ?? 4000)
+  const { shutdownGraceMs, ...connectionLimits } = limits
   let server
   try {
-    server = await gateway[ferrogate.NATIVE_SERVE]({ host, port, keys: validatedKeys(config.keys) })
+    server = await gateway[ferrogate.NATIVE_SERVE]({ host, port, keys: validatedKeys(config.keys), ...connectionLimits })
   } catch (error) {
     await gateway.close()
+    await closeBackends(options)
     throw new ConfigError(error.message)
   }
   // The server runs on the addon's threads, which do not keep Node's event loop alive.
   const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
   const shownHost = server.host.includes(':') ? `[${server.host}]` : server.host
+  let closing
   return {
     engine: 'native',
+    gateway,
     url: `http://${shownHost}:${server.port}`,
-    async close() {
-      server.close()
-      clearInterval(keepAlive)
-      await gateway.close()
+    /** Stops accepting, lets requests and streams finish (up to `shutdownGraceMs`), flushes the backends. */
+    close() {
+      closing ??= (async () => {
+        await server.shutdown(shutdownGraceMs)
+        await gateway.close()
+        await closeBackends(options)
+        clearInterval(keepAlive)
+      })()
+      return closing
     },
   }
 }
@@ -154,8 +197,10 @@ async function startServe(config, overrides = {}) {
   } catch {
     throw new ConfigError("engine 'node' needs the express package (npm install express)")
   }
+  const limits = serverLimits(config.server)
   const serveKeys = validatedKeys(config.keys)
-  const gateway = new ferrogate.Gateway(gatewayOptions(config))
+  const options = gatewayOptions(config)
+  const gateway = new ferrogate.Gateway(options)
   const log = overrides.log ?? ((line) => process.stderr.write(`${redact(line)}\n`))
   const app = express()
   app.disable('x-powered-by')
@@ -166,8 +211,16 @@ async function startServe(config, overrides = {}) {
     const path = req.url.split('?')[0]
     res.status(404).json({ error: { message: `Unknown request URL: ${req.method} ${redact(path)}.`, type: 'invalid_request_error', param: null, code: 'unknown_url' } })
   })
-  const server = require('node:http').createServer(app)
-  server.keepAliveTimeout = 65_000
+  const server = require('node:http').createServer({
+    headersTimeout: limits.headersTimeoutMs,
+    // node counts the whole request (headers and body) from its start.
+    requestTimeout: limits.headersTimeoutMs + limits.bodyTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // How often node looks for requests past their timeouts (its default, 30 s, would add up to 30 s).
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs, limits.bodyTimeoutMs) / 4))),
+  }, app)
+  // Past the cap, node closes a new connection at once.
+  server.maxConnections = limits.maxConnections
   const host = overrides.host ?? config.host ?? '127.0.0.1'
   const port = overrides.port ?? config.port ?? 4000
   await new Promise((resolve, reject) => {
@@ -175,16 +228,28 @@ async function startServe(config, overrides = {}) {
     server.listen(Number(port), host, resolve)
   })
   const address = server.address()
+  let closing
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
   return {
     engine: 'node',
     server,
     gateway,
     url: `http://${shownHost}:${address.port}`,
-    async close() {
-      server.closeAllConnections?.()
-      await new Promise((resolve) => server.close(resolve))
-      await gateway.close()
+    /** Stops accepting, lets requests and streams finish (up to `shutdownGraceMs`), flushes the backends. */
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise((resolve) => server.close(resolve))
+        // Kept-alive connections are closed as soon as their request in progress has ended.
+        server.closeIdleConnections()
+        const idle = setInterval(() => server.closeIdleConnections(), 50)
+        const grace = setTimeout(() => server.closeAllConnections(), limits.shutdownGraceMs)
+        await closed
+        clearInterval(idle)
+        clearTimeout(grace)
+        await gateway.close()
+        await closeBackends(options)
+      })()
+      return closing
     },
   }
 }

@@ -57,6 +57,15 @@ impl std::fmt::Debug for ResponseCache {
   }
 }
 
+/// The part of every stored key that names its namespace: `{<byte length>:<namespace>}:`.
+/// The length makes it unambiguous (`acme` + `eu:k` and `acme:eu` + `k` are different keys,
+/// and clearing `acme` cannot reach `acme:eu`); the braces are a Redis Cluster hash tag, so
+/// one namespace's keys share one slot (a namespace containing `}` still gets one slot: its
+/// tag is cut at the same place in every one of its keys).
+pub(crate) fn namespace_prefix(namespace: &str) -> String {
+  format!("{{{}:{namespace}}}:", namespace.len())
+}
+
 impl ResponseCache {
   pub fn in_memory(limits: MemoryCacheLimits, namespace: Option<&str>) -> Self {
     Self::with_store(Arc::new(MemoryCacheStore::new(limits)), namespace)
@@ -75,7 +84,7 @@ impl ResponseCache {
     ResponseCache {
       store,
       synchronous,
-      prefix: format!("{}:", namespace.unwrap_or("")),
+      prefix: namespace_prefix(namespace.unwrap_or("")),
       hits: AtomicU64::new(0),
       misses: AtomicU64::new(0),
       in_flight: Mutex::new(HashMap::new()),
@@ -141,6 +150,11 @@ impl ResponseCache {
   /// Whether `get`/`set`/`delete`/`clear` answer at once (see [`ResponseCache::now`]).
   pub fn is_synchronous(&self) -> bool {
     self.synchronous
+  }
+
+  /// Finishes a shared store's pending writes; the cache stays usable.
+  pub async fn flush(&self) {
+    self.store.flush().await;
   }
 
   /// Finishes a shared store's pending writes and releases its connection; the cache then
@@ -593,6 +607,18 @@ mod tests {
     assert!(ResponseCache::now(b.get("k")).expect("get").is_none());
     let found = ResponseCache::now(a.get("k")).expect("get").expect("hit");
     assert_eq!(found.content, "for a");
+  }
+
+  #[test]
+  fn a_namespace_that_extends_another_with_a_colon_stays_apart() {
+    let store: Arc<dyn CacheStore> = Arc::new(MemoryCacheStore::new(MemoryCacheLimits::default()));
+    let acme = ResponseCache::with_store(store.clone(), Some("acme"));
+    let acme_eu = ResponseCache::with_store(store, Some("acme:eu"));
+    ResponseCache::now(acme_eu.set("k", answer("eu only"), None)).expect("set");
+    assert!(ResponseCache::now(acme.get("eu:k")).expect("get").is_none());
+    ResponseCache::now(acme.clear()).expect("clear");
+    assert!(ResponseCache::now(acme_eu.get("k")).expect("get").is_some());
+    assert_eq!(namespace_prefix("acme:eu"), "{7:acme:eu}:");
   }
 
   #[test]

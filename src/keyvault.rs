@@ -154,15 +154,23 @@ impl KeyVault {
     daily_token_quota: Option<u64>,
   ) -> Result<(), VaultError> {
     let sealed_key = key.map(|k| encrypt(k, &self.secret)).transpose()?;
+    // Adding an existing id replaces its provider, key and quota (a key rotation, a new
+    // quota) but keeps what it has used today: re-adding must not hand out a fresh quota.
+    let (used_tokens, reserved_tokens, day) = self
+      .entries
+      .get(id)
+      .map_or((0, 0, i64::MIN), |old| {
+        (old.used_tokens, old.reserved_tokens, old.day)
+      });
     self.entries.insert(
       id.to_string(),
       Entry {
         provider: provider.to_string(),
         sealed_key,
         daily_token_quota,
-        used_tokens: 0,
-        reserved_tokens: 0,
-        day: i64::MIN,
+        used_tokens,
+        reserved_tokens,
+        day,
       },
     );
     Ok(())

@@ -5,7 +5,7 @@
 //! that own the other facts (cache, limiter, budget, circuit breaker) call the small
 //! `record_*` / `set_*` methods here.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,6 +52,41 @@ struct Registry {
   /// (route, provider, model) → 0 healthy, 1 half open, 2 ejected.
   circuit: BTreeMap<(String, String, String), u8>,
   anomalies: BTreeMap<(String, String, &'static str), u64>,
+  models: ModelLabels,
+}
+
+/// Model labels for models nobody configured (a client's choice passed through a
+/// `defaultProvider`): the first [`MAX_UNCONFIGURED_MODELS`] keep their names, later ones
+/// share the label `other`, so a client cannot grow the series without bound.
+pub const MAX_UNCONFIGURED_MODELS: usize = 32;
+const OTHER_MODEL: &str = "other";
+
+#[derive(Default)]
+struct ModelLabels {
+  /// "provider/model" of every configured model and route target: always their own label.
+  configured: HashSet<String>,
+  /// (provider, model) of the unconfigured models given their own label so far.
+  admitted: HashSet<(String, String)>,
+  /// Calls counted under `other`.
+  overflow: u64,
+}
+
+impl ModelLabels {
+  fn label<'a>(&mut self, provider: &str, model: &'a str) -> &'a str {
+    if provider.is_empty() || self.configured.contains(&format!("{provider}/{model}")) {
+      return model;
+    }
+    let key = (provider.to_string(), model.to_string());
+    if self.admitted.contains(&key) {
+      return model;
+    }
+    if self.admitted.len() < MAX_UNCONFIGURED_MODELS {
+      self.admitted.insert(key);
+      return model;
+    }
+    self.overflow += 1;
+    OTHER_MODEL
+  }
 }
 
 /// One call whose latency stood out from its provider/model's recent history.
@@ -154,6 +189,23 @@ pub struct Metrics {
 const UNRESOLVED: &str = "unresolved";
 
 impl Metrics {
+  /// The configured models ("provider/model"), which keep their own label whatever the
+  /// number of other models seen.
+  pub fn set_configured_models(&self, models: impl IntoIterator<Item = String>) {
+    if let Ok(mut registry) = self.registry.lock() {
+      registry.models.configured = models.into_iter().collect();
+    }
+  }
+
+  /// Calls whose model was counted under `other` (see [`MAX_UNCONFIGURED_MODELS`]).
+  pub fn model_label_overflow(&self) -> u64 {
+    self
+      .registry
+      .lock()
+      .map(|registry| registry.models.overflow)
+      .unwrap_or(0)
+  }
+
   /// Records one finished call. `provider`/`model` are the resolved names when known.
   pub fn record_call(
     &self,
@@ -166,7 +218,9 @@ impl Metrics {
       None => ("", UNRESOLVED),
     };
     let mut anomaly_latency = None;
+    let mut model = model;
     if let Ok(mut registry) = self.registry.lock() {
+      model = registry.models.label(provider, model);
       let labels = (provider.to_string(), model.to_string());
       let (outcome, code) = match result {
         Ok(_) => ("ok", ""),
@@ -327,7 +381,15 @@ impl Metrics {
         number(*cost)
       );
     }
+    let overflow_help = format!(
+      "Calls of unconfigured models counted under model=\"other\" (past the first {MAX_UNCONFIGURED_MODELS} such models)."
+    );
     for (name, help, value) in [
+      (
+        "ferrogate_model_label_overflow_total",
+        overflow_help.as_str(),
+        registry.models.overflow,
+      ),
       (
         "ferrogate_cache_hits_total",
         "Calls answered from the response cache.",
@@ -436,6 +498,36 @@ fn escape(value: &str) -> String {
 mod tests {
   use super::*;
   use crate::types::{FinishReason, Usage};
+
+  #[test]
+  fn unconfigured_models_past_the_limit_share_one_label_and_are_counted() {
+    let metrics = Metrics::default();
+    metrics.set_configured_models(["openai/gpt-4o".to_string()]);
+    for i in 0..MAX_UNCONFIGURED_MODELS + 10 {
+      metrics.record_call(Some("openai"), &format!("invented-{i}"), &ok(5.0));
+    }
+    metrics.record_call(Some("openai"), "gpt-4o", &ok(5.0));
+    metrics.record_call(Some("openai"), "invented-0", &ok(5.0));
+    let text = metrics.render();
+    assert!(text.contains("model=\"gpt-4o\""), "{text}");
+    assert!(
+      text.contains("model=\"invented-0\",outcome=\"ok\",code=\"\"} 2"),
+      "{text}"
+    );
+    assert!(
+      text.contains("model=\"other\",outcome=\"ok\",code=\"\"} 10"),
+      "{text}"
+    );
+    assert!(
+      !text.contains(&format!("invented-{MAX_UNCONFIGURED_MODELS}\"")),
+      "{text}"
+    );
+    assert!(
+      text.contains("ferrogate_model_label_overflow_total 10"),
+      "{text}"
+    );
+    assert_eq!(metrics.model_label_overflow(), 10);
+  }
 
   fn ok(latency_ms: f64) -> Result<ChatResponse, GatewayError> {
     Ok(ChatResponse {

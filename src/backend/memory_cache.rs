@@ -153,8 +153,17 @@ impl CacheStore for MemoryCacheStore {
 
   /// A memory store belongs to one `ResponseCache`, hence to one namespace: clearing
   /// that namespace empties it.
-  fn clear<'a>(&'a self, _prefix: &'a str) -> BoxFuture<'a, Result<()>> {
-    self.entries.invalidate_all();
+  fn clear<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
+    if prefix.is_empty() {
+      self.entries.invalidate_all();
+    } else {
+      // Only this namespace: several caches (namespaces) may share one store.
+      for (key, _) in self.entries.iter() {
+        if key.starts_with(prefix) {
+          self.entries.invalidate(key.as_str());
+        }
+      }
+    }
     self.entries.run_pending_tasks();
     future::ready(Ok(())).boxed()
   }

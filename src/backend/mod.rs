@@ -73,6 +73,10 @@ pub trait CacheStore: Send + Sync {
   /// Removes every entry whose key starts with `prefix` (the namespace).
   fn clear<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>>;
   fn usage(&self) -> StoreUsage;
+  /// Finishes the writes still under way (a shared store); the store stays open.
+  fn flush(&self) -> BoxFuture<'_, ()> {
+    futures_util::future::ready(()).boxed()
+  }
   /// Finishes the writes still under way and releases the store's connections (a shared
   /// store); later operations use the local tier only, or fail.
   fn close(&self) -> BoxFuture<'_, ()> {

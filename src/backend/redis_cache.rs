@@ -4,7 +4,7 @@
 //! A read asks moka, then Redis (one round trip: the value and its remaining time to
 //! live), and a Redis hit fills moka for the rest of that time. A write goes to both; an
 //! answer whose encoding is larger than `max_value_bytes` stays in this process only.
-//! Redis entries are `{prefix}cache:{namespaced key}` holding the answer as versioned JSON,
+//! Redis entries are `{prefix}cache:{namespaced key}` (see `cache::namespace_prefix`) holding the answer as versioned JSON,
 //! always with a PX time to live. A Redis that cannot answer costs misses only: failed
 //! reads and writes are counted and otherwise ignored. `delete` and `clear` are explicit
 //! invalidations, so they report a Redis failure (after doing their local part).
@@ -467,6 +467,16 @@ impl CacheStore for TieredCacheStore {
       shared_skipped: self.counters.shared_skipped.load(Ordering::Relaxed),
       ..self.local.usage()
     }
+  }
+
+  fn flush(&self) -> BoxFuture<'_, ()> {
+    async move {
+      // `wait` needs a closed tracker; reopened at once, so later writes are tracked again.
+      self.pending.close();
+      let _ = tokio::time::timeout(CONNECT_TIMEOUT + COMMAND_TIMEOUT, self.pending.wait()).await;
+      self.pending.reopen();
+    }
+    .boxed()
   }
 
   fn close(&self) -> BoxFuture<'_, ()> {

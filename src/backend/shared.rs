@@ -56,24 +56,65 @@ pub fn unavailable(what: &str, url: &str, cause: impl std::fmt::Display) -> Gate
   error
 }
 
-/// Opens a reconnecting Redis connection. The first connection is made here, so a server
-/// that is down at start fails now rather than on the first command; after that the
-/// manager reconnects in the background and each command fails fast while the server is
-/// away.
-pub async fn connect_redis(what: &str, url: &str) -> Result<ConnectionManager> {
-  let client = redis::Client::open(url).map_err(|error| {
+fn redis_client(what: &str, url: &str) -> Result<redis::Client> {
+  redis::Client::open(url).map_err(|error| {
     GatewayError::config(format!(
       "{what}: redisUrl {} is not a Redis URL ({:?})",
       display_url(url),
       error.kind()
     ))
-  })?;
-  let config = ConnectionManagerConfig::new()
+  })
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+  ConnectionManagerConfig::new()
     .set_connection_timeout(Some(CONNECT_TIMEOUT))
     .set_response_timeout(Some(COMMAND_TIMEOUT))
     .set_number_of_retries(1)
-    .set_max_delay(Duration::from_millis(500));
-  let connecting = ConnectionManager::new_with_config(client, config);
+    .set_max_delay(Duration::from_millis(500))
+}
+
+/// A reconnecting Redis connection that connects in the background: it returns at once
+/// (only a bad URL fails, with CONFIG), and the first command waits for the connection
+/// (at most [`CONNECT_TIMEOUT`]), then fails like any command while the server is away.
+/// Must run inside the tokio runtime. [`ping`] waits for the connection on purpose.
+pub fn connect_redis_lazy(what: &str, url: &str) -> Result<ConnectionManager> {
+  let client = redis_client(what, url)?;
+  ConnectionManager::new_lazy_with_config(client, manager_config())
+    .map_err(|error| unavailable(what, url, error))
+}
+
+/// Waits until `connection` answers (at most [`CONNECT_TIMEOUT`] for the connection plus
+/// one command): an unreachable server is UPSTREAM_UNAVAILABLE naming it without its
+/// password.
+pub async fn ping(what: &str, url: &str, connection: &ConnectionManager) -> Result<()> {
+  let mut connection = connection.clone();
+  let answered = tokio::time::timeout(
+    CONNECT_TIMEOUT + COMMAND_TIMEOUT,
+    redis::cmd("PING").query_async::<()>(&mut connection),
+  )
+  .await;
+  match answered {
+    Ok(Ok(())) => Ok(()),
+    Ok(Err(error)) => Err(unavailable(what, url, error)),
+    Err(_) => Err(unavailable(
+      what,
+      url,
+      format!(
+        "no answer within {} ms",
+        (CONNECT_TIMEOUT + COMMAND_TIMEOUT).as_millis()
+      ),
+    )),
+  }
+}
+
+/// Opens a reconnecting Redis connection. The first connection is made here, so a server
+/// that is down at start fails now rather than on the first command; after that the
+/// manager reconnects in the background and each command fails fast while the server is
+/// away.
+pub async fn connect_redis(what: &str, url: &str) -> Result<ConnectionManager> {
+  let client = redis_client(what, url)?;
+  let connecting = ConnectionManager::new_with_config(client, manager_config());
   match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
     Ok(Ok(manager)) => Ok(manager),
     Ok(Err(error)) => Err(unavailable(what, url, error)),

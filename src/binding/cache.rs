@@ -8,7 +8,7 @@ use super::types::{ChatRequest, ToolCall};
 use super::{coded, convert, invalid_arg};
 use crate::backend::memory_cache::MemoryCacheLimits;
 use crate::backend::redis_cache::{TieredCacheOptions, TieredCacheStore, DEFAULT_MAX_VALUE_BYTES};
-use crate::backend::shared::connect_redis;
+use crate::backend::shared::{connect_redis_lazy, ping};
 use crate::cache::{key_for, ResponseCache};
 use crate::error::GatewayError;
 use crate::types::{self as core, FinishReason, Usage};
@@ -24,7 +24,8 @@ pub struct ResponseCacheOptions {
   /// Prefixed to every key, so tenants sharing a store never share answers.
   pub namespace: Option<String>,
   /// Adds Redis as a second tier shared by every process using the same URL and prefix;
-  /// `get`/`set`/`delete`/`clear` then return Promises. The constructor connects (up to 3 s).
+  /// `get`/`set`/`delete`/`clear` then return Promises. The constructor returns at once and connects in the background
+  /// (`await open()` waits for the connection).
   pub redis_url: Option<String>,
   /// With `redisUrl`: prepended to every Redis key (default "ferrogate:").
   pub prefix: Option<String>,
@@ -77,18 +78,51 @@ pub struct CachedAnswer {
 #[napi]
 pub struct NativeResponseCache {
   pub(crate) inner: Arc<ResponseCache>,
+  redis: Option<RedisLink>,
 }
 
 /// The default namespace of every Redis key ferrogate writes.
 pub(crate) const DEFAULT_REDIS_PREFIX: &str = "ferrogate:";
 
-/// Connects to Redis from a constructor, on the JS thread: blocks until connected or
-/// until the connect timeout. The connection's tasks live on the addon's runtime.
-pub(crate) fn connect_blocking(
+/// A Redis connection for a constructor, on the JS thread, that connects in the background:
+/// it returns at once (the future below is ready at once; it only runs on the addon's
+/// runtime, where the connection's tasks live). Calls made before the connection is up wait
+/// for it, then follow the store's fault policy; `open()` waits for it on purpose.
+pub(crate) fn connect_in_background(
   what: &str,
   url: &str,
 ) -> Result<redis::aio::ConnectionManager, GatewayError> {
-  napi::bindgen_prelude::block_on(connect_redis(what, url))
+  napi::bindgen_prelude::block_on(async { connect_redis_lazy(what, url) })
+}
+
+/// What `open()` waits for: the Redis connection of a shared store, with its URL.
+pub(crate) struct RedisLink {
+  what: &'static str,
+  url: String,
+  connection: redis::aio::ConnectionManager,
+}
+
+impl RedisLink {
+  pub(crate) fn new(
+    what: &'static str,
+    url: &str,
+    connection: &redis::aio::ConnectionManager,
+  ) -> Self {
+    RedisLink {
+      what,
+      url: url.to_string(),
+      connection: connection.clone(),
+    }
+  }
+
+  pub(crate) async fn open(link: Option<&RedisLink>) -> napi::Result<()> {
+    match link {
+      None => Ok(()),
+      Some(link) => ping(link.what, &link.url, &link.connection)
+        .await
+        .map_err(coded),
+    }
+  }
 }
 
 /// A count from JS: a whole number ≥ `min`.
@@ -148,6 +182,7 @@ impl NativeResponseCache {
       }
       return Ok(NativeResponseCache {
         inner: Arc::new(ResponseCache::in_memory(limits, namespace)),
+        redis: None,
       });
     };
     let max_value_bytes = match options.max_value_bytes {
@@ -156,7 +191,8 @@ impl NativeResponseCache {
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
         .map_err(invalid_arg)?,
     };
-    let connection = connect_blocking("ResponseCache", &url).map_err(coded)?;
+    let connection = connect_in_background("ResponseCache", &url).map_err(coded)?;
+    let link = RedisLink::new("ResponseCache", &url, &connection);
     let store = TieredCacheStore::new(
       connection,
       &url,
@@ -170,7 +206,16 @@ impl NativeResponseCache {
     );
     Ok(NativeResponseCache {
       inner: Arc::new(ResponseCache::shared(Arc::new(store), namespace)),
+      redis: Some(link),
     })
+  }
+
+  /// Resolves once the Redis tier answers (at once without `redisUrl`); rejects with
+  /// UPSTREAM_UNAVAILABLE naming the server (never its password) when it cannot be reached
+  /// within the connect timeout.
+  #[napi]
+  pub async fn open(&self) -> napi::Result<()> {
+    RedisLink::open(self.redis.as_ref()).await
   }
 
   /// False when Redis is a tier (`redisUrl`): then only the `*Async` methods work.

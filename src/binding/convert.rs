@@ -457,6 +457,7 @@ pub fn stats(stats: StatsSnapshot) -> js::GatewayStats {
     unpriced_calls: stats.unpriced_calls as f64,
     hook_errors: stats.hook_errors as f64,
     hook_dropped: stats.hook_dropped as f64,
+    model_label_overflow: stats.model_label_overflow as f64,
   }
 }
 

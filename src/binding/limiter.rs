@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use napi_derive::napi;
 
-use super::cache::{connect_blocking, whole, DEFAULT_REDIS_PREFIX};
+use super::cache::{connect_in_background, whole, RedisLink, DEFAULT_REDIS_PREFIX};
 use super::{coded, invalid_arg};
 use crate::backend::redis_limiter::RedisLimiterStore;
 use crate::error::GatewayError;
@@ -19,7 +19,8 @@ pub struct RateLimiterOptions {
   /// minute), else in tokens.
   pub burst: Option<f64>,
   /// Keeps the buckets in Redis, shared by every process using the same URL and prefix;
-  /// `check()` then throws (use `acquire()`). The constructor connects (up to 3 s).
+  /// `check()` then throws (use `acquire()`). The constructor returns at once and connects in the background
+  /// (`await open()` waits for the connection).
   pub redis_url: Option<String>,
   /// With `redisUrl`: while Redis cannot answer, admit calls (true) or refuse them with
   /// UPSTREAM_UNAVAILABLE (false, the default).
@@ -53,6 +54,7 @@ pub struct RateLimitDecision {
 #[napi]
 pub struct NativeRateLimiter {
   pub(crate) inner: Arc<RateLimiter>,
+  redis: Option<RedisLink>,
 }
 
 fn parse_tokens(value: Option<f64>) -> napi::Result<u64> {
@@ -94,11 +96,13 @@ impl NativeRateLimiter {
       let limiter = RateLimiter::in_memory(limits).map_err(invalid_arg)?;
       return Ok(NativeRateLimiter {
         inner: Arc::new(limiter),
+        redis: None,
       });
     };
     // Wrong options are reported before a connection is tried.
     limits.quota().map_err(invalid_arg)?;
-    let connection = connect_blocking("RateLimiter", &url).map_err(coded)?;
+    let connection = connect_in_background("RateLimiter", &url).map_err(coded)?;
+    let link = RedisLink::new("RateLimiter", &url, &connection);
     let prefix = options.prefix.as_deref().unwrap_or(DEFAULT_REDIS_PREFIX);
     let store = RedisLimiterStore::new(connection, &url, prefix);
     let backend = Backend::Shared {
@@ -107,7 +111,16 @@ impl NativeRateLimiter {
     let limiter = RateLimiter::with_store(limits, Arc::new(store), backend).map_err(invalid_arg)?;
     Ok(NativeRateLimiter {
       inner: Arc::new(limiter),
+      redis: Some(link),
     })
+  }
+
+  /// Resolves once Redis answers (at once without `redisUrl`); rejects with
+  /// UPSTREAM_UNAVAILABLE naming the server (never its password) when it cannot be reached
+  /// within the connect timeout.
+  #[napi]
+  pub async fn open(&self) -> napi::Result<()> {
+    RedisLink::open(self.redis.as_ref()).await
   }
 
   /// Admits one request costing `tokens` for `key`, or refuses it (consuming nothing).

@@ -386,10 +386,16 @@ impl NativeGateway {
     }
   }
 
-  /// After `close()`: resolves once every call in flight has settled (its result handed over).
+  /// After `close()`: resolves once every call in flight has settled (its result handed
+  /// over) and the backends have written what the calls recorded.
   #[napi]
   pub async fn wait_closed(&self) {
     self.calls.wait().await;
+    // Every settled call has queued its ledger row and cache write: write them now, so a
+    // process that exits right after `close()` keeps them.
+    if let Ok(gateway) = &self.inner {
+      gateway.flush_backends().await;
+    }
   }
 
   #[napi]

@@ -370,6 +370,9 @@ pub struct GatewayStats {
   pub hook_errors: f64,
   /// Records not delivered to `onCall` because its queue was full.
   pub hook_dropped: f64,
+  /// Calls of unconfigured models that metrics counted under `model="other"` (past the
+  /// first 32 such models).
+  pub model_label_overflow: f64,
 }
 
 /// One route target's state.

@@ -167,7 +167,7 @@ impl Gateway {
       .map(|p| p.name.clone())
       .collect();
     let responses = crate::backend::responses::build(&config.responses)?;
-    Ok(Gateway {
+    let gateway = Gateway {
       providers,
       router,
       timeout: config.timeout,
@@ -182,7 +182,11 @@ impl Gateway {
       accounting: Accounting::new(config.costs, mock_providers),
       stats: GatewayStats::default(),
       responses,
-    })
+    };
+    // Configured models and route targets keep their metric labels; the models clients
+    // invent through a defaultProvider are bounded.
+    gateway.metrics.set_configured_models(gateway.models());
+    Ok(gateway)
   }
 
   /// The store of Responses kept with `store: true` (for `previous_response_id`, GET, DELETE).
@@ -214,6 +218,26 @@ impl Gateway {
   /// Stops background work (active health checks).
   pub fn close(&self) {
     self.router.stop();
+  }
+
+  /// Writes what the calls so far left to the backends: the cost tracker's ledger rows and
+  /// budget settlements, the response cache's shared-tier writes. The backends stay open
+  /// (whoever made them may share them and closes them). Failures are counted by the
+  /// backends themselves (e.g. the tracker's `ledgerFailed`), never raised: this runs at
+  /// shutdown, where nobody could act on them.
+  pub async fn flush_backends(&self) {
+    // Each backend bounds its own wait; this bounds the whole, so a shutdown never hangs on
+    // a server that went away (what is left stays queued, e.g. `ledgerBuffered`).
+    const FLUSH_PATIENCE: Duration = Duration::from_secs(10);
+    let flush = async {
+      if let Some(tracker) = self.accounting.tracker() {
+        let _ = tracker.flush_async().await;
+      }
+      if let Some(cache) = &self.cache {
+        cache.flush().await;
+      }
+    };
+    let _ = tokio::time::timeout(FLUSH_PATIENCE, flush).await;
   }
 
   /// The route stage: a route alias gives its targets; anything else is "provider/model".
@@ -598,7 +622,10 @@ impl Gateway {
 
   /// Calls by outcome and error code, cache and limiter counters, hook errors.
   pub fn stats(&self) -> StatsSnapshot {
-    self.stats.snapshot()
+    StatsSnapshot {
+      model_label_overflow: self.metrics.model_label_overflow(),
+      ..self.stats.snapshot()
+    }
   }
 
   /// The `onCall` hook threw: counted in `stats()`, never rethrown.

@@ -179,6 +179,8 @@ pub struct StatsSnapshot {
   pub unpriced_calls: u64,
   pub hook_errors: u64,
   pub hook_dropped: u64,
+  /// Calls whose model the metrics counted under `other` (too many unconfigured models).
+  pub model_label_overflow: u64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -211,6 +213,7 @@ impl GatewayStats {
       unpriced_calls: load(&self.unpriced_calls),
       hook_errors: load(&self.hook_errors),
       hook_dropped: load(&self.hook_dropped),
+      model_label_overflow: 0,
     }
   }
 }

@@ -2,7 +2,10 @@
 //! no JS on the request path. Every request under `/v1/` goes to the front door
 //! (`crate::ingress`), the same driver and codecs `gatewayRouter` uses; `GET /health` is
 //! answered here. A client that disconnects drops the response body, which cancels the call
-//! and so the upstream request.
+//! and so the upstream request. Connections, their timeouts and their number are
+//! `connection`'s.
+
+pub mod connection;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,13 +15,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::GatewayError;
+use self::connection::{ConnectionLimits, Connections, RequestBody};
+use crate::error::{ErrorCode, GatewayError};
 use crate::ingress::{self, FrontDoor, HttpRequest, Keys, Reply, MAX_BODY_BYTES};
 use crate::pipeline::Gateway;
 
@@ -32,12 +35,24 @@ struct State {
 
 pub struct Server {
   pub address: SocketAddr,
-  shutdown: CancellationToken,
+  connections: Connections,
 }
 
 impl Server {
+  /// Stops accepting and ends idle connections; requests in progress go on.
   pub fn close(&self) {
-    self.shutdown.cancel();
+    self.connections.close();
+  }
+
+  /// Stops accepting, lets the requests in progress (streams included) finish for up to
+  /// `grace`, then drops the connections still open.
+  pub async fn shutdown(&self, grace: Duration) {
+    self.connections.shutdown(grace).await;
+  }
+
+  /// Connections closed at once because `max_connections` were open.
+  pub fn refused_connections(&self) -> u64 {
+    self.connections.refused()
   }
 }
 
@@ -47,6 +62,7 @@ pub async fn start(
   host: &str,
   port: u16,
   keys: Option<Vec<ServeKey>>,
+  limits: ConnectionLimits,
 ) -> Result<Server, GatewayError> {
   let keys = match keys {
     Some(keys) => Keys::from_serve_keys(keys)?,
@@ -58,42 +74,14 @@ pub async fn start(
   let address = listener
     .local_addr()
     .map_err(|e| GatewayError::config(format!("cannot read the listening address: {e}")))?;
-  let shutdown = CancellationToken::new();
   let state = Arc::new(State {
     door: FrontDoor::new(gateway, keys, None),
   });
-  let stop = shutdown.clone();
-  tokio::spawn(async move {
-    loop {
-      let accepted = tokio::select! {
-        _ = stop.cancelled() => break,
-        accepted = listener.accept() => accepted,
-      };
-      let Ok((socket, _)) = accepted else {
-        // Out of file descriptors and the like: back off instead of spinning.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        continue;
-      };
-      let _ = socket.set_nodelay(true);
-      let state = state.clone();
-      let stop = stop.clone();
-      tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req| {
-          let state = state.clone();
-          async move { Ok::<_, Infallible>(handle(state, req).await) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-          .keep_alive(true)
-          .serve_connection(TokioIo::new(socket), service);
-        tokio::pin!(connection);
-        tokio::select! {
-          _ = connection.as_mut() => {}
-          _ = stop.cancelled() => connection.as_mut().graceful_shutdown(),
-        }
-      });
-    }
-  });
-  Ok(Server { address, shutdown })
+  let connections = connection::serve(listener, limits, move |req| handle(state.clone(), req));
+  Ok(Server {
+    address,
+    connections,
+  })
 }
 
 fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -128,7 +116,7 @@ fn whole(reply: ingress::WholeReply) -> Response<Body> {
   with_headers(response, reply.status, reply.headers)
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(state: Arc<State>, req: Request<RequestBody>) -> Response<Body> {
   if req.method() == Method::GET && req.uri().path().trim_end_matches('/') == "/health" {
     return full(
       StatusCode::OK,
@@ -149,7 +137,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     .collect();
   let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
     Ok(collected) => collected.to_bytes(),
-    Err(_) => return whole(FrontDoor::refuse(method, path, &ingress::body_too_large())),
+    Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+      return whole(FrontDoor::refuse(method, path, &ingress::body_too_large()))
+    }
+    // The body did not arrive in time, or the connection broke while it did.
+    Err(error) => {
+      let refused = GatewayError::new(
+        ErrorCode::InvalidRequest,
+        format!("the request body could not be read: {error}"),
+      )
+      .with_status(408);
+      return whole(FrontDoor::refuse(method, path, &refused));
+    }
   };
   let request = HttpRequest {
     method,
