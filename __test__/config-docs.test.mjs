@@ -66,5 +66,5 @@ test('the shapes errors and the serve validator use are the declared types, fiel
   assert.deepEqual(fields(shapes.RATE_LIMITER_OPTIONS), sorted(declared('RateLimiterOptions')))
   assert.deepEqual(fields(shapes.COST_TRACKER_OPTIONS), sorted(declared('CostTrackerOptions')))
   const gatewayJson = [...declared('GatewayOptions')].filter((key) => !['onCall', 'onAnomaly'].includes(key))
-  assert.deepEqual(fields(shapes.SERVE_CONFIG), sorted([...gatewayJson, 'host', 'port', 'engine', 'keys']))
+  assert.deepEqual(fields(shapes.SERVE_CONFIG), sorted([...gatewayJson, 'host', 'port', 'engine', 'server', 'keys']))
 })

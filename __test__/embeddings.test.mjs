@@ -96,7 +96,12 @@ describe('gateway.embed with the mock provider', () => {
     assert.equal(one.cached, false)
     assert.ok(one.usage.promptTokens > 0)
     assert.equal(one.usage.totalTokens, one.usage.promptTokens)
-    assert.ok(Math.abs(one.costUsd - one.usage.promptTokens * SMALL_PRICE) < 1e-15)
+    // The mock provider is free unless a CostTracker's pricing names the model.
+    assert.equal(one.costUsd, 0)
+    const priced = gateway({ costs: new CostTracker({ pricing: { 'mock/text-embedding-3-small': { input_cost_per_token: SMALL_PRICE, output_cost_per_token: 0 } } }) })
+    t.after(() => priced.close())
+    const billed = await priced.embed({ model: 'mock/text-embedding-3-small', input: 'hello' })
+    assert.ok(Math.abs(billed.costUsd - billed.usage.promptTokens * SMALL_PRICE) < 1e-15, `${billed.costUsd}`)
 
     const many = await gw.embed({ model: 'mock/e', input: ['hello', 'world', 'hello'], dimensions: 32 })
     assert.equal(many.embeddings.length, 3)

@@ -99,6 +99,7 @@ const PROVIDER_CONFIG = object(
     maxRetries: number,
     mockChunkDelayMs: number,
     caCertPath: string,
+    api: oneOf("'chat' or 'responses'", { expect: "'chat'", test: (v) => v === 'chat' }, { expect: "'responses'", test: (v) => v === 'responses' }),
   },
   { required: ['kind'], expect: "an object { kind: 'openai' | 'anthropic' | 'gemini' | 'mock', … }" },
 )
@@ -147,6 +148,23 @@ const COST_TRACKER_OPTIONS = object({
   prefix: string,
 })
 
+const RESPONSES_OPTIONS = object({
+  redisUrl: string,
+  prefix: string,
+  ttlSeconds: number,
+  maxEntries: number,
+  maxBytes: number,
+})
+
+/** serve's connection layer (the config's `server` object). */
+const SERVER_OPTIONS = object({
+  headersTimeoutMs: number,
+  bodyTimeoutMs: number,
+  keepAliveTimeoutMs: number,
+  maxConnections: number,
+  shutdownGraceMs: number,
+})
+
 const instanceOrFalse = (expect) => ({ expect, test: (v) => v === false || isPlainObject(v) })
 
 /** The fields of GatewayOptions the native gateway reads, and those JS handles (instances, hooks). */
@@ -162,6 +180,7 @@ const GATEWAY_OPTIONS = object(
     cache: instanceOrFalse('a ResponseCache or false'),
     rateLimiter: instanceOrFalse('a RateLimiter'),
     costs: instanceOrFalse('a CostTracker'),
+    responses: RESPONSES_OPTIONS,
     onCall: func,
     onAnomaly: func,
   },
@@ -178,6 +197,7 @@ const SERVE_CONFIG = object(
     host: string,
     port: number,
     engine: string,
+    server: SERVER_OPTIONS,
     keys: arrayOf(object({ key: string, user: string, dailyTokenQuota: number }, { required: ['key'], expect: 'an object { key, user?, dailyTokenQuota? }' }), 'an array of { key, user?, dailyTokenQuota? }'),
   },
   { required: ['providers'], expect: 'a JSON object { providers, … }' },
