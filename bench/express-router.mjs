@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Contender "express+openaiRouter": Express 5 with ferrogate/express's openaiRouter mounted at
-// /v1 over a Gateway whose defaultProvider is the mock upstream (plain model names work).
+// Contender "express+gatewayRouter": Express 5 with ferrogate/express's gatewayRouter (the front door:
+// Chat Completions, Responses, Messages, Embeddings) over a Gateway whose defaultProvider is the mock
+// upstream (plain model names work; Messages and Responses requests are translated to it).
 // Loopback only. Env: PORT (default 18302), UPSTREAM_BASE_URL (default http://127.0.0.1:18080/v1).
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -8,7 +9,7 @@ import { REPO_DIR, requireDep, requireFerrogate } from './lib.mjs';
 
 const express = requireDep('express');
 const { Gateway } = requireFerrogate();
-const { openaiRouter } = createRequire(path.join(REPO_DIR, 'noop.js'))(path.join(process.env.FERROGATE_MODULE || REPO_DIR, 'lib', 'express.js'));
+const { gatewayRouter } = createRequire(path.join(REPO_DIR, 'noop.js'))(path.join(process.env.FERROGATE_MODULE || REPO_DIR, 'lib', 'express.js'));
 
 const PORT = Number(process.env.PORT || 18302);
 const gateway = new Gateway({
@@ -21,8 +22,8 @@ const gateway = new Gateway({
 const app = express();
 app.disable('x-powered-by');
 app.get('/health', (_req, res) => res.type('text/plain').send('ok'));
-app.use('/v1', openaiRouter(gateway));
+app.use(gatewayRouter(gateway));
 
-const server = app.listen(PORT, '127.0.0.1', () => console.log(`express+openaiRouter listening on http://127.0.0.1:${PORT}`));
+const server = app.listen(PORT, '127.0.0.1', () => console.log(`express+gatewayRouter listening on http://127.0.0.1:${PORT}`));
 server.keepAliveTimeout = 65_000;
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { server.close(); setTimeout(() => process.exit(0), 300).unref(); });

@@ -25,7 +25,7 @@ const STREAM_CHUNKS = num(env.STREAM_CHUNKS, 100);
 const PACED_CONC = num(env.PACED_CONC, 200);
 const PACED_CHUNKS = num(env.PACED_CHUNKS, 50);
 const PACED_DELAY_MS = num(env.PACED_DELAY_MS, 20);
-const SCENARIO_NAMES = (env.SCENARIOS || 'chat,stream,paced').split(',').map((s) => s.trim()).filter(Boolean);
+const SCENARIO_NAMES = (env.SCENARIOS || 'chat,stream,paced,messages-stream,responses-stream').split(',').map((s) => s.trim()).filter(Boolean);
 const LOADGEN = env.LOADGEN || (which('wrk') ? 'wrk' : 'node');
 const APP_NODE = env.BENCH_APP_NODE || process.execPath;
 const RESULTS_DIR = env.RESULTS_DIR || path.join(BENCH_DIR, 'results');
@@ -45,6 +45,17 @@ const SCENARIOS = {
     conc: PACED_CONC, chunks: PACED_CHUNKS, delayMs: PACED_DELAY_MS, idealMs: PACED_CHUNKS * PACED_DELAY_MS, streamed: true,
     body: { model: MODEL, messages: prompt, stream: true },
   },
+  // The same 100-chunk stream asked for by an Anthropic Messages client and by an OpenAI Responses client: the
+  // front door translates to the (Chat Completions) upstream and encodes each protocol's events. Only contenders
+  // that serve those protocols run them.
+  'messages-stream': {
+    conc: STREAM_CONC, chunks: STREAM_CHUNKS, streamed: true, path: '/v1/messages', only: ['express+gatewayRouter'],
+    body: { model: MODEL, max_tokens: 1024, messages: prompt, stream: true },
+  },
+  'responses-stream': {
+    conc: STREAM_CONC, chunks: STREAM_CHUNKS, streamed: true, path: '/v1/responses', only: ['express+gatewayRouter'],
+    body: { model: MODEL, input: prompt[0].content, stream: true, store: false },
+  },
 };
 for (const s of SCENARIO_NAMES) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${s} (have ${Object.keys(SCENARIOS)})`);
 
@@ -57,8 +68,8 @@ const ALL_CONTENDERS = [
   { name: 'express+ferrogate+cache+limiter+costs', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'events', FERROGATE_CACHE: 'miss', FERROGATE_LIMITER: '1', FERROGATE_COSTS: '1' } },
   // same app, gw.stream(req, onChunk) instead of `for await (gw.streamEvents())`; streaming only
   { name: 'express+ferrogate-cb', script: 'express-ferrogate.mjs', env: { FERROGATE_STREAM_API: 'callback' }, scenarios: ['stream', 'paced'] },
-  // ferrogate/express's openaiRouter (measured against express+bare, the app that only pipes bytes)
-  { name: 'express+openaiRouter', script: 'express-router.mjs' },
+  // ferrogate/express's gatewayRouter (measured against express+bare, the app that only pipes bytes)
+  { name: 'express+gatewayRouter', script: 'express-router.mjs' },
 ];
 const wanted = env.CONTENDERS ? env.CONTENDERS.split(',').map((s) => s.trim()) : ALL_CONTENDERS.map((c) => c.name);
 for (const w of wanted) if (!ALL_CONTENDERS.some((c) => c.name === w)) throw new Error(`unknown contender ${w} (have ${ALL_CONTENDERS.map((c) => c.name)})`);
@@ -162,7 +173,7 @@ function runChild(cmd, args, childEnv, hardMs, { liveStderr = false } = {}) {
   });
 }
 async function runLoad(port, scen, seconds) {
-  const url = `http://127.0.0.1:${port}/v1/chat/completions`;
+  const url = `http://127.0.0.1:${port}${scen.path ?? '/v1/chat/completions'}`;
   const body = JSON.stringify(scen.body);
   const hardMs = (seconds + 45) * 1000;
   const r = LOADGEN === 'wrk'
@@ -219,6 +230,7 @@ for (const c of contenders) {
     for (const s of c.scenarios || SCENARIO_NAMES) {
       if (!SCENARIO_NAMES.includes(s)) continue;
       const scen = SCENARIOS[s];
+      if (scen.only && !scen.only.includes(c.name)) continue;
       await mockConfig({ chunks: scen.chunks, delay: scen.delayMs ?? 0, latency: 0 });
       if (WARMUP > 0) await runLoad(port, scen, WARMUP);
       const peakReset = resetPeakRss(rec.pid);

@@ -227,7 +227,9 @@ fn check_events(input_len: usize, events: &[StreamEvent], completion: &Completio
         calls[index].1.push_str(arguments_delta);
       }
       StreamEvent::Done(_) => panic!("a decoder emitted Done; the pipeline adds it"),
-      StreamEvent::Native(_) => panic!("a decoder emitted a relayed chunk; only the native relay does"),
+      StreamEvent::Native(_) => {
+        panic!("a decoder emitted a relayed chunk; only the native relay does")
+      }
     }
   }
   assert_eq!(text, completion.content, "text events vs completion");
@@ -267,8 +269,15 @@ pub fn check_request_parser<T: PartialEq + Debug>(body: &[u8], parse: impl Fn(&[
 }
 
 /// What a front-door codec's parse gives that two parses of the same body must agree on.
-fn parsed_view(parsed: crate::ingress::Parsed) -> (String, crate::types::ChatRequest, bool, Vec<String>) {
-  (parsed.model, parsed.request, parsed.stream, parsed.native_only)
+fn parsed_view(
+  parsed: crate::ingress::Parsed,
+) -> (String, crate::types::ChatRequest, bool, Vec<String>) {
+  (
+    parsed.model,
+    parsed.request,
+    parsed.stream,
+    parsed.native_only,
+  )
 }
 
 /// OpenAI Chat Completions request parsing (the front door's, for gatewayRouter and serve).
@@ -297,9 +306,8 @@ pub fn check_responses_request(body: &[u8]) {
 
 /// OpenAI Embeddings request parsing: an error is a 400 reply, the same for the same body.
 pub fn check_embeddings_request(body: &[u8]) {
-  let parse = |b: &[u8]| {
-    crate::ingress::embeddings::parse(b).map_err(|reply| (reply.status, reply.body))
-  };
+  let parse =
+    |b: &[u8]| crate::ingress::embeddings::parse(b).map_err(|reply| (reply.status, reply.body));
   let (first, second) = (parse(body), parse(body));
   assert_eq!(first, second, "the same body parsed twice differs");
   if let Err((status, reply)) = first {

@@ -156,10 +156,8 @@ impl KeyVault {
     let sealed_key = key.map(|k| encrypt(k, &self.secret)).transpose()?;
     // Adding an existing id replaces its provider, key and quota (a key rotation, a new
     // quota) but keeps what it has used today: re-adding must not hand out a fresh quota.
-    let (used_tokens, reserved_tokens, day) = self
-      .entries
-      .get(id)
-      .map_or((0, 0, i64::MIN), |old| {
+    let (used_tokens, reserved_tokens, day) =
+      self.entries.get(id).map_or((0, 0, i64::MIN), |old| {
         (old.used_tokens, old.reserved_tokens, old.day)
       });
     self.entries.insert(

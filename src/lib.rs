@@ -7,11 +7,11 @@ pub mod backend;
 pub mod cache;
 pub mod costs;
 pub mod error;
-pub mod guardrails;
 /// Checks the fuzz targets in `fuzz/` run; the corpus replay test runs them too.
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guardrails;
 pub mod ingress;
 pub mod keyvault;
 pub mod limiter;
