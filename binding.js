@@ -844,5 +844,6 @@ module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
 module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.countTokens = nativeBinding.countTokens
 module.exports.findPii = nativeBinding.findPii
+module.exports.openCostTracker = nativeBinding.openCostTracker
 module.exports.redactPii = nativeBinding.redactPii
 module.exports.redactSecrets = nativeBinding.redactSecrets

@@ -746,23 +746,51 @@ function trackerPromise(work) {
   }
 }
 
+// A tracker `CostTracker.open()` connected: handed to the constructor, which then connects nothing.
+const OPENED_TRACKER = Symbol('opened native tracker')
+
+/** The CostTracker's error for a failed native construction or open. */
+function trackerConstructionError(error) {
+  const typed = trackerError(error)
+  if (typed.code === 'UPSTREAM_UNAVAILABLE') return typed
+  // A coded error is ours and safe to show; napi's own text is not (it may quote the value).
+  const message = shapes.isNapiTypeError(error) ? shapes.plainNapiMessage(error.message) : typed.message.replace(/^invalid request: /, '')
+  return configError(`invalid CostTracker options: ${message}`)
+}
+
 class CostTracker {
   #native
   #ref
   #networked = false
   #alertCallbackErrors = 0
 
-  constructor(options = {}) {
+  /**
+   * A tracker whose PostgreSQL / Redis connections are made off the event loop: `new CostTracker()`
+   * with a URL waits for them (up to the connect timeout per server), this does not.
+   */
+  static async open(options = {}) {
     if (options === null || typeof options !== 'object') throw configError('CostTracker options must be an object')
     checkOptions(shapes.COST_TRACKER_OPTIONS, options, 'CostTracker')
+    let opened
     try {
-      this.#native = new native.NativeCostTracker(options)
+      opened = await native.openCostTracker(options)
     } catch (error) {
-      const typed = trackerError(error)
-      if (typed.code === 'UPSTREAM_UNAVAILABLE') throw typed
-      // A coded error is ours and safe to show; napi's own text is not (it may quote the value).
-      const message = shapes.isNapiTypeError(error) ? shapes.plainNapiMessage(error.message) : typed.message.replace(/^invalid request: /, '')
-      throw configError(`invalid CostTracker options: ${message}`)
+      throw trackerConstructionError(error)
+    }
+    return new CostTracker(options, { [OPENED_TRACKER]: opened })
+  }
+
+  constructor(options = {}, opened = undefined) {
+    if (options === null || typeof options !== 'object') throw configError('CostTracker options must be an object')
+    checkOptions(shapes.COST_TRACKER_OPTIONS, options, 'CostTracker')
+    if (opened?.[OPENED_TRACKER] instanceof native.NativeCostTracker) {
+      this.#native = opened[OPENED_TRACKER]
+    } else {
+      try {
+        this.#native = new native.NativeCostTracker(options)
+      } catch (error) {
+        throw trackerConstructionError(error)
+      }
     }
     this.#networked = this.#native.networked
     nativeHandles.set(this, this.#native)

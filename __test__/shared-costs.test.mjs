@@ -10,6 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
 import { once } from 'node:events'
+import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 
 import { CostTracker, FerrogateError, Gateway } from '../index.js'
@@ -362,3 +363,34 @@ function captured(fn) {
   }
   assert.fail('expected a throw')
 }
+
+test('CostTracker.open connects off the event loop: timers keep firing while a server does not answer, and an open tracker works', async (t) => {
+  // A server that accepts and never answers: only the connect timeout (3 s) ends the attempt.
+  const accepted = new Set()
+  const silent = net.createServer((socket) => {
+    accepted.add(socket)
+    socket.on('error', () => {})
+  }).listen(0, '127.0.0.1')
+  await once(silent, 'listening')
+  // The sockets this server accepted would keep the test process alive: end them with it.
+  t.after(() => {
+    for (const socket of accepted) socket.destroy()
+    silent.close()
+  })
+  const url = `postgres://postgres:hunter2-secret@127.0.0.1:${silent.address().port}/postgres`
+  let ticks = 0
+  const timer = setInterval(() => ticks++, 100)
+  const failed = await rejection(CostTracker.open({ postgresUrl: url }))
+  clearInterval(timer)
+  assert.equal(failed.code, 'UPSTREAM_UNAVAILABLE')
+  assert.doesNotMatch(failed.message, /hunter2-secret/)
+  // About 30 ticks in the 3 s connect timeout; a blocked event loop would give none.
+  assert.ok(ticks >= 10, `the event loop ran while connecting (${ticks} ticks of 100 ms)`)
+
+  const { schema } = isolation(t, 'open')
+  const tracker = await CostTracker.open({ postgresUrl: PG_URL, postgresSchema: schema, pricing: PRICING })
+  tracker.record({ user: 'opened', model: MODEL, promptTokens: 10, completionTokens: 5 })
+  assert.equal((await tracker.summary('opened', { days: 1 })).totalRequests, 1)
+  await tracker.close()
+  assert.equal(ledgerCount(schema)[0], 1)
+})

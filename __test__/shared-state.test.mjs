@@ -292,7 +292,11 @@ describe('construction errors', () => {
 
   test('the constructors never block the event loop while they connect (a server that accepts and never answers)', async () => {
     // Accepts connections and never answers: the worst case, where only the connect timeout (3 s) ends the wait.
-    const silent = net.createServer((socket) => socket.on('error', () => {}))
+    const accepted = new Set()
+    const silent = net.createServer((socket) => {
+      accepted.add(socket)
+      socket.on('error', () => {})
+    })
     silent.listen(0, '127.0.0.1')
     await once(silent, 'listening')
     const url = `redis://:hunter2-secret@127.0.0.1:${silent.address().port}/`
@@ -319,6 +323,8 @@ describe('construction errors', () => {
     assert.ok(!error.message.includes('hunter2'), error.message)
     limiter.close()
     await cache.close()
+    // The sockets this server accepted would keep the test process alive: end them with it.
+    for (const socket of accepted) socket.destroy()
     silent.close()
   })
 

@@ -170,6 +170,12 @@ export interface CostTrackerConstructor {
   new (options: CostTrackerOptions & ({ postgresUrl: string } | { redisUrl: string })): SharedCostTracker
   /** Throws a FerrogateError with code CONFIG when the options, the pricing file or the ledger are wrong. */
   new (options?: CostTrackerOptions): CostTracker
+  /**
+   * The same tracker, its connections made off the event loop (nothing blocks while PostgreSQL and
+   * Redis are reached): rejects like the constructor throws.
+   */
+  open(options: CostTrackerOptions & ({ postgresUrl: string } | { redisUrl: string })): Promise<SharedCostTracker>
+  open(options?: CostTrackerOptions): Promise<CostTracker>
   readonly prototype: CostTracker | SharedCostTracker
 }
 

@@ -324,6 +324,60 @@ fn alert_info(alert: &Alert) -> CostAlert {
   }
 }
 
+/// The tracker's options from JS, checked; and its shared backends, if any.
+fn prepare_tracker(
+  options: Option<CostTrackerOptions>,
+) -> napi::Result<(TrackerOptions, SharedOptions)> {
+  let options = options.unwrap_or(CostTrackerOptions {
+    pricing: None,
+    ledger_path: None,
+    high_cost_output_per_million: None,
+    postgres_url: None,
+    postgres_schema: None,
+    ledger_buffer_rows: None,
+    redis_url: None,
+    prefix: None,
+  });
+  let shared = shared_options(&options)?;
+  let pricing = match &options.pricing {
+    None | Some(serde_json::Value::Null) => Pricing::default(),
+    Some(serde_json::Value::String(path)) => Pricing::from_file(path).map_err(coded)?,
+    Some(document) => Pricing::from_litellm(document).map_err(coded)?,
+  };
+  if options.ledger_path.as_deref() == Some("") {
+    return Err(coded(GatewayError::config(
+      "ledgerPath must be a file path (omit it for an in-memory ledger)",
+    )));
+  }
+  let tracker_options = TrackerOptions {
+    pricing,
+    ledger_path: options.ledger_path,
+    high_cost_output_per_million: options
+      .high_cost_output_per_million
+      .unwrap_or(DEFAULT_HIGH_COST_OUTPUT_PER_MILLION),
+    ..TrackerOptions::default()
+  };
+  Ok((tracker_options, shared))
+}
+
+/// `CostTracker.open(options)`: the tracker with its PostgreSQL and Redis connections made
+/// (schema created, budgets loaded) on the addon's threads, so the event loop never waits.
+#[napi(catch_unwind)]
+pub async fn open_cost_tracker(
+  options: Option<CostTrackerOptions>,
+) -> napi::Result<NativeCostTracker> {
+  let (tracker_options, shared) = prepare_tracker(options)?;
+  let tracker = if shared.postgres.is_none() && shared.redis.is_none() {
+    CostTracker::new(tracker_options)
+  } else {
+    CostTracker::open(tracker_options, shared).await
+  }
+  .map_err(coded)?;
+  Ok(NativeCostTracker {
+    inner: Arc::new(tracker),
+  })
+}
+
 /// The native cost tracker. Use `CostTracker` from the package, which wraps this with
 /// typed errors and safe alert callbacks.
 #[napi]
@@ -335,40 +389,13 @@ pub struct NativeCostTracker {
 impl NativeCostTracker {
   #[napi(constructor, catch_unwind)]
   pub fn new(options: Option<CostTrackerOptions>) -> napi::Result<Self> {
-    let options = options.unwrap_or(CostTrackerOptions {
-      pricing: None,
-      ledger_path: None,
-      high_cost_output_per_million: None,
-      postgres_url: None,
-      postgres_schema: None,
-      ledger_buffer_rows: None,
-      redis_url: None,
-      prefix: None,
-    });
-    let shared = shared_options(&options)?;
-    let pricing = match &options.pricing {
-      None | Some(serde_json::Value::Null) => Pricing::default(),
-      Some(serde_json::Value::String(path)) => Pricing::from_file(path).map_err(coded)?,
-      Some(document) => Pricing::from_litellm(document).map_err(coded)?,
-    };
-    if options.ledger_path.as_deref() == Some("") {
-      return Err(coded(GatewayError::config(
-        "ledgerPath must be a file path (omit it for an in-memory ledger)",
-      )));
-    }
-    let tracker_options = TrackerOptions {
-      pricing,
-      ledger_path: options.ledger_path,
-      high_cost_output_per_million: options
-        .high_cost_output_per_million
-        .unwrap_or(DEFAULT_HIGH_COST_OUTPUT_PER_MILLION),
-      ..TrackerOptions::default()
-    };
+    let (tracker_options, shared) = prepare_tracker(options)?;
     let tracker = if shared.postgres.is_none() && shared.redis.is_none() {
       CostTracker::new(tracker_options)
     } else {
       // Connecting blocks the constructor (at most the 3 s connect timeout per server): an
-      // unreachable server is reported here, where the tracker is made.
+      // unreachable server is reported here, where the tracker is made. `openCostTracker`
+      // connects without blocking the event loop.
       napi::bindgen_prelude::block_on(CostTracker::open(tracker_options, shared))
     }
     .map_err(coded)?;
