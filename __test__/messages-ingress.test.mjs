@@ -69,9 +69,10 @@ const TARGETS = [
     name: 'mock',
     model: 'mock/mock-1',
     textOf: (prompt) => new RegExp(prompt),
-    // The mock provider calls a forced tool with { input: <prompt excerpt> }.
+    // The mock provider calls a forced tool with an instance of its input_schema (a string is its
+    // property's name: docs/API.md, "The mock provider").
     toolRequest: { tool_choice: { type: 'tool', name: 'get_weather' } },
-    toolInput: (prompt) => ({ input: prompt }),
+    toolInput: () => ({ city: 'city' }),
     queueToolCall() {},
     lastBody: () => null,
   },
@@ -206,6 +207,9 @@ for (const engine of ENGINES) describe(`Anthropic Messages through ferrogate ser
           model: target.model,
           max_tokens: 64,
           tools: [WEATHER_TOOL],
+          // The mock calls an offered tool unless the conversation ends with a tool result; here a user's
+          // text follows the result, so it is told to answer in text.
+          ...(target.name === 'mock' ? { tool_choice: { type: 'none' } } : {}),
           messages: [
             { role: 'user', content: prompt },
             { role: 'assistant', content: first.content },
