@@ -595,10 +595,7 @@ impl FrontDoor {
     } else {
       chat_completions::CODEC
     };
-    if let Err(error) = self
-      .keys
-      .authenticate(headers, request.key_verdict.as_ref())
-    {
+    if let Err(error) = self.admit(request) {
       return WholeReply::error(&codec, &error, request_id);
     }
     let models = self.gateway.models();
@@ -621,22 +618,26 @@ impl FrontDoor {
     WholeReply::json(200, body.to_string().into_bytes())
   }
 
+  /// What every route checks first, in its protocol's error shape: the body's size (413) and
+  /// the caller's key.
+  fn admit(&self, request: &HttpRequest<'_>) -> Result<Option<auth::Caller>> {
+    if request.body.len() > MAX_BODY_BYTES {
+      return Err(body_too_large());
+    }
+    self
+      .keys
+      .authenticate(Headers::new(request.headers), request.key_verdict.as_ref())
+  }
+
   /// `POST /v1/messages/count_tokens`: ferrogate's own count of the translated prompt and
   /// tools, for every target (the gateway does not hand provider credentials to the front
   /// door, so Anthropic's endpoint is not asked).
   fn count_tokens(&self, request: &HttpRequest<'_>, request_id: &str) -> WholeReply {
     let refuse = |error: GatewayError| WholeReply::error(&messages::CODEC, &error, request_id);
-    if request.body.len() > MAX_BODY_BYTES {
-      return refuse(body_too_large());
-    }
-    let headers = Headers::new(request.headers);
-    if let Err(error) = self
-      .keys
-      .authenticate(headers, request.key_verdict.as_ref())
-    {
+    if let Err(error) = self.admit(request) {
       return refuse(error);
     }
-    match messages::parse_count_tokens(request.body, headers) {
+    match messages::parse_count_tokens(request.body, Headers::new(request.headers)) {
       Ok(count) => WholeReply::ok(
         messages::count_tokens_json(messages::count_tokens_locally(&count)),
         request_id,
@@ -655,14 +656,7 @@ impl FrontDoor {
   ) -> WholeReply {
     let codec = chat_completions::CODEC;
     let refuse = |error: GatewayError| WholeReply::error(&codec, &error, request_id);
-    if request.body.len() > MAX_BODY_BYTES {
-      return refuse(body_too_large());
-    }
-    let headers = Headers::new(request.headers);
-    let caller = match self
-      .keys
-      .authenticate(headers, request.key_verdict.as_ref())
-    {
+    let caller = match self.admit(request) {
       Ok(caller) => caller,
       Err(error) => return refuse(error),
     };
@@ -709,10 +703,7 @@ impl FrontDoor {
     request_id: &str,
   ) -> WholeReply {
     let refuse = |error: GatewayError| WholeReply::error(&responses::CODEC, &error, request_id);
-    if let Err(error) = self
-      .keys
-      .authenticate(Headers::new(request.headers), request.key_verdict.as_ref())
-    {
+    if let Err(error) = self.admit(request) {
       return refuse(error);
     }
     let store = self.gateway.response_store();
@@ -736,17 +727,11 @@ impl FrontDoor {
     request_id: &str,
   ) -> Reply {
     let refuse = |error: GatewayError| Reply::Whole(WholeReply::error(&codec, &error, request_id));
-    if request.body.len() > MAX_BODY_BYTES {
-      return refuse(body_too_large());
-    }
-    let headers = Headers::new(request.headers);
-    let caller = match self
-      .keys
-      .authenticate(headers, request.key_verdict.as_ref())
-    {
+    let caller = match self.admit(&request) {
       Ok(caller) => caller,
       Err(error) => return refuse(error),
     };
+    let headers = Headers::new(request.headers);
     // A Responses call also carries its turn for the response store.
     let parsed = if codec.protocol == Protocol::Responses {
       responses::parse_turn(request.body, headers).map(|(parsed, turn)| (parsed, Some(turn)))
