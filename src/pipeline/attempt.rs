@@ -139,7 +139,16 @@ pub(crate) async fn attempt_once(
   if let Some(native) = native {
     match &provider.backend {
       Backend::Http { adapter, http } if native.speaks(&provider.kind, provider.api) => {
-        return native_attempt(http, adapter.as_ref(), native, req, sink, progress).await;
+        return native_attempt(
+          &provider.name,
+          http,
+          adapter.as_ref(),
+          native,
+          req,
+          sink,
+          progress,
+        )
+        .await;
       }
       _ => native.translated_attempt(&provider.kind)?,
     }
@@ -201,7 +210,7 @@ async fn http_attempt(
 
 /// Sends one vendor request; a 2xx answer is returned unread, anything else is the
 /// vendor's error.
-async fn send_call(
+pub(crate) async fn send_call(
   provider: &str,
   http: &reqwest::Client,
   adapter: &dyn Adapter,

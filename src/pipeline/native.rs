@@ -13,11 +13,10 @@ use std::sync::Mutex;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
-use super::attempt::{read_body, redirect_refused, stream_broken, transport_error};
-use super::attempt::{MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES};
+use super::attempt::{read_body, send_call, stream_broken, MAX_RESPONSE_BYTES};
 use super::forward::{forward_whole, note_delivered, send, EventSink, Progress};
 use crate::error::{GatewayError, Result};
-use crate::providers::{Adapter, StreamSession};
+use crate::providers::{Adapter, HttpCall, StreamSession};
 use crate::types::{ChatRequest, Completion, StreamEvent};
 
 /// A provider kind that speaks a client protocol natively.
@@ -137,6 +136,7 @@ impl Utf8Chunks {
 
 /// One attempt that relays the client's own request and the vendor's own answer.
 pub(crate) async fn native_attempt(
+  provider: &str,
   http: &reqwest::Client,
   adapter: &dyn Adapter,
   native: &NativeCall,
@@ -150,34 +150,19 @@ pub(crate) async fn native_attempt(
   let stream = sink.is_some();
   // The adapter's request gives the URL and the provider's own headers (its key); the body
   // is the client's.
-  let call = adapter.build(req, stream)?;
+  let built = adapter.build(req, stream)?;
   let mut body = native.body.clone();
   body.insert("model".into(), Value::String(req.model.clone()));
-  let body = serde_json::to_vec(&body)
-    .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?;
-  let mut builder = http
-    .post(&call.url)
-    .header("content-type", "application/json")
-    .body(body);
-  if stream {
-    builder = builder.header("accept", "text/event-stream");
-  }
-  for (name, value) in native_headers(&call.headers, &native.headers) {
-    builder = builder.header(name, value);
-  }
-  let response = builder
-    .send()
-    .await
-    .map_err(|e| transport_error(vendor, &e))?;
-  let status = response.status().as_u16();
-  if (300..400).contains(&status) {
-    return Err(redirect_refused(vendor, status, response.headers()));
-  }
-  if !(200..300).contains(&status) {
-    let headers = response.headers().clone();
-    let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
-    return Err(adapter.parse_error(status, &headers, &body));
-  }
+  let headers = native_headers(&built.headers, &native.headers)
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect();
+  let call = HttpCall {
+    url: built.url,
+    headers,
+    body: Value::Object(body),
+  };
+  let response = send_call(provider, http, adapter, &call, stream).await?;
   let is_event_stream = response
     .headers()
     .get("content-type")
