@@ -527,6 +527,13 @@ export declare class NativeServer {
   get refusedConnections(): number
 }
 
+/** AWS credentials for a `bedrock` provider. */
+export interface AwsCredentials {
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken?: string
+}
+
 export interface BudgetInfo {
   usd: number
   period: 'day' | 'month'
@@ -544,6 +551,12 @@ export interface BudgetOptions {
   period: 'day' | 'month'
   /** Refuse calls that could pass the budget (BUDGET_EXCEEDED) instead of only alerting. */
   hard?: boolean
+}
+
+/** A prompt-caching breakpoint with its lifetime. */
+export interface CacheControl {
+  /** How long the cached prefix lives (default: the vendor's, 5 minutes). */
+  ttl?: '5m' | '1h'
 }
 
 /** What `set()` takes: a `ChatResponse`, or any object with at least `content`. */
@@ -633,6 +646,8 @@ export interface ChatRequest {
   maxRetries?: number
   /** Admission order when every target of a route is busy: higher first (default 0). */
   priority?: number
+  /** OpenAI `prompt_cache_key`: requests that share it share a prompt cache. */
+  promptCacheKey?: string
 }
 
 export interface ChatResponse {
@@ -666,6 +681,11 @@ export interface ContentPart {
   mimeType?: string
   /** type 'image_url': an https or data: URL. */
   url?: string
+  /**
+   * A prompt-caching breakpoint here: `true`, or `{ ttl: '5m' | '1h' }` (Anthropic
+   * `cache_control`, Bedrock `cachePoint`; OpenAI and Gemini cache by themselves).
+   */
+  cache?: boolean | CacheControl
 }
 
 export interface CostAlert {
@@ -944,6 +964,11 @@ export interface Message {
   toolCallId?: string
   /** For role 'assistant': the calls the model made. */
   toolCalls?: Array<ToolCall>
+  /**
+   * A prompt-caching breakpoint after this message's last block: `true`, or `{ ttl: '5m' | '1h' }` (Anthropic
+   * `cache_control`, Bedrock `cachePoint`; OpenAI and Gemini cache by themselves).
+   */
+  cache?: boolean | CacheControl
 }
 
 export interface ModelPriceInfo {
@@ -990,10 +1015,23 @@ export interface PiiFinding {
 
 /** One configured provider; its key in `providers` is the name used in "provider/model". */
 export interface ProviderConfig {
-  /** 'openai' (any OpenAI-compatible server with `baseUrl`), 'anthropic', 'gemini' or 'mock'. */
-  kind: 'openai' | 'anthropic' | 'gemini' | 'mock'
-  /** Else OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY (or GOOGLE_API_KEY). */
+  /**
+   * 'openai' (any OpenAI-compatible server with `baseUrl`), 'anthropic', 'gemini', 'azure',
+   * 'bedrock', 'vertex', 'mock', or an OpenAI-compatible preset (kind 'openai' with the
+   * vendor's base URL and key variable): 'groq', 'mistral', 'deepseek', 'xai', 'together',
+   * 'fireworks', 'openrouter', 'cerebras', 'ollama'.
+   */
+  kind: 'openai' | 'anthropic' | 'gemini' | 'azure' | 'bedrock' | 'vertex' | 'mock' | 'groq' | 'mistral' | 'deepseek' | 'xai' | 'together' | 'fireworks' | 'openrouter' | 'cerebras' | 'ollama'
+  /**
+   * Else the kind's variable: OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY (or
+   * GOOGLE_API_KEY) / AZURE_OPENAI_API_KEY / AWS_BEARER_TOKEN_BEDROCK, a preset's own.
+   */
   apiKey?: string
+  /**
+   * A key pool: calls use the first key that is not resting; a key answered 429 rests for
+   * its retry delay, one answered 401/403 until restart.
+   */
+  apiKeys?: Array<string>
   /** As the official SDKs take it: OpenAI's includes `/v1`, Anthropic's and Gemini's do not. */
   baseUrl?: string
   /** Models this provider advertises in `models()`. */
@@ -1018,6 +1056,25 @@ export interface ProviderConfig {
    * 'responses' (`/responses`, for models that exist only there).
    */
   api?: 'chat' | 'responses'
+  /** azure, classic URLs: `/openai/deployments/{deployment}/…` (with `apiVersion`). */
+  deployment?: string
+  /** azure, classic URLs: the `api-version` query (with `deployment`). */
+  apiVersion?: string
+  /**
+   * azure: an Entra ID token sent as Bearer instead of `api-key`: a string, or an async
+   * function asked before every request (it caches and refreshes as it sees fit).
+   */
+  azureAdToken?: string | (() => Promise<string>)
+  /** bedrock: the AWS region (else AWS_REGION / AWS_DEFAULT_REGION). */
+  region?: string
+  /** bedrock: credentials instead of AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN. */
+  credentials?: AwsCredentials
+  /** vertex: the Google Cloud project. */
+  project?: string
+  /** vertex: the region (e.g. 'us-central1', or 'global'). */
+  location?: string
+  /** vertex: a service-account key file (else GOOGLE_APPLICATION_CREDENTIALS). */
+  credentialsPath?: string
 }
 
 export interface QuotaInfo {
@@ -1221,6 +1278,11 @@ export interface ToolDefinition {
   description?: string
   /** JSON Schema of the arguments. */
   parameters?: Record<string, unknown>
+  /**
+   * A prompt-caching breakpoint after this tool (it caches the tools up to it): `true`, or `{ ttl: '5m' | '1h' }` (Anthropic
+   * `cache_control`, Bedrock `cachePoint`; OpenAI and Gemini cache by themselves).
+   */
+  cache?: boolean | CacheControl
 }
 
 export interface Usage {

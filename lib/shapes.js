@@ -46,8 +46,14 @@ const recordOf = (value, expect) => ({ expect, test: isPlainObject, value })
 const object = (fields, { required = [], expect = 'an object' } = {}) => ({ expect, test: isPlainObject, fields, required })
 const oneOf = (expect, ...shapes) => ({ expect, test: (v) => shapes.some((s) => s.test(v)), shapes })
 
+/** A prompt-caching breakpoint: `true` or `{ ttl: '5m' | '1h' }`. */
+const cacheBreakpoint = oneOf(
+  "true or an object { ttl: '5m' | '1h' }",
+  boolean,
+  object({ ttl: oneOf("'5m' or '1h'", { expect: "'5m'", test: (v) => v === '5m' }, { expect: "'1h'", test: (v) => v === '1h' }) }),
+)
 const contentPart = object(
-  { type: string, text: string, data: string, mimeType: string, url: string },
+  { type: string, text: string, data: string, mimeType: string, url: string, cache: cacheBreakpoint },
   { required: ['type'], expect: 'an object { type, text | data | url }' },
 )
 const toolCall = object(
@@ -60,10 +66,11 @@ const message = object(
     content: oneOf('a string, an array of parts or null', string, arrayOf(contentPart, 'an array of parts'), { expect: 'null', test: (v) => v === null }),
     toolCallId: string,
     toolCalls: arrayOf(toolCall, 'an array of tool calls { id, name, arguments }'),
+    cache: cacheBreakpoint,
   },
   { required: ['role'], expect: 'an object { role, content }' },
 )
-const toolDefinition = object({ name: string, description: string, parameters: jsonObject }, { required: ['name'], expect: 'an object { name, description?, parameters? }' })
+const toolDefinition = object({ name: string, description: string, parameters: jsonObject, cache: cacheBreakpoint }, { required: ['name'], expect: 'an object { name, description?, parameters? }' })
 
 const CHAT_REQUEST = object(
   {
@@ -82,6 +89,7 @@ const CHAT_REQUEST = object(
     timeoutMs: number,
     maxRetries: number,
     priority: number,
+    promptCacheKey: string,
     signal: { expect: 'an AbortSignal', test: (v) => typeof v?.aborted === 'boolean' && typeof v.addEventListener === 'function' },
   },
   { required: ['model', 'messages'], expect: 'an object { model, messages }' },
@@ -100,8 +108,20 @@ const PROVIDER_CONFIG = object(
     mockChunkDelayMs: number,
     caCertPath: string,
     api: oneOf("'chat' or 'responses'", { expect: "'chat'", test: (v) => v === 'chat' }, { expect: "'responses'", test: (v) => v === 'responses' }),
+    apiKeys: strings,
+    deployment: string,
+    apiVersion: string,
+    azureAdToken: oneOf('a string or an async function returning one', string, func),
+    region: string,
+    credentials: object(
+      { accessKeyId: string, secretAccessKey: string, sessionToken: string },
+      { required: ['accessKeyId', 'secretAccessKey'], expect: 'an object { accessKeyId, secretAccessKey, sessionToken? }' },
+    ),
+    project: string,
+    location: string,
+    credentialsPath: string,
   },
-  { required: ['kind'], expect: "an object { kind: 'openai' | 'anthropic' | 'gemini' | 'mock', … }" },
+  { required: ['kind'], expect: "an object { kind: 'openai' | 'anthropic' | 'gemini' | 'azure' | 'bedrock' | 'vertex' | 'mock' | a preset, … }" },
 )
 
 const ROUTE_TARGET = object(

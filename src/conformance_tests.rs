@@ -11,6 +11,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::error::ErrorCode;
+use crate::pipeline::{Kind, KindSpec};
 use crate::providers::anthropic::Anthropic;
 use crate::providers::gemini::Gemini;
 use crate::providers::openai::OpenAi;
@@ -33,23 +34,29 @@ fn manifest() -> Vec<Value> {
 
 fn adapter(vendor: &str) -> Box<dyn Adapter> {
   let base_url = "http://127.0.0.1:9".to_string();
-  match vendor {
-    "openai" => Box::new(OpenAi {
+  let kind = KindSpec::parse(vendor)
+    .unwrap_or_else(|| panic!("manifest vendor '{vendor}' is not a provider kind"))
+    .kind;
+  match kind {
+    Kind::OpenAi => Box::new(OpenAi {
       base_url,
       api_key: None,
       organization: None,
       headers: vec![],
     }),
-    "anthropic" => Box::new(Anthropic {
+    Kind::Anthropic => Box::new(Anthropic {
       base_url,
       api_key: None,
       headers: vec![],
     }),
-    _ => Box::new(Gemini {
+    Kind::Gemini => Box::new(Gemini {
       base_url,
       api_key: None,
       headers: vec![],
     }),
+    Kind::Azure | Kind::Bedrock | Kind::Vertex | Kind::Mock => {
+      panic!("no recorded fixtures are decoded for kind '{vendor}'")
+    }
   }
 }
 

@@ -112,6 +112,84 @@ pub struct ChatRequest {
   pub tools: Vec<ToolDefinition>,
   pub tool_choice: Option<ToolChoice>,
   pub user: Option<String>,
+  /// Prompt-caching breakpoints (`cache` on messages, parts and tools), in request order.
+  pub cache_breakpoints: Vec<CacheBreakpoint>,
+  /// OpenAI's `prompt_cache_key`: requests sharing it are routed to the same prompt cache.
+  pub prompt_cache_key: Option<String>,
+}
+
+impl ChatRequest {
+  /// The breakpoint on message `message` as a whole (its last block), if asked.
+  pub fn message_cache(&self, message: usize) -> Option<CacheTtl> {
+    self.cache_at(CacheAt::Message(message))
+  }
+
+  /// The breakpoint on part `part` of message `message`, if asked.
+  pub fn part_cache(&self, message: usize, part: usize) -> Option<CacheTtl> {
+    self.cache_at(CacheAt::Part { message, part })
+  }
+
+  /// The breakpoint on tool `tool`, if asked.
+  pub fn tool_cache(&self, tool: usize) -> Option<CacheTtl> {
+    self.cache_at(CacheAt::Tool(tool))
+  }
+
+  fn cache_at(&self, at: CacheAt) -> Option<CacheTtl> {
+    self
+      .cache_breakpoints
+      .iter()
+      .find(|breakpoint| breakpoint.at == at)
+      .map(|breakpoint| breakpoint.ttl)
+  }
+}
+
+/// A prompt-caching breakpoint: the prompt up to and including this point may be cached
+/// (Anthropic `cache_control`, Bedrock `cachePoint`). OpenAI and Gemini cache by themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBreakpoint {
+  pub at: CacheAt,
+  pub ttl: CacheTtl,
+}
+
+/// Where a breakpoint is, by index into the request's messages, their parts and its tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheAt {
+  /// After the last block of a message (its text, tool call or tool result).
+  Message(usize),
+  Part {
+    message: usize,
+    part: usize,
+  },
+  Tool(usize),
+}
+
+/// How long a cached prefix lives. `Default` is the vendor's default (5 minutes): `cache:
+/// true` sends no `ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheTtl {
+  #[default]
+  Default,
+  FiveMinutes,
+  OneHour,
+}
+
+impl CacheTtl {
+  pub fn parse(ttl: &str) -> Option<CacheTtl> {
+    match ttl {
+      "5m" => Some(CacheTtl::FiveMinutes),
+      "1h" => Some(CacheTtl::OneHour),
+      _ => None,
+    }
+  }
+
+  /// The `ttl` value Anthropic takes; `None` for the default (no `ttl` field).
+  pub fn as_str(self) -> Option<&'static str> {
+    match self {
+      CacheTtl::Default => None,
+      CacheTtl::FiveMinutes => Some("5m"),
+      CacheTtl::OneHour => Some("1h"),
+    }
+  }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,9 +10,11 @@ use crate::pipeline::{
   CallOptions, CallRecord, DeploymentHealth, GatewayConfig, ProviderConfig, RouteConfig,
   RouteTargetConfig, RoutingConfig, StatsSnapshot,
 };
+use crate::providers::auth::{AwsCredentials, TokenSource};
+use crate::secret::Secret;
 use crate::types::{
-  ChatRequest, ChatResponse, ContentPart, EmbedRequest, EmbedResponse, Message, ResponseFormat,
-  Role, StreamEvent, ToolCall, ToolChoice, ToolDefinition,
+  CacheAt, CacheBreakpoint, CacheTtl, ChatRequest, ChatResponse, ContentPart, EmbedRequest,
+  EmbedResponse, Message, ResponseFormat, Role, StreamEvent, ToolCall, ToolChoice, ToolDefinition,
 };
 
 pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
@@ -67,6 +69,19 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
       .map_err(GatewayError::config)?,
       kind: provider.kind,
       api_key: provider.api_key,
+      api_keys: provider.api_keys.unwrap_or_default(),
+      deployment: provider.deployment,
+      api_version: provider.api_version,
+      azure_ad_token: provider.azure_ad_token.map(token_source),
+      region: provider.region,
+      credentials: provider.credentials.map(|c| AwsCredentials {
+        access_key_id: c.access_key_id,
+        secret_access_key: c.secret_access_key,
+        session_token: c.session_token,
+      }),
+      project: provider.project,
+      location: provider.location,
+      credentials_path: provider.credentials_path,
       base_url: provider.base_url,
       models: provider.models.unwrap_or_default(),
       headers,
@@ -77,6 +92,29 @@ pub fn gateway_config(options: js::GatewayOptions) -> Result<GatewayConfig> {
     });
   }
   Ok(config)
+}
+
+/// A token option: fixed, or the caller's async function asked before every request.
+fn token_source(token: Either<String, js::TokenFunction>) -> TokenSource {
+  match token {
+    Either::A(token) => TokenSource::Fixed(Secret::new(token)),
+    Either::B(function) => {
+      let function = std::sync::Arc::new(function);
+      TokenSource::Fetch(std::sync::Arc::new(move || {
+        let function = function.clone();
+        Box::pin(async move {
+          let failed = |e: napi::Error| {
+            GatewayError::new(
+              crate::error::ErrorCode::Authentication,
+              format!("the token function failed: {}", e.reason),
+            )
+          };
+          let promise = function.call_async_catch(()).await.map_err(failed)?;
+          promise.await.map_err(failed)
+        })
+      }))
+    }
+  }
 }
 
 fn response_store_config(options: js::ResponsesOptions) -> Result<ResponseStoreConfig> {
@@ -200,12 +238,15 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
   if request.messages.is_empty() {
     return Err(GatewayError::invalid_request("messages must not be empty"));
   }
+  let (messages, mut cache_breakpoints) = messages_and_breakpoints(request.messages)?;
   let tools = request
     .tools
     .unwrap_or_default()
     .into_iter()
     .enumerate()
     .map(|(i, tool)| {
+      push_breakpoint(&mut cache_breakpoints, CacheAt::Tool(i), tool.cache)
+        .map_err(|e| GatewayError::invalid_request(format!("tools[{i}]: {}", e.message)))?;
       if tool.name.is_empty() {
         return Err(GatewayError::invalid_request("every tool needs a name"));
       }
@@ -260,7 +301,7 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
   };
   let core = ChatRequest {
     model: String::new(),
-    messages: messages(request.messages)?,
+    messages,
     temperature: finite("temperature", request.temperature)
       .map_err(GatewayError::invalid_request)?,
     top_p: finite("topP", request.top_p).map_err(GatewayError::invalid_request)?,
@@ -274,6 +315,8 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
     tools,
     tool_choice,
     user: request.user,
+    cache_breakpoints,
+    prompt_cache_key: request.prompt_cache_key,
   };
   let mut metadata: Vec<(String, String)> =
     request.metadata.unwrap_or_default().into_iter().collect();
@@ -299,7 +342,15 @@ pub fn chat_request(request: js::ChatRequest) -> Result<(String, ChatRequest, Ca
 }
 
 pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
-  messages
+  Ok(messages_and_breakpoints(messages)?.0)
+}
+
+/// The messages, and the prompt-caching breakpoints set on them and their parts.
+fn messages_and_breakpoints(
+  messages: Vec<js::Message>,
+) -> Result<(Vec<Message>, Vec<CacheBreakpoint>)> {
+  let mut breakpoints = Vec::new();
+  let messages = messages
     .into_iter()
     .enumerate()
     .map(|(i, message)| {
@@ -325,9 +376,16 @@ pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
         Some(Either3::B(parts)) => parts
           .into_iter()
           .enumerate()
-          .map(|(j, part)| content_part(part).map_err(|e| at(i, j, e)))
+          .map(|(j, mut part)| {
+            let at_part = CacheAt::Part { message: i, part: j };
+            push_breakpoint(&mut breakpoints, at_part, part.cache.take())
+              .map_err(|e| at(i, j, e))?;
+            content_part(part).map_err(|e| at(i, j, e))
+          })
           .collect::<Result<Vec<_>>>()?,
       };
+      push_breakpoint(&mut breakpoints, CacheAt::Message(i), message.cache)
+        .map_err(|e| GatewayError::invalid_request(format!("messages[{i}]: {}", e.message)))?;
       if role == Role::Tool && message.tool_call_id.is_none() {
         return Err(GatewayError::invalid_request(format!(
           "messages[{i}] has role 'tool' but no toolCallId"
@@ -348,7 +406,28 @@ pub fn messages(messages: Vec<js::Message>) -> Result<Vec<Message>> {
           .collect(),
       })
     })
-    .collect()
+    .collect::<Result<Vec<_>>>()?;
+  Ok((messages, breakpoints))
+}
+
+/// `cache: true | { ttl }` at `at`, added to `breakpoints`; `false` or absent adds none.
+fn push_breakpoint(
+  breakpoints: &mut Vec<CacheBreakpoint>,
+  at: CacheAt,
+  cache: Option<Either<bool, js::CacheControl>>,
+) -> Result<()> {
+  let ttl = match cache {
+    None | Some(Either::A(false)) => return Ok(()),
+    Some(Either::A(true)) => CacheTtl::Default,
+    Some(Either::B(control)) => match control.ttl.as_deref() {
+      None => CacheTtl::Default,
+      Some(text) => CacheTtl::parse(text).ok_or_else(|| {
+        GatewayError::invalid_request(format!("cache.ttl must be '5m' or '1h', not '{text}'"))
+      })?,
+    },
+  };
+  breakpoints.push(CacheBreakpoint { at, ttl });
+  Ok(())
 }
 
 fn at(message: usize, part: usize, error: GatewayError) -> GatewayError {
@@ -365,6 +444,7 @@ fn content_part(part: js::ContentPart) -> Result<ContentPart> {
     data,
     mime_type,
     url,
+    cache: _,
   } = part;
   let missing = |field: &str| GatewayError::invalid_request(format!("'{type}' part needs {field}"));
   match r#type.as_str() {

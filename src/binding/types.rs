@@ -2,17 +2,28 @@
 
 use std::collections::HashMap;
 
-use napi::bindgen_prelude::{Either, Either3, Null};
+use napi::bindgen_prelude::{Either, Either3, Null, Promise};
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi::Status;
 use napi_derive::napi;
 
 /// One configured provider; its key in `providers` is the name used in "provider/model".
 #[napi(object, object_to_js = false)]
 pub struct ProviderConfig {
-  /// 'openai' (any OpenAI-compatible server with `baseUrl`), 'anthropic', 'gemini' or 'mock'.
-  #[napi(ts_type = "'openai' | 'anthropic' | 'gemini' | 'mock'")]
+  /// 'openai' (any OpenAI-compatible server with `baseUrl`), 'anthropic', 'gemini', 'azure',
+  /// 'bedrock', 'vertex', 'mock', or an OpenAI-compatible preset (kind 'openai' with the
+  /// vendor's base URL and key variable): 'groq', 'mistral', 'deepseek', 'xai', 'together',
+  /// 'fireworks', 'openrouter', 'cerebras', 'ollama'.
+  #[napi(
+    ts_type = "'openai' | 'anthropic' | 'gemini' | 'azure' | 'bedrock' | 'vertex' | 'mock' | 'groq' | 'mistral' | 'deepseek' | 'xai' | 'together' | 'fireworks' | 'openrouter' | 'cerebras' | 'ollama'"
+  )]
   pub kind: String,
-  /// Else OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY (or GOOGLE_API_KEY).
+  /// Else the kind's variable: OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY (or
+  /// GOOGLE_API_KEY) / AZURE_OPENAI_API_KEY / AWS_BEARER_TOKEN_BEDROCK, a preset's own.
   pub api_key: Option<String>,
+  /// A key pool: calls use the first key that is not resting; a key answered 429 rests for
+  /// its retry delay, one answered 401/403 until restart.
+  pub api_keys: Option<Vec<String>>,
   /// As the official SDKs take it: OpenAI's includes `/v1`, Anthropic's and Gemini's do not.
   pub base_url: Option<String>,
   /// Models this provider advertises in `models()`.
@@ -34,6 +45,36 @@ pub struct ProviderConfig {
   /// 'responses' (`/responses`, for models that exist only there).
   #[napi(ts_type = "'chat' | 'responses'")]
   pub api: Option<String>,
+  /// azure, classic URLs: `/openai/deployments/{deployment}/…` (with `apiVersion`).
+  pub deployment: Option<String>,
+  /// azure, classic URLs: the `api-version` query (with `deployment`).
+  pub api_version: Option<String>,
+  /// azure: an Entra ID token sent as Bearer instead of `api-key`: a string, or an async
+  /// function asked before every request (it caches and refreshes as it sees fit).
+  #[napi(ts_type = "string | (() => Promise<string>)")]
+  pub azure_ad_token: Option<Either<String, TokenFunction>>,
+  /// bedrock: the AWS region (else AWS_REGION / AWS_DEFAULT_REGION).
+  pub region: Option<String>,
+  /// bedrock: credentials instead of AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+  pub credentials: Option<AwsCredentials>,
+  /// vertex: the Google Cloud project.
+  pub project: Option<String>,
+  /// vertex: the region (e.g. 'us-central1', or 'global').
+  pub location: Option<String>,
+  /// vertex: a service-account key file (else GOOGLE_APPLICATION_CREDENTIALS).
+  pub credentials_path: Option<String>,
+}
+
+/// An async JS function returning a token, callable from any thread; weak, so it never
+/// keeps the process alive.
+pub type TokenFunction = ThreadsafeFunction<(), Promise<String>, (), Status, false, true>;
+
+/// AWS credentials for a `bedrock` provider.
+#[napi(object, object_to_js = false)]
+pub struct AwsCredentials {
+  pub access_key_id: String,
+  pub secret_access_key: String,
+  pub session_token: Option<String>,
 }
 
 /// Where Responses kept with `store: true` live (for `previous_response_id`, GET, DELETE).
@@ -115,6 +156,18 @@ pub struct ContentPart {
   pub mime_type: Option<String>,
   /// type 'image_url': an https or data: URL.
   pub url: Option<String>,
+  /// A prompt-caching breakpoint here: `true`, or `{ ttl: '5m' | '1h' }` (Anthropic
+  /// `cache_control`, Bedrock `cachePoint`; OpenAI and Gemini cache by themselves).
+  #[napi(ts_type = "boolean | CacheControl")]
+  pub cache: Option<Either<bool, CacheControl>>,
+}
+
+/// A prompt-caching breakpoint with its lifetime.
+#[napi(object, object_to_js = false)]
+pub struct CacheControl {
+  /// How long the cached prefix lives (default: the vendor's, 5 minutes).
+  #[napi(ts_type = "'5m' | '1h'")]
+  pub ttl: Option<String>,
 }
 
 #[napi(object)]
@@ -143,6 +196,10 @@ pub struct Message {
   pub tool_call_id: Option<String>,
   /// For role 'assistant': the calls the model made.
   pub tool_calls: Option<Vec<ToolCall>>,
+  /// A prompt-caching breakpoint after this message's last block: `true`, or `{ ttl: '5m' | '1h' }` (Anthropic
+  /// `cache_control`, Bedrock `cachePoint`; OpenAI and Gemini cache by themselves).
+  #[napi(ts_type = "boolean | CacheControl")]
+  pub cache: Option<Either<bool, CacheControl>>,
 }
 
 #[napi(object, object_to_js = false)]
@@ -152,6 +209,10 @@ pub struct ToolDefinition {
   /// JSON Schema of the arguments.
   #[napi(ts_type = "Record<string, unknown>")]
   pub parameters: Option<serde_json::Value>,
+  /// A prompt-caching breakpoint after this tool (it caches the tools up to it): `true`, or `{ ttl: '5m' | '1h' }` (Anthropic
+  /// `cache_control`, Bedrock `cachePoint`; OpenAI and Gemini cache by themselves).
+  #[napi(ts_type = "boolean | CacheControl")]
+  pub cache: Option<Either<bool, CacheControl>>,
 }
 
 #[napi(object, object_to_js = false)]
@@ -198,6 +259,8 @@ pub struct ChatRequest {
   pub max_retries: Option<f64>,
   /// Admission order when every target of a route is busy: higher first (default 0).
   pub priority: Option<f64>,
+  /// OpenAI `prompt_cache_key`: requests that share it share a prompt cache.
+  pub prompt_cache_key: Option<String>,
 }
 
 #[napi(object)]

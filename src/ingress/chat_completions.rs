@@ -18,10 +18,6 @@ pub const CODEC: super::Codec = super::Codec {
   protocol: Protocol::ChatCompletions,
   parse,
   error_reply: codec_error_reply,
-  native_kinds: &[super::NativeTarget {
-    kind: "openai",
-    api: None,
-  }],
   identity_path: &["user"],
 };
 
@@ -259,6 +255,7 @@ pub fn parse(body: &[u8], _headers: Headers<'_>) -> Result<Parsed> {
     tools,
     tool_choice,
     user,
+    ..ChatRequest::default()
   };
   let model = model.to_string();
   Ok(Parsed {

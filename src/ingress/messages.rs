@@ -7,7 +7,7 @@
 //! `output_config` and `context_management`. What the normalized [`ChatRequest`] cannot hold stays
 //! in `Parsed.native`, which a same-protocol target receives as sent.
 //!
-//! Same-protocol target: the provider kind [`NATIVE_PROVIDER_KIND`] (`anthropic`) speaks this
+//! Same-protocol target: the provider kinds `Kind::speaks_natively` names (`anthropic`) speak this
 //! protocol. The driver sends such a target `Parsed.native` (only `model` renamed) with
 //! `Parsed.native_headers` (every `anthropic-*` header the client sent) and relays the vendor's
 //! bytes; every other target gets `Parsed.request`, after `Parsed.native_only` is checked.
@@ -50,15 +50,9 @@ pub const CODEC: super::Codec = super::Codec {
   protocol: Protocol::Messages,
   parse,
   error_reply,
-  native_kinds: &[super::NativeTarget {
-    kind: NATIVE_PROVIDER_KIND,
-    api: None,
-  }],
   identity_path: &["metadata", "user_id"],
 };
 
-/// The provider kind that speaks Anthropic Messages natively (same-protocol passthrough).
-pub const NATIVE_PROVIDER_KIND: &str = "anthropic";
 /// Sent upstream when the client named no `anthropic-version`.
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 

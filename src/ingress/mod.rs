@@ -18,16 +18,15 @@
 //! every protocol alike: body limit (413), auth, parse, identity, key quota, the pipeline
 //! call, encoding through `Parsed::encoder`, cancel, relay and redaction.
 //!
-//! Same-protocol fidelity hook: `Codec::native_kinds` lists the provider kinds that speak
-//! the protocol natively (`NativeTarget { kind: "anthropic", api: None }` for Messages, say).
-//! Nothing else is needed: when the attempt stage picks a target of such a kind, the vendor
+//! Same-protocol fidelity hook: `Kind::speaks_natively` (pipeline/kind.rs) says which provider
+//! kinds speak `Codec::protocol` natively (`anthropic` for Messages, say). Nothing else is needed: when the attempt stage picks a target of such a kind, the vendor
 //! receives `Parsed::native` (only `model` renamed) plus `Parsed::native_headers`, and the
 //! client receives the vendor's bytes, JSON or SSE, relayed as they come
 //! (`pipeline::native`); usage and cost are still read by the vendor's decoder. A target of
 //! another kind gets the translated `Parsed::request`, and refuses with 400 a call whose
-//! `Parsed::native_only` is not empty, naming its first field. A `NativeTarget`'s `api` must
-//! equal the provider's (`Some("responses")` for Responses, `None` for an `openai` provider
-//! speaking Chat Completions).
+//! `Parsed::native_only` is not empty, naming its first field. The provider's upstream `api`
+//! counts: an `openai` provider with `api: 'responses'` speaks Responses, one without it Chat
+//! Completions.
 //!
 //! Responses also go through the response store around the call (`Remember`): the history
 //! `previous_response_id` names is put in front of the input before it, and the answer is
@@ -160,17 +159,14 @@ const STREAM_CHANNEL: usize = 256;
 /// Most events encoded into one batch of bytes (each stays its own SSE event).
 const MAX_BATCH: usize = 64;
 
-pub use crate::pipeline::NativeTarget;
-
 /// One client protocol as the driver sees it: what to call to parse a request and to shape
-/// an error, and which provider kinds speak it natively.
+/// an error (which provider kinds speak it natively is `Kind::speaks_natively`).
 #[derive(Clone, Copy)]
 pub struct Codec {
   pub protocol: Protocol,
   pub parse: fn(&[u8], Headers<'_>) -> Result<Parsed>,
   /// The error and the request's id (Anthropic puts it in the body).
   pub error_reply: fn(&GatewayError, &str) -> ErrorReply,
-  pub native_kinds: &'static [NativeTarget],
   /// Where the caller's identity goes in a natively relayed body when keys decide it
   /// (`["user"]` for OpenAI, `["metadata", "user_id"]` for Anthropic): the client cannot
   /// choose it there either.
@@ -799,22 +795,14 @@ impl FrontDoor {
     if let Some(caller) = &caller {
       set_path(&mut native_body, codec.identity_path, &caller.user);
     }
-    let native = (!codec.native_kinds.is_empty()).then(|| {
-      Arc::new(NativeCall::new(
-        codec.native_kinds,
-        native_body,
-        native_headers,
-        native_only.clone(),
-      ))
-    });
-    if native.is_none() {
-      if let Some(field) = native_only.first() {
-        return refuse(GatewayError::invalid_request(format!(
-          "{field} is not supported: only a target that speaks {} natively could honour it",
-          protocol_name(codec.protocol)
-        )));
-      }
-    }
+    // Every codec's protocol has kinds that speak it natively (`Kind::speaks_natively`); the
+    // attempt stage decides per target whether to relay or translate.
+    let native = Some(Arc::new(NativeCall::new(
+      codec.protocol,
+      native_body,
+      native_headers,
+      native_only.clone(),
+    )));
     let options = CallOptions {
       metadata,
       ingress: Some(codec.protocol.as_str()),
@@ -947,15 +935,6 @@ fn set_path(object: &mut Map<String, Value>, path: &[&str], value: &str) {
     at = next;
   }
   at.insert(last.to_string(), Value::String(value.to_string()));
-}
-
-fn protocol_name(protocol: Protocol) -> &'static str {
-  match protocol {
-    Protocol::ChatCompletions => "OpenAI Chat Completions",
-    Protocol::Responses => "OpenAI Responses",
-    Protocol::Messages => "Anthropic Messages",
-    Protocol::Embeddings => "OpenAI Embeddings",
-  }
 }
 
 pub fn body_too_large() -> GatewayError {

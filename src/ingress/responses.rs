@@ -102,10 +102,6 @@ pub const CODEC: super::Codec = super::Codec {
   protocol: Protocol::Responses,
   parse,
   error_reply,
-  native_kinds: &[super::NativeTarget {
-    kind: "openai",
-    api: Some("responses"),
-  }],
   identity_path: &["user"],
 };
 
@@ -151,6 +147,7 @@ pub fn parse_turn(body: &[u8], _headers: Headers) -> Result<(Parsed, Turn)> {
     tools,
     tool_choice: tool_choice(native.get("tool_choice"))?,
     user: optional_string(&native, "user")?,
+    ..ChatRequest::default()
   };
   let stream = optional_bool(&native, "stream")?.unwrap_or(false);
   let store = optional_bool(&native, "store")?.unwrap_or(true);

@@ -13,6 +13,7 @@ use super::native::{native_attempt, NativeCall};
 use super::providers::{Backend, Provider};
 use super::route::CallTargets;
 use crate::error::{ErrorCode, GatewayError, Result};
+use crate::providers::auth::{OutgoingRequest, Rejection};
 use crate::providers::mock::{self, MockConfig};
 use crate::providers::{Adapter, EmbedBatch, HttpCall, StreamSession};
 use crate::retry::backoff;
@@ -122,6 +123,9 @@ async fn attempt_work(
 ) -> Result<Completion> {
   match (work, &provider.backend) {
     (Work::Chat, _) => attempt_once(provider, req, native, sink, progress).await,
+    (Work::Embed { .. }, _) if !provider.kind.has_embeddings() => {
+      Err(crate::providers::no_embeddings(provider.kind.as_str()))
+    }
     (Work::Embed { dimensions }, Backend::Mock(_)) => Ok(mock::embed(req, dimensions)),
     (Work::Embed { dimensions }, Backend::Http { adapter, http }) => {
       embed_attempt(&provider.name, http, adapter.as_ref(), req, dimensions).await
@@ -138,7 +142,7 @@ pub(crate) async fn attempt_once(
 ) -> Result<Completion> {
   if let Some(native) = native {
     match &provider.backend {
-      Backend::Http { adapter, http } if native.speaks(&provider.kind, provider.api) => {
+      Backend::Http { adapter, http } if native.speaks(provider.kind, provider.api) => {
         return native_attempt(
           &provider.name,
           http,
@@ -150,7 +154,7 @@ pub(crate) async fn attempt_once(
         )
         .await;
       }
-      _ => native.translated_attempt(&provider.kind)?,
+      _ => native.translated_attempt(provider.kind)?,
     }
   }
   match &provider.backend {
@@ -209,7 +213,9 @@ async fn http_attempt(
 }
 
 /// Sends one vendor request; a 2xx answer is returned unread, anything else is the
-/// vendor's error.
+/// vendor's error. With an [`Authorizer`] its credentials are added just before the send,
+/// and a 401/403/429 it says other credentials may pass (another key of a pool, a refreshed
+/// token) is sent again at once, within the same attempt.
 pub(crate) async fn send_call(
   provider: &str,
   http: &reqwest::Client,
@@ -218,37 +224,74 @@ pub(crate) async fn send_call(
   stream: bool,
 ) -> Result<reqwest::Response> {
   let vendor = adapter.vendor();
-  let body = serde_json::to_vec(&call.body)
-    .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?;
-  let mut builder = match parsed_url(&call.url) {
-    Some(url) => http.post(url),
-    // reqwest parses it again and reports what is wrong with it, as for any request.
-    None => http.post(&call.url),
-  };
-  builder = builder
-    .header("content-type", "application/json")
-    .body(body);
-  if stream {
-    builder = builder.header("accept", "text/event-stream");
-  }
-  for (name, value) in &call.headers {
-    builder = builder.header(name.as_str(), value.as_str());
-  }
-  let response = builder
-    .send()
-    .await
-    .map_err(|e| transport_error(&provider_at(provider, &call.url), &e))?;
-  let status = response.status().as_u16();
-  if (300..400).contains(&status) {
-    return Err(redirect_refused(vendor, status, response.headers()));
-  }
-  if !(200..300).contains(&status) {
+  // Shared, so sending it again copies nothing.
+  let body = bytes::Bytes::from(
+    serde_json::to_vec(&call.body)
+      .map_err(|e| GatewayError::invalid_request(format!("request is not serializable: {e}")))?,
+  );
+  let mut resends = 0;
+  loop {
+    let mut headers = call.headers.clone();
+    let credential = match adapter.authorizer() {
+      Some(authorizer) => Some(
+        authorizer
+          .authorize(OutgoingRequest {
+            url: &call.url,
+            headers: &mut headers,
+            body: &body,
+            http,
+          })
+          .await?,
+      ),
+      None => None,
+    };
+    let mut builder = match parsed_url(&call.url) {
+      Some(url) => http.post(url),
+      // reqwest parses it again and reports what is wrong with it, as for any request.
+      None => http.post(&call.url),
+    };
+    builder = builder
+      .header("content-type", "application/json")
+      .body(body.clone());
+    if stream {
+      builder = builder.header("accept", "text/event-stream");
+    }
+    for (name, value) in &headers {
+      builder = builder.header(name.as_str(), value.as_str());
+    }
+    let response = builder
+      .send()
+      .await
+      .map_err(|e| transport_error(&provider_at(provider, &call.url), &e))?;
+    let status = response.status().as_u16();
+    if (300..400).contains(&status) {
+      return Err(redirect_refused(vendor, status, response.headers()));
+    }
+    if (200..300).contains(&status) {
+      return Ok(response);
+    }
     let headers = response.headers().clone();
     let body = read_body(vendor, response, MAX_ERROR_BODY_BYTES, false).await?;
-    return Err(adapter.parse_error(status, &headers, &body));
+    let error = adapter.parse_error(status, &headers, &body);
+    if let (Some(authorizer), Some(credential), 401 | 403 | 429) =
+      (adapter.authorizer(), credential, status)
+    {
+      let rejection = Rejection {
+        status,
+        retry_after: error.retry_after,
+        resends,
+      };
+      if resends < MAX_CREDENTIAL_RESENDS && authorizer.rejected(credential, rejection) {
+        resends += 1;
+        continue;
+      }
+    }
+    return Err(error);
   }
-  Ok(response)
 }
+
+/// Most times one request is sent again with other credentials (a key pool's size, bounded).
+const MAX_CREDENTIAL_RESENDS: u32 = 64;
 
 /// One embeddings attempt: the inputs in requests of at most the vendor's batch limit,
 /// one after another, their vectors joined in input order and their usage summed.

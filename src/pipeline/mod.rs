@@ -11,6 +11,7 @@ mod cache;
 mod embed;
 mod forward;
 mod http;
+mod kind;
 mod ledger;
 mod limits;
 mod native;
@@ -38,8 +39,9 @@ use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use forward::{EventSender, EventSink};
+pub use kind::{Kind, KindSpec, Preset, WireApi};
 pub use limits::ANONYMOUS;
-pub use native::{NativeCall, NativeTarget};
+pub use native::NativeCall;
 pub use providers::ProviderConfig;
 pub use record::{
   CallHook, CallObserver, CallRecord, GatewayStats, Operation, Outcome, StatsSnapshot,

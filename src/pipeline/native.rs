@@ -15,25 +15,17 @@ use serde_json::{Map, Value};
 
 use super::attempt::{read_body, send_call, stream_broken, MAX_RESPONSE_BYTES};
 use super::forward::{forward_whole, note_delivered, send, EventSink, Progress};
+use super::kind::{Kind, WireApi};
 use crate::error::{GatewayError, Result};
+use crate::ingress::Protocol;
 use crate::providers::{Adapter, HttpCall, StreamSession};
 use crate::types::{ChatRequest, Completion, StreamEvent};
-
-/// A provider kind that speaks a client protocol natively.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NativeTarget {
-  /// `ProviderConfig.kind`: 'openai', 'anthropic', …
-  pub kind: &'static str,
-  /// `ProviderConfig.api` the provider must have ('responses'); `None` is the kind's
-  /// default API (Chat Completions for `openai`), so an `openai` provider with
-  /// `api: 'responses'` does not speak Chat Completions, nor one without it Responses.
-  pub api: Option<&'static str>,
-}
 
 /// The client's request as it arrived, for a target that speaks its protocol.
 #[derive(Debug)]
 pub struct NativeCall {
-  pub targets: &'static [NativeTarget],
+  /// The client's protocol: a target relays it when its kind speaks it natively.
+  pub protocol: Protocol,
   /// The body exactly as the client sent it; `model` is replaced by the target's.
   pub body: Map<String, Value>,
   /// Client headers passed on unchanged (e.g. `anthropic-beta`).
@@ -48,13 +40,13 @@ pub struct NativeCall {
 
 impl NativeCall {
   pub fn new(
-    targets: &'static [NativeTarget],
+    protocol: Protocol,
     body: Map<String, Value>,
     headers: Vec<(String, String)>,
     native_only: Vec<String>,
   ) -> Self {
     NativeCall {
-      targets,
+      protocol,
       body,
       headers,
       native_only,
@@ -64,11 +56,8 @@ impl NativeCall {
   }
 
   /// Whether a provider of `kind` whose upstream API is `api` speaks the client's protocol.
-  pub fn speaks(&self, kind: &str, api: Option<&str>) -> bool {
-    self
-      .targets
-      .iter()
-      .any(|target| target.kind == kind && target.api == api)
+  pub fn speaks(&self, kind: Kind, api: WireApi) -> bool {
+    kind.speaks_natively(self.protocol, api)
   }
 
   /// The vendor's own JSON body, when the answer was relayed natively.
@@ -85,12 +74,13 @@ impl NativeCall {
   }
 
   /// Before an attempt on a target of another kind: what it cannot honour is refused.
-  pub(crate) fn translated_attempt(&self, kind: &str) -> Result<()> {
+  pub(crate) fn translated_attempt(&self, kind: Kind) -> Result<()> {
     self.set_reply(None);
     self.answered_natively.store(false, Ordering::SeqCst);
     match self.native_only.first() {
       Some(field) => Err(GatewayError::invalid_request(format!(
-        "{field} is not supported by the '{kind}' provider this call went to: only a provider that speaks the client's protocol natively can honour it"
+        "{field} is not supported by the '{}' provider this call went to: only a provider that speaks the client's protocol natively can honour it",
+        kind.as_str()
       ))),
       None => Ok(()),
     }
@@ -256,20 +246,12 @@ mod tests {
 
   #[test]
   fn a_target_api_must_match_the_providers() {
-    const RESPONSES: &[NativeTarget] = &[NativeTarget {
-      kind: "openai",
-      api: Some("responses"),
-    }];
-    const CHAT: &[NativeTarget] = &[NativeTarget {
-      kind: "openai",
-      api: None,
-    }];
-    let call = |targets| NativeCall::new(targets, Map::new(), Vec::new(), Vec::new());
-    assert!(call(RESPONSES).speaks("openai", Some("responses")));
-    assert!(!call(RESPONSES).speaks("openai", None));
-    assert!(call(CHAT).speaks("openai", None));
-    assert!(!call(CHAT).speaks("openai", Some("responses")));
-    assert!(!call(CHAT).speaks("anthropic", None));
+    let call = |protocol| NativeCall::new(protocol, Map::new(), Vec::new(), Vec::new());
+    assert!(call(Protocol::Responses).speaks(Kind::OpenAi, WireApi::Responses));
+    assert!(!call(Protocol::Responses).speaks(Kind::OpenAi, WireApi::Chat));
+    assert!(call(Protocol::ChatCompletions).speaks(Kind::OpenAi, WireApi::Chat));
+    assert!(!call(Protocol::ChatCompletions).speaks(Kind::OpenAi, WireApi::Responses));
+    assert!(!call(Protocol::ChatCompletions).speaks(Kind::Anthropic, WireApi::Chat));
   }
 
   #[test]

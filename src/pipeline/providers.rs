@@ -3,22 +3,26 @@
 
 use std::time::Duration;
 
+use super::http::Clients;
+use super::kind::{KeyRequirement, KeySource, Kind, KindSpec, WireApi};
 use crate::error::{GatewayError, Result};
-use crate::providers::anthropic::{self, Anthropic};
-use crate::providers::gemini::{self, Gemini};
+use crate::providers::anthropic::Anthropic;
+use crate::providers::auth::{AwsCredentials, TokenSource};
+use crate::providers::gemini::Gemini;
 use crate::providers::mock::{self, MockConfig};
 use crate::providers::openai::responses::OpenAiResponses;
-use crate::providers::openai::{self, OpenAi};
-use crate::providers::Adapter;
+use crate::providers::openai::OpenAi;
+use crate::providers::{azure, bedrock, vertex, Adapter};
 use crate::secret::{header_secrets, Secret};
-
-use super::http::Clients;
 
 #[derive(Debug, Clone, Default)]
 pub struct ProviderConfig {
   pub name: String,
+  /// A kind or a preset ('openai', 'azure', 'groq', …), parsed by [`KindSpec::parse`].
   pub kind: String,
   pub api_key: Option<String>,
+  /// A key pool, used in order as keys rest (instead of `api_key`).
+  pub api_keys: Vec<String>,
   pub base_url: Option<String>,
   pub models: Vec<String>,
   pub headers: Vec<(String, String)>,
@@ -28,8 +32,22 @@ pub struct ProviderConfig {
   pub mock_chunk_delay: Option<Duration>,
   /// A PEM file of CA certificates this provider's server may be signed by.
   pub ca_cert_path: Option<String>,
-  /// kind openai: 'chat' (default) or 'responses', the upstream wire API.
+  /// kind openai / azure: 'chat' (default) or 'responses', the upstream wire API.
   pub api: Option<String>,
+  /// azure, classic URLs: the deployment name and its `api-version`.
+  pub deployment: Option<String>,
+  pub api_version: Option<String>,
+  /// azure: an Entra ID token, sent as Bearer instead of `api-key`.
+  pub azure_ad_token: Option<TokenSource>,
+  /// bedrock: the AWS region (else AWS_REGION / AWS_DEFAULT_REGION).
+  pub region: Option<String>,
+  /// bedrock: credentials instead of the AWS environment variables.
+  pub credentials: Option<AwsCredentials>,
+  /// vertex: the Google Cloud project and location.
+  pub project: Option<String>,
+  pub location: Option<String>,
+  /// vertex: a service-account key file (else GOOGLE_APPLICATION_CREDENTIALS).
+  pub credentials_path: Option<String>,
 }
 
 impl ProviderConfig {
@@ -56,11 +74,10 @@ pub(crate) enum Backend {
 
 pub(crate) struct Provider {
   pub name: String,
-  /// `ProviderConfig.kind` ('openai', 'anthropic', 'gemini', 'mock').
-  pub kind: String,
-  /// `ProviderConfig.api` when it is not the kind's default ('responses' for an `openai`
-  /// provider that speaks the Responses API upstream); `None` otherwise.
-  pub api: Option<&'static str>,
+  /// The kind (a preset is kind `openai`).
+  pub kind: Kind,
+  /// The wire API used upstream (`ProviderConfig.api`; Chat Completions unless 'responses').
+  pub api: WireApi,
   pub backend: Backend,
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
@@ -73,16 +90,17 @@ pub(crate) fn build_provider(
   clients: &mut Clients,
 ) -> Result<Provider> {
   let name = &config.name;
-  let env_names: &[&str] = match config.kind.as_str() {
-    "openai" => &["OPENAI_API_KEY"],
-    "anthropic" => &["ANTHROPIC_API_KEY"],
-    "gemini" => &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
-    "mock" => &[],
-    other => {
-      return Err(GatewayError::config(format!(
-        "provider '{name}' has unknown kind '{other}' (expected openai, anthropic, gemini or mock)"
-      )))
-    }
+  let spec = KindSpec::parse(&config.kind).ok_or_else(|| {
+    GatewayError::config(format!(
+      "provider '{name}' has unknown kind '{}' (expected one of {})",
+      config.kind,
+      KindSpec::names().join(", ")
+    ))
+  })?;
+  let kind = spec.kind;
+  let env_names: &[&str] = match spec.key_source() {
+    KeySource::Env(names) => names,
+    KeySource::None => &[],
   };
   let api_key = config
     .api_key
@@ -97,18 +115,12 @@ pub(crate) fn build_provider(
   if let Some(key) = &api_key {
     secrets.push(key.clone());
   }
-  let default_base = match config.kind.as_str() {
-    "openai" => openai::DEFAULT_BASE_URL,
-    "anthropic" => anthropic::DEFAULT_BASE_URL,
-    "gemini" => gemini::DEFAULT_BASE_URL,
-    _ => "",
-  };
   let base_url = config
     .base_url
     .clone()
-    .unwrap_or_else(|| default_base.to_string());
-  if config.kind != "mock" {
-    let parsed = reqwest::Url::parse(&base_url).map_err(|e| {
+    .or_else(|| spec.default_base_url().map(str::to_string));
+  if let Some(base_url) = &base_url {
+    let parsed = reqwest::Url::parse(base_url).map_err(|e| {
       GatewayError::config(format!("provider '{name}' has an invalid baseUrl: {e}"))
     })?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -116,13 +128,16 @@ pub(crate) fn build_provider(
         "provider '{name}' baseUrl must be http or https"
       )));
     }
+  }
+  match spec.key_requirement() {
     // The vendors' own endpoints always need a key; a self-hosted server may not.
-    if api_key.is_none() && config.base_url.is_none() {
+    KeyRequirement::UnlessBaseUrl if api_key.is_none() && config.base_url.is_none() => {
       return Err(GatewayError::config(format!(
         "provider '{name}' has no apiKey and {} is not set",
         env_names.join(" / ")
       )));
     }
+    KeyRequirement::UnlessBaseUrl | KeyRequirement::CheckedByBuilder | KeyRequirement::Never => {}
   }
   // Checked here so that a bad value is a CONFIG error now, not a failed (and retried)
   // request later.
@@ -139,44 +154,50 @@ pub(crate) fn build_provider(
     check_header(name, "openai-organization", organization, "organization")?;
   }
   let headers = config.headers.clone();
-  let responses_api = match (config.kind.as_str(), config.api.as_deref()) {
-    (_, None) | (_, Some("chat")) => false,
-    ("openai", Some("responses")) => true,
-    (_, Some("responses")) => {
-      return Err(GatewayError::config(format!(
-        "provider '{name}' has api 'responses', which only kind 'openai' speaks"
-      )))
-    }
-    (_, Some(other)) => {
-      return Err(GatewayError::config(format!(
-        "provider '{name}' has unknown api '{other}' (expected chat or responses)"
-      )))
-    }
+  let api = match config.api.as_deref() {
+    None => WireApi::Chat,
+    Some(text) => WireApi::parse(text).ok_or_else(|| {
+      GatewayError::config(format!(
+        "provider '{name}' has unknown api '{text}' (expected chat or responses)"
+      ))
+    })?,
   };
-  let adapter: Option<Box<dyn Adapter>> = match config.kind.as_str() {
-    "openai" if responses_api => Some(Box::new(OpenAiResponses(OpenAi {
-      base_url,
+  if !kind.takes_wire_api(api) {
+    return Err(GatewayError::config(format!(
+      "provider '{name}' has api '{}', which kind '{}' does not speak (only openai and azure do)",
+      api.as_str(),
+      kind.as_str()
+    )));
+  }
+  // Kinds whose base URL has a fixed default always have one here.
+  let vendor_base = || base_url.clone().unwrap_or_default();
+  let adapter: Option<Box<dyn Adapter>> = match kind {
+    Kind::OpenAi => {
+      let openai = OpenAi {
+        base_url: vendor_base(),
+        api_key,
+        organization: config.organization.clone(),
+        headers,
+      };
+      Some(match api {
+        WireApi::Chat => Box::new(openai),
+        WireApi::Responses => Box::new(OpenAiResponses(openai)),
+      })
+    }
+    Kind::Anthropic => Some(Box::new(Anthropic {
+      base_url: vendor_base(),
       api_key,
-      organization: config.organization.clone(),
-      headers,
-    }))),
-    "openai" => Some(Box::new(OpenAi {
-      base_url,
-      api_key,
-      organization: config.organization.clone(),
       headers,
     })),
-    "anthropic" => Some(Box::new(Anthropic {
-      base_url,
+    Kind::Gemini => Some(Box::new(Gemini {
+      base_url: vendor_base(),
       api_key,
       headers,
     })),
-    "gemini" => Some(Box::new(Gemini {
-      base_url,
-      api_key,
-      headers,
-    })),
-    _ => None,
+    Kind::Azure => Some(azure::build(config, api_key, secrets)?),
+    Kind::Bedrock => Some(bedrock::build(config, api_key, secrets)?),
+    Kind::Vertex => Some(vertex::build(config, api_key, secrets)?),
+    Kind::Mock => None,
   };
   let backend = match adapter {
     Some(adapter) => Backend::Http {
@@ -189,8 +210,8 @@ pub(crate) fn build_provider(
   };
   Ok(Provider {
     name: name.clone(),
-    kind: config.kind.clone(),
-    api: responses_api.then_some("responses"),
+    kind,
+    api,
     backend,
     timeout: config.timeout,
     max_retries: config.max_retries,

@@ -3,11 +3,15 @@
 //! into normalized types. The gateway owns transport, retries and timing.
 
 pub mod anthropic;
+pub mod auth;
+pub mod azure;
+pub mod bedrock;
 mod errors;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
 pub mod schema_instance;
+pub mod vertex;
 
 pub use errors::{classify_status, http_error, in_band_error, stray_line, vendor_error, ErrorBody};
 
@@ -37,6 +41,16 @@ pub trait Adapter: Send + Sync {
   /// (gateways answer in each other's), so one parser serves every kind.
   fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError {
     http_error(self.vendor(), status, headers, body)
+  }
+  /// The header that carries `key`, for key pools (`apiKeys`): the pool adds it per send.
+  /// `None` when the kind takes no key in a header, so a pool is refused at construction.
+  fn key_header(&self, _key: &str) -> Option<(String, String)> {
+    None
+  }
+  /// Credentials added just before each send (a token, a signature); `None` when the
+  /// headers from [`Self::build`] already carry them.
+  fn authorizer(&self) -> Option<&dyn auth::Authorizer> {
+    None
   }
   /// A free GET that answers 2xx when the deployment is up, for active health checks;
   /// `None` where only a real (1-token) call tells.

@@ -19,7 +19,8 @@ use super::{
 use crate::error::{GatewayError, Result};
 use crate::secret::Secret;
 use crate::types::{
-  ChatRequest, Completion, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolChoice,
+  CacheAt, CacheTtl, ChatRequest, Completion, ContentPart, FinishReason, Message, ResponseFormat,
+  Role, ToolChoice,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -40,11 +41,18 @@ impl Adapter for Anthropic {
     "anthropic"
   }
 
+  fn key_header(&self, key: &str) -> Option<(String, String)> {
+    Some(("x-api-key".into(), key.to_string()))
+  }
+
   fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
     let mut headers = self.headers.clone();
-    if let Some(key) = &self.api_key {
-      headers.push(("x-api-key".into(), key.expose().to_string()));
-    }
+    headers.extend(
+      self
+        .api_key
+        .as_ref()
+        .and_then(|key| self.key_header(key.expose())),
+    );
     headers.push(("anthropic-version".into(), API_VERSION.into()));
     Ok(HttpCall {
       url: join_url(&self.base_url, "v1/messages"),
@@ -77,16 +85,10 @@ pub fn request_body(req: &ChatRequest, stream: bool) -> Result<Value> {
     "max_tokens".into(),
     json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
   );
-  let system: Vec<String> = req
-    .messages
-    .iter()
-    .filter(|m| m.role == Role::System)
-    .map(Message::joined_text)
-    .collect();
-  if !system.is_empty() {
-    body.insert("system".into(), json!(system.join("\n\n")));
+  if let Some(system) = system(req) {
+    body.insert("system".into(), system);
   }
-  body.insert("messages".into(), Value::Array(turns(&req.messages)?));
+  body.insert("messages".into(), Value::Array(turns(req)?));
   if let Some(temperature) = req.temperature {
     body.insert("temperature".into(), json!(temperature));
   }
@@ -99,14 +101,17 @@ pub fn request_body(req: &ChatRequest, stream: bool) -> Result<Value> {
   let mut tools: Vec<Value> = req
     .tools
     .iter()
-    .map(|tool| {
+    .enumerate()
+    .map(|(k, tool)| {
       let mut out = Map::new();
       out.insert("name".into(), json!(tool.name));
       if let Some(description) = &tool.description {
         out.insert("description".into(), json!(description));
       }
       out.insert("input_schema".into(), tool.parameters.clone());
-      Value::Object(out)
+      let mut out = Value::Object(out);
+      mark_cache(&mut out, req.tool_cache(k));
+      out
     })
     .collect();
   let mut tool_choice = req.tool_choice.as_ref().map(|choice| match choice {
@@ -143,14 +148,65 @@ pub fn request_body(req: &ChatRequest, stream: bool) -> Result<Value> {
   Ok(Value::Object(body))
 }
 
+/// `cache_control` for a breakpoint: ephemeral, with the `ttl` when one was asked.
+pub fn cache_control(ttl: CacheTtl) -> Value {
+  match ttl.as_str() {
+    Some(ttl) => json!({"type": "ephemeral", "ttl": ttl}),
+    None => json!({"type": "ephemeral"}),
+  }
+}
+
+/// Puts `cache_control` on `block` when a breakpoint was asked there.
+fn mark_cache(block: &mut Value, ttl: Option<CacheTtl>) {
+  if let (Some(ttl), Some(block)) = (ttl, block.as_object_mut()) {
+    block.insert("cache_control".into(), cache_control(ttl));
+  }
+}
+
+/// The system prompt: the system messages joined as one string, or, when a breakpoint is
+/// set on one of them, as text blocks (the only form `cache_control` can go on).
+fn system(req: &ChatRequest) -> Option<Value> {
+  let system: Vec<(usize, &Message)> = req
+    .messages
+    .iter()
+    .enumerate()
+    .filter(|(_, m)| m.role == Role::System)
+    .collect();
+  if system.is_empty() {
+    return None;
+  }
+  let cached = req.cache_breakpoints.iter().any(|breakpoint| {
+    let message = match breakpoint.at {
+      CacheAt::Message(i) | CacheAt::Part { message: i, .. } => i,
+      CacheAt::Tool(_) => return false,
+    };
+    system.iter().any(|(i, _)| *i == message)
+  });
+  if !cached {
+    let texts: Vec<String> = system.iter().map(|(_, m)| m.joined_text()).collect();
+    return Some(json!(texts.join("\n\n")));
+  }
+  let mut blocks = Vec::new();
+  for (i, message) in system {
+    let mut own = content_blocks(req, i, &message.content);
+    own.retain(|block| block["type"] == "text");
+    if let Some(last) = own.last_mut() {
+      mark_cache(last, req.message_cache(i));
+    }
+    blocks.extend(own);
+  }
+  Some(Value::Array(blocks))
+}
+
 /// Anthropic wants strictly alternating user/assistant turns: tool results become user
-/// turns of `tool_result` blocks, and consecutive turns of one role are merged.
-fn turns(messages: &[Message]) -> Result<Vec<Value>> {
+/// turns of `tool_result` blocks, and consecutive turns of one role are merged. A message's
+/// breakpoint goes on its last block, a part's on that part's block.
+fn turns(req: &ChatRequest) -> Result<Vec<Value>> {
   let mut turns = AlternatingTurns::default();
-  for message in messages {
-    let (role, blocks) = match message.role {
+  for (i, message) in req.messages.iter().enumerate() {
+    let (role, mut blocks) = match message.role {
       Role::System => continue,
-      Role::User => ("user", content_blocks(&message.content)),
+      Role::User => ("user", content_blocks(req, i, &message.content)),
       Role::Tool => {
         let id = message.tool_call_id.clone().ok_or_else(|| {
           GatewayError::invalid_request("a message with role 'tool' needs toolCallId")
@@ -165,7 +221,7 @@ fn turns(messages: &[Message]) -> Result<Vec<Value>> {
         )
       }
       Role::Assistant => {
-        let mut blocks = content_blocks(&message.content);
+        let mut blocks = content_blocks(req, i, &message.content);
         for call in &message.tool_calls {
           blocks.push(json!({
             "type": "tool_use",
@@ -177,28 +233,37 @@ fn turns(messages: &[Message]) -> Result<Vec<Value>> {
         ("assistant", blocks)
       }
     };
+    if let Some(last) = blocks.last_mut() {
+      mark_cache(last, req.message_cache(i));
+    }
     turns.push(role, blocks);
   }
   Ok(turns.into_json("content"))
 }
 
-fn content_blocks(parts: &[ContentPart]) -> Vec<Value> {
+/// The blocks of message `message`'s parts (empty text dropped), each with its breakpoint.
+fn content_blocks(req: &ChatRequest, message: usize, parts: &[ContentPart]) -> Vec<Value> {
   parts
     .iter()
-    .filter(|part| !matches!(part, ContentPart::Text(text) if text.is_empty()))
-    .map(|part| match part {
-      ContentPart::Text(text) => json!({"type": "text", "text": text}),
-      ContentPart::Image { data, mime_type } => json!({
-        "type": "image",
-        "source": {"type": "base64", "media_type": mime_type, "data": data},
-      }),
-      ContentPart::ImageUrl(url) => match parse_data_url(url) {
-        Some((mime_type, data)) => json!({
+    .enumerate()
+    .filter(|(_, part)| !matches!(part, ContentPart::Text(text) if text.is_empty()))
+    .map(|(j, part)| {
+      let mut block = match part {
+        ContentPart::Text(text) => json!({"type": "text", "text": text}),
+        ContentPart::Image { data, mime_type } => json!({
           "type": "image",
           "source": {"type": "base64", "media_type": mime_type, "data": data},
         }),
-        None => json!({"type": "image", "source": {"type": "url", "url": url}}),
-      },
+        ContentPart::ImageUrl(url) => match parse_data_url(url) {
+          Some((mime_type, data)) => json!({
+            "type": "image",
+            "source": {"type": "base64", "media_type": mime_type, "data": data},
+          }),
+          None => json!({"type": "image", "source": {"type": "url", "url": url}}),
+        },
+      };
+      mark_cache(&mut block, req.part_cache(message, j));
+      block
     })
     .collect()
 }

@@ -40,6 +40,10 @@ impl Adapter for Gemini {
     "gemini"
   }
 
+  fn key_header(&self, key: &str) -> Option<(String, String)> {
+    Some(("x-goog-api-key".into(), key.to_string()))
+  }
+
   fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
     let headers = self.request_headers();
     let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
@@ -95,9 +99,12 @@ impl Gemini {
   /// The key goes in `x-goog-api-key`, never in the URL.
   fn request_headers(&self) -> Vec<(String, String)> {
     let mut headers = self.headers.clone();
-    if let Some(key) = &self.api_key {
-      headers.push(("x-goog-api-key".into(), key.expose().to_string()));
-    }
+    headers.extend(
+      self
+        .api_key
+        .as_ref()
+        .and_then(|key| self.key_header(key.expose())),
+    );
     headers
   }
 }

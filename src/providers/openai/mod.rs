@@ -30,9 +30,12 @@ pub struct OpenAi {
 impl OpenAi {
   fn request_headers(&self) -> Vec<(String, String)> {
     let mut headers = self.headers.clone();
-    if let Some(key) = &self.api_key {
-      headers.push(("authorization".into(), format!("Bearer {}", key.expose())));
-    }
+    headers.extend(
+      self
+        .api_key
+        .as_ref()
+        .and_then(|key| self.key_header(key.expose())),
+    );
     if let Some(organization) = &self.organization {
       headers.push(("openai-organization".into(), organization.clone()));
     }
@@ -43,6 +46,10 @@ impl OpenAi {
 impl Adapter for OpenAi {
   fn vendor(&self) -> &'static str {
     "openai"
+  }
+
+  fn key_header(&self, key: &str) -> Option<(String, String)> {
+    Some(("authorization".into(), format!("Bearer {key}")))
   }
 
   fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
@@ -118,6 +125,9 @@ pub fn request_body(req: &ChatRequest, stream: bool) -> Value {
   }
   if !req.stop.is_empty() {
     body.insert("stop".into(), json!(req.stop));
+  }
+  if let Some(key) = &req.prompt_cache_key {
+    body.insert("prompt_cache_key".into(), json!(key));
   }
   match &req.response_format {
     None | Some(ResponseFormat::Text) => {}

@@ -27,6 +27,10 @@ impl Adapter for OpenAiResponses {
     "openai"
   }
 
+  fn key_header(&self, key: &str) -> Option<(String, String)> {
+    self.0.key_header(key)
+  }
+
   fn build(&self, req: &ChatRequest, stream: bool) -> Result<HttpCall> {
     Ok(HttpCall {
       url: join_url(&self.0.base_url, "responses"),
@@ -111,6 +115,9 @@ pub fn request_body(req: &ChatRequest, stream: bool) -> Result<Value> {
     input_message(message, &mut input);
   }
   body.insert("input".into(), Value::Array(input));
+  if let Some(key) = &req.prompt_cache_key {
+    body.insert("prompt_cache_key".into(), json!(key));
+  }
   if let Some(temperature) = req.temperature {
     body.insert("temperature".into(), json!(temperature));
   }
