@@ -2,17 +2,10 @@
 // specification v3 (`LanguageModelV3`, `EmbeddingModelV3` from `@ai-sdk/provider` 3.x), which `ai` 6
 // takes as it is and `ai` 7 adapts; they are declared structurally here so that this package needs
 // neither `ai` nor `@ai-sdk/provider` to type-check.
-import type { Gateway } from '../index'
+import type { ChatRequest, Gateway } from '../index'
 
-/** Options ferrogate reads from `providerOptions.ferrogate` of a call. */
-export interface FerrogateCallOptions {
-  user?: string
-  metadata?: Record<string, string>
-  cache?: boolean
-  timeoutMs?: number
-  maxRetries?: number
-  priority?: number
-}
+/** Options ferrogate reads from `providerOptions.ferrogate` of a call: these fields of a ChatRequest. */
+export type FerrogateCallOptions = Pick<ChatRequest, 'user' | 'metadata' | 'cache' | 'timeoutMs' | 'maxRetries' | 'priority'>
 
 /** What `providerMetadata.ferrogate` holds after a call. */
 export interface FerrogateProviderMetadata {

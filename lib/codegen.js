@@ -10,7 +10,9 @@
 
 const { requirePeer } = require('./peers.js')
 const path = require('node:path')
-const { configError, duration, requireGateway, requireModel, structuredCall, missReason, newMissCounters, safely, redact } = require('./model-call.js')
+const { configError } = require('./errors.js')
+const { requireGateway } = require('./shapes.js')
+const { duration, requireModel, structuredCall, missReason, newMissCounters, safely, redact } = require('./model-call.js')
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete', 'head', 'options']
 const BODY_METHODS = new Set(['post', 'put', 'patch'])

@@ -59,4 +59,36 @@ function codedError(error, fallback, { word, cause } = {}) {
   return new FerrogateError(info, cause)
 }
 
-module.exports = { FerrogateError, newRequestId, configError, invalid, abortedBefore, codedError, STATUS_OF_CODE }
+/** A native error that keeps its code, else INVALID_REQUEST. */
+const codedOrInvalid = (error) => codedError(error, invalid)
+
+/** `work()`'s result; what it throws becomes `toError(thrown)`. */
+function rethrown(work, toError) {
+  try {
+    return work()
+  } catch (error) {
+    throw toError(error)
+  }
+}
+
+/** The same for asynchronous work: always a Promise, also when `work` throws before it starts. */
+async function rethrownAsync(work, toError) {
+  try {
+    return await work()
+  } catch (error) {
+    throw toError(error)
+  }
+}
+
+module.exports = {
+  FerrogateError,
+  newRequestId,
+  configError,
+  invalid,
+  abortedBefore,
+  codedError,
+  codedOrInvalid,
+  rethrown,
+  rethrownAsync,
+  STATUS_OF_CODE,
+}

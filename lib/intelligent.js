@@ -11,11 +11,11 @@ const { requirePeer, requirePeers } = require('./peers.js')
 requirePeers('ferrogate/intelligent', ['ajv', 'ajv-formats', 'prettier', 'yaml'])
 
 const { describeError, sendError } = require('./express.js')
+const { configError } = require('./errors.js')
+const { requireGateway } = require('./shapes.js')
 const {
-  configError,
   duration,
   fraction,
-  requireGateway,
   requireModel,
   structuredCall,
   missReason,

@@ -3,10 +3,9 @@
 // that can never outlast its time budget, a small TTL cache with in-flight sharing, and
 // option checks that fail with CONFIG errors.
 
-const { FerrogateError } = require('../index.js')
 const { redact } = require('./express.js')
 
-const { newRequestId: newId, configError } = require('./errors.js')
+const { FerrogateError, newRequestId: newId, configError } = require('./errors.js')
 
 function budgetTimeout(ms) {
   return new FerrogateError({ code: 'TIMEOUT', status: 504, message: `no answer within ${ms} ms`, requestId: newId() })
@@ -27,10 +26,6 @@ function fraction(value, name, fallback) {
     throw configError(`${name} must be a number from 0 to 1, not ${JSON.stringify(value)}`)
   }
   return value
-}
-
-function requireGateway(gateway, who) {
-  if (gateway == null || typeof gateway.chat !== 'function') throw configError(`${who} needs a gateway (a ferrogate Gateway)`)
 }
 
 function requireModel(model, who) {
@@ -162,10 +157,8 @@ function safely(fn, ...args) {
 }
 
 module.exports = {
-  configError,
   duration,
   fraction,
-  requireGateway,
   requireModel,
   structuredCall,
   missReason,

@@ -11,7 +11,6 @@ requirePeers('ferrogate/queue', ['bullmq', 'ioredis'])
 const { createHmac, timingSafeEqual } = require('node:crypto')
 const { EventEmitter } = require('node:events')
 const { setTimeout: sleep } = require('node:timers/promises')
-const { FerrogateError } = require('../index.js')
 const { allowedHosts, literalRefusal, postToCheckedTarget, RefusedCallbackTarget } = require('./callback-target.js')
 
 const JOB_TYPES = Object.freeze({
@@ -27,7 +26,8 @@ const NON_RETRYABLE_CODES = Object.freeze(['INVALID_REQUEST', 'AUTHENTICATION', 
 const MAX_PRIORITY = 2_097_152 // BullMQ's limit (2^21)
 const CODE_PREFIX = /^([A-Z][A-Z_]+): ([\s\S]*)$/
 
-const { newRequestId: requestId, configError } = require('./errors.js')
+const { FerrogateError, newRequestId: requestId, configError } = require('./errors.js')
+const { requireGateway } = require('./shapes.js')
 const invalid = (message) => new FerrogateError({ code: 'INVALID_REQUEST', status: 400, message: `invalid job: ${message}`, requestId: requestId() })
 
 function count(value, name, fallback, { min = 0, config = true } = {}) {
@@ -105,7 +105,7 @@ class AIQueue extends EventEmitter {
   constructor(opts = {}) {
     super()
     const { gateway, redisUrl, callbackSecret } = opts
-    if (gateway == null || typeof gateway.chat !== 'function') throw configError('AIQueue needs { gateway }: a ferrogate Gateway')
+    requireGateway(gateway, 'AIQueue')
     if (typeof redisUrl !== 'string' || !redisUrl) throw configError('AIQueue needs { redisUrl }')
     if (callbackSecret !== undefined && (typeof callbackSecret !== 'string' || !callbackSecret)) throw configError('callbackSecret must be a non-empty string')
     if (typeof opts.defaultModel !== 'string' || !opts.defaultModel) throw configError('AIQueue needs { defaultModel }')

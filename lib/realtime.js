@@ -10,7 +10,6 @@ requirePeers('ferrogate/realtime', ['ws'])
 
 const { randomUUID } = require('node:crypto')
 const { once } = require('node:events')
-const { FerrogateError } = require('../index.js')
 
 const DEFAULT_MAX_MESSAGES = 50
 const DEFAULT_TTL_SECONDS = 86_400
@@ -29,18 +28,13 @@ const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/
 
 const now = () => new Date().toISOString()
 
-const { configError } = require('./errors.js')
+const { FerrogateError, newRequestId, configError } = require('./errors.js')
+const { requireGateway } = require('./shapes.js')
 
 function positiveInteger(value, name, fallback) {
   if (value === undefined) return fallback
   if (!Number.isInteger(value) || value <= 0) throw configError(`${name} must be a positive integer, got ${String(value)}`)
   return value
-}
-
-function requireGateway(gateway, where) {
-  if (gateway == null || typeof gateway.streamEvents !== 'function') {
-    throw configError(`${where} needs { gateway }: a ferrogate Gateway`)
-  }
 }
 
 // What a client may see of an error: ferrogate errors carry a code and never contain a key;
@@ -147,7 +141,7 @@ function attachChat(server, opts = {}) {
   const { WebSocketServer, WebSocket } = requirePeer('ferrogate/realtime', 'ws')
   if (server == null || typeof server.on !== 'function') throw configError('attachChat(server, opts) needs an http.Server')
   const { gateway, systemPrompt, user, authenticate } = opts
-  requireGateway(gateway, 'attachChat')
+  requireGateway(gateway, 'attachChat', 'streamEvents')
   const path = opts.path ?? '/ws/chat'
   if (typeof path !== 'string' || !path.startsWith('/')) throw configError('path must start with "/"')
   const models = opts.models
@@ -496,7 +490,7 @@ function attachChat(server, opts = {}) {
 function sseChat(opts = {}) {
   const express = require('express')
   const { gateway, user } = opts
-  requireGateway(gateway, 'sseChat')
+  requireGateway(gateway, 'sseChat', 'streamEvents')
   const defaultModel = opts.defaultModel
   if (typeof defaultModel !== 'string' || !defaultModel) throw configError('sseChat needs defaultModel')
   // The models a client may ask for: every call is billed, so a client picks from a list, never freely.
@@ -600,7 +594,7 @@ function sseChat(opts = {}) {
     const { message, model } = req.body ?? {}
     if (typeof message !== 'string' || !message.trim()) return fail(res, 400, 'INVALID_REQUEST', 'send { "message": "..." }')
     if (model !== undefined && !models.includes(model)) return fail(res, 400, 'INVALID_REQUEST', unknownModel(model))
-    const requestId = randomUUID()
+    const requestId = newRequestId()
     res.status(202).json({ requestId })
     ;(async () => {
       const call = client.request(model, message)

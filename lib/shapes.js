@@ -10,6 +10,8 @@
 //
 // The same field lists tell `ferrogate serve` which config keys exist (`unknownKeys`).
 
+const { FerrogateError, newRequestId, configError } = require('./errors.js')
+
 /** The type of a value in words ("a string", "an array", "null"), never the value. */
 function typeOf(value) {
   if (value === null) return 'null'
@@ -349,7 +351,40 @@ function plainNapiMessage(message) {
   return field ? `${field} has a value of the wrong type` : 'a field has a value of the wrong type'
 }
 
+// The checks that throw: a class's options, a request napi refused, a gateway an add-on needs.
+
+/** Options of a class, checked before its native constructor sees them: a CONFIG error naming the field. */
+function checkOptions(shape, options, what) {
+  const problem = shapeProblem(shape, options)
+  if (problem !== undefined) throw configError(`invalid ${what} options: ${problem}`)
+}
+
+// napi's own type check refused a value: its text names Rust types and may quote the value
+// (a key in the wrong field), so it is never shown, nor kept as the cause. The message
+// names the field and the type it needs instead.
+function wrongShape(error, shape, value) {
+  return shapeProblem(shape, value) ?? plainNapiMessage(error?.message)
+}
+
+/** INVALID_REQUEST for a chat request napi (or topLevelFits) refused. */
+const invalidRequestShape = (error, request) =>
+  new FerrogateError({
+    code: 'INVALID_REQUEST',
+    status: 400,
+    message: `invalid request: ${wrongShape(error, CHAT_REQUEST, request)}`,
+    requestId: newRequestId(),
+  })
+
+/** The gateway an add-on (intelligent, codegen, queue, realtime) works over: anything with the method it calls. */
+function requireGateway(gateway, who, method = 'chat') {
+  if (gateway == null || typeof gateway[method] !== 'function') throw configError(`${who} needs { gateway }: a ferrogate Gateway`)
+}
+
 module.exports = {
+  checkOptions,
+  wrongShape,
+  invalidRequestShape,
+  requireGateway,
   typeOf,
   shapeProblem,
   topLevelFits,
