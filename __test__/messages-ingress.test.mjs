@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
 
 import Anthropic from '@anthropic-ai/sdk'
-import { startMockVendors } from './helpers/mock-vendors.mjs'
+import { fakeCountTokens, startMockVendors } from './helpers/mock-vendors.mjs'
 import { ENGINES, startServe as startServeOn, stopServe } from './helpers/serve-engines.mjs'
 
 const run = promisify(execFile)
@@ -47,6 +47,11 @@ function startServe(name, { keys = true, engine = 'native' } = {}) {
         gemini: { kind: 'gemini', baseUrl: '${GEMINI_URL}', apiKey: '${UPSTREAM_KEY}' },
         anthropic: { kind: 'anthropic', baseUrl: '${ANTHROPIC_URL}', apiKey: '${UPSTREAM_KEY}' },
         mock: { kind: 'mock', mockChunkDelayMs: 0 },
+      },
+      // count_tokens goes to a route's first usable target.
+      routes: {
+        'claude-first': [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }, { provider: 'openai', model: 'gpt-4o-mini' }],
+        'gpt-first': [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'anthropic', model: 'claude-sonnet-4-5' }],
       },
       maxRetries: 0,
       ...(keys ? { keys: [{ key: '${CLIENT_KEY}', user: 'svc-a', dailyTokenQuota: 1000000 }] } : {}),
@@ -250,7 +255,8 @@ for (const engine of ENGINES) describe(`Anthropic Messages through ferrogate ser
       }
     })
 
-    test(`${target.name}: messages.countTokens`, async () => {
+    test(`${target.name}: messages.countTokens is counted by ferrogate (the vendor is not asked)`, async () => {
+      const mark = mock.requests.length
       const small = await client.messages.countTokens({ model: target.model, messages: [{ role: 'user', content: 'hi' }] })
       const large = await client.messages.countTokens({
         model: target.model,
@@ -260,8 +266,76 @@ for (const engine of ENGINES) describe(`Anthropic Messages through ferrogate ser
       })
       assert.ok(Number.isInteger(small.input_tokens) && small.input_tokens > 0, JSON.stringify(small))
       assert.ok(large.input_tokens > small.input_tokens + 20, `${small.input_tokens} < ${large.input_tokens}`)
+      assert.deepEqual(mock.requests.slice(mark), [], 'no vendor request')
     })
   }
+
+  const COUNTED = {
+    system: 'You are a weather assistant who answers in one sentence.',
+    tools: [WEATHER_TOOL],
+    messages: [{ role: 'user', content: 'What is the weather like in Paris today, and should I take an umbrella?' }],
+    thinking: { type: 'enabled', budget_tokens: 1024 },
+  }
+  const countTokensAsked = (mark) => mock.requests.slice(mark).filter((r) => r.api === 'count_tokens')
+
+  test('anthropic target: messages.countTokens asks Anthropic with the renamed model and the beta header, and answers its count', async () => {
+    const mark = mock.requests.length
+    const counted = await client.messages.countTokens(
+      { model: 'anthropic/claude-sonnet-4-5', ...COUNTED },
+      { headers: { 'anthropic-beta': 'token-efficient-tools-2025-02-19' } },
+    )
+    const [asked, ...more] = countTokensAsked(mark)
+    assert.equal(more.length, 0)
+    assert.equal(asked.path, '/v1/messages/count_tokens')
+    assert.deepEqual(asked.body, { model: 'claude-sonnet-4-5', ...COUNTED }, 'the client body, only the model renamed')
+    assert.equal(asked.headers['anthropic-beta'], 'token-efficient-tools-2025-02-19')
+    assert.equal(asked.headers['x-api-key'], UPSTREAM_KEY, 'the provider key, never the client key')
+    assert.equal(counted.input_tokens, fakeCountTokens(asked.body), "the vendor's count")
+
+    // The same request for another target is ferrogate's own count, which differs.
+    const local = await client.messages.countTokens({ model: 'openai/gpt-4o-mini', ...COUNTED })
+    assert.notEqual(local.input_tokens, counted.input_tokens)
+    assert.equal(countTokensAsked(mark).length, 1)
+  })
+
+  test("count_tokens for a route alias asks its first usable target's vendor", async () => {
+    const mark = mock.requests.length
+    const viaRoute = await client.messages.countTokens({ model: 'claude-first', ...COUNTED })
+    const [asked, ...more] = countTokensAsked(mark)
+    assert.equal(more.length, 0)
+    assert.equal(asked.body.model, 'claude-sonnet-4-5')
+    assert.equal(viaRoute.input_tokens, fakeCountTokens(asked.body))
+    const local = await client.messages.countTokens({ model: 'gpt-first', ...COUNTED })
+    assert.equal(countTokensAsked(mark).length, 1, 'a route whose first target is openai is counted locally')
+    assert.notEqual(local.input_tokens, viaRoute.input_tokens)
+  })
+
+  test("anthropic target: count_tokens' vendor errors come back in Anthropic's shape, without the provider key", async () => {
+    mock.enqueue('anthropic', {
+      status: 400,
+      body: { type: 'error', error: { type: 'invalid_request_error', message: `prompt is too long (key ${UPSTREAM_KEY})` } },
+    })
+    const error = await client.messages.countTokens({ model: 'anthropic/claude-sonnet-4-5', ...COUNTED }).then(
+      () => assert.fail('resolved'),
+      (e) => e,
+    )
+    assert.ok(error instanceof Anthropic.BadRequestError, String(error))
+    assert.equal(error.status, 400)
+    assert.equal(error.error.type, 'error')
+    assert.equal(error.error.error.type, 'invalid_request_error')
+    assert.match(error.error.error.message, /prompt is too long/)
+    assert.match(error.requestID ?? error.headers?.get?.('request-id') ?? '', /^req_/)
+    assert.ok(!JSON.stringify(error.error).includes(UPSTREAM_KEY), JSON.stringify(error.error))
+
+    // The vendor's own validation (count_tokens takes no max_tokens) reaches the client the same way.
+    const refused = await client.messages.countTokens({ model: 'anthropic/claude-sonnet-4-5', max_tokens: 10, ...COUNTED }).then(
+      () => assert.fail('resolved'),
+      (e) => e,
+    )
+    assert.ok(refused instanceof Anthropic.BadRequestError, String(refused))
+    // (the gateway's redaction takes any `…tokens: value` shape for a secret, so the message reads `max_tokens: [REDACTED] inputs…`)
+    assert.match(refused.error.error.message, /max_tokens: .*inputs are not permitted/)
+  })
 
   test('a Claude Code shaped request (beta endpoint, system turn after the user turn, server tool) is translated', async () => {
     // What Claude Code sends: POST /v1/messages?beta=true with betas, cached system blocks, a role: "system" message

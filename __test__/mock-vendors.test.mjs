@@ -2,7 +2,8 @@
 // (wrong auth header, missing fields, broken alternation, unanswered tool calls…), replay
 // fixtures byte for byte and honour every reply option. Run as one file-level test.
 import assert from 'node:assert/strict';
-import { generateOpenAIStream, loadManifest, readFixture, startMockVendors } from './helpers/mock-vendors.mjs';
+import Anthropic from '@anthropic-ai/sdk';
+import { fakeCountTokens, generateOpenAIStream, loadManifest, readFixture, startMockVendors } from './helpers/mock-vendors.mjs';
 
 const mock = await startMockVendors({ apiKeys: { gemini: 'g-key' } });
 const OA = { authorization: 'Bearer sk-test', 'content-type': 'application/json' };
@@ -302,6 +303,23 @@ const geTools = {
   }
   ok(mock.errors.length === 0, `no internal errors: ${mock.errors}`);
   console.log('fuzz statuses', [...statuses]);
+}
+
+// count_tokens answers Anthropic's official client as Anthropic does, and refuses what Anthropic refuses
+{
+  // (this SDK sends its key as a bearer token; Anthropic's API key header is x-api-key)
+  const client = new Anthropic({ apiKey: 'a-key', baseURL: mock.anthropicBaseUrl, maxRetries: 0, defaultHeaders: { 'x-api-key': 'a-key' } });
+  const seen = mock.requests.length;
+  const body = { model: 'claude-haiku-4-5', system: 'Be brief.', messages: [user('count these words')] };
+  const counted = await client.messages.countTokens(body, { headers: { 'anthropic-beta': 'token-counting-2024-11-01' } });
+  const [request] = mock.requests.slice(seen);
+  ok(request.path === '/v1/messages/count_tokens' && request.api === 'count_tokens' && request.vendor === 'anthropic', 'count_tokens recorded');
+  ok(request.headers['anthropic-beta'] === 'token-counting-2024-11-01', 'count_tokens headers recorded');
+  ok(counted.input_tokens === fakeCountTokens(body) && Object.keys(counted).join() === 'input_tokens', 'count_tokens answers { input_tokens }');
+  const refused = await client.messages.countTokens({ ...body, max_tokens: 5 }).catch((e) => e);
+  ok(refused instanceof Anthropic.BadRequestError && refused.error.error.message === 'max_tokens: Extra inputs are not permitted', 'count_tokens takes no max_tokens');
+  const broken = await client.messages.countTokens({ ...body, messages: [{ role: 'assistant', content: 'x' }] }).catch((e) => e);
+  ok(broken instanceof Anthropic.BadRequestError && /first message must use the "user" role/.test(broken.error.error.message), 'count_tokens validates messages');
 }
 
 // close() is prompt even with a request hanging

@@ -31,6 +31,11 @@
 // fakeEmbeddingTokens(text) per input (OpenAI usage; Gemini reports none, as the real API). Recorded in `requests`
 // with `api: 'embeddings'`; replies queued with enqueue('openai' | 'gemini', …) serve embeddings requests too.
 //
+// Token counting: Anthropic `POST /v1/messages/count_tokens` (a Messages body without max_tokens, stream or
+// sampling fields, validated like Messages) answers `{ input_tokens: fakeCountTokens(body) }`, a count from the
+// body's JSON length that no tokenizer produces. Recorded in `requests` with `api: 'count_tokens'`; replies queued
+// with enqueue('anthropic', …) serve it too.
+//
 // startMockVendors({ apiKeys: { openai?, anthropic?, gemini? } }): a vendor given a key refuses any other key the
 // way it refuses a wrong key; otherwise any non-empty key is accepted. Besides the documented fields the mock
 // exposes `errors`, the exceptions its own handlers threw (each answered 500, or a reset once streaming).
@@ -534,6 +539,20 @@ const anthropic = {
   },
 };
 
+// What Anthropic's count_tokens takes: the Messages parameters that shape the prompt, nothing that shapes the answer.
+const COUNT_TOKENS_PARAMS = new Set(['model', 'messages', 'system', 'tools', 'tool_choice', 'thinking', 'mcp_servers', 'context_management', 'output_format', 'output_config']);
+
+/** The fake vendor's count for a count_tokens body: 3 plus one per 5 characters of its JSON. */
+export const fakeCountTokens = (body) => 3 + Math.ceil(JSON.stringify(body).length / 5);
+
+const anthropicCountTokens = {
+  validate(b, route, headers) {
+    for (const k of Object.keys(b)) if (!COUNT_TOKENS_PARAMS.has(k)) throw anthropicBad(`${k}: Extra inputs are not permitted`);
+    validateAnthropic({ ...b, max_tokens: 1 }, route, headers);
+  },
+  defaultReply: (b) => json({ input_tokens: fakeCountTokens(b) }),
+};
+
 // ------------------------------------------------------------------------------------------------- gemini
 
 const GEMINI_PARAMS = ['contents', 'tools', 'toolConfig', 'safetySettings', 'systemInstruction', 'generationConfig', 'cachedContent'];
@@ -796,6 +815,8 @@ const geminiEmbeddings = {
 };
 
 const EMBEDDING_APIS = { openai: openaiEmbeddings, gemini: geminiEmbeddings };
+// Operations besides chat, by route.api, then vendor.
+const OPERATIONS = { embeddings: EMBEDDING_APIS, count_tokens: { anthropic: anthropicCountTokens } };
 
 // ------------------------------------------------------------------------------------ openai responses
 
@@ -950,6 +971,7 @@ function matchRoute(method, pathname) {
   const batch = /^\/v1beta\/models\/([^/:]+):batchEmbedContents$/.exec(pathname);
   if (batch) return { vendor: 'gemini', model: batch[1], api: 'embeddings' };
   if (pathname === '/v1/messages') return { vendor: 'anthropic' };
+  if (pathname === '/v1/messages/count_tokens') return { vendor: 'anthropic', api: 'count_tokens' };
   if (pathname === '/v1/responses') return { vendor: 'responses' };
   const m = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(pathname);
   return m ? { vendor: 'gemini', model: m[1], stream: m[2] === 'streamGenerateContent' } : null;
@@ -1122,7 +1144,7 @@ export async function startMockVendors(opts = {}) {
       const api = VENDOR_APIS[route.vendor];
       api.check(req.headers, url.searchParams, route, apiKeys[route.vendor]);
       if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '') || !isObj(body)) throw api.invalidJson();
-      const operation = route.api === 'embeddings' ? EMBEDDING_APIS[route.vendor] : api;
+      const operation = OPERATIONS[route.api]?.[route.vendor] ?? api;
       operation.validate(body, route, req.headers);
 
       const n = ++served;

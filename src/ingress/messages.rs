@@ -35,7 +35,6 @@ use serde_json::{Map, Value};
 
 use super::{Encoder, ErrorReply, Headers, Parsed, Protocol};
 use crate::error::{ErrorCode, GatewayError, Result};
-use crate::providers::{join_url, HttpCall};
 use crate::types::{
   ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role, StreamEvent,
   ToolCall, ToolChoice, ToolDefinition,
@@ -52,9 +51,6 @@ pub const CODEC: super::Codec = super::Codec {
   error_reply,
   identity_path: &["metadata", "user_id"],
 };
-
-/// Sent upstream when the client named no `anthropic-version`.
-pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Blocks only an Anthropic target can read; another target answers INVALID_REQUEST naming them.
 const NATIVE_ONLY_BLOCKS: &[&str] = &["document", "search_result", "container_upload"];
@@ -1013,36 +1009,6 @@ pub fn count_tokens_locally(count: &CountTokens) -> u64 {
     total += encoding.count_text(&tool.parameters.to_string());
   }
   u64::try_from(total).unwrap_or(u64::MAX)
-}
-
-/// The upstream call for an Anthropic target: the client's body with `model` renamed, the
-/// client's `anthropic-*` headers, the provider's key and headers.
-pub fn count_tokens_call(
-  base_url: &str,
-  api_key: Option<&str>,
-  provider_headers: &[(String, String)],
-  count: &CountTokens,
-  vendor_model: &str,
-) -> HttpCall {
-  let mut headers = provider_headers.to_vec();
-  if let Some(key) = api_key {
-    headers.push(("x-api-key".into(), key.to_string()));
-  }
-  if !count
-    .native_headers
-    .iter()
-    .any(|(name, _)| name == "anthropic-version")
-  {
-    headers.push(("anthropic-version".into(), DEFAULT_ANTHROPIC_VERSION.into()));
-  }
-  headers.extend(count.native_headers.iter().cloned());
-  let mut body = count.native.clone();
-  body.insert("model".into(), Value::String(vendor_model.to_string()));
-  HttpCall {
-    url: join_url(base_url, "v1/messages/count_tokens"),
-    headers,
-    body: Value::Object(body),
-  }
 }
 
 /// Anthropic's count_tokens answer (`{"input_tokens": n}`).

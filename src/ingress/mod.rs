@@ -565,7 +565,7 @@ impl FrontDoor {
     match route {
       Route::Call(codec) => self.call(codec, request, cancel, &request_id).await,
       Route::Models => Reply::Whole(self.models(&request, &request_id)),
-      Route::CountTokens => Reply::Whole(self.count_tokens(&request, &request_id)),
+      Route::CountTokens => Reply::Whole(self.count_tokens(&request, cancel, &request_id).await),
       Route::Embeddings => Reply::Whole(self.embeddings(&request, cancel, &request_id).await),
       Route::GetResponse(id) => {
         Reply::Whole(self.stored_response(&request, id, false, &request_id).await)
@@ -625,16 +625,41 @@ impl FrontDoor {
       .authenticate(Headers::new(request.headers), request.key_verdict.as_ref())
   }
 
-  /// `POST /v1/messages/count_tokens`: ferrogate's own count of the translated prompt and
-  /// tools, for every target (the gateway does not hand provider credentials to the front
-  /// door, so Anthropic's endpoint is not asked).
-  fn count_tokens(&self, request: &HttpRequest<'_>, request_id: &str) -> WholeReply {
+  /// `POST /v1/messages/count_tokens`: answered by Anthropic for an `anthropic` target (the
+  /// client's body with the model renamed and its `anthropic-*` headers, the vendor's answer
+  /// relayed), and by ferrogate's own count of the translated prompt and tools otherwise.
+  async fn count_tokens(
+    &self,
+    request: &HttpRequest<'_>,
+    cancel: CancellationToken,
+    request_id: &str,
+  ) -> WholeReply {
     let refuse = |error: GatewayError| WholeReply::error(&messages::CODEC, &error, request_id);
     if let Err(error) = self.admit(request) {
       return refuse(error);
     }
-    match messages::parse_count_tokens(request.body, Headers::new(request.headers)) {
-      Ok(count) => WholeReply::ok(
+    let count = match messages::parse_count_tokens(request.body, Headers::new(request.headers)) {
+      Ok(count) => count,
+      Err(error) => return refuse(error),
+    };
+    let native = NativeCall::new(
+      messages::CODEC.protocol,
+      count.native.clone(),
+      count.native_headers.clone(),
+      Vec::new(),
+    );
+    // Dropped when the client goes away (serve drops this future): the request stops.
+    let _guard = cancel.clone().drop_guard();
+    let asked = self
+      .gateway
+      .count_tokens_upstream(&count.model, &count.request, &native, cancel)
+      .await;
+    match asked {
+      Ok(Some(answer)) => match messages::parse_count_tokens_answer(&answer) {
+        Ok(_) => WholeReply::ok(answer, request_id),
+        Err(error) => refuse(error),
+      },
+      Ok(None) => WholeReply::ok(
         messages::count_tokens_json(messages::count_tokens_locally(&count)),
         request_id,
       ),

@@ -8,6 +8,7 @@
 mod attempt;
 mod budget;
 mod cache;
+mod count_tokens;
 mod embed;
 mod forward;
 mod http;

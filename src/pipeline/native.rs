@@ -138,20 +138,7 @@ pub(crate) async fn native_attempt(
   native.answered_natively.store(true, Ordering::SeqCst);
   let vendor = adapter.vendor();
   let stream = sink.is_some();
-  // The adapter's request gives the URL and the provider's own headers (its key); the body
-  // is the client's.
-  let built = adapter.build(req, stream)?;
-  let mut body = native.body.clone();
-  body.insert("model".into(), Value::String(req.model.clone()));
-  let headers = native_headers(&built.headers, &native.headers)
-    .into_iter()
-    .map(|(name, value)| (name.to_string(), value.to_string()))
-    .collect();
-  let call = HttpCall {
-    url: built.url,
-    headers,
-    body: Value::Object(body),
-  };
+  let call = native_http_call(adapter, native, req, stream)?;
   let response = send_call(provider, http, adapter, &call, stream).await?;
   let is_event_stream = response
     .headers()
@@ -196,6 +183,29 @@ pub(crate) async fn native_attempt(
   let (events, completion) = session.finish()?;
   note_delivered(progress, &events);
   Ok(completion)
+}
+
+/// The vendor request for the client's own body: the adapter's request for `req` gives the URL
+/// and the provider's own headers (its key); the body is the client's, with `model` renamed to
+/// `req.model` (the target's), and the client's passed-on headers join the provider's.
+pub(crate) fn native_http_call(
+  adapter: &dyn Adapter,
+  native: &NativeCall,
+  req: &ChatRequest,
+  stream: bool,
+) -> Result<HttpCall> {
+  let built = adapter.build(req, stream)?;
+  let mut body = native.body.clone();
+  body.insert("model".into(), Value::String(req.model.clone()));
+  let headers = native_headers(&built.headers, &native.headers)
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect();
+  Ok(HttpCall {
+    url: built.url,
+    headers,
+    body: Value::Object(body),
+  })
 }
 
 /// Headers that carry a key: only the provider's own are ever sent.

@@ -57,6 +57,11 @@ pub trait Adapter: Send + Sync {
   fn health_check(&self) -> Option<HttpCall> {
     None
   }
+  /// The vendor's token-counting endpoint for a body in its own protocol (Anthropic's
+  /// `/v1/messages/count_tokens`); `None` where the vendor has none and the gateway counts.
+  fn count_tokens_url(&self) -> Option<String> {
+    None
+  }
   /// Most inputs one embeddings request may carry; larger batches are split.
   fn embed_batch_limit(&self) -> usize {
     1

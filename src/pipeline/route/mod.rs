@@ -321,6 +321,22 @@ impl Route {
     self.dispatch(&mut state);
   }
 
+  /// The first target, in configured order, that is neither ejected nor cooling down: where
+  /// a request that takes no slot (count_tokens) goes.
+  fn first_usable(&self) -> Result<(Arc<Provider>, String)> {
+    let now = self.env.now();
+    let mut state = self.lock();
+    let mut earliest: Option<Instant> = None;
+    for (target, stats) in self.targets.iter().zip(state.stats.iter_mut()) {
+      stats.refresh(now);
+      match stats.unavailable_until() {
+        Some(until) => earliest = Some(earliest.map_or(until, |e| e.min(until))),
+        None => return Ok((target.provider.clone(), target.model.clone())),
+      }
+    }
+    Err(self.no_target(earliest.map(|until| until.saturating_duration_since(now))))
+  }
+
   fn no_target(&self, retry_after: Option<Duration>) -> GatewayError {
     GatewayError::new(
       ErrorCode::UpstreamUnavailable,
@@ -747,6 +763,12 @@ impl Router {
       queued: Arc::new(AtomicBool::new(false)),
       last_provider: None,
     }))
+  }
+
+  /// An alias's first usable target (see `Route::first_usable`), or `None` when `model` is
+  /// not an alias.
+  pub fn first_usable_target(&self, model: &str) -> Option<Result<(Arc<Provider>, String)>> {
+    self.routes.get(model).map(|route| route.first_usable())
   }
 
   /// Starts the active health checks once, from inside the runtime.

@@ -203,8 +203,8 @@ async fn a_slow_target_gets_less() {
   );
 }
 
-#[tokio::test]
-async fn an_ejected_target_is_never_chosen_then_probed_once() {
+/// Targets "a" then "b", ejected for 30 s at a time.
+fn two_targets_cooling_for_30s() -> (Arc<ManualEnvironment>, Router) {
   let env = ManualEnvironment::new();
   let config = RoutingConfig {
     cooldown: Duration::from_secs(30),
@@ -215,6 +215,12 @@ async fn an_ejected_target_is_never_chosen_then_probed_once() {
     config,
     &env,
   );
+  (env, router)
+}
+
+#[tokio::test]
+async fn an_ejected_target_is_never_chosen_then_probed_once() {
+  let (env, router) = two_targets_cooling_for_30s();
   eject(&router, "a").await;
   let health = router.health();
   assert!(health[0].ejected_until.is_some());
@@ -511,4 +517,29 @@ fn bad_routes_are_config_errors() {
     .expect_err("invalid");
     assert_eq!(error.code, ErrorCode::Config, "{targets:?}");
   }
+}
+
+#[tokio::test]
+async fn the_first_usable_target_is_the_first_in_order_not_ejected() {
+  let (env, router) = two_targets_cooling_for_30s();
+  let first = |router: &Router| {
+    let (provider, model) = router
+      .first_usable_target("smart")
+      .expect("an alias")
+      .expect("a usable target");
+    (provider.name.clone(), model)
+  };
+  assert_eq!(first(&router), ("a".to_string(), "a-model".to_string()));
+  assert!(router.first_usable_target("a/a-model").is_none());
+  eject(&router, "a").await;
+  assert_eq!(first(&router), ("b".to_string(), "b-model".to_string()));
+  eject(&router, "b").await;
+  let none = router
+    .first_usable_target("smart")
+    .expect("an alias")
+    .err()
+    .expect("no usable target");
+  assert_eq!(none.code, crate::error::ErrorCode::UpstreamUnavailable);
+  env.advance(Duration::from_secs(31));
+  assert_eq!(first(&router).0, "a");
 }

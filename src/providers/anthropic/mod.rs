@@ -69,6 +69,10 @@ impl Adapter for Anthropic {
   fn stream_decoder(&self, req: &ChatRequest) -> Box<dyn StreamDecoder> {
     Box::new(stream::AnthropicStream::new(json_mode(req)))
   }
+
+  fn count_tokens_url(&self) -> Option<String> {
+    Some(join_url(&self.base_url, "v1/messages/count_tokens"))
+  }
 }
 
 fn json_mode(req: &ChatRequest) -> bool {
