@@ -962,6 +962,9 @@ const responses = {
 
 const VENDOR_APIS = { openai, anthropic, gemini, responses };
 
+// For fakes of other hosts serving these wire formats (vertex-fake.mjs): the same validation and replies.
+export { VENDOR_APIS as vendorApis, Rejection, planReply, writeBody, writeChunks, sendJson };
+
 // ------------------------------------------------------------------------------------------------- server
 
 function matchRoute(method, pathname) {
