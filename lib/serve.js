@@ -46,12 +46,13 @@ function checkKnownKeys(config, file) {
   throw new ConfigError(`${file}: unknown config key${unknown.length > 1 ? 's' : ''} ${described.join(', ')}; docs/CONFIG.md lists every key`)
 }
 
-// Config values that are file paths: relative ones resolve against the config file's folder,
+// Config values that are file paths (caCertPath, a vertex provider's credentialsPath, the ledger, the pricing file): relative ones resolve against the config file's folder,
 // so the config works whatever folder serve is started from.
 function resolvePaths(config, folder) {
   const resolve = (value) => (typeof value === 'string' && value !== '' && value !== ':memory:' && !nodePath.isAbsolute(value) ? nodePath.resolve(folder, value) : value)
   for (const provider of Object.values(config.providers ?? {})) {
-    if (provider != null && typeof provider === 'object' && 'caCertPath' in provider) provider.caCertPath = resolve(provider.caCertPath)
+    if (provider == null || typeof provider !== 'object') continue
+    for (const key of ['caCertPath', 'credentialsPath']) if (key in provider) provider[key] = resolve(provider[key])
   }
   if (config.costs != null && typeof config.costs === 'object') {
     if ('ledgerPath' in config.costs) config.costs.ledgerPath = resolve(config.costs.ledgerPath)
