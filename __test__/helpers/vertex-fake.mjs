@@ -19,7 +19,8 @@
 //
 // const fake = await startVertexFake({ project, location });
 // const account = fake.writeKeyFile(dir)  // a fresh RSA service account whose token_uri is this fake
-// fake.tokenRequests / fake.requests / fake.revokeTokens() / fake.tokenLifetimeSec = 2 / fake.enqueueToken({ status, body })
+// fake.tokenRequests / fake.requests / fake.revokeTokens() / fake.refuseAllTokens = true / fake.tokenLifetimeSec = 2 /
+// fake.enqueueToken({ status, body, delayMs })
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -109,6 +110,8 @@ export async function startVertexFake({ project = 'fake-project', location = 'us
     project,
     location,
     tokenLifetimeSec: 3600,
+    /** While true every model request is answered 401, whatever its token (a key disabled mid-flight). */
+    refuseAllTokens: false,
     tokenRequests,
     requests,
     errors,
@@ -148,6 +151,7 @@ export async function startVertexFake({ project = 'fake-project', location = 'us
       queues[publisher].push(planReply(publisher === 'google' ? 'gemini' : 'anthropic', reply));
     },
     isLiveToken(value) {
+      if (fake.refuseAllTokens) return false;
       const token = tokens.get(value);
       return Boolean(token && !token.revoked && Date.now() < token.expiresAt);
     },
