@@ -239,9 +239,8 @@ fn every_recorded_stream_decodes_the_same_for_every_split() {
     let expected = &entry["expected"];
     let bytes = std::fs::read(fixtures_dir().join(file)).expect("fixture");
     let adapter = adapter(entry["provider"].as_str().expect("provider"));
-    let whole = decode(adapter.as_ref(), &bytes, &[]);
     if expected["expect_error"].as_bool() == Some(true) {
-      let error = whole.expect_err(file);
+      let error = decode(adapter.as_ref(), &bytes, &[]).expect_err(file);
       let retryable = expected["retryable"].as_bool().expect("retryable");
       assert_eq!(error.retryable, retryable, "{file}: retryable");
       let want = if file.contains("overloaded") {
@@ -259,40 +258,46 @@ fn every_recorded_stream_decodes_the_same_for_every_split() {
       checked += 1;
       continue;
     }
-    let (events, completion) = whole.unwrap_or_else(|e| panic!("{file}: {e}"));
-    check_completion(file, expected, &completion);
-    check_events_rebuild(file, &events, &completion);
-    let every_byte: Vec<usize> = (1..bytes.len()).collect();
-    let (byte_events, byte_completion) =
-      decode(adapter.as_ref(), &bytes, &every_byte).unwrap_or_else(|e| panic!("{file}: {e}"));
-    assert_eq!(
-      byte_completion.content, completion.content,
-      "{file}: byte at a time"
-    );
-    check_events_rebuild(file, &byte_events, &byte_completion);
-    // Split in two with an empty read between the halves: an empty read (say between a
-    // `\r` and its `\n`) must change nothing.
-    for at in split_points(bytes.len()) {
-      let (_, split) = decode(adapter.as_ref(), &bytes, &[at, at])
-        .unwrap_or_else(|e| panic!("{file} split {at}: {e}"));
-      assert_eq!(split.content, completion.content, "{file}: split at {at}");
-      assert_eq!(
-        split.usage, completion.usage,
-        "{file}: usage, split at {at}"
-      );
-      assert_eq!(
-        split.finish_reason, completion.finish_reason,
-        "{file}: split at {at}"
-      );
-      assert_eq!(
-        split.tool_calls.len(),
-        completion.tool_calls.len(),
-        "{file}: split at {at}"
-      );
-    }
+    check_recorded_stream(adapter.as_ref(), file, &bytes, expected);
     checked += 1;
   }
   assert!(checked >= 20, "only {checked} streams in the manifest");
+}
+
+/// A recorded stream decoded whole, one byte at a time, and split in two at every boundary
+/// (with an empty read between the halves): each must give the manifest's answer.
+fn check_recorded_stream(adapter: &dyn Adapter, file: &str, bytes: &[u8], expected: &Value) {
+  let (events, completion) = decode(adapter, bytes, &[]).unwrap_or_else(|e| panic!("{file}: {e}"));
+  check_completion(file, expected, &completion);
+  check_events_rebuild(file, &events, &completion);
+  let every_byte: Vec<usize> = (1..bytes.len()).collect();
+  let (byte_events, byte_completion) =
+    decode(adapter, bytes, &every_byte).unwrap_or_else(|e| panic!("{file}: {e}"));
+  assert_eq!(
+    byte_completion.content, completion.content,
+    "{file}: byte at a time"
+  );
+  check_events_rebuild(file, &byte_events, &byte_completion);
+  // Split in two with an empty read between the halves: an empty read (say between a
+  // `\r` and its `\n`) must change nothing.
+  for at in split_points(bytes.len()) {
+    let (_, split) = decode(adapter, bytes, &[at, at])
+      .unwrap_or_else(|e| panic!("{file} split {at}: {e}"));
+    assert_eq!(split.content, completion.content, "{file}: split at {at}");
+    assert_eq!(
+      split.usage, completion.usage,
+      "{file}: usage, split at {at}"
+    );
+    assert_eq!(
+      split.finish_reason, completion.finish_reason,
+      "{file}: split at {at}"
+    );
+    assert_eq!(
+      split.tool_calls.len(),
+      completion.tool_calls.len(),
+      "{file}: split at {at}"
+    );
+  }
 }
 
 /// Text a caller received before the stream failed.
@@ -446,4 +451,30 @@ fn every_recorded_error_maps_to_its_code_and_retry_policy() {
       );
     }
   }
+}
+
+/// Vertex's recordings (vertex/manifest.json), through the decoders the `vertex` kind uses
+/// for each model: Gemini's on publishers/google, Anthropic's on publishers/anthropic.
+#[test]
+fn every_recorded_vertex_answer_decodes_as_the_manifest_says_for_every_split() {
+  let text = std::fs::read_to_string(fixtures_dir().join("vertex/manifest.json")).expect("vertex manifest");
+  let manifest: Value = serde_json::from_str(&text).expect("vertex manifest parses");
+  let mut checked = 0;
+  for entry in manifest["files"].as_array().expect("files") {
+    let file = entry["file"].as_str().expect("file");
+    let adapter = crate::providers::vertex::wire(entry["model"].as_str().expect("model"));
+    let bytes = std::fs::read(fixtures_dir().join(file)).expect("fixture");
+    match entry["kind"].as_str() {
+      Some("response") => {
+        let completion = adapter
+          .parse_response(&request(), &bytes)
+          .unwrap_or_else(|e| panic!("{file}: {e}"));
+        check_completion(file, &entry["expected"], &completion);
+      }
+      Some("stream") => check_recorded_stream(adapter, file, &bytes, &entry["expected"]),
+      other => panic!("{file}: unknown kind {other:?}"),
+    }
+    checked += 1;
+  }
+  assert_eq!(checked, 7, "every vertex fixture is checked");
 }
