@@ -107,12 +107,16 @@ test('relative paths in the config resolve against the config file folder, where
   fs.writeFileSync(
     file,
     JSON.stringify({
-      providers: { local: { kind: 'openai', caCertPath: 'certs/ca.pem', baseUrl: 'https://x.test/v1' } },
+      providers: {
+        local: { kind: 'openai', caCertPath: 'certs/ca.pem', baseUrl: 'https://x.test/v1' },
+        vertex: { kind: 'vertex', location: 'us-east5', credentialsPath: 'keys/sa.json' },
+      },
       costs: { ledgerPath: './data/ledger.sqlite', pricing: 'prices.json' },
     }),
   )
   const config = readConfig(path.relative(process.cwd(), file), {})
   assert.equal(config.providers.local.caCertPath, path.join(folder, 'certs', 'ca.pem'))
+  assert.equal(config.providers.vertex.credentialsPath, path.join(folder, 'keys', 'sa.json'))
   assert.equal(config.costs.ledgerPath, path.join(folder, 'data', 'ledger.sqlite'))
   assert.equal(config.costs.pricing, path.join(folder, 'prices.json'))
   // Absolute paths and values from the environment that are absolute stay as given.
