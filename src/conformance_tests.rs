@@ -281,8 +281,8 @@ fn check_recorded_stream(adapter: &dyn Adapter, file: &str, bytes: &[u8], expect
   // Split in two with an empty read between the halves: an empty read (say between a
   // `\r` and its `\n`) must change nothing.
   for at in split_points(bytes.len()) {
-    let (_, split) = decode(adapter, bytes, &[at, at])
-      .unwrap_or_else(|e| panic!("{file} split {at}: {e}"));
+    let (_, split) =
+      decode(adapter, bytes, &[at, at]).unwrap_or_else(|e| panic!("{file} split {at}: {e}"));
     assert_eq!(split.content, completion.content, "{file}: split at {at}");
     assert_eq!(
       split.usage, completion.usage,
@@ -457,7 +457,8 @@ fn every_recorded_error_maps_to_its_code_and_retry_policy() {
 /// for each model: Gemini's on publishers/google, Anthropic's on publishers/anthropic.
 #[test]
 fn every_recorded_vertex_answer_decodes_as_the_manifest_says_for_every_split() {
-  let text = std::fs::read_to_string(fixtures_dir().join("vertex/manifest.json")).expect("vertex manifest");
+  let text =
+    std::fs::read_to_string(fixtures_dir().join("vertex/manifest.json")).expect("vertex manifest");
   let manifest: Value = serde_json::from_str(&text).expect("vertex manifest parses");
   let mut checked = 0;
   for entry in manifest["files"].as_array().expect("files") {

@@ -14,7 +14,10 @@ use crate::types::Usage;
 pub const BATCH_LIMIT: usize = 1;
 
 pub fn request_body(input: &[&str], dimensions: Option<u32>) -> Value {
-  let instances: Vec<Value> = input.iter().map(|text| json!({ "content": text })).collect();
+  let instances: Vec<Value> = input
+    .iter()
+    .map(|text| json!({ "content": text }))
+    .collect();
   let mut body = json!({ "instances": instances });
   if let Some(dimensions) = dimensions {
     body["parameters"] = json!({ "outputDimensionality": dimensions });

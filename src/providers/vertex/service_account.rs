@@ -99,7 +99,11 @@ impl ServiceAccount {
       .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_string());
     match url::Url::parse(&token_uri) {
       Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-      _ => return Err(format!("has a token_uri that is not an http(s) URL: '{token_uri}'")),
+      _ => {
+        return Err(format!(
+          "has a token_uri that is not an http(s) URL: '{token_uri}'"
+        ))
+      }
     }
     Ok(ServiceAccount {
       client_email,
@@ -177,5 +181,8 @@ fn rsa_key(pem: &str) -> std::result::Result<RsaKeyPair, String> {
     _ => return Err("has a private_key that is not an RSA key (an EC key?)".into()),
   };
   // ring's reason ("InvalidEncoding", "TooSmall", …) describes the key, never shows it.
-  parsed.map_err(|why| format!("has a private_key that is not a usable RSA key ({why})"))
+  parsed.map_err(|why| match why.to_string().as_str() {
+    "WrongAlgorithm" => "has a private_key that is not an RSA key (an EC key?)".to_string(),
+    reason => format!("has a private_key that is not a usable RSA key ({reason})"),
+  })
 }

@@ -77,7 +77,10 @@ fn the_assertion_is_an_rs256_jwt_for_the_token_uri_signed_by_the_key() {
   let jwt = account.assertion_at(1_700_000_000).expect("jwt");
   let pieces: Vec<&str> = jwt.split('.').collect();
   assert_eq!(pieces.len(), 3);
-  assert_eq!(part(pieces[0]), json!({"alg": "RS256", "typ": "JWT", "kid": "kid-1"}));
+  assert_eq!(
+    part(pieces[0]),
+    json!({"alg": "RS256", "typ": "JWT", "kid": "kid-1"})
+  );
   assert_eq!(
     part(pieces[1]),
     json!({
@@ -103,13 +106,31 @@ fn the_assertion_is_an_rs256_jwt_for_the_token_uri_signed_by_the_key() {
 fn a_malformed_key_file_says_what_is_wrong_and_never_shows_the_key() {
   let cases = [
     (b"not json".to_vec(), "is not a JSON key file"),
-    (key_file(json!({"type": "authorized_user"})), "holds 'authorized_user' credentials"),
+    (
+      key_file(json!({"type": "authorized_user"})),
+      "holds 'authorized_user' credentials",
+    ),
     (key_file(json!({"type": null})), "has no 'type'"),
-    (key_file(json!({"client_email": null})), "has no 'client_email'"),
-    (key_file(json!({"private_key": null})), "has no 'private_key'"),
-    (key_file(json!({"private_key": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"})), "not a PEM private key"),
-    (key_file(json!({"private_key": TEST_ONLY_EC_KEY})), "not an RSA key"),
-    (key_file(json!({"token_uri": "file:///etc/passwd"})), "token_uri that is not an http(s) URL"),
+    (
+      key_file(json!({"client_email": null})),
+      "has no 'client_email'",
+    ),
+    (
+      key_file(json!({"private_key": null})),
+      "has no 'private_key'",
+    ),
+    (
+      key_file(json!({"private_key": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"})),
+      "not a PEM private key",
+    ),
+    (
+      key_file(json!({"private_key": TEST_ONLY_EC_KEY})),
+      "not an RSA key",
+    ),
+    (
+      key_file(json!({"token_uri": "file:///etc/passwd"})),
+      "token_uri that is not an http(s) URL",
+    ),
   ];
   for (file, expected) in cases {
     let why = ServiceAccount::from_json(&file).expect_err(expected);
@@ -117,7 +138,8 @@ fn a_malformed_key_file_says_what_is_wrong_and_never_shows_the_key() {
     assert!(!why.contains("MII"), "{why} shows key material");
   }
   let truncated = TEST_ONLY_KEY.replace("-----END PRIVATE KEY-----", "");
-  let why = ServiceAccount::from_json(&key_file(json!({"private_key": truncated}))).expect_err("truncated");
+  let why =
+    ServiceAccount::from_json(&key_file(json!({"private_key": truncated}))).expect_err("truncated");
   assert!(why.contains("private_key"), "{why}");
   let body = TEST_ONLY_KEY.lines().nth(3).expect("a line of the key");
   assert!(!why.contains(body), "{why}");
@@ -147,7 +169,11 @@ fn vertex() -> Box<dyn Adapter> {
     &mut secrets,
   )
   .expect("vertex");
-  assert_eq!(secrets.len(), 1, "the private key is redacted wherever echoed");
+  assert_eq!(
+    secrets.len(),
+    1,
+    "the private key is redacted wherever echoed"
+  );
   vertex
 }
 
@@ -179,14 +205,27 @@ fn request(model: &str) -> ChatRequest {
 #[test]
 fn gemini_models_go_to_the_google_publisher_in_the_gemini_format() {
   let vertex = vertex();
-  let call = vertex.build(&request("gemini-2.5-flash"), false).expect("call");
+  let call = vertex
+    .build(&request("gemini-2.5-flash"), false)
+    .expect("call");
   assert_eq!(
     call.url,
     "https://us-east5-aiplatform.googleapis.com/v1/projects/demo-project/locations/us-east5/publishers/google/models/gemini-2.5-flash:generateContent"
   );
-  assert_eq!(call.body, gemini::request_body(&request("gemini-2.5-flash")).expect("body"));
-  let stream = vertex.build(&request("gemini-2.5-flash"), true).expect("call");
-  assert!(stream.url.ends_with("/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse"), "{}", stream.url);
+  assert_eq!(
+    call.body,
+    gemini::request_body(&request("gemini-2.5-flash")).expect("body")
+  );
+  let stream = vertex
+    .build(&request("gemini-2.5-flash"), true)
+    .expect("call");
+  assert!(
+    stream
+      .url
+      .ends_with("/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
+    "{}",
+    stream.url
+  );
 }
 
 #[test]
@@ -207,14 +246,28 @@ fn claude_models_go_to_the_anthropic_publisher_with_the_version_in_the_body_and_
 
 #[test]
 fn a_model_name_stays_one_path_segment() {
-  let call = vertex().build(&request("gemini/../../x?y#z"), false).expect("call");
-  assert!(call.url.contains("/models/gemini%2F..%2F..%2Fx%3Fy%23z:generateContent"), "{}", call.url);
+  let call = vertex()
+    .build(&request("gemini/../../x?y#z"), false)
+    .expect("call");
+  assert!(
+    call
+      .url
+      .contains("/models/gemini%2F..%2F..%2Fx%3Fy%23z:generateContent"),
+    "{}",
+    call.url
+  );
 }
 
 #[test]
 fn the_global_location_has_its_own_host() {
-  assert_eq!(default_base_url("global"), "https://aiplatform.googleapis.com/v1");
-  assert_eq!(default_base_url("europe-west4"), "https://europe-west4-aiplatform.googleapis.com/v1");
+  assert_eq!(
+    default_base_url("global"),
+    "https://aiplatform.googleapis.com/v1"
+  );
+  assert_eq!(
+    default_base_url("europe-west4"),
+    "https://europe-west4-aiplatform.googleapis.com/v1"
+  );
 }
 
 #[test]
@@ -235,14 +288,22 @@ fn missing_settings_are_config_errors_naming_them() {
     ..ProviderConfig::default()
   });
   assert_eq!(missing_file.code, crate::error::ErrorCode::Config);
-  assert!(missing_file.message.contains("could not be read"), "{}", missing_file.message);
+  assert!(
+    missing_file.message.contains("could not be read"),
+    "{}",
+    missing_file.message
+  );
   if std::env::var_os("GOOGLE_CLOUD_PROJECT").is_none() {
     let no_project = attempt(ProviderConfig {
       credentials_path: Some(path.clone()),
       location: Some("us-east5".into()),
       ..ProviderConfig::default()
     });
-    assert!(no_project.message.contains("has no project"), "{}", no_project.message);
+    assert!(
+      no_project.message.contains("has no project"),
+      "{}",
+      no_project.message
+    );
   }
   if std::env::var_os("GOOGLE_CLOUD_LOCATION").is_none() {
     let no_location = attempt(ProviderConfig {
@@ -250,7 +311,11 @@ fn missing_settings_are_config_errors_naming_them() {
       project: Some("p".into()),
       ..ProviderConfig::default()
     });
-    assert!(no_location.message.contains("has no location"), "{}", no_location.message);
+    assert!(
+      no_location.message.contains("has no location"),
+      "{}",
+      no_location.message
+    );
   }
   let bad_location = attempt(ProviderConfig {
     credentials_path: Some(path),
@@ -258,7 +323,13 @@ fn missing_settings_are_config_errors_naming_them() {
     location: Some("evil.com/x".into()),
     ..ProviderConfig::default()
   });
-  assert!(bad_location.message.contains("is not a Google Cloud location"), "{}", bad_location.message);
+  assert!(
+    bad_location
+      .message
+      .contains("is not a Google Cloud location"),
+    "{}",
+    bad_location.message
+  );
 }
 
 #[test]
@@ -266,14 +337,35 @@ fn embeddings_are_one_predict_instance_per_text_with_token_counts() {
   let vertex = vertex();
   let input = ["hello"];
   let call = vertex
-    .build_embed(&EmbedBatch { model: "gemini-embedding-001", input: &input, dimensions: Some(8), user: None })
+    .build_embed(&EmbedBatch {
+      model: "gemini-embedding-001",
+      input: &input,
+      dimensions: Some(8),
+      user: None,
+    })
     .expect("call");
-  assert!(call.url.ends_with("/publishers/google/models/gemini-embedding-001:predict"), "{}", call.url);
-  assert_eq!(call.body, json!({"instances": [{"content": "hello"}], "parameters": {"outputDimensionality": 8}}));
+  assert!(
+    call
+      .url
+      .ends_with("/publishers/google/models/gemini-embedding-001:predict"),
+    "{}",
+    call.url
+  );
+  assert_eq!(
+    call.body,
+    json!({"instances": [{"content": "hello"}], "parameters": {"outputDimensionality": 8}})
+  );
   let answer = vertex
     .parse_embed(br#"{"predictions":[{"embeddings":{"values":[0.5,-1],"statistics":{"truncated":false,"token_count":3}}}]}"#, 1)
     .expect("answer");
   assert_eq!(answer.vectors, vec![vec![0.5, -1.0]]);
   assert_eq!(answer.usage.map(|u| u.prompt_tokens), Some(3));
-  assert!(vertex.build_embed(&EmbedBatch { model: "claude-sonnet-4", input: &input, dimensions: None, user: None }).is_err());
+  assert!(vertex
+    .build_embed(&EmbedBatch {
+      model: "claude-sonnet-4",
+      input: &input,
+      dimensions: None,
+      user: None
+    })
+    .is_err());
 }

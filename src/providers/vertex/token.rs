@@ -141,16 +141,22 @@ impl ServiceAccountTokens {
       .await
       .map_err(|e| self.unreachable(&e))?;
     let status = response.status().as_u16();
-    let body = read_limited(response).await.map_err(|e| self.unreachable(&e))?;
+    let body = read_limited(response)
+      .await
+      .map_err(|e| self.unreachable(&e))?;
     if !(200..300).contains(&status) {
       return Err(self.refused_error(status, &body));
     }
     let answer: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-      self.error(ErrorCode::ProviderError, "answered with something other than a token response")
+      self.error(
+        ErrorCode::ProviderError,
+        "answered with something other than a token response",
+      )
     })?;
-    let value = answer.access_token.filter(|t| !t.is_empty()).ok_or_else(|| {
-      self.error(ErrorCode::ProviderError, "answered without an access_token")
-    })?;
+    let value = answer
+      .access_token
+      .filter(|t| !t.is_empty())
+      .ok_or_else(|| self.error(ErrorCode::ProviderError, "answered without an access_token"))?;
     // Google always says; a token of unknown lifetime is used for one call's worth of time.
     let lifetime = answer
       .expires_in
