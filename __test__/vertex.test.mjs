@@ -352,6 +352,38 @@ describe('kind vertex', () => {
     assert.equal(fake.requests.at(-1).body.messages[2].content[0].type, 'tool_result')
   })
 
+  test('prompt caching: cache_control lands where asked in the Claude body; Gemini on Vertex ignores it', async () => {
+    const gateway = vertexGateway()
+    fake.enqueue('anthropic', {
+      body: {
+        id: 'msg_vrtx_cache', type: 'message', role: 'assistant', model: 'claude-sonnet-4-20250514', content: [{ type: 'text', text: 'cached' }],
+        stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 12, cache_creation_input_tokens: 0, cache_read_input_tokens: 2048, output_tokens: 3 },
+      },
+    })
+    const request = {
+      model: `vx/${CLAUDE}`,
+      tools: [{ ...weatherTool, cache: { ttl: '1h' } }],
+      messages: [
+        { role: 'system', content: 'A long, stable system prompt.', cache: true },
+        { role: 'user', content: [{ type: 'text', text: 'A long document.', cache: { ttl: '5m' } }, { type: 'text', text: 'The question.' }] },
+      ],
+    }
+    const reply = await gateway.chat(request)
+    assert.equal(reply.usage.cachedPromptTokens, 2048)
+    assert.equal(reply.usage.promptTokens, 12 + 2048)
+    const body = fake.requests.at(-1).body
+    assert.deepEqual(body.system, [{ type: 'text', text: 'A long, stable system prompt.', cache_control: { type: 'ephemeral' } }])
+    assert.deepEqual(body.tools[0].cache_control, { type: 'ephemeral', ttl: '1h' })
+    assert.deepEqual(body.messages[0].content, [
+      { type: 'text', text: 'A long document.', cache_control: { type: 'ephemeral', ttl: '5m' } },
+      { type: 'text', text: 'The question.' },
+    ])
+    assert.equal(body.anthropic_version, 'vertex-2023-10-16')
+
+    await gateway.chat({ ...request, model: `vx/${GEMINI}` })
+    assert.doesNotMatch(JSON.stringify(fake.requests.at(-1).body), /cache_control|"cache"/)
+  })
+
   test('20 concurrent calls share one token request', async () => {
     const gateway = vertexGateway()
     const tokensBefore = fake.tokenRequests.length

@@ -81,12 +81,34 @@ function predict(body, model) {
   return { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ predictions, metadata: { billableCharacterCount: 1 } })) };
 }
 
+// Prompt-caching breakpoints as Anthropic takes them, on Vertex too: { type: 'ephemeral', ttl?: '5m' | '1h' }, at most 4.
+const MAX_CACHE_BREAKPOINTS = 4;
+function validateCacheControl(body) {
+  const found = [];
+  const visit = (value, at) => {
+    if (Array.isArray(value)) return value.forEach((v, k) => visit(v, `${at}.${k}`));
+    if (!isObj(value)) return;
+    for (const [key, v] of Object.entries(value)) {
+      if (key === 'cache_control') found.push([v, `${at}.cache_control`]);
+      else visit(v, at ? `${at}.${key}` : key);
+    }
+  };
+  visit({ system: body.system, messages: body.messages, tools: body.tools }, '');
+  for (const [control, at] of found) {
+    if (!isObj(control) || control.type !== 'ephemeral') throw anthropicBad(`${at}.type: Input should be 'ephemeral'`);
+    for (const key of Object.keys(control)) if (key !== 'type' && key !== 'ttl') throw anthropicBad(`${at}.${key}: Extra inputs are not permitted`);
+    if (control.ttl !== undefined && control.ttl !== '5m' && control.ttl !== '1h') throw anthropicBad(`${at}.ttl: Input should be '5m' or '1h'`);
+  }
+  if (found.length > MAX_CACHE_BREAKPOINTS) throw anthropicBad(`A maximum of ${MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found ${found.length}.`);
+}
+
 /** Claude on Vertex: the Messages API with the version in the body and the model in the URL. */
 function validateClaude(body, route) {
   if (body.anthropic_version === undefined) throw anthropicBad('anthropic_version: Field required');
   if (!ANTHROPIC_VERSIONS_ON_VERTEX.includes(body.anthropic_version)) throw anthropicBad(`anthropic_version: Input should be '${VERTEX_ANTHROPIC_VERSION}'`);
   if (body.model !== undefined) throw anthropicBad('vertex-fake: on Vertex the model goes in the URL; model: Extra inputs are not permitted');
   if (route.call === 'stream' && body.stream !== true) throw anthropicBad('vertex-fake: streamRawPredict needs stream: true in the body');
+  validateCacheControl(body);
   const { anthropic_version: _version, ...messages } = body;
   const asMessages = { ...messages, model: route.model };
   vendorApis.anthropic.validate(asMessages, route, {});
