@@ -369,3 +369,180 @@ fn embeddings_are_one_predict_instance_per_text_with_token_counts() {
     })
     .is_err());
 }
+
+/// A token endpoint on loopback answering every request with `status` and `body` after
+/// `delay`; the count of requests it got.
+async fn token_endpoint(
+  status: u16,
+  body: &'static str,
+  delay: std::time::Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+  use std::sync::atomic::{AtomicUsize, Ordering};
+  use tokio::io::{AsyncReadExt, AsyncWriteExt};
+  let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    .await
+    .expect("bind");
+  let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+  let count = std::sync::Arc::new(AtomicUsize::new(0));
+  let seen = count.clone();
+  tokio::spawn(async move {
+    while let Ok((mut socket, _)) = listener.accept().await {
+      seen.fetch_add(1, Ordering::SeqCst);
+      tokio::spawn(async move {
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers, then the form body (its length from Content-Length).
+        while let Ok(n) = socket.read(&mut buf).await {
+          if n == 0 {
+            break;
+          }
+          request.extend_from_slice(&buf[..n]);
+          let text = String::from_utf8_lossy(&request);
+          if let Some(end) = text.find("\r\n\r\n") {
+            let length = text
+              .lines()
+              .find_map(|l| {
+                l.to_ascii_lowercase()
+                  .strip_prefix("content-length: ")
+                  .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+              })
+              .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+              break;
+            }
+          }
+        }
+        tokio::time::sleep(delay).await;
+        let reply = format!(
+          "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+          body.len()
+        );
+        let _ = socket.write_all(reply.as_bytes()).await;
+      });
+    }
+  });
+  (url, count)
+}
+
+fn tokens_from(token_uri: &str) -> std::sync::Arc<token::ServiceAccountTokens> {
+  let account =
+    ServiceAccount::from_json(&key_file(json!({ "token_uri": token_uri }))).expect("account");
+  std::sync::Arc::new(token::ServiceAccountTokens::new("vx", account))
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_fetch_and_its_failure() {
+  use std::sync::atomic::Ordering;
+  let http = reqwest::Client::new();
+  let delay = std::time::Duration::from_millis(150);
+  let (url, count) = token_endpoint(
+    200,
+    r#"{"access_token":"ya29.shared","expires_in":3599,"token_type":"Bearer"}"#,
+    delay,
+  )
+  .await;
+  let tokens = tokens_from(&url);
+  // Polled together: every call asks before the first fetch can end.
+  let calls = (0..10).map(|_| tokens.token(&http));
+  for call in futures_util::future::join_all(calls).await {
+    assert_eq!(call.expect("token").value.expose(), "ya29.shared");
+  }
+  assert_eq!(
+    count.load(Ordering::SeqCst),
+    1,
+    "one token request for ten callers"
+  );
+  tokens.token(&http).await.expect("cached");
+  assert_eq!(
+    count.load(Ordering::SeqCst),
+    1,
+    "kept until shortly before it expires"
+  );
+
+  let (url, count) = token_endpoint(
+    400,
+    r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+    delay,
+  )
+  .await;
+  let tokens = tokens_from(&url);
+  // Polled together: every call asks before the first fetch can end.
+  let calls = (0..10).map(|_| tokens.token(&http));
+  for call in futures_util::future::join_all(calls).await {
+    let error = call.map(|_| ()).expect_err("refused");
+    assert_eq!(error.code, crate::error::ErrorCode::Authentication);
+    assert!(
+      error
+        .message
+        .contains("invalid_grant: Invalid JWT Signature."),
+      "{}",
+      error.message
+    );
+    assert!(
+      !error.message.contains("eyJ"),
+      "no JWT in {}",
+      error.message
+    );
+  }
+  assert_eq!(
+    count.load(Ordering::SeqCst),
+    1,
+    "the callers that waited share the failure"
+  );
+  assert!(tokens.token(&http).await.is_err());
+  assert_eq!(count.load(Ordering::SeqCst), 2, "a later call asks again");
+}
+
+#[tokio::test]
+async fn a_401_drops_the_token_once_and_asks_for_one_resend() {
+  use crate::providers::auth::{Authorizer, Credential, Rejection};
+  let http = reqwest::Client::new();
+  let (url, count) = token_endpoint(
+    200,
+    r#"{"access_token":"ya29.t","expires_in":3599}"#,
+    std::time::Duration::ZERO,
+  )
+  .await;
+  let tokens = tokens_from(&url);
+  let first = tokens.token(&http).await.expect("token");
+  let refused = |resends| Rejection {
+    status: 401,
+    retry_after: None,
+    resends,
+  };
+  assert!(
+    !tokens.rejected(
+      Credential(first.generation),
+      Rejection {
+        status: 403,
+        ..refused(0)
+      }
+    ),
+    "403: no other token helps"
+  );
+  assert!(!tokens.rejected(
+    Credential(first.generation),
+    Rejection {
+      status: 429,
+      ..refused(0)
+    }
+  ));
+  assert!(
+    !tokens.rejected(Credential(first.generation), refused(1)),
+    "one resend only"
+  );
+  assert!(
+    tokens.current().is_some(),
+    "kept: none of those was a first 401"
+  );
+  assert!(tokens.rejected(Credential(first.generation), refused(0)));
+  assert!(tokens.current().is_none(), "dropped");
+  let second = tokens.token(&http).await.expect("token");
+  assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+  // A late 401 for the old token does not drop the new one.
+  assert!(tokens.rejected(Credential(first.generation), refused(0)));
+  assert_eq!(
+    tokens.current().map(|t| t.generation),
+    Some(second.generation)
+  );
+}

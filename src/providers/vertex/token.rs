@@ -34,7 +34,8 @@ pub struct ServiceAccountTokens {
   current: Mutex<Option<Arc<AccessToken>>>,
   /// Held for the whole of a fetch: the single flight.
   fetching: tokio::sync::Mutex<FetchLog>,
-  fetches: AtomicU64,
+  /// Fetches that have ended (well or not); the next one is number `ended_fetches + 1`.
+  ended_fetches: AtomicU64,
 }
 
 /// The outcome of the latest fetch, for the calls that waited on it.
@@ -62,7 +63,7 @@ impl ServiceAccountTokens {
       account,
       current: Mutex::new(None),
       fetching: tokio::sync::Mutex::new(FetchLog::default()),
-      fetches: AtomicU64::new(0),
+      ended_fetches: AtomicU64::new(0),
     }
   }
 
@@ -87,7 +88,8 @@ impl ServiceAccountTokens {
     if let Some(token) = self.fresh() {
       return Ok(token);
     }
-    let fetches_before = self.fetches.load(Ordering::SeqCst);
+    // Counted on arrival: a fetch in flight now ends after this call asked.
+    let ended_before = self.ended_fetches.load(Ordering::SeqCst);
     let mut log = self.fetching.lock().await;
     if let Some(token) = self.fresh() {
       return Ok(token);
@@ -95,12 +97,15 @@ impl ServiceAccountTokens {
     // A fetch that ended while this call waited failed: that failure is this call's too,
     // rather than one more request to an endpoint that just refused.
     if let Some((generation, error)) = &log.last_failure {
-      if *generation > fetches_before {
+      if *generation > ended_before {
         return Err(error.clone());
       }
     }
-    let generation = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-    match self.fetch(http, generation).await {
+    // Under the lock this is the only fetch in flight.
+    let generation = self.ended_fetches.load(Ordering::SeqCst) + 1;
+    let outcome = self.fetch(http, generation).await;
+    self.ended_fetches.store(generation, Ordering::SeqCst);
+    match outcome {
       Ok(token) => {
         let token = Arc::new(token);
         if let Ok(mut current) = self.current.lock() {
