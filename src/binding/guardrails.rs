@@ -110,8 +110,15 @@ impl GuardrailHook for JsCheck {
 
 fn spec(options: GuardrailOptions) -> Result<GuardrailSpec, GatewayError> {
   let whole = |value: Option<f64>| value.filter(|v| v.is_finite() && *v >= 0.0 && v.fract() == 0.0);
-  let name = options.name.clone().unwrap_or_else(|| options.r#type.clone());
-  let bad = |field: &str| GatewayError::config(format!("guardrails: '{name}'.{field} must be a whole number >= 0"));
+  let name = options
+    .name
+    .clone()
+    .unwrap_or_else(|| options.r#type.clone());
+  let bad = |field: &str| {
+    GatewayError::config(format!(
+      "guardrails: '{name}'.{field} must be a whole number >= 0"
+    ))
+  };
   Ok(GuardrailSpec {
     limit: match options.limit {
       None => None,
@@ -143,27 +150,28 @@ pub(crate) fn guardrails(
     return Ok(None);
   };
   let mut checks = checks.into_iter();
-  let mut specs = |list: Option<Vec<GuardrailOptions>>| -> Result<Vec<GuardrailSpec>, GatewayError> {
-    let mut out = Vec::new();
-    for options in list.unwrap_or_default() {
-      let mut spec = spec(options)?;
-      if spec.kind == "custom" {
-        if let Some(function) = checks.next() {
-          let function = function
-            .build_threadsafe_function()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build()
-            .map_err(|e| GatewayError::config(format!("guardrails: {}", e.reason)))?;
-          spec.hook = Some(Arc::new(JsCheck {
-            function: Arc::new(function),
-          }));
+  let mut specs =
+    |list: Option<Vec<GuardrailOptions>>| -> Result<Vec<GuardrailSpec>, GatewayError> {
+      let mut out = Vec::new();
+      for options in list.unwrap_or_default() {
+        let mut spec = spec(options)?;
+        if spec.kind == "custom" {
+          if let Some(function) = checks.next() {
+            let function = function
+              .build_threadsafe_function()
+              .callee_handled::<false>()
+              .weak::<true>()
+              .build()
+              .map_err(|e| GatewayError::config(format!("guardrails: {}", e.reason)))?;
+            spec.hook = Some(Arc::new(JsCheck {
+              function: Arc::new(function),
+            }));
+          }
         }
+        out.push(spec);
       }
-      out.push(spec);
-    }
-    Ok(out)
-  };
+      Ok(out)
+    };
   let input = specs(options.input)?;
   let output = specs(options.output)?;
   if input.is_empty() && output.is_empty() {

@@ -211,7 +211,8 @@ fn build(at: &str, spec: GuardrailSpec, phase: Phase) -> Result<Guardrail> {
       ))
     })?),
   };
-  let needs_action = || action.ok_or_else(|| fail("needs an action: 'redact', 'block' or 'flag'".into()));
+  let needs_action =
+    || action.ok_or_else(|| fail("needs an action: 'redact', 'block' or 'flag'".into()));
   let (check, action) = match kind {
     "pii" => {
       let detector = match &spec.entities {
@@ -265,7 +266,9 @@ fn build(at: &str, spec: GuardrailSpec, phase: Phase) -> Result<Guardrail> {
         .ok_or_else(|| fail("needs a limit (a whole number > 0)".into()))?;
       let action = action.unwrap_or(Action::Block);
       if action == Action::Redact {
-        return Err(fail("action 'redact' does not apply: use 'block' or 'flag'".into()));
+        return Err(fail(
+          "action 'redact' does not apply: use 'block' or 'flag'".into(),
+        ));
       }
       (Check::MaxInputTokens(limit), action)
     }
@@ -609,7 +612,10 @@ fn message_texts(message: &mut Message) -> impl Iterator<Item = &mut String> {
     ContentPart::Text(text) => Some(text),
     _ => None,
   });
-  let arguments = message.tool_calls.iter_mut().map(|call| &mut call.arguments);
+  let arguments = message
+    .tool_calls
+    .iter_mut()
+    .map(|call| &mut call.arguments);
   parts.chain(arguments)
 }
 
@@ -956,7 +962,10 @@ impl OutputStream {
             return Err(GatewayError::guardrail_blocked(
               &stage.name,
               entity,
-              format!("guardrail '{}' blocked the output: {entity} found", stage.name),
+              format!(
+                "guardrail '{}' blocked the output: {entity} found",
+                stage.name
+              ),
             ));
           }
           text = released;

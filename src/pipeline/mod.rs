@@ -465,9 +465,7 @@ impl Gateway {
           (result, None) => result,
         }
       }
-      (_, sink) => {
-        Box::pin(self.run(model, req, options, sink, cancel, trace, Work::Chat)).await
-      }
+      (_, sink) => Box::pin(self.run(model, req, options, sink, cancel, trace, Work::Chat)).await,
     };
     let mut response = result?;
     guardrails
