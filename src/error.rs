@@ -89,7 +89,8 @@ pub struct GatewayError {
   /// How long the vendor asked us to wait (Retry-After, retry-after-ms, RetryInfo).
   pub retry_after: Option<Duration>,
   /// The vendor's own request id (`x-request-id`, `request-id`, Anthropic's body `request_id`).
-  pub upstream_request_id: Option<String>,
+  /// A `Box<str>` rather than a `String`: it keeps the error under clippy's large-error size.
+  pub upstream_request_id: Option<Box<str>>,
   /// Whether another attempt may succeed (decided by the vendor's status and error type).
   pub retryable: bool,
   /// A lower-level description (transport error, vendor error type) kept for `cause`.
@@ -188,8 +189,8 @@ impl GatewayError {
   }
 
   pub fn with_upstream_request_id(mut self, id: Option<String>) -> Self {
-    if id.is_some() {
-      self.upstream_request_id = id;
+    if let Some(id) = id {
+      self.upstream_request_id = Some(id.into_boxed_str());
     }
     self
   }

@@ -468,7 +468,7 @@ pub fn error_info(error: GatewayError, request_id: &str) -> js::ErrorInfo {
     provider: error.provider,
     retry_after_ms: error.retry_after.map(|d| d.as_secs_f64() * 1000.0),
     request_id: request_id.to_string(),
-    upstream_request_id: error.upstream_request_id,
+    upstream_request_id: error.upstream_request_id.map(String::from),
     cause: error.cause,
     guardrail: error.guardrail.as_ref().map(|hit| hit.guardrail.clone()),
     entity: error.guardrail.map(|hit| hit.entity),

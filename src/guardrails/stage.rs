@@ -852,8 +852,7 @@ impl RegexStream {
     }
     let releasable: Vec<Match> = found.into_iter().filter(|m| m.end <= release).collect();
     self.found += releasable.len();
-    let out = self.release(release, &releasable);
-    out
+    self.release(release, &releasable)
   }
 
   fn finish(&mut self) -> String {

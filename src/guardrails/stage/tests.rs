@@ -441,8 +441,7 @@ async fn a_custom_hook_blocks_replaces_and_follows_on_error() {
     (Err("boom"), Some(Duration::ZERO), "error"),
     (Ok("not json"), Some(Duration::ZERO), "error"),
   ] {
-    let allow =
-      Guardrails::new(vec![custom(reply.clone(), delay, "allow")], vec![]).expect("valid");
+    let allow = Guardrails::new(vec![custom(reply, delay, "allow")], vec![]).expect("valid");
     let mut findings = Findings::default();
     allow
       .check_input(&mut user("hi"), None, |_| 0, &mut findings)
