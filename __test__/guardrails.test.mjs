@@ -136,6 +136,24 @@ describe('input guardrails', () => {
     }
   })
 
+  test("Messages count_tokens, which asks the vendor, sends it the redacted prompt too", async () => {
+    const gw = gateway(REDACT)
+    try {
+      await withRouter(gw, async (url) => {
+        const since = mock.mark()
+        const res = await post(url, '/v1/messages/count_tokens', { model: 'anthropic/claude-sonnet-4-5', messages: [{ role: 'user', content: PROMPT }] })
+        assert.equal(res.status, 200, await res.clone().text())
+        const sent = sentSince(since)
+        assert.equal(sent.length, 1)
+        assert.match(sent[0].path, /count_tokens/)
+        assert.match(JSON.stringify(sent[0].body), /\[CREDIT_CARD\]/)
+        assert.doesNotMatch(JSON.stringify(sent[0].body), CARD_DIGITS)
+      })
+    } finally {
+      await gw.close()
+    }
+  })
+
   test('findings are on the call record and in the metrics, never the text', async () => {
     const records = []
     const gw = gateway(REDACT, { onCall: (record) => records.push(record) })
