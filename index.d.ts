@@ -4,6 +4,7 @@
 export type ErrorCode =
   | 'RATE_LIMITED' | 'BUDGET_EXCEEDED' | 'AUTHENTICATION' | 'INVALID_REQUEST' | 'NOT_FOUND'
   | 'PROVIDER_ERROR' | 'UPSTREAM_UNAVAILABLE' | 'TIMEOUT' | 'ABORTED' | 'CONFIG' | 'CALLBACK_ERROR'
+  | 'GUARDRAIL_BLOCKED'
 
 /** Every rejection from ferrogate. */
 export declare class FerrogateError extends Error {
@@ -19,7 +20,32 @@ export declare class FerrogateError extends Error {
   retryAfterMs?: number
   /** The vendor's own request id. */
   upstreamRequestId?: string
+  /** GUARDRAIL_BLOCKED: the guardrail that blocked the call. */
+  guardrail?: string
+  /** GUARDRAIL_BLOCKED: what it found ('credit_card', 'regex', 'tokens', 'custom', 'timeout', …), never the text. */
+  entity?: string
   cause?: unknown
+}
+
+/** What a `custom` guardrail's `check` receives: the messages (input) or the answer's text (output). */
+export interface GuardrailCheckInput {
+  phase: 'input' | 'output'
+  messages?: Message[]
+  text?: string
+}
+
+/** What a `custom` guardrail's `check` answers. `allow: false` blocks the call (GUARDRAIL_BLOCKED, with
+ *  `reason` in the message); `replace` takes the checked messages' (input: Message[]) or text's (output: string) place. */
+export interface GuardrailVerdict {
+  allow: boolean
+  reason?: string
+  replace?: Message[] | string
+}
+
+export interface GuardrailOptions {
+  /** type 'custom': called with the messages (input) or the answer's text (output); it may be async. A throw,
+   *  a rejection or an answer later than `timeoutMs` follows `onError`, and never crashes the process. */
+  check?: (input: GuardrailCheckInput) => GuardrailVerdict | Promise<GuardrailVerdict>
 }
 
 export interface ChatRequest {
@@ -359,9 +385,11 @@ export declare class NativeGateway {
    * can throw it with the same error shape as every other failure.
    *
    * `cache`, `rateLimiter`, `onCall` and `costs` arrive apart from the options: the JS layer
-   * unwraps its classes to their native handles and guards the hook against throws.
+   * unwraps its classes to their native handles and guards the hook against throws. So do
+   * the `custom` guardrails' checks, in the order of their guardrails, wrapped to take and
+   * resolve with JSON text.
    */
-  constructor(options: GatewayOptions, cache?: NativeResponseCache | undefined | null, rateLimiter?: NativeRateLimiter | undefined | null, onCall?: ((arg: CallRecord) => void) | undefined | null, costs?: NativeCostTracker | undefined | null)
+  constructor(options: GatewayOptions, cache?: NativeResponseCache | undefined | null, rateLimiter?: NativeRateLimiter | undefined | null, onCall?: ((arg: CallRecord) => void) | undefined | null, costs?: NativeCostTracker | undefined | null, guardrailChecks?: Array<(inputJson: string) => Promise<string>>)
   /** Calls by outcome and error code, cache and limiter counters, hook errors. */
   stats(): GatewayStats | null
   /** Counts an `onCall` hook that threw (called by the JS guard around the hook). */
@@ -613,6 +641,8 @@ export interface CallRecord {
   ingress?: string
   /** What a protocol translation left out (the call went on without it). */
   warnings?: Array<string>
+  /** What the guardrails found (never the matched text). */
+  guardrails?: Array<GuardrailFinding>
 }
 
 export interface CallsByOutcome {
@@ -859,6 +889,10 @@ export interface ErrorInfo {
   upstreamRequestId?: string
   /** Lower-level detail (transport error, vendor error type). */
   cause?: string
+  /** GUARDRAIL_BLOCKED: the guardrail that blocked the call. */
+  guardrail?: string
+  /** GUARDRAIL_BLOCKED: what it found ('credit_card', 'regex', 'tokens', 'custom', 'timeout', …). */
+  entity?: string
 }
 
 /**
@@ -886,6 +920,11 @@ export interface GatewayOptions {
   defaultProvider?: string
   /** The Responses store (`store: true`, `previous_response_id`): in memory unless `redisUrl`. */
   responses?: ResponsesOptions
+  /**
+   * Checks on every call's prompt before it leaves (input) and on its answer before it
+   * reaches the caller (output), on every ingress.
+   */
+  guardrails?: GuardrailsOptions
 }
 
 /** `gateway.stats()`: counters since the gateway was created. */
@@ -914,6 +953,45 @@ export interface GatewayStats {
    * first 32 such models).
    */
   modelLabelOverflow: number
+}
+
+/** How often a guardrail found an entity in one call, and what it did. */
+export interface GuardrailFinding {
+  guardrail: string
+  entity: string
+  action: 'redact' | 'block' | 'flag'
+  count: number
+}
+
+/**
+ * One guardrail: `{ type: 'pii', entities?, action }`, `{ type: 'regex', pattern, action }`,
+ * `{ type: 'maxInputTokens', limit, action? }` or `{ type: 'custom', check, timeoutMs?, onError? }`.
+ */
+export interface GuardrailOptions {
+  type: 'pii' | 'regex' | 'maxInputTokens' | 'custom'
+  /** Its name on findings, metrics and errors (default: the type). */
+  name?: string
+  /** type 'pii': which entities (default all). */
+  entities?: Array<'email' | 'phone' | 'credit_card' | 'iban' | 'us_ssn' | 'ip_address' | 'api_key'>
+  /**
+   * 'redact' replaces each match (`[CREDIT_CARD]`, `[REDACTED]` for a regex), 'block' fails
+   * the call with GUARDRAIL_BLOCKED, 'flag' only records. maxInputTokens: 'block' (default) or 'flag'.
+   */
+  action?: 'redact' | 'block' | 'flag'
+  /** type 'regex': Rust `regex` syntax, which cannot backtrack (linear time on any input). */
+  pattern?: string
+  /** type 'maxInputTokens': the most prompt tokens a call may send. */
+  limit?: number
+  /** type 'custom': how long `check` may take (default 1000). */
+  timeoutMs?: number
+  /** type 'custom': what a check that throws, rejects or times out means (default 'allow'). */
+  onError?: 'allow' | 'block'
+}
+
+/** `GatewayOptions.guardrails`: each list runs in order. */
+export interface GuardrailsOptions {
+  input?: Array<GuardrailOptions>
+  output?: Array<GuardrailOptions>
 }
 
 export interface KeyVaultEntry {

@@ -42,6 +42,7 @@ test('every GatewayOptions, ProviderConfig, routing and class option key is docu
     ['GatewayOptions', 'GatewayOptions'],
     ['RoutingOptions', 'RoutingOptions'],
     ['RouteTarget', 'RouteTarget'],
+    ['Guardrails', 'GuardrailOptions'],
     ['ProviderConfig', 'ProviderConfig'],
     ['ResponseCacheOptions', 'ResponseCacheOptions'],
     ['RateLimiterOptions', 'RateLimiterOptions'],
@@ -62,6 +63,7 @@ test('the shapes errors and the serve validator use are the declared types, fiel
   assert.deepEqual(fields(shapes.PROVIDER_CONFIG), sorted(declared('ProviderConfig')))
   assert.deepEqual(fields(shapes.ROUTE_TARGET), sorted(declared('RouteTarget')))
   assert.deepEqual(fields(shapes.ROUTING_OPTIONS), sorted(declared('RoutingOptions')))
+  assert.deepEqual(fields(shapes.GUARDRAIL), sorted(declared('GuardrailOptions')))
   assert.deepEqual(fields(shapes.RESPONSE_CACHE_OPTIONS), sorted(declared('ResponseCacheOptions')))
   assert.deepEqual(fields(shapes.RATE_LIMITER_OPTIONS), sorted(declared('RateLimiterOptions')))
   assert.deepEqual(fields(shapes.COST_TRACKER_OPTIONS), sorted(declared('CostTrackerOptions')))

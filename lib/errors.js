@@ -14,6 +14,8 @@ class FerrogateError extends Error {
     if (info.provider != null) this.provider = info.provider
     if (info.retryAfterMs != null) this.retryAfterMs = Math.ceil(info.retryAfterMs)
     if (info.upstreamRequestId != null) this.upstreamRequestId = info.upstreamRequestId
+    if (info.guardrail != null) this.guardrail = info.guardrail
+    if (info.entity != null) this.entity = info.entity
     if (cause === undefined && info.cause != null) this.cause = new Error(info.cause)
   }
 }
@@ -41,6 +43,7 @@ const abortedBefore = (signal) =>
 
 const STATUS_OF_CODE = {
   INVALID_REQUEST: 400,
+  GUARDRAIL_BLOCKED: 400,
   BUDGET_EXCEEDED: 402,
   NOT_FOUND: 404,
   RATE_LIMITED: 429,

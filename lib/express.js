@@ -33,6 +33,7 @@ const TYPE_BY_CODE = {
   ABORTED: 'aborted',
   CONFIG: 'server_error',
   CALLBACK_ERROR: 'server_error',
+  GUARDRAIL_BLOCKED: 'invalid_request_error',
 }
 
 const GENERIC_MESSAGE = 'Internal server error'

@@ -25,6 +25,29 @@ const abandoned = new FinalizationRegistry((holder) => {
   if (holder.call !== null && !holder.call.ended) holder.call.cancel()
 })
 
+// A `custom` guardrail's check, as the native side calls it: JSON text in, a promise of JSON
+// text out. Being async, it turns a throw into a rejection, which the native side treats as
+// the guardrail's onError says (a hang is its timeout's), never as a crash.
+const guardrailCheck = (check) => async (inputJson) => JSON.stringify((await check(JSON.parse(inputJson))) ?? null)
+
+// GatewayOptions.guardrails without the `custom` checks (functions cannot cross as options),
+// and the checks, in the order of their guardrails: input, then output.
+function splitGuardrails(guardrails) {
+  if (guardrails == null) return [undefined, undefined]
+  const checks = []
+  const strip = (list, phase) =>
+    list?.map((guardrail, i) => {
+      if (guardrail?.type !== 'custom') return guardrail
+      const { check, ...rest } = guardrail
+      if (typeof check !== 'function') {
+        throw configError(`guardrails.${phase}[${i}] ('${guardrail.name ?? 'custom'}'): check must be a function`)
+      }
+      checks.push(guardrailCheck(check))
+      return rest
+    })
+  return [{ input: strip(guardrails.input, 'input'), output: strip(guardrails.output, 'output') }, checks]
+}
+
 class Gateway {
   #native
   #providerNames
@@ -37,7 +60,9 @@ class Gateway {
       throw configError('Gateway needs an options object')
     }
     shapes.checkOptions(shapes.GATEWAY_OPTIONS, options, 'Gateway')
-    const { cache, rateLimiter, onCall, costs, ...rest } = options
+    const { cache, rateLimiter, onCall, costs, guardrails, ...rest } = options
+    const [nativeGuardrails, guardrailChecks] = splitGuardrails(guardrails)
+    if (nativeGuardrails !== undefined) rest.guardrails = nativeGuardrails
     if (onCall != null && typeof onCall !== 'function') throw configError('onCall must be a function')
     const cacheHandle = handleOf(cache, ResponseCache, 'cache')
     const limiterHandle = handleOf(rateLimiter, RateLimiter, 'rateLimiter')
@@ -54,7 +79,7 @@ class Gateway {
       }
     }
     try {
-      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook, trackerHandle)
+      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook, trackerHandle, guardrailChecks)
     } catch (error) {
       // napi's own type check of the options (e.g. a number where a string belongs).
       throw configError(`invalid Gateway options: ${shapes.wrongShape(error, shapes.GATEWAY_OPTIONS, options)}`)

@@ -4,6 +4,7 @@
 export type ErrorCode =
   | 'RATE_LIMITED' | 'BUDGET_EXCEEDED' | 'AUTHENTICATION' | 'INVALID_REQUEST' | 'NOT_FOUND'
   | 'PROVIDER_ERROR' | 'UPSTREAM_UNAVAILABLE' | 'TIMEOUT' | 'ABORTED' | 'CONFIG' | 'CALLBACK_ERROR'
+  | 'GUARDRAIL_BLOCKED'
 
 /** Every rejection from ferrogate. */
 export declare class FerrogateError extends Error {
@@ -19,7 +20,32 @@ export declare class FerrogateError extends Error {
   retryAfterMs?: number
   /** The vendor's own request id. */
   upstreamRequestId?: string
+  /** GUARDRAIL_BLOCKED: the guardrail that blocked the call. */
+  guardrail?: string
+  /** GUARDRAIL_BLOCKED: what it found ('credit_card', 'regex', 'tokens', 'custom', 'timeout', …), never the text. */
+  entity?: string
   cause?: unknown
+}
+
+/** What a `custom` guardrail's `check` receives: the messages (input) or the answer's text (output). */
+export interface GuardrailCheckInput {
+  phase: 'input' | 'output'
+  messages?: Message[]
+  text?: string
+}
+
+/** What a `custom` guardrail's `check` answers. `allow: false` blocks the call (GUARDRAIL_BLOCKED, with
+ *  `reason` in the message); `replace` takes the checked messages' (input: Message[]) or text's (output: string) place. */
+export interface GuardrailVerdict {
+  allow: boolean
+  reason?: string
+  replace?: Message[] | string
+}
+
+export interface GuardrailOptions {
+  /** type 'custom': called with the messages (input) or the answer's text (output); it may be async. A throw,
+   *  a rejection or an answer later than `timeoutMs` follows `onError`, and never crashes the process. */
+  check?: (input: GuardrailCheckInput) => GuardrailVerdict | Promise<GuardrailVerdict>
 }
 
 export interface ChatRequest {

@@ -178,6 +178,26 @@ const RESPONSES_OPTIONS = object({
   maxBytes: number,
 })
 
+/** One guardrail (GatewayOptions.guardrails.input / .output); the native side checks the values. */
+const GUARDRAIL = object(
+  {
+    type: string,
+    name: string,
+    entities: strings,
+    action: string,
+    pattern: string,
+    limit: number,
+    check: func,
+    timeoutMs: number,
+    onError: string,
+  },
+  { required: ['type'], expect: "an object { type: 'pii' | 'regex' | 'maxInputTokens' | 'custom', … }" },
+)
+const GUARDRAILS = object({
+  input: arrayOf(GUARDRAIL, 'an array of guardrails'),
+  output: arrayOf(GUARDRAIL, 'an array of guardrails'),
+})
+
 /** serve's connection layer (the config's `server` object). */
 const SERVER_OPTIONS = object({
   headersTimeoutMs: number,
@@ -203,6 +223,7 @@ const GATEWAY_OPTIONS = object(
     rateLimiter: instanceOrFalse('a RateLimiter'),
     costs: instanceOrFalse('a CostTracker'),
     responses: RESPONSES_OPTIONS,
+    guardrails: GUARDRAILS,
     onCall: func,
     onAnomaly: func,
   },
@@ -397,6 +418,7 @@ module.exports = {
   PROVIDER_CONFIG,
   ROUTE_TARGET,
   ROUTING_OPTIONS,
+  GUARDRAIL,
   RESPONSE_CACHE_OPTIONS,
   RATE_LIMITER_OPTIONS,
   COST_TRACKER_OPTIONS,

@@ -18,11 +18,12 @@ pub enum ErrorCode {
   Aborted,
   Config,
   CallbackError,
+  GuardrailBlocked,
 }
 
 impl ErrorCode {
   /// Every code, in a fixed order (`index()` is the position here).
-  pub const ALL: [ErrorCode; 11] = [
+  pub const ALL: [ErrorCode; 12] = [
     ErrorCode::RateLimited,
     ErrorCode::BudgetExceeded,
     ErrorCode::Authentication,
@@ -34,6 +35,7 @@ impl ErrorCode {
     ErrorCode::Aborted,
     ErrorCode::Config,
     ErrorCode::CallbackError,
+    ErrorCode::GuardrailBlocked,
   ];
 
   pub fn index(self) -> usize {
@@ -53,6 +55,7 @@ impl ErrorCode {
       ErrorCode::Aborted => "ABORTED",
       ErrorCode::Config => "CONFIG",
       ErrorCode::CallbackError => "CALLBACK_ERROR",
+      ErrorCode::GuardrailBlocked => "GUARDRAIL_BLOCKED",
     }
   }
 
@@ -62,7 +65,7 @@ impl ErrorCode {
       ErrorCode::RateLimited => 429,
       ErrorCode::BudgetExceeded => 402,
       ErrorCode::Authentication => 401,
-      ErrorCode::InvalidRequest => 400,
+      ErrorCode::InvalidRequest | ErrorCode::GuardrailBlocked => 400,
       ErrorCode::NotFound => 404,
       ErrorCode::ProviderError => 502,
       ErrorCode::UpstreamUnavailable => 503,
@@ -86,11 +89,21 @@ pub struct GatewayError {
   /// How long the vendor asked us to wait (Retry-After, retry-after-ms, RetryInfo).
   pub retry_after: Option<Duration>,
   /// The vendor's own request id (`x-request-id`, `request-id`, Anthropic's body `request_id`).
-  pub upstream_request_id: Option<String>,
+  /// A `Box<str>` rather than a `String`: it keeps the error under clippy's large-error size.
+  pub upstream_request_id: Option<Box<str>>,
   /// Whether another attempt may succeed (decided by the vendor's status and error type).
   pub retryable: bool,
   /// A lower-level description (transport error, vendor error type) kept for `cause`.
   pub cause: Option<String>,
+  /// GUARDRAIL_BLOCKED: the guardrail that blocked the call and what it found (never the text).
+  pub guardrail: Option<Box<GuardrailHit>>,
+}
+
+/// Which guardrail blocked a call, and the entity it found ('credit_card', 'regex', …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardrailHit {
+  pub guardrail: String,
+  pub entity: String,
 }
 
 pub type Result<T> = std::result::Result<T, GatewayError>;
@@ -106,6 +119,7 @@ impl GatewayError {
       upstream_request_id: None,
       retryable: false,
       cause: None,
+      guardrail: None,
     }
   }
 
@@ -164,9 +178,19 @@ impl GatewayError {
     self
   }
 
+  /// GUARDRAIL_BLOCKED naming the guardrail and the entity it found.
+  pub fn guardrail_blocked(guardrail: &str, entity: &str, message: impl Into<String>) -> Self {
+    let mut error = Self::new(ErrorCode::GuardrailBlocked, message);
+    error.guardrail = Some(Box::new(GuardrailHit {
+      guardrail: guardrail.to_string(),
+      entity: entity.to_string(),
+    }));
+    error
+  }
+
   pub fn with_upstream_request_id(mut self, id: Option<String>) -> Self {
-    if id.is_some() {
-      self.upstream_request_id = id;
+    if let Some(id) = id {
+      self.upstream_request_id = Some(id.into_boxed_str());
     }
     self
   }

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{ErrorCode, GatewayError};
+use crate::guardrails::GuardrailFinding;
 use crate::types::ChatResponse;
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -52,6 +53,9 @@ struct Registry {
   /// (route, provider, model) → 0 healthy, 1 half open, 2 ejected.
   circuit: BTreeMap<(String, String, String), u8>,
   anomalies: BTreeMap<(String, String, &'static str), u64>,
+  /// (guardrail, entity, action) → findings. Guardrail names come from the configuration
+  /// and entities from a fixed list, so the series are bounded.
+  guardrail_findings: BTreeMap<(String, String, &'static str), u64>,
   models: ModelLabels,
 }
 
@@ -294,6 +298,26 @@ impl Metrics {
   }
 
   /// The cache / limiter / budget stages' own counters (`Gateway::stats`), copied in at scrape time.
+  /// A call's guardrail findings.
+  pub fn record_guardrail_findings(&self, findings: &[GuardrailFinding]) {
+    if findings.is_empty() {
+      return;
+    }
+    let Ok(mut registry) = self.registry.lock() else {
+      return;
+    };
+    for finding in findings {
+      *registry
+        .guardrail_findings
+        .entry((
+          finding.guardrail.clone(),
+          finding.entity.clone(),
+          finding.action,
+        ))
+        .or_default() += finding.count;
+    }
+  }
+
   pub fn set_stage_counters(&self, cache_hits: u64, cache_misses: u64, limiter: u64, budget: u64) {
     if let Ok(mut registry) = self.registry.lock() {
       registry.cache_hits = cache_hits;
@@ -441,6 +465,20 @@ impl Metrics {
         "ferrogate_latency_anomalies_total{{provider=\"{}\",model=\"{}\",severity=\"{severity}\"}} {count}",
         escape(provider),
         escape(model)
+      );
+    }
+    header(
+      &mut out,
+      "ferrogate_guardrail_findings_total",
+      "counter",
+      "Guardrail findings by guardrail, entity and action (redact, block, flag).",
+    );
+    for ((guardrail, entity, action), count) in &registry.guardrail_findings {
+      let _ = writeln!(
+        out,
+        "ferrogate_guardrail_findings_total{{guardrail=\"{}\",entity=\"{}\",action=\"{action}\"}} {count}",
+        escape(guardrail),
+        escape(entity)
       );
     }
     out

@@ -468,8 +468,10 @@ pub fn error_info(error: GatewayError, request_id: &str) -> js::ErrorInfo {
     provider: error.provider,
     retry_after_ms: error.retry_after.map(|d| d.as_secs_f64() * 1000.0),
     request_id: request_id.to_string(),
-    upstream_request_id: error.upstream_request_id,
+    upstream_request_id: error.upstream_request_id.map(String::from),
     cause: error.cause,
+    guardrail: error.guardrail.as_ref().map(|hit| hit.guardrail.clone()),
+    entity: error.guardrail.map(|hit| hit.entity),
   }
 }
 
@@ -514,6 +516,18 @@ pub fn call_record(record: CallRecord) -> js::CallRecord {
     attempts: record.attempts,
     ingress: record.ingress.map(str::to_string),
     warnings: (!record.warnings.is_empty()).then_some(record.warnings),
+    guardrails: (!record.guardrails.is_empty()).then(|| {
+      record
+        .guardrails
+        .into_iter()
+        .map(|finding| js::GuardrailFinding {
+          guardrail: finding.guardrail,
+          entity: finding.entity,
+          action: finding.action.to_string(),
+          count: finding.count as f64,
+        })
+        .collect()
+    }),
   }
 }
 

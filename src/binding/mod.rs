@@ -98,17 +98,27 @@ impl NativeGateway {
   /// can throw it with the same error shape as every other failure.
   ///
   /// `cache`, `rateLimiter`, `onCall` and `costs` arrive apart from the options: the JS layer
-  /// unwraps its classes to their native handles and guards the hook against throws.
+  /// unwraps its classes to their native handles and guards the hook against throws. So do
+  /// the `custom` guardrails' checks, in the order of their guardrails, wrapped to take and
+  /// resolve with JSON text.
   #[napi(constructor, catch_unwind)]
   pub fn new(
-    options: GatewayOptions,
+    mut options: GatewayOptions,
     cache: Option<&NativeResponseCache>,
     rate_limiter: Option<&NativeRateLimiter>,
     on_call: Option<Function<'_, CallRecord, ()>>,
     costs: Option<&NativeCostTracker>,
+    #[napi(ts_arg_type = "Array<(inputJson: string) => Promise<string>>")] guardrail_checks: Option<
+      Vec<Function<'_, String, napi::bindgen_prelude::Promise<String>>>,
+    >,
   ) -> napi::Result<Self> {
     let hook = on_call.map(hook::JsHook::new).transpose()?;
+    let guardrails = guardrails::guardrails(
+      options.guardrails.take(),
+      guardrail_checks.unwrap_or_default(),
+    );
     let inner = convert::gateway_config(options).and_then(|mut config| {
+      config.guardrails = guardrails?;
       config.cache = cache.map(|cache| cache.inner.clone());
       config.rate_limiter = rate_limiter.map(|limiter| limiter.inner.clone());
       config.on_call = hook.map(|hook| crate::pipeline::CallHook(Arc::new(hook)));

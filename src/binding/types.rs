@@ -143,6 +143,44 @@ pub struct GatewayOptions {
   pub default_provider: Option<String>,
   /// The Responses store (`store: true`, `previous_response_id`): in memory unless `redisUrl`.
   pub responses: Option<ResponsesOptions>,
+  /// Checks on every call's prompt before it leaves (input) and on its answer before it
+  /// reaches the caller (output), on every ingress.
+  pub guardrails: Option<GuardrailsOptions>,
+}
+
+/// `GatewayOptions.guardrails`: each list runs in order.
+#[napi(object, object_to_js = false)]
+pub struct GuardrailsOptions {
+  pub input: Option<Vec<GuardrailOptions>>,
+  pub output: Option<Vec<GuardrailOptions>>,
+}
+
+/// One guardrail: `{ type: 'pii', entities?, action }`, `{ type: 'regex', pattern, action }`,
+/// `{ type: 'maxInputTokens', limit, action? }` or `{ type: 'custom', check, timeoutMs?, onError? }`.
+#[napi(object, object_to_js = false)]
+pub struct GuardrailOptions {
+  #[napi(ts_type = "'pii' | 'regex' | 'maxInputTokens' | 'custom'")]
+  pub r#type: String,
+  /// Its name on findings, metrics and errors (default: the type).
+  pub name: Option<String>,
+  /// type 'pii': which entities (default all).
+  #[napi(
+    ts_type = "Array<'email' | 'phone' | 'credit_card' | 'iban' | 'us_ssn' | 'ip_address' | 'api_key'>"
+  )]
+  pub entities: Option<Vec<String>>,
+  /// 'redact' replaces each match (`[CREDIT_CARD]`, `[REDACTED]` for a regex), 'block' fails
+  /// the call with GUARDRAIL_BLOCKED, 'flag' only records. maxInputTokens: 'block' (default) or 'flag'.
+  #[napi(ts_type = "'redact' | 'block' | 'flag'")]
+  pub action: Option<String>,
+  /// type 'regex': Rust `regex` syntax, which cannot backtrack (linear time on any input).
+  pub pattern: Option<String>,
+  /// type 'maxInputTokens': the most prompt tokens a call may send.
+  pub limit: Option<f64>,
+  /// type 'custom': how long `check` may take (default 1000).
+  pub timeout_ms: Option<f64>,
+  /// type 'custom': what a check that throws, rejects or times out means (default 'allow').
+  #[napi(ts_type = "'allow' | 'block'")]
+  pub on_error: Option<String>,
 }
 
 /// `{ type: 'text', text }`, `{ type: 'image', data, mimeType }` (base64) or `{ type: 'image_url', url }`.
@@ -349,6 +387,12 @@ pub struct ErrorInfo {
   /// Lower-level detail (transport error, vendor error type).
   #[serde(skip_serializing_if = "Option::is_none")]
   pub cause: Option<String>,
+  /// GUARDRAIL_BLOCKED: the guardrail that blocked the call.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub guardrail: Option<String>,
+  /// GUARDRAIL_BLOCKED: what it found ('credit_card', 'regex', 'tokens', 'custom', 'timeout', …).
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub entity: Option<String>,
 }
 
 /// A call whose latency was an outlier for its provider/model (EWMA z-score).
@@ -401,6 +445,18 @@ pub struct CallRecord {
   pub ingress: Option<String>,
   /// What a protocol translation left out (the call went on without it).
   pub warnings: Option<Vec<String>>,
+  /// What the guardrails found (never the matched text).
+  pub guardrails: Option<Vec<GuardrailFinding>>,
+}
+
+/// How often a guardrail found an entity in one call, and what it did.
+#[napi(object)]
+pub struct GuardrailFinding {
+  pub guardrail: String,
+  pub entity: String,
+  #[napi(ts_type = "'redact' | 'block' | 'flag'")]
+  pub action: String,
+  pub count: f64,
 }
 
 #[napi(object)]

@@ -669,7 +669,7 @@ pub fn error_type(code: ErrorCode) -> &'static str {
     ErrorCode::RateLimited => "rate_limit_error",
     ErrorCode::BudgetExceeded => "insufficient_quota",
     ErrorCode::Authentication => "authentication_error",
-    ErrorCode::InvalidRequest => "invalid_request_error",
+    ErrorCode::InvalidRequest | ErrorCode::GuardrailBlocked => "invalid_request_error",
     ErrorCode::NotFound => "not_found_error",
     ErrorCode::Timeout => "timeout_error",
     ErrorCode::Aborted => "aborted",
@@ -786,14 +786,20 @@ pub fn error_json(error: &GatewayError) -> Vec<u8> {
 /// OpenAI's error body `{ error: { message, type, param, code } }`, for the other OpenAI
 /// protocols (Responses, Embeddings) to build on.
 pub fn error_value(error: &GatewayError) -> Value {
-  json!({
+  let mut body = json!({
     "error": {
       "message": error.message,
       "type": error_type(error.code),
       "param": null,
       "code": error_code(error.code),
     }
-  })
+  });
+  // GUARDRAIL_BLOCKED says which guardrail and what it found (never the text).
+  if let Some(hit) = &error.guardrail {
+    body["error"]["guardrail"] = json!(hit.guardrail);
+    body["error"]["entity"] = json!(hit.entity);
+  }
+  body
 }
 
 #[cfg(test)]

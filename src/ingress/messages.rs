@@ -935,7 +935,7 @@ impl Encoder for MessagesEncoder {
 fn status_and_type(error: &GatewayError) -> (u16, &'static str) {
   match error.code {
     ErrorCode::InvalidRequest if error.status == 413 => (413, "request_too_large"),
-    ErrorCode::InvalidRequest => (400, "invalid_request_error"),
+    ErrorCode::InvalidRequest | ErrorCode::GuardrailBlocked => (400, "invalid_request_error"),
     ErrorCode::Authentication if error.status == 403 => (403, "permission_error"),
     ErrorCode::Authentication => (401, "authentication_error"),
     ErrorCode::NotFound => (404, "not_found_error"),

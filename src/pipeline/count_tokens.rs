@@ -12,6 +12,7 @@ use super::native::{native_http_call, NativeCall};
 use super::providers::{Backend, Provider};
 use super::Gateway;
 use crate::error::{GatewayError, Result};
+use crate::guardrails::Findings;
 use crate::types::ChatRequest;
 
 impl Gateway {
@@ -32,11 +33,17 @@ impl Gateway {
     let Backend::Http { adapter, http } = &provider.backend else {
       return Ok(None);
     };
+    let mut req = req.clone();
+    // The counting endpoint receives the prompt too: the input guardrails redact (or block) it
+    // here as for a call. Their findings are not a call's, so they are not recorded.
+    if let Some(guardrails) = &self.guardrails {
+      let mut findings = Findings::default();
+      super::guardrails::input(guardrails, model, &mut req, Some(native), &mut findings).await?;
+    }
     let url = match adapter.count_tokens_url() {
       Some(url) if native.speaks(provider.kind, provider.api) => url,
       _ => return Ok(None),
     };
-    let mut req = req.clone();
     req.model = vendor_model;
     let asked = async {
       let mut call = native_http_call(adapter.as_ref(), native, &req, false)?;

@@ -1,7 +1,8 @@
 //! The call pipeline. `Gateway::execute` runs the stages of one call in order:
 //!
-//!   route (the targets the call may use) → limits → budget → cache → attempt (a target
-//!   chosen, retries, under one deadline) → response → settle (price, ledger) → record
+//!   guardrails (input) → route (the targets the call may use) → limits → budget → cache →
+//!   attempt (a target chosen, retries, under one deadline) → response → settle (price,
+//!   ledger) → guardrails (output; streamed events pass them as they go) → record
 //!
 //! Each stage lives in the file its name says; the provider layer knows none of them.
 
@@ -11,6 +12,7 @@ mod cache;
 mod count_tokens;
 mod embed;
 mod forward;
+mod guardrails;
 mod http;
 mod kind;
 mod ledger;
@@ -32,6 +34,7 @@ use crate::backend::responses::{ResponseStore, ResponseStoreConfig};
 use crate::cache::ResponseCache;
 use crate::costs::{CostTracker, Reservation};
 use crate::error::{ErrorCode, GatewayError, Result};
+use crate::guardrails::{Findings, Guardrails};
 use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 use crate::secret::{redact, Secret};
@@ -79,6 +82,8 @@ pub struct GatewayConfig {
   pub costs: Option<Arc<CostTracker>>,
   /// Where stored Responses live (`GatewayOptions.responses`); in memory by default.
   pub responses: ResponseStoreConfig,
+  /// `GatewayOptions.guardrails`.
+  pub guardrails: Option<Arc<Guardrails>>,
 }
 
 impl Default for GatewayConfig {
@@ -96,6 +101,7 @@ impl Default for GatewayConfig {
       on_call: None,
       costs: None,
       responses: ResponseStoreConfig::default(),
+      guardrails: None,
     }
   }
 }
@@ -141,6 +147,7 @@ pub struct Gateway {
   accounting: Accounting,
   stats: GatewayStats,
   responses: Arc<dyn ResponseStore>,
+  guardrails: Option<Arc<Guardrails>>,
 }
 
 impl Gateway {
@@ -185,6 +192,7 @@ impl Gateway {
       accounting: Accounting::new(config.costs, mock_providers),
       stats: GatewayStats::default(),
       responses,
+      guardrails: config.guardrails,
     };
     // Configured models and route targets keep their metric labels; the models clients
     // invent through a defaultProvider are bounded.
@@ -375,9 +383,31 @@ impl Gateway {
       trace.route = Some(model.to_string());
     }
     let native = options.native.clone();
-    let result = self
-      .run(model, req, options, sink, cancel, &trace, Work::Chat)
-      .await;
+    let result = match self.guardrails.clone() {
+      None => {
+        self
+          .run(model, req, options, sink, cancel, &trace, Work::Chat)
+          .await
+      }
+      Some(guardrails) => {
+        let mut findings = Findings::default();
+        let result = self
+          .run_guarded(
+            &guardrails,
+            model,
+            req,
+            options,
+            sink,
+            cancel,
+            &trace,
+            &mut findings,
+          )
+          .await;
+        self.metrics.record_guardrail_findings(&findings.0);
+        trace.guardrails = findings.0;
+        result
+      }
+    };
     // Answered natively: nothing was left out in translation.
     if native.is_some_and(|native| native.answered_natively()) {
       trace.warnings.clear();
@@ -389,6 +419,59 @@ impl Gateway {
     };
     record::finish(&self.stats, self.on_call.as_ref(), trace, &result);
     Executed { result, billed }
+  }
+
+  /// `run` between the input and the output guardrails.
+  #[allow(clippy::too_many_arguments)]
+  async fn run_guarded(
+    &self,
+    guardrails: &Guardrails,
+    model: &str,
+    mut req: ChatRequest,
+    options: CallOptions,
+    sink: EventSink,
+    cancel: CancellationToken,
+    trace: &Trace,
+    findings: &mut Findings,
+  ) -> Result<ChatResponse> {
+    guardrails::input(
+      guardrails,
+      model,
+      &mut req,
+      options.native.as_deref(),
+      findings,
+    )
+    .await?;
+    let filter = sink.as_ref().and_then(|_| guardrails.output_stream());
+    let result = match (filter, sink) {
+      (Some(filter), Some(caller)) => {
+        let (events, received) = tokio::sync::mpsc::channel(guardrails::FILTER_CAPACITY);
+        let stop = cancel.child_token();
+        let call = Box::pin(self.run(
+          model,
+          req,
+          options,
+          Some(events),
+          stop.clone(),
+          trace,
+          Work::Chat,
+        ));
+        let filtered = guardrails::filter_stream(filter, received, caller, stop);
+        match tokio::join!(call, filtered) {
+          (_, Some(blocked)) => {
+            findings.blocked(&blocked);
+            return Err(blocked);
+          }
+          (result, None) => result,
+        }
+      }
+      (_, sink) => Box::pin(self.run(model, req, options, sink, cancel, trace, Work::Chat)).await,
+    };
+    let mut response = result?;
+    guardrails
+      .check_output(&mut response.content, findings)
+      .await?;
+    Ok(response)
   }
 
   #[allow(clippy::too_many_arguments)]

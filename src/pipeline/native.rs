@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use super::attempt::{read_body, send_call, stream_broken, MAX_RESPONSE_BYTES};
-use super::forward::{forward_whole, note_delivered, send, EventSink, Progress};
+use super::forward::{forward, forward_whole, note_delivered, send, EventSink, Progress};
 use super::kind::{Kind, WireApi};
 use crate::error::{GatewayError, Result};
 use crate::ingress::Protocol;
@@ -36,6 +36,13 @@ pub struct NativeCall {
   reply: Mutex<Option<Vec<u8>>>,
   /// The call was answered natively (so nothing was left out in translation).
   answered_natively: AtomicBool,
+  /// The body after the input guardrails (text redacted): what the vendor receives.
+  guarded_body: Mutex<Option<Map<String, Value>>>,
+  /// False with output guardrails: the vendor's answer is decoded and re-encoded, so that
+  /// every byte the client receives has passed them.
+  relay_answer: AtomicBool,
+  /// A guardrail replaced the messages: the client's body no longer says what the call sends.
+  translate_only: AtomicBool,
 }
 
 impl NativeCall {
@@ -52,12 +59,42 @@ impl NativeCall {
       native_only,
       reply: Mutex::new(None),
       answered_natively: AtomicBool::new(false),
+      guarded_body: Mutex::new(None),
+      relay_answer: AtomicBool::new(true),
+      translate_only: AtomicBool::new(false),
     }
+  }
+
+  /// What the guardrails stage decided for this call: the body to send instead of the
+  /// client's, whether the answer may be relayed as the vendor sent it, and whether only a
+  /// translated request says what the call sends.
+  pub(crate) fn guard(
+    &self,
+    body: Option<Map<String, Value>>,
+    relay_answer: bool,
+    translate_only: bool,
+  ) {
+    *self
+      .guarded_body
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner()) = body;
+    self.relay_answer.store(relay_answer, Ordering::SeqCst);
+    self.translate_only.store(translate_only, Ordering::SeqCst);
+  }
+
+  /// The body a same-protocol target receives (before `model` is set).
+  fn outgoing_body(&self) -> Map<String, Value> {
+    self
+      .guarded_body
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .clone()
+      .unwrap_or_else(|| self.body.clone())
   }
 
   /// Whether a provider of `kind` whose upstream API is `api` speaks the client's protocol.
   pub fn speaks(&self, kind: Kind, api: WireApi) -> bool {
-    kind.speaks_natively(self.protocol, api)
+    !self.translate_only.load(Ordering::SeqCst) && kind.speaks_natively(self.protocol, api)
   }
 
   /// The vendor's own JSON body, when the answer was relayed natively.
@@ -139,6 +176,7 @@ pub(crate) async fn native_attempt(
   let vendor = adapter.vendor();
   let stream = sink.is_some();
   let call = native_http_call(adapter, native, req, stream)?;
+  let relay = native.relay_answer.load(Ordering::SeqCst);
   let response = send_call(provider, http, adapter, &call, stream).await?;
   let is_event_stream = response
     .headers()
@@ -154,7 +192,8 @@ pub(crate) async fn native_attempt(
         native.answered_natively.store(false, Ordering::SeqCst);
         forward_whole(&completion, sink, progress).await?;
       }
-      None => native.set_reply(Some(body.to_vec())),
+      None if relay => native.set_reply(Some(body.to_vec())),
+      None => {}
     }
     return Ok(completion);
   }
@@ -169,6 +208,10 @@ pub(crate) async fn native_attempt(
     match bytes.next().await {
       Some(Ok(chunk)) => {
         session.push_into(&chunk, &mut events)?;
+        if !relay {
+          forward(events.drain(..), sink, progress).await?;
+          continue;
+        }
         note_delivered(progress, &events);
         events.clear();
         let relayed = text.push(&chunk);
@@ -181,7 +224,11 @@ pub(crate) async fn native_attempt(
     }
   }
   let (events, completion) = session.finish()?;
-  note_delivered(progress, &events);
+  if relay {
+    note_delivered(progress, &events);
+  } else {
+    forward(events, sink, progress).await?;
+  }
   Ok(completion)
 }
 
@@ -195,7 +242,8 @@ pub(crate) fn native_http_call(
   stream: bool,
 ) -> Result<HttpCall> {
   let built = adapter.build(req, stream)?;
-  let mut body = native.body.clone();
+  // The client's body after the input guardrails, when they ran.
+  let mut body = native.outgoing_body();
   body.insert("model".into(), Value::String(req.model.clone()));
   let headers = native_headers(&built.headers, &native.headers)
     .into_iter()

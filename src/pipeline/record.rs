@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::forward::Progress;
 use super::response::millis;
 use crate::error::{ErrorCode, GatewayError, Result};
+use crate::guardrails::GuardrailFinding;
 use crate::types::{ChatResponse, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct CallRecord {
   pub ingress: Option<&'static str>,
   /// What a protocol translation left out (a tool the target cannot run, …).
   pub warnings: Vec<String>,
+  /// What the guardrails found, by guardrail, entity and action (never the text).
+  pub guardrails: Vec<GuardrailFinding>,
 }
 
 /// Receives every call's record. Called on the call's own task: an implementation must
@@ -91,6 +94,7 @@ pub(crate) struct Trace {
   billed: OnceLock<(Usage, f64)>,
   pub ingress: Option<&'static str>,
   pub warnings: Vec<String>,
+  pub guardrails: Vec<GuardrailFinding>,
 }
 
 impl Trace {
@@ -115,6 +119,7 @@ impl Trace {
       billed: OnceLock::new(),
       ingress: None,
       warnings: Vec::new(),
+      guardrails: Vec::new(),
     }
   }
 
@@ -259,6 +264,7 @@ pub(crate) fn finish(
     billed,
     ingress,
     warnings,
+    guardrails,
   } = trace;
   let (provider, vendor_model) = (provider.into_inner(), vendor_model.into_inner());
   let record = match result {
@@ -282,6 +288,7 @@ pub(crate) fn finish(
       metadata,
       ingress,
       warnings,
+      guardrails,
     },
     Err(error) => {
       // What a call cut short delivered is billed; one that never reached the vendor is not.
@@ -305,6 +312,7 @@ pub(crate) fn finish(
         metadata,
         ingress,
         warnings,
+        guardrails,
       }
     }
   };

@@ -140,7 +140,7 @@ impl ErrorBody {
       error.retry_after = self.message.as_deref().and_then(retry_hint_in_message);
     }
     if self.request_id.is_some() {
-      error.upstream_request_id = self.request_id.clone();
+      error.upstream_request_id = self.request_id.as_deref().map(Box::from);
     }
   }
 }

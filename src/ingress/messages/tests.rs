@@ -698,6 +698,11 @@ fn errors_take_anthropic_types_statuses_and_headers() {
       500,
       "api_error",
     ),
+    (
+      GatewayError::guardrail_blocked("pii", "credit_card", "blocked"),
+      400,
+      "invalid_request_error",
+    ),
   ];
   assert_eq!(
     cases.len(),
