@@ -194,7 +194,7 @@ pub(crate) fn build_provider(
       api_key,
       headers,
     })),
-    Kind::Azure => Some(azure::build(config, api_key, secrets)?),
+    Kind::Azure => Some(azure::build(config, api, api_key, secrets)?),
     Kind::Bedrock => Some(bedrock::build(config, api_key, secrets)?),
     Kind::Vertex => Some(vertex::build(config, api_key, secrets)?),
     Kind::Mock => None,
