@@ -1,6 +1,7 @@
 //! Provider configuration and construction: which adapter, which key, which base URL.
 //! Everything a bad option can break is checked here, once, as CONFIG.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::http::Clients;
@@ -9,6 +10,7 @@ use crate::error::{GatewayError, Result};
 use crate::providers::anthropic::Anthropic;
 use crate::providers::auth::{AwsCredentials, TokenSource};
 use crate::providers::gemini::Gemini;
+use crate::providers::key_pool::{KeyPool, Pooled};
 use crate::providers::mock::{self, MockConfig};
 use crate::providers::openai::responses::OpenAiResponses;
 use crate::providers::openai::OpenAi;
@@ -78,6 +80,8 @@ pub(crate) struct Provider {
   pub kind: Kind,
   /// The wire API used upstream (`ProviderConfig.api`; Chat Completions unless 'responses').
   pub api: WireApi,
+  /// `apiKeys`: the pool the adapter takes its key from, for `health()` and the metrics.
+  pub key_pool: Option<Arc<KeyPool>>,
   pub backend: Backend,
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
@@ -102,11 +106,24 @@ pub(crate) fn build_provider(
     KeySource::Env(names) => names,
     KeySource::None => &[],
   };
+  let pooled = !config.api_keys.is_empty();
+  if pooled && config.api_key.as_ref().is_some_and(|k| !k.is_empty()) {
+    return Err(GatewayError::config(format!(
+      "provider '{name}' has both apiKey and apiKeys: give one"
+    )));
+  }
+  for key in &config.api_keys {
+    secrets.push(Secret::new(key.clone()));
+  }
+  // With a pool, no key from the environment: the pool adds its own per send.
   let api_key = config
     .api_key
     .clone()
-    .filter(|k| !k.is_empty())
+    .filter(|k| !k.is_empty() && !pooled)
     .or_else(|| {
+      if pooled {
+        return None;
+      }
       env_names
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|k| !k.is_empty()))
@@ -131,7 +148,7 @@ pub(crate) fn build_provider(
   }
   match spec.key_requirement() {
     // The vendors' own endpoints always need a key; a self-hosted server may not.
-    KeyRequirement::UnlessBaseUrl if api_key.is_none() && config.base_url.is_none() => {
+    KeyRequirement::UnlessBaseUrl if api_key.is_none() && !pooled && config.base_url.is_none() => {
       return Err(GatewayError::config(format!(
         "provider '{name}' has no apiKey and {} is not set",
         env_names.join(" / ")
@@ -199,6 +216,28 @@ pub(crate) fn build_provider(
     Kind::Vertex => Some(vertex::build(config, api_key, secrets)?),
     Kind::Mock => None,
   };
+  let (adapter, key_pool) = match adapter {
+    Some(adapter) if pooled => {
+      if adapter.authorizer().is_some() {
+        return Err(GatewayError::config(format!(
+          "provider '{name}' has apiKeys, but kind '{}' authenticates with its own credentials here",
+          kind.as_str()
+        )));
+      }
+      let pool = Arc::new(KeyPool::new(name, &config.api_keys, adapter.as_ref())?);
+      let pooled: Box<dyn Adapter> = Box::new(Pooled {
+        inner: adapter,
+        pool: pool.clone(),
+      });
+      (Some(pooled), Some(pool))
+    }
+    None if pooled => {
+      return Err(GatewayError::config(format!(
+        "provider '{name}' has apiKeys, but kind 'mock' takes no key"
+      )))
+    }
+    other => (other, None),
+  };
   let backend = match adapter {
     Some(adapter) => Backend::Http {
       adapter,
@@ -212,6 +251,7 @@ pub(crate) fn build_provider(
     name: name.clone(),
     kind,
     api,
+    key_pool,
     backend,
     timeout: config.timeout,
     max_retries: config.max_retries,

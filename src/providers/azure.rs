@@ -83,6 +83,11 @@ pub fn build(
     }
   };
   let mut headers = config.headers.clone();
+  if config.azure_ad_token.is_some() && !config.api_keys.is_empty() {
+    return Err(config_error(
+      "(kind azure) has both apiKeys and azureAdToken: give one".into(),
+    ));
+  }
   let token = match (&config.azure_ad_token, config.api_key.as_deref()) {
     (Some(_), Some(key)) if !key.is_empty() => {
       return Err(config_error(

@@ -8,6 +8,7 @@ pub mod azure;
 pub mod bedrock;
 mod errors;
 pub mod gemini;
+pub mod key_pool;
 pub mod mock;
 pub mod openai;
 pub mod schema_instance;
