@@ -369,6 +369,30 @@ function validateImageSource(src, at) {
   }
 }
 
+// Prompt caching: `cache_control: { type: 'ephemeral', ttl?: '5m' | '1h' }` on blocks and tools, at most 4 in a
+// request (Anthropic's limit and message).
+function validateCacheControl(control, at) {
+  if (control === undefined || control === null) return 0;
+  if (!isObj(control)) throw anthropicBad(`${at}.cache_control: Input should be a valid dictionary`);
+  if (control.type !== 'ephemeral') throw anthropicBad(`${at}.cache_control.ephemeral.type: Input should be 'ephemeral'`);
+  for (const k of Object.keys(control)) if (k !== 'type' && k !== 'ttl') throw anthropicBad(`${at}.cache_control.ephemeral.${k}: Extra inputs are not permitted`);
+  if (control.ttl !== undefined && control.ttl !== '5m' && control.ttl !== '1h') throw anthropicBad(`${at}.cache_control.ephemeral.ttl: Input should be '5m' or '1h'`);
+  return 1;
+}
+
+function countCacheControls(b) {
+  let count = 0;
+  const visit = (blk, at) => {
+    if (!isObj(blk)) return;
+    count += validateCacheControl(blk.cache_control, at);
+    if (Array.isArray(blk.content)) blk.content.forEach((c, k) => visit(c, `${at}.content.${k}`));
+  };
+  if (Array.isArray(b.system)) b.system.forEach((blk, k) => visit(blk, `system.${k}`));
+  b.messages.forEach((m, i) => Array.isArray(m.content) && m.content.forEach((blk, j) => visit(blk, `messages.${i}.content.${j}`)));
+  if (Array.isArray(b.tools)) b.tools.forEach((t, k) => visit(t, `tools.${k}`));
+  if (count > 4) throw anthropicBad(`A maximum of 4 blocks with cache_control may be provided. Found ${count}.`);
+}
+
 function validateAnthropicBlock(blk, at, owner) {
   if (!isObj(blk)) throw anthropicBad(`${at}: Input should be a valid dictionary`);
   if (!ANTHROPIC_BLOCKS[owner].includes(blk.type)) throw tagError(at, blk.type, ANTHROPIC_BLOCKS[owner]);
@@ -480,6 +504,7 @@ function validateAnthropic(b, _route, headers = {}) {
       if (t.input_schema.type !== 'object') throw anthropicBad(`tools.${k}.custom.input_schema.type: Input should be 'object'`);
     });
   }
+  countCacheControls(b);
   if (b.tool_choice !== undefined) {
     const tc = b.tool_choice;
     if (!isObj(tc)) throw anthropicBad('tool_choice: Input should be a valid dictionary or object to extract fields from');
