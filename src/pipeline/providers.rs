@@ -271,3 +271,85 @@ fn check_header(provider: &str, name: &str, value: &str, option: &str) -> Result
     )))
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::error::ErrorCode;
+  use crate::pipeline::Preset;
+  use crate::types::ChatRequest;
+
+  fn build(config: ProviderConfig) -> Result<Provider> {
+    build_provider(&config, &mut Vec::new(), &mut Clients::new())
+  }
+
+  fn url_of(provider: &Provider) -> String {
+    let Backend::Http { adapter, .. } = &provider.backend else {
+      panic!("not an HTTP provider");
+    };
+    adapter
+      .build(&ChatRequest::default(), false)
+      .expect("build")
+      .url
+  }
+
+  #[test]
+  fn a_preset_is_the_openai_kind_at_the_vendors_base_url_and_an_explicit_base_url_wins() {
+    for preset in Preset::ALL {
+      let provider = build(ProviderConfig {
+        name: "p".into(),
+        kind: preset.as_str().into(),
+        api_key: Some("k".into()),
+        ..ProviderConfig::default()
+      })
+      .expect("preset");
+      assert_eq!(provider.kind, Kind::OpenAi);
+      assert_eq!(
+        url_of(&provider),
+        format!("{}/chat/completions", preset.base_url())
+      );
+    }
+    let local = build(ProviderConfig {
+      name: "p".into(),
+      kind: "groq".into(),
+      api_key: Some("k".into()),
+      base_url: Some("http://127.0.0.1:9/v1".into()),
+      ..ProviderConfig::default()
+    })
+    .expect("override");
+    assert_eq!(url_of(&local), "http://127.0.0.1:9/v1/chat/completions");
+  }
+
+  #[test]
+  fn a_preset_needs_its_own_key_variable_except_the_local_one() {
+    let error = build(ProviderConfig {
+      name: "p".into(),
+      kind: "cerebras".into(),
+      ..ProviderConfig::default()
+    })
+    .map(|_| ())
+    .expect_err("no key");
+    assert_eq!(error.code, ErrorCode::Config);
+    assert!(error.message.contains("CEREBRAS_API_KEY"), "{}", error.message);
+    build(ProviderConfig {
+      name: "p".into(),
+      kind: "ollama".into(),
+      ..ProviderConfig::default()
+    })
+    .expect("ollama takes no key");
+  }
+
+  #[test]
+  fn an_unknown_kind_is_config_naming_it_and_the_known_ones() {
+    let error = build(ProviderConfig {
+      name: "p".into(),
+      kind: "groqq".into(),
+      ..ProviderConfig::default()
+    })
+    .map(|_| ())
+    .expect_err("unknown");
+    assert_eq!(error.code, ErrorCode::Config);
+    assert!(error.message.contains("unknown kind 'groqq'"));
+    assert!(error.message.contains("openrouter") && error.message.contains("azure"));
+  }
+}
