@@ -330,7 +330,11 @@ mod tests {
     .map(|_| ())
     .expect_err("no key");
     assert_eq!(error.code, ErrorCode::Config);
-    assert!(error.message.contains("CEREBRAS_API_KEY"), "{}", error.message);
+    assert!(
+      error.message.contains("CEREBRAS_API_KEY"),
+      "{}",
+      error.message
+    );
     build(ProviderConfig {
       name: "p".into(),
       kind: "ollama".into(),

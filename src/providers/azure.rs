@@ -192,8 +192,10 @@ impl Adapter for Azure {
     self.token.as_ref().map(|token| token as &dyn Authorizer)
   }
 
+  /// The free GET goes out without the authorizer: with a token function, or at classic
+  /// URLs (no model list under a deployment), health is checked by a 1-token call.
   fn health_check(&self) -> Option<HttpCall> {
-    if self.classic {
+    if self.classic || self.token.is_some() {
       None
     } else {
       self.inner.health_check()
