@@ -823,6 +823,8 @@ export interface DeploymentHealth {
   errorRate: number
   /** Epoch ms until which the target is ejected or cooling down after a 429. */
   ejectedUntil?: number
+  /** The provider's key pool (`apiKeys`), each key by a short hash of it, never the key. */
+  keys?: Array<KeyHealth>
 }
 
 /** How a native `embed` call ended: exactly one of the two is set. */
@@ -992,6 +994,15 @@ export interface GuardrailOptions {
 export interface GuardrailsOptions {
   input?: Array<GuardrailOptions>
   output?: Array<GuardrailOptions>
+}
+
+/** One key of a provider's pool. */
+export interface KeyHealth {
+  /** A short hash of the key ("k-1a2b3c4d"). */
+  id: string
+  state: 'active' | 'resting' | 'revoked'
+  /** Epoch ms until which a resting key rests. */
+  restingUntil?: number
 }
 
 export interface KeyVaultEntry {

@@ -52,6 +52,8 @@ struct Registry {
   budget_refusals: u64,
   /// (route, provider, model) → 0 healthy, 1 half open, 2 ejected.
   circuit: BTreeMap<(String, String, String), u8>,
+  /// (provider, key id) → 0 active, 1 resting, 2 revoked (`apiKeys` pools).
+  key_state: BTreeMap<(String, String), u8>,
   anomalies: BTreeMap<(String, String, &'static str), u64>,
   /// (guardrail, entity, action) → findings. Guardrail names come from the configuration
   /// and entities from a fixed list, so the series are bounded.
@@ -336,6 +338,15 @@ impl Metrics {
     }
   }
 
+  /// For key pools: 0 active, 1 resting, 2 revoked; `key` is the key's short hash.
+  pub fn set_key_state(&self, provider: &str, key: &str, state: u8) {
+    if let Ok(mut registry) = self.registry.lock() {
+      registry
+        .key_state
+        .insert((provider.into(), key.into()), state);
+    }
+  }
+
   /// Anomalies found since the last call, oldest first.
   pub fn take_anomalies(&self) -> Vec<Anomaly> {
     self
@@ -452,6 +463,22 @@ impl Metrics {
         escape(provider),
         escape(model)
       );
+    }
+    if !registry.key_state.is_empty() {
+      header(
+        &mut out,
+        "ferrogate_provider_key_state",
+        "gauge",
+        "Key pool keys by a short hash of the key: 0 active, 1 resting after a 429, 2 refused (401/403) until restart.",
+      );
+      for ((provider, key), state) in &registry.key_state {
+        let _ = writeln!(
+          out,
+          "ferrogate_provider_key_state{{provider=\"{}\",key=\"{}\"}} {state}",
+          escape(provider),
+          escape(key)
+        );
+      }
     }
     header(
       &mut out,

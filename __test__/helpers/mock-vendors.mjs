@@ -36,7 +36,9 @@
 // body's JSON length that no tokenizer produces. Recorded in `requests` with `api: 'count_tokens'`; replies queued
 // with enqueue('anthropic', …) serve it too.
 //
-// startMockVendors({ apiKeys: { openai?, anthropic?, gemini? } }): a vendor given a key refuses any other key the
+// Azure OpenAI (vendor 'azure'): see the azure section below.
+//
+// startMockVendors({ apiKeys: { openai?, anthropic?, gemini?, azure? }, azureAdToken? }): a vendor given a key refuses any other key the
 // way it refuses a wrong key; otherwise any non-empty key is accepted. Besides the documented fields the mock
 // exposes `errors`, the exceptions its own handlers threw (each answered 500, or a reset once streaming).
 // mark() numbers the next request to arrive. waitForClose({ since: mark, timeoutMs }) resolves with how many
@@ -49,7 +51,7 @@ import path from 'node:path';
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
-const VENDORS = ['openai', 'anthropic', 'gemini', 'responses'];
+const VENDORS = ['openai', 'anthropic', 'gemini', 'responses', 'azure'];
 const CREATED = 1_700_000_000;
 const SPLIT_PAUSE_MS = 5;
 const REPLY_KEYS = new Set(['fixture', 'status', 'headers', 'body', 'sse', 'hang', 'split', 'delayMs', 'endWithoutTerminator', 'destroyAfter']);
@@ -367,6 +369,30 @@ function validateImageSource(src, at) {
   }
 }
 
+// Prompt caching: `cache_control: { type: 'ephemeral', ttl?: '5m' | '1h' }` on blocks and tools, at most 4 in a
+// request (Anthropic's limit and message).
+function validateCacheControl(control, at) {
+  if (control === undefined || control === null) return 0;
+  if (!isObj(control)) throw anthropicBad(`${at}.cache_control: Input should be a valid dictionary`);
+  if (control.type !== 'ephemeral') throw anthropicBad(`${at}.cache_control.ephemeral.type: Input should be 'ephemeral'`);
+  for (const k of Object.keys(control)) if (k !== 'type' && k !== 'ttl') throw anthropicBad(`${at}.cache_control.ephemeral.${k}: Extra inputs are not permitted`);
+  if (control.ttl !== undefined && control.ttl !== '5m' && control.ttl !== '1h') throw anthropicBad(`${at}.cache_control.ephemeral.ttl: Input should be '5m' or '1h'`);
+  return 1;
+}
+
+function countCacheControls(b) {
+  let count = 0;
+  const visit = (blk, at) => {
+    if (!isObj(blk)) return;
+    count += validateCacheControl(blk.cache_control, at);
+    if (Array.isArray(blk.content)) blk.content.forEach((c, k) => visit(c, `${at}.content.${k}`));
+  };
+  if (Array.isArray(b.system)) b.system.forEach((blk, k) => visit(blk, `system.${k}`));
+  b.messages.forEach((m, i) => Array.isArray(m.content) && m.content.forEach((blk, j) => visit(blk, `messages.${i}.content.${j}`)));
+  if (Array.isArray(b.tools)) b.tools.forEach((t, k) => visit(t, `tools.${k}`));
+  if (count > 4) throw anthropicBad(`A maximum of 4 blocks with cache_control may be provided. Found ${count}.`);
+}
+
 function validateAnthropicBlock(blk, at, owner) {
   if (!isObj(blk)) throw anthropicBad(`${at}: Input should be a valid dictionary`);
   if (!ANTHROPIC_BLOCKS[owner].includes(blk.type)) throw tagError(at, blk.type, ANTHROPIC_BLOCKS[owner]);
@@ -478,6 +504,7 @@ function validateAnthropic(b, _route, headers = {}) {
       if (t.input_schema.type !== 'object') throw anthropicBad(`tools.${k}.custom.input_schema.type: Input should be 'object'`);
     });
   }
+  countCacheControls(b);
   if (b.tool_choice !== undefined) {
     const tc = b.tool_choice;
     if (!isObj(tc)) throw anthropicBad('tool_choice: Input should be a valid dictionary or object to extract fields from');
@@ -960,7 +987,73 @@ const responses = {
   },
 };
 
-const VENDOR_APIS = { openai, anthropic, gemini, responses };
+
+// ------------------------------------------------------------------------------------------------- azure
+
+// Azure OpenAI: OpenAI's bodies at Azure's URLs. The v1 API `POST /openai/v1/chat/completions` and
+// `/openai/v1/embeddings` (the body's model is the deployment); the classic API
+// `POST /openai/deployments/{deployment}/chat/completions?api-version=…` and `…/embeddings?api-version=…`
+// (the deployment is one path segment: a `/` in its name arrives as %2F; the body's model is optional). The key
+// is the `api-key` header, or an Entra ID token as `Authorization: Bearer`; a missing key is Azure's 401, a
+// classic URL without api-version its 404. Answers carry Azure's content-filter results, and a stream starts
+// with Azure's prompt_filter_results chunk (empty choices). startMockVendors({ apiKeys: { azure }, azureAdToken })
+// accepts only that key / token.
+const AZURE_API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/;
+const azureError = (status, code, message) => new Rejection(status, { error: { code, message } });
+const AZURE_FILTERS = { hate: { filtered: false, severity: 'safe' }, self_harm: { filtered: false, severity: 'safe' }, sexual: { filtered: false, severity: 'safe' }, violence: { filtered: false, severity: 'safe' } };
+
+const azure = {
+  check(headers, query, route, expectedKey, expectedToken) {
+    const bearer = /^Bearer (\S+)$/.exec(headers.authorization ?? '')?.[1];
+    const key = headers['api-key'];
+    if (!key && !bearer) {
+      throw azureError(401, '401', 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.');
+    }
+    if (key && expectedKey !== undefined && key !== expectedKey) {
+      throw azureError(401, '401', 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.');
+    }
+    if (!key && expectedToken !== undefined && bearer !== expectedToken) {
+      throw azureError(401, 'invalid_token', 'The token is expired or invalid.');
+    }
+    if (route.classic) {
+      const version = query.get('api-version');
+      if (!version) throw azureError(404, '404', 'Resource not found');
+      if (!AZURE_API_VERSION.test(version)) throw azureError(400, 'BadRequest', `API version not supported`);
+    } else if (query.has('api-version') && query.get('api-version') !== 'preview' && query.get('api-version') !== 'latest') {
+      throw azureError(400, 'BadRequest', 'API version not supported');
+    }
+  },
+  invalidJson: () => openai.invalidJson(),
+  validate(b, route) {
+    // Classic URLs name the deployment in the path; the body's model may be left out.
+    validateOpenAI(route.classic && b.model === undefined ? { ...b, model: route.deployment } : b);
+  },
+  defaultReply(b, route, n) {
+    const model = 'gpt-4o-2024-11-20';
+    const reply = openai.defaultReply({ ...b, model }, route, n);
+    const promptFilter = [{ prompt_index: 0, content_filter_results: AZURE_FILTERS }];
+    if (b.stream) {
+      const first = `data: ${JSON.stringify({ choices: [], created: 0, id: '', model: '', object: '', prompt_filter_results: promptFilter })}\n\n`;
+      return { ...reply, body: Buffer.concat([Buffer.from(first), reply.body]) };
+    }
+    const body = JSON.parse(reply.body);
+    body.prompt_filter_results = promptFilter;
+    for (const choice of body.choices) choice.content_filter_results = AZURE_FILTERS;
+    return json(body);
+  },
+};
+
+const azureEmbeddings = {
+  validate(b, route) {
+    openaiEmbeddings.validate(route.classic && b.model === undefined ? { ...b, model: route.deployment } : b, route);
+  },
+  defaultReply(b, route, n) {
+    return openaiEmbeddings.defaultReply({ ...b, model: b.model ?? route.deployment }, route, n);
+  },
+};
+
+EMBEDDING_APIS.azure = azureEmbeddings;
+const VENDOR_APIS = { openai, anthropic, gemini, responses, azure };
 
 // For fakes of other hosts serving these wire formats (vertex-fake.mjs): the same validation and replies.
 export { VENDOR_APIS as vendorApis, Rejection, planReply, writeBody, writeChunks, sendJson };
@@ -969,6 +1062,12 @@ export { VENDOR_APIS as vendorApis, Rejection, planReply, writeBody, writeChunks
 
 function matchRoute(method, pathname) {
   if (method !== 'POST') return null;
+  if (pathname === '/openai/v1/chat/completions') return { vendor: 'azure' };
+  if (pathname === '/openai/v1/embeddings') return { vendor: 'azure', api: 'embeddings' };
+  const deployment = /^\/openai\/deployments\/([^/]+)\/(chat\/completions|embeddings)$/.exec(pathname);
+  if (deployment) {
+    return { vendor: 'azure', classic: true, deployment: decodeURIComponent(deployment[1]), ...(deployment[2] === 'embeddings' ? { api: 'embeddings' } : {}) };
+  }
   if (pathname === '/v1/chat/completions') return { vendor: 'openai' };
   if (pathname === '/v1/embeddings') return { vendor: 'openai', api: 'embeddings' };
   const batch = /^\/v1beta\/models\/([^/:]+):batchEmbedContents$/.exec(pathname);
@@ -987,6 +1086,7 @@ function notFound(method, pathname) {
 
 const TERMINATORS = {
   openai: { chunk: 'data: [DONE]\n\n', marker: '[DONE]' },
+  azure: { chunk: 'data: [DONE]\n\n', marker: '[DONE]' },
   anthropic: { chunk: 'event: message_stop\ndata: {"type":"message_stop"}\n\n', marker: 'message_stop' },
 };
 
@@ -1141,11 +1241,11 @@ export async function startMockVendors(opts = {}) {
         // keep the raw string: the vendor validation answers it with a parse error
       }
       const route = matchRoute(req.method, url.pathname);
-      requests.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body, vendor: route?.vendor ?? null, api: route?.api ?? 'chat' });
+      requests.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body, vendor: route?.vendor ?? null, api: route?.api ?? 'chat', ...(route?.deployment === undefined ? {} : { deployment: route.deployment }) });
       if (!route) throw notFound(req.method, url.pathname);
 
       const api = VENDOR_APIS[route.vendor];
-      api.check(req.headers, url.searchParams, route, apiKeys[route.vendor]);
+      api.check(req.headers, url.searchParams, route, apiKeys[route.vendor], opts.azureAdToken);
       if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '') || !isObj(body)) throw api.invalidJson();
       const operation = OPERATIONS[route.api]?.[route.vendor] ?? api;
       operation.validate(body, route, req.headers);
@@ -1187,6 +1287,8 @@ export async function startMockVendors(opts = {}) {
     openaiBaseUrl: `${url}/v1`,
     anthropicBaseUrl: url,
     geminiBaseUrl: url,
+    azureBaseUrl: url,
+    azureV1BaseUrl: `${url}/openai/v1`,
     requests,
     errors,
     enqueue(vendor, reply) {

@@ -215,6 +215,12 @@ fn routing_config(options: js::RoutingOptions) -> Result<RoutingConfig> {
   Ok(config)
 }
 
+fn epoch_ms(at: std::time::SystemTime) -> f64 {
+  at.duration_since(std::time::UNIX_EPOCH)
+    .map(|d| d.as_secs_f64() * 1000.0)
+    .unwrap_or(0.0)
+}
+
 pub fn health(entry: DeploymentHealth) -> js::DeploymentHealth {
   js::DeploymentHealth {
     route: entry.route,
@@ -226,10 +232,17 @@ pub fn health(entry: DeploymentHealth) -> js::DeploymentHealth {
     ewma_latency_ms: entry.ewma_latency_ms.unwrap_or(0.0),
     ewma_ttft_ms: entry.ewma_ttft_ms,
     error_rate: entry.error_rate,
-    ejected_until: entry.ejected_until.map(|at| {
-      at.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
+    ejected_until: entry.ejected_until.map(epoch_ms),
+    keys: (!entry.keys.is_empty()).then(|| {
+      entry
+        .keys
+        .into_iter()
+        .map(|key| js::KeyHealth {
+          id: key.id,
+          state: key.state.to_string(),
+          resting_until: key.resting_until.map(epoch_ms),
+        })
+        .collect()
     }),
   }
 }

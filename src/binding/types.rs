@@ -513,6 +513,21 @@ pub struct DeploymentHealth {
   pub error_rate: f64,
   /// Epoch ms until which the target is ejected or cooling down after a 429.
   pub ejected_until: Option<f64>,
+  /// The provider's key pool (`apiKeys`), each key by a short hash of it, never the key.
+  pub keys: Option<Vec<KeyHealth>>,
+}
+
+/// One key of a provider's pool.
+#[napi(object)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyHealth {
+  /// A short hash of the key ("k-1a2b3c4d").
+  pub id: String,
+  #[napi(ts_type = "'active' | 'resting' | 'revoked'")]
+  pub state: String,
+  /// Epoch ms until which a resting key rests.
+  pub resting_until: Option<f64>,
 }
 
 /// `gateway.embed()`'s request, without `signal` (the JS wrapper handles it).

@@ -8,6 +8,11 @@
 //! - Google: https://ai.google.dev/gemini-api/docs/pricing (paid tier, prompts up to 200k tokens;
 //!   the dearer long-prompt tier of 2.5 Pro is not modelled; cached = "Context caching price").
 //!
+//! - Claude on AWS Bedrock ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", inference-profile ARNs) and
+//!   on Google Vertex AI ("claude-sonnet-4-5@20250929") is priced by these entries, cache rates included
+//!   (pricing.rs `cloud_model_id`): both clouds list Anthropic's per-token prices. Where a cloud charges
+//!   more (a regional endpoint, a provisioned throughput), give its price in `pricing`.
+//!
 //! `max_output` is the model's largest completion, used to reserve a hard budget when a request
 //! sets no `maxTokens`. `cheaper` names the model an alert recommends instead.
 //! A `pricing` file or object overrides any of these; prices change, so keep the date honest.

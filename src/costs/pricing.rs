@@ -143,6 +143,12 @@ impl Pricing {
     self
       .find(model)
       .or_else(|| undated(bare(model)).and_then(|name| self.find(name)))
+      .or_else(|| {
+        let vendor_id = cloud_model_id(bare(model))?;
+        self
+          .find(vendor_id)
+          .or_else(|| undated(vendor_id).and_then(|name| self.find(name)))
+      })
   }
 
   /// The caller's `pricing` alone, without the built-in table (a mock model is priced only
@@ -171,6 +177,39 @@ fn suffixes(model: &str) -> impl Iterator<Item = &str> {
 
 fn bare(model: &str) -> &str {
   model.rsplit('/').next().unwrap_or(model)
+}
+
+/// A cloud's id for a vendor's model, as the vendor names it: Bedrock's
+/// "us.anthropic.claude-sonnet-4-5-20250929-v1:0" (a cross-region inference profile; the ARN's
+/// last part) and Vertex's "claude-sonnet-4-5@20250929" or "claude-3-5-sonnet-v2@20241022" →
+/// "claude-sonnet-4-5-20250929", "claude-sonnet-4-5", "claude-3-5-sonnet". `None` when the
+/// name is not such an id.
+fn cloud_model_id(model: &str) -> Option<&str> {
+  if let Some((name, _date)) = model.split_once('@') {
+    return Some(without_version(name));
+  }
+  let (_, rest) = model.split_once("anthropic.")?;
+  // Whatever is before "anthropic." must be a region prefix ("us.", "eu.", "global." …).
+  let prefix = &model[..model.len() - rest.len() - "anthropic.".len()];
+  let region_prefix = prefix.is_empty()
+    || prefix.strip_suffix('.').is_some_and(|region| {
+      !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+    });
+  if !region_prefix {
+    return None;
+  }
+  let rest = rest.split_once(':').map_or(rest, |(name, _)| name);
+  Some(without_version(rest))
+}
+
+/// "…-v1" / "…-v2" (a cloud's revision of the model) removed.
+fn without_version(name: &str) -> &str {
+  match name.rsplit_once("-v") {
+    Some((stem, version)) if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) => {
+      stem
+    }
+    _ => name,
+  }
 }
 
 /// A dated or `-latest` id without its suffix: "gpt-4o-2024-08-06" → "gpt-4o",
@@ -281,6 +320,32 @@ mod tests {
 
   fn usage(prompt: u64, completion: u64) -> Usage {
     Usage::new(prompt, completion)
+  }
+
+  #[test]
+  fn bedrock_and_vertex_claude_ids_have_the_claude_prices_with_cache_rates() {
+    let pricing = Pricing::builtin();
+    let sonnet = pricing.lookup("claude-sonnet-4-5").expect("sonnet");
+    for id in [
+      "anthropic.claude-sonnet-4-5-20250929-v1:0",
+      "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+      "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+      "bedrock/eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+      "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+      "claude-sonnet-4-5@20250929",
+      "vertex/claude-sonnet-4-5@20250929",
+    ] {
+      assert_eq!(pricing.lookup(id), Some(sonnet.clone()), "{id}");
+    }
+    assert!(sonnet.cached_input.is_some() && sonnet.cache_write.is_some());
+    let v2 = pricing.lookup("claude-3-5-sonnet").expect("3.5 sonnet");
+    assert_eq!(
+      pricing.lookup("anthropic.claude-3-5-sonnet-20241022-v2:0"),
+      Some(v2.clone())
+    );
+    assert_eq!(pricing.lookup("claude-3-5-sonnet-v2@20241022"), Some(v2));
+    assert_eq!(pricing.lookup("notanthropic.claude-sonnet-4-5"), None);
+    assert_eq!(pricing.lookup("meta.llama3-70b-instruct-v1:0"), None);
   }
 
   #[test]

@@ -337,6 +337,16 @@ impl Gateway {
         .metrics
         .set_circuit_state(&target.route, &target.provider, &target.model, state);
     }
+    for provider in self.providers.values() {
+      for key in provider.key_pool.iter().flat_map(|pool| pool.health()) {
+        let state = match key.state {
+          "active" => 0,
+          "resting" => 1,
+          _ => 2,
+        };
+        self.metrics.set_key_state(&provider.name, &key.id, state);
+      }
+    }
     // The cache, limiter and budget stages count into `stats`; the exposition shows the same numbers.
     let stats = self.stats();
     self.metrics.set_stage_counters(

@@ -1,6 +1,7 @@
 //! Provider configuration and construction: which adapter, which key, which base URL.
 //! Everything a bad option can break is checked here, once, as CONFIG.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::http::Clients;
@@ -9,6 +10,7 @@ use crate::error::{GatewayError, Result};
 use crate::providers::anthropic::Anthropic;
 use crate::providers::auth::{AwsCredentials, TokenSource};
 use crate::providers::gemini::Gemini;
+use crate::providers::key_pool::{KeyPool, Pooled};
 use crate::providers::mock::{self, MockConfig};
 use crate::providers::openai::responses::OpenAiResponses;
 use crate::providers::openai::OpenAi;
@@ -78,6 +80,8 @@ pub(crate) struct Provider {
   pub kind: Kind,
   /// The wire API used upstream (`ProviderConfig.api`; Chat Completions unless 'responses').
   pub api: WireApi,
+  /// `apiKeys`: the pool the adapter takes its key from, for `health()` and the metrics.
+  pub key_pool: Option<Arc<KeyPool>>,
   pub backend: Backend,
   pub timeout: Option<Duration>,
   pub max_retries: Option<u32>,
@@ -102,11 +106,24 @@ pub(crate) fn build_provider(
     KeySource::Env(names) => names,
     KeySource::None => &[],
   };
+  let pooled = !config.api_keys.is_empty();
+  if pooled && config.api_key.as_ref().is_some_and(|k| !k.is_empty()) {
+    return Err(GatewayError::config(format!(
+      "provider '{name}' has both apiKey and apiKeys: give one"
+    )));
+  }
+  for key in &config.api_keys {
+    secrets.push(Secret::new(key.clone()));
+  }
+  // With a pool, no key from the environment: the pool adds its own per send.
   let api_key = config
     .api_key
     .clone()
-    .filter(|k| !k.is_empty())
+    .filter(|k| !k.is_empty() && !pooled)
     .or_else(|| {
+      if pooled {
+        return None;
+      }
       env_names
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|k| !k.is_empty()))
@@ -131,7 +148,7 @@ pub(crate) fn build_provider(
   }
   match spec.key_requirement() {
     // The vendors' own endpoints always need a key; a self-hosted server may not.
-    KeyRequirement::UnlessBaseUrl if api_key.is_none() && config.base_url.is_none() => {
+    KeyRequirement::UnlessBaseUrl if api_key.is_none() && !pooled && config.base_url.is_none() => {
       return Err(GatewayError::config(format!(
         "provider '{name}' has no apiKey and {} is not set",
         env_names.join(" / ")
@@ -194,10 +211,32 @@ pub(crate) fn build_provider(
       api_key,
       headers,
     })),
-    Kind::Azure => Some(azure::build(config, api_key, secrets)?),
+    Kind::Azure => Some(azure::build(config, api, api_key, secrets)?),
     Kind::Bedrock => Some(bedrock::build(config, api_key, secrets)?),
     Kind::Vertex => Some(vertex::build(config, api_key, secrets)?),
     Kind::Mock => None,
+  };
+  let (adapter, key_pool) = match adapter {
+    Some(adapter) if pooled => {
+      if adapter.authorizer().is_some() {
+        return Err(GatewayError::config(format!(
+          "provider '{name}' has apiKeys, but kind '{}' authenticates with its own credentials here",
+          kind.as_str()
+        )));
+      }
+      let pool = Arc::new(KeyPool::new(name, &config.api_keys, adapter.as_ref())?);
+      let pooled: Box<dyn Adapter> = Box::new(Pooled {
+        inner: adapter,
+        pool: pool.clone(),
+      });
+      (Some(pooled), Some(pool))
+    }
+    None if pooled => {
+      return Err(GatewayError::config(format!(
+        "provider '{name}' has apiKeys, but kind 'mock' takes no key"
+      )))
+    }
+    other => (other, None),
   };
   let backend = match adapter {
     Some(adapter) => Backend::Http {
@@ -212,6 +251,7 @@ pub(crate) fn build_provider(
     name: name.clone(),
     kind,
     api,
+    key_pool,
     backend,
     timeout: config.timeout,
     max_retries: config.max_retries,
@@ -229,5 +269,91 @@ fn check_header(provider: &str, name: &str, value: &str, option: &str) -> Result
     Err(GatewayError::config(format!(
       "provider '{provider}' {option} is not a valid HTTP header (no control characters such as newlines)"
     )))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::error::ErrorCode;
+  use crate::pipeline::Preset;
+  use crate::types::ChatRequest;
+
+  fn build(config: ProviderConfig) -> Result<Provider> {
+    build_provider(&config, &mut Vec::new(), &mut Clients::new())
+  }
+
+  fn url_of(provider: &Provider) -> String {
+    let Backend::Http { adapter, .. } = &provider.backend else {
+      panic!("not an HTTP provider");
+    };
+    adapter
+      .build(&ChatRequest::default(), false)
+      .expect("build")
+      .url
+  }
+
+  #[test]
+  fn a_preset_is_the_openai_kind_at_the_vendors_base_url_and_an_explicit_base_url_wins() {
+    for preset in Preset::ALL {
+      let provider = build(ProviderConfig {
+        name: "p".into(),
+        kind: preset.as_str().into(),
+        api_key: Some("k".into()),
+        ..ProviderConfig::default()
+      })
+      .expect("preset");
+      assert_eq!(provider.kind, Kind::OpenAi);
+      assert_eq!(
+        url_of(&provider),
+        format!("{}/chat/completions", preset.base_url())
+      );
+    }
+    let local = build(ProviderConfig {
+      name: "p".into(),
+      kind: "groq".into(),
+      api_key: Some("k".into()),
+      base_url: Some("http://127.0.0.1:9/v1".into()),
+      ..ProviderConfig::default()
+    })
+    .expect("override");
+    assert_eq!(url_of(&local), "http://127.0.0.1:9/v1/chat/completions");
+  }
+
+  #[test]
+  fn a_preset_needs_its_own_key_variable_except_the_local_one() {
+    let error = build(ProviderConfig {
+      name: "p".into(),
+      kind: "cerebras".into(),
+      ..ProviderConfig::default()
+    })
+    .map(|_| ())
+    .expect_err("no key");
+    assert_eq!(error.code, ErrorCode::Config);
+    assert!(
+      error.message.contains("CEREBRAS_API_KEY"),
+      "{}",
+      error.message
+    );
+    build(ProviderConfig {
+      name: "p".into(),
+      kind: "ollama".into(),
+      ..ProviderConfig::default()
+    })
+    .expect("ollama takes no key");
+  }
+
+  #[test]
+  fn an_unknown_kind_is_config_naming_it_and_the_known_ones() {
+    let error = build(ProviderConfig {
+      name: "p".into(),
+      kind: "groqq".into(),
+      ..ProviderConfig::default()
+    })
+    .map(|_| ())
+    .expect_err("unknown");
+    assert_eq!(error.code, ErrorCode::Config);
+    assert!(error.message.contains("unknown kind 'groqq'"));
+    assert!(error.message.contains("openrouter") && error.message.contains("azure"));
   }
 }

@@ -8,6 +8,7 @@ pub mod azure;
 pub mod bedrock;
 mod errors;
 pub mod gemini;
+pub mod key_pool;
 pub mod mock;
 pub mod openai;
 pub mod schema_instance;
@@ -53,7 +54,8 @@ pub trait Adapter: Send + Sync {
     None
   }
   /// A free GET that answers 2xx when the deployment is up, for active health checks;
-  /// `None` where only a real (1-token) call tells.
+  /// `None` where only a real (1-token) call tells. The GET carries only these headers (no
+  /// [`Self::authorizer`]): an adapter whose credentials come from one answers `None`.
   fn health_check(&self) -> Option<HttpCall> {
     None
   }

@@ -114,6 +114,8 @@ pub struct DeploymentHealth {
   pub error_rate: f64,
   /// Until when the target is ejected or cooling down after a 429 (wall clock).
   pub ejected_until: Option<SystemTime>,
+  /// The provider's key pool (`apiKeys`), each key by a short hash; empty without one.
+  pub keys: Vec<crate::providers::key_pool::KeyHealth>,
 }
 
 struct Target {
@@ -403,6 +405,12 @@ impl Route {
           ewma_ttft_ms: stats.ewma_ttft_ms,
           error_rate: stats.error_rate(),
           ejected_until,
+          keys: target
+            .provider
+            .key_pool
+            .as_ref()
+            .map(|pool| pool.health())
+            .unwrap_or_default(),
         }
       })
       .collect()

@@ -102,3 +102,93 @@ fn a_tool_message_without_id_is_rejected() {
   let error = request_body(&req, false).expect_err("no id");
   assert_eq!(error.code, ErrorCode::InvalidRequest);
 }
+
+#[test]
+fn cache_breakpoints_become_cache_control_on_the_block_or_tool_asked() {
+  use crate::types::{CacheAt, CacheBreakpoint, CacheTtl};
+  let breakpoint = |at, ttl| CacheBreakpoint { at, ttl };
+  let req = ChatRequest {
+    model: "claude".into(),
+    messages: vec![
+      Message::text(Role::System, "You are terse."),
+      Message {
+        role: Role::User,
+        content: vec![
+          ContentPart::Text("a long document".into()),
+          ContentPart::Text("the question".into()),
+        ],
+        tool_call_id: None,
+        tool_calls: vec![],
+      },
+      Message {
+        role: Role::Assistant,
+        content: vec![],
+        tool_call_id: None,
+        tool_calls: vec![ToolCall {
+          id: "call_1".into(),
+          name: "lookup".into(),
+          arguments: "{}".into(),
+          thought_signature: None,
+        }],
+      },
+      tool_message("call_1", "found"),
+    ],
+    tools: vec![ToolDefinition {
+      name: "lookup".into(),
+      description: None,
+      parameters: json!({"type": "object"}),
+    }],
+    cache_breakpoints: vec![
+      breakpoint(CacheAt::Message(0), CacheTtl::Default),
+      breakpoint(
+        CacheAt::Part {
+          message: 1,
+          part: 0,
+        },
+        CacheTtl::OneHour,
+      ),
+      breakpoint(CacheAt::Message(3), CacheTtl::FiveMinutes),
+      breakpoint(CacheAt::Tool(0), CacheTtl::Default),
+    ],
+    ..ChatRequest::default()
+  };
+  let body = request_body(&req, false).expect("body");
+  let ephemeral = json!({"type": "ephemeral"});
+  assert_eq!(
+    body["system"],
+    json!([{"type": "text", "text": "You are terse.", "cache_control": ephemeral}])
+  );
+  let user = &body["messages"][0]["content"];
+  assert_eq!(
+    user[0]["cache_control"],
+    json!({"type": "ephemeral", "ttl": "1h"})
+  );
+  assert!(
+    user[1].get("cache_control").is_none(),
+    "only the part asked"
+  );
+  assert!(body["messages"][1]["content"][0]
+    .get("cache_control")
+    .is_none());
+  assert_eq!(
+    body["messages"][2]["content"][0]["cache_control"],
+    json!({"type": "ephemeral", "ttl": "5m"}),
+    "a tool result message's breakpoint is on its tool_result block"
+  );
+  assert_eq!(body["tools"][0]["cache_control"], ephemeral);
+
+  let plain = request_body(
+    &ChatRequest {
+      cache_breakpoints: vec![],
+      ..req
+    },
+    false,
+  )
+  .expect("body");
+  assert_eq!(
+    plain["system"],
+    json!("You are terse."),
+    "no breakpoint: the system prompt stays a string"
+  );
+  assert!(!plain.to_string().contains("cache_control"));
+}
