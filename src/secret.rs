@@ -124,6 +124,11 @@ const ABSOLUTE_PATH_ROOTS: &str =
 /// paths. The families follow gitleaks' common rules (AWS, GitHub, Slack, Stripe, JWT, URL
 /// credentials, private keys, OpenAI / Anthropic / Google keys). The one rule set for Rust
 /// and JS (`redactSecrets` in the binding).
+/// Compiles the redaction rules now rather than on first use.
+pub fn compile_rules() {
+  LazyLock::force(&RULES);
+}
+
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
   let paths = format!(r#"(^|[^\w:/.])/(?:{ABSOLUTE_PATH_ROOTS})(?:/[^\s"'`<>()\[\]{{}},;:]*)?"#);
   let rules: [(&str, &'static str); 22] = [

@@ -31,6 +31,11 @@ pub struct Encoding {
 /// One slot per distinct BPE below.
 static ROLE_TOKENS: [OnceLock<[usize; 4]>; 6] = [const { OnceLock::new() }; 6];
 
+/// Builds the estimating tokenizer (o200k_base) now rather than on first use.
+pub fn load_estimator() {
+  tiktoken_rs::o200k_base_singleton();
+}
+
 /// Picks the encoding for a bare or "provider/model" name.
 pub fn encoding_for(model: &str) -> Encoding {
   let bare = model.rsplit('/').next().unwrap_or(model);

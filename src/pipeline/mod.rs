@@ -150,8 +150,26 @@ pub struct Gateway {
   guardrails: Option<Arc<Guardrails>>,
 }
 
+/// Builds, once per process and on a thread of its own, what the first call would otherwise
+/// build inside itself: the estimating tokenizer and the redaction rules (tens of milliseconds
+/// in a release build, seconds in a debug one). Built inside a call, they hold a runtime
+/// worker for that long, and that call's cancel and every call sharing the worker wait.
+fn warm_up() {
+  static STARTED: std::sync::Once = std::sync::Once::new();
+  STARTED.call_once(|| {
+    // Without a thread of its own, the first call builds them, as before.
+    let _ = std::thread::Builder::new()
+      .name("ferrogate-warm-up".into())
+      .spawn(|| {
+        crate::tokens::load_estimator();
+        crate::secret::compile_rules();
+      });
+  });
+}
+
 impl Gateway {
   pub fn new(config: GatewayConfig) -> Result<Gateway> {
+    warm_up();
     let mut providers = HashMap::new();
     let mut secrets = Vec::new();
     let mut clients = http::Clients::new();
