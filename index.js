@@ -148,6 +148,47 @@ class ResponseCache {
   }
 }
 
+/**
+ * Answers paraphrases from cache: the last user message is embedded (through the gateway's own embed(), with
+ * `embeddingModel`) and the closest earlier question of the same scope (model, system prompt, earlier turns,
+ * tools, response format, sampling) answers at cosine >= threshold. With redisUrl, every process follows the
+ * entries in Redis. Pass it as GatewayOptions.semanticCache; see docs/API.md.
+ */
+class SemanticCache {
+  #native
+
+  constructor(options) {
+    if (options == null || typeof options !== 'object') throw configError('SemanticCache needs an options object { embeddingModel }')
+    checkOptions(shapes.SEMANTIC_CACHE_OPTIONS, options, 'SemanticCache')
+    try {
+      this.#native = new native.NativeSemanticCache(options)
+    } catch (error) {
+      throw codedError(error, (cause) => configError(`invalid SemanticCache options: ${shapes.plainNapiMessage(cause.message)}`))
+    }
+    nativeHandles.set(this, this.#native)
+  }
+
+  /** With redisUrl: resolves once Redis answers, rejects with UPSTREAM_UNAVAILABLE when it cannot be reached. */
+  async open() {
+    try {
+      await this.#native.open()
+    } catch (error) {
+      throw codedError(error, invalid)
+    }
+    return this
+  }
+
+  /** { hits, misses, entries, lookups, embedErrors, p50SimilarityOfHits, storeErrors } */
+  stats() {
+    return this.#native.stats()
+  }
+
+  /** Stops following Redis and releases its connections (resolves at once without redisUrl). */
+  close() {
+    return this.#native.close()
+  }
+}
+
 /** Requests and tokens per minute per key (GCRA); see docs/API.md. With `redisUrl`, use acquire(). */
 class RateLimiter {
   #native
@@ -220,7 +261,7 @@ class RateLimiter {
 function handleOf(value, Class, name) {
   if (value == null || value === false) return undefined
   const handle = value instanceof Class ? nativeHandles.get(value) : undefined
-  if (handle === undefined) throw configError(`${name} must be a ${Class.name} (or ${name === 'cache' ? 'false' : 'absent'})`)
+  if (handle === undefined) throw configError(`${name} must be a ${Class.name} (or ${name === 'cache' || name === 'semanticCache' ? 'false' : 'absent'})`)
   return handle
 }
 
@@ -473,11 +514,12 @@ class Gateway {
       throw configError('Gateway needs an options object')
     }
     checkOptions(shapes.GATEWAY_OPTIONS, options, 'Gateway')
-    const { cache, rateLimiter, onCall, costs, ...rest } = options
+    const { cache, semanticCache, rateLimiter, onCall, costs, ...rest } = options
     if (onCall != null && typeof onCall !== 'function') throw configError('onCall must be a function')
     const cacheHandle = handleOf(cache, ResponseCache, 'cache')
     const limiterHandle = handleOf(rateLimiter, RateLimiter, 'rateLimiter')
     const trackerHandle = handleOf(costs, CostTracker, 'costs')
+    const semanticHandle = handleOf(semanticCache, SemanticCache, 'semanticCache')
     // The hook runs on its own turn of the event loop, after the call settled; a throw
     // or a rejected promise is counted in stats(), never rethrown.
     const countHookError = () => this.#native.recordHookError()
@@ -490,7 +532,7 @@ class Gateway {
       }
     }
     try {
-      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook, trackerHandle)
+      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook, trackerHandle, semanticHandle)
     } catch (error) {
       // napi's own type check of the options (e.g. a number where a string belongs).
       throw configError(`invalid Gateway options: ${wrongShape(error, shapes.GATEWAY_OPTIONS, options)}`)
@@ -1033,6 +1075,7 @@ function redactPii(text, entities) {
 module.exports = {
   Gateway,
   ResponseCache,
+  SemanticCache,
   RateLimiter,
   CostTracker,
   FerrogateError,

@@ -44,6 +44,7 @@ test('every GatewayOptions, ProviderConfig, routing and class option key is docu
     ['RouteTarget', 'RouteTarget'],
     ['ProviderConfig', 'ProviderConfig'],
     ['ResponseCacheOptions', 'ResponseCacheOptions'],
+    ['SemanticCacheOptions', 'SemanticCacheOptions'],
     ['RateLimiterOptions', 'RateLimiterOptions'],
     ['CostTrackerOptions', 'CostTrackerOptions'],
   ]) {
@@ -63,6 +64,7 @@ test('the shapes errors and the serve validator use are the declared types, fiel
   assert.deepEqual(fields(shapes.ROUTE_TARGET), sorted(declared('RouteTarget')))
   assert.deepEqual(fields(shapes.ROUTING_OPTIONS), sorted(declared('RoutingOptions')))
   assert.deepEqual(fields(shapes.RESPONSE_CACHE_OPTIONS), sorted(declared('ResponseCacheOptions')))
+  assert.deepEqual(fields(shapes.SEMANTIC_CACHE_OPTIONS), sorted(declared('SemanticCacheOptions')))
   assert.deepEqual(fields(shapes.RATE_LIMITER_OPTIONS), sorted(declared('RateLimiterOptions')))
   assert.deepEqual(fields(shapes.COST_TRACKER_OPTIONS), sorted(declared('CostTrackerOptions')))
   const gatewayJson = [...declared('GatewayOptions')].filter((key) => !['onCall', 'onAnomaly'].includes(key))

@@ -128,6 +128,20 @@ const RESPONSE_CACHE_OPTIONS = object({
   maxValueBytes: number,
 })
 
+const SEMANTIC_CACHE_OPTIONS = object(
+  {
+    embeddingModel: string,
+    threshold: number,
+    maxEntries: number,
+    ttlSeconds: number,
+    namespace: string,
+    scope: object({ maxMessages: number }),
+    redisUrl: string,
+    prefix: string,
+  },
+  { required: ['embeddingModel'], expect: 'an options object { embeddingModel }' },
+)
+
 const RATE_LIMITER_OPTIONS = object({
   requestsPerMinute: number,
   tokensPerMinute: number,
@@ -178,6 +192,7 @@ const GATEWAY_OPTIONS = object(
     retryBaseDelayMs: number,
     defaultProvider: string,
     cache: instanceOrFalse('a ResponseCache or false'),
+    semanticCache: instanceOrFalse('a SemanticCache or false'),
     rateLimiter: instanceOrFalse('a RateLimiter'),
     costs: instanceOrFalse('a CostTracker'),
     responses: RESPONSES_OPTIONS,
@@ -192,6 +207,7 @@ const SERVE_CONFIG = object(
   {
     ...GATEWAY_OPTIONS.fields,
     cache: oneOf('ResponseCache options or false', RESPONSE_CACHE_OPTIONS, { expect: 'false', test: (v) => v === false }),
+    semanticCache: oneOf('SemanticCache options or false', SEMANTIC_CACHE_OPTIONS, { expect: 'false', test: (v) => v === false }),
     rateLimiter: RATE_LIMITER_OPTIONS,
     costs: COST_TRACKER_OPTIONS,
     host: string,
@@ -343,6 +359,7 @@ module.exports = {
   ROUTE_TARGET,
   ROUTING_OPTIONS,
   RESPONSE_CACHE_OPTIONS,
+  SEMANTIC_CACHE_OPTIONS,
   RATE_LIMITER_OPTIONS,
   COST_TRACKER_OPTIONS,
   SERVE_CONFIG,
