@@ -218,7 +218,7 @@ fn parse_record(record: &redis::streams::StreamId) -> Option<(u64, ScopeKey, Vec
   let entry: u64 = record.get::<String>("id")?.parse().ok()?;
   let scope = unhex(&record.get::<String>("scope")?)?;
   let bytes: Vec<u8> = record.get("vec")?;
-  if bytes.is_empty() || bytes.len() % 4 != 0 {
+  if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
     return None;
   }
   let vector: Vec<f32> = bytes

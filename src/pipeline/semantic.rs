@@ -92,3 +92,96 @@ where
   }
   result
 }
+
+#[cfg(test)]
+mod tests {
+  use std::sync::Mutex;
+  use std::time::Duration;
+
+  use super::*;
+  use crate::pipeline::{
+    CallHook, CallObserver, CallRecord, GatewayConfig, Operation, ProviderConfig,
+  };
+  use crate::semantic::SemanticConfig;
+  use crate::types::{ChatRequest, Message, Role};
+
+  #[derive(Default)]
+  struct Records(Mutex<Vec<CallRecord>>);
+
+  impl CallObserver for Records {
+    fn on_call(&self, record: CallRecord) -> bool {
+      self.0.lock().expect("records").push(record);
+      true
+    }
+  }
+
+  fn asking(text: &str) -> ChatRequest {
+    ChatRequest {
+      messages: vec![Message::text(Role::User, text)],
+      ..ChatRequest::default()
+    }
+  }
+
+  #[tokio::test]
+  async fn a_question_asked_again_is_answered_by_the_semantic_cache_after_an_embedding_call() {
+    let records = Arc::new(Records::default());
+    let cache = SemanticCache::in_memory(SemanticConfig {
+      embedding_model: "mock/embed".into(),
+      threshold: 0.95,
+      max_entries: 100,
+      ttl: None,
+      namespace: String::new(),
+      max_messages: 4,
+    })
+    .expect("cache");
+    let gateway = Gateway::new(GatewayConfig {
+      providers: vec![ProviderConfig::mock(Duration::ZERO)],
+      semantic_cache: Some(Arc::new(cache)),
+      on_call: Some(CallHook(records.clone())),
+      ..GatewayConfig::default()
+    })
+    .expect("gateway");
+    let ask = |options: CallOptions| {
+      gateway.execute(
+        "mock/demo",
+        asking("what is the capital of France?"),
+        options,
+        None,
+        CancellationToken::new(),
+        "r",
+      )
+    };
+    let first = ask(CallOptions::default()).await.expect("first");
+    assert!(!first.cached);
+    let options = CallOptions::default();
+    let served = options.served.clone();
+    let again = ask(options).await.expect("again");
+    assert!(again.cached);
+    assert_eq!(again.attempts, 0);
+    assert_eq!(again.content, first.content);
+    let similarity = again.cache_similarity.expect("a similarity");
+    assert!(similarity > 0.999, "{similarity}");
+    assert_eq!(
+      served.get().copied(),
+      Some(super::super::Served::Semantic { similarity })
+    );
+    let skipped = ask(CallOptions {
+      bypass_cache: true,
+      ..CallOptions::default()
+    })
+    .await
+    .expect("skipped");
+    assert!(!skipped.cached);
+    let records = records.0.lock().expect("records");
+    let embeddings = records
+      .iter()
+      .filter(|r| r.operation == Operation::Embeddings)
+      .count();
+    assert_eq!(embeddings, 2, "no embedding for cache: false");
+    let hit = records
+      .iter()
+      .find(|r| r.operation == Operation::Chat && r.cached)
+      .expect("the hit's record");
+    assert_eq!(hit.cache_similarity, Some(similarity));
+  }
+}

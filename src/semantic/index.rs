@@ -22,7 +22,11 @@ pub type ScopeKey = [u8; 32];
 /// Live entries from which a scope is an HNSW graph rather than a flat scan. Below it a full
 /// scan of normalised vectors (a few µs per thousand 384-float vectors) beats the graph's
 /// pointer chasing and is exact; `bench/semantic-cache.mjs` measures both sides.
+#[cfg(not(test))]
 pub const GRAPH_FROM: usize = 4096;
+/// Small in unit tests, so the graph's paths run in a debug build in seconds.
+#[cfg(test)]
+pub const GRAPH_FROM: usize = 512;
 /// Neighbours kept per node and layer (HNSW's `M`).
 const GRAPH_NEIGHBOURS: usize = 16;
 const GRAPH_LAYERS: usize = 16;

@@ -339,6 +339,7 @@ mod tests {
 
   #[test]
   fn the_scope_is_everything_but_the_last_message() {
+    let short = cache(1);
     let cache = cache(4);
     let a = cache
       .question("m", &asking("be brief", "hi"))
@@ -359,7 +360,7 @@ mod tests {
     let mut sampled = asking("be brief", "hi");
     sampled.temperature = Some(0.2);
     assert_ne!(cache.question("m", &sampled).expect("asked").scope, a.scope);
-    assert!(cache(1).question("m", &asking("s", "hi")).is_none());
+    assert!(short.question("m", &asking("s", "hi")).is_none());
   }
 
   #[tokio::test]
