@@ -841,6 +841,7 @@ module.exports.NativeGateway = nativeBinding.NativeGateway
 module.exports.NativeKeyVault = nativeBinding.NativeKeyVault
 module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
 module.exports.NativeResponseCache = nativeBinding.NativeResponseCache
+module.exports.NativeSemanticCache = nativeBinding.NativeSemanticCache
 module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.countTokens = nativeBinding.countTokens
 module.exports.findPii = nativeBinding.findPii

@@ -116,6 +116,26 @@ export interface ResponseCacheConstructor {
 }
 export declare const ResponseCache: ResponseCacheConstructor
 
+export interface GatewayOptions {
+  /** Answers paraphrases after `cache` misses: the last user message is embedded with `embeddingModel` (through
+   *  this gateway's own `embed()`) and the closest earlier question of the same scope answers at cosine >=
+   *  `threshold`. `cache: false` on a request skips it. */
+  semanticCache?: SemanticCache | false
+}
+
+/** The semantic cache (docs/API.md "Semantic cache"); in this process, or followed by every process on Redis. */
+export declare class SemanticCache {
+  /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it returns at once and
+   *  connects in the background (`await cache.open()` waits for it and for the entries already in Redis). */
+  constructor(options: SemanticCacheOptions)
+  /** Resolves once Redis answers and this process's index holds the live entries (at once without `redisUrl`);
+   *  rejects with UPSTREAM_UNAVAILABLE when Redis cannot be reached. */
+  open(): Promise<this>
+  stats(): SemanticCacheStats
+  /** Stops following Redis and releases its connections (resolves at once without `redisUrl`). */
+  close(): Promise<void>
+}
+
 /** Requests and tokens per minute per key (GCRA). */
 export declare class RateLimiter {
   /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it returns at once and
@@ -389,7 +409,7 @@ export declare class NativeGateway {
    * the `custom` guardrails' checks, in the order of their guardrails, wrapped to take and
    * resolve with JSON text.
    */
-  constructor(options: GatewayOptions, cache?: NativeResponseCache | undefined | null, rateLimiter?: NativeRateLimiter | undefined | null, onCall?: ((arg: CallRecord) => void) | undefined | null, costs?: NativeCostTracker | undefined | null, guardrailChecks?: Array<(inputJson: string) => Promise<string>>)
+  constructor(options: GatewayOptions, cache?: NativeResponseCache | undefined | null, rateLimiter?: NativeRateLimiter | undefined | null, onCall?: ((arg: CallRecord) => void) | undefined | null, costs?: NativeCostTracker | undefined | null, semanticCache?: NativeSemanticCache | undefined | null, guardrailChecks?: Array<(inputJson: string) => Promise<string>>)
   /** Calls by outcome and error code, cache and limiter counters, hook errors. */
   stats(): GatewayStats | null
   /** Counts an `onCall` hook that threw (called by the JS guard around the hook). */
@@ -541,6 +561,32 @@ export declare class NativeResponseCache {
   static keyFor(request: ChatRequest): string
 }
 
+/** The native semantic cache. Use `SemanticCache` from the package. */
+export declare class NativeSemanticCache {
+  constructor(options: SemanticCacheOptions)
+  /**
+   * Resolves once Redis answers and this process's index holds the live entries (at once
+   * without `redisUrl`).
+   */
+  open(): Promise<void>
+  stats(): SemanticCacheStats
+  /**
+   * Adds a vector to the index under `scope` (any string; hashed), without an answer:
+   * what `bench/semantic-cache.mjs` measures the index with. Returns the entry's id.
+   */
+  addVector(scope: string, vector: Float32Array): number
+  /**
+   * The closest entry of `scope` to `vector` and its cosine similarity, whatever the
+   * threshold; null when the scope is empty.
+   */
+  nearest(scope: string, vector: Float32Array): NearestEntry | null
+  /**
+   * Stops following Redis and releases the connection (resolves at once without
+   * `redisUrl`); lookups then use what this process's index holds.
+   */
+  close(): Promise<void>
+}
+
 /** A running native server; `close()` stops accepting and ends idle connections. */
 export declare class NativeServer {
   get port(): number
@@ -630,6 +676,8 @@ export interface CallRecord {
   costUsd: number
   /** No upstream call was made (a cache hit, or joined onto an identical call). */
   cached: boolean
+  /** A semantic cache hit: the cosine similarity of the question it answered. */
+  cacheSimilarity?: number
   latencyMs: number
   ttftMs?: number
   /** Upstream tries (0 for a cached answer). */
@@ -694,6 +742,8 @@ export interface ChatResponse {
   costUsd: number
   /** No upstream call was made for this request. */
   cached: boolean
+  /** A semantic cache hit: the cosine similarity of the question it answered. */
+  cacheSimilarity?: number
   latencyMs: number
   /** Time to the first streamed event. */
   ttftMs?: number
@@ -1085,6 +1135,11 @@ export interface NativeStreamEvent {
   response?: ChatResponse
 }
 
+export interface NearestEntry {
+  entry: number
+  similarity: number
+}
+
 /**
  * `CostTracker.open(options)`: the tracker with its PostgreSQL and Redis connections made
  * (schema created, budgets loaded) on the addon's threads, so the event loop never waits.
@@ -1319,6 +1374,45 @@ export interface RoutingOptions {
   healthCheckIntervalMs?: number
   /** Calls that may wait per route when every target is at maxConcurrent (default 1024). */
   queueLimit?: number
+}
+
+export interface SemanticCacheOptions {
+  /**
+   * The model that embeds the last user message: a route alias or "provider/model", called
+   * through the gateway's own `embed()`.
+   */
+  embeddingModel: string
+  /** Least cosine similarity of a hit (default 0.95). */
+  threshold?: number
+  /** Most entries kept (default 10000); the oldest go first. */
+  maxEntries?: number
+  /** Entries expire after this long (default: never in memory, 24 h in Redis). */
+  ttlSeconds?: number
+  /** Caches with different namespaces never share entries. */
+  namespace?: string
+  scope?: SemanticCacheScope
+  /** Entries in Redis, followed by every process's index. */
+  redisUrl?: string
+  /** With `redisUrl`: prepended to every Redis key (default "ferrogate:"). */
+  prefix?: string
+}
+
+export interface SemanticCacheScope {
+  /** Conversations with more messages skip the cache (default 4). */
+  maxMessages?: number
+}
+
+export interface SemanticCacheStats {
+  hits: number
+  misses: number
+  /** In this process's index. */
+  entries: number
+  lookups: number
+  embedErrors: number
+  /** The median similarity of the last 1024 hits; null before the first. */
+  p50SimilarityOfHits?: number
+  /** With `redisUrl`: Redis operations that failed. */
+  storeErrors: number
 }
 
 export interface ServeKeyOptions {

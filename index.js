@@ -1,12 +1,13 @@
 'use strict'
 // The public entry point. Each part lives in its own module under lib/: the Gateway (gateway.js)
 // and the delivery protocol under it (delivery.js), the classes a gateway takes (cache.js,
-// limiter.js, cost-tracker.js, key-vault.js), coded errors and ids (errors.js), option
+// semantic-cache.js, limiter.js, cost-tracker.js, key-vault.js), coded errors and ids (errors.js), option
 // validators (shapes.js) and the text tools (text.js).
 
 const native = require('./lib/addon.js')
 const { Gateway, FRONT_DOOR, NATIVE_SERVE } = require('./lib/gateway.js')
 const { ResponseCache } = require('./lib/cache.js')
+const { SemanticCache } = require('./lib/semantic-cache.js')
 const { RateLimiter } = require('./lib/limiter.js')
 const { CostTracker } = require('./lib/cost-tracker.js')
 const { KeyVault } = require('./lib/key-vault.js')
@@ -16,6 +17,7 @@ const { countTokens, redactSecrets, findPii, redactPii } = require('./lib/text.j
 module.exports = {
   Gateway,
   ResponseCache,
+  SemanticCache,
   RateLimiter,
   CostTracker,
   FerrogateError,

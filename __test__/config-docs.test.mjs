@@ -45,6 +45,7 @@ test('every GatewayOptions, ProviderConfig, routing and class option key is docu
     ['Guardrails', 'GuardrailOptions'],
     ['ProviderConfig', 'ProviderConfig'],
     ['ResponseCacheOptions', 'ResponseCacheOptions'],
+    ['SemanticCacheOptions', 'SemanticCacheOptions'],
     ['RateLimiterOptions', 'RateLimiterOptions'],
     ['CostTrackerOptions', 'CostTrackerOptions'],
   ]) {
@@ -65,6 +66,7 @@ test('the shapes errors and the serve validator use are the declared types, fiel
   assert.deepEqual(fields(shapes.ROUTING_OPTIONS), sorted(declared('RoutingOptions')))
   assert.deepEqual(fields(shapes.GUARDRAIL), sorted(declared('GuardrailOptions')))
   assert.deepEqual(fields(shapes.RESPONSE_CACHE_OPTIONS), sorted(declared('ResponseCacheOptions')))
+  assert.deepEqual(fields(shapes.SEMANTIC_CACHE_OPTIONS), sorted(declared('SemanticCacheOptions')))
   assert.deepEqual(fields(shapes.RATE_LIMITER_OPTIONS), sorted(declared('RateLimiterOptions')))
   assert.deepEqual(fields(shapes.COST_TRACKER_OPTIONS), sorted(declared('CostTrackerOptions')))
   const gatewayJson = [...declared('GatewayOptions')].filter((key) => !['onCall', 'onAnomaly'].includes(key))

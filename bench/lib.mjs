@@ -34,6 +34,27 @@ export function requireDep(name) {
   throw new Error(`cannot find '${name}': run \`npm install\` in ${REPO_DIR}, or set BENCH_NODE_DIR to a folder whose node_modules has it (searched ${errors.join(', ')})`);
 }
 
+// A package only a bench needs and whose install builds native code (hnswlib-node runs node-gyp): it is no
+// dependency of the repository, so `npm ci` never builds it. Installed on first use into
+// $FERROGATE_BENCH_DEPS (default ~/.cache/ferrogate-bench), outside the repository.
+export function requireBenchOnly(name) {
+  try {
+    return requireDep(name);
+  } catch {}
+  const dir = process.env.FERROGATE_BENCH_DEPS || path.join(process.env.HOME || '/tmp', '.cache', 'ferrogate-bench');
+  const load = () => createRequire(path.join(dir, 'noop.js'))(name);
+  try {
+    return load();
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND') throw e;
+  }
+  console.error(`installing ${name} into ${dir} (bench only)`);
+  fs.mkdirSync(dir, { recursive: true });
+  const installed = spawnSync('npm', ['install', '--prefix', dir, '--no-audit', '--no-fund', '--no-save', name], { stdio: 'inherit' });
+  if (installed.status !== 0) throw new Error(`npm install ${name} into ${dir} failed`);
+  return load();
+}
+
 export function depVersion(name) {
   for (const dir of searchDirs()) {
     try {

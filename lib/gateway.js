@@ -9,6 +9,7 @@ const { FerrogateError, configError, invalid, abortedBefore, codedError, rethrow
 const { nativeHandles, handleOf } = require('./handles.js')
 const { dispatch, ChatCall, CallbackCall, EventsCall, IngressCall, embedCall } = require('./delivery.js')
 const { ResponseCache } = require('./cache.js')
+const { SemanticCache } = require('./semantic-cache.js')
 const { RateLimiter } = require('./limiter.js')
 const { CostTracker } = require('./cost-tracker.js')
 
@@ -60,13 +61,14 @@ class Gateway {
       throw configError('Gateway needs an options object')
     }
     shapes.checkOptions(shapes.GATEWAY_OPTIONS, options, 'Gateway')
-    const { cache, rateLimiter, onCall, costs, guardrails, ...rest } = options
+    const { cache, semanticCache, rateLimiter, onCall, costs, guardrails, ...rest } = options
     const [nativeGuardrails, guardrailChecks] = splitGuardrails(guardrails)
     if (nativeGuardrails !== undefined) rest.guardrails = nativeGuardrails
     if (onCall != null && typeof onCall !== 'function') throw configError('onCall must be a function')
     const cacheHandle = handleOf(cache, ResponseCache, 'cache')
     const limiterHandle = handleOf(rateLimiter, RateLimiter, 'rateLimiter')
     const trackerHandle = handleOf(costs, CostTracker, 'costs')
+    const semanticHandle = handleOf(semanticCache, SemanticCache, 'semanticCache')
     // The hook runs on its own turn of the event loop, after the call settled; a throw
     // or a rejected promise is counted in stats(), never rethrown.
     const countHookError = () => this.#native.recordHookError()
@@ -79,7 +81,7 @@ class Gateway {
       }
     }
     try {
-      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook, trackerHandle, guardrailChecks)
+      this.#native = new native.NativeGateway(rest, cacheHandle, limiterHandle, hook, trackerHandle, semanticHandle, guardrailChecks)
     } catch (error) {
       // napi's own type check of the options (e.g. a number where a string belongs).
       throw configError(`invalid Gateway options: ${shapes.wrongShape(error, shapes.GATEWAY_OPTIONS, options)}`)

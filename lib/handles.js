@@ -28,7 +28,7 @@ const openNative = (handle) => rethrownAsync(() => handle.open(), codedOrInvalid
 function handleOf(value, Class, name) {
   if (value == null || value === false) return undefined
   const handle = value instanceof Class ? nativeHandles.get(value) : undefined
-  if (handle === undefined) throw configError(`${name} must be a ${Class.name} (or ${name === 'cache' ? 'false' : 'absent'})`)
+  if (handle === undefined) throw configError(`${name} must be a ${Class.name} (or ${name === 'cache' || name === 'semanticCache' ? 'false' : 'absent'})`)
   return handle
 }
 

@@ -116,6 +116,26 @@ export interface ResponseCacheConstructor {
 }
 export declare const ResponseCache: ResponseCacheConstructor
 
+export interface GatewayOptions {
+  /** Answers paraphrases after `cache` misses: the last user message is embedded with `embeddingModel` (through
+   *  this gateway's own `embed()`) and the closest earlier question of the same scope answers at cosine >=
+   *  `threshold`. `cache: false` on a request skips it. */
+  semanticCache?: SemanticCache | false
+}
+
+/** The semantic cache (docs/API.md "Semantic cache"); in this process, or followed by every process on Redis. */
+export declare class SemanticCache {
+  /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it returns at once and
+   *  connects in the background (`await cache.open()` waits for it and for the entries already in Redis). */
+  constructor(options: SemanticCacheOptions)
+  /** Resolves once Redis answers and this process's index holds the live entries (at once without `redisUrl`);
+   *  rejects with UPSTREAM_UNAVAILABLE when Redis cannot be reached. */
+  open(): Promise<this>
+  stats(): SemanticCacheStats
+  /** Stops following Redis and releases its connections (resolves at once without `redisUrl`). */
+  close(): Promise<void>
+}
+
 /** Requests and tokens per minute per key (GCRA). */
 export declare class RateLimiter {
   /** Throws a FerrogateError with code CONFIG when the options are wrong; with `redisUrl` it returns at once and

@@ -90,7 +90,7 @@ function exposureWarning(host, keys) {
 }
 
 // GatewayOptions fields that take a class instance in JS, given here as its options object.
-const INSTANCE_FIELDS = { cache: 'ResponseCache', rateLimiter: 'RateLimiter', costs: 'CostTracker' }
+const INSTANCE_FIELDS = { cache: 'ResponseCache', semanticCache: 'SemanticCache', rateLimiter: 'RateLimiter', costs: 'CostTracker' }
 
 function gatewayOptions(config) {
   const { host, port, keys, engine, server, ...options } = config
@@ -132,6 +132,7 @@ async function closeBackends(options) {
   await Promise.allSettled([
     options.costs?.close?.(),
     options.cache?.close?.(),
+    options.semanticCache?.close?.(),
     Promise.resolve().then(() => options.rateLimiter?.close?.()),
   ])
 }

@@ -150,6 +150,20 @@ const RESPONSE_CACHE_OPTIONS = object({
   maxValueBytes: number,
 })
 
+const SEMANTIC_CACHE_OPTIONS = object(
+  {
+    embeddingModel: string,
+    threshold: number,
+    maxEntries: number,
+    ttlSeconds: number,
+    namespace: string,
+    scope: object({ maxMessages: number }),
+    redisUrl: string,
+    prefix: string,
+  },
+  { required: ['embeddingModel'], expect: 'an options object { embeddingModel }' },
+)
+
 const RATE_LIMITER_OPTIONS = object({
   requestsPerMinute: number,
   tokensPerMinute: number,
@@ -220,6 +234,7 @@ const GATEWAY_OPTIONS = object(
     retryBaseDelayMs: number,
     defaultProvider: string,
     cache: instanceOrFalse('a ResponseCache or false'),
+    semanticCache: instanceOrFalse('a SemanticCache or false'),
     rateLimiter: instanceOrFalse('a RateLimiter'),
     costs: instanceOrFalse('a CostTracker'),
     responses: RESPONSES_OPTIONS,
@@ -235,6 +250,7 @@ const SERVE_CONFIG = object(
   {
     ...GATEWAY_OPTIONS.fields,
     cache: oneOf('ResponseCache options or false', RESPONSE_CACHE_OPTIONS, { expect: 'false', test: (v) => v === false }),
+    semanticCache: oneOf('SemanticCache options or false', SEMANTIC_CACHE_OPTIONS, { expect: 'false', test: (v) => v === false }),
     rateLimiter: RATE_LIMITER_OPTIONS,
     costs: COST_TRACKER_OPTIONS,
     host: string,
@@ -420,6 +436,7 @@ module.exports = {
   ROUTING_OPTIONS,
   GUARDRAIL,
   RESPONSE_CACHE_OPTIONS,
+  SEMANTIC_CACHE_OPTIONS,
   RATE_LIMITER_OPTIONS,
   COST_TRACKER_OPTIONS,
   SERVE_CONFIG,

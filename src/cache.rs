@@ -248,10 +248,28 @@ impl Drop for Leader<'_> {
 /// changes the answer. `model` is the resolved "provider/model". Left out on purpose:
 /// user, metadata, signal, timeouts, retries, priority.
 pub fn key_for(model: &str, req: &ChatRequest) -> String {
+  format!(
+    "{KEY_VERSION}:{}",
+    canonical_hash(model, req, &req.messages).to_hex()
+  )
+}
+
+/// The semantic cache's scope of a request: [`key_for`]'s hash of everything but the last
+/// message (the one the semantic cache embeds). A distinct leading tag keeps it apart from
+/// every exact key.
+pub fn scope_for(model: &str, req: &ChatRequest) -> [u8; 32] {
+  let earlier = &req.messages[..req.messages.len().saturating_sub(1)];
+  let mut scope = blake3::Hasher::new();
+  scope.update(b"semantic-scope");
+  scope.update(canonical_hash(model, req, earlier).as_bytes());
+  *scope.finalize().as_bytes()
+}
+
+fn canonical_hash(model: &str, req: &ChatRequest, messages: &[Message]) -> blake3::Hash {
   let mut key = CanonicalHasher::default();
   key.str("model", model);
-  key.tag(b'M', req.messages.len() as u64);
-  for message in &req.messages {
+  key.tag(b'M', messages.len() as u64);
+  for message in messages {
     key.message(message);
   }
   key.float("temperature", req.temperature);
@@ -287,7 +305,7 @@ pub fn key_for(model: &str, req: &ChatRequest) -> String {
       key.json(schema);
     }
   }
-  format!("{KEY_VERSION}:{}", key.finalize().to_hex())
+  key.finalize()
 }
 
 /// The cache key of an embeddings call: the inputs in order and the vector size. A distinct
@@ -595,6 +613,7 @@ mod tests {
       attempts: 1,
       request_id: "fg".into(),
       embeddings: None,
+      cache_similarity: None,
     })
   }
 

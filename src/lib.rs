@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod providers;
 pub mod retry;
 pub mod secret;
+pub mod semantic;
 pub mod serve;
 pub mod sse;
 pub mod tokens;

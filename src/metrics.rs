@@ -616,6 +616,7 @@ mod tests {
       attempts: 1,
       request_id: "r".into(),
       embeddings: None,
+      cache_similarity: None,
     })
   }
 

@@ -274,6 +274,8 @@ pub struct ChatResponse {
   /// An embeddings call's vectors, one per input in order; `None` for chat. Shared, so a
   /// cached answer is handed out without copying its floats.
   pub embeddings: Option<std::sync::Arc<Vec<Vec<f32>>>>,
+  /// A semantic cache hit: the cosine similarity of the question it answered.
+  pub cache_similarity: Option<f64>,
 }
 
 /// What a stream delivers to the caller, in order; `Done` is always last.

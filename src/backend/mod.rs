@@ -10,11 +10,13 @@ pub mod gcra;
 pub mod ledger;
 pub mod memory_cache;
 pub mod memory_limiter;
+pub mod memory_semantic;
 pub mod postgres;
 pub mod redis_budget;
 pub mod redis_cache;
 pub mod redis_limiter;
 pub mod redis_retry;
+pub mod redis_semantic;
 pub mod responses;
 pub mod shared;
 pub mod sqlite;
@@ -104,4 +106,39 @@ pub trait LimiterStore: Send + Sync {
   ) -> BoxFuture<'a, Result<()>>;
   /// Releases the store's connections (a shared store); later operations fail.
   fn close(&self) {}
+}
+
+/// One answer of the semantic cache: the vector of the message it answered, in its scope.
+#[derive(Debug, Clone)]
+pub struct SemanticEntry {
+  pub id: u64,
+  pub scope: crate::semantic::index::ScopeKey,
+  /// Normalised.
+  pub vector: Vec<f32>,
+  /// Milliseconds since the Unix epoch.
+  pub expires_at: Option<u64>,
+  pub answer: Arc<ChatResponse>,
+}
+
+/// The semantic cache's answers by entry. The vectors live in the cache's index; a shared
+/// store also feeds every process's index with the entries any process saves.
+pub trait SemanticStore: Send + Sync {
+  /// The answer of an entry the index found; `None` when it is gone (expired, evicted).
+  fn answer(&self, entry: u64) -> BoxFuture<'_, Result<Option<Arc<ChatResponse>>>>;
+  /// Keeps an entry (already in this process's index).
+  fn save(&self, entry: SemanticEntry) -> BoxFuture<'_, Result<()>>;
+  /// The index let go of these entries (expired, or evicted by `maxEntries`).
+  fn forget(&self, entries: &[u64]);
+  /// Ends once a shared store's entries are in the index (at once for an embedded store).
+  fn ready(&self) -> BoxFuture<'_, ()> {
+    futures_util::future::ready(()).boxed()
+  }
+  /// Operations on a shared store that failed.
+  fn errors(&self) -> u64 {
+    0
+  }
+  /// Stops following the shared store and releases its connections.
+  fn close(&self) -> BoxFuture<'_, ()> {
+    futures_util::future::ready(()).boxed()
+  }
 }

@@ -243,6 +243,7 @@ pub fn decode(bytes: &[u8]) -> Option<ChatResponse> {
     attempts: stored.attempts,
     request_id: stored.request_id.into_owned(),
     embeddings,
+    cache_similarity: None,
   })
 }
 
@@ -527,6 +528,7 @@ mod tests {
       attempts: 2,
       request_id: "fg_1".into(),
       embeddings: None,
+      cache_similarity: None,
     })
   }
 

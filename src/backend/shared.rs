@@ -56,7 +56,7 @@ pub fn unavailable(what: &str, url: &str, cause: impl std::fmt::Display) -> Gate
   error
 }
 
-fn redis_client(what: &str, url: &str) -> Result<redis::Client> {
+pub(crate) fn redis_client(what: &str, url: &str) -> Result<redis::Client> {
   redis::Client::open(url).map_err(|error| {
     GatewayError::config(format!(
       "{what}: redisUrl {} is not a Redis URL ({:?})",

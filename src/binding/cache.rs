@@ -440,5 +440,6 @@ fn cached_answer(value: CachedAnswer) -> Result<core::ChatResponse, GatewayError
     attempts: 0,
     request_id: String::new(),
     embeddings: None,
+    cache_similarity: None,
   })
 }

@@ -10,6 +10,7 @@ mod limiter;
 mod numbers;
 mod pump;
 mod runtime;
+mod semantic;
 mod serve;
 mod types;
 mod vault;
@@ -53,6 +54,7 @@ pub use cache::*;
 pub use costs::*;
 pub use ingress::*;
 pub use limiter::*;
+pub use semantic::*;
 pub use serve::*;
 pub use types::*;
 pub use vault::*;
@@ -108,6 +110,7 @@ impl NativeGateway {
     rate_limiter: Option<&NativeRateLimiter>,
     on_call: Option<Function<'_, CallRecord, ()>>,
     costs: Option<&NativeCostTracker>,
+    semantic_cache: Option<&NativeSemanticCache>,
     #[napi(ts_arg_type = "Array<(inputJson: string) => Promise<string>>")] guardrail_checks: Option<
       Vec<Function<'_, String, napi::bindgen_prelude::Promise<String>>>,
     >,
@@ -123,6 +126,7 @@ impl NativeGateway {
       config.rate_limiter = rate_limiter.map(|limiter| limiter.inner.clone());
       config.on_call = hook.map(|hook| crate::pipeline::CallHook(Arc::new(hook)));
       config.costs = costs.map(|tracker| tracker.inner.clone());
+      config.semantic_cache = semantic_cache.map(|cache| cache.inner.clone());
       Gateway::new(config)
     });
     Ok(NativeGateway {

@@ -336,6 +336,9 @@ pub struct ChatResponse {
   pub cost_usd: f64,
   /// No upstream call was made for this request.
   pub cached: bool,
+  /// A semantic cache hit: the cosine similarity of the question it answered.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub cache_similarity: Option<f64>,
   pub latency_ms: f64,
   /// Time to the first streamed event.
   #[serde(skip_serializing_if = "Option::is_none")]
@@ -436,6 +439,8 @@ pub struct CallRecord {
   pub cost_usd: f64,
   /// No upstream call was made (a cache hit, or joined onto an identical call).
   pub cached: bool,
+  /// A semantic cache hit: the cosine similarity of the question it answered.
+  pub cache_similarity: Option<f64>,
   pub latency_ms: f64,
   pub ttft_ms: Option<f64>,
   /// Upstream tries (0 for a cached answer).

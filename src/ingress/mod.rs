@@ -837,6 +837,8 @@ impl FrontDoor {
       ..CallOptions::default()
     };
     let request_id = request_id.to_string();
+    // Which cache answered, known before the first event: the `x-ferrogate-cache` header.
+    let served = options.served.clone();
     if !stream {
       // Dropped when the client goes away (serve drops this future): the call stops.
       let _guard = cancel.clone().drop_guard();
@@ -870,7 +872,9 @@ impl FrontDoor {
               body
             }
           };
-          Reply::Whole(WholeReply::ok(body, &request_id))
+          let mut reply = WholeReply::ok(body, &request_id);
+          reply.headers.extend(cache_header(&served));
+          Reply::Whole(reply)
         }
         Err(error) => refuse(error),
       };
@@ -926,7 +930,10 @@ impl FrontDoor {
         ),
         ("cache-control".into(), "no-cache".into()),
         ("x-request-id".into(), request_id),
-      ],
+      ]
+      .into_iter()
+      .chain(cache_header(&served))
+      .collect(),
       receiver,
       encoder,
       head: Vec::new(),
@@ -939,6 +946,13 @@ impl FrontDoor {
     reply.head = head;
     Reply::Stream(reply)
   }
+}
+
+/// `x-ferrogate-cache: exact` or `semantic; similarity=0.97` for an answer from a cache.
+fn cache_header(served: &std::sync::OnceLock<crate::pipeline::Served>) -> Option<(String, String)> {
+  served
+    .get()
+    .map(|served| ("x-ferrogate-cache".to_string(), served.header_value()))
 }
 
 /// Sets `path` in a JSON object to `value`, making the objects on the way.

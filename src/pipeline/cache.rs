@@ -58,11 +58,30 @@ pub(crate) fn lookup<'a>(
 }
 
 /// Who is asking, for the response a hit builds.
+#[derive(Clone, Copy)]
 pub(crate) struct Caller<'a> {
   pub started: Instant,
   pub request_id: &'a str,
   pub sink: &'a EventSink,
   pub progress: &'a Progress,
+  /// Told which cache answered, before the first event (the front door's header).
+  pub served: &'a std::sync::OnceLock<Served>,
+}
+
+/// Which cache answered a call: the front door's `x-ferrogate-cache` header.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Served {
+  Exact,
+  Semantic { similarity: f64 },
+}
+
+impl Served {
+  pub fn header_value(self) -> String {
+    match self {
+      Served::Exact => "exact".to_string(),
+      Served::Semantic { similarity } => format!("semantic; similarity={similarity:.2}"),
+    }
+  }
 }
 
 pub(crate) async fn through<Upstream, Call>(
@@ -96,7 +115,7 @@ where
     // A store that cannot answer is a miss, never a failed call.
     if let Ok(Some(hit)) = found {
       bump(&stats.cache_hits);
-      return serve(&hit, &caller).await;
+      return serve(&hit, &caller, None).await;
     }
     let leader = match cache.join_or_lead(&key) {
       InFlight::Leader(leader) => leader,
@@ -109,7 +128,7 @@ where
         match shared {
           Some(Ok(answer)) => {
             bump(&stats.cache_coalesced);
-            return serve(&answer, &caller).await;
+            return serve(&answer, &caller, None).await;
           }
           Some(Err(error)) => {
             bump(&stats.cache_coalesced);
@@ -124,7 +143,7 @@ where
     if let Ok(Some(hit)) = cache.peek(&key).await {
       leader.finish(&Ok(hit.clone())).await;
       bump(&stats.cache_hits);
-      return serve(&hit, &caller).await;
+      return serve(&hit, &caller, None).await;
     }
     bump(&stats.cache_misses);
     let Some(upstream) = upstream.take() else {
@@ -141,8 +160,17 @@ where
   }
 }
 
-/// A stored answer as this caller's response, replayed as events when it streams.
-async fn serve(answer: &ChatResponse, caller: &Caller<'_>) -> Result<ChatResponse> {
+/// A stored answer as this caller's response, replayed as events when it streams;
+/// `similarity` for an answer of the semantic cache.
+pub(crate) async fn serve(
+  answer: &ChatResponse,
+  caller: &Caller<'_>,
+  similarity: Option<f64>,
+) -> Result<ChatResponse> {
+  let _ = caller.served.set(match similarity {
+    Some(similarity) => Served::Semantic { similarity },
+    None => Served::Exact,
+  });
   if let Some(sink) = caller.sink {
     if !answer.content.is_empty() {
       send(
@@ -156,6 +184,7 @@ async fn serve(answer: &ChatResponse, caller: &Caller<'_>) -> Result<ChatRespons
   }
   let mut response = answer.clone();
   response.cached = true;
+  response.cache_similarity = similarity;
   response.cost_usd = 0.0;
   response.attempts = 0;
   response.request_id = caller.request_id.to_string();

@@ -54,6 +54,22 @@ impl Gateway {
   }
 }
 
+impl Gateway {
+  /// [`Gateway::embed`] behind a pointer, for a caller inside the pipeline itself (the
+  /// semantic cache stage): the future of `run` cannot contain itself, and a function of
+  /// its own, with its type written out, keeps the compiler from proving `Send` in a cycle.
+  pub(crate) fn embed_boxed<'a>(
+    &'a self,
+    model: &'a str,
+    req: EmbedRequest,
+    options: CallOptions,
+    cancel: CancellationToken,
+    request_id: &'a str,
+  ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<EmbedResponse>> + Send + 'a>> {
+    Box::pin(self.embed(model, req, options, cancel, request_id))
+  }
+}
+
 /// Bad input is refused before it costs a rate-limit slot or reaches a vendor.
 fn check(req: &EmbedRequest) -> Result<()> {
   if req.input.is_empty() {

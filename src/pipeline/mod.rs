@@ -22,6 +22,7 @@ mod providers;
 mod record;
 mod response;
 mod route;
+mod semantic;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -38,10 +39,12 @@ use crate::guardrails::{Findings, Guardrails};
 use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 use crate::secret::{redact, Secret};
+use crate::semantic::SemanticCache;
 use crate::tokens::PromptTokens;
 use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
+pub use cache::Served;
 pub use forward::{EventSender, EventSink};
 pub use kind::{Kind, KindSpec, Preset, WireApi};
 pub use limits::ANONYMOUS;
@@ -76,6 +79,8 @@ pub struct GatewayConfig {
   /// Provider for models with no configured "provider/" prefix.
   pub default_provider: Option<String>,
   pub cache: Option<Arc<ResponseCache>>,
+  /// Asked after `cache` misses.
+  pub semantic_cache: Option<Arc<SemanticCache>>,
   pub rate_limiter: Option<Arc<RateLimiter>>,
   pub on_call: Option<CallHook>,
   /// Prices, records and budgets every call; without it `costUsd` uses the built-in prices.
@@ -97,6 +102,7 @@ impl Default for GatewayConfig {
       retry_base: DEFAULT_RETRY_BASE,
       default_provider: None,
       cache: None,
+      semantic_cache: None,
       rate_limiter: None,
       on_call: None,
       costs: None,
@@ -123,6 +129,8 @@ pub struct CallOptions {
   pub warnings: Vec<String>,
   /// The client's own request, for a target that speaks its protocol (the front door).
   pub native: Option<Arc<NativeCall>>,
+  /// Set when a cache answers, before the first event is sent.
+  pub served: Arc<std::sync::OnceLock<Served>>,
 }
 
 /// A call's result and the usage it was billed, also when it failed or was cut off
@@ -142,6 +150,7 @@ pub struct Gateway {
   default_provider: Option<Arc<Provider>>,
   metrics: Metrics,
   cache: Option<Arc<ResponseCache>>,
+  semantic_cache: Option<Arc<SemanticCache>>,
   rate_limiter: Option<Arc<RateLimiter>>,
   on_call: Option<CallHook>,
   accounting: Accounting,
@@ -205,6 +214,7 @@ impl Gateway {
       default_provider,
       metrics: Metrics::default(),
       cache: config.cache,
+      semantic_cache: config.semantic_cache,
       rate_limiter: config.rate_limiter,
       on_call: config.on_call,
       accounting: Accounting::new(config.costs, mock_providers),
@@ -546,18 +556,25 @@ impl Gateway {
       request_id: &trace.request_id,
       sink: &sink,
       progress: &trace.progress,
+      served: &options.served,
     };
-    let served = cache::through(lookup, caller, &self.stats, || {
-      self.upstream(
-        &mut targets,
-        &mut req,
-        &options,
-        &sink,
-        &cancel,
-        start,
-        trace,
-        work,
-      )
+    let asked = semantic::lookup(self.semantic_cache.as_deref(), model, &req, &options, work);
+    // Borrowed into both stages' closures: the semantic stage runs inside the exact one's.
+    let (targets_for_call, req_for_call) = (&mut targets, &mut req);
+    let (options_for_call, sink_for_call, cancel_for_call) = (&options, &sink, &cancel);
+    let served = cache::through(lookup, caller, &self.stats, move || {
+      semantic::through(self, asked, caller, cancel_for_call, move || {
+        self.upstream(
+          targets_for_call,
+          req_for_call,
+          options_for_call,
+          sink_for_call,
+          cancel_for_call,
+          start,
+          trace,
+          work,
+        )
+      })
     });
     // The upstream call keeps its own deadline; this one bounds a caller waiting on an
     // identical call in flight. Both end at the same instant, and the upstream call's

@@ -48,6 +48,7 @@ pub(crate) fn response(
     attempts: timing.attempts,
     request_id: request_id.to_string(),
     embeddings: completion.embeddings.map(std::sync::Arc::new),
+    cache_similarity: None,
   }
 }
 

@@ -417,6 +417,7 @@ fn response(content: &str, tool_calls: Vec<ToolCall>, finish_reason: FinishReaso
     attempts: 1,
     request_id: "fg_1".into(),
     embeddings: None,
+    cache_similarity: None,
   }
 }
 

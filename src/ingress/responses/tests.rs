@@ -207,6 +207,7 @@ fn answer(content: &str, tool_calls: Vec<ToolCall>, finish_reason: FinishReason)
     attempts: 1,
     request_id: "fg".into(),
     embeddings: None,
+    cache_similarity: None,
   }
 }
 

@@ -1,0 +1,189 @@
+#!/usr/bin/env node
+// The semantic cache's index beside hnswlib-node (nmslib's C++ HNSW), on the same vectors, in one run:
+//   - build time, lookup latency (p50, p99, one query at a time, each through its N-API call), recall@1 against an
+//     exact scan, and memory per entry (RSS growth while the index is built, over the entries);
+//   - the CPU a miss adds to a call (scope hash + index search + storing the answer), beside the same chat call
+//     without a semantic cache and the embedding call alone (all three on the in-process mock provider).
+// Vectors: N unit vectors of D dims in C clusters (a centre plus noise, as sentence embeddings bunch by topic).
+// Two query sets of Q each, exact answers by a full scan in JS:
+//   paraphrase  a stored vector turned by a random angle to cosine 0.93..0.99 (what a cache lookup asks)
+//   fresh       a new vector from the same clusters (a question never asked: the nearest is farther)
+//
+//   node bench/semantic-cache.mjs          N=100000 D=384 C=1000 Q=500 CALLS=3000
+// hnswlib-node is installed on first run into ~/.cache/ferrogate-bench (bench/lib.mjs requireBenchOnly). Use a release
+// build of ferrogate (FERROGATE_MODULE=<a folder with it> to point at one).
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { REPO_DIR, requireFerrogate, requireBenchOnly } from './lib.mjs';
+
+const N = Number(process.env.N || 100_000);
+const D = Number(process.env.D || 384);
+const C = Number(process.env.C || 1000);
+const Q = Number(process.env.Q || 500);
+const CALLS = Number(process.env.CALLS || 3000);
+const require = createRequire(import.meta.url);
+const ferrogate = requireFerrogate();
+const native = require(path.join(process.env.FERROGATE_MODULE || REPO_DIR, 'binding.js'));
+const { HierarchicalNSW } = requireBenchOnly('hnswlib-node');
+
+// A seeded generator (mulberry32) and Gaussian samples (Box-Muller): the same vectors every run.
+let seed = 0x5eed;
+function random() {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+const gaussian = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+function normalise(v) {
+  let norm = 0;
+  for (let i = 0; i < v.length; i++) norm += v[i] * v[i];
+  norm = Math.sqrt(norm);
+  for (let i = 0; i < v.length; i++) v[i] /= norm;
+  return v;
+}
+const dot = (a, b) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+const centres = Array.from({ length: C }, () => normalise(Float32Array.from({ length: D }, gaussian)));
+const member = () => {
+  const centre = centres[Math.floor(random() * C)];
+  return normalise(Float32Array.from({ length: D }, (_, i) => centre[i] + 0.08 * gaussian()));
+};
+/** `base` turned towards a random direction until its cosine with it is `cosine`. */
+function paraphraseOf(base, cosine) {
+  const noise = Float32Array.from({ length: D }, gaussian);
+  const along = dot(noise, base);
+  for (let i = 0; i < D; i++) noise[i] -= along * base[i];
+  normalise(noise);
+  const sine = Math.sqrt(1 - cosine * cosine);
+  return Float32Array.from({ length: D }, (_, i) => cosine * base[i] + sine * noise[i]);
+}
+
+const say = (line) => process.stderr.write(`${line}\n`);
+say(`vectors: ${N} x ${D} in ${C} clusters; ${Q} queries per set`);
+const vectors = Array.from({ length: N }, member);
+const querySets = {
+  paraphrase: Array.from({ length: Q }, () => paraphraseOf(vectors[Math.floor(random() * N)], 0.93 + 0.06 * random())),
+  fresh: Array.from({ length: Q }, member),
+};
+const exact = {};
+for (const [name, queries] of Object.entries(querySets)) {
+  exact[name] = queries.map((q) => {
+    let best = -2;
+    let at = -1;
+    for (let i = 0; i < N; i++) {
+      const s = dot(q, vectors[i]);
+      if (s > best) [best, at] = [s, i];
+    }
+    return at;
+  });
+}
+
+const rss = () => {
+  globalThis.gc?.();
+  return process.memoryUsage().rss;
+};
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+
+function measure(name, build, lookup) {
+  const before = rss();
+  const started = process.hrtime.bigint();
+  const index = build();
+  const buildSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const bytesPerEntry = (rss() - before) / N;
+  const result = { name, buildSeconds: +buildSeconds.toFixed(1), bytesPerEntry: Math.round(bytesPerEntry) };
+  for (const [set, queries] of Object.entries(querySets)) {
+    for (const q of queries.slice(0, 50)) lookup(index, q); // warm-up
+    const times = [];
+    let found = 0;
+    queries.forEach((q, i) => {
+      const t0 = process.hrtime.bigint();
+      const at = lookup(index, q);
+      times.push(Number(process.hrtime.bigint() - t0) / 1000);
+      if (at === exact[set][i]) found++;
+    });
+    times.sort((a, b) => a - b);
+    result[set] = { p50us: +percentile(times, 0.5).toFixed(1), p99us: +percentile(times, 0.99).toFixed(1), recallAt1: +(found / Q).toFixed(3) };
+  }
+  say(JSON.stringify(result));
+  return result;
+}
+
+const results = [];
+results.push(
+  measure(
+    'ferrogate (hnsw_rs, M=16, ef=64)',
+    () => {
+      const cache = new native.NativeSemanticCache({ embeddingModel: 'bench/none', maxEntries: N });
+      const ids = new Map();
+      vectors.forEach((v, i) => ids.set(cache.addVector('bench', v), i));
+      return { cache, ids };
+    },
+    ({ cache, ids }, q) => ids.get(cache.nearest('bench', q)?.entry),
+  ),
+);
+results.push(
+  measure(
+    'hnswlib-node (M=16, efConstruction=200, ef=64)',
+    () => {
+      const index = new HierarchicalNSW('cosine', D);
+      index.initIndex(N, 16, 200, 100);
+      index.setEf(64);
+      vectors.forEach((v, i) => index.addPoint(Array.from(v), i));
+      return index;
+    },
+    (index, q) => index.searchKnn(Array.from(q), 1).neighbors[0],
+  ),
+);
+
+// Scope sizes around the switch from a flat scan to a graph (GRAPH_FROM in src/semantic/index.rs): the lookup
+// time of each, on the first vectors, queried with paraphrases of them.
+const bySize = [];
+{
+  const cache = new native.NativeSemanticCache({ embeddingModel: 'bench/none', maxEntries: N });
+  for (const size of [256, 1024, 2048, 4095, 8192].filter((n) => n <= N)) {
+    const scope = `size-${size}`;
+    for (let i = 0; i < size; i++) cache.addVector(scope, vectors[i]);
+    const queries = Array.from({ length: 200 }, () => paraphraseOf(vectors[Math.floor(random() * size)], 0.95));
+    for (const q of queries) cache.nearest(scope, q);
+    const times = queries.map((q) => {
+      const t0 = process.hrtime.bigint();
+      cache.nearest(scope, q);
+      return Number(process.hrtime.bigint() - t0) / 1000;
+    });
+    times.sort((a, b) => a - b);
+    bySize.push({ entries: size, p50us: +percentile(times, 0.5).toFixed(1), p99us: +percentile(times, 0.99).toFixed(1) });
+    say(JSON.stringify(bySize.at(-1)));
+  }
+}
+
+// The CPU a miss adds: the same chat (a new question every call) with and without a semantic cache, and the
+// embedding call alone; one call in flight, on the in-process mock provider.
+async function cpuPerCall(run) {
+  for (let i = 0; i < 200; i++) await run(`warm ${i} ${Math.random()}`);
+  const start = process.cpuUsage();
+  for (let i = 0; i < CALLS; i++) await run(`question number ${i} ${Math.random()}`);
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / CALLS;
+}
+const providers = { mock: { kind: 'mock', models: ['demo', 'embed'], mockChunkDelayMs: 0 } };
+const ask = (content) => ({ model: 'mock/demo', messages: [{ role: 'user', content }], maxTokens: 8 });
+const plain = new ferrogate.Gateway({ providers });
+const semanticCache = new ferrogate.SemanticCache({ embeddingModel: 'mock/embed', maxEntries: 100_000 });
+const cached = new ferrogate.Gateway({ providers, semanticCache });
+const rounds = [];
+for (let round = 0; round < 3; round++) {
+  const chat = await cpuPerCall((q) => plain.chat(ask(q)));
+  const embed = await cpuPerCall((q) => plain.embed({ model: 'mock/embed', input: q }));
+  const withCache = await cpuPerCall((q) => cached.chat(ask(q)));
+  rounds.push({ chatUs: +chat.toFixed(1), embedUs: +embed.toFixed(1), chatWithSemanticMissUs: +withCache.toFixed(1), addedUs: +(withCache - chat - embed).toFixed(1) });
+  say(JSON.stringify(rounds.at(-1)));
+}
+const stats = semanticCache.stats();
+await plain.close();
+await cached.close();
+console.log(JSON.stringify({ N, D, C, Q, index: results, lookupByScopeSize: bySize, missCpu: rounds, semanticStats: stats }, null, 2));
