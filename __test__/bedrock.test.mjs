@@ -7,6 +7,7 @@ import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand } from '@a
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { Gateway } from '../index.js'
 import { startBedrockFake } from './helpers/bedrock-fake.mjs'
+import { loadManifest, readFixture } from './helpers/mock-vendors.mjs'
 
 const REGION = 'us-east-1'
 const CREDENTIALS = Object.freeze({
@@ -381,4 +382,37 @@ describe('bedrock configuration', () => {
       delete process.env.AWS_ACCESS_KEY_ID
     }
   })
+})
+
+describe('recorded Bedrock streams (fixtures/providers/bedrock), replayed through the fake', () => {
+  const entries = loadManifest().filter((e) => e.provider === 'bedrock' && e.kind === 'stream')
+  test('the manifest lists the Bedrock fixtures', () => assert.ok(entries.length >= 2))
+  for (const entry of entries) {
+    test(`${entry.file}: whole and byte by byte`, async () => {
+      const gw = gateway({ maxRetries: 0 })
+      const bytes = readFixture(entry.file)
+      for (const split of ['whole', 'bytes']) {
+        fake.enqueue({ events: [bytes], split })
+        const text = []
+        const args = []
+        let response
+        for await (const event of gw.streamEvents({ model: `aws/${MODEL}`, messages: [{ role: 'user', content: 'replay' }] })) {
+          if (event.type === 'text') text.push(event.text)
+          else if (event.type === 'tool_call') args[event.index] = (args[event.index] ?? '') + event.argumentsDelta
+          else response = event.response
+        }
+        const expected = entry.expected
+        assert.equal(response.content, expected.text ?? '', split)
+        assert.equal(text.join(''), response.content)
+        assert.equal(response.finishReason, expected.finish_reason)
+        assert.deepEqual([response.usage.promptTokens, response.usage.completionTokens], [expected.prompt_tokens, expected.completion_tokens])
+        assert.deepEqual(
+          response.toolCalls.map((c) => ({ id: c.id, name: c.name, arguments: JSON.parse(c.arguments) })),
+          expected.tool_calls.map((c) => ({ id: c.id, name: c.name, arguments: c.arguments })),
+        )
+        assert.deepEqual(args, response.toolCalls.map((c) => c.arguments))
+      }
+      await gw.close()
+    })
+  }
 })
