@@ -416,3 +416,11 @@ describe('recorded Bedrock streams (fixtures/providers/bedrock), replayed throug
     })
   }
 })
+
+test('embeddings on a bedrock provider are refused, not sent', async () => {
+  const gw = gateway()
+  const before = fake.requests.length
+  await assert.rejects(gw.embed({ model: `aws/amazon.titan-embed-text-v2:0`, input: 'x' }), (e) => e.code === 'INVALID_REQUEST' && /not supported yet/.test(e.message))
+  assert.equal(fake.requests.length, before)
+  await gw.close()
+})

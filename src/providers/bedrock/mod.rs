@@ -229,6 +229,12 @@ impl Adapter for Bedrock {
     Box::new(stream::BedrockStream::new(&req.model, json_mode(req)))
   }
 
+  fn build_embed(&self, _batch: &super::EmbedBatch<'_>) -> Result<HttpCall> {
+    Err(GatewayError::invalid_request(
+      "bedrock embeddings (Titan, Cohere through InvokeModel) are not supported yet: use an openai, gemini or mock provider for embeddings",
+    ))
+  }
+
   fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> GatewayError {
     let mut error = super::http_error("bedrock", status, headers, body);
     // `x-amzn-ErrorType: ThrottlingException:http://internal.amazon.com/…`, else the
