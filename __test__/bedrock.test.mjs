@@ -349,6 +349,24 @@ describe('ferrogate against the Bedrock fake', () => {
     await gw.close()
   })
 
+  test('prompt caching: cache on a message, a part and a tool becomes a cachePoint after it', async () => {
+    const gw = gateway()
+    await gw.chat({
+      model: `aws/${MODEL}`,
+      messages: [
+        { role: 'system', content: 'Long, stable instructions.', cache: true },
+        { role: 'user', content: [{ type: 'text', text: 'a long document', cache: { ttl: '1h' } }, { type: 'text', text: 'the question' }] },
+      ],
+      tools: [{ name: 'lookup', parameters: { type: 'object' }, cache: true }],
+    })
+    const { body } = fake.requests.at(-1)
+    const point = { cachePoint: { type: 'default' } }
+    assert.deepEqual(body.system, [{ text: 'Long, stable instructions.' }, point])
+    assert.deepEqual(body.messages[0].content, [{ text: 'a long document' }, point, { text: 'the question' }])
+    assert.deepEqual(body.toolConfig.tools[1], point)
+    await gw.close()
+  })
+
   test('usage with cache read and write tokens', async () => {
     const gw = gateway()
     const converse = {

@@ -25,7 +25,7 @@ use crate::error::{ErrorCode, GatewayError, Result};
 use crate::pipeline::ProviderConfig;
 use crate::secret::Secret;
 use crate::types::{
-  ChatRequest, Completion, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolChoice,
+  ChatRequest, Completion, ContentPart, FinishReason, ResponseFormat, Role, ToolChoice,
 };
 
 pub use sigv4::Credentials;
@@ -294,13 +294,20 @@ fn json_mode(req: &ChatRequest) -> bool {
 
 pub fn request_body(req: &ChatRequest) -> Result<Value> {
   let mut body = Map::new();
-  let system: Vec<Value> = req
-    .messages
-    .iter()
-    .filter(|m| m.role == Role::System)
-    .map(|m| json!({"text": m.joined_text()}))
-    .collect();
-  body.insert("messages".into(), Value::Array(turns(&req.messages)?));
+  let mut system = Vec::new();
+  for (index, message) in req.messages.iter().enumerate() {
+    if message.role != Role::System {
+      continue;
+    }
+    system.push(json!({"text": message.joined_text()}));
+    // A system message is sent as one text block: a breakpoint on any of its parts
+    // caches up to its end.
+    let part_cached = (0..message.content.len()).any(|part| req.part_cache(index, part).is_some());
+    if part_cached || req.message_cache(index).is_some() {
+      system.push(cache_point());
+    }
+  }
+  body.insert("messages".into(), Value::Array(turns(req)?));
   if !system.is_empty() {
     body.insert("system".into(), Value::Array(system));
   }
@@ -330,14 +337,16 @@ fn tool_config(req: &ChatRequest) -> Option<Value> {
   let mut tools: Vec<Value> = req
     .tools
     .iter()
-    .map(|tool| {
+    .enumerate()
+    .flat_map(|(index, tool)| {
       let mut spec = Map::new();
       spec.insert("name".into(), json!(tool.name));
       if let Some(description) = &tool.description {
         spec.insert("description".into(), json!(description));
       }
       spec.insert("inputSchema".into(), json!({"json": tool.parameters}));
-      json!({"toolSpec": spec})
+      let cached = req.tool_cache(index).map(|_| cache_point());
+      std::iter::once(json!({"toolSpec": spec})).chain(cached)
     })
     .collect();
   let mut choice = match &req.tool_choice {
@@ -384,12 +393,12 @@ fn tool_config(req: &ChatRequest) -> Option<Value> {
 
 /// Converse wants alternating user/assistant turns, like Anthropic: tool results are
 /// user turns of `toolResult` blocks, and consecutive turns of one role merge.
-fn turns(messages: &[Message]) -> Result<Vec<Value>> {
+fn turns(req: &ChatRequest) -> Result<Vec<Value>> {
   let mut turns = AlternatingTurns::default();
-  for message in messages {
-    let (role, blocks) = match message.role {
+  for (index, message) in req.messages.iter().enumerate() {
+    let (role, mut blocks) = match message.role {
       Role::System => continue,
-      Role::User => ("user", content_blocks(&message.content)?),
+      Role::User => ("user", content_blocks(req, index)?),
       Role::Tool => {
         let id = message.tool_call_id.clone().ok_or_else(|| {
           GatewayError::invalid_request("a message with role 'tool' needs toolCallId")
@@ -401,7 +410,7 @@ fn turns(messages: &[Message]) -> Result<Vec<Value>> {
         ("user", vec![block])
       }
       Role::Assistant => {
-        let mut blocks = content_blocks(&message.content)?;
+        let mut blocks = content_blocks(req, index)?;
         for call in &message.tool_calls {
           blocks.push(json!({"toolUse": {
             "toolUseId": call.id,
@@ -412,26 +421,44 @@ fn turns(messages: &[Message]) -> Result<Vec<Value>> {
         ("assistant", blocks)
       }
     };
+    if req.message_cache(index).is_some() && !blocks.is_empty() {
+      blocks.push(cache_point());
+    }
     turns.push(role, blocks);
   }
   Ok(turns.into_json("content"))
 }
 
-fn content_blocks(parts: &[ContentPart]) -> Result<Vec<Value>> {
-  parts
-    .iter()
-    .filter(|part| !matches!(part, ContentPart::Text(text) if text.is_empty()))
-    .map(|part| match part {
-      ContentPart::Text(text) => Ok(json!({"text": text})),
-      ContentPart::Image { data, mime_type } => image_block(mime_type, data),
+/// A prompt-caching breakpoint: the prompt up to here may be cached. Converse's cachePoint
+/// takes no TTL here, so `ttl` is not sent (the vendor's 5-minute default applies).
+fn cache_point() -> Value {
+  json!({"cachePoint": {"type": "default"}})
+}
+
+/// Message `index`'s parts as Converse blocks, each followed by a cachePoint when the
+/// request put a breakpoint on it.
+fn content_blocks(req: &ChatRequest, index: usize) -> Result<Vec<Value>> {
+  let mut blocks = Vec::new();
+  for (part_index, part) in req.messages[index].content.iter().enumerate() {
+    let block = match part {
+      ContentPart::Text(text) if text.is_empty() => continue,
+      ContentPart::Text(text) => json!({"text": text}),
+      ContentPart::Image { data, mime_type } => image_block(mime_type, data)?,
       ContentPart::ImageUrl(url) => match parse_data_url(url) {
-        Some((mime_type, data)) => image_block(mime_type, data),
-        None => Err(GatewayError::invalid_request(
-          "Bedrock takes images as bytes: send a data: URL or an image part with base64 data",
-        )),
+        Some((mime_type, data)) => image_block(mime_type, data)?,
+        None => {
+          return Err(GatewayError::invalid_request(
+            "Bedrock takes images as bytes: send a data: URL or an image part with base64 data",
+          ))
+        }
       },
-    })
-    .collect()
+    };
+    blocks.push(block);
+    if req.part_cache(index, part_index).is_some() {
+      blocks.push(cache_point());
+    }
+  }
+  Ok(blocks)
 }
 
 /// `{"image": {"format": "png", "source": {"bytes": <base64>}}}`: Converse's JSON carries

@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use super::*;
 use crate::eventstream::encode;
 use crate::providers::StreamSession;
-use crate::types::{StreamEvent, ToolCall, ToolDefinition};
+use crate::types::{
+  CacheAt, CacheBreakpoint, CacheTtl, Message, StreamEvent, ToolCall, ToolDefinition,
+};
 
 fn adapter() -> Bedrock {
   Bedrock {
@@ -396,4 +398,55 @@ fn sigv4_signs_the_exact_body_and_url_sent() {
   };
   assert_eq!(auth(b"{}"), auth(b"{}"), "deterministic for one instant");
   assert_ne!(auth(b"{}"), auth(b"{ }"), "the body is signed");
+}
+
+#[test]
+fn cache_breakpoints_become_cache_points_after_their_block() {
+  let mut req = request(vec![
+    Message::text(Role::System, "Long instructions."),
+    Message {
+      role: Role::User,
+      content: vec![
+        ContentPart::Text("doc".into()),
+        ContentPart::Text("question".into()),
+      ],
+      tool_call_id: None,
+      tool_calls: vec![],
+    },
+  ]);
+  req.tools = vec![ToolDefinition {
+    name: "get".into(),
+    description: None,
+    parameters: json!({"type": "object"}),
+  }];
+  let breakpoint = |at| CacheBreakpoint {
+    at,
+    ttl: CacheTtl::OneHour,
+  };
+  req.cache_breakpoints = vec![
+    breakpoint(CacheAt::Message(0)),
+    breakpoint(CacheAt::Part {
+      message: 1,
+      part: 0,
+    }),
+    breakpoint(CacheAt::Tool(0)),
+  ];
+  let body = request_body(&req).expect("body");
+  let point = json!({"cachePoint": {"type": "default"}});
+  assert_eq!(
+    body["system"],
+    json!([{"text": "Long instructions."}, point])
+  );
+  assert_eq!(
+    body["messages"][0]["content"],
+    json!([{"text": "doc"}, point, {"text": "question"}])
+  );
+  assert_eq!(body["toolConfig"]["tools"][1], point);
+  req.cache_breakpoints = vec![breakpoint(CacheAt::Message(1))];
+  let body = request_body(&req).expect("body");
+  assert_eq!(
+    body["messages"][0]["content"],
+    json!([{"text": "doc"}, {"text": "question"}, point])
+  );
+  assert_eq!(body["system"], json!([{"text": "Long instructions."}]));
 }
