@@ -165,7 +165,8 @@ const geTools = {
 
 // Fixture replay: every non-request file, byte-exact, with status and recorded headers
 {
-  const files = loadManifest().filter((f) => f.kind !== 'request' && f.kind !== 'headers');
+  // Bedrock's files replay through its own fake (bedrock.test.mjs).
+  const files = loadManifest().filter((f) => f.kind !== 'request' && f.kind !== 'headers' && f.provider !== 'bedrock');
   for (const f of files) {
     mock.enqueue(f.provider, { fixture: f.file });
     const r = f.provider === 'openai' ? await oa(oaBody) : f.provider === 'anthropic' ? await an(anBody) : await ge(geBody);

@@ -13,9 +13,11 @@ use serde_json::Value;
 use crate::error::ErrorCode;
 use crate::pipeline::{Kind, KindSpec};
 use crate::providers::anthropic::Anthropic;
+use crate::providers::bedrock::{Auth, Bedrock};
 use crate::providers::gemini::Gemini;
 use crate::providers::openai::OpenAi;
 use crate::providers::{Adapter, StreamSession};
+use crate::secret::Secret;
 use crate::types::{ChatRequest, Completion, StreamEvent};
 
 fn fixtures_dir() -> PathBuf {
@@ -49,12 +51,17 @@ fn adapter(vendor: &str) -> Box<dyn Adapter> {
       api_key: None,
       headers: vec![],
     }),
+    Kind::Bedrock => Box::new(Bedrock {
+      base_url,
+      auth: Auth::ApiKey(Secret::new("recorded".into())),
+      headers: vec![],
+    }),
     Kind::Gemini => Box::new(Gemini {
       base_url,
       api_key: None,
       headers: vec![],
     }),
-    Kind::Azure | Kind::Bedrock | Kind::Vertex | Kind::Mock => {
+    Kind::Azure | Kind::Vertex | Kind::Mock => {
       panic!("no recorded fixtures are decoded for kind '{vendor}'")
     }
   }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::providers::anthropic::Anthropic;
+use crate::providers::bedrock::{Auth, Bedrock};
 use crate::providers::gemini::Gemini;
 use crate::providers::openai::OpenAi;
 use crate::providers::{Adapter, StreamSession};
@@ -132,6 +133,8 @@ pub enum Vendor {
   OpenAi,
   Anthropic,
   Gemini,
+  /// ConverseStream: AWS's binary event-stream framing, not SSE.
+  Bedrock,
 }
 
 fn adapter(vendor: Vendor) -> Box<dyn Adapter> {
@@ -151,6 +154,11 @@ fn adapter(vendor: Vendor) -> Box<dyn Adapter> {
     Vendor::Gemini => Box::new(Gemini {
       base_url,
       api_key: None,
+      headers: vec![],
+    }),
+    Vendor::Bedrock => Box::new(Bedrock {
+      base_url,
+      auth: Auth::ApiKey(crate::secret::Secret::new("fuzz".into())),
       headers: vec![],
     }),
   }
@@ -345,6 +353,9 @@ mod tests {
         check_stream(Vendor::Anthropic, input)
       }),
       ("stream_gemini", |input| check_stream(Vendor::Gemini, input)),
+      ("stream_bedrock", |input| {
+        check_stream(Vendor::Bedrock, input)
+      }),
       ("serve_parse_request", check_chat_completions_request),
       ("ingress_messages", check_messages_request),
       ("ingress_responses", check_responses_request),

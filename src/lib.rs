@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cache;
 pub mod costs;
 pub mod error;
+pub mod eventstream;
 /// Checks the fuzz targets in `fuzz/` run; the corpus replay test runs them too.
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

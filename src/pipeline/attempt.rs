@@ -15,7 +15,9 @@ use super::route::CallTargets;
 use crate::error::{ErrorCode, GatewayError, Result};
 use crate::providers::auth::{OutgoingRequest, Rejection};
 use crate::providers::mock::{self, MockConfig};
-use crate::providers::{Adapter, EmbedBatch, HttpCall, StreamSession};
+use crate::providers::{
+  is_stream_content_type, Adapter, EmbedBatch, HttpCall, StreamSession, JSON_CONTENT_TYPE,
+};
 use crate::retry::backoff;
 use crate::types::{ChatRequest, Completion, StreamEvent, Usage};
 
@@ -181,7 +183,7 @@ async fn http_attempt(
     .headers()
     .get("content-type")
     .and_then(|v| v.to_str().ok())
-    .is_some_and(|v| v.contains("text/event-stream"));
+    .is_some_and(is_stream_content_type);
   if !(stream && is_event_stream) {
     let body = read_body(vendor, response, MAX_RESPONSE_BYTES, true).await?;
     let completion = adapter.parse_response(req, &body)?;
@@ -251,9 +253,13 @@ pub(crate) async fn send_call(
       None => http.post(&call.url),
     };
     builder = builder
-      .header("content-type", "application/json")
+      .header("content-type", JSON_CONTENT_TYPE)
       .body(body.clone());
-    if stream {
+    // An adapter whose streams are not SSE (Bedrock's event stream) names its own.
+    let names_accept = headers
+      .iter()
+      .any(|(name, _)| name.eq_ignore_ascii_case("accept"));
+    if stream && !names_accept {
       builder = builder.header("accept", "text/event-stream");
     }
     for (name, value) in &headers {

@@ -24,6 +24,15 @@ use crate::error::{GatewayError, Result};
 use crate::sse::SseFrame;
 use crate::types::{ChatRequest, Completion};
 
+/// The content type every vendor request body is sent with (a SigV4 signature covers it).
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// Whether a 2xx answer's content type is a stream: SSE, or AWS's binary event stream.
+pub fn is_stream_content_type(content_type: &str) -> bool {
+  content_type.contains("text/event-stream")
+    || content_type.contains("application/vnd.amazon.eventstream")
+}
+
 /// One HTTP request to a vendor.
 #[derive(Debug)]
 pub struct HttpCall {
@@ -125,7 +134,41 @@ pub enum StreamStep {
   Done,
 }
 
+/// How a stream's bytes are cut into frames before a [`StreamDecoder`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+  Sse,
+  /// `application/vnd.amazon.eventstream`: each message becomes an
+  /// `SseFrame::Event { event: Some("event:<type>" | "exception:<type>" | "error:<code>") }`.
+  AwsEventStream,
+}
+
+enum Framer {
+  Sse(crate::sse::SseDecoder),
+  AwsEventStream(crate::eventstream::EventStreamDecoder),
+}
+
+impl Framer {
+  fn push(&mut self, bytes: &[u8], out: &mut Vec<SseFrame>) -> Result<()> {
+    match self {
+      Framer::Sse(sse) => sse.push(bytes, out),
+      Framer::AwsEventStream(decoder) => decoder.push(bytes, out),
+    }
+  }
+
+  fn finish(&mut self, out: &mut Vec<SseFrame>) -> Result<()> {
+    match self {
+      Framer::Sse(sse) => sse.finish(out),
+      Framer::AwsEventStream(decoder) => decoder.finish(out),
+    }
+  }
+}
+
 pub trait StreamDecoder: Send {
+  /// The framing this vendor's streams use.
+  fn framing(&self) -> Framing {
+    Framing::Sse
+  }
   fn on_frame(&mut self, frame: SseFrame, out: &mut StreamAssembler) -> Result<StreamStep>;
   /// The byte stream is over: fail if the vendor stopped before finishing its answer.
   fn on_end(&mut self, out: &mut StreamAssembler) -> Result<()>;
@@ -209,7 +252,7 @@ pub fn arguments_value(arguments: &str) -> Result<Value> {
 /// One streamed answer being decoded: bytes in, caller-facing events out. Pure, so the
 /// gateway and the fixture tests drive exactly the same code.
 pub struct StreamSession {
-  sse: crate::sse::SseDecoder,
+  framer: Framer,
   decoder: Box<dyn StreamDecoder>,
   assembler: StreamAssembler,
   frames: Vec<SseFrame>,
@@ -218,8 +261,14 @@ pub struct StreamSession {
 
 impl StreamSession {
   pub fn new(decoder: Box<dyn StreamDecoder>) -> Self {
+    let framer = match decoder.framing() {
+      Framing::Sse => Framer::Sse(crate::sse::SseDecoder::new()),
+      Framing::AwsEventStream => {
+        Framer::AwsEventStream(crate::eventstream::EventStreamDecoder::new())
+      }
+    };
     StreamSession {
-      sse: crate::sse::SseDecoder::new(),
+      framer,
       decoder,
       assembler: StreamAssembler::new(),
       frames: Vec::new(),
@@ -243,7 +292,7 @@ impl StreamSession {
     events: &mut Vec<crate::types::StreamEvent>,
   ) -> Result<()> {
     if !self.done {
-      let framing = self.sse.push(bytes, &mut self.frames);
+      let framing = self.framer.push(bytes, &mut self.frames);
       self.decode_after_framing(framing)?;
     }
     self.assembler.move_events_into(events);
@@ -258,7 +307,7 @@ impl StreamSession {
   /// The byte stream ended: the last events, and the whole answer (or why it is not whole).
   pub fn finish(mut self) -> Result<(Vec<crate::types::StreamEvent>, Completion)> {
     if !self.done {
-      let framing = self.sse.finish(&mut self.frames);
+      let framing = self.framer.finish(&mut self.frames);
       self.decode_after_framing(framing)?;
     }
     self.decoder.on_end(&mut self.assembler)?;
