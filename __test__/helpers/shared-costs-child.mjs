@@ -33,7 +33,7 @@ if (config.startFile) {
   while (!existsSync(config.startFile)) await new Promise((resolve) => setTimeout(resolve, 5))
 }
 
-const result = { ok: 0, costUsd: 0, codes: {} }
+const result = { ok: 0, costUsd: 0, codes: {}, messages: {} }
 let next = 0
 async function worker() {
   while (next < config.calls) {
@@ -49,6 +49,7 @@ async function worker() {
       result.costUsd += response.costUsd
     } catch (error) {
       result.codes[error.code] = (result.codes[error.code] ?? 0) + 1
+      result.messages[error.code] ??= error.message
     }
   }
 }

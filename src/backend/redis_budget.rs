@@ -1,6 +1,6 @@
 //! Hard budgets shared by every process: spend counters and reservations in Redis.
 //!
-//! One hash per user and budget period, `{prefix}budget:{user}:{period}` (period `day:YYYY-MM-DD`
+//! One hash per user and budget period, `{prefix}budget:{{user}}:{period}` (period `day:YYYY-MM-DD`
 //! or `month:YYYY-MM`, UTC), holds `spent` (integer nanodollars) and one field per
 //! reservation in flight, `h:{id}` = `{amount}:{deadline ms}`. Scripts run atomically on the
 //! server:
@@ -27,12 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::Notify;
 
 use super::redis_retry::once_more_if_reconnecting;
-use super::shared::{connect_redis, unavailable};
+use super::shared::{connect_redis, hash_tag, unavailable, RedisConnection};
 use crate::costs::money::Nanos;
 use crate::error::{GatewayError, Result};
 
@@ -160,7 +159,7 @@ pub struct BudgetStoreStats {
 }
 
 struct Inner {
-  connection: ConnectionManager,
+  connection: RedisConnection,
   url: String,
   queue: Mutex<Queue>,
   wake: Notify,
@@ -219,9 +218,11 @@ impl RedisBudgets {
     })
   }
 
-  /// The hash of `user`'s spend in `period` ("day:2025-11-15", "month:2025-11").
+  /// The hash of `user`'s spend in `period` ("day:2025-11-15", "month:2025-11"). The user
+  /// is the hash tag: a settlement touches one user's period hashes in one script, which a
+  /// Redis Cluster runs only when they share a slot.
   pub fn key(&self, user: &str, period: &str) -> String {
-    format!("{}budget:{user}:{period}", self.prefix)
+    format!("{}budget:{}:{period}", self.prefix, hash_tag(user))
   }
 
   /// Reserves `amount` against `limit` in the period hash `key`. The first time the hash
