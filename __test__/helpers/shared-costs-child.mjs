@@ -3,7 +3,7 @@
 // `calls` chats at the mock upstream with `concurrency` in flight. Prints what happened
 // (from the call results, not from the ledger) as one JSON line, then closes the tracker
 // and exits. An unhandled rejection or uncaught exception exits with code 3.
-import { CostTracker, Gateway } from '../../index.js'
+import { CostTracker, Gateway, countTokens } from '../../index.js'
 
 const fail = (error) => {
   process.stderr.write(`child failure: ${error?.stack ?? error}\n`)
@@ -28,6 +28,9 @@ const gateway = new Gateway({
 
 // Every child waits for the same start signal (a file appearing) so the calls overlap.
 if (config.startFile) {
+  // The tokenizer loads on first use (seconds in a debug build, on the addon's runtime): before the start, so
+  // the overlapping calls measure the budget store rather than that.
+  countTokens(config.model, 'warm up')
   const { existsSync } = await import('node:fs')
   process.stdout.write('ready\n')
   while (!existsSync(config.startFile)) await new Promise((resolve) => setTimeout(resolve, 5))
