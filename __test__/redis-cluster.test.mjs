@@ -114,21 +114,26 @@ describe('on a 3-primary Redis Cluster', () => {
     }
     const ok = results.reduce((sum, r) => sum + r.ok, 0)
     const refused = results.reduce((sum, r) => sum + (r.codes.BUDGET_EXCEEDED ?? 0), 0)
-    const others = results.flatMap((r) => Object.keys(r.codes).filter((code) => code !== 'BUDGET_EXCEEDED').map((code) => `${code}: ${r.messages[code]}`))
-    assert.deepEqual(others, [], 'only budget refusals')
-    assert.equal(ok + refused, 200)
+    // A reservation the store did not answer within its command timeout fails closed (UPSTREAM_UNAVAILABLE, the
+    // documented policy): on a loaded machine a few of the 100 overlapping first calls may; more is a fault.
+    const failedClosed = results.reduce((sum, r) => sum + (r.codes.UPSTREAM_UNAVAILABLE ?? 0), 0)
+    const others = results.flatMap((r) => Object.keys(r.codes).filter((code) => !['BUDGET_EXCEEDED', 'UPSTREAM_UNAVAILABLE'].includes(code)).map((code) => `${code}: ${r.messages[code]}`))
+    assert.deepEqual(others, [], 'only budget refusals (and fail-closed timeouts)')
+    assert.ok(failedClosed <= 4, `${failedClosed} calls failed closed: ${results.map((r) => r.messages.UPSTREAM_UNAVAILABLE).filter(Boolean)}`)
+    assert.equal(ok + refused + failedClosed, 200)
     assert.ok(refused > 0 && ok >= 5, `served ${ok}, refused ${refused}`)
     const budgetNanos = Math.round(budgetUsd * 1e9)
     const servedNanos = Math.round(results.reduce((sum, r) => sum + r.costUsd, 0) * 1e9)
     assert.ok(servedNanos <= budgetNanos, `spend ${servedNanos} ≤ budget ${budgetNanos}`)
-    // Day and month hashes share the user's tag, so the settlement script (both keys at once) ran on one slot.
+    // Each settlement script gets the user's day and month hashes at once (it adds to those that exist: a day
+    // budget creates the day's); they share the user's tag, so the script runs on one slot and its spend lands.
     const day = new Date().toISOString().slice(0, 10)
     const owner = await cluster.primaryOf('{shared}')
-    const keys = (await cluster.keysOn(owner, `${prefix}*`)).sort()
-    assert.deepEqual(keys, [`${prefix}budget:{shared}:day:${day}`, `${prefix}budget:{shared}:month:${day.slice(0, 7)}`])
+    const keys = await cluster.keysOn(owner, `${prefix}*`)
+    assert.deepEqual(keys, [`${prefix}budget:{shared}:day:${day}`])
     const redisSpent = Number(await redisCli(owner, 'hget', keys[0], 'spent'))
     assert.equal(redisSpent, servedNanos, 'Redis and the calls agree')
-    t.diagnostic(`served ${ok}, refused ${refused}, spent ${servedNanos} of ${budgetNanos} nanodollars`)
+    t.diagnostic(`served ${ok}, refused ${refused}, failed closed ${failedClosed}, spent ${servedNanos} of ${budgetNanos} nanodollars`)
   })
 
   test('a response cached by one process is a hit in another', async () => {
