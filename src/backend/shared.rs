@@ -67,17 +67,7 @@ fn display_one_url(raw: &str) -> String {
 /// scrubbed of the URL (a driver may echo it, password included).
 pub fn unavailable(what: &str, url: &str, cause: impl std::fmt::Display) -> GatewayError {
   let shown = display_url(url);
-  let mut detail = cause.to_string();
-  if !url.is_empty() {
-    detail = detail.replace(url, &shown);
-  }
-  for seed in url.split(',') {
-    if let Ok(parsed) = url::Url::parse(seed.trim()) {
-      if let Some(password) = parsed.password().filter(|p| !p.is_empty()) {
-        detail = detail.replace(password, "***");
-      }
-    }
-  }
+  let detail = scrubbed(url, &cause.to_string());
   let mut error = GatewayError::new(
     ErrorCode::UpstreamUnavailable,
     format!("{what} at {shown} is unavailable: {detail}"),
@@ -133,6 +123,22 @@ fn cluster_seeds(url: &str) -> Option<Vec<String>> {
   (seeds.len() > 1 || cluster_scheme).then_some(seeds)
 }
 
+/// `text` without `url` (shown as [`display_url`]) or any seed's password in it.
+fn scrubbed(url: &str, text: &str) -> String {
+  let mut text = text.to_string();
+  if !url.is_empty() {
+    text = text.replace(url, &display_url(url));
+  }
+  for seed in url.split(',') {
+    if let Ok(parsed) = url::Url::parse(seed.trim()) {
+      if let Some(password) = parsed.password().filter(|p| !p.is_empty()) {
+        text = text.replace(password, "***");
+      }
+    }
+  }
+  text
+}
+
 fn not_a_redis_url(what: &str, url: &str, error: &redis::RedisError) -> GatewayError {
   GatewayError::config(format!(
     "{what}: redisUrl {} is not a Redis URL ({:?})",
@@ -145,7 +151,11 @@ fn redis_client(what: &str, url: &str) -> Result<redis::Client> {
   redis::Client::open(url).map_err(|error| not_a_redis_url(what, url, &error))
 }
 
-fn cluster_client(what: &str, url: &str, seeds: &[String]) -> Result<redis::cluster::ClusterClient> {
+fn cluster_client(
+  what: &str,
+  url: &str,
+  seeds: &[String],
+) -> Result<redis::cluster::ClusterClient> {
   redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
     .connection_timeout(CONNECT_TIMEOUT)
     .response_timeout(COMMAND_TIMEOUT)
@@ -154,7 +164,14 @@ fn cluster_client(what: &str, url: &str, seeds: &[String]) -> Result<redis::clus
     .min_retry_wait(20)
     .max_retry_wait(500)
     .build()
-    .map_err(|error| not_a_redis_url(what, url, &error))
+    // Why the seeds do not make one cluster (different passwords, a Unix socket, …).
+    .map_err(|error| {
+      GatewayError::config(format!(
+        "{what}: redisUrl {} is not a usable cluster seed list ({})",
+        display_url(url),
+        scrubbed(url, &error.to_string())
+      ))
+    })
 }
 
 /// Checks that `url` is a Redis (or Redis Cluster) URL without connecting: CONFIG if not.
@@ -237,7 +254,9 @@ impl RedisConnection {
     if let Value::Array(ranges) = slots {
       for range in ranges {
         // [start, end, [host, port, id, …], replicas…]
-        let Value::Array(fields) = range else { continue };
+        let Value::Array(fields) = range else {
+          continue;
+        };
         let Some(Value::Array(primary)) = fields.get(2) else {
           continue;
         };
@@ -407,7 +426,12 @@ mod tests {
     }
     // And different tags spread: 200 users land on many slots.
     let slots: std::collections::HashSet<Slot> = (0..200)
-      .map(|i| slot(&format!("ferrogate:budget:{}:day:x", hash_tag(&format!("user{i}")))))
+      .map(|i| {
+        slot(&format!(
+          "ferrogate:budget:{}:day:x",
+          hash_tag(&format!("user{i}"))
+        ))
+      })
       .collect();
     assert!(slots.len() > 150, "{} slots", slots.len());
   }
@@ -437,20 +461,38 @@ mod tests {
   #[test]
   fn a_cluster_error_never_shows_a_seed_password() {
     let url = "redis://:hunter2@127.0.0.1:1,redis://:swordfish@127.0.0.1:2";
-    let error = unavailable("RateLimiter", url, "no node at redis://:swordfish@127.0.0.1:2");
+    let error = unavailable(
+      "RateLimiter",
+      url,
+      "no node at redis://:swordfish@127.0.0.1:2",
+    );
     assert!(!error.message.contains("hunter2"), "{}", error.message);
     assert!(!error.message.contains("swordfish"), "{}", error.message);
   }
 
   #[tokio::test]
   async fn an_unreachable_cluster_is_a_clear_error() {
-    let message = connect_redis("ResponseCache", "redis://:hunter2@127.0.0.1:1,redis://127.0.0.1:2")
-      .await
-      .err()
-      .map(|e| e.message)
-      .unwrap_or_default();
+    let mixed = check_redis_url(
+      "ResponseCache",
+      "redis://:hunter2@127.0.0.1:1,redis://127.0.0.1:2",
+    )
+    .err()
+    .map(|e| (e.code, e.message));
     assert!(
-      message.starts_with("ResponseCache at redis://127.0.0.1:1,redis://127.0.0.1:2 is unavailable"),
+      matches!(&mixed, Some((ErrorCode::Config, m)) if m.contains("different password") && !m.contains("hunter2")),
+      "{mixed:?}"
+    );
+    let message = connect_redis(
+      "ResponseCache",
+      "redis://:hunter2@127.0.0.1:1,redis://:hunter2@127.0.0.1:2",
+    )
+    .await
+    .err()
+    .map(|e| e.message)
+    .unwrap_or_default();
+    assert!(
+      message
+        .starts_with("ResponseCache at redis://127.0.0.1:1,redis://127.0.0.1:2 is unavailable"),
       "{message}"
     );
     assert!(!message.contains("hunter2"), "{message}");
