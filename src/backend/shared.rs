@@ -313,7 +313,12 @@ pub fn connect_redis_lazy(what: &str, url: &str) -> Result<RedisConnection> {
   if let Some(seeds) = cluster_seeds(url) {
     let client = cluster_client(what, url, &seeds)?;
     return Ok(RedisConnection::Cluster(
-      client.get_pending_async_connection_with_config(redis::cluster::ClusterConfig::default()),
+      client.get_pending_async_connection_with_config(
+        // The config replaces the client's per-node timeouts: the same ones again.
+        redis::cluster::ClusterConfig::new()
+          .set_connection_timeout(CONNECT_TIMEOUT)
+          .set_response_timeout(COMMAND_TIMEOUT),
+      ),
     ));
   }
   let client = redis_client(what, url)?;
