@@ -477,6 +477,29 @@ mod tests {
     4_000_000_000
   }
 
+  /// A settlement's script gets the hold's hash and the user's day and month hashes at once:
+  /// on a Redis Cluster they must share a slot, whatever the user and the prefix.
+  #[tokio::test]
+  async fn the_keys_of_one_settlement_share_a_cluster_slot() {
+    use redis::cluster_routing::Slot;
+    for prefix in ["ferrogate:", "", "app{x}:", "a}b:"] {
+      let mut options = options();
+      options.prefix = prefix.to_string();
+      let budgets = RedisBudgets::open(options).await.expect("open");
+      for user in ["alice", "", "}", "{", "{}", "a}b{c", "%"] {
+        let day = budgets.key(user, "day:2025-11-15");
+        let month = budgets.key(user, "month:2025-11");
+        assert_ne!(day, month);
+        assert_eq!(
+          Slot::for_key(&day),
+          Slot::for_key(&month),
+          "{day} / {month}"
+        );
+      }
+      assert_ne!(budgets.key("", "day:x"), budgets.key("%00", "day:x"));
+    }
+  }
+
   #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
   async fn reservations_never_pass_the_limit_and_settle_into_spent() {
     let budgets = Arc::new(RedisBudgets::open(options()).await.expect("open"));
