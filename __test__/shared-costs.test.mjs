@@ -136,7 +136,7 @@ test('a hard budget shared by 4 processes with 200 concurrent calls is never pas
   assert.equal(rows, ok, 'one ledger row per served call')
   assert.ok(spentNanos <= budgetNanos, `ledger spend ${spentNanos} ≤ budget ${budgetNanos}`)
   const day = new Date().toISOString().slice(0, 10)
-  const redisSpent = Number(redisCli('HGET', `${prefix}budget:shared:day:${day}`, 'spent'))
+  const redisSpent = Number(redisCli('HGET', `${prefix}budget:{shared}:day:${day}`, 'spent'))
   assert.ok(redisSpent <= budgetNanos, `Redis spend ${redisSpent} ≤ budget ${budgetNanos}`)
   assert.equal(redisSpent, spentNanos, 'Redis and the ledger agree')
   t.diagnostic(`served ${ok}, refused ${refused}, spent ${spentNanos} of ${budgetNanos} nanodollars`)

@@ -210,7 +210,7 @@ describe('RateLimiter with redisUrl, from JS', () => {
     assert.deepEqual(decisions.map((d) => d.remainingRequests), [2, 1, 0, 0, 0])
     assert.ok(decisions[3].retryAfterMs > 0 && decisions[3].retryAfterMs <= 1000, `${decisions[3].retryAfterMs}`)
     assert.equal(decisions[0].remainingTokens, Infinity)
-    const ttl = await admin.pttl(`${prefix}rl:alice`)
+    const ttl = await admin.pttl(`${prefix}rl:{alice}`)
     assert.ok(ttl > 0 && ttl <= 3001, `PTTL ${ttl}`)
     const error = (() => {
       try {

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { once } from 'node:events'
 
-async function sparePort() {
+export async function sparePort() {
   const server = net.createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -13,7 +13,7 @@ async function sparePort() {
   return port
 }
 
-function ping(port) {
+export function ping(port) {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port })
     let answer = ''

@@ -3,7 +3,7 @@
 // `calls` chats at the mock upstream with `concurrency` in flight. Prints what happened
 // (from the call results, not from the ledger) as one JSON line, then closes the tracker
 // and exits. An unhandled rejection or uncaught exception exits with code 3.
-import { CostTracker, Gateway } from '../../index.js'
+import { CostTracker, Gateway, countTokens } from '../../index.js'
 
 const fail = (error) => {
   process.stderr.write(`child failure: ${error?.stack ?? error}\n`)
@@ -28,12 +28,15 @@ const gateway = new Gateway({
 
 // Every child waits for the same start signal (a file appearing) so the calls overlap.
 if (config.startFile) {
+  // The tokenizer loads on first use (seconds in a debug build, on the addon's runtime): before the start, so
+  // the overlapping calls measure the budget store rather than that.
+  countTokens(config.model, 'warm up')
   const { existsSync } = await import('node:fs')
   process.stdout.write('ready\n')
   while (!existsSync(config.startFile)) await new Promise((resolve) => setTimeout(resolve, 5))
 }
 
-const result = { ok: 0, costUsd: 0, codes: {} }
+const result = { ok: 0, costUsd: 0, codes: {}, messages: {} }
 let next = 0
 async function worker() {
   while (next < config.calls) {
@@ -49,6 +52,7 @@ async function worker() {
       result.costUsd += response.costUsd
     } catch (error) {
       result.codes[error.code] = (result.codes[error.code] ?? 0) + 1
+      result.messages[error.code] ??= error.message
     }
   }
 }

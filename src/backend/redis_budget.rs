@@ -1,6 +1,6 @@
 //! Hard budgets shared by every process: spend counters and reservations in Redis.
 //!
-//! One hash per user and budget period, `{prefix}budget:{user}:{period}` (period `day:YYYY-MM-DD`
+//! One hash per user and budget period, `{prefix}budget:{{user}}:{period}` (period `day:YYYY-MM-DD`
 //! or `month:YYYY-MM`, UTC), holds `spent` (integer nanodollars) and one field per
 //! reservation in flight, `h:{id}` = `{amount}:{deadline ms}`. Scripts run atomically on the
 //! server:
@@ -27,12 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::Notify;
 
 use super::redis_retry::once_more_if_reconnecting;
-use super::shared::{connect_redis, unavailable};
+use super::shared::{connect_redis, hash_tag, unavailable, RedisConnection};
 use crate::costs::money::Nanos;
 use crate::error::{GatewayError, Result};
 
@@ -160,7 +159,7 @@ pub struct BudgetStoreStats {
 }
 
 struct Inner {
-  connection: ConnectionManager,
+  connection: RedisConnection,
   url: String,
   queue: Mutex<Queue>,
   wake: Notify,
@@ -219,9 +218,11 @@ impl RedisBudgets {
     })
   }
 
-  /// The hash of `user`'s spend in `period` ("day:2025-11-15", "month:2025-11").
+  /// The hash of `user`'s spend in `period` ("day:2025-11-15", "month:2025-11"). The user
+  /// is the hash tag: a settlement touches one user's period hashes in one script, which a
+  /// Redis Cluster runs only when they share a slot.
   pub fn key(&self, user: &str, period: &str) -> String {
-    format!("{}budget:{user}:{period}", self.prefix)
+    format!("{}budget:{}:{period}", self.prefix, hash_tag(user))
   }
 
   /// Reserves `amount` against `limit` in the period hash `key`. The first time the hash
@@ -474,6 +475,29 @@ mod tests {
 
   fn far_future() -> i64 {
     4_000_000_000
+  }
+
+  /// A settlement's script gets the hold's hash and the user's day and month hashes at once:
+  /// on a Redis Cluster they must share a slot, whatever the user and the prefix.
+  #[tokio::test]
+  async fn the_keys_of_one_settlement_share_a_cluster_slot() {
+    use redis::cluster_routing::Slot;
+    for prefix in ["ferrogate:", "", "app{x}:", "a}b:"] {
+      let mut options = options();
+      options.prefix = prefix.to_string();
+      let budgets = RedisBudgets::open(options).await.expect("open");
+      for user in ["alice", "", "}", "{", "{}", "a}b{c", "%"] {
+        let day = budgets.key(user, "day:2025-11-15");
+        let month = budgets.key(user, "month:2025-11");
+        assert_ne!(day, month);
+        assert_eq!(
+          Slot::for_key(&day),
+          Slot::for_key(&month),
+          "{day} / {month}"
+        );
+      }
+      assert_ne!(budgets.key("", "day:x"), budgets.key("%00", "day:x"));
+    }
   }
 
   #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 //! A read asks moka, then Redis (one round trip: the value and its remaining time to
 //! live), and a Redis hit fills moka for the rest of that time. A write goes to both; an
 //! answer whose encoding is larger than `max_value_bytes` stays in this process only.
-//! Redis entries are `{prefix}cache:{namespaced key}` (see `cache::namespace_prefix`) holding the answer as versioned JSON,
+//! Redis entries are `{prefix}cache:{namespaced key}` (see `cache::namespace_prefix`, whose
+//! namespace is the hash tag) holding the answer as versioned JSON,
 //! always with a PX time to live. A Redis that cannot answer costs misses only: failed
 //! reads and writes are counted and otherwise ignored. `delete` and `clear` are explicit
 //! invalidations, so they report a Redis failure (after doing their local part).
@@ -15,13 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::{self, BoxFuture, FutureExt};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio_util::task::TaskTracker;
 
 use super::memory_cache::{MemoryCacheLimits, MemoryCacheStore};
 use super::redis_retry::once_more_if_reconnecting;
-use super::shared::{unavailable, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
+use super::shared::{unavailable, RedisConnection, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 use super::{CacheStore, StoreUsage};
 use crate::error::{GatewayError, Result};
 use crate::providers::openai::embeddings::{decode_base64, encode_base64};
@@ -49,7 +49,7 @@ pub struct TieredCacheOptions {
 pub struct TieredCacheStore {
   local: MemoryCacheStore,
   /// `None` once closed: the store then works as the local tier alone.
-  connection: Mutex<Option<ConnectionManager>>,
+  connection: Mutex<Option<RedisConnection>>,
   key_prefix: String,
   url: String,
   default_ttl: Option<Duration>,
@@ -69,7 +69,7 @@ struct Counters {
 
 /// One SET with its time to live, on its own so it can also run in the background.
 async fn write(
-  connection: ConnectionManager,
+  connection: RedisConnection,
   redis_key: String,
   encoded: Vec<u8>,
   ttl: Duration,
@@ -261,7 +261,7 @@ fn glob_escape(text: &str) -> String {
 
 impl TieredCacheStore {
   /// `connection` comes from [`super::shared::connect_redis`].
-  pub fn new(connection: ConnectionManager, url: &str, options: TieredCacheOptions) -> Self {
+  pub fn new(connection: RedisConnection, url: &str, options: TieredCacheOptions) -> Self {
     TieredCacheStore {
       local: MemoryCacheStore::new(options.limits),
       connection: Mutex::new(Some(connection)),
@@ -274,7 +274,7 @@ impl TieredCacheStore {
     }
   }
 
-  fn connection(&self) -> Option<ConnectionManager> {
+  fn connection(&self) -> Option<RedisConnection> {
     self
       .connection
       .lock()
@@ -367,38 +367,45 @@ impl TieredCacheStore {
     Ok(local || removed > 0)
   }
 
+  /// Drops the namespace here and in Redis: a SCAN on every node that holds keys (each
+  /// cluster primary), UNLINKing what it finds (the cluster connection splits an UNLINK
+  /// of keys in several slots by slot).
   async fn clear_both(&self, prefix: &str) -> Result<()> {
     self.local.clear(prefix).await?;
-    let mut connection = self.connection().ok_or_else(Self::closed)?;
+    let connection = self.connection().ok_or_else(Self::closed)?;
     let pattern = format!("{}*", glob_escape(&self.redis_key(prefix)));
-    let mut cursor: u64 = 0;
-    loop {
-      let mut scan = redis::cmd("SCAN");
-      scan
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(&pattern)
-        .arg("COUNT")
-        .arg(SCAN_COUNT);
-      let scan = &scan;
-      let (next, keys): (u64, Vec<Vec<u8>>) = once_more_if_reconnecting(|| {
-        let mut connection = connection.clone();
-        async move { scan.query_async(&mut connection).await }
-      })
+    let nodes = once_more_if_reconnecting(|| connection.primaries())
       .await
       .map_err(|error| self.failed(error))?;
-      if !keys.is_empty() {
-        let _: i64 = redis::cmd("UNLINK")
-          .arg(keys)
-          .query_async(&mut connection)
-          .await
-          .map_err(|error| self.failed(error))?;
+    for node in &nodes {
+      let mut cursor: u64 = 0;
+      loop {
+        let mut scan = redis::cmd("SCAN");
+        scan
+          .arg(cursor)
+          .arg("MATCH")
+          .arg(&pattern)
+          .arg("COUNT")
+          .arg(SCAN_COUNT);
+        let scan = &scan;
+        let (next, keys): (u64, Vec<Vec<u8>>) =
+          once_more_if_reconnecting(|| connection.query_on(node, scan))
+            .await
+            .map_err(|error| self.failed(error))?;
+        if !keys.is_empty() {
+          let _: i64 = redis::cmd("UNLINK")
+            .arg(keys)
+            .query_async(&mut connection.clone())
+            .await
+            .map_err(|error| self.failed(error))?;
+        }
+        if next == 0 {
+          break;
+        }
+        cursor = next;
       }
-      if next == 0 {
-        return Ok(());
-      }
-      cursor = next;
     }
+    Ok(())
   }
 }
 

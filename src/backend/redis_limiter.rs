@@ -1,7 +1,8 @@
 //! The shared limiter store: the GCRA of [`super::gcra`] run by Redis itself, in one Lua
 //! script, so every process and host sharing a key sees and moves the same buckets.
 //!
-//! Each key is a hash `{prefix}rl:{key}` of `e` (an epoch second, from Redis `TIME`) and
+//! Each key is a hash `{prefix}rl:{{key}}` (the key as its hash tag, see
+//! [`super::shared::hash_tag`]) of `e` (an epoch second, from Redis `TIME`) and
 //! the two TATs `r` (requests) and `t` (tokens) in nanoseconds after `e`. Times after a
 //! per-key epoch rather than after 1970 keep the numbers small enough for the doubles Lua
 //! computes with to stay exact to a fraction of a nanosecond (at 1.7e18 ns a double is off
@@ -12,12 +13,11 @@
 use std::sync::{LazyLock, Mutex};
 
 use futures_util::future::{BoxFuture, FutureExt};
-use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::gcra::{Decision, Quota};
 use super::redis_retry::once_more_if_reconnecting;
-use super::shared::unavailable;
+use super::shared::{hash_tag, unavailable, RedisConnection};
 use super::LimiterStore;
 use crate::error::{GatewayError, Result};
 
@@ -126,7 +126,7 @@ pub struct RedisTime {
 pub struct RedisLimiterStore {
   /// `None` once closed. Each command clones the manager: clones share one multiplexed
   /// connection.
-  connection: Mutex<Option<ConnectionManager>>,
+  connection: Mutex<Option<RedisConnection>>,
   /// `{prefix}rl:` before every key.
   key_prefix: String,
   /// For messages only (shown without its password).
@@ -135,7 +135,7 @@ pub struct RedisLimiterStore {
 
 impl RedisLimiterStore {
   /// `connection` comes from [`super::shared::connect_redis`].
-  pub fn new(connection: ConnectionManager, url: &str, prefix: &str) -> Self {
+  pub fn new(connection: RedisConnection, url: &str, prefix: &str) -> Self {
     RedisLimiterStore {
       connection: Mutex::new(Some(connection)),
       key_prefix: format!("{prefix}rl:"),
@@ -143,7 +143,7 @@ impl RedisLimiterStore {
     }
   }
 
-  fn connection(&self) -> Result<ConnectionManager> {
+  fn connection(&self) -> Result<RedisConnection> {
     self
       .connection
       .lock()
@@ -152,8 +152,9 @@ impl RedisLimiterStore {
       .ok_or_else(|| GatewayError::config("the RateLimiter is closed"))
   }
 
+  /// `{prefix}rl:{key}`, the key as the hash tag (one key per script).
   pub fn redis_key(&self, key: &str) -> String {
-    format!("{}{key}", self.key_prefix)
+    format!("{}{}", self.key_prefix, hash_tag(key))
   }
 
   async fn run(

@@ -20,14 +20,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use redis::AsyncConnectionConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::redis_cache::{decode, encode, DEFAULT_SHARED_TTL};
 use super::redis_retry::once_more_if_reconnecting;
-use super::shared::{connect_redis_lazy, redis_client, CONNECT_TIMEOUT};
+use super::shared::{
+  cluster_seeds, connect_redis_lazy, redis_client, RedisConnection, CONNECT_TIMEOUT,
+};
 use super::{SemanticEntry, SemanticStore};
 use crate::error::{GatewayError, Result};
 use crate::semantic::index::{ScopeKey, VectorIndex};
@@ -65,7 +67,7 @@ pub struct RedisSemanticStore {
 }
 
 struct Inner {
-  connection: ConnectionManager,
+  connection: RedisConnection,
   /// `{<prefix>semantic:<len>:<namespace>}:`: one hash tag for every key of the cache.
   keys: String,
   max_entries: usize,
@@ -83,6 +85,13 @@ impl RedisSemanticStore {
   /// the tokio runtime; only a bad URL fails here.
   pub fn start(options: RedisSemanticOptions, index: Arc<VectorIndex>) -> Result<Self> {
     const WHAT: &str = "SemanticCache";
+    // Each process tails one stream with XREAD BLOCK on a connection of its own to the node
+    // that holds it; following a cluster's slot moves is not built yet.
+    if cluster_seeds(&options.url).is_some() {
+      return Err(GatewayError::config(
+        "SemanticCache: redisUrl names a Redis Cluster, which the semantic cache does not support yet; give it one Redis",
+      ));
+    }
     let connection = connect_redis_lazy(WHAT, &options.url)?;
     let client = redis_client(WHAT, &options.url)?;
     let inner = Arc::new(Inner {

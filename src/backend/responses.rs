@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt};
-use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
-use super::shared::{connect_redis, display_url, unavailable};
+use super::shared::{check_redis_url, connect_redis, hash_tag, unavailable, RedisConnection};
 use crate::error::{GatewayError, Result};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -65,13 +64,7 @@ pub fn build(config: &ResponseStoreConfig) -> Result<Arc<dyn ResponseStore>> {
       config.ttl,
     ))),
     Some(url) => {
-      redis::Client::open(url.as_str()).map_err(|error| {
-        GatewayError::config(format!(
-          "responses: redisUrl {} is not a Redis URL ({:?})",
-          display_url(url),
-          error.kind()
-        ))
-      })?;
+      check_redis_url("responses", url)?;
       Ok(Arc::new(RedisResponseStore {
         url: url.clone(),
         prefix: config.prefix.clone(),
@@ -212,17 +205,17 @@ pub struct RedisResponseStore {
   prefix: String,
   ttl: Duration,
   max_entry_bytes: usize,
-  connection: OnceCell<ConnectionManager>,
+  connection: OnceCell<RedisConnection>,
 }
 
 impl RedisResponseStore {
   /// `<prefix>{<id>}`: the id is the hash tag, so a Redis Cluster places each response
   /// on one slot.
   fn key(&self, id: &str) -> String {
-    format!("{}{{{id}}}", self.prefix)
+    format!("{}{}", self.prefix, hash_tag(id))
   }
 
-  async fn connection(&self) -> Result<ConnectionManager> {
+  async fn connection(&self) -> Result<RedisConnection> {
     self
       .connection
       .get_or_try_init(|| connect_redis("the response store", &self.url))

@@ -91,7 +91,7 @@ pub(crate) const DEFAULT_REDIS_PREFIX: &str = "ferrogate:";
 pub(crate) fn connect_in_background(
   what: &str,
   url: &str,
-) -> Result<redis::aio::ConnectionManager, GatewayError> {
+) -> Result<crate::backend::shared::RedisConnection, GatewayError> {
   napi::bindgen_prelude::block_on(async { connect_redis_lazy(what, url) })
 }
 
@@ -99,14 +99,14 @@ pub(crate) fn connect_in_background(
 pub(crate) struct RedisLink {
   what: &'static str,
   url: String,
-  connection: redis::aio::ConnectionManager,
+  connection: crate::backend::shared::RedisConnection,
 }
 
 impl RedisLink {
   pub(crate) fn new(
     what: &'static str,
     url: &str,
-    connection: &redis::aio::ConnectionManager,
+    connection: &crate::backend::shared::RedisConnection,
   ) -> Self {
     RedisLink {
       what,
