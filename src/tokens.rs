@@ -102,6 +102,32 @@ impl<'m> PromptTokens<'m> {
   }
 }
 
+impl PromptTokens<'_> {
+  /// An upper bound of `count` in every encoding, without a tokenizer pass: each token of
+  /// a byte-level BPE stands for at least one byte of the text, so a text has at most as
+  /// many tokens as bytes (role names likewise), and the framing tokens are added as
+  /// `count` adds them. Typically 3 to 4 times the count for English.
+  pub fn bound(&self) -> usize {
+    self
+      .messages
+      .iter()
+      .map(|message| {
+        let images = message
+          .content
+          .iter()
+          .filter(|part| !matches!(part, ContentPart::Text(_)))
+          .count();
+        TOKENS_PER_MESSAGE
+          + role_name(message.role).len()
+          + text_bytes(message)
+          + images * TOKENS_PER_IMAGE
+          + message.tool_calls.len() * TOKENS_PER_TOOL_CALL
+      })
+      .sum::<usize>()
+      + REPLY_PRIMING
+  }
+}
+
 impl Encoding {
   /// Text as ordinary text: `<|endoftext|>` typed by a user is not a special token.
   pub fn count_text(&self, text: &str) -> usize {
@@ -273,5 +299,39 @@ mod tests {
     let cl100k = encoding_for("gpt-4");
     assert_eq!(prompt.count(&cl100k), cl100k.count_messages(&messages));
     assert_eq!(prompt.counted.lock().expect("counts").len(), 2);
+  }
+
+  #[test]
+  fn the_bound_is_at_least_the_count_in_every_encoding() {
+    let texts = [
+      "Say hello to the benchmark.",
+      "日本語のテキストと emoji 🎉🎉 and ٱلْعَرَبِيَّة",
+      "a",
+      "",
+      "        \n\n\t  x",
+      "0123456789abcdefghijklmnopqrstuvwxyz!@#$%^&*()",
+    ];
+    for text in texts {
+      let messages = vec![
+        Message::text(Role::System, text),
+        Message::text(Role::User, text),
+        Message::text(Role::Assistant, text),
+      ];
+      let prompt = PromptTokens::new(&messages);
+      for model in [
+        "gpt-4o",
+        "gpt-4",
+        "text-davinci-003",
+        "gpt2",
+        "claude-sonnet-4-5",
+      ] {
+        let count = prompt.count(&encoding_for(model));
+        assert!(
+          prompt.bound() >= count,
+          "{model}: {} < {count} for {text:?}",
+          prompt.bound()
+        );
+      }
+    }
   }
 }

@@ -87,6 +87,53 @@ fn unknown_models_cost_nothing_and_are_counted() {
 }
 
 #[test]
+fn a_reservation_sized_by_a_bound_counts_exactly_only_when_the_bound_does_not_fit() {
+  use std::sync::atomic::{AtomicU32, Ordering};
+  let tracker = tracker_at(Arc::new(ManualClock::at(noon())));
+  // $0.0025: 2500 tokens at $1/M. Each call answers in at most 900 tokens.
+  tracker.set_budget("ann", budget(0.0025, Period::Day, true));
+  let counted = AtomicU32::new(0);
+  let exact = || {
+    counted.fetch_add(1, Ordering::Relaxed);
+    100
+  };
+  let size = PromptSize {
+    bound: 400,
+    count: Some(&exact),
+  };
+  // 400 + 900 fits: held at the bound, and the tokenizer never ran.
+  let first = tracker
+    .reserve_sized("ann", &["t/cheap"], &size, Some(900))
+    .expect("fits")
+    .expect("held");
+  assert_eq!(first.amount().usd(), 0.0013);
+  assert_eq!(counted.load(Ordering::Relaxed), 0);
+  // 1300 + 1300 would not fit; 1300 + the exact 1000 does.
+  let second = tracker
+    .reserve_sized("ann", &["t/cheap"], &size, Some(900))
+    .expect("fits when counted")
+    .expect("held");
+  assert_eq!(second.amount().usd(), 0.001);
+  assert_eq!(counted.load(Ordering::Relaxed), 1);
+  // Nothing fits now: refused at the exact amount, and counted as one refusal.
+  let refused = tracker
+    .reserve_sized("ann", &["t/cheap"], &size, Some(900))
+    .expect_err("full");
+  assert_eq!(refused.code, ErrorCode::BudgetExceeded);
+  assert!(
+    refused.message.contains("may cost up to $0.001"),
+    "{}",
+    refused.message
+  );
+  assert_eq!(tracker.stats().budget_refusals, 1);
+  // The real cost replaces the hold, bound or exact.
+  tracker.record(call("ann", "t/cheap", 100, 50), Some(first));
+  tracker.record(call("ann", "t/cheap", 100, 50), Some(second));
+  let status = tracker.budget("ann").expect("status");
+  assert_eq!((status.spent.usd(), status.reserved), (0.0003, Nanos::ZERO));
+}
+
+#[test]
 fn a_hard_budget_refuses_what_could_pass_it_and_releases_unused_holds() {
   let tracker = tracker_at(Arc::new(ManualClock::at(noon())));
   // Each call may cost up to (100 + 900) tokens × $1/M = $0.001.
