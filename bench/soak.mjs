@@ -53,10 +53,13 @@ const gw = new Gateway({
 });
 
 const samples = [];
+const row = (s) => `| ${s.label} | ${s.calls.toLocaleString('en-US')} | ${fmt(s.tS, 1)} | ${fmt(s.rss / MB, 1)} | ${fmt(s.heap / MB, 1)} | ${fmt(s.external / MB, 1)} |`;
 const sample = (label, calls) => {
   gc();
   const m = process.memoryUsage();
   samples.push({ label, calls, tS: (performance.now() - t0) / 1000, rss: m.rss, heap: m.heapUsed, external: m.external });
+  // As it goes, so a run cut short still tells something.
+  if (env.PROGRESS !== '0') console.error(`soak: ${row(samples.at(-1))}`);
 };
 
 let started = 0;
@@ -104,7 +107,7 @@ console.log(`Soak: ${done.toLocaleString('en-US')} non-streamed chats in ${fmt(e
 console.log('');
 console.log('| at | calls | s | RSS MB | heap used MB | external MB |');
 console.log('|---|---:|---:|---:|---:|---:|');
-for (const s of samples) console.log(`| ${s.label} | ${s.calls.toLocaleString('en-US')} | ${fmt(s.tS, 1)} | ${fmt(s.rss / MB, 1)} | ${fmt(s.heap / MB, 1)} | ${fmt(s.external / MB, 1)} |`);
+for (const s of samples) console.log(row(s));
 console.log('');
 console.log(`RSS at 10%: ${fmt(at10.rss / MB, 1)} MB; at 100%: ${fmt(at100.rss / MB, 1)} MB; minimum after warm-up ${fmt(minRss / MB, 1)} MB; end − minimum ${fmt((at100.rss - minRss) / MB, 1)} MB; growth from 10% to 100%: ${fmt((at100.rss - at10.rss) / Math.max(1, at100.calls - at10.calls), 1)} bytes per call.`);
 console.log(`Errors: ${errors}${firstError ? ` (first: ${firstError.code ?? ''} ${firstError.message})` : ''}.${costs ? ` Tracker: ${counted.toLocaleString('en-US')} calls in summary() (of ${done.toLocaleString('en-US')}).` : ''}${cache ? ` Cache: ${cache.stats().entries} entries.` : ''}`);
