@@ -87,11 +87,9 @@ fn unknown_models_cost_nothing_and_are_counted() {
 }
 
 #[test]
-fn a_reservation_sized_by_a_bound_counts_exactly_only_when_the_bound_does_not_fit() {
+fn a_reservation_is_held_at_the_prompts_bound_far_from_the_limit_and_counted_near_it() {
   use std::sync::atomic::{AtomicU32, Ordering};
   let tracker = tracker_at(Arc::new(ManualClock::at(noon())));
-  // $0.0025: 2500 tokens at $1/M. Each call answers in at most 900 tokens.
-  tracker.set_budget("ann", budget(0.0025, Period::Day, true));
   let counted = AtomicU32::new(0);
   let exact = || {
     counted.fetch_add(1, Ordering::Relaxed);
@@ -101,14 +99,16 @@ fn a_reservation_sized_by_a_bound_counts_exactly_only_when_the_bound_does_not_fi
     bound: 400,
     count: Some(&exact),
   };
-  // 400 + 900 fits: held at the bound, and the tokenizer never ran.
+  // $0.2 has room for 100 calls of 400 + 900 tokens at $1/M: held at the bound, uncounted.
+  tracker.set_budget("ann", budget(0.2, Period::Day, true));
   let first = tracker
     .reserve_sized("ann", &["t/cheap"], &size, Some(900))
     .expect("fits")
     .expect("held");
   assert_eq!(first.amount().usd(), 0.0013);
   assert_eq!(counted.load(Ordering::Relaxed), 0);
-  // 1300 + 1300 would not fit; 1300 + the exact 1000 does.
+  // $0.0025 leaves $0.0012: near the limit the prompt is counted, and 100 + 900 fits.
+  tracker.set_budget("ann", budget(0.0025, Period::Day, true));
   let second = tracker
     .reserve_sized("ann", &["t/cheap"], &size, Some(900))
     .expect("fits when counted")

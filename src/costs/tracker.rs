@@ -41,6 +41,10 @@ const HISTORY_DAYS: i64 = 35;
 /// one query per active user with a budget every few seconds, and alerts and budgets that
 /// lag other processes by no more than that.
 const LEDGER_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// A call is reserved at its prompt's bound (no tokenizer pass) only while the budget has
+/// room for this many more calls at that bound; nearer the limit every call is counted
+/// exactly, so the calls that fit there are the ones an exact reservation lets through.
+const BOUND_HEADROOM_CALLS: u64 = 100;
 /// Alerts kept per user for `alerts(user)`; older ones are dropped.
 const MAX_ALERTS_PER_USER: usize = 100;
 /// Default high-cost threshold: output at or above $20 per million tokens.
@@ -537,10 +541,11 @@ impl CostTracker {
     self.reserve_sized(user, models, &PromptSize::known(prompt_tokens), max_tokens)
   }
 
-  /// `reserve` with the prompt's size as a cheap upper bound first: the exact count is
-  /// asked for only when a reservation at the bound would not fit. Both are upper bounds of
-  /// what the call can cost, so the budget can never be passed; and a call is refused only
-  /// when its exact reservation does not fit, as with `reserve`.
+  /// `reserve` with the prompt's size as a cheap upper bound: while the budget has room for
+  /// [`BOUND_HEADROOM_CALLS`] calls at the bound the call is held at it, uncounted; nearer
+  /// the limit the exact count is asked for. Both are upper bounds of what the call can
+  /// cost, so the budget can never be passed; and a call is refused only when its exact
+  /// reservation does not fit, as with `reserve`.
   pub fn reserve_sized(
     &self,
     user: &str,
@@ -560,7 +565,7 @@ impl CostTracker {
       if !status.budget.hard {
         return Ok(None);
       }
-      if status.spent + status.reserved + bound_amount <= status.budget.limit {
+      if has_headroom(&status, bound_amount) {
         book.reserved += bound_amount;
         return Ok(Some(Reservation {
           book: shared.clone(),
@@ -652,14 +657,27 @@ impl CostTracker {
       let days = self.ledger.daily_costs(user, period_start).await?;
       Ok(days.iter().map(|(_, cost)| *cost).sum::<Nanos>())
     };
-    // (amount, and once it is the exact one: what a refusal names)
-    let mut attempt = (
-      bound_amount,
-      prompt
-        .count
-        .is_none()
-        .then_some((bound_model, bound_price, prompt.bound)),
-    );
+    // (amount, and once it is the exact one: what a refusal names). Near the limit (as
+    // this process last heard it) the prompt is counted before the first round trip.
+    let near_limit = prompt.count.is_some()
+      && !lock(&shared)
+        .status(today)
+        .is_some_and(|status| has_headroom(&status, bound_amount));
+    let mut attempt = if near_limit {
+      let prompt_tokens = prompt.exact();
+      let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
+        return Ok(None);
+      };
+      (amount, Some((model, price, prompt_tokens)))
+    } else {
+      (
+        bound_amount,
+        prompt
+          .count
+          .is_none()
+          .then_some((bound_model, bound_price, prompt.bound)),
+      )
+    };
     loop {
       let (amount, exact) = attempt;
       let reply = match store
@@ -1154,6 +1172,16 @@ fn embedded_ledger(path: Option<&str>) -> Result<Arc<dyn LedgerBackend>> {
     Some(path) => Arc::new(SqliteLedger::open(Some(path))?),
     None => Arc::new(MemoryLedger::new()),
   })
+}
+
+/// Whether a reservation at a prompt's bound may be taken: the budget has room for
+/// [`BOUND_HEADROOM_CALLS`] such calls.
+fn has_headroom(status: &BudgetStatus, bound_amount: Nanos) -> bool {
+  let room = status
+    .budget
+    .limit
+    .saturating_sub(status.spent + status.reserved);
+  u128::from(bound_amount.0) * u128::from(BOUND_HEADROOM_CALLS) <= u128::from(room.0)
 }
 
 /// How long a flush or close waits for budget settlements to reach the store.
