@@ -51,6 +51,12 @@ pub fn encoding_for(model: &str) -> Encoding {
   }
 }
 
+/// Whether `model` (bare or "provider/model") is counted with its own tokenizer, as
+/// `encoding_for(model).exact` says, without loading a tokenizer's tables (tens of MB).
+pub fn is_exact(model: &str) -> bool {
+  get_tokenizer(model.rsplit('/').next().unwrap_or(model)).is_some()
+}
+
 fn bpe_for(tokenizer: Tokenizer) -> (&'static CoreBPE, usize) {
   match tokenizer {
     Tokenizer::O200kHarmony => (tiktoken_rs::o200k_harmony_singleton(), 1),
@@ -299,6 +305,14 @@ mod tests {
     let cl100k = encoding_for("gpt-4");
     assert_eq!(prompt.count(&cl100k), cl100k.count_messages(&messages));
     assert_eq!(prompt.counted.lock().expect("counts").len(), 2);
+    for model in [
+      "openai/gpt-4o",
+      "gpt-4",
+      "claude-sonnet-4-5",
+      "gemini-2.5-pro",
+    ] {
+      assert_eq!(is_exact(model), encoding_for(model).exact, "{model}");
+    }
   }
 
   #[test]

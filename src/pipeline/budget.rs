@@ -6,7 +6,7 @@ use super::ledger::Accounting;
 use super::route::CallTargets;
 use crate::costs::{PromptSize, Reservation, ANONYMOUS};
 use crate::error::Result;
-use crate::tokens::{encoding_for, PromptTokens};
+use crate::tokens::{encoding_for, is_exact, PromptTokens};
 use crate::types::ChatRequest;
 
 /// Reserves when the request's user has a hard budget, at the dearest deployment the
@@ -90,7 +90,7 @@ fn prompt_size_bound(vendor_model: &str, req: &ChatRequest, prompt: &PromptToken
       + tool.description.as_deref().map_or(0, str::len)
       + json_len(&tool.parameters);
   }
-  raise_if_estimated(bytes as u64, encoding_for(vendor_model).exact)
+  raise_if_estimated(bytes as u64, is_exact(vendor_model))
 }
 
 fn raise_if_estimated(tokens: u64, exact: bool) -> u64 {
