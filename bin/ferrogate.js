@@ -73,6 +73,12 @@ async function serve(args) {
     if (!Number.isInteger(port) || port < 0 || port > 65535) return fail(`--port must be a port number, not '${values.port}'`)
   }
   if (values.engine != null && !['native', 'node'].includes(values.engine)) return fail(`--engine must be native or node, not '${values.engine}'`)
+  // A proxy uses the machine: one tokio worker per core unless FERROGATE_WORKER_THREADS says
+  // otherwise. Read when the addon loads, so it is set before the first require of it. (In a
+  // process that calls ferrogate itself one worker measures best: see docs/API.md.)
+  if (!process.env.FERROGATE_WORKER_THREADS) {
+    process.env.FERROGATE_WORKER_THREADS = String(require('node:os').availableParallelism())
+  }
   const { startServe, readConfig, exposureWarning } = require('../lib/serve.js')
   const { redact } = require('../lib/express.js')
   let config

@@ -31,3 +31,5 @@ pub mod binding;
 
 #[cfg(test)]
 mod conformance_tests;
+#[cfg(test)]
+mod memory_tests;

@@ -56,6 +56,12 @@ pub fn encoding_for(model: &str) -> Encoding {
   }
 }
 
+/// Whether `model` (bare or "provider/model") is counted with its own tokenizer, as
+/// `encoding_for(model).exact` says, without loading a tokenizer's tables (tens of MB).
+pub fn is_exact(model: &str) -> bool {
+  get_tokenizer(model.rsplit('/').next().unwrap_or(model)).is_some()
+}
+
 fn bpe_for(tokenizer: Tokenizer) -> (&'static CoreBPE, usize) {
   match tokenizer {
     Tokenizer::O200kHarmony => (tiktoken_rs::o200k_harmony_singleton(), 1),
@@ -104,6 +110,32 @@ impl<'m> PromptTokens<'m> {
       .unwrap_or_else(|e| e.into_inner())
       .push((id, count));
     count
+  }
+}
+
+impl PromptTokens<'_> {
+  /// An upper bound of `count` in every encoding, without a tokenizer pass: each token of
+  /// a byte-level BPE stands for at least one byte of the text, so a text has at most as
+  /// many tokens as bytes (role names likewise), and the framing tokens are added as
+  /// `count` adds them. Typically 3 to 4 times the count for English.
+  pub fn bound(&self) -> usize {
+    self
+      .messages
+      .iter()
+      .map(|message| {
+        let images = message
+          .content
+          .iter()
+          .filter(|part| !matches!(part, ContentPart::Text(_)))
+          .count();
+        TOKENS_PER_MESSAGE
+          + role_name(message.role).len()
+          + text_bytes(message)
+          + images * TOKENS_PER_IMAGE
+          + message.tool_calls.len() * TOKENS_PER_TOOL_CALL
+      })
+      .sum::<usize>()
+      + REPLY_PRIMING
   }
 }
 
@@ -278,5 +310,47 @@ mod tests {
     let cl100k = encoding_for("gpt-4");
     assert_eq!(prompt.count(&cl100k), cl100k.count_messages(&messages));
     assert_eq!(prompt.counted.lock().expect("counts").len(), 2);
+    for model in [
+      "openai/gpt-4o",
+      "gpt-4",
+      "claude-sonnet-4-5",
+      "gemini-2.5-pro",
+    ] {
+      assert_eq!(is_exact(model), encoding_for(model).exact, "{model}");
+    }
+  }
+
+  #[test]
+  fn the_bound_is_at_least_the_count_in_every_encoding() {
+    let texts = [
+      "Say hello to the benchmark.",
+      "日本語のテキストと emoji 🎉🎉 and ٱلْعَرَبِيَّة",
+      "a",
+      "",
+      "        \n\n\t  x",
+      "0123456789abcdefghijklmnopqrstuvwxyz!@#$%^&*()",
+    ];
+    for text in texts {
+      let messages = vec![
+        Message::text(Role::System, text),
+        Message::text(Role::User, text),
+        Message::text(Role::Assistant, text),
+      ];
+      let prompt = PromptTokens::new(&messages);
+      for model in [
+        "gpt-4o",
+        "gpt-4",
+        "text-davinci-003",
+        "gpt2",
+        "claude-sonnet-4-5",
+      ] {
+        let count = prompt.count(&encoding_for(model));
+        assert!(
+          prompt.bound() >= count,
+          "{model}: {} < {count} for {text:?}",
+          prompt.bound()
+        );
+      }
+    }
   }
 }

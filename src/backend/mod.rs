@@ -9,6 +9,7 @@
 pub mod gcra;
 pub mod ledger;
 pub mod memory_cache;
+pub mod memory_ledger;
 pub mod memory_limiter;
 pub mod memory_semantic;
 pub mod postgres;

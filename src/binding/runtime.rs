@@ -7,7 +7,9 @@
 //! One worker also serves the JS thread's share of a machine: JS runs beside it. Long CPU
 //! work (counting the tokens of a large prompt) hands the worker over to another thread
 //! while it runs (see `tokens`), so it does not hold up the other calls' I/O.
-//! `FERROGATE_WORKER_THREADS` sets another count.
+//! `FERROGATE_WORKER_THREADS` sets another count; `ferrogate serve` sets it to the number of
+//! available cores before it loads the addon (bin/ferrogate.js), since a proxy must use the
+//! machine.
 
 const DEFAULT_WORKER_THREADS: usize = 1;
 

@@ -87,6 +87,53 @@ fn unknown_models_cost_nothing_and_are_counted() {
 }
 
 #[test]
+fn a_reservation_is_held_at_the_prompts_bound_far_from_the_limit_and_counted_near_it() {
+  use std::sync::atomic::{AtomicU32, Ordering};
+  let tracker = tracker_at(Arc::new(ManualClock::at(noon())));
+  let counted = AtomicU32::new(0);
+  let exact = || {
+    counted.fetch_add(1, Ordering::Relaxed);
+    100
+  };
+  let size = PromptSize {
+    bound: 400,
+    count: Some(&exact),
+  };
+  // $0.2 has room for 100 calls of 400 + 900 tokens at $1/M: held at the bound, uncounted.
+  tracker.set_budget("ann", budget(0.2, Period::Day, true));
+  let first = tracker
+    .reserve_sized("ann", &["t/cheap"], &size, Some(900))
+    .expect("fits")
+    .expect("held");
+  assert_eq!(first.amount().usd(), 0.0013);
+  assert_eq!(counted.load(Ordering::Relaxed), 0);
+  // $0.0025 leaves $0.0012: near the limit the prompt is counted, and 100 + 900 fits.
+  tracker.set_budget("ann", budget(0.0025, Period::Day, true));
+  let second = tracker
+    .reserve_sized("ann", &["t/cheap"], &size, Some(900))
+    .expect("fits when counted")
+    .expect("held");
+  assert_eq!(second.amount().usd(), 0.001);
+  assert_eq!(counted.load(Ordering::Relaxed), 1);
+  // Nothing fits now: refused at the exact amount, and counted as one refusal.
+  let refused = tracker
+    .reserve_sized("ann", &["t/cheap"], &size, Some(900))
+    .expect_err("full");
+  assert_eq!(refused.code, ErrorCode::BudgetExceeded);
+  assert!(
+    refused.message.contains("may cost up to $0.001"),
+    "{}",
+    refused.message
+  );
+  assert_eq!(tracker.stats().budget_refusals, 1);
+  // The real cost replaces the hold, bound or exact.
+  tracker.record(call("ann", "t/cheap", 100, 50), Some(first));
+  tracker.record(call("ann", "t/cheap", 100, 50), Some(second));
+  let status = tracker.budget("ann").expect("status");
+  assert_eq!((status.spent.usd(), status.reserved), (0.0003, Nanos::ZERO));
+}
+
+#[test]
 fn a_hard_budget_refuses_what_could_pass_it_and_releases_unused_holds() {
   let tracker = tracker_at(Arc::new(ManualClock::at(noon())));
   // Each call may cost up to (100 + 900) tokens × $1/M = $0.001.

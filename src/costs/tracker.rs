@@ -25,6 +25,7 @@ use super::clock::{day_of, iso_date, month_start, Clock, SystemClock, MS_PER_DAY
 use super::money::{Nanos, TokenPrice};
 use super::pricing::{ModelPrice, Pricing};
 use crate::backend::ledger::{at_once, CallOutcome, LedgerBackend, LedgerRow, LedgerStats};
+use crate::backend::memory_ledger::MemoryLedger;
 use crate::backend::postgres::{PostgresLedger, PostgresOptions};
 use crate::backend::redis_budget::{
   BudgetStoreStats, Hold, RedisBudgetOptions, RedisBudgets, Settlement,
@@ -40,6 +41,10 @@ const HISTORY_DAYS: i64 = 35;
 /// one query per active user with a budget every few seconds, and alerts and budgets that
 /// lag other processes by no more than that.
 const LEDGER_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// A call is reserved at its prompt's bound (no tokenizer pass) only while the budget has
+/// room for this many more calls at that bound; nearer the limit every call is counted
+/// exactly, so the calls that fit there are the ones an exact reservation lets through.
+const BOUND_HEADROOM_CALLS: u64 = 100;
 /// Alerts kept per user for `alerts(user)`; older ones are dropped.
 const MAX_ALERTS_PER_USER: usize = 100;
 /// Default high-cost threshold: output at or above $20 per million tokens.
@@ -182,6 +187,29 @@ impl Default for TrackerOptions {
 }
 
 pub type AlertListener = Arc<dyn Fn(&Alert) + Send + Sync>;
+
+/// A call's prompt tokens for a reservation: `bound`, an upper bound known without a
+/// tokenizer pass (see `tokens::PromptTokens::bound`), and the exact count, asked for
+/// only when a reservation at the bound would not fit.
+pub struct PromptSize<'a> {
+  pub bound: u64,
+  /// Counts the prompt exactly; `None` when `bound` is the exact count.
+  pub count: Option<&'a (dyn Fn() -> u64 + Send + Sync)>,
+}
+
+impl PromptSize<'_> {
+  /// A size known exactly.
+  pub fn known(tokens: u64) -> PromptSize<'static> {
+    PromptSize {
+      bound: tokens,
+      count: None,
+    }
+  }
+
+  fn exact(&self) -> u64 {
+    self.count.map_or(self.bound, |count| count())
+  }
+}
 
 /// The spend of a budget period as another source (the shared ledger, Redis) last told it,
 /// with this process's own spend in the period at that moment: the period's spend is then
@@ -358,8 +386,8 @@ impl std::fmt::Debug for CostTracker {
 
 impl CostTracker {
   pub fn new(options: TrackerOptions) -> Result<CostTracker> {
-    let ledger = SqliteLedger::open(options.ledger_path.as_deref())?;
-    CostTracker::with_ledger(options, Arc::new(ledger))
+    let ledger = embedded_ledger(options.ledger_path.as_deref())?;
+    CostTracker::with_ledger(options, ledger)
   }
 
   pub fn with_ledger(
@@ -394,7 +422,7 @@ impl CostTracker {
   pub async fn open(options: TrackerOptions, shared: SharedOptions) -> Result<CostTracker> {
     let ledger: Arc<dyn LedgerBackend> = match shared.postgres {
       Some(postgres) => Arc::new(PostgresLedger::open(postgres).await?),
-      None => Arc::new(SqliteLedger::open(options.ledger_path.as_deref())?),
+      None => embedded_ledger(options.ledger_path.as_deref())?,
     };
     let budget_store = match shared.redis {
       Some(redis) => Some(Arc::new(RedisBudgets::open(redis).await?)),
@@ -510,20 +538,52 @@ impl CostTracker {
     prompt_tokens: u64,
     max_tokens: Option<u32>,
   ) -> Result<Option<Reservation>> {
-    let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
+    self.reserve_sized(user, models, &PromptSize::known(prompt_tokens), max_tokens)
+  }
+
+  /// `reserve` with the prompt's size as a cheap upper bound: while the budget has room for
+  /// [`BOUND_HEADROOM_CALLS`] calls at the bound the call is held at it, uncounted; nearer
+  /// the limit the exact count is asked for. Both are upper bounds of what the call can
+  /// cost, so the budget can never be passed; and a call is refused only when its exact
+  /// reservation does not fit, as with `reserve`.
+  pub fn reserve_sized(
+    &self,
+    user: &str,
+    models: &[&str],
+    prompt: &PromptSize<'_>,
+    max_tokens: Option<u32>,
+  ) -> Result<Option<Reservation>> {
+    let Some((bound_amount, _, _)) = self.dearest(models, prompt.bound, max_tokens) else {
       return Ok(None);
     };
     let shared = self.book(user);
-    let mut book = lock(&shared);
-    let today = self.today();
-    let Some(status) = book.status(today) else {
+    {
+      let mut book = lock(&shared);
+      let Some(status) = book.status(self.today()) else {
+        return Ok(None);
+      };
+      if !status.budget.hard {
+        return Ok(None);
+      }
+      if has_headroom(&status, bound_amount) {
+        book.reserved += bound_amount;
+        return Ok(Some(Reservation {
+          book: shared.clone(),
+          amount: bound_amount,
+          remote: None,
+        }));
+      }
+    }
+    // Counted unlocked: a long prompt takes a while, and other calls of the user go on.
+    let prompt_tokens = prompt.exact();
+    let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
       return Ok(None);
     };
-    if !status.budget.hard {
+    let mut book = lock(&shared);
+    let Some(status) = book.status(self.today()).filter(|s| s.budget.hard) else {
       return Ok(None);
-    }
-    let committed = status.spent + status.reserved;
-    if committed + amount <= status.budget.limit {
+    };
+    if status.spent + status.reserved + amount <= status.budget.limit {
       book.reserved += amount;
       return Ok(Some(Reservation {
         book: shared.clone(),
@@ -561,11 +621,27 @@ impl CostTracker {
     prompt_tokens: u64,
     max_tokens: Option<u32>,
   ) -> Result<Option<Reservation>> {
+    self
+      .reserve_sized_async(user, models, &PromptSize::known(prompt_tokens), max_tokens)
+      .await
+  }
+
+  /// `reserve_async` with the prompt's size as a bound first (see `reserve_sized`): with a
+  /// shared budget store, a second round trip only for a call that does not fit at its bound.
+  pub async fn reserve_sized_async(
+    &self,
+    user: &str,
+    models: &[&str],
+    prompt: &PromptSize<'_>,
+    max_tokens: Option<u32>,
+  ) -> Result<Option<Reservation>> {
     let Some(store) = &self.budget_store else {
       self.sync_period(user).await;
-      return self.reserve(user, models, prompt_tokens, max_tokens);
+      return self.reserve_sized(user, models, prompt, max_tokens);
     };
-    let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
+    let Some((bound_amount, bound_model, bound_price)) =
+      self.dearest(models, prompt.bound, max_tokens)
+    else {
       return Ok(None);
     };
     let shared = self.book(user);
@@ -577,42 +653,78 @@ impl CostTracker {
     let key = store.key(user, &budget.period.id(period_start));
     // The hash outlives its period by a day, for calls settling just after midnight.
     let expire_at_s = (budget.period.end(period_start) + 1).saturating_mul(MS_PER_DAY / 1000);
-    let seed = async {
+    let seed = || async {
       let days = self.ledger.daily_costs(user, period_start).await?;
       Ok(days.iter().map(|(_, cost)| *cost).sum::<Nanos>())
     };
-    let reply = match store
-      .reserve(&key, amount, budget.limit, expire_at_s, seed)
-      .await
-    {
-      Ok(reply) => reply,
-      Err(error) => {
-        self.budget_store_refusals.fetch_add(1, Ordering::Relaxed);
-        return Err(error);
+    // (amount, and once it is the exact one: what a refusal names). Near the limit (as
+    // this process last heard it) the prompt is counted before the first round trip.
+    let near_limit = prompt.count.is_some()
+      && !lock(&shared)
+        .status(today)
+        .is_some_and(|status| has_headroom(&status, bound_amount));
+    let mut attempt = if near_limit {
+      let prompt_tokens = prompt.exact();
+      let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
+        return Ok(None);
+      };
+      (amount, Some((model, price, prompt_tokens)))
+    } else {
+      (
+        bound_amount,
+        prompt
+          .count
+          .is_none()
+          .then_some((bound_model, bound_price, prompt.bound)),
+      )
+    };
+    loop {
+      let (amount, exact) = attempt;
+      let reply = match store
+        .reserve(&key, amount, budget.limit, expire_at_s, seed())
+        .await
+      {
+        Ok(reply) => reply,
+        Err(error) => {
+          self.budget_store_refusals.fetch_add(1, Ordering::Relaxed);
+          return Err(error);
+        }
+      };
+      let mut book = lock(&shared);
+      let today = self.today();
+      let held = reply.held;
+      book.set_shared(period_start, reply.spent, Some(held), today);
+      if let Some(hold) = reply.hold {
+        return Ok(Some(Reservation {
+          book: shared.clone(),
+          amount: Nanos::ZERO,
+          remote: Some(RemoteHold {
+            store: store.clone(),
+            hold,
+            amount,
+          }),
+        }));
       }
-    };
-    let mut book = lock(&shared);
-    let today = self.today();
-    let held = reply.held;
-    book.set_shared(period_start, reply.spent, Some(held), today);
-    if let Some(hold) = reply.hold {
-      return Ok(Some(Reservation {
-        book: shared.clone(),
-        amount: Nanos::ZERO,
-        remote: Some(RemoteHold {
-          store: store.clone(),
-          hold,
-          amount,
-        }),
-      }));
+      match exact {
+        None => {
+          drop(book);
+          let prompt_tokens = prompt.exact();
+          let Some((amount, model, price)) = self.dearest(models, prompt_tokens, max_tokens) else {
+            return Ok(None);
+          };
+          attempt = (amount, Some((model, price, prompt_tokens)));
+        }
+        Some((model, price, prompt_tokens)) => {
+          let status = BudgetStatus {
+            budget,
+            spent: reply.spent,
+            reserved: held,
+            period_start,
+          };
+          return Err(self.refuse(book, user, status, model, &price, amount, prompt_tokens));
+        }
+      }
     }
-    let status = BudgetStatus {
-      budget,
-      spent: reply.spent,
-      reserved: held,
-      period_start,
-    };
-    Err(self.refuse(book, user, status, model, &price, amount, prompt_tokens))
   }
 
   /// True when budgets and alerts learn other processes' spend from a shared ledger
@@ -1051,6 +1163,25 @@ impl CostTracker {
   pub fn is_closed(&self) -> bool {
     self.closed.load(Ordering::Acquire)
   }
+}
+
+/// The ledger of a tracker without a shared one: SQLite at `path`, else totals in memory
+/// (flat however many calls it records; see `backend::memory_ledger`).
+fn embedded_ledger(path: Option<&str>) -> Result<Arc<dyn LedgerBackend>> {
+  Ok(match path {
+    Some(path) => Arc::new(SqliteLedger::open(Some(path))?),
+    None => Arc::new(MemoryLedger::new()),
+  })
+}
+
+/// Whether a reservation at a prompt's bound may be taken: the budget has room for
+/// [`BOUND_HEADROOM_CALLS`] such calls.
+fn has_headroom(status: &BudgetStatus, bound_amount: Nanos) -> bool {
+  let room = status
+    .budget
+    .limit
+    .saturating_sub(status.spent + status.reserved);
+  u128::from(bound_amount.0) * u128::from(BOUND_HEADROOM_CALLS) <= u128::from(room.0)
 }
 
 /// How long a flush or close waits for budget settlements to reach the store.

@@ -4,9 +4,9 @@
 
 use super::ledger::Accounting;
 use super::route::CallTargets;
-use crate::costs::{Reservation, ANONYMOUS};
+use crate::costs::{PromptSize, Reservation, ANONYMOUS};
 use crate::error::Result;
-use crate::tokens::{encoding_for, PromptTokens};
+use crate::tokens::{encoding_for, is_exact, PromptTokens};
 use crate::types::ChatRequest;
 
 /// Reserves when the request's user has a hard budget, at the dearest deployment the
@@ -44,15 +44,26 @@ pub(crate) async fn reserve(
   if deployments.is_empty() {
     return Ok(None);
   }
-  let prompt_tokens = deployments
-    .iter()
-    .map(|(_, vendor_model)| prompt_tokens_bound(vendor_model, req, prompt))
-    .max()
-    .unwrap_or(0);
   let models: Vec<&str> = deployments.iter().map(|(name, _)| name.as_str()).collect();
+  // The tokenizer runs only for a call that does not fit at the bound (near the budget).
+  let exact = || {
+    deployments
+      .iter()
+      .map(|(_, vendor_model)| prompt_tokens_bound(vendor_model, req, prompt))
+      .max()
+      .unwrap_or(0)
+  };
+  let size = PromptSize {
+    bound: deployments
+      .iter()
+      .map(|(_, vendor_model)| prompt_size_bound(vendor_model, req, prompt))
+      .max()
+      .unwrap_or(0),
+    count: Some(&exact),
+  };
   // A refusal is counted by its error code (`stats().budgetRefusals`).
   tracker
-    .reserve_async(user, &models, prompt_tokens, req.max_tokens)
+    .reserve_sized_async(user, &models, &size, req.max_tokens)
     .await
 }
 
@@ -67,10 +78,42 @@ fn prompt_tokens_bound(vendor_model: &str, req: &ChatRequest, prompt: &PromptTok
       + encoding.count_text(tool.description.as_deref().unwrap_or_default())
       + encoding.count_text(&tool.parameters.to_string());
   }
-  let tokens = tokens as u64;
-  if encoding.exact {
+  raise_if_estimated(tokens as u64, encoding.exact)
+}
+
+/// `prompt_tokens_bound` without a tokenizer pass: bytes stand for tokens (a token is at
+/// least a byte), so it is at least `prompt_tokens_bound` for every model.
+fn prompt_size_bound(vendor_model: &str, req: &ChatRequest, prompt: &PromptTokens<'_>) -> u64 {
+  let mut bytes = prompt.bound();
+  for tool in &req.tools {
+    bytes += tool.name.len()
+      + tool.description.as_deref().map_or(0, str::len)
+      + json_len(&tool.parameters);
+  }
+  raise_if_estimated(bytes as u64, is_exact(vendor_model))
+}
+
+fn raise_if_estimated(tokens: u64, exact: bool) -> u64 {
+  if exact {
     tokens
   } else {
     tokens + tokens.div_ceil(4)
   }
+}
+
+/// The length of a value's compact JSON, without building it.
+fn json_len(value: &serde_json::Value) -> usize {
+  struct Counter(usize);
+  impl std::io::Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+      self.0 += bytes.len();
+      Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+      Ok(())
+    }
+  }
+  let mut counter = Counter(0);
+  let _ = serde_json::to_writer(&mut counter, value);
+  counter.0
 }

@@ -1,6 +1,7 @@
 //! Stage: the rate limiter. A call is charged one request and, when a token limit is
-//! set, its estimated tokens (prompt + maxTokens) before it runs; afterwards the
-//! estimate is replaced by what it really used.
+//! set, its estimated tokens (the prompt's bound + maxTokens; the prompt counted exactly
+//! only when that is refused) before it runs; afterwards the estimate is replaced by what
+//! it really used.
 
 use super::record::{bump, GatewayStats};
 use crate::error::{ErrorCode, GatewayError, Result};
@@ -31,12 +32,23 @@ pub(crate) async fn admit<'a>(
     return Ok(None);
   };
   let key = req.user.as_deref().unwrap_or(ANONYMOUS);
-  let estimated = if limiter.counts_tokens() {
-    prompt.count(&encoding_for(model)) as u64 + u64::from(req.max_tokens.unwrap_or(0))
+  let max_tokens = u64::from(req.max_tokens.unwrap_or(0));
+  // Charged at the prompt's bound (no tokenizer pass); only a call refused at the bound is
+  // counted exactly and asked again (a refusal consumes nothing). Settling replaces the
+  // charge with the vendor's usage either way.
+  let mut estimated = if limiter.counts_tokens() {
+    prompt.bound() as u64 + max_tokens
   } else {
     0
   };
-  let decision = limiter.acquire(key, estimated).await?;
+  let mut decision = limiter.acquire(key, estimated).await?;
+  if !decision.allowed && estimated > 0 {
+    let counted = prompt.count(&encoding_for(model)) as u64 + max_tokens;
+    if counted < estimated {
+      estimated = counted;
+      decision = limiter.acquire(key, estimated).await?;
+    }
+  }
   if !decision.allowed {
     bump(&stats.limiter_refusals);
     let wait_ms = decision.retry_after.as_millis();
