@@ -170,10 +170,11 @@ impl CallTrace {
           .provider
           .get_or_insert_with(|| response.provider.clone());
         report.response_model = Some(response.model.clone());
-        if !response.id.is_empty() {
-          report.response_id = Some(response.id.clone());
-        }
+        // An embeddings answer has no id of the vendor's, nor a finish reason.
         if response.embeddings.is_none() {
+          if !response.id.is_empty() {
+            report.response_id = Some(response.id.clone());
+          }
           report.finish_reason = Some(response.finish_reason.as_str());
         }
         report.input_tokens = response.usage.prompt_tokens;
