@@ -174,14 +174,14 @@ async function runClient(client) {
     const wall = performance.now() - w0;
     const c = process.cpuUsage(c0);
     const t1 = threadTimes();
+    const perCall = clientName === 'telemetry-check' ? CALLS * 1000 : CALLS; // telemetry-check: 1000 checks per round trip
     const byName = {};
     const switchesByName = {};
     for (const [tid, { name, ns, switches }] of t1) {
       const key = /^(ferrogate-io|tokio-r)/.test(name) ? 'tokio' : name === 'main (JS)' ? 'main' : /^V8|^node$/.test(name) ? 'V8/node' : name;
-      byName[key] = (byName[key] || 0) + (ns - (t0.get(tid)?.ns || 0)) / 1000 / CALLS;
-      switchesByName[key] = (switchesByName[key] || 0) + (switches - (t0.get(tid)?.switches || 0)) / CALLS;
+      byName[key] = (byName[key] || 0) + (ns - (t0.get(tid)?.ns || 0)) / 1000 / perCall;
+      switchesByName[key] = (switchesByName[key] || 0) + (switches - (t0.get(tid)?.switches || 0)) / perCall;
     }
-    const perCall = clientName === 'telemetry-check' ? CALLS * 1000 : CALLS; // telemetry-check: 1000 checks per round trip
     rounds.push({ cpuUsPerCall: (c.user + c.system) / perCall, callsPerS: perCall / (wall / 1000), threadsUsPerCall: byName, switchesPerCall: switchesByName });
   }
   console.log(`CLIENTJSON ${JSON.stringify({ client, rounds })}`);
@@ -215,7 +215,8 @@ async function orchestrate(clients) {
     const other = Object.entries(t).filter(([k]) => k !== 'main' && k !== 'tokio').reduce((a, [, v]) => a + v, 0);
     const sw = r.switchesPerCall ?? {};
     if (env.VERBOSE) console.error(client, JSON.stringify({ threadsUsPerCall: t, switchesPerCall: sw }));
-    console.log(`| ${client} | ${fmt(r.callsPerS)} | ${fmt(r.cpuUsPerCall, 1)} | ${fmt(t.main, 1)} | ${fmt(t.tokio ?? 0, 1)} | ${fmt(other, 1)} | ${fmt((sw.main ?? 0) + (sw.tokio ?? 0), 2)} (${fmt(sw.main ?? 0, 2)} + ${fmt(sw.tokio ?? 0, 2)}) |`);
+    const digits = client.startsWith('telemetry-check') ? 4 : 1;
+    console.log(`| ${client} | ${fmt(r.callsPerS)} | ${fmt(r.cpuUsPerCall, digits)} | ${fmt(t.main, digits)} | ${fmt(t.tokio ?? 0, digits)} | ${fmt(other, digits)} | ${fmt((sw.main ?? 0) + (sw.tokio ?? 0), 2)} (${fmt(sw.main ?? 0, 2)} + ${fmt(sw.tokio ?? 0, 2)}) |`);
   }
   console.log(`\nload average at the end ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   mock.kill();

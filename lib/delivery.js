@@ -65,7 +65,7 @@ class Call extends Delivery {
     // Throws only for napi's own type checks of the request; the rest arrives as FAILED.
     this.requestId = rethrown(
       () => native.begin(this.id, body, stream, this.telemetry?.traceparent),
-      (error) => this.telemetry?.refused(error) ?? error,
+      (error) => this.telemetry?.refused(error, 'INVALID_REQUEST') ?? error,
     )
     calls.set(this.id, this)
     if (signal) {
@@ -192,7 +192,7 @@ class IngressCall extends Delivery {
       door.handle(this.id, request.method, request.path, headers, request.body, request.keyVerdict ?? undefined)
     } catch (error) {
       calls.delete(this.id)
-      throw this.telemetry?.refused(error) ?? error
+      throw this.telemetry?.refused(error, '_OTHER') ?? error
     }
   }
 
@@ -223,7 +223,7 @@ async function embedCall(native, body, signal) {
   const traced = telemetry.startCall('embeddings', body, false)
   const pending = rethrown(
     () => native.embed(id, body, traced?.traceparent),
-    (error) => invalid(traced?.refused(error) ?? error),
+    (error) => invalid(traced?.refused(error, 'INVALID_REQUEST') ?? error),
   )
   const onAbort = () => native.cancel(id)
   signal?.addEventListener('abort', onAbort, { once: true })

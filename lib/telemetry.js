@@ -2,8 +2,8 @@
 // OpenTelemetry GenAI spans and metrics for gateway calls (docs/API.md, "Telemetry").
 //
 // `@opentelemetry/api` is an optional peer: it is looked for once, on the first call. A call
-// then costs two reads of the api's globals to learn that neither a tracer provider nor a
-// meter provider is registered (bench/cpu-per-call.mjs measures it), and nothing else.
+// then costs one read of the api's global registry to learn that neither a tracer provider nor
+// a meter provider is registered (bench/cpu-per-call.mjs measures it), and nothing else.
 //
 // With a tracer provider, each call gets a CLIENT span in the active context; its W3C context
 // goes to the native call as `traceparent`, which every upstream request carries. The native
@@ -37,6 +37,9 @@ const INGRESS_OPERATIONS = {
 }
 
 let api // undefined until looked for; null when not installed
+// Where api 1.x keeps what was registered globally: no `trace` and no `metrics` entry means no
+// provider of either kind, which is all a call needs to know in the common case.
+const REGISTRY = Symbol.for('opentelemetry.js.api.1')
 let NoopTracerProvider
 let NoopMeter
 let seenTracerDelegate
@@ -64,6 +67,8 @@ function load() {
 function observed() {
   if (api === undefined) load()
   if (api === null) return false
+  const registry = globalThis[REGISTRY]
+  if (registry === undefined || (registry.trace === undefined && registry.metrics === undefined)) return false
   const provider = api.trace.getTracerProvider()
   const delegate = typeof provider.getDelegate === 'function' ? provider.getDelegate() : provider
   if (delegate !== seenTracerDelegate) {
@@ -145,9 +150,9 @@ class CallTelemetry {
     this.end(undefined, 'ABORTED')
   }
 
-  /** The call could not start (napi refused the request): `error` is what the caller gets. */
-  refused(error) {
-    this.end(undefined, error?.code ?? 'INVALID_REQUEST')
+  /** The call could not start: ends the span with `code` and hands `error` back for the caller to throw. */
+  refused(error, code) {
+    this.end(undefined, code)
     return error
   }
 
@@ -162,7 +167,8 @@ class CallTelemetry {
     this.ended = true
     const endTime = now()
     const report = this.report
-    errorCode = errorCode ?? report?.errorCode
+    // The pipeline's own code, else what the caller learned (an abort, a refusal, an HTTP status).
+    errorCode = report?.errorCode ?? errorCode
     const model = report?.model ?? this.model
     // "provider/model": the vendor's model name is what was asked of it.
     const requestModel = report?.provider && model?.startsWith(`${report.provider}/`) ? model.slice(report.provider.length + 1) : model
