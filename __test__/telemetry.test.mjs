@@ -148,6 +148,17 @@ describe('spans of library calls made in an Express route', () => {
     assertUpstreamContinues('abort', call, trace)
   })
 
+  test('the AI SDK provider (ai 6 generateText): its gateway call is a span under the route', () => {
+    const { trace, server, call } = scenario('aiSdk')
+    assert.equal(trace.status, 200, trace.body)
+    const answer = JSON.parse(trace.body)
+    assert.equal(call.name, 'chat gpt-4o-mini')
+    assert.equal(call.parentSpanId, server.spanId)
+    assert.equal(call.attributes['gen_ai.request.max_tokens'], 30)
+    assert.equal(call.attributes['ferrogate.request_id'], answer.requestId)
+    assertUpstreamContinues('aiSdk', call, trace)
+  })
+
   test('embed: an "embeddings {model}" span with input tokens', () => {
     const { trace, call } = scenario('embed')
     const response = JSON.parse(trace.body)
@@ -201,8 +212,8 @@ describe('metrics through the registered meter provider', () => {
       assert.deepEqual(point.boundaries, [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92])
     }
     const calls = (filter) => duration.points.filter((point) => filter(point.attributes)).reduce((sum, point) => sum + point.count, 0)
-    // chat, retry, stream, events, abort, routerChat, routerStream, routerResponses, the untraced router call.
-    assert.equal(calls((a) => a['gen_ai.operation.name'] === 'chat' && a['gen_ai.provider.name'] === 'openai'), 9)
+    // chat, retry, stream, events, abort, aiSdk, routerChat, routerStream, routerResponses, the untraced router call.
+    assert.equal(calls((a) => a['gen_ai.operation.name'] === 'chat' && a['gen_ai.provider.name'] === 'openai'), 10)
     assert.equal(calls((a) => a['error.type'] === 'ABORTED'), 1)
     assert.equal(calls((a) => a['gen_ai.operation.name'] === 'embeddings'), 2)
     const chat = duration.points.find((point) => point.attributes['gen_ai.request.model'] === 'gpt-4o-mini' && !point.attributes['error.type'])

@@ -29,6 +29,8 @@ new HttpInstrumentation({ ignoreIncomingRequestHook: (req) => req.socket?.localP
 const express = require('express')
 const { Gateway, countTokens } = require('../../index.js')
 const { gatewayRouter } = require('../../lib/express.js')
+const { createFerrogate } = require('../../lib/ai-sdk.js')
+const ai = require('ai6')
 
 const hrMillis = (time) => time[0] * 1000 + time[1] / 1e6
 const randomHex = (bytes) => require('node:crypto').randomBytes(bytes).toString('hex')
@@ -86,6 +88,11 @@ async function main() {
   app.post('/api/embed', async (req, res) => {
     res.json(await gateway.embed({ model: 'openai/text-embedding-3-small', input: ['one', 'two'] }))
   })
+  app.post('/api/ai-sdk', async (req, res) => {
+    const fg = createFerrogate({ gateway })
+    const result = await ai.generateText({ model: fg('openai/gpt-4o-mini'), prompt: 'Say hi', maxOutputTokens: 30 })
+    res.json({ text: result.text, requestId: result.providerMetadata?.ferrogate?.requestId })
+  })
   app.use(gatewayRouter(gateway, { log: false }))
   const server = await new Promise((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening))
@@ -122,6 +129,7 @@ async function main() {
     vendors.enqueue('openai', { sse: ['data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"first"},"finish_reason":null}]}\n\n'], hang: true }),
   )
   await send('embed', '/api/embed')
+  await send('aiSdk', '/api/ai-sdk')
   await send('routerChat', '/v1/chat/completions', { model: 'openai/gpt-4o-mini', messages, max_tokens: 40 })
   await send('routerStream', '/v1/chat/completions', { model: 'openai/gpt-4o-mini', messages, stream: true, stream_options: { include_usage: true } })
   await send('routerMessages', '/v1/messages', { model: 'claude/claude-sonnet-4-5', max_tokens: 30, messages })

@@ -17,8 +17,8 @@ use crate::error::{GatewayError, Result};
 use crate::types::{ChatRequest, ChatResponse};
 
 tokio::task_local! {
-  /// The trace of the call this task is running, while the pipeline runs it.
-  static CURRENT: Arc<CallTrace>;
+  /// The trace of the call this task is running, while the pipeline runs it (`None`: untraced).
+  static CURRENT: Option<Arc<CallTrace>>;
 }
 
 /// One call's trace context and what its spans need to know.
@@ -218,32 +218,39 @@ impl CallTrace {
   }
 }
 
-/// Runs `work` (the pipeline of one call) with `trace` as its current trace.
-pub(crate) async fn scoped<F: Future>(trace: Option<Arc<CallTrace>>, work: F) -> F::Output {
-  match trace {
-    Some(trace) => CURRENT.scope(trace, work).await,
-    None => work.await,
-  }
+/// `work` (the pipeline of one call) with `trace` as its current trace. One future type for
+/// both cases, so the call's (large) future is not laid out twice.
+pub(crate) fn scoped<F: Future>(
+  trace: Option<Arc<CallTrace>>,
+  work: F,
+) -> impl Future<Output = F::Output> {
+  CURRENT.scope(trace, work)
+}
+
+/// The current call's trace, when it has one.
+fn with_current<R>(then: impl FnOnce(&CallTrace) -> R) -> Option<R> {
+  CURRENT
+    .try_with(|trace| trace.as_deref().map(then))
+    .ok()
+    .flatten()
 }
 
 /// The `traceparent` header an upstream request to `url` carries, when the call is traced;
 /// notes the server for the attempt under way.
 pub(crate) fn upstream_traceparent(url: &reqwest::Url) -> Option<String> {
-  CURRENT
-    .try_with(|trace| {
-      let mut report = trace.report();
-      if let Some(attempt) = report.attempt_spans.last_mut() {
-        attempt.server_address = url.host_str().map(str::to_string);
-        attempt.server_port = url.port_or_known_default();
-      }
-      trace.traceparent.clone()
-    })
-    .ok()
+  with_current(|trace| {
+    let mut report = trace.report();
+    if let Some(attempt) = report.attempt_spans.last_mut() {
+      attempt.server_address = url.host_str().map(str::to_string);
+      attempt.server_port = url.port_or_known_default();
+    }
+    trace.traceparent.clone()
+  })
 }
 
 /// An attempt at `provider`'s `model` starts (a no-op for an untraced call).
 pub(crate) fn attempt_started(provider: &str, kind: super::Kind, model: &str) {
-  let _ = CURRENT.try_with(|trace| {
+  with_current(|trace| {
     let start_ms = trace.since_start(Instant::now());
     trace.report().attempt_spans.push(AttemptSpan {
       provider: provider.to_string(),
@@ -260,7 +267,7 @@ pub(crate) fn attempt_started(provider: &str, kind: super::Kind, model: &str) {
 
 /// The attempt under way ended, failed with `error` or not.
 pub(crate) fn attempt_ended(error: Option<&GatewayError>) {
-  let _ = CURRENT.try_with(|trace| {
+  with_current(|trace| {
     let end_ms = trace.since_start(Instant::now());
     if let Some(attempt) = trace.report().attempt_spans.last_mut() {
       attempt.end_ms = Some(end_ms);
@@ -331,6 +338,8 @@ mod tests {
       sent
     })
     .await;
+    let untraced = scoped(None, async { upstream_traceparent(&url) }).await;
+    assert_eq!(untraced, None);
     assert_eq!(sent.as_deref(), Some(PARENT));
     assert_eq!(upstream_traceparent(&url), None);
     let report = trace.snapshot();
