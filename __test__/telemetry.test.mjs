@@ -9,10 +9,12 @@ import { execFile } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { createRequire } from 'node:module'
 
 import { Gateway, NATIVE_SERVE } from '../index.js'
 import { startMockVendors } from './helpers/mock-vendors.mjs'
 
+const require = createRequire(import.meta.url)
 const app = fileURLToPath(new URL('./helpers/telemetry-app.cjs', import.meta.url))
 const SPAN_KIND = { INTERNAL: 0, SERVER: 1, CLIENT: 2 }
 const STATUS_ERROR = 2
@@ -264,6 +266,27 @@ describe('without a tracer provider (this process)', () => {
     await gateway.chat({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
     assert.equal(vendors.requests.slice(mark).length, 1)
     assert.equal(vendors.requests.at(-1).headers.traceparent, undefined)
+  })
+
+  test('a span processor that throws as a span ends never fails the call it observes', { timeout: 20_000 }, async () => {
+    const api = require('@opentelemetry/api')
+    const { BasicTracerProvider } = require('@opentelemetry/sdk-trace-base')
+    const throwing = {
+      onStart() {},
+      onEnd() {
+        throw new Error('processor broke on end')
+      },
+      forceFlush: async () => {},
+      shutdown: async () => {},
+    }
+    assert.ok(api.trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [throwing] })))
+    try {
+      const response = await gateway.chat({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+      assert.equal(response.content, 'echo: hi')
+      assert.match(vendors.requests.at(-1).headers.traceparent ?? '', TRACEPARENT, 'the call was traced')
+    } finally {
+      api.trace.disable()
+    }
   })
 
   test("serve forwards a client's traceparent upstream, and only a valid one", async () => {

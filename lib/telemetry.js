@@ -126,13 +126,18 @@ class CallTelemetry {
     if (tracer !== null) {
       const attributes = { 'gen_ai.operation.name': operation, 'gen_ai.request.stream': stream }
       if (model) attributes['gen_ai.request.model'] = model
-      this.span = tracer.startSpan(
-        model ? `${operation} ${model}` : operation,
-        { kind: SPAN_KIND_CLIENT, startTime: this.started, attributes },
-        parent ?? api.context.active(),
-      )
-      const spanContext = this.span.spanContext()
-      if (api.isSpanContextValid(spanContext)) this.traceparent = traceparentOf(spanContext)
+      try {
+        this.span = tracer.startSpan(
+          model ? `${operation} ${model}` : operation,
+          { kind: SPAN_KIND_CLIENT, startTime: this.started, attributes },
+          parent ?? api.context.active(),
+        )
+        const spanContext = this.span.spanContext()
+        if (api.isSpanContextValid(spanContext)) this.traceparent = traceparentOf(spanContext)
+      } catch {
+        // As in end(): a throwing span processor leaves the call untraced, never failed.
+        this.span = null
+      }
     }
   }
 
@@ -165,6 +170,14 @@ class CallTelemetry {
   end(response, errorCode) {
     if (this.ended) return
     this.ended = true
+    try {
+      this.#record(response, errorCode)
+    } catch {
+      // A throwing span processor or exporter never fails the call it observes.
+    }
+  }
+
+  #record(response, errorCode) {
     const endTime = now()
     const report = this.report
     // The pipeline's own code, else what the caller learned (an abort, a refusal, an HTTP status).
