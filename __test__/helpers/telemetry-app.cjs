@@ -126,7 +126,7 @@ async function main() {
   )
   await send('events', '/api/events')
   await send('abort', '/api/abort', undefined, () =>
-    vendors.enqueue('openai', { sse: ['data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"first"},"finish_reason":null}]}\n\n'], hang: true }),
+    vendors.enqueue('openai', { sse: ['data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"first"},"finish_reason":null}]}\n\n'], hang: true, endWithoutTerminator: true }),
   )
   await send('embed', '/api/embed')
   await send('aiSdk', '/api/ai-sdk')
