@@ -88,7 +88,7 @@ function telemetryCondition(modes) {
 }
 
 // What telemetry adds to one call, without the call: the check as it starts and, per delivery,
-// the one in index.js's dispatch (a chat call has two deliveries: its trace report is sent only
+// the one in lib/delivery.js's dispatch (a chat call has two deliveries: its trace report is sent only
 // when it is traced).
 function telemetryCheck() {
   const require = createRequire(import.meta.url);

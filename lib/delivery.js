@@ -15,6 +15,7 @@ const FAILED = 3
 const HEAD = 4
 const BYTES = 5
 const END = 6
+// Kind 7, a traced call's report, is read only by telemetry.js (dispatch hands it every delivery).
 // A stream may run this many events ahead of its consumer (src/binding/mod.rs STREAM_CREDITS);
 // consumed events are acknowledged in steps of ACK_STEP, so short streams never need to.
 const ACK_STEP = 64

@@ -14,7 +14,7 @@
 const SPAN_KIND_CLIENT = 2 // api.SpanKind.CLIENT
 const STATUS_ERROR = 2 // api.SpanStatusCode.ERROR
 
-// The delivery kinds of index.js's dispatch (src/binding/pump.rs) this module reads.
+// The delivery kinds of lib/delivery.js's dispatch (src/binding/pump.rs) this module reads.
 const DONE = 2
 const FAILED = 3
 const HEAD = 4
@@ -141,7 +141,7 @@ class CallTelemetry {
     }
   }
 
-  /** A delivery of this call (index.js's dispatch), before the call itself sees it. */
+  /** A delivery of this call (lib/delivery.js's dispatch), before the call itself sees it. */
   delivered(kind, payload) {
     if (kind === TRACE) this.report = payload
     else if (kind === DONE) this.end(payload, undefined)
