@@ -426,15 +426,17 @@ export declare class NativeGateway {
    * Starts call `callId` (chosen by the caller, unique among its calls in flight) and
    * returns its request id. `stream` decides whether text events are delivered as they
    * arrive; the end (done or failed) is always delivered, also for a request that is
-   * invalid or a gateway that is closed.
+   * invalid or a gateway that is closed. With `traceparent` (the call span's W3C context)
+   * every upstream request carries it, and a trace report (kind 7) precedes the end.
    */
-  begin(callId: number, request: ChatRequest, stream: boolean): string
+  begin(callId: number, request: ChatRequest, stream: boolean, traceparent?: string | undefined | null): string
   /**
    * Embeds `request.input` as call `callId` (unique among calls in flight, like `begin`'s;
    * `cancel(callId)` aborts it, from the moment this returns). The promise resolves with the
-   * response or the error, and rejects only for napi's own type checks.
+   * response or the error, and rejects only for napi's own type checks. `traceparent` as
+   * for `begin`: the outcome then carries the trace report.
    */
-  embed(callId: number, request: EmbedRequest): Promise<EmbedOutcome>
+  embed(callId: number, request: EmbedRequest, traceparent?: string | undefined | null): Promise<EmbedOutcome>
   /**
    * Aborts a call: the upstream connection is closed and the call ends with ABORTED.
    * A call that already ended is left alone.
@@ -881,6 +883,8 @@ export interface DeploymentHealth {
 export interface EmbedOutcome {
   response?: EmbedResponse
   error?: ErrorInfo
+  /** The trace report of a call given a `traceparent` (what its spans are made from). */
+  trace?: any
 }
 
 /** `gateway.embed()`'s request, without `signal` (the JS wrapper handles it). */

@@ -13,6 +13,13 @@
 //   `+limiter` (requests and tokens per minute, never refusing), `+costs` (a CostTracker with
 //   an SQLite ledger in a temp file and a hard daily budget never reached); `+stages` is all three.
 //   e.g. `node bench/cpu-per-call.mjs ferrogate-chat ferrogate-chat+stages`
+//   Telemetry (lib/telemetry.js): by default `@opentelemetry/api` is installed and no provider is
+//   registered. `+no-telemetry` replaces lib/telemetry.js with stubs that observe nothing (the
+//   baseline: no telemetry code at all), `+no-otel-api` makes `@opentelemetry/api` unresolvable,
+//   `+otel` registers a tracer and a meter provider (spans and metrics made, then dropped).
+//   The client `telemetry-check` (same suffixes) times only what a call adds: the check at its
+//   start and the one per delivery, CALLS × 1000 times, with no gateway.
+//   e.g. `node bench/cpu-per-call.mjs ferrogate-chat+no-telemetry ferrogate-chat ferrogate-chat+no-otel-api`
 // Env: CALLS (2000), CONC (32), CHUNKS (20, per stream), DELAY_MS (0, between chunks), ROUNDS (3)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,7 +27,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BENCH_DIR, sleep, freePort, requireFerrogate, loadOpenAI, fmt } from './lib.mjs';
+import { createRequire } from 'node:module';
+import { BENCH_DIR, REPO_DIR, sleep, freePort, requireFerrogate, loadOpenAI, fmt } from './lib.mjs';
 
 const env = process.env;
 const CALLS = Number(env.CALLS || 2000);
@@ -30,6 +38,7 @@ const DELAY_MS = Number(env.DELAY_MS || 0);
 const ROUNDS = Number(env.ROUNDS || 3);
 const ALL = ['ferrogate-chat', 'ferrogate-stream', 'ferrogate-events', 'openai-chat', 'openai-stream', 'http-chat'];
 const messages = [{ role: 'user', content: 'Say hello to the benchmark.' }];
+const TELEMETRY_MODES = ['no-telemetry', 'no-otel-api', 'otel'];
 
 if (process.argv[2] === '--client') await runClient(process.argv[3]);
 else await orchestrate(process.argv.slice(2).length ? process.argv.slice(2) : ALL);
@@ -49,13 +58,66 @@ function threadTimes() {
   return out;
 }
 
+// Sets up the telemetry condition a client runs under, before the package is loaded.
+function telemetryCondition(modes) {
+  const require = createRequire(import.meta.url);
+  const Module = require('node:module');
+  if (modes.has('no-telemetry')) {
+    const file = path.join(path.dirname(require.resolve(env.FERROGATE_MODULE || REPO_DIR)), 'lib', 'telemetry.js');
+    const stub = new Module(file);
+    stub.filename = file;
+    stub.loaded = true;
+    stub.exports = { startCall: () => null, startIngress: () => null, activeContext: () => undefined };
+    Module._cache[file] = stub;
+  }
+  if (modes.has('no-otel-api')) {
+    const resolve = Module._resolveFilename;
+    Module._resolveFilename = function (request, ...rest) {
+      if (request === '@opentelemetry/api') throw Object.assign(new Error(`Cannot find module '${request}'`), { code: 'MODULE_NOT_FOUND' });
+      return resolve.call(this, request, ...rest);
+    };
+  }
+  if (modes.has('otel')) {
+    const api = require('@opentelemetry/api');
+    const { BasicTracerProvider, SimpleSpanProcessor } = require('@opentelemetry/sdk-trace-base');
+    const { MeterProvider } = require('@opentelemetry/sdk-metrics');
+    const dropped = { export: (spans, done) => done({ code: 0 }), shutdown: async () => {} };
+    api.trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(dropped)] }));
+    api.metrics.setGlobalMeterProvider(new MeterProvider());
+  }
+}
+
+// What telemetry adds to one call, without the call: the check as it starts and, per delivery,
+// the one in lib/delivery.js's dispatch (a chat call has two deliveries: its trace report is sent only
+// when it is traced).
+function telemetryCheck() {
+  const require = createRequire(import.meta.url);
+  const telemetry = require(path.join(path.dirname(require.resolve(env.FERROGATE_MODULE || REPO_DIR)), 'lib', 'telemetry.js'));
+  const body = { model: 'openai/gpt-4o-mini', messages };
+  const holder = { telemetry: null };
+  let observed = 0;
+  return () => {
+    for (let i = 0; i < 1000; i++) {
+      holder.telemetry = telemetry.startCall('chat', body, false);
+      if (holder.telemetry !== null) observed++;
+      if (holder.telemetry !== null) holder.telemetry.delivered(2, {});
+    }
+    return observed;
+  };
+}
+
 async function runClient(client) {
   const upstream = `http://127.0.0.1:${env.MOCK_PORT}/v1`;
   let once;
-  if (client.startsWith('ferrogate')) {
+  const [clientName, ...clientSuffixes] = client.split('+');
+  telemetryCondition(new Set(clientSuffixes.filter((s) => TELEMETRY_MODES.includes(s))));
+  if (clientName === 'telemetry-check') {
+    const check = telemetryCheck();
+    once = async () => check();
+  } else if (client.startsWith('ferrogate')) {
     const { Gateway, ResponseCache, RateLimiter, CostTracker } = requireFerrogate();
     const [api, ...suffixes] = client.split('+');
-    const stages = new Set(suffixes.flatMap((s) => (s === 'stages' ? ['cache', 'limiter', 'costs'] : [s])));
+    const stages = new Set(suffixes.flatMap((s) => (s === 'stages' ? ['cache', 'limiter', 'costs'] : TELEMETRY_MODES.includes(s) ? [] : [s])));
     for (const s of stages) if (!['cache', 'limiter', 'costs'].includes(s)) throw new Error(`unknown stage +${s}`);
     let costs;
     if (stages.has('costs')) {
@@ -112,14 +174,15 @@ async function runClient(client) {
     const wall = performance.now() - w0;
     const c = process.cpuUsage(c0);
     const t1 = threadTimes();
+    const perCall = clientName === 'telemetry-check' ? CALLS * 1000 : CALLS; // telemetry-check: 1000 checks per round trip
     const byName = {};
     const switchesByName = {};
     for (const [tid, { name, ns, switches }] of t1) {
       const key = /^(ferrogate-io|tokio-r)/.test(name) ? 'tokio' : name === 'main (JS)' ? 'main' : /^V8|^node$/.test(name) ? 'V8/node' : name;
-      byName[key] = (byName[key] || 0) + (ns - (t0.get(tid)?.ns || 0)) / 1000 / CALLS;
-      switchesByName[key] = (switchesByName[key] || 0) + (switches - (t0.get(tid)?.switches || 0)) / CALLS;
+      byName[key] = (byName[key] || 0) + (ns - (t0.get(tid)?.ns || 0)) / 1000 / perCall;
+      switchesByName[key] = (switchesByName[key] || 0) + (switches - (t0.get(tid)?.switches || 0)) / perCall;
     }
-    rounds.push({ cpuUsPerCall: (c.user + c.system) / CALLS, callsPerS: CALLS / (wall / 1000), threadsUsPerCall: byName, switchesPerCall: switchesByName });
+    rounds.push({ cpuUsPerCall: (c.user + c.system) / perCall, callsPerS: perCall / (wall / 1000), threadsUsPerCall: byName, switchesPerCall: switchesByName });
   }
   console.log(`CLIENTJSON ${JSON.stringify({ client, rounds })}`);
   process.exit(0);
@@ -152,7 +215,8 @@ async function orchestrate(clients) {
     const other = Object.entries(t).filter(([k]) => k !== 'main' && k !== 'tokio').reduce((a, [, v]) => a + v, 0);
     const sw = r.switchesPerCall ?? {};
     if (env.VERBOSE) console.error(client, JSON.stringify({ threadsUsPerCall: t, switchesPerCall: sw }));
-    console.log(`| ${client} | ${fmt(r.callsPerS)} | ${fmt(r.cpuUsPerCall, 1)} | ${fmt(t.main, 1)} | ${fmt(t.tokio ?? 0, 1)} | ${fmt(other, 1)} | ${fmt((sw.main ?? 0) + (sw.tokio ?? 0), 2)} (${fmt(sw.main ?? 0, 2)} + ${fmt(sw.tokio ?? 0, 2)}) |`);
+    const digits = client.startsWith('telemetry-check') ? 4 : 1;
+    console.log(`| ${client} | ${fmt(r.callsPerS)} | ${fmt(r.cpuUsPerCall, digits)} | ${fmt(t.main, digits)} | ${fmt(t.tokio ?? 0, digits)} | ${fmt(other, digits)} | ${fmt((sw.main ?? 0) + (sw.tokio ?? 0), 2)} (${fmt(sw.main ?? 0, 2)} + ${fmt(sw.tokio ?? 0, 2)}) |`);
   }
   console.log(`\nload average at the end ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   mock.kill();

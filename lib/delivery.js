@@ -4,6 +4,7 @@
 // hands it to `dispatch` as the JSON text of one flat array [callId, kind, payload, ...].
 
 const { FerrogateError, invalid, abortedBefore, rethrown } = require('./errors.js')
+const telemetry = require('./telemetry.js')
 
 // The kinds match src/binding/pump.rs.
 const TEXT = 0
@@ -14,6 +15,7 @@ const FAILED = 3
 const HEAD = 4
 const BYTES = 5
 const END = 6
+// Kind 7, a traced call's report, is read only by telemetry.js (dispatch hands it every delivery).
 // A stream may run this many events ahead of its consumer (src/binding/mod.rs STREAM_CREDITS);
 // consumed events are acknowledged in steps of ACK_STEP, so short streams never need to.
 const ACK_STEP = 64
@@ -26,7 +28,9 @@ function dispatch(batchJson) {
   const batch = JSON.parse(batchJson)
   for (let i = 0; i < batch.length; i += 3) {
     const call = calls.get(batch[i])
-    if (call !== undefined) call.deliver(batch[i + 1], batch[i + 2])
+    if (call === undefined) continue
+    if (call.telemetry !== null) call.telemetry.delivered(batch[i + 1], batch[i + 2])
+    call.deliver(batch[i + 1], batch[i + 2])
   }
 }
 
@@ -40,6 +44,8 @@ class Delivery {
     this.native = native
     this.id = nextCallId()
     this.unacked = 0
+    // A traced call's span (lib/telemetry.js), told of each delivery.
+    this.telemetry = null
   }
 
   acknowledgeOne() {
@@ -52,12 +58,16 @@ class Delivery {
 
 // One call in flight: the native side's call id, its AbortSignal wiring, and its end.
 class Call extends Delivery {
-  constructor(native, body, stream, signal) {
+  constructor(native, body, stream, signal, traceParent) {
     super(native)
     this.signal = signal
     this.onAbort = null
+    this.telemetry = telemetry.startCall('chat', body, stream, traceParent)
     // Throws only for napi's own type checks of the request; the rest arrives as FAILED.
-    this.requestId = native.begin(this.id, body, stream)
+    this.requestId = rethrown(
+      () => native.begin(this.id, body, stream, this.telemetry?.traceparent),
+      (error) => this.telemetry?.refused(error, 'INVALID_REQUEST') ?? error,
+    )
     calls.set(this.id, this)
     if (signal) {
       this.onAbort = () => native.cancel(this.id)
@@ -74,6 +84,7 @@ class Call extends Delivery {
   cancel() {
     this.settle()
     this.native.cancel(this.id)
+    this.telemetry?.abandoned()
   }
 
   error(info) {
@@ -128,8 +139,8 @@ class CallbackCall extends ChatCall {
 
 // streamEvents(): events queue here until the async iterator asks for them.
 class EventsCall extends Call {
-  constructor(native, body, signal) {
-    super(native, body, true, signal)
+  constructor(native, body, signal, traceParent) {
+    super(native, body, true, signal, traceParent)
     this.events = []
     this.failure = null
     this.ended = false
@@ -175,12 +186,14 @@ class IngressCall extends Delivery {
   constructor(native, door, sink, request) {
     super(native)
     this.sink = sink
+    this.telemetry = telemetry.startIngress(request.method, request.path, request.headers)
     calls.set(this.id, this)
     try {
-      door.handle(this.id, request.method, request.path, request.headers, request.body, request.keyVerdict ?? undefined)
+      const headers = this.telemetry?.headers ?? request.headers
+      door.handle(this.id, request.method, request.path, headers, request.body, request.keyVerdict ?? undefined)
     } catch (error) {
       calls.delete(this.id)
-      throw error
+      throw this.telemetry?.refused(error, '_OTHER') ?? error
     }
   }
 
@@ -208,11 +221,17 @@ class IngressCall extends Delivery {
 async function embedCall(native, body, signal) {
   if (signal?.aborted) throw abortedBefore(signal)
   const id = nextCallId()
-  const pending = rethrown(() => native.embed(id, body), invalid)
+  const traced = telemetry.startCall('embeddings', body, false)
+  const pending = rethrown(
+    () => native.embed(id, body, traced?.traceparent),
+    (error) => invalid(traced?.refused(error, 'INVALID_REQUEST') ?? error),
+  )
   const onAbort = () => native.cancel(id)
   signal?.addEventListener('abort', onAbort, { once: true })
   try {
-    const { response, error } = await pending
+    const outcome = await pending
+    traced?.settled(outcome)
+    const { response, error } = outcome
     if (error) throw callError(error, signal)
     return response
   } finally {

@@ -12,6 +12,7 @@ const { ResponseCache } = require('./cache.js')
 const { SemanticCache } = require('./semantic-cache.js')
 const { RateLimiter } = require('./limiter.js')
 const { CostTracker } = require('./cost-tracker.js')
+const telemetry = require('./telemetry.js')
 
 const DEFAULT_BATCH_CONCURRENCY = 8
 
@@ -173,15 +174,18 @@ class Gateway {
   /** `for await` over text, tool_call and done events. Breaking out aborts the upstream request. */
   streamEvents(request) {
     const holder = { call: null }
-    const iterator = this.#events(request, holder)
+    const iterator = this.#events(request, holder, telemetry.activeContext())
     abandoned.register(iterator, holder, holder)
     return iterator
   }
 
-  async *#events(request, holder) {
+  async *#events(request, holder, traceParent) {
     const [body, signal] = split(request)
     if (signal?.aborted) throw abortedBefore(signal)
-    const call = (holder.call = rethrown(() => new EventsCall(this.#native, body, signal), (error) => shapes.invalidRequestShape(error, body)))
+    const call = (holder.call = rethrown(
+      () => new EventsCall(this.#native, body, signal, traceParent),
+      (error) => shapes.invalidRequestShape(error, body),
+    ))
     try {
       for (;;) {
         while (call.events.length > 0) {

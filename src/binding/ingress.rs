@@ -18,6 +18,7 @@ use super::serve::{serve_keys as config_keys, ServeKeyOptions};
 use super::{lock, CallControl, Controls, NativeGateway, NativeKeyVault, STREAM_CREDITS};
 use crate::error::{ErrorCode, GatewayError};
 use crate::ingress::{FrontDoor, HttpRequest, KeyVerdict, Keys, Reply, WholeReply};
+use crate::pipeline::CallTrace;
 
 #[napi(object)]
 pub struct WholeAnswer {
@@ -144,6 +145,8 @@ impl NativeFrontDoor {
     });
     let body = body.to_vec();
     let headers = header_pairs(headers);
+    // gatewayRouter puts its call span's context here (a client's, when it makes no span).
+    let trace = CallTrace::from_headers(&headers);
     let cancel = self.closed.child_token();
     let credits = Arc::new(Semaphore::new(STREAM_CREDITS));
     lock(&self.controls).insert(
@@ -163,11 +166,13 @@ impl NativeFrontDoor {
         headers: &headers,
         body: &body,
         key_verdict: verdict,
+        trace: trace.clone(),
       };
       let reply = Box::pin(door.handle(request, cancel.clone())).await;
       match reply {
         Reply::Whole(reply) => {
           lock(&controls).remove(&call_id);
+          deliver_trace(&pump, call_id, trace.as_deref());
           pump.deliver(call_id, head(reply));
         }
         Reply::Stream(mut reply) => {
@@ -195,10 +200,21 @@ impl NativeFrontDoor {
             pump.deliver(call_id, Delivery::Bytes(text));
           }
           lock(&controls).remove(&call_id);
+          deliver_trace(&pump, call_id, trace.as_deref());
           pump.deliver(call_id, Delivery::End);
         }
       }
     }));
+  }
+}
+
+/// The report of a traced call that reached the pipeline (one refused before has none).
+fn deliver_trace(pump: &Pump, call_id: u32, trace: Option<&CallTrace>) {
+  if let Some(report) = trace
+    .map(CallTrace::snapshot)
+    .filter(|report| report.finished)
+  {
+    pump.deliver(call_id, Delivery::Trace(Box::new(report)));
   }
 }
 

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ErrorCode, GatewayError};
-use crate::pipeline::{CallOptions, Gateway, Operation};
+use crate::pipeline::{CallOptions, CallTrace, Gateway, Operation};
 use crate::types::{ChatRequest as CoreRequest, StreamEvent};
 use pump::{Delivery, Pump};
 
@@ -185,7 +185,8 @@ impl NativeGateway {
   /// Starts call `callId` (chosen by the caller, unique among its calls in flight) and
   /// returns its request id. `stream` decides whether text events are delivered as they
   /// arrive; the end (done or failed) is always delivered, also for a request that is
-  /// invalid or a gateway that is closed.
+  /// invalid or a gateway that is closed. With `traceparent` (the call span's W3C context)
+  /// every upstream request carries it, and a trace report (kind 7) precedes the end.
   #[napi(catch_unwind)]
   pub fn begin(
     &self,
@@ -193,6 +194,7 @@ impl NativeGateway {
     call_id: u32,
     request: ChatRequest,
     stream: bool,
+    traceparent: Option<String>,
   ) -> napi::Result<String> {
     let Some(pump) = &self.pump else {
       return Err(napi::Error::new(
@@ -226,13 +228,14 @@ impl NativeGateway {
       return Ok(request_id);
     }
     let asked = (request.model.clone(), request.user.clone());
-    let (model, core_request, options) = match convert::chat_request(request) {
+    let (model, core_request, mut options) = match convert::chat_request(request) {
       Ok(parts) => parts,
       Err(error) => {
         refuse(&asked.0, asked.1.as_ref(), error);
         return Ok(request_id);
       }
     };
+    options.trace = traceparent.as_deref().and_then(CallTrace::continuing);
     let cancel = self.closed.child_token();
     let credits = stream.then(|| Arc::new(Semaphore::new(STREAM_CREDITS)));
     lock(&self.controls).insert(
@@ -262,18 +265,21 @@ impl NativeGateway {
 
   /// Embeds `request.input` as call `callId` (unique among calls in flight, like `begin`'s;
   /// `cancel(callId)` aborts it, from the moment this returns). The promise resolves with the
-  /// response or the error, and rejects only for napi's own type checks.
+  /// response or the error, and rejects only for napi's own type checks. `traceparent` as
+  /// for `begin`: the outcome then carries the trace report.
   #[napi(catch_unwind, ts_return_type = "Promise<EmbedOutcome>")]
   pub fn embed<'env>(
     &self,
     env: &'env Env,
     call_id: u32,
     request: EmbedRequest,
+    traceparent: Option<String>,
   ) -> napi::Result<PromiseRaw<'env, EmbedOutcome>> {
     let request_id = new_request_id();
     let failed = move |error: GatewayError, request_id: &str| EmbedOutcome {
       response: None,
       error: Some(convert::error_info(error, request_id)),
+      trace: None,
     };
     let gateway = match &self.inner {
       Ok(gateway) => gateway.clone(),
@@ -293,10 +299,12 @@ impl NativeGateway {
       return refused(&request.model, request.user.as_ref(), closed);
     }
     let asked = (request.model.clone(), request.user.clone());
-    let (model, core_request, options) = match convert::embed_request(request) {
+    let (model, core_request, mut options) = match convert::embed_request(request) {
       Ok(parts) => parts,
       Err(error) => return refused(&asked.0, asked.1.as_ref(), error),
     };
+    options.trace = traceparent.as_deref().and_then(CallTrace::continuing);
+    let trace = options.trace.clone();
     // Registered before JS gets the promise: an abort right after this call reaches it.
     let cancel = self.closed.child_token();
     lock(&self.controls).insert(
@@ -314,16 +322,19 @@ impl NativeGateway {
       let result =
         Box::pin(gateway.embed(&model, core_request, options, cancel, &request_id)).await;
       lock(&controls).remove(&call_id);
-      Ok(match result {
+      let mut outcome = match result {
         Ok(response) => EmbedOutcome {
           response: Some(convert::embed_response(response)),
           error: None,
+          trace: None,
         },
         Err(error) if error.code == ErrorCode::Aborted && closed.is_cancelled() => {
           failed(crate::ingress::closed_in_flight(), &request_id)
         }
         Err(error) => failed(gateway.redact_error(error), &request_id),
-      })
+      };
+      outcome.trace = trace.and_then(|trace| serde_json::to_value(trace.snapshot()).ok());
+      Ok(outcome)
     });
     env.spawn_future(call)
   }
@@ -439,6 +450,7 @@ impl Call {
   ) {
     let gateway = &self.gateway;
     let closed = Some(&self.closed);
+    let trace = options.trace.clone();
     let result = match credits {
       None => {
         let cancel = self.cancel.clone();
@@ -486,6 +498,11 @@ impl Call {
       }
     };
     lock(&self.controls).remove(&self.id);
+    if let Some(trace) = trace {
+      self
+        .pump
+        .deliver(self.id, Delivery::Trace(Box::new(trace.snapshot())));
+    }
     let last = match result {
       Ok(response) => Delivery::Event(StreamEvent::Done(Box::new(response))),
       Err(error) => Delivery::Failed(convert::error_info(error, &self.request_id)),

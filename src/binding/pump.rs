@@ -26,6 +26,8 @@ const FAILED: u32 = 3;
 const HEAD: u32 = 4;
 const BYTES: u32 = 5;
 const END: u32 = 6;
+/// A traced call's report (`pipeline::TraceReport`), just before its end.
+const TRACE: u32 = 7;
 
 /// What one call hands to JS. `Done` and `Failed` end the call.
 pub(crate) enum Delivery {
@@ -37,6 +39,8 @@ pub(crate) enum Delivery {
   Bytes(String),
   /// A streamed answer ended.
   End,
+  /// What the call's spans are made from; sent only for a call given a trace context.
+  Trace(Box<crate::pipeline::TraceReport>),
 }
 
 #[derive(serde::Serialize)]
@@ -197,6 +201,7 @@ impl Delivery {
       ),
       Delivery::Bytes(bytes) => element(call_id, BYTES, bytes.len() + 64, &bytes),
       Delivery::End => element(call_id, END, 8, &0),
+      Delivery::Trace(report) => element(call_id, TRACE, 512, &report),
     };
     match written {
       Some(element) => element,

@@ -589,4 +589,6 @@ pub struct EmbedResponse {
 pub struct EmbedOutcome {
   pub response: Option<EmbedResponse>,
   pub error: Option<ErrorInfo>,
+  /// The trace report of a call given a `traceparent` (what its spans are made from).
+  pub trace: Option<serde_json::Value>,
 }

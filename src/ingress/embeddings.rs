@@ -208,6 +208,7 @@ pub async fn answer(
   identity: Option<String>,
   cancel: CancellationToken,
   request_id: &str,
+  trace: Option<std::sync::Arc<crate::pipeline::CallTrace>>,
 ) -> Result<(Vec<u8>, u64), ErrorReply> {
   let mut call = parse(body)?;
   if identity.is_some() {
@@ -218,6 +219,7 @@ pub async fn answer(
     call.request,
     CallOptions {
       ingress: Some(super::Protocol::Embeddings.as_str()),
+      trace,
       ..CallOptions::default()
     },
     cancel,

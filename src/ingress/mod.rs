@@ -52,7 +52,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::{ErrorCode, GatewayError, Result};
-use crate::pipeline::{CallOptions, Gateway, NativeCall};
+use crate::pipeline::{CallOptions, CallTrace, Gateway, NativeCall};
 use crate::types::{ChatRequest, ChatResponse, StreamEvent};
 pub use auth::{KeyVerdict, Keys, ServeKey};
 
@@ -255,6 +255,8 @@ pub struct HttpRequest<'a> {
   pub body: &'a [u8],
   /// The JS key function's answer, when the front door's keys are `Keys::Function`.
   pub key_verdict: Option<KeyVerdict>,
+  /// The trace the request's `traceparent` continues (`CallTrace::from_headers`).
+  pub trace: Option<Arc<CallTrace>>,
 }
 
 /// What the transport writes back.
@@ -693,9 +695,17 @@ impl FrontDoor {
       None => None,
     };
     let identity = caller.map(|caller| caller.user.clone());
+    let trace = request.trace.clone();
     let _guard = cancel.clone().drop_guard();
-    let answer =
-      embeddings::answer(&self.gateway, request.body, identity, cancel, request_id).await;
+    let answer = embeddings::answer(
+      &self.gateway,
+      request.body,
+      identity,
+      cancel,
+      request_id,
+      trace,
+    )
+    .await;
     let (reply, used) = match answer {
       Ok((body, tokens)) => (WholeReply::ok(body, request_id), tokens),
       Err(reply) => {
@@ -834,6 +844,7 @@ impl FrontDoor {
       warnings,
       bypass_cache,
       native: native.clone(),
+      trace: request.trace.clone(),
       ..CallOptions::default()
     };
     let request_id = request_id.to_string();
@@ -1042,6 +1053,7 @@ mod tests {
       headers: &headers,
       body,
       key_verdict: None,
+      trace: None,
     };
     door.handle(request, CancellationToken::new()).await
   }
@@ -1217,6 +1229,7 @@ mod tests {
       headers: &anthropic_key,
       body: messages,
       key_verdict: None,
+      trace: None,
     };
     let (status, json) = whole(door.handle(request, CancellationToken::new()).await);
     assert_eq!(
@@ -1230,6 +1243,7 @@ mod tests {
       headers: &anthropic_key,
       body: br#"{"model":"mock/demo","messages":[{"role":"user","content":"hello"}]}"#,
       key_verdict: None,
+      trace: None,
     };
     let (status, json) = whole(door.handle(counted, CancellationToken::new()).await);
     assert_eq!(status, 200);

@@ -66,6 +66,7 @@ pub(crate) async fn with_retries(
     let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
     req.model.clone_from(&lease.model);
     lease.begin();
+    super::telemetry::attempt_started(&lease.provider.name, lease.provider.kind, &lease.model);
     let started = Instant::now();
     let result = match lease.attempt_timeout {
       Some(limit) => tokio::time::timeout(
@@ -76,6 +77,7 @@ pub(crate) async fn with_retries(
       .unwrap_or_else(|_| Err(GatewayError::timeout(limit).retryable(true))),
       None => attempt_work(&lease.provider, req, native, sink, progress, work).await,
     };
+    super::telemetry::attempt_ended(result.as_ref().err());
     let error = match result {
       Ok(completion) => {
         let ttft = progress
@@ -248,7 +250,10 @@ pub(crate) async fn send_call(
       None => None,
     };
     let mut builder = match parsed_url(&call.url) {
-      Some(url) => http.post(url),
+      Some(url) => match super::telemetry::upstream_traceparent(&url) {
+        Some(traceparent) => http.post(url).header("traceparent", traceparent),
+        None => http.post(url),
+      },
       // reqwest parses it again and reports what is wrong with it, as for any request.
       None => http.post(&call.url),
     };

@@ -34,6 +34,7 @@ impl Gateway {
     let mut trace = Trace::start(model, req.user.as_ref(), metadata, request_id);
     trace.operation = Operation::Embeddings;
     trace.ingress = options.ingress;
+    trace.telemetry = options.trace.clone();
     if self.router.aliases().iter().any(|alias| alias == model) {
       trace.route = Some(model.to_string());
     }
@@ -42,9 +43,9 @@ impl Gateway {
         let work = Work::Embed {
           dimensions: req.dimensions,
         };
-        self
-          .run(model, carrier(req), options, None, cancel, &trace, work)
-          .await
+        let traced = options.trace.clone();
+        let run = self.run(model, carrier(req), options, None, cancel, &trace, work);
+        super::telemetry::scoped(traced, run).await
       }
       Err(error) => Err(error),
     };

@@ -23,6 +23,7 @@ mod record;
 mod response;
 mod route;
 mod semantic;
+mod telemetry;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -55,6 +56,7 @@ pub use record::{
 };
 pub use response::estimate_usage;
 pub use route::{DeploymentHealth, RouteConfig, RouteTargetConfig, RoutingConfig};
+pub use telemetry::{AttemptSpan, CallTrace, Report as TraceReport};
 
 use attempt::{RetryPolicy, Work};
 use ledger::Accounting;
@@ -131,6 +133,8 @@ pub struct CallOptions {
   pub native: Option<Arc<NativeCall>>,
   /// Set when a cache answers, before the first event is sent.
   pub served: Arc<std::sync::OnceLock<Served>>,
+  /// The call's W3C trace context: sent upstream, its attempts noted (`pipeline::telemetry`).
+  pub trace: Option<Arc<CallTrace>>,
 }
 
 /// A call's result and the usage it was billed, also when it failed or was cut off
@@ -421,31 +425,39 @@ impl Gateway {
       trace.route = Some(model.to_string());
     }
     let native = options.native.clone();
-    let result = match self.guardrails.clone() {
-      None => {
-        self
-          .run(model, req, options, sink, cancel, &trace, Work::Chat)
-          .await
+    if let Some(telemetry) = &options.trace {
+      telemetry.request(&req, sink.is_some());
+    }
+    trace.telemetry = options.trace.clone();
+    let traced = options.trace.clone();
+    let result = telemetry::scoped(traced, async {
+      match self.guardrails.clone() {
+        None => {
+          self
+            .run(model, req, options, sink, cancel, &trace, Work::Chat)
+            .await
+        }
+        Some(guardrails) => {
+          let mut findings = Findings::default();
+          let result = self
+            .run_guarded(
+              &guardrails,
+              model,
+              req,
+              options,
+              sink,
+              cancel,
+              &trace,
+              &mut findings,
+            )
+            .await;
+          self.metrics.record_guardrail_findings(&findings.0);
+          trace.guardrails = findings.0;
+          result
+        }
       }
-      Some(guardrails) => {
-        let mut findings = Findings::default();
-        let result = self
-          .run_guarded(
-            &guardrails,
-            model,
-            req,
-            options,
-            sink,
-            cancel,
-            &trace,
-            &mut findings,
-          )
-          .await;
-        self.metrics.record_guardrail_findings(&findings.0);
-        trace.guardrails = findings.0;
-        result
-      }
-    };
+    })
+    .await;
     // Answered natively: nothing was left out in translation.
     if native.is_some_and(|native| native.answered_natively()) {
       trace.warnings.clear();

@@ -97,6 +97,8 @@ pub(crate) struct Trace {
   pub ingress: Option<&'static str>,
   pub warnings: Vec<String>,
   pub guardrails: Vec<GuardrailFinding>,
+  /// The call's trace context, when it has one: its report is filled in as the call ends.
+  pub telemetry: Option<Arc<super::telemetry::CallTrace>>,
 }
 
 impl Trace {
@@ -122,6 +124,7 @@ impl Trace {
       ingress: None,
       warnings: Vec::new(),
       guardrails: Vec::new(),
+      telemetry: None,
     }
   }
 
@@ -248,6 +251,9 @@ pub(crate) fn finish(
   if let Err(error) = result {
     bump(&stats.by_code[error.code.index()]);
   }
+  if let Some(telemetry) = &trace.telemetry {
+    telemetry.finish(&trace, result);
+  }
   let Some(CallHook(observer)) = hook else {
     return;
   };
@@ -267,6 +273,7 @@ pub(crate) fn finish(
     ingress,
     warnings,
     guardrails,
+    telemetry: _,
   } = trace;
   let (provider, vendor_model) = (provider.into_inner(), vendor_model.into_inner());
   let record = match result {

@@ -156,6 +156,8 @@ async fn handle(state: Arc<State>, req: Request<RequestBody>) -> Response<Body> 
     headers: &headers,
     body: &body,
     key_verdict: None,
+    // A client's trace continues upstream: its `traceparent` is forwarded as it came.
+    trace: crate::pipeline::CallTrace::from_headers(&headers),
   };
   match state.door.handle(request, CancellationToken::new()).await {
     Reply::Whole(reply) => whole(reply),
