@@ -468,33 +468,20 @@ impl Call {
         .result
       }
       Some(credits) => {
-        let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
-        let cancel = self.cancel.clone();
-        let mut run = pin!(run_call(
+        let pump = &self.pump;
+        let id = self.id;
+        stream_call(
           gateway,
           &model,
           request,
           options,
-          Some(sender),
-          cancel,
+          &credits,
+          &self.cancel,
           &self.request_id,
           closed,
-        ));
-        let mut relay = pin!(self.relay(receiver, &credits));
-        let mut relayed = false;
-        let result = loop {
-          tokio::select! {
-            executed = &mut run => break executed.result,
-            () = &mut relay, if !relayed => relayed = true,
-          }
-        };
-        // A finished pipeline closed the channel: what it still holds precedes the end,
-        // whatever the end is (text delivered before a broken connection included). The
-        // relay stops early only when the call is cancelled or the gateway closed.
-        if !relayed {
-          relay.await;
-        }
-        result
+          |event| pump.deliver(id, Delivery::Event(event)),
+        )
+        .await
       }
     };
     lock(&self.controls).remove(&self.id);
@@ -509,29 +496,72 @@ impl Call {
     };
     self.pump.deliver(self.id, last);
   }
+}
 
-  /// Hands streamed events to the pump, each once JS has room for it.
-  async fn relay(
-    &self,
-    mut receiver: mpsc::Receiver<crate::error::Result<StreamEvent>>,
-    credits: &Semaphore,
-  ) {
-    while let Some(Ok(event)) = receiver.recv().await {
-      match credits.try_acquire() {
-        Ok(permit) => permit.forget(),
-        Err(_) => {
-          tokio::select! {
-            biased;
-            () = self.cancel.cancelled() => return,
-            permit = credits.acquire() => match permit {
-              Ok(permit) => permit.forget(),
-              Err(_) => return,
-            },
-          }
+/// A streamed call: its events go to `deliver` as they come, each once the consumer has a
+/// credit for it; returns the call's end, which the caller delivers after the events.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn stream_call(
+  gateway: &Gateway,
+  model: &str,
+  request: CoreRequest,
+  options: CallOptions,
+  credits: &Semaphore,
+  cancel: &CancellationToken,
+  request_id: &str,
+  closed: Option<&CancellationToken>,
+  deliver: impl Fn(StreamEvent),
+) -> crate::error::Result<crate::types::ChatResponse> {
+  let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
+  let mut run = pin!(run_call(
+    gateway,
+    model,
+    request,
+    options,
+    Some(sender),
+    cancel.clone(),
+    request_id,
+    closed,
+  ));
+  let mut relay = pin!(relay(receiver, credits, cancel, &deliver));
+  let mut relayed = false;
+  let result = loop {
+    tokio::select! {
+      executed = &mut run => break executed.result,
+      () = &mut relay, if !relayed => relayed = true,
+    }
+  };
+  // A finished pipeline closed the channel: what it still holds precedes the end,
+  // whatever the end is (text delivered before a broken connection included). The
+  // relay stops early only when the call is cancelled or the gateway closed.
+  if !relayed {
+    relay.await;
+  }
+  result
+}
+
+/// Hands streamed events to `deliver`, each once the consumer has room for it.
+async fn relay(
+  mut receiver: mpsc::Receiver<crate::error::Result<StreamEvent>>,
+  credits: &Semaphore,
+  cancel: &CancellationToken,
+  deliver: &impl Fn(StreamEvent),
+) {
+  while let Some(Ok(event)) = receiver.recv().await {
+    match credits.try_acquire() {
+      Ok(permit) => permit.forget(),
+      Err(_) => {
+        tokio::select! {
+          biased;
+          () = cancel.cancelled() => return,
+          permit = credits.acquire() => match permit {
+            Ok(permit) => permit.forget(),
+            Err(_) => return,
+          },
         }
       }
-      self.pump.deliver(self.id, Delivery::Event(event));
     }
+    deliver(event);
   }
 }
 
