@@ -19,7 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
 use crate::pipeline::{CallOptions, Gateway, GatewayConfig, ProviderConfig};
 use crate::types::{ChatRequest, Message, Role, StreamEvent};
 
@@ -349,7 +348,7 @@ fn what_a_call_in_flight_holds() {
   println!("{build} build; sizes:");
   println!(
     "  a stream event in a channel slot: {} bytes",
-    std::mem::size_of::<Result<StreamEvent>>()
+    std::mem::size_of::<crate::pipeline::StreamItem>()
   );
   let size_gateway = Gateway::new(GatewayConfig {
     providers: vec![ProviderConfig::mock(Duration::ZERO)],
@@ -392,7 +391,7 @@ fn what_a_call_in_flight_holds() {
   COUNTED.with(|counted| counted.set(true));
   println!("allocated (bytes asked for, on the test's thread):");
   let before = live();
-  let channel = tokio::sync::mpsc::channel::<Result<StreamEvent>>(32);
+  let channel = tokio::sync::mpsc::channel::<crate::pipeline::StreamItem>(32);
   println!(
     "  a stream channel as made (its first block included): {}",
     (live() - before).per(1)

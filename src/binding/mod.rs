@@ -542,7 +542,7 @@ pub(crate) async fn stream_call(
 
 /// Hands streamed events to `deliver`, each once the consumer has room for it.
 async fn relay(
-  mut receiver: mpsc::Receiver<crate::error::Result<StreamEvent>>,
+  mut receiver: mpsc::Receiver<crate::pipeline::StreamItem>,
   credits: &Semaphore,
   cancel: &CancellationToken,
   deliver: &impl Fn(StreamEvent),

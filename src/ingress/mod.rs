@@ -318,7 +318,7 @@ impl WholeReply {
 /// it cancels the call, and so the upstream request.
 pub struct StreamReply {
   pub headers: Vec<(String, String)>,
-  receiver: mpsc::Receiver<Result<StreamEvent>>,
+  receiver: mpsc::Receiver<crate::pipeline::StreamItem>,
   encoder: Box<dyn Encoder>,
   /// The stream's opening bytes and first event, encoded before the head was sent.
   head: Vec<u8>,
@@ -449,7 +449,7 @@ impl StreamReply {
     }
   }
 
-  fn encode(&mut self, item: Result<StreamEvent>, out: &mut Vec<u8>) {
+  fn encode(&mut self, item: crate::pipeline::StreamItem, out: &mut Vec<u8>) {
     match item {
       Ok(StreamEvent::Native(bytes)) => {
         self.relaying = true;
@@ -913,7 +913,8 @@ impl FrontDoor {
       }
       let last = executed
         .result
-        .map(|response| StreamEvent::Done(Box::new(response)));
+        .map(|response| StreamEvent::Done(Box::new(response)))
+        .map_err(Box::new);
       // The receiver is gone when the client left; nobody is left to tell.
       let _ = sender.send(last).await;
     });
@@ -921,7 +922,7 @@ impl FrontDoor {
     // Errors before the first event keep their HTTP status.
     let first = match receiver.recv().await {
       Some(Ok(event)) => event,
-      Some(Err(error)) => return refuse(error),
+      Some(Err(error)) => return refuse(*error),
       None => {
         return refuse(GatewayError::protocol(
           "internal error: the call ended without a result",

@@ -11,7 +11,11 @@ use crate::types::{Completion, StreamEvent, ToolCall};
 
 /// Where streamed events go; `None` for a plain chat call. Items are `Result`s so that
 /// whoever runs the call can end the same channel with its failure.
-pub type EventSender = mpsc::Sender<Result<StreamEvent>>;
+pub type EventSender = mpsc::Sender<StreamItem>;
+/// An event or the failure that ends the stream. The error is boxed: a `GatewayError` is
+/// 120 bytes, and every slot of a channel is as wide as its widest item (tokio allocates
+/// 32 slots at a time), while a failure comes at most once per stream.
+pub type StreamItem = std::result::Result<StreamEvent, Box<GatewayError>>;
 pub type EventSink = Option<EventSender>;
 
 /// When the first event reached the caller, and what was delivered: a call that ends
@@ -29,11 +33,7 @@ impl Progress {
     }
     let (name, piece) = match event {
       StreamEvent::Text(text) => (None, text),
-      StreamEvent::ToolCall {
-        name,
-        arguments_delta,
-        ..
-      } => (name.as_deref(), arguments_delta),
+      StreamEvent::ToolCall(call) => (call.name.as_deref(), &call.arguments_delta),
       StreamEvent::Done(_) | StreamEvent::Native(_) => return,
     };
     let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
@@ -54,11 +54,7 @@ impl Progress {
   fn note_text(&self, event: &StreamEvent) {
     let (name, piece) = match event {
       StreamEvent::Text(text) => (None, text),
-      StreamEvent::ToolCall {
-        name,
-        arguments_delta,
-        ..
-      } => (name.as_deref(), arguments_delta),
+      StreamEvent::ToolCall(call) => (call.name.as_deref(), &call.arguments_delta),
       StreamEvent::Done(_) | StreamEvent::Native(_) => return,
     };
     let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
@@ -132,12 +128,12 @@ pub(crate) async fn forward_tool_calls(
   progress: &Progress,
 ) -> Result<()> {
   for (index, call) in calls.iter().enumerate() {
-    let event = StreamEvent::ToolCall {
-      index: index as u32,
-      id: Some(call.id.clone()),
-      name: Some(call.name.clone()),
-      arguments_delta: call.arguments.clone(),
-    };
+    let event = StreamEvent::tool_call(
+      index as u32,
+      Some(call.id.clone()),
+      Some(call.name.clone()),
+      call.arguments.clone(),
+    );
     send(sink, event, progress).await?;
   }
   Ok(())

@@ -46,7 +46,7 @@ use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use cache::Served;
-pub use forward::{EventSender, EventSink};
+pub use forward::{EventSender, EventSink, StreamItem};
 pub use kind::{Kind, KindSpec, Preset, WireApi};
 pub use limits::ANONYMOUS;
 pub use native::NativeCall;
