@@ -250,7 +250,7 @@ async fn hold_gateway_streams(
         let cancel = CancellationToken::new();
         let request_id = crate::ingress::new_request_id();
         let seen_first = AtomicBool::new(false);
-        let deliver = |event: StreamEvent| {
+        let deliver = move |event: StreamEvent| {
           let first =
             matches!(event, StreamEvent::Text(_)) && !seen_first.swap(true, Ordering::SeqCst);
           if first && first_events.fetch_add(1, Ordering::SeqCst) + 1 == streams {
@@ -262,7 +262,7 @@ async fn hold_gateway_streams(
           "up/gpt-4o-mini",
           request(),
           CallOptions::default(),
-          &credits,
+          credits,
           &cancel,
           &request_id,
           None,
@@ -360,7 +360,7 @@ fn what_a_call_in_flight_holds() {
     "mock/demo",
     request(),
     CallOptions::default(),
-    Some(sender),
+    Some(sender.into()),
     CancellationToken::new(),
     "fg_size",
   );
@@ -369,14 +369,13 @@ fn what_a_call_in_flight_holds() {
     std::mem::size_of_val(&pipeline)
   );
   drop(pipeline);
-  let credits = Semaphore::new(1);
   let cancel = CancellationToken::new();
   let stream_call = crate::binding::stream_call(
     &size_gateway,
     "mock/demo",
     request(),
     CallOptions::default(),
-    &credits,
+    Arc::new(Semaphore::new(1)),
     &cancel,
     "fg_size",
     None,
@@ -393,7 +392,7 @@ fn what_a_call_in_flight_holds() {
   let before = live();
   let channel = tokio::sync::mpsc::channel::<crate::pipeline::StreamItem>(32);
   println!(
-    "  a stream channel as made (its first block included): {}",
+    "  a stream channel as made (the front door's; its first block included): {}",
     (live() - before).per(1)
   );
   drop(channel);

@@ -16,17 +16,17 @@ mod types;
 mod vault;
 
 use std::collections::HashMap;
-use std::pin::pin;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use napi::bindgen_prelude::{Either, Env, Function, PromiseRaw, Unknown};
 use napi_derive::napi;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ErrorCode, GatewayError};
-use crate::pipeline::{CallOptions, CallTrace, Gateway, Operation};
+use crate::pipeline::{CallOptions, CallTrace, Consumer, EventSender, Gateway, Operation};
 use crate::types::{ChatRequest as CoreRequest, StreamEvent};
 use pump::{Delivery, Pump};
 
@@ -63,8 +63,6 @@ pub use vault::*;
 /// consumer slows the upstream read instead of growing memory. index.js acknowledges in
 /// steps of at most this much.
 const STREAM_CREDITS: usize = 256;
-/// Events buffered between the pipeline and the relay that hands them to the pump.
-const RELAY_CAPACITY: usize = 32;
 
 /// What JS can still do to a call in flight.
 struct CallControl {
@@ -468,18 +466,18 @@ impl Call {
         .result
       }
       Some(credits) => {
-        let pump = &self.pump;
+        let pump = self.pump.clone();
         let id = self.id;
         stream_call(
           gateway,
           &model,
           request,
           options,
-          &credits,
+          credits,
           &self.cancel,
           &self.request_id,
           closed,
-          |event| pump.deliver(id, Delivery::Event(event)),
+          move |event| pump.deliver(id, Delivery::Event(event)),
         )
         .await
       }
@@ -498,71 +496,34 @@ impl Call {
   }
 }
 
-/// A streamed call: its events go to `deliver` as they come, each once the consumer has a
-/// credit for it; returns the call's end, which the caller delivers after the events.
+/// A streamed call: its events go to `deliver` as the pipeline sends them, each once the
+/// consumer has a credit for it; returns the call's end, which the caller delivers after
+/// the events.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream_call(
   gateway: &Gateway,
   model: &str,
   request: CoreRequest,
   options: CallOptions,
-  credits: &Semaphore,
+  credits: Arc<Semaphore>,
   cancel: &CancellationToken,
   request_id: &str,
   closed: Option<&CancellationToken>,
-  deliver: impl Fn(StreamEvent),
+  deliver: impl Fn(StreamEvent) + Send + Sync + 'static,
 ) -> crate::error::Result<crate::types::ChatResponse> {
-  let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
-  let mut run = pin!(run_call(
+  let consumer = Consumer::new(credits, cancel.clone(), deliver);
+  run_call(
     gateway,
     model,
     request,
     options,
-    Some(sender),
+    Some(EventSender::Direct(Arc::new(consumer))),
     cancel.clone(),
     request_id,
     closed,
-  ));
-  let mut relay = pin!(relay(receiver, credits, cancel, &deliver));
-  let mut relayed = false;
-  let result = loop {
-    tokio::select! {
-      executed = &mut run => break executed.result,
-      () = &mut relay, if !relayed => relayed = true,
-    }
-  };
-  // A finished pipeline closed the channel: what it still holds precedes the end,
-  // whatever the end is (text delivered before a broken connection included). The
-  // relay stops early only when the call is cancelled or the gateway closed.
-  if !relayed {
-    relay.await;
-  }
-  result
-}
-
-/// Hands streamed events to `deliver`, each once the consumer has room for it.
-async fn relay(
-  mut receiver: mpsc::Receiver<crate::pipeline::StreamItem>,
-  credits: &Semaphore,
-  cancel: &CancellationToken,
-  deliver: &impl Fn(StreamEvent),
-) {
-  while let Some(Ok(event)) = receiver.recv().await {
-    match credits.try_acquire() {
-      Ok(permit) => permit.forget(),
-      Err(_) => {
-        tokio::select! {
-          biased;
-          () = cancel.cancelled() => return,
-          permit = credits.acquire() => match permit {
-            Ok(permit) => permit.forget(),
-            Err(_) => return,
-          },
-        }
-      }
-    }
-    deliver(event);
-  }
+  )
+  .await
+  .result
 }
 
 /// Tokens in a text or a message list: exact for OpenAI models (tiktoken encodings), an

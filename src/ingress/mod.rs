@@ -901,7 +901,7 @@ impl FrontDoor {
         &model,
         chat,
         options,
-        Some(sender.clone()),
+        Some(sender.clone().into()),
         task_cancel,
         &task_request_id,
         closed.as_ref(),

@@ -46,7 +46,7 @@ use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use cache::Served;
-pub use forward::{EventSender, EventSink, StreamItem};
+pub use forward::{Consumer, EventSender, EventSink, StreamItem};
 pub use kind::{Kind, KindSpec, Preset, WireApi};
 pub use limits::ANONYMOUS;
 pub use native::NativeCall;
@@ -501,7 +501,7 @@ impl Gateway {
           model,
           req,
           options,
-          Some(events),
+          Some(events.into()),
           stop.clone(),
           trace,
           Work::Chat,
@@ -814,7 +814,7 @@ mod tests {
       "mock/demo",
       hello(),
       CallOptions::default(),
-      Some(sender),
+      Some(sender.into()),
       CancellationToken::new(),
       "fg_test",
     );
@@ -847,7 +847,7 @@ mod tests {
         "mock/m",
         hello(),
         CallOptions::default(),
-        Some(sender),
+        Some(sender.into()),
         cancel,
         "r",
       )
@@ -866,7 +866,7 @@ mod tests {
         "mock/m",
         hello(),
         options,
-        Some(sender),
+        Some(sender.into()),
         CancellationToken::new(),
         "r",
       )
@@ -979,7 +979,7 @@ mod tests {
         };
         let cancel = CancellationToken::new();
         let _ = holder
-          .execute("smart", hello(), options, Some(sender), cancel, "h")
+          .execute("smart", hello(), options, Some(sender.into()), cancel, "h")
           .await;
       });
     }
