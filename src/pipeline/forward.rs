@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use futures_util::FutureExt;
+use std::future::Future;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -64,33 +66,21 @@ impl<Deliver: Fn(StreamEvent) + Send + Sync> Consumer<Deliver> {
 }
 
 impl Consumer {
-  async fn send(&self, item: StreamItem) -> std::result::Result<(), Closed> {
-    if self.closed.load(Ordering::Relaxed) {
-      return Err(Closed);
-    }
-    // A failure ends the stream: the call's own end is delivered by whoever runs it.
-    let taken = match item {
-      Ok(event) => self.take_credit().await.then_some(event),
-      Err(_) => None,
-    };
-    match taken {
-      Some(event) => {
-        (self.deliver)(event);
-        Ok(())
-      }
-      None => {
-        self.closed.store(true, Ordering::Relaxed);
-        Err(Closed)
-      }
-    }
+  fn close(&self) -> Closed {
+    self.closed.store(true, Ordering::Relaxed);
+    Closed
+  }
+
+  fn try_take_credit(&self) -> bool {
+    self
+      .credits
+      .try_acquire()
+      .map(|permit| permit.forget())
+      .is_ok()
   }
 
   /// Waits for a credit; false when the call was cancelled first or the credits closed.
-  async fn take_credit(&self) -> bool {
-    if let Ok(permit) = self.credits.try_acquire() {
-      permit.forget();
-      return true;
-    }
+  async fn wait_for_credit(&self) -> bool {
     tokio::select! {
       biased;
       () = self.cancel.cancelled() => false,
@@ -106,11 +96,25 @@ impl Consumer {
 }
 
 impl EventSender {
+  /// Written as one function rather than one per kind: each level of `async fn` keeps its own
+  /// copy of the event in the future of every stage that sends.
   pub async fn send(&self, item: StreamItem) -> std::result::Result<(), Closed> {
-    match self {
-      EventSender::Channel(sender) => sender.send(item).await.map_err(|_| Closed),
-      EventSender::Direct(consumer) => consumer.send(item).await,
+    let consumer = match self {
+      EventSender::Channel(sender) => return sender.send(item).await.map_err(|_| Closed),
+      EventSender::Direct(consumer) => consumer,
+    };
+    if consumer.closed.load(Ordering::Relaxed) {
+      return Err(Closed);
     }
+    // A failure ends the stream: the call's own end is delivered by whoever runs it.
+    let Ok(event) = item else {
+      return Err(consumer.close());
+    };
+    if !consumer.try_take_credit() && !consumer.wait_for_credit().await {
+      return Err(consumer.close());
+    }
+    (consumer.deliver)(event);
+    Ok(())
   }
 }
 
@@ -188,16 +192,17 @@ pub(crate) async fn forward(
   Ok(())
 }
 
-pub(crate) async fn send(
-  sink: &EventSender,
+/// A plain function returning the sender's future, not an `async fn` around it, so that a
+/// stage awaiting it holds one copy of the event, not two.
+pub(crate) fn send<'a>(
+  sink: &'a EventSender,
   event: StreamEvent,
   progress: &Progress,
-) -> Result<()> {
+) -> impl Future<Output = Result<()>> + Send + 'a {
   progress.mark_delivered(&event);
   sink
     .send(Ok(event))
-    .await
-    .map_err(|Closed| GatewayError::aborted())
+    .map(|sent| sent.map_err(|Closed| GatewayError::aborted()))
 }
 
 /// A whole completion as events: its text in one piece, then its tool calls.
