@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::{CallOptions, Gateway, GatewayConfig, ProviderConfig};
+use crate::pipeline::{Gateway, GatewayConfig, ProviderConfig};
 use crate::types::{ChatRequest, Message, Role, StreamEvent};
 
 struct Counting;
@@ -260,8 +260,8 @@ async fn hold_gateway_streams(
         let result = crate::binding::stream_call(
           &gateway,
           "up/gpt-4o-mini",
-          request(),
-          CallOptions::default(),
+          Box::new(request()),
+          Box::default(),
           credits,
           &cancel,
           &request_id,
@@ -358,8 +358,8 @@ fn what_a_call_in_flight_holds() {
   let (sender, _receiver) = tokio::sync::mpsc::channel(1);
   let pipeline = size_gateway.execute_billed(
     "mock/demo",
-    request(),
-    CallOptions::default(),
+    Box::new(request()),
+    Box::default(),
     Some(sender.into()),
     CancellationToken::new(),
     "fg_size",
@@ -373,8 +373,8 @@ fn what_a_call_in_flight_holds() {
   let stream_call = crate::binding::stream_call(
     &size_gateway,
     "mock/demo",
-    request(),
-    CallOptions::default(),
+    Box::new(request()),
+    Box::default(),
     Arc::new(Semaphore::new(1)),
     &cancel,
     "fg_size",

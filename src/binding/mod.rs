@@ -252,6 +252,9 @@ impl NativeGateway {
       cancel,
       closed: self.closed.clone(),
     };
+    // Boxed here, once: every stage of the call keeps room for its arguments while the call
+    // is in flight.
+    let (core_request, options) = (Box::new(core_request), Box::new(options));
     napi::bindgen_prelude::spawn(self.calls.track_future(call.run(
       model,
       core_request,
@@ -442,8 +445,8 @@ impl Call {
   async fn run(
     self,
     model: String,
-    request: CoreRequest,
-    options: CallOptions,
+    request: Box<CoreRequest>,
+    options: Box<CallOptions>,
     credits: Option<Arc<Semaphore>>,
   ) {
     let gateway = &self.gateway;
@@ -503,8 +506,8 @@ impl Call {
 pub(crate) async fn stream_call(
   gateway: &Gateway,
   model: &str,
-  request: CoreRequest,
-  options: CallOptions,
+  request: Box<CoreRequest>,
+  options: Box<CallOptions>,
   credits: Arc<Semaphore>,
   cancel: &CancellationToken,
   request_id: &str,

@@ -220,8 +220,8 @@ pub fn finish_result(
 pub async fn run_call(
   gateway: &Gateway,
   model: &str,
-  request: ChatRequest,
-  options: CallOptions,
+  request: Box<ChatRequest>,
+  options: Box<CallOptions>,
   sink: crate::pipeline::EventSink,
   cancel: CancellationToken,
   request_id: &str,
@@ -850,6 +850,7 @@ impl FrontDoor {
     let request_id = request_id.to_string();
     // Which cache answered, known before the first event: the `x-ferrogate-cache` header.
     let served = options.served.clone();
+    let (chat, options) = (Box::new(chat), Box::new(options));
     if !stream {
       // Dropped when the client goes away (serve drops this future): the call stops.
       let _guard = cancel.clone().drop_guard();

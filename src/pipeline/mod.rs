@@ -30,6 +30,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::responses::{ResponseStore, ResponseStoreConfig};
@@ -401,6 +402,7 @@ impl Gateway {
     cancel: CancellationToken,
     request_id: &str,
   ) -> Result<ChatResponse> {
+    let (req, options) = (Box::new(req), Box::new(options));
     self
       .execute_billed(model, req, options, sink, cancel, request_id)
       .await
@@ -408,11 +410,15 @@ impl Gateway {
   }
 
   /// `execute`, also telling what the call was billed when it failed or was cut off.
+  ///
+  /// The request and its options come boxed, and stay so down the pipeline: every stage's
+  /// future keeps room for its arguments for as long as the call is in flight, so values
+  /// of this size would be held once per stage.
   pub async fn execute_billed(
     &self,
     model: &str,
-    req: ChatRequest,
-    mut options: CallOptions,
+    req: Box<ChatRequest>,
+    mut options: Box<CallOptions>,
     sink: EventSink,
     cancel: CancellationToken,
     request_id: &str,
@@ -477,8 +483,8 @@ impl Gateway {
     &self,
     guardrails: &Guardrails,
     model: &str,
-    mut req: ChatRequest,
-    options: CallOptions,
+    mut req: Box<ChatRequest>,
+    options: Box<CallOptions>,
     sink: EventSink,
     cancel: CancellationToken,
     trace: &Trace,
@@ -528,8 +534,8 @@ impl Gateway {
   async fn run(
     &self,
     model: &str,
-    mut req: ChatRequest,
-    options: CallOptions,
+    mut req: Box<ChatRequest>,
+    options: Box<CallOptions>,
     sink: EventSink,
     cancel: CancellationToken,
     trace: &Trace,
@@ -571,23 +577,44 @@ impl Gateway {
       served: &options.served,
     };
     let asked = semantic::lookup(self.semantic_cache.as_deref(), model, &req, &options, work);
-    // Borrowed into both stages' closures: the semantic stage runs inside the exact one's.
-    let (targets_for_call, req_for_call) = (&mut targets, &mut req);
-    let (options_for_call, sink_for_call, cancel_for_call) = (&options, &sink, &cancel);
-    let served = cache::through(lookup, caller, &self.stats, move || {
-      semantic::through(self, asked, caller, cancel_for_call, move || {
-        self.upstream(
-          targets_for_call,
-          req_for_call,
-          options_for_call,
-          sink_for_call,
-          cancel_for_call,
-          start,
-          trace,
-          work,
-        )
-      })
-    });
+    // Without a cache to ask, the upstream call is awaited here directly. The cache stages'
+    // futures are larger than it, and a call in flight would hold their size inline for
+    // its whole life; with a cache they are boxed, an allocation only such calls make.
+    let served = if lookup.is_none() && asked.is_none() {
+      Either::Left(self.upstream(
+        &mut targets,
+        &mut req,
+        &options,
+        &sink,
+        &cancel,
+        start,
+        trace,
+        work,
+      ))
+    } else {
+      // Borrowed into both stages' closures: the semantic stage runs inside the exact one's.
+      let (targets_for_call, req_for_call) = (&mut targets, &mut req);
+      let (options_for_call, sink_for_call, cancel_for_call) = (&options, &sink, &cancel);
+      Either::Right(Box::pin(cache::through(
+        lookup,
+        caller,
+        &self.stats,
+        move || {
+          semantic::through(self, asked, caller, cancel_for_call, move || {
+            self.upstream(
+              targets_for_call,
+              req_for_call,
+              options_for_call,
+              sink_for_call,
+              cancel_for_call,
+              start,
+              trace,
+              work,
+            )
+          })
+        },
+      )))
+    };
     // The upstream call keeps its own deadline; this one bounds a caller waiting on an
     // identical call in flight. Both end at the same instant, and the upstream call's
     // own (more precise) error wins a tie because it is polled first.
