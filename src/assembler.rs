@@ -69,12 +69,12 @@ impl StreamAssembler {
       call.name.push_str(name);
     }
     call.arguments.push_str(arguments_delta);
-    self.events.push(StreamEvent::ToolCall {
-      index: position as u32,
-      id: id.map(str::to_string),
-      name: name.map(str::to_string),
-      arguments_delta: arguments_delta.to_string(),
-    });
+    self.events.push(StreamEvent::tool_call(
+      position as u32,
+      id.map(str::to_string),
+      name.map(str::to_string),
+      arguments_delta.to_string(),
+    ));
   }
 
   /// The opaque signature (Gemini's `thoughtSignature`) of the call the vendor numbers

@@ -164,12 +164,8 @@ fn check_events_rebuild(file: &str, events: &[StreamEvent], completion: &Complet
   for event in events {
     match event {
       StreamEvent::Text(delta) => text.push_str(delta),
-      StreamEvent::ToolCall {
-        index,
-        arguments_delta,
-        ..
-      } => {
-        let index = *index as usize;
+      StreamEvent::ToolCall(call) => {
+        let (index, arguments_delta) = (call.index as usize, &call.arguments_delta);
         if arguments.len() <= index {
           arguments.resize(index + 1, String::new());
         }

@@ -220,13 +220,9 @@ fn check_events(input_len: usize, events: &[StreamEvent], completion: &Completio
         assert!(!piece.is_empty(), "empty text event");
         text.push_str(piece);
       }
-      StreamEvent::ToolCall {
-        index,
-        name,
-        arguments_delta,
-        ..
-      } => {
-        let index = *index as usize;
+      StreamEvent::ToolCall(call) => {
+        let (index, name, arguments_delta) =
+          (call.index as usize, &call.name, &call.arguments_delta);
         assert!(index <= calls.len(), "tool call index {index} skips one");
         if index == calls.len() {
           calls.push((String::new(), String::new()));

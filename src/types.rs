@@ -279,19 +279,43 @@ pub struct ChatResponse {
 }
 
 /// What a stream delivers to the caller, in order; `Done` is always last.
+///
+/// Every variant is at most a `String` wide (32 bytes with the tag): events wait in channel
+/// slots, and tokio's channels allocate their slots 32 at a time, when the channel is made.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
   Text(String),
-  ToolCall {
-    index: u32,
-    id: Option<String>,
-    name: Option<String>,
-    arguments_delta: String,
-  },
+  ToolCall(Box<ToolCallDelta>),
   Done(Box<ChatResponse>),
   /// Bytes of a vendor's own stream, relayed as they came to a client of the same protocol
   /// (the front door's same-protocol fidelity); never delivered through the library API.
   Native(String),
+}
+
+/// A piece of a streamed tool call: the first piece of a call names it, the rest carry its
+/// arguments as they come.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallDelta {
+  pub index: u32,
+  pub id: Option<String>,
+  pub name: Option<String>,
+  pub arguments_delta: String,
+}
+
+impl StreamEvent {
+  pub fn tool_call(
+    index: u32,
+    id: Option<String>,
+    name: Option<String>,
+    arguments_delta: String,
+  ) -> StreamEvent {
+    StreamEvent::ToolCall(Box::new(ToolCallDelta {
+      index,
+      id,
+      name,
+      arguments_delta,
+    }))
+  }
 }
 
 /// One embeddings call: the texts to embed, in order.

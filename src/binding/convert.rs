@@ -605,12 +605,13 @@ pub fn stream_event(event: StreamEvent) -> js::NativeStreamEvent {
       out.r#type = "text".into();
       out.text = Some(text);
     }
-    StreamEvent::ToolCall {
-      index,
-      id,
-      name,
-      arguments_delta,
-    } => {
+    StreamEvent::ToolCall(call) => {
+      let crate::types::ToolCallDelta {
+        index,
+        id,
+        name,
+        arguments_delta,
+      } = *call;
       out.r#type = "tool_call".into();
       out.index = Some(index);
       out.id = id;

@@ -16,17 +16,17 @@ mod types;
 mod vault;
 
 use std::collections::HashMap;
-use std::pin::pin;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use napi::bindgen_prelude::{Either, Env, Function, PromiseRaw, Unknown};
 use napi_derive::napi;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ErrorCode, GatewayError};
-use crate::pipeline::{CallOptions, CallTrace, Gateway, Operation};
+use crate::pipeline::{CallOptions, CallTrace, Consumer, EventSender, Gateway, Operation};
 use crate::types::{ChatRequest as CoreRequest, StreamEvent};
 use pump::{Delivery, Pump};
 
@@ -63,8 +63,6 @@ pub use vault::*;
 /// consumer slows the upstream read instead of growing memory. index.js acknowledges in
 /// steps of at most this much.
 const STREAM_CREDITS: usize = 256;
-/// Events buffered between the pipeline and the relay that hands them to the pump.
-const RELAY_CAPACITY: usize = 32;
 
 /// What JS can still do to a call in flight.
 struct CallControl {
@@ -254,6 +252,9 @@ impl NativeGateway {
       cancel,
       closed: self.closed.clone(),
     };
+    // Boxed here, once: every stage of the call keeps room for its arguments while the call
+    // is in flight.
+    let (core_request, options) = (Box::new(core_request), Box::new(options));
     napi::bindgen_prelude::spawn(self.calls.track_future(call.run(
       model,
       core_request,
@@ -444,8 +445,8 @@ impl Call {
   async fn run(
     self,
     model: String,
-    request: CoreRequest,
-    options: CallOptions,
+    request: Box<CoreRequest>,
+    options: Box<CallOptions>,
     credits: Option<Arc<Semaphore>>,
   ) {
     let gateway = &self.gateway;
@@ -468,33 +469,20 @@ impl Call {
         .result
       }
       Some(credits) => {
-        let (sender, receiver) = mpsc::channel(RELAY_CAPACITY);
-        let cancel = self.cancel.clone();
-        let mut run = pin!(run_call(
+        let pump = self.pump.clone();
+        let id = self.id;
+        stream_call(
           gateway,
           &model,
           request,
           options,
-          Some(sender),
-          cancel,
+          credits,
+          &self.cancel,
           &self.request_id,
           closed,
-        ));
-        let mut relay = pin!(self.relay(receiver, &credits));
-        let mut relayed = false;
-        let result = loop {
-          tokio::select! {
-            executed = &mut run => break executed.result,
-            () = &mut relay, if !relayed => relayed = true,
-          }
-        };
-        // A finished pipeline closed the channel: what it still holds precedes the end,
-        // whatever the end is (text delivered before a broken connection included). The
-        // relay stops early only when the call is cancelled or the gateway closed.
-        if !relayed {
-          relay.await;
-        }
-        result
+          move |event| pump.deliver(id, Delivery::Event(event)),
+        )
+        .await
       }
     };
     lock(&self.controls).remove(&self.id);
@@ -509,30 +497,36 @@ impl Call {
     };
     self.pump.deliver(self.id, last);
   }
+}
 
-  /// Hands streamed events to the pump, each once JS has room for it.
-  async fn relay(
-    &self,
-    mut receiver: mpsc::Receiver<crate::error::Result<StreamEvent>>,
-    credits: &Semaphore,
-  ) {
-    while let Some(Ok(event)) = receiver.recv().await {
-      match credits.try_acquire() {
-        Ok(permit) => permit.forget(),
-        Err(_) => {
-          tokio::select! {
-            biased;
-            () = self.cancel.cancelled() => return,
-            permit = credits.acquire() => match permit {
-              Ok(permit) => permit.forget(),
-              Err(_) => return,
-            },
-          }
-        }
-      }
-      self.pump.deliver(self.id, Delivery::Event(event));
-    }
-  }
+/// A streamed call: its events go to `deliver` as the pipeline sends them, each once the
+/// consumer has a credit for it; returns the call's end, which the caller delivers after
+/// the events.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn stream_call(
+  gateway: &Gateway,
+  model: &str,
+  request: Box<CoreRequest>,
+  options: Box<CallOptions>,
+  credits: Arc<Semaphore>,
+  cancel: &CancellationToken,
+  request_id: &str,
+  closed: Option<&CancellationToken>,
+  deliver: impl Fn(StreamEvent) + Send + Sync + 'static,
+) -> crate::error::Result<crate::types::ChatResponse> {
+  let consumer = Consumer::new(credits, cancel.clone(), deliver);
+  run_call(
+    gateway,
+    model,
+    request,
+    options,
+    Some(EventSender::Direct(Arc::new(consumer))),
+    cancel.clone(),
+    request_id,
+    closed,
+  )
+  .await
+  .result
 }
 
 /// Tokens in a text or a message list: exact for OpenAI models (tiktoken encodings), an

@@ -189,7 +189,7 @@ impl Delivery {
       Delivery::Event(StreamEvent::Done(response)) => {
         element(call_id, DONE, 512, &convert::response(*response))
       }
-      Delivery::Event(event @ StreamEvent::ToolCall { .. }) => {
+      Delivery::Event(event @ StreamEvent::ToolCall(_)) => {
         element(call_id, TOOL_CALL, 128, &convert::stream_event(event))
       }
       Delivery::Failed(info) => element(call_id, FAILED, 256, &info),

@@ -753,14 +753,13 @@ impl super::Encoder for ChatEncoder {
   fn stream_event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
     match event {
       StreamEvent::Text(text) => self.chunks().text(out, text),
-      StreamEvent::ToolCall {
-        index,
-        id,
-        name,
-        arguments_delta,
-      } => self
-        .chunks()
-        .tool_call(out, *index, id.as_deref(), name.as_deref(), arguments_delta),
+      StreamEvent::ToolCall(call) => self.chunks().tool_call(
+        out,
+        call.index,
+        call.id.as_deref(),
+        call.name.as_deref(),
+        &call.arguments_delta,
+      ),
       StreamEvent::Done(response) => self.stream_end(response, out),
       // A relayed vendor stream is already in this protocol.
       StreamEvent::Native(bytes) => out.extend_from_slice(bytes.as_bytes()),

@@ -884,12 +884,13 @@ impl Encoder for MessagesEncoder {
   fn stream_event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
     match event {
       StreamEvent::Text(text) => self.text(out, text),
-      StreamEvent::ToolCall {
-        index,
-        id,
-        name,
-        arguments_delta,
-      } => self.tool_call(out, *index, id.as_deref(), name.as_deref(), arguments_delta),
+      StreamEvent::ToolCall(call) => self.tool_call(
+        out,
+        call.index,
+        call.id.as_deref(),
+        call.name.as_deref(),
+        &call.arguments_delta,
+      ),
       // A relayed vendor stream is written by the driver, never encoded.
       StreamEvent::Done(_) | StreamEvent::Native(_) => {}
     }

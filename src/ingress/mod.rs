@@ -220,8 +220,8 @@ pub fn finish_result(
 pub async fn run_call(
   gateway: &Gateway,
   model: &str,
-  request: ChatRequest,
-  options: CallOptions,
+  request: Box<ChatRequest>,
+  options: Box<CallOptions>,
   sink: crate::pipeline::EventSink,
   cancel: CancellationToken,
   request_id: &str,
@@ -318,7 +318,7 @@ impl WholeReply {
 /// it cancels the call, and so the upstream request.
 pub struct StreamReply {
   pub headers: Vec<(String, String)>,
-  receiver: mpsc::Receiver<Result<StreamEvent>>,
+  receiver: mpsc::Receiver<crate::pipeline::StreamItem>,
   encoder: Box<dyn Encoder>,
   /// The stream's opening bytes and first event, encoded before the head was sent.
   head: Vec<u8>,
@@ -449,7 +449,7 @@ impl StreamReply {
     }
   }
 
-  fn encode(&mut self, item: Result<StreamEvent>, out: &mut Vec<u8>) {
+  fn encode(&mut self, item: crate::pipeline::StreamItem, out: &mut Vec<u8>) {
     match item {
       Ok(StreamEvent::Native(bytes)) => {
         self.relaying = true;
@@ -850,6 +850,7 @@ impl FrontDoor {
     let request_id = request_id.to_string();
     // Which cache answered, known before the first event: the `x-ferrogate-cache` header.
     let served = options.served.clone();
+    let (chat, options) = (Box::new(chat), Box::new(options));
     if !stream {
       // Dropped when the client goes away (serve drops this future): the call stops.
       let _guard = cancel.clone().drop_guard();
@@ -901,7 +902,7 @@ impl FrontDoor {
         &model,
         chat,
         options,
-        Some(sender.clone()),
+        Some(sender.clone().into()),
         task_cancel,
         &task_request_id,
         closed.as_ref(),
@@ -913,7 +914,8 @@ impl FrontDoor {
       }
       let last = executed
         .result
-        .map(|response| StreamEvent::Done(Box::new(response)));
+        .map(|response| StreamEvent::Done(Box::new(response)))
+        .map_err(Box::new);
       // The receiver is gone when the client left; nobody is left to tell.
       let _ = sender.send(last).await;
     });
@@ -921,7 +923,7 @@ impl FrontDoor {
     // Errors before the first event keep their HTTP status.
     let first = match receiver.recv().await {
       Some(Ok(event)) => event,
-      Some(Err(error)) => return refuse(error),
+      Some(Err(error)) => return refuse(*error),
       None => {
         return refuse(GatewayError::protocol(
           "internal error: the call ended without a result",

@@ -1265,12 +1265,13 @@ impl Encoder for ResponsesEncoder {
   fn stream_event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
     match event {
       StreamEvent::Text(text) => self.text_delta(out, text),
-      StreamEvent::ToolCall {
-        index,
-        id,
-        name,
-        arguments_delta,
-      } => self.tool_delta(out, *index, id.as_deref(), name.as_deref(), arguments_delta),
+      StreamEvent::ToolCall(call) => self.tool_delta(
+        out,
+        call.index,
+        call.id.as_deref(),
+        call.name.as_deref(),
+        &call.arguments_delta,
+      ),
       StreamEvent::Done(response) => self.stream_end(response, out),
       // A relayed vendor stream is written by the driver, never encoded.
       StreamEvent::Native(_) => {}

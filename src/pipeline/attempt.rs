@@ -179,8 +179,12 @@ async fn http_attempt(
 ) -> Result<Completion> {
   let vendor = adapter.vendor();
   let stream = sink.is_some();
-  let call = adapter.build(req, stream)?;
-  let response = send_call(name, http, adapter, &call, stream).await?;
+  // The request (its JSON body, headers and key) is dropped once sent, not held for as long
+  // as the answer streams.
+  let response = {
+    let call = adapter.build(req, stream)?;
+    send_call(name, http, adapter, &call, stream).await?
+  };
   let is_event_stream = response
     .headers()
     .get("content-type")

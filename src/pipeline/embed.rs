@@ -44,7 +44,8 @@ impl Gateway {
           dimensions: req.dimensions,
         };
         let traced = options.trace.clone();
-        let run = self.run(model, carrier(req), options, None, cancel, &trace, work);
+        let (req, options) = (Box::new(carrier(req)), Box::new(options));
+        let run = self.run(model, req, options, None, cancel, &trace, work);
         super::telemetry::scoped(traced, run).await
       }
       Err(error) => Err(error),

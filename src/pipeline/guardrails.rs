@@ -8,7 +8,7 @@
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::forward::EventSender;
+use super::forward::{EventSender, StreamItem};
 use super::native::NativeCall;
 use crate::error::{GatewayError, Result};
 use crate::guardrails::{Findings, Guardrails, OutputStream};
@@ -49,7 +49,7 @@ pub(super) async fn input(
 /// returned: the call then fails with it instead of its own end.
 pub(super) async fn filter_stream(
   mut stream: OutputStream,
-  mut events: mpsc::Receiver<Result<StreamEvent>>,
+  mut events: mpsc::Receiver<StreamItem>,
   caller: EventSender,
   stop: CancellationToken,
 ) -> Option<GatewayError> {
@@ -66,7 +66,7 @@ pub(super) async fn filter_stream(
         Err(error) => return blocked(error),
       },
       // A tool call ends the text before it: what was held back goes first.
-      Ok(call @ StreamEvent::ToolCall { .. }) => {
+      Ok(call @ StreamEvent::ToolCall(_)) => {
         match stream.finish() {
           Ok(text) if text.is_empty() => {}
           Ok(text) => out.push(Ok(StreamEvent::Text(text))),

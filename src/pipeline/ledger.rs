@@ -294,7 +294,7 @@ mod tests {
       "mock/demo",
       request("cut"),
       CallOptions::default(),
-      Some(sender),
+      Some(sender.into()),
       cancel.clone(),
       "fg_t",
     );
@@ -392,7 +392,7 @@ mod tests {
       "mock/demo",
       request("cut"),
       CallOptions::default(),
-      Some(sender),
+      Some(sender.into()),
       cancel.clone(),
       "fg_t",
     );

@@ -30,6 +30,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::responses::{ResponseStore, ResponseStoreConfig};
@@ -46,7 +47,7 @@ use crate::types::{ChatRequest, ChatResponse};
 
 pub use attempt::MAX_RESPONSE_BYTES;
 pub use cache::Served;
-pub use forward::{EventSender, EventSink};
+pub use forward::{Consumer, EventSender, EventSink, StreamItem};
 pub use kind::{Kind, KindSpec, Preset, WireApi};
 pub use limits::ANONYMOUS;
 pub use native::NativeCall;
@@ -401,6 +402,7 @@ impl Gateway {
     cancel: CancellationToken,
     request_id: &str,
   ) -> Result<ChatResponse> {
+    let (req, options) = (Box::new(req), Box::new(options));
     self
       .execute_billed(model, req, options, sink, cancel, request_id)
       .await
@@ -408,11 +410,15 @@ impl Gateway {
   }
 
   /// `execute`, also telling what the call was billed when it failed or was cut off.
+  ///
+  /// The request and its options come boxed, and stay so down the pipeline: every stage's
+  /// future keeps room for its arguments for as long as the call is in flight, so values
+  /// of this size would be held once per stage.
   pub async fn execute_billed(
     &self,
     model: &str,
-    req: ChatRequest,
-    mut options: CallOptions,
+    req: Box<ChatRequest>,
+    mut options: Box<CallOptions>,
     sink: EventSink,
     cancel: CancellationToken,
     request_id: &str,
@@ -477,8 +483,8 @@ impl Gateway {
     &self,
     guardrails: &Guardrails,
     model: &str,
-    mut req: ChatRequest,
-    options: CallOptions,
+    mut req: Box<ChatRequest>,
+    options: Box<CallOptions>,
     sink: EventSink,
     cancel: CancellationToken,
     trace: &Trace,
@@ -501,7 +507,7 @@ impl Gateway {
           model,
           req,
           options,
-          Some(events),
+          Some(events.into()),
           stop.clone(),
           trace,
           Work::Chat,
@@ -528,8 +534,8 @@ impl Gateway {
   async fn run(
     &self,
     model: &str,
-    mut req: ChatRequest,
-    options: CallOptions,
+    mut req: Box<ChatRequest>,
+    options: Box<CallOptions>,
     sink: EventSink,
     cancel: CancellationToken,
     trace: &Trace,
@@ -571,23 +577,44 @@ impl Gateway {
       served: &options.served,
     };
     let asked = semantic::lookup(self.semantic_cache.as_deref(), model, &req, &options, work);
-    // Borrowed into both stages' closures: the semantic stage runs inside the exact one's.
-    let (targets_for_call, req_for_call) = (&mut targets, &mut req);
-    let (options_for_call, sink_for_call, cancel_for_call) = (&options, &sink, &cancel);
-    let served = cache::through(lookup, caller, &self.stats, move || {
-      semantic::through(self, asked, caller, cancel_for_call, move || {
-        self.upstream(
-          targets_for_call,
-          req_for_call,
-          options_for_call,
-          sink_for_call,
-          cancel_for_call,
-          start,
-          trace,
-          work,
-        )
-      })
-    });
+    // Without a cache to ask, the upstream call is awaited here directly. The cache stages'
+    // futures are larger than it, and a call in flight would hold their size inline for
+    // its whole life; with a cache they are boxed, an allocation only such calls make.
+    let served = if lookup.is_none() && asked.is_none() {
+      Either::Left(self.upstream(
+        &mut targets,
+        &mut req,
+        &options,
+        &sink,
+        &cancel,
+        start,
+        trace,
+        work,
+      ))
+    } else {
+      // Borrowed into both stages' closures: the semantic stage runs inside the exact one's.
+      let (targets_for_call, req_for_call) = (&mut targets, &mut req);
+      let (options_for_call, sink_for_call, cancel_for_call) = (&options, &sink, &cancel);
+      Either::Right(Box::pin(cache::through(
+        lookup,
+        caller,
+        &self.stats,
+        move || {
+          semantic::through(self, asked, caller, cancel_for_call, move || {
+            self.upstream(
+              targets_for_call,
+              req_for_call,
+              options_for_call,
+              sink_for_call,
+              cancel_for_call,
+              start,
+              trace,
+              work,
+            )
+          })
+        },
+      )))
+    };
     // The upstream call keeps its own deadline; this one bounds a caller waiting on an
     // identical call in flight. Both end at the same instant, and the upstream call's
     // own (more precise) error wins a tie because it is polled first.
@@ -814,7 +841,7 @@ mod tests {
       "mock/demo",
       hello(),
       CallOptions::default(),
-      Some(sender),
+      Some(sender.into()),
       CancellationToken::new(),
       "fg_test",
     );
@@ -847,7 +874,7 @@ mod tests {
         "mock/m",
         hello(),
         CallOptions::default(),
-        Some(sender),
+        Some(sender.into()),
         cancel,
         "r",
       )
@@ -866,7 +893,7 @@ mod tests {
         "mock/m",
         hello(),
         options,
-        Some(sender),
+        Some(sender.into()),
         CancellationToken::new(),
         "r",
       )
@@ -979,7 +1006,7 @@ mod tests {
         };
         let cancel = CancellationToken::new();
         let _ = holder
-          .execute("smart", hello(), options, Some(sender), cancel, "h")
+          .execute("smart", hello(), options, Some(sender.into()), cancel, "h")
           .await;
       });
     }

@@ -175,9 +175,13 @@ pub(crate) async fn native_attempt(
   native.answered_natively.store(true, Ordering::SeqCst);
   let vendor = adapter.vendor();
   let stream = sink.is_some();
-  let call = native_http_call(adapter, native, req, stream)?;
   let relay = native.relay_answer.load(Ordering::SeqCst);
-  let response = send_call(provider, http, adapter, &call, stream).await?;
+  // The request (the client's body, headers and the key) is dropped once sent, not held
+  // for as long as the answer streams.
+  let response = {
+    let call = native_http_call(adapter, native, req, stream)?;
+    send_call(provider, http, adapter, &call, stream).await?
+  };
   let is_event_stream = response
     .headers()
     .get("content-type")

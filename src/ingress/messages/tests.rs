@@ -510,30 +510,20 @@ fn a_text_stream_is_framed_exactly_as_anthropic_frames_it() {
 fn tool_events() -> Vec<StreamEvent> {
   vec![
     StreamEvent::Text("Checking.".into()),
-    StreamEvent::ToolCall {
-      index: 0,
-      id: Some("call_1".into()),
-      name: Some("get_weather".into()),
-      arguments_delta: String::new(),
-    },
-    StreamEvent::ToolCall {
-      index: 0,
-      id: None,
-      name: None,
-      arguments_delta: "{\"city\":".into(),
-    },
-    StreamEvent::ToolCall {
-      index: 0,
-      id: None,
-      name: None,
-      arguments_delta: "\"Paris\"}".into(),
-    },
-    StreamEvent::ToolCall {
-      index: 1,
-      id: Some("call_2".into()),
-      name: Some("get_time".into()),
-      arguments_delta: "{}".into(),
-    },
+    StreamEvent::tool_call(
+      0,
+      Some("call_1".into()),
+      Some("get_weather".into()),
+      String::new(),
+    ),
+    StreamEvent::tool_call(0, None, None, "{\"city\":".into()),
+    StreamEvent::tool_call(0, None, None, "\"Paris\"}".into()),
+    StreamEvent::tool_call(
+      1,
+      Some("call_2".into()),
+      Some("get_time".into()),
+      "{}".into(),
+    ),
   ]
 }
 
@@ -843,7 +833,7 @@ fn recorded_anthropic_streams_survive_decode_and_encode() {
     let meaningful = |events: Vec<StreamEvent>| -> Vec<StreamEvent> {
       events
         .into_iter()
-        .filter(|e| !matches!(e, StreamEvent::ToolCall { id: None, arguments_delta, .. } if arguments_delta.is_empty()))
+        .filter(|e| !matches!(e, StreamEvent::ToolCall(call) if call.id.is_none() && call.arguments_delta.is_empty()))
         .collect()
     };
     assert_eq!(meaningful(again), meaningful(events), "{name}");

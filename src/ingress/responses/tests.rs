@@ -306,11 +306,13 @@ fn a_streamed_function_call_is_the_exact_openai_event_sequence() {
   );
   let mut out = Vec::new();
   encoder.stream_start("fg", &mut out);
-  let call = |id: Option<&str>, name: Option<&str>, delta: &str| StreamEvent::ToolCall {
-    index: 0,
-    id: id.map(str::to_string),
-    name: name.map(str::to_string),
-    arguments_delta: delta.into(),
+  let call = |id: Option<&str>, name: Option<&str>, delta: &str| {
+    StreamEvent::tool_call(
+      0,
+      id.map(str::to_string),
+      name.map(str::to_string),
+      delta.into(),
+    )
   };
   encoder.stream_event(&call(Some("call_1"), Some("get_weather"), ""), &mut out);
   encoder.stream_event(&call(None, None, "{\"city\":"), &mut out);
@@ -369,21 +371,16 @@ fn a_custom_tool_call_goes_back_as_a_custom_tool_call_item() {
   let mut out = Vec::new();
   encoder.stream_start("fg", &mut out);
   encoder.stream_event(
-    &StreamEvent::ToolCall {
-      index: 0,
-      id: Some("call_9".into()),
-      name: Some("apply_patch".into()),
-      arguments_delta: r#"{"input":"*** Begin"#.into(),
-    },
+    &StreamEvent::tool_call(
+      0,
+      Some("call_9".into()),
+      Some("apply_patch".into()),
+      r#"{"input":"*** Begin"#.into(),
+    ),
     &mut out,
   );
   encoder.stream_event(
-    &StreamEvent::ToolCall {
-      index: 0,
-      id: None,
-      name: None,
-      arguments_delta: r#" Patch\n"}"#.into(),
-    },
+    &StreamEvent::tool_call(0, None, None, r#" Patch\n"}"#.into()),
     &mut out,
   );
   encoder.stream_end(

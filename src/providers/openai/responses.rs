@@ -529,7 +529,7 @@ mod tests {
     assert_eq!(seen[0], StreamEvent::Text("He".into()));
     assert_eq!(seen[1], StreamEvent::Text("y".into()));
     assert!(
-      matches!(&seen[2], StreamEvent::ToolCall { id: Some(id), name: Some(name), .. } if id == "call_7" && name == "f")
+      matches!(&seen[2], StreamEvent::ToolCall(call) if call.id.as_deref() == Some("call_7") && call.name.as_deref() == Some("f"))
     );
     assert_eq!(completion.content, "Hey");
     assert_eq!(completion.tool_calls[0].arguments, "{\"a\":1}");
