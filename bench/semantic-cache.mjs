@@ -116,7 +116,7 @@ function measure(name, build, lookup) {
 const results = [];
 results.push(
   measure(
-    'ferrogate (usearch 8-bit graph, exact re-rank of 4; M=16, efConstruction=64, ef=64)',
+    'ferrogate (usearch 8-bit graph, exact re-rank of 8; M=16, efConstruction=64, ef=64)',
     () => {
       const cache = new native.NativeSemanticCache({ embeddingModel: 'bench/none', maxEntries: N });
       const ids = new Map();

@@ -39,7 +39,7 @@ const EF_CONSTRUCTION: usize = 64;
 const EF_SEARCH: usize = 64;
 /// Candidates the graph returns, of which the exact dot product picks the answer: more than one,
 /// because 8-bit similarities can swap two near neighbours.
-const GRAPH_CANDIDATES: usize = 4;
+const GRAPH_CANDIDATES: usize = 8;
 
 /// Eight running sums, so the compiler vectorises the loop.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -162,29 +162,47 @@ impl ScopeIndex {
   }
 
   fn nearest(&self, query: &[f32], now: u64) -> Option<Nearest> {
-    let usable = |slot: usize| self.slots.get(slot).is_some_and(|s| s.usable(now));
-    let exact = |slot: usize| Nearest {
-      entry: self.slots[slot].entry,
-      similarity: dot(query, self.vector(slot)),
+    let usable = |slot: &usize| self.slots.get(*slot).is_some_and(|s| s.usable(now));
+    let every_slot = || self.best_of(query, (0..self.slots.len()).filter(usable));
+    let Some(graph) = &self.graph else {
+      return every_slot();
     };
-    let candidates: Box<dyn Iterator<Item = usize>> = match &self.graph {
-      Some(graph) => match graph.filtered_search(query, GRAPH_CANDIDATES, |key| {
-        usize::try_from(key).is_ok_and(usable)
-      }) {
-        Ok(found) => Box::new(
-          found
-            .keys
-            .into_iter()
-            .filter_map(|key| usize::try_from(key).ok())
-            .filter(|&slot| usable(slot)),
-        ),
-        // Only an allocation can fail here: scanning everything is slower but still right.
-        Err(_) => Box::new((0..self.slots.len()).filter(|&slot| usable(slot))),
-      },
-      None => Box::new((0..self.slots.len()).filter(|&slot| usable(slot))),
+    let slots = |keys: Vec<u64>| {
+      keys
+        .into_iter()
+        .filter_map(|key| usize::try_from(key).ok())
+        .filter(usable)
+        .collect::<Vec<_>>()
     };
-    candidates
-      .map(exact)
+    // Unfiltered first: a filter is asked about every point the search visits, each a random
+    // read of `slots` (a cache miss apiece, more than the search itself). Removed entries are
+    // out of the graph, so only an expired one can be among the few found.
+    match graph.search(query, GRAPH_CANDIDATES) {
+      Ok(found) if found.keys.is_empty() => None,
+      Ok(found) => {
+        let usable_found = slots(found.keys);
+        if !usable_found.is_empty() {
+          return self.best_of(query, usable_found.into_iter());
+        }
+        // The whole neighbourhood has expired: the filtered search looks past it.
+        let filter = |key: u64| usize::try_from(key).is_ok_and(|slot| usable(&slot));
+        match graph.filtered_search(query, GRAPH_CANDIDATES, filter) {
+          Ok(found) => self.best_of(query, slots(found.keys).into_iter()),
+          Err(_) => every_slot(),
+        }
+      }
+      // Only an allocation can fail here: scanning everything is slower but still right.
+      Err(_) => every_slot(),
+    }
+  }
+
+  /// The slot of `slots` most similar to `query`, by the exact dot product.
+  fn best_of(&self, query: &[f32], slots: impl Iterator<Item = usize>) -> Option<Nearest> {
+    slots
+      .map(|slot| Nearest {
+        entry: self.slots[slot].entry,
+        similarity: dot(query, self.vector(slot)),
+      })
       .fold(None, |best: Option<Nearest>, this| match best {
         Some(best) if best.similarity >= this.similarity => Some(best),
         _ => Some(this),
