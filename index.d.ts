@@ -969,12 +969,16 @@ export interface ErrorInfo {
 }
 
 /**
- * What `findPii` (lib/text.js) finds, packed: three numbers per finding, the entity's index in
- * `piiEntities()`, then its start and end as UTF-16 offsets (what `String.prototype.slice`
- * takes). The wrapper makes the `{ entity, start, end }` objects: one object literal in JS
- * costs far less than setting three properties through N-API, which took longer than the scan.
+ * What `findPii` (lib/text.js) finds, packed into `into`: three numbers per finding, the
+ * entity's index in `piiEntities()`, then its start and end as UTF-16 offsets (what
+ * `String.prototype.slice` takes). Returns how many numbers the findings take; when that is
+ * more than `into` holds, nothing is written and the caller asks again with room for them.
+ * The wrapper makes the `{ entity, start, end }` objects: one object literal in JS costs far
+ * less than setting three properties through N-API, which took longer than the scan; and it
+ * keeps `into` from call to call, where a new array per call cost an allocation, page faults
+ * and a finalizer.
  */
-export declare function findPiiPacked(text: string, entities?: Array<string> | undefined | null): Uint32Array
+export declare function findPiiPacked(text: string, entities: Array<string> | undefined | null, into: Uint32Array): number
 
 export interface GatewayOptions {
   providers: Record<string, ProviderConfig>

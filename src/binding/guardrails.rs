@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use napi::bindgen_prelude::{Function, Promise, Uint32Array};
+use napi::bindgen_prelude::{Function, Promise, Uint32ArraySlice};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{sys, JsString, JsValue};
 use napi_derive::napi;
@@ -42,30 +42,43 @@ pub fn pii_entities() -> Vec<&'static str> {
   Entity::ALL.iter().map(|entity| entity.name()).collect()
 }
 
-/// What `findPii` (lib/text.js) finds, packed: three numbers per finding, the entity's index in
-/// `piiEntities()`, then its start and end as UTF-16 offsets (what `String.prototype.slice`
-/// takes). The wrapper makes the `{ entity, start, end }` objects: one object literal in JS
-/// costs far less than setting three properties through N-API, which took longer than the scan.
+/// What `findPii` (lib/text.js) finds, packed into `into`: three numbers per finding, the
+/// entity's index in `piiEntities()`, then its start and end as UTF-16 offsets (what
+/// `String.prototype.slice` takes). Returns how many numbers the findings take; when that is
+/// more than `into` holds, nothing is written and the caller asks again with room for them.
+/// The wrapper makes the `{ entity, start, end }` objects: one object literal in JS costs far
+/// less than setting three properties through N-API, which took longer than the scan; and it
+/// keeps `into` from call to call, where a new array per call cost an allocation, page faults
+/// and a finalizer.
 #[napi(
   catch_unwind,
-  ts_args_type = "text: string, entities?: Array<string> | undefined | null"
+  ts_args_type = "text: string, entities: Array<string> | undefined | null, into: Uint32Array"
 )]
-pub fn find_pii_packed(text: JsString, entities: Option<Vec<String>>) -> napi::Result<Uint32Array> {
+pub fn find_pii_packed(
+  text: JsString,
+  entities: Option<Vec<String>>,
+  mut into: Uint32ArraySlice,
+) -> napi::Result<u32> {
   let detector = detector(entities)?;
+  // SAFETY: no JS runs while this call does, so nothing else writes the array meanwhile (it is
+  // lib/text.js's own, on no SharedArrayBuffer).
+  let into = unsafe { into.as_mut() };
   with_utf8(&text, |text, ascii| {
     FINDINGS.with_borrow_mut(|found| {
       detector.find_into(text, found);
-      let mut packed = Vec::with_capacity(found.len() * 3);
-      let mut offsets = Utf16Offsets::new(text, ascii);
-      for finding in found.iter() {
-        packed.push(finding.entity.index() as u32);
-        packed.push(offsets.at(finding.start));
-        packed.push(offsets.at(finding.end));
+      let needed = found.len() * 3;
+      if let Some(into) = into.get_mut(..needed) {
+        let mut offsets = Utf16Offsets::new(text, ascii);
+        for (finding, packed) in found.iter().zip(into.chunks_exact_mut(3)) {
+          packed[0] = finding.entity.index() as u32;
+          packed[1] = offsets.at(finding.start);
+          packed[2] = offsets.at(finding.end);
+        }
       }
       if found.capacity() > KEPT_FINDINGS {
         *found = Vec::new();
       }
-      Uint32Array::new(packed)
+      needed as u32
     })
   })
 }
