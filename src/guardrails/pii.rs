@@ -301,25 +301,26 @@ struct Classes {
 /// the block belongs to a word. Each condition is one its matcher checks first (a test holds
 /// them to it), so this only turns away what could never match: most words, without a call.
 fn block_candidates(this: &Classes, next: &Classes, previous_is_word: bool) -> u64 {
-  // The class of byte j + n (n < 64), at bit j.
-  let ahead = |class: fn(&Classes) -> u64, n: u32| {
-    ((u128::from(class(next)) << 64 | u128::from(class(this))) >> n) as u64
-  };
+  // A class over this block and the next: `mask >> n` has at bit j the class of byte j + n.
+  let both = |class: fn(&Classes) -> u64| u128::from(class(next)) << 64 | u128::from(class(this));
+  let digit = both(|c| c.digit);
+  let colon = both(|c| c.colon);
+  let upper = both(|c| c.upper);
+  let plus_or_paren = both(|c| c.plus_or_paren);
   // Nothing but an email starts inside a word.
   let boundary = !((this.word << 1) | u64::from(previous_is_word));
-  let digit = |n: u32| ahead(|c| c.digit, n);
-  let number =
-    digit_number_starts(&ahead) | (this.plus_or_paren & (digit(1) | ahead(|c| c.plus_or_paren, 1)));
+  let number = digit_number_starts(digit, both(|c| c.dash_or_space), both(|c| c.dot))
+    | (plus_or_paren & ((digit | plus_or_paren) >> 1));
   // A group of at most four hex digits (letters and digits here) and a colon, or `::` (see
   // `ipv6_may_start_at`).
-  let colon_within_four = (1..=4).fold(0, |mask, n| mask | ahead(|c| c.colon, n));
-  let ipv6 = (this.word & colon_within_four) | (this.colon & ahead(|c| c.colon, 1));
+  let colon_within_four = (colon >> 1) | (colon >> 2) | (colon >> 3) | (colon >> 4);
+  let ipv6 = (u128::from(this.word) & colon_within_four) | (colon & (colon >> 1));
   // Country code and check digits (see `iban_end`).
-  let iban = this.upper & ahead(|c| c.upper, 1) & ahead(|c| c.digit, 2) & ahead(|c| c.digit, 3);
+  let iban = upper & (upper >> 1) & (digit >> 2) & (digit >> 3);
   // See `starts_like_key`.
-  let key = this.key_first & ahead(|c| c.key_second, 1);
+  let key = u128::from(this.key_first) & (both(|c| c.key_second) >> 1);
   // An email is found from its `@`, inside a word or not.
-  (boundary & (number | ipv6 | iban | key)) | this.at
+  (boundary & (number | ipv6 | iban | key) as u64) | this.at
 }
 
 /// Where a number that starts with a digit may be one an entity takes, by its first group of
@@ -327,30 +328,23 @@ fn block_candidates(this: &Classes, next: &Classes, previous_is_word: bool) -> u
 /// address), one or three and a dash, dot or space (an SSN, a phone number), four and a dash or
 /// space and four more digits (a grouped card), or thirteen and more (a card in one block).
 /// Dates, amounts and order numbers are mostly none of these and are turned away here, without
-/// being scanned.
-/// `ahead(class, n)` is the class of the byte n places on.
-fn digit_number_starts(ahead: &impl Fn(fn(&Classes) -> u64, u32) -> u64) -> u64 {
-  let digit = |n: u32| ahead(|c| c.digit, n);
-  // at_least[k]: k digits from here on.
-  let mut at_least = [0u64; 14];
-  at_least[0] = !0;
-  for k in 1..at_least.len() {
-    at_least[k] = at_least[k - 1] & digit(k as u32 - 1);
-  }
-  // A group of exactly `k` digits, then one of `separators`, then a digit.
-  let group_then = |k: usize, separators: fn(&Classes) -> u64| {
-    at_least[k] & !digit(k as u32) & ahead(separators, k as u32) & digit(k as u32 + 1)
+/// being scanned. The masks are over two blocks, as in [`block_candidates`].
+fn digit_number_starts(digit: u128, dash_or_space: u128, dot: u128) -> u128 {
+  // Runs of digits from each byte on, doubled up: `four >> 4` is four more after the first four.
+  let two = digit & (digit >> 1);
+  let three = two & (digit >> 2);
+  let four = two & (two >> 2);
+  let eight = four & (four >> 4);
+  let thirteen = eight & (four >> 8) & (digit >> 12);
+  // A group of exactly `k` digits (`run`: k or more), then one of `separators`, then a digit.
+  let group_then = |run: u128, k: u32, separators: u128| {
+    run & !(digit >> k) & (separators >> k) & (digit >> (k + 1))
   };
-  let dot = |c: &Classes| c.dot;
-  let phone_or_ssn = |c: &Classes| c.dash_or_space | c.dot;
-  let card_group = |c: &Classes| c.dash_or_space;
-  group_then(1, dot)
-    | group_then(2, dot)
-    | group_then(3, dot)
-    | group_then(1, phone_or_ssn)
-    | group_then(3, phone_or_ssn)
-    | (group_then(4, card_group) & digit(6) & digit(7) & digit(8))
-    | at_least[13]
+  group_then(digit, 1, dash_or_space | dot)
+    | group_then(two, 2, dot)
+    | group_then(three, 3, dash_or_space | dot)
+    | (group_then(four, 4, dash_or_space) & (four >> 5))
+    | thirteen
 }
 
 /// The positions, in order, where a finding may start: 64 bytes classified at a time, then
