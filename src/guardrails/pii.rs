@@ -229,31 +229,37 @@ const fn word_member(b: u8) -> bool {
 /// addresses are a random mix of letters, digits and signs, and one table load and test per
 /// byte keeps those loops free of branches on which kind each byte is (they would guess wrong).
 mod byte_class {
-  pub const DIGIT: u8 = 1;
-  pub const UPPER: u8 = 1 << 1;
-  pub const LOWER: u8 = 1 << 2;
-  pub const UNDERSCORE: u8 = 1 << 3;
-  pub const DASH: u8 = 1 << 4;
-  pub const DOT: u8 = 1 << 5;
+  pub const DIGIT: u16 = 1;
+  pub const UPPER: u16 = 1 << 1;
+  pub const LOWER: u16 = 1 << 2;
+  pub const UNDERSCORE: u16 = 1 << 3;
+  pub const DASH: u16 = 1 << 4;
+  pub const DOT: u16 = 1 << 5;
   /// `%` and `+`, which an email's local part may hold.
-  pub const PERCENT_PLUS: u8 = 1 << 6;
+  pub const PERCENT_PLUS: u16 = 1 << 6;
   /// A byte of a multi-byte character.
-  pub const NON_ASCII: u8 = 1 << 7;
+  pub const NON_ASCII: u16 = 1 << 7;
+  /// `a` to `f` and `A` to `F` (besides being letters).
+  pub const HEX_LETTER: u16 = 1 << 8;
+  pub const COLON: u16 = 1 << 9;
 
-  pub const ALPHANUMERIC: u8 = DIGIT | UPPER | LOWER;
-  pub const WORD: u8 = ALPHANUMERIC | UNDERSCORE | NON_ASCII;
+  pub const ALPHANUMERIC: u16 = DIGIT | UPPER | LOWER;
+  pub const WORD: u16 = ALPHANUMERIC | UNDERSCORE | NON_ASCII;
 }
 
-const BYTE_CLASSES: [u8; 256] = {
+const BYTE_CLASSES: [u16; 256] = {
   use byte_class::*;
-  let mut table = [0u8; 256];
+  let mut table = [0u16; 256];
   let mut b = 0;
   while b < 256 {
     let byte = b as u8;
     table[b] = match byte {
       b'0'..=b'9' => DIGIT,
-      b'A'..=b'Z' => UPPER,
-      b'a'..=b'z' => LOWER,
+      b'A'..=b'F' => UPPER | HEX_LETTER,
+      b'G'..=b'Z' => UPPER,
+      b'a'..=b'f' => LOWER | HEX_LETTER,
+      b'g'..=b'z' => LOWER,
+      b':' => COLON,
       b'_' => UNDERSCORE,
       b'-' => DASH,
       b'.' => DOT,
@@ -267,7 +273,7 @@ const BYTE_CLASSES: [u8; 256] = {
 };
 
 /// Whether `byte` is in one of `classes` (flags of [`byte_class`]).
-fn is(byte: u8, classes: u8) -> bool {
+fn is(byte: u8, classes: u16) -> bool {
   BYTE_CLASSES[usize::from(byte)] & classes != 0
 }
 
@@ -1220,10 +1226,11 @@ fn ipv6_at(bytes: &[u8], start: usize) -> Option<Finding> {
   if !ipv6_may_start_at(bytes, start) {
     return None;
   }
+  use byte_class::*;
   let len = bytes[start..]
     .iter()
     .take(45)
-    .take_while(|&&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    .take_while(|&&b| is(b, DIGIT | HEX_LETTER | COLON | DOT))
     .count();
   let mut end = start + len;
   // A trailing full stop or colon belongs to the sentence.
@@ -1262,7 +1269,7 @@ enum KeyChars {
 
 impl KeyChars {
   /// As [`byte_class`] flags.
-  fn classes(self) -> u8 {
+  fn classes(self) -> u16 {
     use byte_class::*;
     match self {
       KeyChars::Alphanumeric => ALPHANUMERIC,
