@@ -32,6 +32,15 @@ test('each of the seven entities is named as the native side counts them', () =>
   assert.throws(() => findPii(42), /INVALID_REQUEST|text must be a string/)
 })
 
+test('a text with more findings than the last one is answered whole, offsets and all', () => {
+  for (const count of [3, 1000, 70_000, 2]) {
+    const text = Array.from({ length: count }, (_, i) => `é${i} user${i}@example.com`).join(' · ')
+    const found = findPii(text)
+    assert.equal(found.length, count)
+    found.forEach((f, i) => assert.deepEqual([f.entity, text.slice(f.start, f.end)], ['email', `user${i}@example.com`]))
+  }
+})
+
 test('near-misses are not flagged: Luhn failures, dates, order numbers, bad IBAN checksums', () => {
   const text = 'Order ORD-12345678 on 2024-01-15, ref 4111 1111 1111 1112, tracking 1234567812345670, IBAN GB82WEST12345698765433'
   assert.deepEqual(findPii(text), [])
