@@ -16,6 +16,31 @@ test('findings carry entity and UTF-16 offsets, never the text', () => {
   for (const finding of found) assert.deepEqual(Object.keys(finding).sort(), ['end', 'entity', 'start'])
 })
 
+test('each of the seven entities is named as the native side counts them', () => {
+  const text =
+    'a@b.io, 555-123-4567, 4111 1111 1111 1111, GB82WEST12345698765432, 123-45-6789, 10.0.0.7, AKIAIOSFODNN7EXAMPLE'
+  assert.deepEqual(findPii(text).map((f) => [f.entity, text.slice(f.start, f.end)]), [
+    ['email', 'a@b.io'],
+    ['phone', '555-123-4567'],
+    ['credit_card', '4111 1111 1111 1111'],
+    ['iban', 'GB82WEST12345698765432'],
+    ['us_ssn', '123-45-6789'],
+    ['ip_address', '10.0.0.7'],
+    ['api_key', 'AKIAIOSFODNN7EXAMPLE'],
+  ])
+  assert.deepEqual(findPii(''), [])
+  assert.throws(() => findPii(42), /INVALID_REQUEST|text must be a string/)
+})
+
+test('a text with more findings than the last one is answered whole, offsets and all', () => {
+  for (const count of [3, 1000, 70_000, 2]) {
+    const text = Array.from({ length: count }, (_, i) => `é${i} user${i}@example.com`).join(' · ')
+    const found = findPii(text)
+    assert.equal(found.length, count)
+    found.forEach((f, i) => assert.deepEqual([f.entity, text.slice(f.start, f.end)], ['email', `user${i}@example.com`]))
+  }
+})
+
 test('near-misses are not flagged: Luhn failures, dates, order numbers, bad IBAN checksums', () => {
   const text = 'Order ORD-12345678 on 2024-01-15, ref 4111 1111 1111 1112, tracking 1234567812345670, IBAN GB82WEST12345698765433'
   assert.deepEqual(findPii(text), [])

@@ -294,4 +294,21 @@ export declare class KeyVault {
   recordUsage(id: string, tokens: number): KeyVaultQuota
 }
 
+/**
+ * A finding in a JS string: its entity and its UTF-16 offsets (as `String.prototype.slice` takes
+ * them); never the matched text.
+ */
+export interface PiiFinding {
+  /** 'email' | 'phone' | 'credit_card' | 'iban' | 'us_ssn' | 'ip_address' | 'api_key' */
+  entity: string
+  start: number
+  end: number
+}
+
+/**
+ * Personal data and keys in `text`: emails, phone numbers, card numbers (Luhn-checked), IBANs
+ * (mod-97-checked), US SSNs, IP addresses and API keys, or only the `entities` named.
+ */
+export declare function findPii(text: string, entities?: Array<string> | undefined | null): Array<PiiFinding>
+
 // ---- generated from src/binding (napi-rs) ----

@@ -3,28 +3,20 @@
 // Exported to JS only: a test build of the library has no caller for them.
 #![cfg_attr(test, allow(dead_code))]
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use napi::bindgen_prelude::{Function, Promise};
+use napi::bindgen_prelude::{Function, Promise, Uint32ArraySlice};
 use napi::threadsafe_function::ThreadsafeFunction;
+use napi::{sys, JsString, JsValue};
 use napi_derive::napi;
 
 use super::types::{GuardrailOptions, GuardrailsOptions};
 use crate::error::GatewayError;
 use crate::guardrails::pii::{self, Detector, Entity};
 use crate::guardrails::{GuardrailHook, GuardrailSpec, Guardrails};
-
-/// A finding in a JS string: its entity and its UTF-16 offsets (as `String.prototype.slice` takes
-/// them); never the matched text.
-#[napi(object)]
-pub struct PiiFinding {
-  /// 'email' | 'phone' | 'credit_card' | 'iban' | 'us_ssn' | 'ip_address' | 'api_key'
-  pub entity: String,
-  pub start: u32,
-  pub end: u32,
-}
 
 fn detector(entities: Option<Vec<String>>) -> napi::Result<Detector> {
   let Some(names) = entities else {
@@ -44,35 +36,136 @@ fn detector(entities: Option<Vec<String>>) -> napi::Result<Detector> {
   Ok(Detector::new(&chosen))
 }
 
-/// Personal data and keys in `text`: emails, phone numbers, card numbers (Luhn-checked), IBANs
-/// (mod-97-checked), US SSNs, IP addresses and API keys, or only the `entities` named.
-#[napi(catch_unwind)]
-pub fn find_pii(text: String, entities: Option<Vec<String>>) -> napi::Result<Vec<PiiFinding>> {
-  let found = detector(entities)?.find(&text);
-  // Byte offsets to UTF-16 offsets, walking the text once.
-  let mut out = Vec::with_capacity(found.len());
-  let mut utf16: u32 = 0;
-  let mut chars = text.char_indices().peekable();
-  let mut advance_to = |target: usize, utf16: &mut u32| {
+/// The names of the entities, by the index `findPiiPacked` gives them.
+#[napi]
+pub fn pii_entities() -> Vec<&'static str> {
+  Entity::ALL.iter().map(|entity| entity.name()).collect()
+}
+
+/// What `findPii` (lib/text.js) finds, packed into `into`: three numbers per finding, the
+/// entity's index in `piiEntities()`, then its start and end as UTF-16 offsets (what
+/// `String.prototype.slice` takes). Returns how many numbers the findings take; when that is
+/// more than `into` holds, nothing is written and the caller asks again with room for them.
+/// The wrapper makes the `{ entity, start, end }` objects: one object literal in JS costs far
+/// less than setting three properties through N-API, which took longer than the scan; and it
+/// keeps `into` from call to call, where a new array per call cost an allocation, page faults
+/// and a finalizer.
+#[napi(
+  catch_unwind,
+  ts_args_type = "text: string, entities: Array<string> | undefined | null, into: Uint32Array"
+)]
+pub fn find_pii_packed(
+  text: JsString,
+  entities: Option<Vec<String>>,
+  mut into: Uint32ArraySlice,
+) -> napi::Result<u32> {
+  let detector = detector(entities)?;
+  // SAFETY: no JS runs while this call does, so nothing else writes the array meanwhile (it is
+  // lib/text.js's own, on no SharedArrayBuffer).
+  let into = unsafe { into.as_mut() };
+  with_utf8(&text, |text, ascii| {
+    FINDINGS.with_borrow_mut(|found| {
+      detector.find_into(text, found);
+      let needed = found.len() * 3;
+      if let Some(into) = into.get_mut(..needed) {
+        let mut offsets = Utf16Offsets::new(text, ascii);
+        for (finding, packed) in found.iter().zip(into.chunks_exact_mut(3)) {
+          packed[0] = finding.entity.index() as u32;
+          packed[1] = offsets.at(finding.start);
+          packed[2] = offsets.at(finding.end);
+        }
+      }
+      if found.capacity() > KEPT_FINDINGS {
+        *found = Vec::new();
+      }
+      needed as u32
+    })
+  })
+}
+
+// Kept from one `findPiiPacked` call to the next on the thread: a guardrail may see a megabyte
+// on every call, and new buffers each time cost their growth and the page faults of touching
+// fresh memory, more than the copy into them.
+thread_local! {
+  /// The text, as UTF-8.
+  static TEXT_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+  static FINDINGS: RefCell<Vec<pii::Finding>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept for the next call no larger than these (bytes; findings, about 1.5 MB).
+const KEPT_TEXT_BUFFER: usize = 16 << 20;
+const KEPT_FINDINGS: usize = 1 << 16;
+
+/// Calls `work` with the JS string's text as UTF-8, and whether it is all ASCII. The string is
+/// written once into a buffer large enough for any string of its length: napi-rs's `String`
+/// measures the UTF-8 length first, a second pass over the text.
+fn with_utf8<T>(text: &JsString, work: impl FnOnce(&str, bool) -> T) -> napi::Result<T> {
+  let not_a_string = || napi::Error::new(napi::Status::StringExpected, "text must be a string");
+  let units = text.utf16_len().map_err(|_| not_a_string())?;
+  // Each UTF-16 unit takes three UTF-8 bytes at most (a surrogate pair's four bytes are two
+  // units), and napi writes a terminating nul.
+  let capacity = units * 3 + 1;
+  TEXT_BUFFER.with_borrow_mut(|buffer| {
+    buffer.clear();
+    // Only reserved: the bytes napi does not write are never touched.
+    buffer.reserve(capacity);
+    let mut written = 0;
+    // SAFETY: `buffer` has room for `capacity` bytes, the most napi writes (the text and a nul),
+    // and its first `written` bytes are initialized once napi returns successfully.
+    let status = unsafe {
+      let status = sys::napi_get_value_string_utf8(
+        text.value().env,
+        text.raw(),
+        buffer.as_mut_ptr().cast(),
+        capacity,
+        &mut written,
+      );
+      if status == sys::Status::napi_ok {
+        buffer.set_len(written);
+      }
+      status
+    };
+    if status != sys::Status::napi_ok {
+      return Err(not_a_string());
+    }
+    let utf8 = std::str::from_utf8(buffer).map_err(|_| not_a_string())?;
+    // A non-ASCII unit takes two UTF-8 bytes at least: as many bytes as units is ASCII.
+    let result = work(utf8, written == units);
+    if buffer.capacity() > KEPT_TEXT_BUFFER {
+      *buffer = Vec::new();
+    }
+    Ok(result)
+  })
+}
+
+/// Byte offsets into a text turned into UTF-16 offsets, asked for in increasing order.
+struct Utf16Offsets<'a> {
+  /// None for ASCII text, where the two are the same.
+  chars: Option<std::iter::Peekable<std::str::CharIndices<'a>>>,
+  utf16: u32,
+}
+
+impl<'a> Utf16Offsets<'a> {
+  fn new(text: &'a str, ascii: bool) -> Utf16Offsets<'a> {
+    Utf16Offsets {
+      chars: (!ascii).then(|| text.char_indices().peekable()),
+      utf16: 0,
+    }
+  }
+
+  fn at(&mut self, byte: usize) -> u32 {
+    let Some(chars) = &mut self.chars else {
+      return byte as u32;
+    };
     while let Some(&(at, c)) = chars.peek() {
-      if at >= target {
+      if at >= byte {
         break;
       }
-      *utf16 += c.len_utf16() as u32;
+      self.utf16 += c.len_utf16() as u32;
       chars.next();
     }
-  };
-  for finding in found {
-    advance_to(finding.start, &mut utf16);
-    let start = utf16;
-    advance_to(finding.end, &mut utf16);
-    out.push(PiiFinding {
-      entity: finding.entity.name().to_string(),
-      start,
-      end: utf16,
-    });
+    self.utf16
   }
-  Ok(out)
 }
 
 /// `text` with each finding replaced by `[EMAIL]`, `[CREDIT_CARD]`, …
