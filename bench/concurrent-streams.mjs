@@ -143,7 +143,14 @@ function serveClient(port, first) {
 
 async function runServe(mockPort, count) {
   const port = await freePort();
-  const serve = spawn(process.execPath, [path.join(REPO_DIR, 'bin', 'ferrogate.js'), 'serve', '--config', path.join(BENCH_DIR, 'serve-peers.json')], {
+  // The peers config, with room for every stream's connection (serve closes connections past
+  // `server.maxConnections`, 1,024 by default).
+  const config = JSON.parse(fs.readFileSync(path.join(BENCH_DIR, 'serve-peers.json'), 'utf8'));
+  config.server = { ...config.server, maxConnections: count + WARMUP + 100 };
+  const configPath = path.join(os.tmpdir(), `ferrogate-streams-${process.pid}.json`);
+  fs.writeFileSync(configPath, JSON.stringify(config));
+  process.on('exit', () => fs.rmSync(configPath, { force: true }));
+  const serve = spawn(process.execPath, [path.join(REPO_DIR, 'bin', 'ferrogate.js'), 'serve', '--config', configPath], {
     stdio: ['ignore', 'ignore', 'inherit'], env: { ...env, PORT: String(port), UPSTREAM_BASE_URL: `http://127.0.0.1:${mockPort}/v1` },
   });
   process.on('exit', () => serve.kill('SIGKILL'));
