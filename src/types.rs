@@ -239,6 +239,18 @@ impl Usage {
       ..Usage::default()
     }
   }
+
+  /// For vendors that count prompt-cache reads and writes apart from the input (Anthropic,
+  /// Bedrock): the prompt is billed as all three. Saturating: the counts come from the wire
+  /// and must not wrap or panic.
+  pub fn with_prompt_cache(input: u64, cache_read: u64, cache_write: u64, output: u64) -> Self {
+    let prompt = input.saturating_add(cache_read).saturating_add(cache_write);
+    Usage {
+      cached_prompt_tokens: cache_read,
+      cache_write_prompt_tokens: cache_write,
+      ..Usage::new(prompt, output)
+    }
+  }
 }
 
 /// What a provider hands back for one completed call, before the gateway adds timing.

@@ -1083,14 +1083,7 @@ mod tests {
 
   const CHAT: &str = "/v1/chat/completions";
 
-  struct Records(std::sync::Mutex<Vec<crate::pipeline::CallRecord>>);
-
-  impl crate::pipeline::CallObserver for Records {
-    fn on_call(&self, record: crate::pipeline::CallRecord) -> bool {
-      self.0.lock().expect("records").push(record);
-      true
-    }
-  }
+  use crate::pipeline::RecordedCalls as Records;
 
   #[tokio::test]
   async fn metadata_ingress_and_the_key_identity_reach_the_call_record() {

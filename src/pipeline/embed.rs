@@ -142,7 +142,7 @@ mod tests {
   use super::*;
   use crate::cache::ResponseCache;
   use crate::error::ErrorCode;
-  use crate::pipeline::{CallObserver, CallRecord, GatewayConfig, ProviderConfig};
+  use crate::pipeline::{GatewayConfig, ProviderConfig};
 
   fn texts(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("text {i}")).collect()
@@ -167,15 +167,7 @@ mod tests {
       .await
   }
 
-  #[derive(Default)]
-  struct Records(Mutex<Vec<CallRecord>>);
-
-  impl CallObserver for Records {
-    fn on_call(&self, record: CallRecord) -> bool {
-      self.0.lock().expect("records").push(record);
-      true
-    }
-  }
+  use crate::pipeline::RecordedCalls as Records;
 
   /// The mock provider is free unless `pricing` names its model: priced here as OpenAI's
   /// text-embedding-3-small, $0.02 per million input tokens.

@@ -321,22 +321,7 @@ mod tests {
     assert!(billed > prompt / 1e6);
   }
 
-  /// Keeps every record the gateway hands its `onCall` hook.
-  #[derive(Default)]
-  struct Records(std::sync::Mutex<Vec<crate::pipeline::CallRecord>>);
-
-  impl crate::pipeline::CallObserver for Records {
-    fn on_call(&self, record: crate::pipeline::CallRecord) -> bool {
-      self.0.lock().expect("records").push(record);
-      true
-    }
-  }
-
-  impl Records {
-    fn take(&self) -> Vec<crate::pipeline::CallRecord> {
-      std::mem::take(&mut *self.0.lock().expect("records"))
-    }
-  }
+  use crate::pipeline::RecordedCalls as Records;
 
   fn observed_gateway(tracker: Arc<CostTracker>, records: Arc<Records>, cached: bool) -> Gateway {
     let cache = cached.then(|| {

@@ -62,6 +62,8 @@ pub use telemetry::{AttemptSpan, CallTrace, Report as TraceReport};
 use attempt::{RetryPolicy, Work};
 use ledger::Accounting;
 use providers::{build_provider, Backend, Provider};
+#[cfg(test)]
+pub(crate) use record::RecordedCalls;
 use record::Trace;
 use response::CallTiming;
 use route::{CallTargets, Router};

@@ -71,6 +71,26 @@ pub trait CallObserver: Send + Sync {
 #[derive(Clone)]
 pub struct CallHook(pub Arc<dyn CallObserver>);
 
+/// Keeps every record a gateway hands its hook, for the tests that check them.
+#[cfg(test)]
+#[derive(Default)]
+pub struct RecordedCalls(pub std::sync::Mutex<Vec<CallRecord>>);
+
+#[cfg(test)]
+impl CallObserver for RecordedCalls {
+  fn on_call(&self, record: CallRecord) -> bool {
+    self.0.lock().expect("records").push(record);
+    true
+  }
+}
+
+#[cfg(test)]
+impl RecordedCalls {
+  pub fn take(&self) -> Vec<CallRecord> {
+    std::mem::take(&mut *self.0.lock().expect("records"))
+  }
+}
+
 impl std::fmt::Debug for CallHook {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     f.write_str("CallHook")

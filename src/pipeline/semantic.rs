@@ -95,25 +95,14 @@ where
 
 #[cfg(test)]
 mod tests {
-  use std::sync::Mutex;
   use std::time::Duration;
 
   use super::*;
-  use crate::pipeline::{
-    CallHook, CallObserver, CallRecord, GatewayConfig, Operation, ProviderConfig,
-  };
+  use crate::pipeline::{CallHook, GatewayConfig, Operation, ProviderConfig};
   use crate::semantic::SemanticConfig;
   use crate::types::{ChatRequest, Message, Role};
 
-  #[derive(Default)]
-  struct Records(Mutex<Vec<CallRecord>>);
-
-  impl CallObserver for Records {
-    fn on_call(&self, record: CallRecord) -> bool {
-      self.0.lock().expect("records").push(record);
-      true
-    }
-  }
+  use crate::pipeline::RecordedCalls as Records;
 
   fn asking(text: &str) -> ChatRequest {
     ChatRequest {

@@ -74,25 +74,29 @@ impl WireUsage {
       Some(iterations) if !iterations.is_empty() => iterations.iter().collect(),
       _ => vec![self],
     };
-    let mut usage = Usage::default();
-    for step in steps {
-      let cache_read = step.cache_read_input_tokens.unwrap_or(0);
-      let cache_write = step.cache_creation_input_tokens.unwrap_or(0);
-      // Saturating: counts come from the wire and must not wrap or panic.
-      let prompt = step
-        .input_tokens
-        .unwrap_or(0)
-        .saturating_add(cache_read)
-        .saturating_add(cache_write);
-      usage.prompt_tokens = usage.prompt_tokens.saturating_add(prompt);
-      usage.completion_tokens = usage
-        .completion_tokens
-        .saturating_add(step.output_tokens.unwrap_or(0));
-      usage.cached_prompt_tokens = usage.cached_prompt_tokens.saturating_add(cache_read);
-      usage.cache_write_prompt_tokens = usage.cache_write_prompt_tokens.saturating_add(cache_write);
-    }
-    usage.total_tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
-    usage
+    let billed = |step: &WireUsage| {
+      Usage::with_prompt_cache(
+        step.input_tokens.unwrap_or(0),
+        step.cache_read_input_tokens.unwrap_or(0),
+        step.cache_creation_input_tokens.unwrap_or(0),
+        step.output_tokens.unwrap_or(0),
+      )
+    };
+    steps
+      .into_iter()
+      .map(billed)
+      .fold(Usage::default(), |sum, step| Usage {
+        cached_prompt_tokens: sum
+          .cached_prompt_tokens
+          .saturating_add(step.cached_prompt_tokens),
+        cache_write_prompt_tokens: sum
+          .cache_write_prompt_tokens
+          .saturating_add(step.cache_write_prompt_tokens),
+        ..Usage::new(
+          sum.prompt_tokens.saturating_add(step.prompt_tokens),
+          sum.completion_tokens.saturating_add(step.completion_tokens),
+        )
+      })
   }
 }
 

@@ -58,19 +58,12 @@ pub struct WireUsage {
 impl WireUsage {
   /// What is billed: the prompt includes cache reads and writes.
   pub fn normalize(&self) -> Usage {
-    let cache_read = self.cache_read_input_tokens.unwrap_or(0);
-    let cache_write = self.cache_write_input_tokens.unwrap_or(0);
-    // Saturating: counts come from the wire and must not wrap or panic.
-    let prompt = self
-      .input_tokens
-      .unwrap_or(0)
-      .saturating_add(cache_read)
-      .saturating_add(cache_write);
-    let mut usage = Usage::new(prompt, self.output_tokens.unwrap_or(0));
-    usage.total_tokens = prompt.saturating_add(usage.completion_tokens);
-    usage.cached_prompt_tokens = cache_read;
-    usage.cache_write_prompt_tokens = cache_write;
-    usage
+    Usage::with_prompt_cache(
+      self.input_tokens.unwrap_or(0),
+      self.cache_read_input_tokens.unwrap_or(0),
+      self.cache_write_input_tokens.unwrap_or(0),
+      self.output_tokens.unwrap_or(0),
+    )
   }
 }
 
