@@ -1,15 +1,18 @@
-//! The embedded cache store: moka, bounded by entries and by bytes (a weigher sized by
-//! each answer), with a default and a per-entry time to live.
+//! The embedded cache store: one least-recently-used map (hashlink's `LinkedHashMap`) behind
+//! a mutex, bounded by entries and by bytes (each answer's strings plus a fixed overhead),
+//! with a default and a per-entry time to live.
+//!
+//! Why not moka: every moka write goes through its write-op channel, frequency sketch and
+//! housekeeping, which cost a call with a cache miss about as much as the rest of the
+//! gateway's stages together (`bench/cpu-per-call.mjs ferrogate-chat+cache`). Here a lookup
+//! or a store is a hash, a list splice and, when full, an eviction, all under one lock held
+//! for well under a microsecond: a lock that short is never where concurrent calls wait.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{self, BoxFuture, FutureExt};
-use moka::notification::RemovalCause;
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
-use moka::Expiry;
+use hashlink::LinkedHashMap;
 
 use super::{CacheStore, StoreUsage};
 use crate::error::Result;
@@ -18,29 +21,19 @@ use crate::types::ChatResponse;
 /// Bookkeeping per entry beyond the strings themselves (struct, map node, usage).
 const ENTRY_OVERHEAD_BYTES: u64 = 256;
 pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
+/// Entries at the least-recently-used end looked at for expiry on each store: an expired
+/// answer nobody asks for again leaves without waiting for the bounds to push it out.
+const EXPIRED_CHECKED_PER_STORE: usize = 2;
 
-#[derive(Clone)]
 struct Entry {
   response: Arc<ChatResponse>,
   bytes: u64,
-  ttl: Option<Duration>,
+  expires_at: Option<Instant>,
 }
 
-struct EntryTtl;
-
-impl Expiry<String, Entry> for EntryTtl {
-  fn expire_after_create(&self, _key: &String, entry: &Entry, _at: Instant) -> Option<Duration> {
-    entry.ttl
-  }
-
-  fn expire_after_update(
-    &self,
-    _key: &String,
-    entry: &Entry,
-    _at: Instant,
-    _left: Option<Duration>,
-  ) -> Option<Duration> {
-    entry.ttl
+impl Entry {
+  fn expired(&self, now: Instant) -> bool {
+    self.expires_at.is_some_and(|at| at <= now)
   }
 }
 
@@ -52,60 +45,119 @@ pub struct MemoryCacheLimits {
   pub ttl: Option<Duration>,
 }
 
+/// Least recently used at the front.
+#[derive(Default)]
+struct Entries {
+  map: LinkedHashMap<String, Entry>,
+  bytes: u64,
+}
+
+impl Entries {
+  fn remove(&mut self, key: &str) -> Option<Entry> {
+    let entry = self.map.remove(key)?;
+    self.bytes -= entry.bytes;
+    Some(entry)
+  }
+
+  fn pop_least_recent(&mut self) -> bool {
+    match self.map.pop_front() {
+      Some((_, entry)) => {
+        self.bytes -= entry.bytes;
+        true
+      }
+      None => false,
+    }
+  }
+
+  fn drop_expired(&mut self, now: Instant) {
+    let mut freed = 0;
+    self.map.retain(|_, entry| {
+      let keep = !entry.expired(now);
+      if !keep {
+        freed += entry.bytes;
+      }
+      keep
+    });
+    self.bytes -= freed;
+  }
+}
+
 pub struct MemoryCacheStore {
-  entries: Cache<String, Entry>,
-  bytes: Arc<AtomicU64>,
+  entries: Mutex<Entries>,
+  max_entries: u64,
+  max_bytes: Option<u64>,
   default_ttl: Option<Duration>,
 }
 
 impl MemoryCacheStore {
-  /// moka has one capacity. With both bounds, each entry weighs at least
-  /// `max_bytes / max_entries`, so the capacity in bytes also caps the count.
   pub fn new(limits: MemoryCacheLimits) -> Self {
-    let (capacity, unit) = match (limits.max_entries, limits.max_bytes) {
-      (Some(entries), Some(bytes)) => (bytes, (bytes / entries.max(1)).max(1)),
-      (None, Some(bytes)) => (bytes, 1),
-      (Some(entries), None) => (entries, 0),
-      (None, None) => (DEFAULT_MAX_ENTRIES, 0),
+    // Bounded by bytes alone, the count is not capped; with neither, the default count is.
+    let max_entries = match (limits.max_entries, limits.max_bytes) {
+      (Some(entries), _) => entries,
+      (None, Some(_)) => u64::MAX,
+      (None, None) => DEFAULT_MAX_ENTRIES,
     };
-    let bytes = Arc::new(AtomicU64::new(0));
-    let removed = bytes.clone();
-    // LRU rather than moka's default TinyLFU admission: a fresh answer is always kept and
-    // the least recently used ones make room, which is what callers expect of a cache.
-    let entries = Cache::builder()
-      .max_capacity(capacity)
-      .eviction_policy(EvictionPolicy::lru())
-      .weigher(move |_key: &String, entry: &Entry| {
-        let weight = if unit == 0 { 1 } else { entry.bytes.max(unit) };
-        u32::try_from(weight).unwrap_or(u32::MAX)
-      })
-      .expire_after(EntryTtl)
-      .eviction_listener(move |_key, entry: Entry, _cause: RemovalCause| {
-        removed.fetch_sub(entry.bytes, Ordering::Relaxed);
-      })
-      .build();
     MemoryCacheStore {
-      entries,
-      bytes,
+      entries: Mutex::new(Entries::default()),
+      max_entries,
+      max_bytes: limits.max_bytes,
       default_ttl: limits.ttl,
     }
   }
 
-  /// Reads without the boxed future, for the synchronous JS path.
-  pub fn get_now(&self, key: &str) -> Option<Arc<ChatResponse>> {
-    self.entries.get(key).map(|entry| entry.response)
+  fn lock(&self) -> MutexGuard<'_, Entries> {
+    // The map is consistent between statements: a panic elsewhere leaves nothing half-done.
+    self
+      .entries
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
   }
 
-  /// Writes without the boxed future. `ttl` overrides the store's default.
+  /// Reads without the boxed future, for the synchronous JS path; a read makes the entry the
+  /// most recently used.
+  pub fn get_now(&self, key: &str) -> Option<Arc<ChatResponse>> {
+    let mut entries = self.lock();
+    let entry = entries.map.to_back(key)?;
+    if entry.expired(Instant::now()) {
+      entries.remove(key);
+      return None;
+    }
+    Some(entry.response.clone())
+  }
+
+  /// Writes without the boxed future. `ttl` overrides the store's default. An answer larger
+  /// than the whole byte bound is not kept (it would push out everything else and then
+  /// itself).
   pub fn insert(&self, key: String, value: Arc<ChatResponse>, ttl: Option<Duration>) {
     let bytes = entry_bytes(&key, &value);
-    self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    let now = Instant::now();
     let entry = Entry {
       response: value,
       bytes,
-      ttl: ttl.or(self.default_ttl),
+      expires_at: ttl.or(self.default_ttl).map(|ttl| now + ttl),
     };
-    self.entries.insert(key, entry);
+    let mut entries = self.lock();
+    entries.remove(&key);
+    if self.max_bytes.is_some_and(|max| bytes > max) || self.max_entries == 0 {
+      return;
+    }
+    for _ in 0..EXPIRED_CHECKED_PER_STORE {
+      match entries.map.front() {
+        Some((_, oldest)) if oldest.expired(now) => entries.pop_least_recent(),
+        _ => break,
+      };
+    }
+    while entries.map.len() as u64 >= self.max_entries
+      || self
+        .max_bytes
+        .is_some_and(|max| entries.bytes + bytes > max)
+    {
+      if !entries.pop_least_recent() {
+        break;
+      }
+    }
+    entries.bytes += bytes;
+    entries.map.insert(key, entry);
   }
 }
 
@@ -148,32 +200,141 @@ impl CacheStore for MemoryCacheStore {
   }
 
   fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-    future::ready(Ok(self.entries.remove(key).is_some())).boxed()
+    let mut entries = self.lock();
+    let found = entries
+      .remove(key)
+      .is_some_and(|entry| !entry.expired(Instant::now()));
+    future::ready(Ok(found)).boxed()
   }
 
   /// A memory store belongs to one `ResponseCache`, hence to one namespace: clearing
   /// that namespace empties it.
   fn clear<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
+    let mut entries = self.lock();
     if prefix.is_empty() {
-      self.entries.invalidate_all();
+      *entries = Entries::default();
     } else {
       // Only this namespace: several caches (namespaces) may share one store.
-      for (key, _) in self.entries.iter() {
-        if key.starts_with(prefix) {
-          self.entries.invalidate(key.as_str());
+      let mut freed = 0;
+      entries.map.retain(|key, entry| {
+        let keep = !key.starts_with(prefix);
+        if !keep {
+          freed += entry.bytes;
         }
-      }
+        keep
+      });
+      entries.bytes -= freed;
     }
-    self.entries.run_pending_tasks();
     future::ready(Ok(())).boxed()
   }
 
+  /// Expired entries are dropped first, so the figures are what a lookup could still find.
   fn usage(&self) -> StoreUsage {
-    self.entries.run_pending_tasks();
+    let mut entries = self.lock();
+    entries.drop_expired(Instant::now());
     StoreUsage {
-      entries: self.entries.entry_count(),
-      bytes: self.bytes.load(Ordering::Relaxed),
+      entries: entries.map.len() as u64,
+      bytes: entries.bytes,
       ..StoreUsage::default()
     }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn answer(content: &str) -> Arc<ChatResponse> {
+    Arc::new(ChatResponse {
+      id: "r".into(),
+      provider: "openai".into(),
+      model: "m".into(),
+      content: content.into(),
+      refusal: None,
+      tool_calls: Vec::new(),
+      finish_reason: crate::types::FinishReason::Stop,
+      usage: crate::types::Usage::new(1, 1),
+      cost_usd: 0.0,
+      cached: false,
+      latency_ms: 1.0,
+      ttft_ms: None,
+      attempts: 1,
+      request_id: "fg".into(),
+      embeddings: None,
+      cache_similarity: None,
+    })
+  }
+
+  fn store(max_entries: Option<u64>, max_bytes: Option<u64>) -> MemoryCacheStore {
+    MemoryCacheStore::new(MemoryCacheLimits {
+      max_entries,
+      max_bytes,
+      ttl: None,
+    })
+  }
+
+  #[test]
+  fn the_least_recently_used_entry_makes_room() {
+    let cache = store(Some(3), None);
+    for key in ["a", "b", "c"] {
+      cache.insert(key.into(), answer(key), None);
+    }
+    assert!(
+      cache.get_now("a").is_some(),
+      "a read makes `a` the most recent"
+    );
+    cache.insert("d".into(), answer("d"), None);
+    assert!(
+      cache.get_now("b").is_none(),
+      "b was the least recently used"
+    );
+    for key in ["a", "c", "d"] {
+      assert!(cache.get_now(key).is_some(), "{key} is kept");
+    }
+    assert_eq!(cache.usage().entries, 3);
+  }
+
+  #[test]
+  fn the_byte_count_follows_every_insert_replace_and_removal() {
+    let cache = store(None, Some(2_000));
+    let size = entry_bytes("k", &answer(&"x".repeat(300)));
+    cache.insert("k".into(), answer(&"x".repeat(300)), None);
+    cache.insert("k".into(), answer(&"x".repeat(300)), None);
+    assert_eq!(
+      cache.usage().bytes,
+      size,
+      "a replaced entry is counted once"
+    );
+    for i in 0..20 {
+      cache.insert(format!("k{i}"), answer(&"x".repeat(300)), None);
+    }
+    let usage = cache.usage();
+    assert!(usage.bytes <= 2_000, "{usage:?}");
+    assert!(usage.entries >= 3, "{usage:?}");
+    assert!(cache.get_now("k19").is_some(), "the newest is kept");
+    cache.insert("huge".into(), answer(&"x".repeat(5_000)), None);
+    assert!(
+      cache.get_now("huge").is_none(),
+      "larger than the bound: not kept"
+    );
+    assert!(
+      cache.get_now("k19").is_some(),
+      "and nothing was pushed out for it"
+    );
+    let cleared = cache.clear("").now_or_never();
+    assert!(matches!(cleared, Some(Ok(()))));
+    assert_eq!(cache.usage(), StoreUsage::default());
+  }
+
+  #[test]
+  fn expired_entries_are_not_found_nor_counted() {
+    let cache = store(None, None);
+    cache.insert("gone".into(), answer("g"), Some(Duration::ZERO));
+    cache.insert("kept".into(), answer("k"), Some(Duration::from_secs(3600)));
+    cache.insert("gone-too".into(), answer("g"), Some(Duration::ZERO));
+    assert!(cache.get_now("gone").is_none());
+    let usage = cache.usage();
+    assert_eq!(usage.entries, 1, "{usage:?}");
+    assert_eq!(usage.bytes, entry_bytes("kept", &answer("k")));
   }
 }

@@ -1,5 +1,5 @@
 //! The seam for shared state. Each stateful piece talks to a small store trait; the
-//! embedded stores here (moka, in-memory GCRA, the SQLite cost ledger) are the defaults, and shared backends
+//! embedded stores here (an LRU map, in-memory GCRA, the SQLite cost ledger) are the defaults, and shared backends
 //! (Redis, PostgreSQL: issue 10) implement the same traits.
 //!
 //! Store methods return boxed futures so a networked store fits the same trait. The

@@ -1,8 +1,8 @@
-//! The shared cache store: the embedded moka store in front, Redis behind it as a second
+//! The shared cache store: the embedded LRU store in front, Redis behind it as a second
 //! tier every process reads and writes.
 //!
-//! A read asks moka, then Redis (one round trip: the value and its remaining time to
-//! live), and a Redis hit fills moka for the rest of that time. A write goes to both; an
+//! A read asks the local store, then Redis (one round trip: the value and its remaining time to
+//! live), and a Redis hit fills the local store for the rest of that time. A write goes to both; an
 //! answer whose encoding is larger than `max_value_bytes` stays in this process only.
 //! Redis entries are `{prefix}cache:{namespaced key}` (see `cache::namespace_prefix`, whose
 //! namespace is the hash tag) holding the answer as versioned JSON,
@@ -327,7 +327,7 @@ impl TieredCacheStore {
     Some(answer)
   }
 
-  /// Writes to moka now; returns the Redis write still to do (`None`: nothing to write).
+  /// Writes to the local store now; returns the Redis write still to do (`None`: nothing to write).
   fn set_local(
     &self,
     key: String,
@@ -589,7 +589,10 @@ mod tests {
     let hit = b.get("ns:k").await.expect("get").expect("hit");
     assert_eq!(*hit, *answer("shared"));
     assert_eq!(b.usage().shared_hits, 1);
-    assert!(b.local.get_now("ns:k").is_some(), "the hit fills moka");
+    assert!(
+      b.local.get_now("ns:k").is_some(),
+      "the hit fills the local store"
+    );
     let mut connection = a.connection().expect("open");
     let ttl: i64 = redis::cmd("PTTL")
       .arg(a.redis_key("ns:k"))
