@@ -12,9 +12,18 @@
 // stream took against the ideal (CHUNKS × DELAY_MS); errors (a stream that failed or lost
 // chunks). The mock's own work is not counted.
 //
+// TLS=1: the mock serves https with HTTP/2 offered by ALPN beside HTTP/1.1, as vendors' edges do
+// (a private CA made at startup). ferrogate (in-process and serve) trusts it through the provider's
+// `caCertPath` and negotiates h2, so its streams share connections; openai-node trusts it through
+// NODE_EXTRA_CA_CERTS and speaks HTTP/1.1 (undici's fetch offers no h2 by default), one connection
+// per stream. The protocol each contender's requests arrived over, and on how many TLS connections
+// and h2 sessions, is read from the mock (`/__mock/stats`). H2_MAX_STREAMS sets the mock's
+// SETTINGS_MAX_CONCURRENT_STREAMS (real edges advertise 100-256).
+//
 // Usage: node bench/concurrent-streams.mjs [contender ...]   (default: ferrogate openai serve)
 // Env: N (10000), CHUNKS (20), DELAY_MS (400), WARMUP (200), SERVE_N (N, at most 9500: serve holds
-//      two sockets per stream and this machine's hard limit on open files is 20,000)
+//      two sockets per stream and this machine's hard limit on open files is 20,000), TLS (0),
+//      H2_MAX_STREAMS (the mock's default, 2^32-1)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -30,6 +39,7 @@ const N = Number(env.N || 10_000);
 const CHUNKS = Number(env.CHUNKS || 20);
 const DELAY_MS = Number(env.DELAY_MS || 400);
 const WARMUP = Number(env.WARMUP || 200);
+const TLS = env.TLS === '1';
 const FD_LIMIT_STREAMS = 9500;
 const SERVE_N = Math.min(Number(env.SERVE_N || N), FD_LIMIT_STREAMS);
 const IDEAL_MS = CHUNKS * DELAY_MS;
@@ -83,14 +93,13 @@ async function holdStreams(count, open, pid, { beforeSample } = {}) {
   return { peak, peakHeap, allOpenRss, times, errors, firstError: firstError && `${firstError.code ?? ''} ${firstError.message}`.trim() };
 }
 
-async function inProcess(kind, mockPort, count) {
+async function inProcess(kind, baseURL, caPath, count) {
   v8.setFlagsFromString('--expose-gc');
   const gc = vm.runInNewContext('gc');
-  const baseURL = `http://127.0.0.1:${mockPort}/v1`;
   let open;
   if (kind === 'ferrogate') {
     const { Gateway } = requireFerrogate();
-    const gw = new Gateway({ providers: { up: { kind: 'openai', baseUrl: baseURL, apiKey: 'bench' } }, maxRetries: 0, timeoutMs: 600_000 });
+    const gw = new Gateway({ providers: { up: { kind: 'openai', baseUrl: baseURL, apiKey: 'bench', ...(caPath ? { caCertPath: caPath } : {}) } }, maxRetries: 0, timeoutMs: 600_000 });
     open = async (first) => {
       let chunks = 0;
       for await (const event of gw.streamEvents({ ...body, model: 'up/gpt-4o-mini' })) {
@@ -141,17 +150,18 @@ function serveClient(port, first) {
   });
 }
 
-async function runServe(mockPort, count) {
+async function runServe(baseURL, caPath, count) {
   const port = await freePort();
   // The peers config, with room for every stream's connection (serve closes connections past
   // `server.maxConnections`, 1,024 by default).
   const config = JSON.parse(fs.readFileSync(path.join(BENCH_DIR, 'serve-peers.json'), 'utf8'));
   config.server = { ...config.server, maxConnections: count + WARMUP + 100 };
+  if (caPath) config.providers.openai.caCertPath = caPath;
   const configPath = path.join(os.tmpdir(), `ferrogate-streams-${process.pid}.json`);
   fs.writeFileSync(configPath, JSON.stringify(config));
   process.on('exit', () => fs.rmSync(configPath, { force: true }));
   const serve = spawn(process.execPath, [path.join(REPO_DIR, 'bin', 'ferrogate.js'), 'serve', '--config', configPath], {
-    stdio: ['ignore', 'ignore', 'inherit'], env: { ...env, PORT: String(port), UPSTREAM_BASE_URL: `http://127.0.0.1:${mockPort}/v1` },
+    stdio: ['ignore', 'ignore', 'inherit'], env: { ...env, PORT: String(port), UPSTREAM_BASE_URL: baseURL },
   });
   process.on('exit', () => serve.kill('SIGKILL'));
   for (let i = 0; ; i++) {
@@ -169,37 +179,58 @@ async function runServe(mockPort, count) {
 }
 
 if (process.argv[2] === '--child') {
-  const [, , , kind, mockPort, count] = process.argv;
-  const result = kind === 'serve' ? await runServe(Number(mockPort), Number(count)) : await inProcess(kind, Number(mockPort), Number(count));
+  const [, , , kind, baseURL, count, caPath] = process.argv;
+  const result = kind === 'serve' ? await runServe(baseURL, caPath, Number(count)) : await inProcess(kind, baseURL, caPath, Number(count));
   console.log(`CHILDJSON ${JSON.stringify(result)}`);
   process.exit(0);
 }
 
 const contenders = process.argv.slice(2).length ? process.argv.slice(2) : ['ferrogate', 'openai', 'serve'];
-const mock = await startMockUpstream({ MOCK_CHUNKS: String(CHUNKS), MOCK_CHUNK_DELAY_MS: String(DELAY_MS) });
+const mock = await startMockUpstream({
+  MOCK_CHUNKS: String(CHUNKS),
+  MOCK_CHUNK_DELAY_MS: String(DELAY_MS),
+  ...(TLS ? { MOCK_TLS: '1' } : {}),
+  ...(env.H2_MAX_STREAMS ? { MOCK_H2_MAX_STREAMS: env.H2_MAX_STREAMS } : {}),
+});
 const load = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
-console.log(`Concurrent streams: ${N.toLocaleString('en-US')} held open at once (serve: ${SERVE_N.toLocaleString('en-US')}), ${CHUNKS} chunks ${DELAY_MS} ms apart (ideal ${IDEAL_MS} ms), after ${WARMUP} warm-up streams; Node ${process.version}, openai ${depVersion('openai')}, ${os.cpus().length} CPUs, load average ${load()} at the start.`);
+const upstream = TLS ? `https (h2 or HTTP/1.1 by ALPN${env.H2_MAX_STREAMS ? `, ${env.H2_MAX_STREAMS} streams per h2 connection` : ''})` : 'plain HTTP/1.1';
+console.log(`Concurrent streams: ${N.toLocaleString('en-US')} held open at once (serve: ${SERVE_N.toLocaleString('en-US')}), ${CHUNKS} chunks ${DELAY_MS} ms apart (ideal ${IDEAL_MS} ms), after ${WARMUP} warm-up streams; upstream ${upstream}; Node ${process.version}, openai ${depVersion('openai')}, ${os.cpus().length} CPUs, load average ${load()} at the start.`);
 console.log('');
-console.log('| contender | streams | RSS before MB | peak RSS MB | RSS per stream KB | JS heap per stream KB | CPU ms per stream | time p50 / ideal | time p99 / ideal | max / ideal | errors |');
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| contender | streams | upstream requests (TLS connections, h2 sessions, most streams on one) | RSS before MB | peak RSS MB | RSS per stream KB | JS heap per stream KB | CPU ms per stream | time p50 / ideal | time p99 / ideal | max / ideal | errors |');
+console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 const results = {};
+/** What reached the mock between two `/__mock/stats` reads: requests by protocol, connections. */
+function protocolsUsed(a, b) {
+  const parts = Object.keys(b.requests).filter((p) => b.requests[p] > a.requests[p]).map((p) => `${p} ×${(b.requests[p] - a.requests[p]).toLocaleString('en-US')}`);
+  const most = b.maxStreamsPerSession > a.maxStreamsPerSession ? `, ≤${b.maxStreamsPerSession.toLocaleString('en-US')} streams on one` : '';
+  const connections = TLS ? ` (${(b.tlsConnections - a.tlsConnections).toLocaleString('en-US')}, ${(b.h2Sessions - a.h2Sessions).toLocaleString('en-US')}${most})` : '';
+  const resets = Object.entries(b.h2Resets ?? {}).map(([code, n]) => [code, n - (a.h2Resets?.[code] ?? 0)]).filter(([, n]) => n > 0);
+  const broken = b.h2Errors > a.h2Errors ? `; the mock saw ${b.h2Errors - a.h2Errors} h2 errors (${b.firstH2Error})` : '';
+  const reset = resets.length ? `; streams reset: ${resets.map(([code, n]) => `${n} with code ${code}`).join(', ')}` : '';
+  return `${parts.join(' + ') || 'none'}${connections}${broken}${reset}`;
+}
 for (const kind of contenders) {
   const count = kind === 'serve' ? SERVE_N : N;
+  const statsBefore = await mock.getJson('/__mock/stats');
   const out = await new Promise((resolve) => {
-    const child = spawn(process.execPath, [SELF, '--child', kind, String(mock.port), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // openai-node trusts the mock's CA as a Node app would (the gateway is handed caCertPath).
+    const childEnv = TLS && kind === 'openai' ? { ...env, NODE_EXTRA_CA_CERTS: mock.caPath } : env;
+    const args = [SELF, '--child', kind, mock.baseUrl, String(count), ...(TLS ? [mock.caPath] : [])];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: childEnv });
     let s = '';
     child.stdout.on('data', (d) => { s += d; });
     child.on('close', () => resolve(s));
   });
+  const used = protocolsUsed(statsBefore, await mock.getJson('/__mock/stats'));
   const m = /CHILDJSON (\{.*\})/.exec(out);
-  if (!m) { console.log(`| ${kind} | failed | | | | | | | | | |`); continue; }
+  if (!m) { console.log(`| ${kind} | failed | ${used} | | | | | | | | | |`); continue; }
   const r = JSON.parse(m[1]);
   results[kind] = r;
   const perStream = (r.peak - r.before) / count / KB;
   const heap = r.peakHeap ? fmt((r.peakHeap - r.heapBefore) / count / KB, 1) : '–';
   const label = kind === 'serve' ? `serve (${r.workers} workers)` : kind;
   const ratio = (ms) => (ms === undefined ? 'n/a' : `${fmt(ms / IDEAL_MS, 3)}`);
-  console.log(`| ${label} | ${count.toLocaleString('en-US')} | ${fmt(r.before / KB / KB, 1)} | ${fmt(r.peak / KB / KB, 1)} | ${fmt(perStream, 1)} | ${heap} | ${fmt((r.cpuS * 1000) / count, 3)} | ${ratio(pct(r.times, 0.5))} | ${ratio(pct(r.times, 0.99))} | ${ratio(r.times.at(-1))} | ${r.errors}${r.firstError ? ` (${r.firstError})` : ''} |`);
+  console.log(`| ${label} | ${count.toLocaleString('en-US')} | ${used} | ${fmt(r.before / KB / KB, 1)} | ${fmt(r.peak / KB / KB, 1)} | ${fmt(perStream, 1)} | ${heap} | ${fmt((r.cpuS * 1000) / count, 3)} | ${ratio(pct(r.times, 0.5))} | ${ratio(pct(r.times, 0.99))} | ${ratio(r.times.at(-1))} | ${r.errors}${r.firstError ? ` (${r.firstError})` : ''} |`);
 }
 if (results.ferrogate && results.openai) {
   const per = (r) => (r.peak - r.before) / N;

@@ -3,7 +3,10 @@
 import { createRequire } from 'node:module';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -95,21 +98,41 @@ export function freePort() {
 
 /**
  * Starts bench/mock-upstream.mjs on a free loopback port, in a process group of its own (stopped
- * when this process exits), and resolves once it answers /health. `env` adds mock settings.
+ * when this process exits), and resolves once it answers /health. `env` adds mock settings; with
+ * `MOCK_TLS: '1'` the mock serves https (h2 and HTTP/1.1) and `caPath` is the CA to trust.
+ * `getJson(path)` reads one of the mock's JSON endpoints (`/__mock/stats`) over either scheme.
  */
 export async function startMockUpstream(env = {}) {
   const port = await freePort();
+  const tls = env.MOCK_TLS === '1';
+  const tlsDir = tls ? fs.mkdtempSync(path.join(os.tmpdir(), 'ferrogate-mock-tls-')) : undefined;
+  const caPath = tls ? path.join(tlsDir, 'ca.pem') : undefined;
   const child = spawn(process.execPath, [path.join(BENCH_DIR, 'mock-upstream.mjs')], {
     detached: true,
     stdio: 'ignore',
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env, ...(tls ? { MOCK_TLS_DIR: tlsDir } : {}) },
   });
-  const stop = () => { try { process.kill(-child.pid, 'SIGTERM'); } catch {} };
+  const stop = () => {
+    try { process.kill(-child.pid, 'SIGTERM'); } catch {}
+    if (tlsDir) fs.rmSync(tlsDir, { recursive: true, force: true });
+  };
   process.on('exit', stop);
+  const scheme = tls ? 'https' : 'http';
+  // node:https rather than fetch: fetch cannot be handed a CA per request.
+  const get = (urlPath) => new Promise((resolve, reject) => {
+    const options = { host: '127.0.0.1', port, path: urlPath, agent: false, ...(tls ? { ca: fs.readFileSync(caPath) } : {}) };
+    (tls ? https : http).get(options, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`HTTP ${res.statusCode}`))));
+    }).on('error', reject);
+  });
   for (let i = 0; ; i++) {
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/health`);
-      if (res.ok) break;
+      if (tls && !fs.existsSync(caPath)) throw new Error('no certificate yet');
+      await get('/health');
+      break;
     } catch (error) {
       if (i > 75) {
         stop();
@@ -118,7 +141,8 @@ export async function startMockUpstream(env = {}) {
     }
     await sleep(200);
   }
-  return { port, child, stop };
+  const getJson = async (urlPath) => JSON.parse(await get(urlPath));
+  return { port, child, stop, scheme, caPath, baseUrl: `${scheme}://127.0.0.1:${port}/v1`, getJson };
 }
 
 export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim() || 100);

@@ -33,3 +33,5 @@ pub mod binding;
 mod conformance_tests;
 #[cfg(test)]
 mod memory_tests;
+#[cfg(test)]
+mod tls_upstream;

@@ -8,6 +8,10 @@
 //! on a thread of its own and is not counted (nor are the other tests running beside this
 //! one). The counts are the bytes asked for; malloc adds its own header and rounding to each
 //! allocation, so the allocation counts are printed too.
+//!
+//! Vendors serve HTTP/2 over TLS, so streams share connections; the legs over TLS
+//! ([`crate::tls_upstream`]) show what a stream holds then, beside HTTP/1.1 over TLS and the
+//! plain HTTP/1.1 the bench's mock speaks.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -20,6 +24,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{Gateway, GatewayConfig, ProviderConfig};
+use crate::tls_upstream::{self, Alpn};
 use crate::types::{ChatRequest, Message, Role, StreamEvent};
 
 struct Counting;
@@ -206,13 +211,14 @@ fn held_upstream() -> (String, watch::Sender<bool>) {
   (format!("http://{address}/v1"), release)
 }
 
-fn gateway(base_url: &str) -> Gateway {
+fn gateway(base_url: &str, ca_cert_path: Option<&str>) -> Gateway {
   Gateway::new(GatewayConfig {
     providers: vec![ProviderConfig {
       name: "up".into(),
       kind: "openai".into(),
       api_key: Some("sk-memory".into()),
       base_url: Some(base_url.into()),
+      ca_cert_path: ca_cert_path.map(Into::into),
       ..ProviderConfig::default()
     }],
     max_retries: 0,
@@ -284,25 +290,34 @@ async fn hold_gateway_streams(
   held
 }
 
-/// Holds `streams` bare reqwest streams open (a client built like the gateway's), each
-/// having read its first chunk: the HTTP client's own share of a stream. Its large part is
-/// hyper's, per connection: the 8 KiB buffer headers are written into, the 8 KiB read buffer
-/// (both `INIT_BUFFER_SIZE`), and the first block of the channel requests are dispatched to
-/// the connection through (a tokio mpsc: 32 slots of about 280 bytes). reqwest sizes none of
-/// them.
-async fn hold_reqwest_streams(
-  base_url: &str,
-  streams: usize,
-  release: &watch::Sender<bool>,
-) -> (Live, reqwest::Client) {
-  release.send_replace(false);
-  let client = reqwest::Client::builder()
+/// A client built like the gateway's, trusting the CA of `ca_path` too.
+fn bare_client(ca_path: Option<&str>) -> reqwest::Client {
+  let mut builder = reqwest::Client::builder()
     .redirect(reqwest::redirect::Policy::none())
     .tcp_nodelay(true)
     .pool_idle_timeout(Duration::from_secs(90))
-    .connect_timeout(Duration::from_secs(10))
-    .build()
-    .expect("client");
+    .connect_timeout(Duration::from_secs(10));
+  if let Some(path) = ca_path {
+    let pem = std::fs::read(path).expect("CA file");
+    for root in reqwest::Certificate::from_pem_bundle(&pem).expect("CA") {
+      builder = builder.add_root_certificate(root);
+    }
+  }
+  builder.build().expect("client")
+}
+
+/// Holds `streams` bare reqwest streams open on `client`, each having read its first chunk:
+/// the HTTP client's own share of a stream. Over HTTP/1.1 its large part is hyper's, per
+/// connection: the 8 KiB buffer headers are written into, the 8 KiB read buffer (both
+/// `INIT_BUFFER_SIZE`), and the first block of the channel requests are dispatched to the
+/// connection through (a tokio mpsc: 32 slots of about 280 bytes). reqwest sizes none of them.
+async fn hold_reqwest_streams(
+  client: &reqwest::Client,
+  base_url: &str,
+  streams: usize,
+  release: &watch::Sender<bool>,
+) -> Live {
+  release.send_replace(false);
   let url = format!("{base_url}/chat/completions");
   let body = serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Stream to the benchmark."}]}).to_string();
   let before = live();
@@ -330,7 +345,7 @@ async fn hold_reqwest_streams(
   for mut response in open {
     while response.chunk().await.expect("chunk").is_some() {}
   }
-  (held, client)
+  held
 }
 
 #[test]
@@ -396,8 +411,22 @@ fn what_a_call_in_flight_holds() {
     (live() - before).per(1)
   );
   drop(channel);
+  let before = live();
+  let lane = crate::pipeline::http::client(&[]).expect("client");
+  println!(
+    "  an HTTP client as made (the gateway's; one per lane of {} calls): {}",
+    crate::pipeline::http::CALLS_PER_LANE,
+    (live() - before).per(1)
+  );
+  drop(lane);
 
   let (base_url, release) = held_upstream();
+  // No stream limit on the h2 server: the legs measure streams multiplexed on a connection
+  // (the gateway's lanes put 100 on each); the tests of `pipeline::http` cover a limit.
+  let h2 = tls_upstream::start(Alpn::H2 {
+    max_streams: u32::MAX,
+  });
+  let h1_tls = tls_upstream::start(Alpn::Http1);
   let runtime = tokio::runtime::Builder::new_current_thread()
     .enable_all()
     .build()
@@ -407,19 +436,60 @@ fn what_a_call_in_flight_holds() {
     // before anything is measured. Every client stays alive to the end: one dropped would
     // close its pooled connections, and their buffers, freed while a later way is measured,
     // would be subtracted from it.
-    let warm = Arc::new(gateway(&base_url));
+    let warm = Arc::new(gateway(&base_url, None));
     hold_gateway_streams(&warm, 20, &release).await;
-    let _warm_client = hold_reqwest_streams(&base_url, 20, &release).await;
+    let warm_client = bare_client(None);
+    hold_reqwest_streams(&warm_client, &base_url, 20, &release).await;
+    let warm_tls = bare_client(Some(&h2.ca_path));
+    hold_reqwest_streams(&warm_tls, &h2.base_url, 20, &h2.release).await;
+    hold_reqwest_streams(&warm_tls, &h1_tls.base_url, 20, &h1_tls.release).await;
 
-    let (bare, _client) = hold_reqwest_streams(&base_url, streams, &release).await;
-    let measured = Arc::new(gateway(&base_url));
+    let client = bare_client(None);
+    let bare = hold_reqwest_streams(&client, &base_url, streams, &release).await;
+    let measured = Arc::new(gateway(&base_url, None));
     let whole = hold_gateway_streams(&measured, streams, &release).await;
     println!("  per stream held open ({streams} at once, after the first event):");
+    println!("   plain HTTP/1.1 (a connection per stream):");
     println!("    reqwest alone:              {}", bare.per(streams));
     println!("    a gateway stream, in all:   {}", whole.per(streams));
     println!(
       "    the gateway's own share:    {}",
       (whole - bare).per(streams)
+    );
+
+    let h1_client = bare_client(Some(&h1_tls.ca_path));
+    let h1_bare =
+      hold_reqwest_streams(&h1_client, &h1_tls.base_url, streams, &h1_tls.release).await;
+    println!("   HTTP/1.1 over TLS (a connection per stream):");
+    println!("    reqwest alone:              {}", h1_bare.per(streams));
+
+    // A stream first, so the client has a pooled HTTP/2 connection to multiplex onto (a cold
+    // burst opens a connection per stream: ALPN is not known before the first handshake).
+    let h2_client = bare_client(Some(&h2.ca_path));
+    hold_reqwest_streams(&h2_client, &h2.base_url, 1, &h2.release).await;
+    let connections = h2.connections.load(Ordering::SeqCst);
+    let h2_bare = hold_reqwest_streams(&h2_client, &h2.base_url, streams, &h2.release).await;
+    let h2_connections = h2.connections.load(Ordering::SeqCst) - connections;
+    // The gateway's lanes are made, and each holds a pooled connection, in a round of as
+    // many streams first; the second round is measured.
+    let h2_gateway = Arc::new(gateway(&h2.base_url, Some(&h2.ca_path)));
+    hold_gateway_streams(&h2_gateway, streams, &h2.release).await;
+    // The warm round's extra connections (one per stream of a cold lane) are let go of
+    // after their stream: their frees are not to fall in the measured round.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connections = h2.connections.load(Ordering::SeqCst);
+    let h2_whole = hold_gateway_streams(&h2_gateway, streams, &h2.release).await;
+    let gateway_connections = h2.connections.load(Ordering::SeqCst) - connections;
+    println!(
+      "   HTTP/2 over TLS (reqwest: one connection, {h2_connections} new; the gateway: a lane of \
+       {} streams per connection, {gateway_connections} new):",
+      crate::pipeline::http::CALLS_PER_LANE
+    );
+    println!("    reqwest alone:              {}", h2_bare.per(streams));
+    println!("    a gateway stream, in all:   {}", h2_whole.per(streams));
+    println!(
+      "    the gateway's own share:    {}",
+      (h2_whole - h2_bare).per(streams)
     );
   });
   COUNTED.with(|counted| counted.set(false));

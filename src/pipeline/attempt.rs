@@ -132,7 +132,14 @@ async fn attempt_work(
     }
     (Work::Embed { dimensions }, Backend::Mock(_)) => Ok(mock::embed(req, dimensions)),
     (Work::Embed { dimensions }, Backend::Http { adapter, http }) => {
-      embed_attempt(&provider.name, http, adapter.as_ref(), req, dimensions).await
+      embed_attempt(
+        &provider.name,
+        &http.lease(),
+        adapter.as_ref(),
+        req,
+        dimensions,
+      )
+      .await
     }
   }
 }
@@ -147,9 +154,10 @@ pub(crate) async fn attempt_once(
   if let Some(native) = native {
     match &provider.backend {
       Backend::Http { adapter, http } if native.speaks(provider.kind, provider.api) => {
+        // The lease is held for as long as the answer streams.
         return native_attempt(
           &provider.name,
-          http,
+          &http.lease(),
           adapter.as_ref(),
           native,
           req,
@@ -164,7 +172,15 @@ pub(crate) async fn attempt_once(
   match &provider.backend {
     Backend::Mock(config) => mock_attempt(*config, req, sink, progress).await,
     Backend::Http { adapter, http } => {
-      http_attempt(&provider.name, http, adapter.as_ref(), req, sink, progress).await
+      http_attempt(
+        &provider.name,
+        &http.lease(),
+        adapter.as_ref(),
+        req,
+        sink,
+        progress,
+      )
+      .await
     }
   }
 }

@@ -48,7 +48,8 @@ impl Gateway {
     let asked = async {
       let mut call = native_http_call(adapter.as_ref(), native, &req, false)?;
       call.url = url;
-      let response = send_call(&provider.name, http, adapter.as_ref(), &call, false).await?;
+      let http = http.lease();
+      let response = send_call(&provider.name, &http, adapter.as_ref(), &call, false).await?;
       read_body(adapter.vendor(), response, MAX_RESPONSE_BYTES, true).await
     };
     let timeout = provider.timeout.unwrap_or(self.timeout);

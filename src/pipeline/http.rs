@@ -4,6 +4,9 @@
 //! Redirects are never followed: reqwest would re-send `x-api-key` / `x-goog-api-key` /
 //! `api-key` to whatever host a 307 names.
 
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::Certificate;
@@ -75,11 +78,146 @@ fn is_rustls_error(error: &(dyn std::error::Error + 'static)) -> bool {
   }
 }
 
-/// Hands each provider its client: one shared by every provider, or a provider's own when
+/// How many calls one lane (one reqwest client, so one connection pool) carries at once
+/// before the next call takes another lane. A vendor's HTTP/2 edge caps the streams of one
+/// connection (SETTINGS_MAX_CONCURRENT_STREAMS, 100 to 256), and hyper-util's pool keeps a
+/// single HTTP/2 connection per host while hyper queues the streams past that cap on it until
+/// earlier ones end (hyperium/hyper#2197: by design, RFC 9113 9.1): a call would wait for
+/// another call's whole answer before its request is even sent. 100 is the least a server
+/// should allow (RFC 9113 6.5.2) and what hyper assumes before the server's SETTINGS arrive.
+/// Over HTTP/1.1 a lane changes nothing but which pool a connection idles in.
+pub(crate) const CALLS_PER_LANE: usize = 100;
+
+/// A provider's HTTP clients: the first made at once, more as calls in flight need them
+/// ([`CALLS_PER_LANE`]). They share the trusted roots they were made with.
+#[derive(Clone)]
+pub(crate) struct Lanes(Arc<LanesInner>);
+
+struct LanesInner {
+  roots: Vec<Certificate>,
+  first: Lane,
+  /// Lanes are kept once made: one with no call holds only its client (its idle
+  /// connections close after `pool_idle_timeout`), and a burst that needed it may come back.
+  more: Mutex<Vec<Lane>>,
+}
+
+#[derive(Clone)]
+struct Lane {
+  client: reqwest::Client,
+  in_flight: Arc<AtomicUsize>,
+}
+
+impl Lane {
+  fn new(client: reqwest::Client) -> Self {
+    Lane {
+      client,
+      in_flight: Arc::new(AtomicUsize::new(0)),
+    }
+  }
+
+  fn load(&self) -> usize {
+    self.in_flight.load(Ordering::Relaxed)
+  }
+
+  fn lease(&self) -> Lease {
+    self.in_flight.fetch_add(1, Ordering::Relaxed);
+    Lease {
+      client: self.client.clone(),
+      in_flight: self.in_flight.clone(),
+    }
+  }
+}
+
+/// A lane's client for one call: it counts against the lane until dropped, so it is held
+/// for as long as the answer is read.
+pub(crate) struct Lease {
+  client: reqwest::Client,
+  in_flight: Arc<AtomicUsize>,
+}
+
+impl Deref for Lease {
+  type Target = reqwest::Client;
+  fn deref(&self) -> &reqwest::Client {
+    &self.client
+  }
+}
+
+impl Drop for Lease {
+  fn drop(&mut self) {
+    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+  }
+}
+
+impl Lanes {
+  fn new(roots: Vec<Certificate>) -> Result<Self> {
+    let first = Lane::new(client(&roots)?);
+    Ok(Lanes(Arc::new(LanesInner {
+      roots,
+      first,
+      more: Mutex::new(Vec::new()),
+    })))
+  }
+
+  /// The first lane with room for one more call; a new lane when none has.
+  pub fn lease(&self) -> Lease {
+    let inner = &*self.0;
+    if inner.first.load() < CALLS_PER_LANE {
+      return inner.first.lease();
+    }
+    {
+      let more = inner.more.lock().unwrap_or_else(PoisonError::into_inner);
+      if let Some(lane) = more.iter().find(|lane| lane.load() < CALLS_PER_LANE) {
+        return lane.lease();
+      }
+    }
+    // Made outside the lock: a client reads the system's roots. Two calls racing here
+    // may both make one; both are kept and filled.
+    match client(&inner.roots) {
+      Ok(client) => {
+        let lane = Lane::new(client);
+        let lease = lane.lease();
+        inner
+          .more
+          .lock()
+          .unwrap_or_else(PoisonError::into_inner)
+          .push(lane);
+        lease
+      }
+      // It was made once with the same roots; should it fail now, the call waits in the
+      // least loaded lane rather than fail.
+      Err(_) => {
+        let more = inner.more.lock().unwrap_or_else(PoisonError::into_inner);
+        more
+          .iter()
+          .fold(&inner.first, |least, lane| {
+            if lane.load() < least.load() {
+              lane
+            } else {
+              least
+            }
+          })
+          .lease()
+      }
+    }
+  }
+
+  /// How many lanes there are (tests).
+  #[cfg(test)]
+  pub fn count(&self) -> usize {
+    1 + self
+      .0
+      .more
+      .lock()
+      .unwrap_or_else(PoisonError::into_inner)
+      .len()
+  }
+}
+
+/// Hands each provider its lanes: one set shared by every provider, or a provider's own when
 /// it trusts a CA of its own (reqwest's roots are per client).
 pub(crate) struct Clients {
   node_roots: Vec<Certificate>,
-  shared: Option<reqwest::Client>,
+  shared: Option<Lanes>,
 }
 
 impl Clients {
@@ -90,21 +228,102 @@ impl Clients {
     }
   }
 
-  pub fn for_provider(
-    &mut self,
-    provider: &str,
-    ca_cert_path: Option<&str>,
-  ) -> Result<reqwest::Client> {
+  pub fn for_provider(&mut self, provider: &str, ca_cert_path: Option<&str>) -> Result<Lanes> {
     if let Some(path) = ca_cert_path {
       let mut roots = self.node_roots.clone();
       roots.extend(ca_cert_file(provider, path)?);
-      return client(&roots);
+      return Lanes::new(roots);
     }
     if let Some(shared) = &self.shared {
       return Ok(shared.clone());
     }
-    let shared = client(&self.node_roots)?;
+    let shared = Lanes::new(self.node_roots.clone())?;
     self.shared = Some(shared.clone());
     Ok(shared)
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::tls_upstream::{self, Alpn};
+
+  /// Sends one streamed chat request and reads its first chunk; the answer is returned open,
+  /// with the lease it went out on.
+  async fn open_stream(lanes: Lanes, url: String) -> (Lease, reqwest::Response) {
+    let lease = lanes.lease();
+    let mut response = lease
+      .post(&url)
+      .header("content-type", "application/json")
+      .body(r#"{"model":"m","stream":true,"messages":[]}"#)
+      .send()
+      .await
+      .expect("response");
+    response
+      .chunk()
+      .await
+      .expect("first chunk")
+      .expect("a chunk");
+    (lease, response)
+  }
+
+  /// An HTTP/2 server that lets one connection carry 100 streams, and a pooled connection to
+  /// it: 201 calls held open at once each get their answer while the others stream, on three
+  /// lanes. On one client the 101st would wait, unsent, for one of the first 100 to end.
+  #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+  async fn calls_past_a_connections_stream_cap_are_not_queued_behind_it() {
+    let upstream = tls_upstream::start(Alpn::H2 {
+      max_streams: CALLS_PER_LANE as u32,
+    });
+    let lanes = Clients::new()
+      .for_provider("p", Some(&upstream.ca_path))
+      .expect("lanes");
+    let url = format!("{}/chat/completions", upstream.base_url);
+    // One call first, so the first lane holds a pooled HTTP/2 connection that every later
+    // call of that lane is multiplexed onto (a cold burst opens a connection per call).
+    upstream.release.send_replace(true);
+    let (lease, mut warm) = open_stream(lanes.clone(), url.clone()).await;
+    assert_eq!(warm.version(), reqwest::Version::HTTP_2);
+    while warm.chunk().await.expect("chunk").is_some() {}
+    drop(lease);
+    upstream.release.send_replace(false);
+
+    let calls = 2 * CALLS_PER_LANE + 1;
+    let held = futures_util::future::join_all(
+      (0..calls).map(|_| tokio::spawn(open_stream(lanes.clone(), url.clone()))),
+    );
+    // A guard against a hang, not a timing check: a queued call is never answered while
+    // the others are held open.
+    let held = tokio::time::timeout(Duration::from_secs(60), held)
+      .await
+      .expect("every call answered while the others stream");
+    let mut open = Vec::new();
+    for call in held {
+      let (lease, response) = call.expect("call task");
+      assert_eq!(response.version(), reqwest::Version::HTTP_2);
+      open.push((lease, response));
+    }
+    assert_eq!(lanes.count(), 3);
+    upstream.release.send_replace(true);
+    for (_lease, mut response) in open {
+      while response.chunk().await.expect("chunk").is_some() {}
+    }
+  }
+
+  #[test]
+  fn a_lease_counts_against_its_lane_until_dropped() {
+    let lanes = Lanes::new(Vec::new()).expect("lanes");
+    let first: Vec<_> = (0..CALLS_PER_LANE).map(|_| lanes.lease()).collect();
+    assert_eq!(lanes.count(), 1);
+    let second = lanes.lease();
+    assert_eq!(lanes.count(), 2);
+    drop(first);
+    drop(second);
+    // Room again on the first lane: no third is made.
+    let again: Vec<_> = (0..CALLS_PER_LANE).map(|_| lanes.lease()).collect();
+    assert_eq!(lanes.count(), 2);
+    let more = lanes.lease();
+    assert_eq!(lanes.count(), 2, "the second lane takes the 101st");
+    drop((again, more));
   }
 }

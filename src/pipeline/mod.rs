@@ -13,7 +13,7 @@ mod count_tokens;
 mod embed;
 mod forward;
 mod guardrails;
-mod http;
+pub(crate) mod http;
 mod kind;
 mod ledger;
 mod limits;

@@ -69,7 +69,7 @@ impl ProviderConfig {
 pub(crate) enum Backend {
   Http {
     adapter: Box<dyn Adapter>,
-    http: reqwest::Client,
+    http: super::http::Lanes,
   },
   Mock(MockConfig),
 }

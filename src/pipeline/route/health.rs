@@ -79,6 +79,7 @@ async fn check_forever(routes: Vec<Weak<Route>>, interval: Duration) {
 async fn probe(provider: &Provider, model: &str) -> Result<()> {
   if let Backend::Http { adapter, http } = &provider.backend {
     if let Some(call) = adapter.health_check() {
+      let http = http.lease();
       let mut builder = http.get(&call.url);
       for (name, value) in &call.headers {
         builder = builder.header(name.as_str(), value.as_str());
