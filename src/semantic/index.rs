@@ -7,8 +7,8 @@
 //! for 384 dims). Whatever finds the candidates, the answer is the best of them by the exact
 //! dot product on the flat array, so a similarity is never an estimate. Three ways to find
 //! them, by the scope's size:
-//! - up to [`EXACT_UP_TO`] slots, every vector (exact);
-//! - then a scan of the codes, whose [`CODE_CANDIDATES`] of least Hamming distance are
+//! - up to `EXACT_UP_TO` slots, every vector (exact);
+//! - then a scan of the codes, whose `CODE_CANDIDATES` of least Hamming distance are
 //!   re-ranked: about 2.5 ns an entry at 384 dims against 50 for comparing the floats, so a
 //!   scan of 16,384 entries costs what comparing 1,000 vectors did, and storing an answer is an
 //!   append. On the bench's vectors it finds the exact nearest of every paraphrase;
