@@ -21,6 +21,8 @@ const D = Number(process.env.D || 384);
 const C = Number(process.env.C || 1000);
 const Q = Number(process.env.Q || 500);
 const CALLS = Number(process.env.CALLS || 3000);
+// Which parts run: `index` (the 100,000-entry comparison), `size` (lookups by scope size), `miss` (a miss's CPU).
+const SECTIONS = new Set((process.env.SECTIONS || 'index,size,miss').split(','));
 const require = createRequire(import.meta.url);
 const ferrogate = requireFerrogate();
 const native = require(path.join(process.env.FERROGATE_MODULE || REPO_DIR, 'binding.js'));
@@ -71,7 +73,7 @@ const querySets = {
   fresh: Array.from({ length: Q }, member),
 };
 const exact = {};
-for (const [name, queries] of Object.entries(querySets)) {
+for (const [name, queries] of SECTIONS.has('index') ? Object.entries(querySets) : []) {
   exact[name] = queries.map((q) => {
     let best = -2;
     let at = -1;
@@ -114,7 +116,7 @@ function measure(name, build, lookup) {
 }
 
 const results = [];
-results.push(
+if (SECTIONS.has('index')) results.push(
   measure(
     'ferrogate (usearch 8-bit graph, exact re-rank of 8; M=16, efConstruction=64, ef=64)',
     () => {
@@ -126,7 +128,7 @@ results.push(
     ({ cache, ids }, q) => ids.get(cache.nearest('bench', q)?.entry),
   ),
 );
-results.push(
+if (SECTIONS.has('index')) results.push(
   measure(
     'hnswlib-node (M=16, efConstruction=200, ef=64)',
     () => {
@@ -140,29 +142,46 @@ results.push(
   ),
 );
 
-// Scope sizes around the switch from a flat scan to a graph (GRAPH_FROM in src/semantic/index.rs): the lookup
-// time of each, on the first vectors, queried with paraphrases of them.
+// Scope sizes across the index's three ways to search (src/semantic/index.rs: every vector up to EXACT_UP_TO slots,
+// the scan of sign-bit codes up to GRAPH_FROM live entries, then the graph): on the first vectors of the set, the
+// lookup time of paraphrases of them (cosine 0.93..0.99) and recall@1 against an exact scan for those and for fresh
+// queries. SIZES overrides the list.
+const sizes = (process.env.SIZES || '128,256,1024,4096,16384,32768,65535,65536,100000').split(',').map(Number);
 const bySize = [];
-{
-  const cache = new native.NativeSemanticCache({ embeddingModel: 'bench/none', maxEntries: N });
-  for (const size of [256, 1024, 2048, 4095, 8192].filter((n) => n <= N)) {
+if (SECTIONS.has('size')) {
+  const cache = new native.NativeSemanticCache({ embeddingModel: 'bench/none', maxEntries: 2 * N });
+  for (const size of sizes.filter((n) => n <= N)) {
     const scope = `size-${size}`;
     for (let i = 0; i < size; i++) cache.addVector(scope, vectors[i]);
-    const queries = Array.from({ length: 200 }, () => paraphraseOf(vectors[Math.floor(random() * size)], 0.95));
-    for (const q of queries) cache.nearest(scope, q);
-    const times = queries.map((q) => {
-      const t0 = process.hrtime.bigint();
-      cache.nearest(scope, q);
-      return Number(process.hrtime.bigint() - t0) / 1000;
-    });
-    times.sort((a, b) => a - b);
-    bySize.push({ entries: size, p50us: +percentile(times, 0.5).toFixed(1), p99us: +percentile(times, 0.99).toFixed(1) });
-    say(JSON.stringify(bySize.at(-1)));
+    const sets = {
+      paraphrase: Array.from({ length: 200 }, () => paraphraseOf(vectors[Math.floor(random() * size)], 0.93 + 0.06 * random())),
+      fresh: Array.from({ length: 200 }, member),
+    };
+    const row = { entries: size };
+    for (const [set, queries] of Object.entries(sets)) {
+      for (const q of queries) cache.nearest(scope, q);
+      let found = 0;
+      const times = queries.map((q) => {
+        const t0 = process.hrtime.bigint();
+        const got = cache.nearest(scope, q);
+        const us = Number(process.hrtime.bigint() - t0) / 1000;
+        let best = -2;
+        for (let i = 0; i < size; i++) best = Math.max(best, dot(q, vectors[i]));
+        // Equal similarity counts as found: two stored vectors can be equally near.
+        if (got && got.similarity >= best - 1e-5) found++;
+        return us;
+      });
+      times.sort((a, b) => a - b);
+      row[set] = { p50us: +percentile(times, 0.5).toFixed(1), p99us: +percentile(times, 0.99).toFixed(1), recallAt1: +(found / queries.length).toFixed(3) };
+    }
+    bySize.push(row);
+    say(JSON.stringify(row));
   }
 }
 
 // The CPU a miss adds: the same chat (a new question every call) with and without a semantic cache, and the
-// embedding call alone; one call in flight, on the in-process mock provider.
+// embedding call alone; one call in flight, on the in-process mock provider. Before each round the cached
+// gateway's scope is filled (with unmeasured misses) to the round's size; MISS_SIZES overrides the list.
 async function cpuPerCall(run) {
   for (let i = 0; i < 200; i++) await run(`warm ${i} ${Math.random()}`);
   const start = process.cpuUsage();
@@ -173,14 +192,19 @@ async function cpuPerCall(run) {
 const providers = { mock: { kind: 'mock', models: ['demo', 'embed'], mockChunkDelayMs: 0 } };
 const ask = (content) => ({ model: 'mock/demo', messages: [{ role: 'user', content }], maxTokens: 8 });
 const plain = new ferrogate.Gateway({ providers });
-const semanticCache = new ferrogate.SemanticCache({ embeddingModel: 'mock/embed', maxEntries: 100_000 });
+const semanticCache = new ferrogate.SemanticCache({ embeddingModel: 'mock/embed', maxEntries: 200_000 });
 const cached = new ferrogate.Gateway({ providers, semanticCache });
+const missSizes = (process.env.MISS_SIZES || '0,4096,16384,32768,65536').split(',').map(Number);
 const rounds = [];
-for (let round = 0; round < 3; round++) {
+let filled = 0;
+for (const size of SECTIONS.has('miss') ? missSizes : []) {
+  for (; filled < size; filled++) await cached.chat(ask(`filler ${filled} ${Math.random()}`));
+  const from = filled;
   const chat = await cpuPerCall((q) => plain.chat(ask(q)));
   const embed = await cpuPerCall((q) => plain.embed({ model: 'mock/embed', input: q }));
   const withCache = await cpuPerCall((q) => cached.chat(ask(q)));
-  rounds.push({ chatUs: +chat.toFixed(1), embedUs: +embed.toFixed(1), chatWithSemanticMissUs: +withCache.toFixed(1), addedUs: +(withCache - chat - embed).toFixed(1) });
+  filled += CALLS + 200;
+  rounds.push({ entriesFrom: from, entriesTo: filled, chatUs: +chat.toFixed(1), embedUs: +embed.toFixed(1), chatWithSemanticMissUs: +withCache.toFixed(1), addedUs: +(withCache - chat - embed).toFixed(1) });
   say(JSON.stringify(rounds.at(-1)));
 }
 const stats = semanticCache.stats();

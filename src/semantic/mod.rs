@@ -6,6 +6,7 @@
 //! [`index::VectorIndex`]; the answers in a [`SemanticStore`] (this process, or Redis shared
 //! by every process). The pipeline's use of it is `pipeline/semantic.rs`.
 
+mod binary;
 pub mod index;
 
 use std::collections::VecDeque;
