@@ -595,6 +595,11 @@ export declare class NativeSemanticCache {
    */
   addVector(scope: string, vector: Float32Array): number
   /**
+   * Returns once no scope's graph is being built (graphs are built on a thread of their
+   * own): what `bench/semantic-cache.mjs` waits for before it measures lookups.
+   */
+  waitForIndex(): void
+  /**
    * The closest entry of `scope` to `vector` and its cosine similarity, whatever the
    * threshold; null when the scope is empty.
    */

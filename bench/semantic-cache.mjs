@@ -123,6 +123,7 @@ if (SECTIONS.has('index')) results.push(
       const cache = new native.NativeSemanticCache({ embeddingModel: 'bench/none', maxEntries: N });
       const ids = new Map();
       vectors.forEach((v, i) => ids.set(cache.addVector('bench', v), i));
+      cache.waitForIndex(); // the graph is built on a thread of its own
       return { cache, ids };
     },
     ({ cache, ids }, q) => ids.get(cache.nearest('bench', q)?.entry),
@@ -153,6 +154,7 @@ if (SECTIONS.has('size')) {
   for (const size of sizes.filter((n) => n <= N)) {
     const scope = `size-${size}`;
     for (let i = 0; i < size; i++) cache.addVector(scope, vectors[i]);
+    cache.waitForIndex(); // a scope past GRAPH_FROM is searched through its graph once built
     const sets = {
       paraphrase: Array.from({ length: 200 }, () => paraphraseOf(vectors[Math.floor(random() * size)], 0.93 + 0.06 * random())),
       fresh: Array.from({ length: 200 }, member),

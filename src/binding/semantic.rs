@@ -199,6 +199,13 @@ impl NativeSemanticCache {
     Ok(entry as f64)
   }
 
+  /// Returns once no scope's graph is being built (graphs are built on a thread of their
+  /// own): what `bench/semantic-cache.mjs` waits for before it measures lookups.
+  #[napi]
+  pub fn wait_for_index(&self) {
+    self.inner.index().wait_for_graphs();
+  }
+
   /// The closest entry of `scope` to `vector` and its cosine similarity, whatever the
   /// threshold; null when the scope is empty.
   #[napi]

@@ -369,6 +369,32 @@ impl ScopeIndex {
 
 /// Adds a slot's vector, doubling the graph's capacity when it is full (usearch needs room
 /// reserved before an add).
+/// Builds a scope's graph on a thread of its own. It takes tens of seconds of CPU at
+/// [`GRAPH_FROM`] entries: on the call that crossed the threshold it would hold that caller,
+/// and the runtime's worker under it (every other call of an in-process gateway), for as long.
+/// No lock is held meanwhile; lookups and inserts go on, answered by scans of the codes, and
+/// the graph takes in what changed when it is adopted.
+fn build_graph_apart(scope_index: Arc<RwLock<ScopeIndex>>, snapshot: GraphSnapshot) {
+  let adopting = scope_index.clone();
+  let spawned = std::thread::Builder::new()
+    .name("ferrogate-graph".to_string())
+    .spawn(move || {
+      let graph = snapshot.build();
+      adopting
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .adopt_graph(graph, &snapshot.members);
+    });
+  if spawned.is_err() {
+    // No thread to build on: the scope stays a scan (slower, never wrong) and the next
+    // insert tries again.
+    scope_index
+      .write()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .adopt_graph(None, &[]);
+  }
+}
+
 fn graph_add(graph: &Index, slot: usize, vector: &[f32]) -> bool {
   if graph.size() >= graph.capacity() && graph.reserve(graph.capacity().max(64) * 2).is_err() {
     return false;
@@ -439,13 +465,7 @@ impl VectorIndex {
     let graph_build = index.take_graph_build();
     drop(index);
     if let Some(snapshot) = graph_build {
-      // Seconds for a few thousand entries: built with no lock held, so lookups and inserts
-      // go on meanwhile, answered by the full scan.
-      let graph = snapshot.build();
-      scope_index
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .adopt_graph(graph, &snapshot.members);
+      build_graph_apart(scope_index, snapshot);
     }
     self.entries.fetch_add(1, Ordering::Relaxed);
     let mut order = self
@@ -534,6 +554,22 @@ impl VectorIndex {
       .write()
       .unwrap_or_else(|poisoned| poisoned.into_inner())
       .remove(&entry)
+  }
+
+  /// Blocks until no scope's graph is being built (benches and tests, which measure or check
+  /// the graph right after filling a scope).
+  pub fn wait_for_graphs(&self) {
+    let building = || {
+      self.read_scopes().values().any(|index| {
+        index
+          .read()
+          .unwrap_or_else(|poisoned| poisoned.into_inner())
+          .building_graph
+      })
+    };
+    while building() {
+      std::thread::sleep(std::time::Duration::from_millis(5));
+    }
   }
 
   #[cfg(test)]
@@ -628,6 +664,7 @@ mod tests {
     for (i, vector) in vectors.iter().enumerate() {
       index.insert([3; 32], i as u64, vector, None);
     }
+    index.wait_for_graphs();
     let mut found = 0;
     for (i, vector) in vectors.iter().enumerate().step_by(37) {
       let query = at_cosine(vector, 0.98, i as u64);
@@ -666,6 +703,8 @@ mod tests {
     }
     let survivor = unit(7, dims);
     index.insert([4; 32], 99_999, &survivor, None);
+    index.wait_for_graphs();
+    assert!(index.searches_a_graph(&[4; 32]));
     let query = unit(200, dims);
     assert_ne!(
       index.nearest(&[4; 32], &query, 0).map(|n| n.entry),
