@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use super::forward::{forward, forward_tool_calls, forward_whole, send, EventSink, Progress};
-use super::http::is_tls_failure;
+use super::http::{is_tls_failure, Lease};
 use super::native::{native_attempt, NativeCall};
 use super::providers::{Backend, Provider};
 use super::route::CallTargets;
@@ -187,7 +187,7 @@ pub(crate) async fn attempt_once(
 
 async fn http_attempt(
   name: &str,
-  http: &reqwest::Client,
+  http: &Lease,
   adapter: &dyn Adapter,
   req: &ChatRequest,
   sink: &EventSink,
@@ -242,7 +242,7 @@ async fn http_attempt(
 /// token) is sent again at once, within the same attempt.
 pub(crate) async fn send_call(
   provider: &str,
-  http: &reqwest::Client,
+  http: &Lease,
   adapter: &dyn Adapter,
   call: &HttpCall,
   stream: bool,
@@ -294,6 +294,7 @@ pub(crate) async fn send_call(
       .send()
       .await
       .map_err(|e| transport_error(&provider_at(provider, &call.url), &e))?;
+    http.answered_over(response.version());
     let status = response.status().as_u16();
     if (300..400).contains(&status) {
       return Err(redirect_refused(vendor, status, response.headers()));
@@ -328,7 +329,7 @@ const MAX_CREDENTIAL_RESENDS: u32 = 64;
 /// one after another, their vectors joined in input order and their usage summed.
 async fn embed_attempt(
   provider: &str,
-  http: &reqwest::Client,
+  http: &Lease,
   adapter: &dyn Adapter,
   req: &ChatRequest,
   dimensions: Option<u32>,

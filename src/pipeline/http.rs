@@ -5,7 +5,7 @@
 //! `api-key` to whatever host a 307 names.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -85,7 +85,9 @@ fn is_rustls_error(error: &(dyn std::error::Error + 'static)) -> bool {
 /// earlier ones end (hyperium/hyper#2197: by design, RFC 9113 9.1): a call would wait for
 /// another call's whole answer before its request is even sent. 100 is the least a server
 /// should allow (RFC 9113 6.5.2) and what hyper assumes before the server's SETTINGS arrive.
-/// Over HTTP/1.1 a lane changes nothing but which pool a connection idles in.
+/// Lanes are opened only once the provider's origin has answered over HTTP/2: over HTTP/1.1
+/// every call has a connection of its own anyway, and more clients would only split the pool
+/// and add a client's memory (its TLS roots, 120 KB) per hundred calls.
 pub(crate) const CALLS_PER_LANE: usize = 100;
 
 /// A provider's HTTP clients: the first made at once, more as calls in flight need them
@@ -95,6 +97,8 @@ pub(crate) struct Lanes(Arc<LanesInner>);
 
 struct LanesInner {
   roots: Vec<Certificate>,
+  /// An answer came over HTTP/2: calls past a lane's share get a lane of their own.
+  multiplexed: Arc<AtomicBool>,
   first: Lane,
   /// Lanes are kept once made: one with no call holds only its client (its idle
   /// connections close after `pool_idle_timeout`), and a burst that needed it may come back.
@@ -119,11 +123,12 @@ impl Lane {
     self.in_flight.load(Ordering::Relaxed)
   }
 
-  fn lease(&self) -> Lease {
+  fn lease(&self, multiplexed: &Arc<AtomicBool>) -> Lease {
     self.in_flight.fetch_add(1, Ordering::Relaxed);
     Lease {
       client: self.client.clone(),
       in_flight: self.in_flight.clone(),
+      multiplexed: multiplexed.clone(),
     }
   }
 }
@@ -133,6 +138,16 @@ impl Lane {
 pub(crate) struct Lease {
   client: reqwest::Client,
   in_flight: Arc<AtomicUsize>,
+  multiplexed: Arc<AtomicBool>,
+}
+
+impl Lease {
+  /// Told the protocol of each answer: the first over HTTP/2 opens further lanes.
+  pub fn answered_over(&self, version: reqwest::Version) {
+    if version == reqwest::Version::HTTP_2 && !self.multiplexed.load(Ordering::Relaxed) {
+      self.multiplexed.store(true, Ordering::Relaxed);
+    }
+  }
 }
 
 impl Deref for Lease {
@@ -153,6 +168,7 @@ impl Lanes {
     let first = Lane::new(client(&roots)?);
     Ok(Lanes(Arc::new(LanesInner {
       roots,
+      multiplexed: Arc::new(AtomicBool::new(false)),
       first,
       more: Mutex::new(Vec::new()),
     })))
@@ -161,13 +177,14 @@ impl Lanes {
   /// The first lane with room for one more call; a new lane when none has.
   pub fn lease(&self) -> Lease {
     let inner = &*self.0;
-    if inner.first.load() < CALLS_PER_LANE {
-      return inner.first.lease();
+    let multiplexed = &inner.multiplexed;
+    if inner.first.load() < CALLS_PER_LANE || !multiplexed.load(Ordering::Relaxed) {
+      return inner.first.lease(multiplexed);
     }
     {
       let more = inner.more.lock().unwrap_or_else(PoisonError::into_inner);
       if let Some(lane) = more.iter().find(|lane| lane.load() < CALLS_PER_LANE) {
-        return lane.lease();
+        return lane.lease(multiplexed);
       }
     }
     // Made outside the lock: a client reads the system's roots. Two calls racing here
@@ -175,7 +192,7 @@ impl Lanes {
     match client(&inner.roots) {
       Ok(client) => {
         let lane = Lane::new(client);
-        let lease = lane.lease();
+        let lease = lane.lease(multiplexed);
         inner
           .more
           .lock()
@@ -196,7 +213,7 @@ impl Lanes {
               least
             }
           })
-          .lease()
+          .lease(multiplexed)
       }
     }
   }
@@ -259,6 +276,8 @@ mod tests {
       .send()
       .await
       .expect("response");
+    // What `send_call` tells the lease of every answer.
+    lease.answered_over(response.version());
     response
       .chunk()
       .await
@@ -314,9 +333,22 @@ mod tests {
   fn a_lease_counts_against_its_lane_until_dropped() {
     let lanes = Lanes::new(Vec::new()).expect("lanes");
     let first: Vec<_> = (0..CALLS_PER_LANE).map(|_| lanes.lease()).collect();
+    first[0].answered_over(reqwest::Version::HTTP_11);
     assert_eq!(lanes.count(), 1);
+    let over_http1 = lanes.lease();
+    assert_eq!(
+      lanes.count(),
+      1,
+      "HTTP/1.1 answers only: one lane takes every call"
+    );
+    drop(over_http1);
+    first[0].answered_over(reqwest::Version::HTTP_2);
     let second = lanes.lease();
-    assert_eq!(lanes.count(), 2);
+    assert_eq!(
+      lanes.count(),
+      2,
+      "past a full lane, once HTTP/2 has answered"
+    );
     drop(first);
     drop(second);
     // Room again on the first lane: no third is made.

@@ -164,7 +164,7 @@ impl Utf8Chunks {
 /// One attempt that relays the client's own request and the vendor's own answer.
 pub(crate) async fn native_attempt(
   provider: &str,
-  http: &reqwest::Client,
+  http: &super::http::Lease,
   adapter: &dyn Adapter,
   native: &NativeCall,
   req: &ChatRequest,

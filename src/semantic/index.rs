@@ -34,14 +34,14 @@ use super::binary;
 pub type ScopeKey = [u8; 32];
 
 /// Live entries from which a scope is searched through a graph rather than by a scan of codes.
-/// Below it the scan is faster than the graph's search (`bench/semantic-cache.mjs`: at 65,535
-/// entries the scan's p50 is less than half the graph's), and a miss stores its answer without
-/// the graph's 0.4 ms insert. The graph keeps a lookup's time flat beyond, where the scan's
-/// grows by about 4 µs a thousand entries; at 100,000 it keeps the bench's p99 under 1 ms.
-/// Reaching it builds the scope's graph once, on the inserting caller, with no lock held:
-/// about 0.37 ms an entry, so some 25 s of CPU for 65,536 entries of 384 dims.
+/// Below it the scan is faster than the graph's search, and a miss stores its answer without
+/// the graph's 0.4 ms insert. Measured on a quiet machine (`bench/semantic-cache.mjs`): the scan
+/// 358 / 431 µs p50 / p99 at 65,535 entries, growing by about 5.5 µs a thousand; the graph
+/// 696 / 1,392 µs at 100,000. The scan stays ahead to about twice that, and the graph keeps a
+/// lookup's time nearly flat beyond. Reaching it builds the scope's graph once, on a thread of
+/// its own with no lock held: about 0.37 ms an entry, so some 50 s of CPU at 384 dims.
 #[cfg(not(test))]
-pub const GRAPH_FROM: usize = 65_536;
+pub const GRAPH_FROM: usize = 131_072;
 /// Small in unit tests, so the graph's paths run in a debug build in seconds.
 #[cfg(test)]
 pub const GRAPH_FROM: usize = 512;
@@ -61,9 +61,10 @@ const GRAPH_CANDIDATES: usize = 8;
 const EXACT_UP_TO: usize = 128;
 /// Candidates the scan of codes keeps for the exact dot product to rank. On the bench's
 /// vectors one finds the nearest of every paraphrase; a question never asked (whose nearest is
-/// barely nearer than its neighbours) needs about 64 for recall@1 ≥ 0.97 up to 65,536 entries
-/// (32: 0.90–0.96). Re-ranking 64 costs a few microseconds.
-const CODE_CANDIDATES: usize = 64;
+/// barely nearer than its neighbours) needs about 64 for recall@1 ≥ 0.95 up to 65,536 entries
+/// (32: 0.90–0.96), and more as the scope grows; 128 keep a margin up to [`GRAPH_FROM`].
+/// Re-ranking 128 costs about 6 µs.
+const CODE_CANDIDATES: usize = 128;
 
 /// Eight running sums, so the compiler vectorises the loop.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
