@@ -15,11 +15,26 @@ use crate::error::{GatewayError, Result};
 
 /// A client trusting the default roots plus `extra_roots`.
 pub(crate) fn client(extra_roots: &[Certificate]) -> Result<reqwest::Client> {
+  build_client(extra_roots, false)
+}
+
+/// `client`, speaking HTTP/2 only: for a lane of an origin known to answer over HTTP/2.
+/// Before a connection's handshake hyper-util cannot know it will be HTTP/2, so a burst of
+/// calls on a new client opens a connection per call; told in advance, it opens one and the
+/// burst waits for it.
+fn multiplexed_client(extra_roots: &[Certificate]) -> Result<reqwest::Client> {
+  build_client(extra_roots, true)
+}
+
+fn build_client(extra_roots: &[Certificate], http2_only: bool) -> Result<reqwest::Client> {
   let mut builder = reqwest::Client::builder()
     .redirect(reqwest::redirect::Policy::none())
     .tcp_nodelay(true)
     .pool_idle_timeout(Duration::from_secs(90))
     .connect_timeout(Duration::from_secs(10));
+  if http2_only {
+    builder = builder.http2_prior_knowledge();
+  }
   for root in extra_roots {
     builder = builder.add_root_certificate(root.clone());
   }
@@ -188,8 +203,9 @@ impl Lanes {
       }
     }
     // Made outside the lock: a client reads the system's roots. Two calls racing here
-    // may both make one; both are kept and filled.
-    match client(&inner.roots) {
+    // may both make one; both are kept and filled. Only an origin that answered over HTTP/2
+    // gets here, so the new lane speaks nothing else.
+    match multiplexed_client(&inner.roots) {
       Ok(client) => {
         let lane = Lane::new(client);
         let lease = lane.lease(multiplexed);
@@ -230,33 +246,26 @@ impl Lanes {
   }
 }
 
-/// Hands each provider its lanes: one set shared by every provider, or a provider's own when
-/// it trusts a CA of its own (reqwest's roots are per client).
+/// Hands each provider lanes of its own: whether its origin speaks HTTP/2 is learnt per
+/// provider (a local HTTP/1.1 server must never get a lane that speaks only HTTP/2), and a
+/// provider with a `caCertPath` trusts a CA of its own (reqwest's roots are per client).
 pub(crate) struct Clients {
   node_roots: Vec<Certificate>,
-  shared: Option<Lanes>,
 }
 
 impl Clients {
   pub fn new() -> Self {
     Clients {
       node_roots: node_extra_ca_certs(),
-      shared: None,
     }
   }
 
   pub fn for_provider(&mut self, provider: &str, ca_cert_path: Option<&str>) -> Result<Lanes> {
+    let mut roots = self.node_roots.clone();
     if let Some(path) = ca_cert_path {
-      let mut roots = self.node_roots.clone();
       roots.extend(ca_cert_file(provider, path)?);
-      return Lanes::new(roots);
     }
-    if let Some(shared) = &self.shared {
-      return Ok(shared.clone());
-    }
-    let shared = Lanes::new(self.node_roots.clone())?;
-    self.shared = Some(shared.clone());
-    Ok(shared)
+    Lanes::new(roots)
   }
 }
 
