@@ -458,7 +458,7 @@ impl CanonicalHasher {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
   use super::*;
   use crate::types::{ToolCall, ToolDefinition};
   use serde_json::json;
@@ -596,7 +596,8 @@ mod tests {
     assert_ne!(key_for(MODEL, &split), key_for(MODEL, &other));
   }
 
-  fn answer(content: &str) -> Arc<ChatResponse> {
+  /// A stored answer whose content is `content` (the memory store's tests use it too).
+  pub(crate) fn answer(content: &str) -> Arc<ChatResponse> {
     Arc::new(ChatResponse {
       id: "r".into(),
       provider: "openai".into(),

@@ -70,13 +70,18 @@ impl Entries {
   }
 
   fn drop_expired(&mut self, now: Instant) {
+    self.retain(|_, entry| !entry.expired(now));
+  }
+
+  /// Keeps the entries `keep` accepts, the byte count following.
+  fn retain(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
     let mut freed = 0;
-    self.map.retain(|_, entry| {
-      let keep = !entry.expired(now);
-      if !keep {
+    self.map.retain(|key, entry| {
+      let kept = keep(key, entry);
+      if !kept {
         freed += entry.bytes;
       }
-      keep
+      kept
     });
     self.bytes -= freed;
   }
@@ -215,15 +220,7 @@ impl CacheStore for MemoryCacheStore {
       *entries = Entries::default();
     } else {
       // Only this namespace: several caches (namespaces) may share one store.
-      let mut freed = 0;
-      entries.map.retain(|key, entry| {
-        let keep = !key.starts_with(prefix);
-        if !keep {
-          freed += entry.bytes;
-        }
-        keep
-      });
-      entries.bytes -= freed;
+      entries.retain(|key, _| !key.starts_with(prefix));
     }
     future::ready(Ok(())).boxed()
   }
@@ -243,27 +240,7 @@ impl CacheStore for MemoryCacheStore {
 #[cfg(test)]
 mod tests {
   use super::*;
-
-  fn answer(content: &str) -> Arc<ChatResponse> {
-    Arc::new(ChatResponse {
-      id: "r".into(),
-      provider: "openai".into(),
-      model: "m".into(),
-      content: content.into(),
-      refusal: None,
-      tool_calls: Vec::new(),
-      finish_reason: crate::types::FinishReason::Stop,
-      usage: crate::types::Usage::new(1, 1),
-      cost_usd: 0.0,
-      cached: false,
-      latency_ms: 1.0,
-      ttft_ms: None,
-      attempts: 1,
-      request_id: "fg".into(),
-      embeddings: None,
-      cache_similarity: None,
-    })
-  }
+  use crate::cache::tests::answer;
 
   fn store(max_entries: Option<u64>, max_bytes: Option<u64>) -> MemoryCacheStore {
     MemoryCacheStore::new(MemoryCacheLimits {
