@@ -24,11 +24,10 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
-import { BENCH_DIR, REPO_DIR, sleep, freePort, requireFerrogate, loadOpenAI, fmt } from './lib.mjs';
+import { BENCH_DIR, REPO_DIR, sleep, freePort, loadOpenAI, gatewayWithStages, fmt } from './lib.mjs';
 
 const env = process.env;
 const CALLS = Number(env.CALLS || 2000);
@@ -115,24 +114,10 @@ async function runClient(client) {
     const check = telemetryCheck();
     once = async () => check();
   } else if (client.startsWith('ferrogate')) {
-    const { Gateway, ResponseCache, RateLimiter, CostTracker } = requireFerrogate();
     const [api, ...suffixes] = client.split('+');
     const stages = new Set(suffixes.flatMap((s) => (s === 'stages' ? ['cache', 'limiter', 'costs'] : TELEMETRY_MODES.includes(s) ? [] : [s])));
     for (const s of stages) if (!['cache', 'limiter', 'costs'].includes(s)) throw new Error(`unknown stage +${s}`);
-    let costs;
-    if (stages.has('costs')) {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-cpu-'));
-      process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
-      costs = new CostTracker({ ledgerPath: path.join(dir, 'ledger.sqlite') });
-      costs.setBudget('anonymous', { usd: 1e9, period: 'day', hard: true });
-    }
-    const gw = new Gateway({
-      providers: { openai: { kind: 'openai', baseUrl: upstream, apiKey: 'bench' } },
-      maxRetries: 0,
-      cache: stages.has('cache') ? new ResponseCache({ maxEntries: 10_000 }) : undefined,
-      rateLimiter: stages.has('limiter') ? new RateLimiter({ requestsPerMinute: 1e9, tokensPerMinute: 1e12 }) : undefined,
-      costs,
-    });
+    const gw = gatewayWithStages(upstream, stages);
     let served = 0;
     // With a cache, every prompt is unique (as in the Express bench's FERROGATE_CACHE=miss).
     const req = stages.has('cache')

@@ -79,6 +79,29 @@ export function requireFerrogate() {
   return createRequire(import.meta.url)(process.env.FERROGATE_MODULE || REPO_DIR);
 }
 
+/**
+ * A gateway on an OpenAI-compatible `upstream` with the stages the CPU benches turn on: `cache` (a
+ * ResponseCache of 10,000 entries), `limiter` (a RateLimiter never reached), `costs` (a CostTracker
+ * with an SQLite ledger in a temp file, removed at exit, and a hard daily budget never reached).
+ */
+export function gatewayWithStages(upstream, stages) {
+  const { Gateway, ResponseCache, RateLimiter, CostTracker } = requireFerrogate();
+  let costs;
+  if (stages.has('costs')) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-stages-'));
+    process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    costs = new CostTracker({ ledgerPath: path.join(dir, 'ledger.sqlite') });
+    costs.setBudget('anonymous', { usd: 1e9, period: 'day', hard: true });
+  }
+  return new Gateway({
+    providers: { openai: { kind: 'openai', baseUrl: upstream, apiKey: 'bench' } },
+    maxRetries: 0,
+    cache: stages.has('cache') ? new ResponseCache({ maxEntries: 10_000 }) : undefined,
+    rateLimiter: stages.has('limiter') ? new RateLimiter({ requestsPerMinute: 1e9, tokensPerMinute: 1e12 }) : undefined,
+    costs,
+  });
+}
+
 export function loadOpenAI() {
   const mod = requireDep('openai');
   return mod.OpenAI || mod.default || mod;

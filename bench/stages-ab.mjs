@@ -13,36 +13,15 @@
 //   costs    a CostTracker with an SQLite ledger in a temp file and a hard daily budget never reached;
 //   stages   all three.
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { requireFerrogate, startMockUpstream, fmt } from './lib.mjs';
+import { gatewayWithStages, startMockUpstream, fmt } from './lib.mjs';
 
 const env = process.env;
 const BATCH = Number(env.BATCH || 2000);
 const PAIRS = Number(env.PAIRS || 20);
 const CONC = Number(env.CONC || 32);
 const VARIANTS = process.argv.slice(2).length ? process.argv.slice(2) : ['cache', 'limiter', 'costs', 'stages'];
-const { Gateway, ResponseCache, RateLimiter, CostTracker } = requireFerrogate();
-
 const mock = await startMockUpstream();
 const upstream = `http://127.0.0.1:${mock.port}/v1`;
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-stages-ab-'));
-process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
-
-function gateway(stages) {
-  let costs;
-  if (stages.has('costs')) {
-    costs = new CostTracker({ ledgerPath: path.join(dir, `ledger-${Math.random().toString(36).slice(2)}.sqlite`) });
-    costs.setBudget('anonymous', { usd: 1e9, period: 'day', hard: true });
-  }
-  return new Gateway({
-    providers: { openai: { kind: 'openai', baseUrl: upstream, apiKey: 'bench' } },
-    maxRetries: 0,
-    cache: stages.has('cache') ? new ResponseCache({ maxEntries: 10_000 }) : undefined,
-    rateLimiter: stages.has('limiter') ? new RateLimiter({ requestsPerMinute: 1e9, tokensPerMinute: 1e12 }) : undefined,
-    costs,
-  });
-}
 
 let served = 0;
 // Both sides send unique prompts, so the plain side pays for the same string building.
@@ -63,8 +42,8 @@ console.log('| stages on | plain µs/call | with stages µs/call | added (median
 console.log('|---|---:|---:|---:|---:|');
 for (const variant of VARIANTS) {
   const stages = new Set(variant === 'stages' ? ['cache', 'limiter', 'costs'] : [variant]);
-  const plain = gateway(new Set());
-  const staged = gateway(stages);
+  const plain = gatewayWithStages(upstream, new Set());
+  const staged = gatewayWithStages(upstream, stages);
   for (let i = 0; i < 2; i++) { await batch(plain); await batch(staged); } // warm-up: JIT, connections, the ledger file
   const a = [];
   const b = [];

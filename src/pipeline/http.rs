@@ -120,29 +120,31 @@ struct LanesInner {
   more: Mutex<Vec<Lane>>,
 }
 
-#[derive(Clone)]
-struct Lane {
+/// One client and the calls it carries now; shared by the lanes' list and every lease of it.
+struct LaneState {
   client: reqwest::Client,
-  in_flight: Arc<AtomicUsize>,
+  in_flight: AtomicUsize,
 }
+
+#[derive(Clone)]
+struct Lane(Arc<LaneState>);
 
 impl Lane {
   fn new(client: reqwest::Client) -> Self {
-    Lane {
+    Lane(Arc::new(LaneState {
       client,
-      in_flight: Arc::new(AtomicUsize::new(0)),
-    }
+      in_flight: AtomicUsize::new(0),
+    }))
   }
 
   fn load(&self) -> usize {
-    self.in_flight.load(Ordering::Relaxed)
+    self.0.in_flight.load(Ordering::Relaxed)
   }
 
   fn lease(&self, multiplexed: &Arc<AtomicBool>) -> Lease {
-    self.in_flight.fetch_add(1, Ordering::Relaxed);
+    self.0.in_flight.fetch_add(1, Ordering::Relaxed);
     Lease {
-      client: self.client.clone(),
-      in_flight: self.in_flight.clone(),
+      lane: self.0.clone(),
       multiplexed: multiplexed.clone(),
     }
   }
@@ -151,8 +153,7 @@ impl Lane {
 /// A lane's client for one call: it counts against the lane until dropped, so it is held
 /// for as long as the answer is read.
 pub(crate) struct Lease {
-  client: reqwest::Client,
-  in_flight: Arc<AtomicUsize>,
+  lane: Arc<LaneState>,
   multiplexed: Arc<AtomicBool>,
 }
 
@@ -168,13 +169,13 @@ impl Lease {
 impl Deref for Lease {
   type Target = reqwest::Client;
   fn deref(&self) -> &reqwest::Client {
-    &self.client
+    &self.lane.client
   }
 }
 
 impl Drop for Lease {
   fn drop(&mut self) {
-    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    self.lane.in_flight.fetch_sub(1, Ordering::Relaxed);
   }
 }
 

@@ -44,7 +44,7 @@ pub fn closest(
     // SAFETY: the CPU has the instruction `closest_popcnt` is compiled to use.
     return unsafe { closest_popcnt(codes, words, query, k, usable) };
   }
-  closest_portable(codes, words, query, k, usable)
+  scan(codes, words, query, k, usable)
 }
 
 /// The default x86-64 target predates `popcnt`: without it `count_ones` is a dozen shifts and
@@ -59,16 +59,6 @@ fn has_popcnt() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
 fn closest_popcnt(
-  codes: &[u64],
-  words: usize,
-  query: &[u64],
-  k: usize,
-  usable: impl FnMut(usize) -> bool,
-) -> Vec<usize> {
-  scan(codes, words, query, k, usable)
-}
-
-fn closest_portable(
   codes: &[u64],
   words: usize,
   query: &[u64],
@@ -200,7 +190,7 @@ mod tests {
     for words in [1, 6, 12] {
       let codes = random_codes(words as u64, 2_000, words);
       let query = random_codes(99, 1, words);
-      let mut portable = closest_portable(&codes, words, &query, 16, |slot| slot % 5 != 1);
+      let mut portable = scan(&codes, words, &query, 16, |slot| slot % 5 != 1);
       let mut dispatched = closest(&codes, words, &query, 16, |slot| slot % 5 != 1);
       portable.sort_unstable();
       dispatched.sort_unstable();
