@@ -158,6 +158,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const STREAM_CHANNEL: usize = 256;
 /// Most events encoded into one batch of bytes (each stays its own SSE event).
 const MAX_BATCH: usize = 64;
+/// Yields a batch waits, with nothing new, for the rest of a burst (`next_of_burst`).
+const BURST_YIELDS: usize = 2;
 
 /// One client protocol as the driver sees it: what to call to parse a request and to shape
 /// an error (which provider kinds speak it natively is `Kind::speaks_natively`).
@@ -419,16 +421,10 @@ impl StreamReply {
       while !self.finished && count < MAX_BATCH {
         let item = match self.receiver.try_recv() {
           Ok(item) => item,
-          Err(_) => {
-            // Nothing queued, yet the upstream may be mid-burst: its bytes already read and
-            // being decoded by tasks of this worker. A yielded task resumes once the worker
-            // has nothing else to run, so the burst's events join this batch.
-            tokio::task::yield_now().await;
-            match self.receiver.try_recv() {
-              Ok(item) => item,
-              Err(_) => break,
-            }
-          }
+          Err(_) => match self.next_of_burst().await {
+            Some(item) => item,
+            None => break,
+          },
         };
         self.encode(item, &mut out);
         count += 1;
@@ -447,6 +443,22 @@ impl StreamReply {
         return Some(out);
       }
     }
+  }
+
+  /// Nothing queued, yet the upstream may be mid-burst: its bytes already read and being
+  /// decoded by tasks of this worker. A yielded task resumes once the worker has run what
+  /// was ready, so the burst's events join this batch and go out in one write.
+  /// One yield is not enough: hyper's client hands its reader one chunk per poll, and the
+  /// first resume came before the next chunk was through (`bench/serve-counts.mjs`: a
+  /// 20-chunk stream read in one recv went out in 25 writes; with two yields, in 2).
+  async fn next_of_burst(&mut self) -> Option<crate::pipeline::StreamItem> {
+    for _ in 0..BURST_YIELDS {
+      tokio::task::yield_now().await;
+      if let Ok(item) = self.receiver.try_recv() {
+        return Some(item);
+      }
+    }
+    None
   }
 
   fn encode(&mut self, item: crate::pipeline::StreamItem, out: &mut Vec<u8>) {
