@@ -595,8 +595,8 @@ export declare class NativeSemanticCache {
    */
   addVector(scope: string, vector: Float32Array): number
   /**
-   * Returns once no scope's graph is being built (graphs are built on a thread of their
-   * own): what `bench/semantic-cache.mjs` waits for before it measures lookups.
+   * Returns once no scope's partitions are being learnt (they are learnt on a thread of
+   * their own): what `bench/semantic-cache.mjs` waits for before it measures lookups.
    */
   waitForIndex(): void
   /**

@@ -199,11 +199,11 @@ impl NativeSemanticCache {
     Ok(entry as f64)
   }
 
-  /// Returns once no scope's graph is being built (graphs are built on a thread of their
-  /// own): what `bench/semantic-cache.mjs` waits for before it measures lookups.
+  /// Returns once no scope's partitions are being learnt (they are learnt on a thread of
+  /// their own): what `bench/semantic-cache.mjs` waits for before it measures lookups.
   #[napi]
   pub fn wait_for_index(&self) {
-    self.inner.index().wait_for_graphs();
+    self.inner.index().wait_for_builds();
   }
 
   /// The closest entry of `scope` to `vector` and its cosine similarity, whatever the

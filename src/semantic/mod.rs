@@ -8,6 +8,7 @@
 
 mod binary;
 pub mod index;
+mod partitions;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
