@@ -14,6 +14,21 @@ export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_DIR = path.dirname(BENCH_DIR);
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Resolves once something answers GET /health on 127.0.0.1:`port` (10 s at most). */
+export async function waitUp(port) {
+  for (let i = 0; i < 100; i++) {
+    try { await fetch(`http://127.0.0.1:${port}/health`); return; } catch { await sleep(100); }
+  }
+  throw new Error(`nothing listening on ${port}`);
+}
+
+/** The child processes of a bench, killed when it exits however it ends. */
+export function childrenKilledOnExit() {
+  const children = [];
+  process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch {} } });
+  return children;
+}
+
 // express / openai are devDependencies of the repo. When they are not installed there, the
 // bench also looks in $BENCH_NODE_DIR and in the shared peers cache ($PEERS_NODE_DIR, or
 // $PEERS_CACHE/node, which /work/shared/bench/peers/run.sh exports).

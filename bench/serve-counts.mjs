@@ -10,21 +10,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
-import { BENCH_DIR, REPO_DIR, sleep, freePort } from './lib.mjs';
+import { BENCH_DIR, REPO_DIR, sleep, freePort, waitUp, childrenKilledOnExit } from './lib.mjs';
 
 const env = process.env;
 const N = Number(env.N || 2000);
 const KIND = env.KIND || 'chat';
 const CHUNKS = Number(env.CHUNKS || 20);
-const children = [];
-process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch {} } });
-
-async function waitUp(port) {
-  for (let i = 0; i < 100; i++) {
-    try { await fetch(`http://127.0.0.1:${port}/health`); return; } catch { await sleep(100); }
-  }
-  throw new Error(`nothing listening on ${port}`);
-}
+const children = childrenKilledOnExit();
 
 const mockPort = await freePort();
 children.push(spawn(process.execPath, [path.join(BENCH_DIR, 'mock-upstream.mjs')], { stdio: 'ignore', env: { ...env, PORT: String(mockPort), MOCK_CHUNKS: String(CHUNKS) } }));
