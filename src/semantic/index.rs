@@ -320,7 +320,10 @@ impl ScopeIndex {
   /// what was read, and the rest (stored meanwhile) by their nearest centroid now.
   fn adopt_partitions(&mut self, centroids: Option<Centroids>, filed: &[(usize, u64, usize)]) {
     self.partitioning = false;
-    let Some(centroids) = centroids else { return };
+    // No centroids when the scope was emptied while they were learnt: it stays a scan.
+    let Some(centroids) = centroids.filter(|centroids| centroids.len() > 0) else {
+      return;
+    };
     let mut partitions = Partitions::new(centroids, self.words, self.live);
     let mut placed = vec![false; self.slots.len()];
     for &(slot, stored, partition) in filed {
@@ -864,6 +867,16 @@ mod tests {
       assert!(found.is_some_and(|n| (n.similarity - 1.0).abs() < 1e-5));
     }
     assert_ne!(scope.nearest(&unit(6, dims), 0).map(|n| n.entry), Some(5));
+  }
+
+  #[test]
+  fn a_scope_emptied_while_its_centroids_were_learnt_stays_a_scan() {
+    let dims = 8;
+    let mut scope = ScopeIndex::new(dims);
+    scope.insert(1, &unit(1, dims), None);
+    scope.adopt_partitions(Some(Centroids::train(&[], dims, 64)), &[]);
+    assert!(scope.partitions.is_none());
+    assert_eq!(scope.nearest(&unit(1, dims), 0).map(|n| n.entry), Some(1));
   }
 
   #[test]
