@@ -57,8 +57,6 @@ const CODE_CANDIDATES: usize = 128;
 /// bench's vectors 32 find the exact nearest of 99.8% of paraphrases, 64 of all of them, at 25 µs
 /// more a miss (`bench/semantic-cache.mjs`, SECTIONS=size).
 const PARTITION_CANDIDATES: usize = 32;
-/// Candidate vectors asked for ahead of the one being compared.
-const PREFETCHED_VECTORS: usize = 8;
 
 /// Eight running sums, so the compiler vectorises the loop.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -195,40 +193,15 @@ impl ScopeIndex {
 
   /// The slot of `slots` most similar to `query`, by the exact dot product.
   fn best_of(&self, query: &[f32], slots: impl Iterator<Item = usize>) -> Option<Nearest> {
-    let slots: Vec<usize> = slots.collect();
-    // Candidates are scattered over the whole array (1.5 KB a vector at 384 dims): read one
-    // after another, each waits for memory (about 400 ns a vector at 100,000 entries). Asking
-    // for the next few while comparing this one overlaps those waits.
-    for &slot in slots.iter().take(PREFETCHED_VECTORS) {
-      self.prefetch(slot);
-    }
-    let mut best: Option<Nearest> = None;
-    for (i, &slot) in slots.iter().enumerate() {
-      if let Some(&ahead) = slots.get(i + PREFETCHED_VECTORS) {
-        self.prefetch(ahead);
-      }
-      let similarity = dot(query, self.vector(slot));
-      if best.is_none_or(|best| similarity > best.similarity) {
-        best = Some(Nearest {
-          entry: self.slots[slot].entry,
-          similarity,
-        });
-      }
-    }
-    best
-  }
-
-  /// Asks the CPU to bring `slot`'s vector into its cache.
-  fn prefetch(&self, slot: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for line in self.vector(slot).chunks(16) {
-      use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-      // SAFETY: a prefetch is a hint that reads nothing and faults on no address, and SSE,
-      // which it needs, is part of every x86-64 CPU.
-      unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
+    slots
+      .map(|slot| Nearest {
+        entry: self.slots[slot].entry,
+        similarity: dot(query, self.vector(slot)),
+      })
+      .fold(None, |best: Option<Nearest>, this| match best {
+        Some(best) if best.similarity >= this.similarity => Some(best),
+        _ => Some(this),
+      })
   }
 
   fn insert(&mut self, entry: u64, vector: &[f32], expires_at: Option<u64>) {
