@@ -18,7 +18,7 @@
 //! centroids); a removed entry's slot is reused by the next insert, so a scope never needs
 //! rebuilding. Why no graph (HNSW): `usearch`'s, used here before, searched 100,000 × 384
 //! vectors in 0.7 ms p50 and cost 0.4 ms an insert and 50 s of CPU to build; the partitions
-//! answer in about 50 µs and insert in a few (`bench/semantic-cache.mjs`).
+//! answer in about 60 µs and insert in a few (`bench/semantic-cache.mjs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,9 +53,9 @@ const EXACT_UP_TO: usize = 128;
 /// (32: 0.90–0.96); 128 keep a margin up to [`PARTITION_FROM`].
 const CODE_CANDIDATES: usize = 128;
 /// Candidates taken from the partitions a lookup probes. Each costs a read of its vector from
-/// anywhere in the scope's array, about 0.8 µs at 100,000 × 384 when not in a CPU cache: on the
-/// bench's vectors 32 find the exact nearest of 99.8% of paraphrases, 64 of all of them, at 25 µs
-/// more a miss (`bench/semantic-cache.mjs`, SECTIONS=size).
+/// anywhere in the scope's array, about 0.8 µs at 100,000 × 384 when not in a CPU cache. On the
+/// bench's vectors (`bench/semantic-cache.mjs`) 32 find the exact nearest of 97.5–99.8% of
+/// paraphrases at 65,536 to 100,000 entries, 64 of 99–100% at 25 µs more a miss.
 const PARTITION_CANDIDATES: usize = 32;
 
 /// Eight running sums, so the compiler vectorises the loop.
