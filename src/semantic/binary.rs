@@ -13,7 +13,7 @@ pub fn words(dims: usize) -> usize {
 
 /// Writes `vector`'s code into `code` (`words(vector.len())` long); the unused high bits of the
 /// last word stay clear, so they never add to a distance.
-pub fn encode(vector: &[f32], code: &mut [u64]) {
+fn encode(vector: &[f32], code: &mut [u64]) {
   for (word, chunk) in code.iter_mut().zip(vector.chunks(64)) {
     *word = chunk
       .iter()
@@ -149,10 +149,13 @@ fn top_k(
         continue;
       }
       let slot = match run.slots {
-        Some(slots) => slots.get(i).map_or(usize::MAX, |&slot| slot as usize),
         None => i,
+        Some(slots) => match slots.get(i) {
+          Some(&slot) => slot as usize,
+          None => continue,
+        },
       };
-      if slot != usize::MAX && usable(slot) {
+      if usable(slot) {
         best.push((distance, slot));
         if best.len() > k {
           best.pop();

@@ -68,7 +68,6 @@ impl Centroids {
         .min_by(|&a, &b| nearest_seed[a].total_cmp(&nearest_seed[b]))
         .unwrap_or(0);
     }
-    let seed = |i: usize| i.saturating_mul(vectors) / count;
     for round in 0..TRAINING_ROUNDS {
       let mut sums = vec![0f32; count * dims];
       let mut members = vec![0usize; count];
@@ -82,18 +81,15 @@ impl Centroids {
           *sum += x;
         }
       }
-      for (centroid, (sum, members)) in centroids
-        .values
-        .chunks_exact_mut(dims)
-        .zip(sums.chunks_exact(dims).zip(members))
-      {
+      let moved = centroids.values.chunks_exact_mut(dims).enumerate();
+      for ((i, centroid), (sum, members)) in moved.zip(sums.chunks_exact(dims).zip(members)) {
         let norm = dot(sum, sum).sqrt();
         if members > 0 && norm.is_normal() {
           for (value, x) in centroid.iter_mut().zip(sum) {
             *value = x / norm;
           }
         } else {
-          let reseed = (seed(round + 1) + members * 7_919 + 104_729 * (round + 1)) % vectors;
+          let reseed = (i * 7_919 + round * 104_729) % vectors;
           centroid.copy_from_slice(&sample[reseed * dims..(reseed + 1) * dims]);
         }
       }
@@ -108,9 +104,7 @@ impl Centroids {
   /// The centroid most similar to `vector`.
   pub fn nearest(&self, vector: &[f32]) -> usize {
     self
-      .values
-      .chunks_exact(self.dims)
-      .map(|centroid| dot(centroid, vector))
+      .similarities(vector)
       .enumerate()
       .fold((0, f32::NEG_INFINITY), |best, (i, similarity)| {
         if similarity > best.1 {
@@ -122,13 +116,12 @@ impl Centroids {
       .0
   }
 
-  fn similarities(&self, vector: &[f32]) -> Vec<(f32, u32)> {
+  /// Each centroid's similarity to `vector`, in centroid order.
+  fn similarities<'a>(&'a self, vector: &'a [f32]) -> impl Iterator<Item = f32> + 'a {
     self
       .values
       .chunks_exact(self.dims)
-      .enumerate()
-      .map(|(i, centroid)| (dot(centroid, vector), i as u32))
-      .collect()
+      .map(move |centroid| dot(centroid, vector))
   }
 }
 
@@ -223,14 +216,10 @@ impl Partitions {
   /// Up to `k` slots of least Hamming distance to `code` (the code of `query`) among the
   /// members of the partitions nearest to `query`, by the rules of [`MIN_PROBES`] and
   /// [`PROBED_CODES`].
-  pub fn closest(
-    &self,
-    query: &[f32],
-    code: &[u64],
-    k: usize,
-    usable: impl FnMut(usize) -> bool,
-  ) -> Vec<usize> {
-    let mut order = self.centroids.similarities(query);
+  /// Removed slots leave their partitions, so every slot returned is live; the caller checks
+  /// the few returned for expiry rather than the scan every code that would enter.
+  pub fn closest(&self, query: &[f32], code: &[u64], k: usize) -> Vec<usize> {
+    let mut order: Vec<(f32, u32)> = (self.centroids.similarities(query)).zip(0u32..).collect();
     let most_similar_first = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0);
     let ranked = FIRST_PROBES.min(order.len());
     if ranked < order.len() {
@@ -253,7 +242,7 @@ impl Partitions {
         slots: Some(&members.slots),
       });
     }
-    binary::closest_in_runs(&runs, self.words, code, k, usable)
+    binary::closest_in_runs(&runs, self.words, code, k, |_| true)
   }
 }
 
@@ -328,7 +317,7 @@ mod tests {
     partitions.remove(10_000);
     for (slot, vector) in vectors.iter().enumerate() {
       // Every partition is probed at this size, so the nearest code is the vector's own.
-      let found = partitions.closest(vector, &binary::code_of(vector), 1, |_| true);
+      let found = partitions.closest(vector, &binary::code_of(vector), 1);
       if slot % 3 == 0 {
         assert_ne!(found, vec![slot]);
       } else {
